@@ -1,0 +1,247 @@
+"""Read and write Mamba-1 checkpoints.
+
+Three directory formats, told apart by config.json:
+- Hugging Face transformers (`model_type: "mamba"`, e.g. state-spaces/mamba-130m-hf): weights in
+  model.safetensors (optionally sharded with an index) or pytorch_model.bin.
+- mamba_ssm's MambaLMHeadModel (`d_model`, `n_layer`, `ssm_cfg`, ... and no model_type, e.g.
+  state-spaces/mamba-130m): pytorch_model.bin, vocab padded to `pad_vocab_size_multiple`,
+  `backbone.embedding.weight`, tied lm_head.
+- Ours: the HF layout written by `save_model` (safetensors), which transformers also reads.
+Everything becomes one canonical `MambaLM`. Every bad input ends in one `MQDeployError` that says
+what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import MQDeployError
+from .config import MambaConfig
+from .mamba import MambaLM
+from .tokenizer import load_tokenizer
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                   "merges.txt", "tokenizer.model")
+
+
+@dataclass
+class LoadedModel:
+    model: MambaLM
+    config: MambaConfig
+    path: Path
+    source_format: str                  # "hf" or "mamba_ssm"
+    _tokenizer: object = field(default=None, repr=False)
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer, loaded on first use (a mamba_ssm directory has none)."""
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.path, self.config.tokenizer)
+        return self._tokenizer
+
+
+# ---------------------------------------------------------------------------------------- config
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise MQDeployError(f"{path} is not valid JSON ({e}); restore the file from the original checkpoint") from None
+
+
+def _reject_unsupported(raw: dict, where: Path) -> None:
+    model_type = raw.get("model_type")
+    ssm_layer = (raw.get("ssm_cfg") or {}).get("layer", "Mamba1")
+    if model_type == "mamba2" or ssm_layer == "Mamba2":
+        raise MQDeployError(f"{where} is a Mamba-2 checkpoint; this loader reads Mamba-1 models only "
+                            "(Mamba-2 support is planned). Give a Mamba-1 checkpoint such as state-spaces/mamba-130m-hf.")
+    if model_type == "falcon_mamba":
+        raise MQDeployError(f"{where} is a Falcon-Mamba checkpoint, which adds RMS norms of B, C and dt "
+                            "inside the mixer; it is not supported yet.")
+    if model_type not in (None, "mamba"):
+        raise MQDeployError(f"{where} has model_type {model_type!r}, which is not a Mamba model; "
+                            "mq-deploy reads Mamba-1 language models (model_type 'mamba').")
+
+
+def _config_from_mamba_ssm(raw: dict, where: Path) -> MambaConfig:
+    if raw.get("d_intermediate", 0) or raw.get("attn_layer_idx"):
+        raise MQDeployError(f"{where} is a hybrid mamba_ssm model (MLP or attention layers), which is not "
+                            "supported; only pure Mamba-1 stacks are.")
+    if not raw.get("rms_norm", True):
+        raise MQDeployError(f"{where} uses LayerNorm (rms_norm=false); only RMSNorm Mamba models are supported.")
+    ssm = raw.get("ssm_cfg") or {}
+    multiple = raw.get("pad_vocab_size_multiple", 8)
+    vocab = raw.get("vocab_size", 50277)
+    padded = math.ceil(vocab / multiple) * multiple  # as MambaLMHeadModel.__init__ does
+    d_model = raw["d_model"]
+    dt_rank = ssm.get("dt_rank", "auto")
+    return MambaConfig(
+        vocab_size=padded, hidden_size=d_model, num_hidden_layers=raw["n_layer"],
+        state_size=ssm.get("d_state", 16), expand=ssm.get("expand", 2), conv_kernel=ssm.get("d_conv", 4),
+        time_step_rank=0 if dt_rank == "auto" else dt_rank, use_bias=ssm.get("bias", False),
+        use_conv_bias=ssm.get("conv_bias", True), layer_norm_epsilon=raw.get("norm_epsilon", 1e-5),
+        residual_in_fp32=raw.get("residual_in_fp32", True),
+        tie_word_embeddings=raw.get("tie_embeddings", True),
+        extra={"mamba_ssm_vocab_size": vocab})
+
+
+def load_config(path) -> tuple[MambaConfig, str]:
+    """(config, source format) of a checkpoint directory, with the checks on the directory itself."""
+    path = Path(path)
+    if not path.exists():
+        raise MQDeployError(f"model directory {path} does not exist; pass the directory that holds config.json "
+                            "and the weights (for the bundled demo: samples/models/mamba-byte-demo)")
+    if not path.is_dir():
+        raise MQDeployError(f"{path} is a file; pass the model directory that holds config.json and the weights")
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise MQDeployError(f"{path} has no config.json; a Hugging Face or mamba_ssm checkpoint directory has one")
+    raw = _read_json(config_path)
+    _reject_unsupported(raw, path)
+    try:
+        if raw.get("model_type") == "mamba":
+            return MambaConfig.from_hf_dict(raw), "hf"
+        if "d_model" in raw and "n_layer" in raw:
+            return _config_from_mamba_ssm(raw, path), "mamba_ssm"
+    except (TypeError, ValueError) as e:
+        raise MQDeployError(f"{config_path} is not a valid Mamba config: {e}") from None
+    raise MQDeployError(f"{config_path} is neither a Hugging Face Mamba config (model_type 'mamba') nor a "
+                        "mamba_ssm config (d_model, n_layer); cannot tell the architecture")
+
+
+# --------------------------------------------------------------------------------------- weights
+
+def _load_weight_file(file: Path) -> dict[str, torch.Tensor]:
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        return load_file(str(file))
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # a pickle that is not a plain state_dict, or a truncated file
+        raise MQDeployError(f"cannot read {file} as a PyTorch state_dict ({type(e).__name__}: {e})") from None
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    for name in WEIGHT_FILES:
+        file = path / name
+        if not file.is_file():
+            continue
+        if name.endswith(".index.json"):
+            shards = sorted(set(_read_json(file).get("weight_map", {}).values()))
+            missing = [s for s in shards if not (path / s).is_file()]
+            if missing:
+                raise MQDeployError(f"{file} lists shard files that are missing: {', '.join(missing)}")
+            state = {}
+            for shard in shards:
+                state.update(_load_weight_file(path / shard))
+            return state
+        return _load_weight_file(file)
+    raise MQDeployError(f"{path} has no weights: expected one of {', '.join(WEIGHT_FILES)}")
+
+
+def canonical_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map mamba_ssm and bare MambaModel names onto MambaLM's (HF) names."""
+    out = {}
+    for key, value in state.items():
+        if not key.startswith(("backbone.", "lm_head.")):
+            key = "backbone." + key                         # a bare MambaModel state_dict
+        key = key.replace("backbone.embedding.", "backbone.embeddings.")  # mamba_ssm's name
+        out[key] = value
+    return out
+
+
+def _check_tensors(state: dict, model: MambaLM, config: MambaConfig, where: Path) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if config.tie_word_embeddings:
+        expected.pop("lm_head.weight", None)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k}: checkpoint {tuple(state[k].shape)}, config implies {expected[k]}"
+             for k in sorted(set(expected) & set(state)) if tuple(state[k].shape) != expected[k]]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {', '.join(missing[:5])}" + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    if unexpected:
+        problems.append(f"unexpected tensors: {', '.join(unexpected[:5])}" + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""))
+    if wrong:
+        problems.append("shape mismatches: " + "; ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""))
+    if problems:
+        raise MQDeployError(f"{where} does not match its config.json ({' | '.join(problems)}); "
+                            "the weights and config.json must come from the same Mamba-1 checkpoint")
+
+
+def load_model(path, dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """Load a checkpoint directory (HF, mamba_ssm, or ours) as a canonical MambaLM in eval mode."""
+    path = Path(path)
+    config, source_format = load_config(path)
+    state = canonical_keys(read_state_dict(path))
+    head, embedding = state.get("lm_head.weight"), state.get("backbone.embeddings.weight")
+    if config.tie_word_embeddings and head is not None:
+        if embedding is not None and not torch.equal(head, embedding):
+            config.tie_word_embeddings = False   # the file says otherwise: believe the weights
+        else:
+            state.pop("lm_head.weight")
+    with torch.device("meta"):
+        model = MambaLM(config)
+    _check_tensors(state, model, config, path)
+    if config.tie_word_embeddings:
+        state["lm_head.weight"] = state["backbone.embeddings.weight"]
+    model.load_state_dict(state, strict=True, assign=True)
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.backbone.embeddings.weight
+    for name, value in list(model.named_buffers()):
+        if value is not None and value.is_meta:
+            raise MQDeployError(f"internal: buffer {name} was not initialised while loading {path}")
+    return LoadedModel(model.to(dtype).eval(), config, path, source_format)
+
+
+# ------------------------------------------------------------------------------------------ save
+
+def save_model(model: MambaLM, out_dir, copy_tokenizer_from=None) -> Path:
+    """Write `model` as config.json + model.safetensors (HF layout), atomically.
+
+    The directory appears complete or not at all: it is written beside the target and renamed.
+    """
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)         # shared with the embedding, as HF saves it
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (tmp / "config.json").write_text(json.dumps(model.config.to_hf_dict(), indent=2) + "\n", encoding="utf-8")
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if copy_tokenizer_from is not None:
+            for name in TOKENIZER_FILES:
+                if (Path(copy_tokenizer_from) / name).is_file():
+                    shutil.copy2(Path(copy_tokenizer_from) / name, tmp / name)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move `new` to `target`, replacing an existing directory as late as possible."""
+    if target.exists():
+        if not target.is_dir():
+            raise MQDeployError(f"{target} exists and is not a directory; choose another output path")
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)

@@ -1,0 +1,157 @@
+"""The canonical Mamba-1 language model: pure PyTorch, Hugging Face parameter names, token-major.
+
+The same function as transformers' MambaForCausalLM and mamba_ssm's MambaLMHeadModel (tested
+against the former), written so that quantization can work on it without editing it:
+
+- Every place a recipe observes, quantizes or transforms an activation is an `ActivationPoint`
+  module (identity by default) with a stable name, e.g. `backbone.layers.3.mixer.out_proj_input`.
+  Calibration hooks it; quantization swaps it for a fake-quant or rotation module.
+- The gate is y * z * sigmoid(gate_scale * z) with `gate_scale` a buffer (None = plain SiLU), so
+  the S-SiLU smoothing of MambaQuant is a change of weights, not of code.
+- The recurrent state (conv window and SSM state per layer) is explicit: `forward(ids, state)`
+  continues a sequence, which is prefill and decode with one code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..ops import causal_conv1d, selective_scan
+from .config import MambaConfig
+
+# The activation points of one mixer, in data-flow order.
+MIXER_POINTS = ("in_proj_input", "conv_input", "x_proj_input", "dt_proj_input", "scan_x",
+                "scan_delta", "scan_B", "scan_C", "scan_gate", "out_proj_input")
+
+
+class ActivationPoint(nn.Module):
+    """A named place in the data flow; the identity until a recipe replaces it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm as in transformers' MambaRMSNorm: statistics in float32, weight applied after."""
+
+    def __init__(self, hidden_size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x32 = x.to(torch.float32)
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(dtype)
+
+
+@dataclass
+class MambaState:
+    """Recurrent state of the whole model: per layer the conv window [b, d_inner, K-1] and the
+    SSM state [b, d_inner, N] (float32)."""
+
+    conv: list[torch.Tensor]
+    ssm: list[torch.Tensor]
+
+
+class MambaMixer(nn.Module):
+    def __init__(self, config: MambaConfig):
+        super().__init__()
+        d, d_inner, n, rank = (config.hidden_size, config.intermediate_size, config.state_size,
+                               config.time_step_rank)
+        self.d_inner, self.d_state, self.dt_rank = d_inner, n, rank
+        self.in_proj = nn.Linear(d, 2 * d_inner, bias=config.use_bias)
+        self.conv1d = nn.Conv1d(d_inner, d_inner, config.conv_kernel, groups=d_inner,
+                                padding=config.conv_kernel - 1, bias=config.use_conv_bias)
+        self.x_proj = nn.Linear(d_inner, rank + 2 * n, bias=False)
+        self.dt_proj = nn.Linear(rank, d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d_inner, 1))
+        self.D = nn.Parameter(torch.ones(d_inner))
+        self.out_proj = nn.Linear(d_inner, d, bias=config.use_bias)
+        self.register_buffer("gate_scale", None, persistent=False)
+        self.scan_impl = "fused"
+        for name in MIXER_POINTS:
+            setattr(self, name, ActivationPoint())
+
+    def forward(self, hidden: torch.Tensor, conv_state=None, ssm_state=None):
+        """hidden [b, L, d] -> (out [b, L, d], conv_state, ssm_state)."""
+        xz = self.in_proj(self.in_proj_input(hidden))
+        x, z = xz.chunk(2, dim=-1)
+        x, conv_state = causal_conv1d(self.conv_input(x), self.conv1d.weight, self.conv1d.bias, conv_state)
+        x = F.silu(x)
+        dt, B, C = torch.split(self.x_proj(self.x_proj_input(x)), [self.dt_rank, self.d_state, self.d_state],
+                               dim=-1)
+        delta = F.linear(self.dt_proj_input(dt), self.dt_proj.weight)  # the bias is applied in the scan
+        y, ssm_state = selective_scan(
+            self.scan_x(x), self.scan_delta(delta), -torch.exp(self.A_log.float()), self.scan_B(B),
+            self.scan_C(C), D=self.D.float(), delta_bias=self.dt_proj.bias.float(), z=self.scan_gate(z),
+            gate_scale=self.gate_scale, delta_softplus=True, initial_state=ssm_state,
+            return_final_state=True, impl=self.scan_impl)
+        return self.out_proj(self.out_proj_input(y.to(hidden.dtype))), conv_state, ssm_state
+
+
+class MambaBlock(nn.Module):
+    def __init__(self, config: MambaConfig):
+        super().__init__()
+        self.residual_in_fp32 = config.residual_in_fp32
+        self.norm = RMSNorm(config.hidden_size, config.layer_norm_epsilon)
+        self.mixer = MambaMixer(config)
+
+    def forward(self, hidden: torch.Tensor, conv_state=None, ssm_state=None):
+        residual = hidden.to(torch.float32) if self.residual_in_fp32 else hidden
+        out, conv_state, ssm_state = self.mixer(self.norm(hidden.to(self.norm.weight.dtype)),
+                                                conv_state, ssm_state)
+        return residual + out, conv_state, ssm_state
+
+
+class MambaBackbone(nn.Module):
+    def __init__(self, config: MambaConfig):
+        super().__init__()
+        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(MambaBlock(config) for _ in range(config.num_hidden_layers))
+        self.norm_f = RMSNorm(config.hidden_size, config.layer_norm_epsilon)
+
+
+class MambaLM(nn.Module):
+    """Mamba-1 causal LM. `forward(input_ids [b, L]) -> logits [b, L, vocab]` (float32)."""
+
+    def __init__(self, config: MambaConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = MambaBackbone(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head_input = ActivationPoint()
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.backbone.embeddings.weight
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm_head.weight.dtype
+
+    def set_scan_impl(self, impl: str) -> None:
+        for layer in self.backbone.layers:
+            layer.mixer.scan_impl = impl
+
+    def forward(self, input_ids: torch.Tensor, state: MambaState | None = None, return_state: bool = False):
+        """Logits for input_ids, continuing from `state` (None: start of sequence).
+
+        With return_state=True also returns the state after the last token, ready for the next call
+        (a decode step is forward(next_token[:, None], state)).
+        """
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, seqlen], got shape {tuple(input_ids.shape)}")
+        hidden = self.backbone.embeddings(input_ids)
+        new_conv, new_ssm = [], []
+        for i, layer in enumerate(self.backbone.layers):
+            conv, ssm = (state.conv[i], state.ssm[i]) if state is not None else (None, None)
+            hidden, conv, ssm = layer(hidden, conv, ssm)
+            new_conv.append(conv)
+            new_ssm.append(ssm)
+        hidden = self.backbone.norm_f(hidden.to(self.backbone.norm_f.weight.dtype))
+        logits = self.lm_head(self.lm_head_input(hidden.to(self.dtype))).float()
+        return (logits, MambaState(new_conv, new_ssm)) if return_state else logits

@@ -1,0 +1,55 @@
+"""Tokenizers: the built-in byte-level one, and a model directory's own through transformers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import MQDeployError
+
+BYTE_TOKENIZER = "bytes"
+
+
+class ByteTokenizer:
+    """UTF-8 bytes are the tokens (vocab 256). Decoding replaces invalid sequences."""
+
+    name = BYTE_TOKENIZER
+    vocab_size = 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids) -> str:
+        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+
+class HFTokenizer:
+    """A tokenizer directory (tokenizer.json / tokenizer_config.json) read by transformers, offline."""
+
+    def __init__(self, model_dir: Path):
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise MQDeployError(f"{model_dir} has its own tokenizer, which needs transformers: "
+                                "pip install 'mq-deploy[hf]'") from None
+        self._tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        self.name = type(self._tok).__name__
+        self.vocab_size = len(self._tok)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False)
+
+    def decode(self, ids) -> str:
+        return self._tok.decode([int(i) for i in ids])
+
+
+def load_tokenizer(model_dir: Path, declared: str | None):
+    """The tokenizer for a model directory: its own files if present, else the declared built-in."""
+    model_dir = Path(model_dir)
+    if (model_dir / "tokenizer.json").is_file() or (model_dir / "tokenizer_config.json").is_file():
+        return HFTokenizer(model_dir)
+    if declared == BYTE_TOKENIZER:
+        return ByteTokenizer()
+    raise MQDeployError(
+        f"no tokenizer for {model_dir}: it has no tokenizer.json and its config.json declares no built-in "
+        "tokenizer. Copy the tokenizer files of the model family into the directory (mamba_ssm checkpoints "
+        "use EleutherAI/gpt-neox-20b's tokenizer.json), or pass token ids instead of text.")

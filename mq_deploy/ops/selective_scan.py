@@ -1,0 +1,229 @@
+"""Selective scan (the Mamba-1 SSM recurrence) in plain PyTorch.
+
+This is the reference for the SelectiveScan op contract (docs/contracts.md, DESIGN.md §3.2):
+
+    dt  = softplus(delta + delta_bias)            (or delta + delta_bias when delta_softplus=False)
+    h_t = exp(dt_t * A) * h_{t-1} + dt_t * x_t * B_t      h_0 = initial_state (zeros by default)
+    y_t = <h_t, C_t> + D * x_t
+    y_t = y_t * z_t * sigmoid(gate_scale * z_t)            (only when z is given)
+
+Layout is token-major: x, delta, z are [batch, L, D]; B, C are [batch, L, N]; A is [D, N];
+D, delta_bias, gate_scale are [D]; states are [batch, D, N]. Accumulation is float32 (float64 when
+x is float64); y comes back in x's dtype, the final state in the accumulation dtype. With
+reverse=True the scan runs from the last token to the first and the final state is the state after
+token 0.
+
+Three implementations with one signature (benchmarks/bench_reference_scan.py compares them):
+- `selective_scan_ref`: the sequential loop, readable and obviously right (mamba_ssm's
+  selective_scan_ref, token-major). The test oracle.
+- `selective_scan_fused` (the default): the same loop with the discretization done per step (so
+  every step works on cache-sized [batch, D, N] tensors and no [batch, L, D, N] tensor exists
+  unless a gradient is needed) and a hand-written backward (one autograd node for the whole scan).
+  This is what makes calibration and training fast on a CPU.
+- `selective_scan_chunked`: parallel inside chunks (Hillis-Steele scan over the (decay, input)
+  pairs), sequential across chunks; the structure of the CUDA kernel. It multiplies only decays in
+  (0, 1], so it cannot overflow. On a 2-core CPU it is slower than the loop (measured, see
+  docs/reference_scan.md): it does log2(chunk) times the work and the CPU has no parallelism to
+  spend it on.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["selective_scan", "selective_scan_ref", "selective_scan_fused", "selective_scan_chunked",
+           "SCAN_IMPLS"]
+
+
+def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _check_shapes(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state) -> None:
+    if x.dim() != 3:
+        raise ValueError(f"selective_scan: x must be [batch, L, D], got shape {tuple(x.shape)}")
+    batch, length, dim = x.shape
+    if A.dim() != 2 or A.shape[0] != dim:
+        raise ValueError(f"selective_scan: A must be [D={dim}, N], got {tuple(A.shape)}")
+    n = A.shape[1]
+    expected = {"delta": (delta, (batch, length, dim)), "B": (B, (batch, length, n)),
+                "C": (C, (batch, length, n)), "D": (D, (dim,)), "delta_bias": (delta_bias, (dim,)),
+                "z": (z, (batch, length, dim)), "gate_scale": (gate_scale, (dim,)),
+                "initial_state": (initial_state, (batch, dim, n))}
+    for name, (tensor, shape) in expected.items():
+        if tensor is not None and tuple(tensor.shape) != shape:
+            raise ValueError(f"selective_scan: {name} must have shape {shape}, got {tuple(tensor.shape)}")
+
+
+def _discretize(x, delta, A, B, delta_bias, delta_softplus, acc):
+    """Return dt [b,L,D] and the per-token inputs dt*x [b,L,D], all in the accumulation dtype."""
+    dt = delta.to(acc)
+    if delta_bias is not None:
+        dt = dt + delta_bias.to(acc)
+    if delta_softplus:
+        dt = F.softplus(dt)
+    return dt, dt * x.to(acc)
+
+
+def _finish(y, x, D, z, gate_scale, acc):
+    """Skip connection and gate, shared by every implementation."""
+    if D is not None:
+        y = y + x.to(acc) * D.to(acc)
+    if z is not None:
+        z = z.to(acc)
+        gz = z if gate_scale is None else gate_scale.to(acc) * z
+        y = y * z * torch.sigmoid(gz)
+    return y.to(x.dtype)
+
+
+def selective_scan_ref(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None,
+                       delta_softplus=True, initial_state=None, reverse=False,
+                       return_final_state=False):
+    """Sequential reference. See the module docstring for the contract."""
+    _check_shapes(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state)
+    acc = _accumulation_dtype(x)
+    batch, length, dim = x.shape
+    A, B, C = A.to(acc), B.to(acc), C.to(acc)
+    dt, dtx = _discretize(x, delta, A, B, delta_bias, delta_softplus, acc)
+    h = (initial_state.to(acc) if initial_state is not None
+         else x.new_zeros(batch, dim, A.shape[1], dtype=acc))
+    ys = [None] * length
+    for t in (range(length - 1, -1, -1) if reverse else range(length)):
+        h = torch.exp(dt[:, t, :, None] * A) * h + dtx[:, t, :, None] * B[:, t, None, :]
+        ys[t] = (h @ C[:, t, :, None]).squeeze(-1)
+    y = torch.stack(ys, dim=1) if length else x.new_zeros(batch, 0, dim, dtype=acc)
+    y = _finish(y, x, D, z, gate_scale, acc)
+    return (y, h) if return_final_state else y
+
+
+def _chunk_states(decay, inp, h0):
+    """States h_1..h_T of one chunk: h_t = decay_t * h_{t-1} + inp_t, from h0.
+
+    decay, inp: [b, T, D, N]; h0: [b, D, N]. Hillis-Steele inclusive scan over T of the affine maps
+    (a, u): composing "first (a1,u1) then (a2,u2)" gives (a2*a1, a2*u1 + u2).
+    """
+    length = decay.shape[1]
+    step = 1
+    while step < length:
+        inp = torch.cat([inp[:, :step], decay[:, step:] * inp[:, :-step] + inp[:, step:]], dim=1)
+        decay = torch.cat([decay[:, :step], decay[:, step:] * decay[:, :-step]], dim=1)
+        step *= 2
+    return inp + decay * h0[:, None]
+
+
+def selective_scan_chunked(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None,
+                           delta_softplus=True, initial_state=None, reverse=False,
+                           return_final_state=False, chunk_size=32):
+    """Chunked scan: same contract and result as `selective_scan_ref` (to rounding), faster.
+
+    Memory is O(batch * chunk_size * D * N) whatever L is, so calibration batches stay small.
+    """
+    _check_shapes(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state)
+    acc = _accumulation_dtype(x)
+    batch, length, dim = x.shape
+    A, B, C = A.to(acc), B.to(acc), C.to(acc)
+    dt, dtx = _discretize(x, delta, A, B, delta_bias, delta_softplus, acc)
+    if reverse:  # a reversed scan is a forward scan over time-flipped inputs
+        dt, dtx, B, C = (t.flip(1) for t in (dt, dtx, B, C))
+    h = (initial_state.to(acc) if initial_state is not None
+         else x.new_zeros(batch, dim, A.shape[1], dtype=acc))
+    ys = []
+    for start in range(0, length, chunk_size):
+        end = min(start + chunk_size, length)
+        decay = torch.exp(dt[:, start:end, :, None] * A)
+        inp = dtx[:, start:end, :, None] * B[:, start:end, None, :]
+        states = _chunk_states(decay, inp, h)                      # [b, T, D, N]
+        ys.append((states @ C[:, start:end, :, None]).squeeze(-1))  # [b, T, D]
+        h = states[:, -1]
+    y = torch.cat(ys, dim=1) if ys else x.new_zeros(batch, 0, dim, dtype=acc)
+    if reverse:
+        y = y.flip(1)
+    y = _finish(y, x, D, z, gate_scale, acc)
+    return (y, h) if return_final_state else y
+
+
+class _FusedScan(torch.autograd.Function):
+    """The recurrence with discretization fused into the time loop, and a hand-written backward.
+
+    Inputs (accumulation dtype): dt, dtx [b, L, D]; A [D, N]; B, C [b, L, N]; h0 [b, D, N].
+    Returns y [b, L, D] (= <h_t, C_t>, before D and the gate) and h_L [b, D, N].
+    Each step touches only [b, D, N]-sized tensors, which stay in cache; the [b, L, D, N] state
+    history is kept only when a gradient is needed. The backward runs the adjoint recurrence
+    g_t = dy_t*C_t + exp(dt_{t+1}*A)*g_{t+1} backwards in time.
+    """
+
+    @staticmethod
+    def forward(ctx, dt, dtx, A, B, C, h0):
+        batch, length, dim = dt.shape
+        keep_states = any(ctx.needs_input_grad)
+        states = dt.new_empty(batch, length, dim, A.shape[1]) if keep_states else None
+        y = dt.new_empty(batch, length, dim)
+        h = h0
+        for t in range(length):
+            decay = torch.exp(dt[:, t, :, None] * A)
+            inp = dtx[:, t, :, None] * B[:, t, None, :]
+            h = torch.addcmul(inp, decay, h, out=states[:, t] if keep_states else None)
+            if not keep_states:
+                torch.matmul(h, C[:, t, :, None], out=y[:, t, :, None])
+        if keep_states:
+            torch.matmul(states, C.unsqueeze(-1), out=y.unsqueeze(-1))
+            ctx.save_for_backward(dt, dtx, A, B, C, h0, states)
+        return y, h
+
+    @staticmethod
+    def backward(ctx, dy, dh_last):
+        dt, dtx, A, B, C, h0, states = ctx.saved_tensors
+        length = dt.shape[1]
+        grad_h = torch.empty_like(states)       # dLoss/dh_t
+        grad_log_decay = torch.empty_like(states)  # dLoss/d(dt_t * A), per element
+        g = dh_last.clone() if dh_last is not None else torch.zeros_like(h0)
+        next_decay = None
+        for t in range(length - 1, -1, -1):
+            direct = dy[:, t, :, None] * C[:, t, None, :]
+            g = direct + g if next_decay is None else torch.addcmul(direct, next_decay, g)
+            grad_h[:, t] = g
+            decay = torch.exp(dt[:, t, :, None] * A)
+            previous = states[:, t - 1] if t > 0 else h0
+            torch.mul(g * previous, decay, out=grad_log_decay[:, t])
+            next_decay = decay
+        d_h0 = next_decay * g
+        d_dt = (grad_log_decay * A).sum(-1)                                        # [b, L, D]
+        d_A = torch.einsum("bldn,bld->dn", grad_log_decay, dt)
+        d_dtx = (grad_h @ B.unsqueeze(-1)).squeeze(-1)                             # [b, L, D]
+        d_B = (dtx.unsqueeze(-2) @ grad_h).squeeze(-2)                             # [b, L, N]
+        d_C = (dy.unsqueeze(-2) @ states).squeeze(-2)                              # [b, L, N]
+        return d_dt, d_dtx, d_A, d_B, d_C, d_h0
+
+
+def selective_scan_fused(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None,
+                         delta_softplus=True, initial_state=None, reverse=False,
+                         return_final_state=False):
+    """Sequential scan with discretization fused into the loop and a hand-written backward."""
+    _check_shapes(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state)
+    acc = _accumulation_dtype(x)
+    batch, _, dim = x.shape
+    A, B, C = A.to(acc), B.to(acc), C.to(acc)
+    dt, dtx = _discretize(x, delta, A, B, delta_bias, delta_softplus, acc)
+    if reverse:  # a reversed scan is a forward scan over time-flipped inputs
+        dt, dtx, B, C = (t.flip(1) for t in (dt, dtx, B, C))
+    h0 = (initial_state.to(acc) if initial_state is not None
+          else x.new_zeros(batch, dim, A.shape[1], dtype=acc))
+    y, h = _FusedScan.apply(dt, dtx, A, B, C, h0)
+    if reverse:
+        y = y.flip(1)
+    y = _finish(y, x, D, z, gate_scale, acc)
+    return (y, h) if return_final_state else y
+
+
+SCAN_IMPLS = {"sequential": selective_scan_ref, "fused": selective_scan_fused,
+              "chunked": selective_scan_chunked}
+
+
+def selective_scan(*args, impl: str = "fused", **kwargs):
+    """Dispatch to one of SCAN_IMPLS by name."""
+    try:
+        fn = SCAN_IMPLS[impl]
+    except KeyError:
+        raise ValueError(f"unknown scan implementation {impl!r}; choose one of {sorted(SCAN_IMPLS)}") from None
+    return fn(*args, **kwargs)
