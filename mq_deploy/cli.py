@@ -1,0 +1,92 @@
+"""The `mq-deploy` command: argument parsing only; the work is in the functions it calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .errors import MQDeployError
+
+
+def _cmd_doctor(args) -> int:
+    from .doctor import collect, format_report
+    report = collect()
+    if args.json:
+        print(json.dumps({"versions": report.versions, "facts": report.facts,
+                          "stages": {k: {"ok": ok, "message": m} for k, (ok, m) in report.stages.items()}},
+                         indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .api import evaluate_text
+    result = evaluate_text(args.model, args.text, seq_len=args.seq_len, batch_size=args.batch_size,
+                           max_tokens=args.max_tokens, progress=not args.json)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"model       {result['model']} ({result['parameters']:,} parameters, tokenizer {result['tokenizer']})")
+        print(f"text        {result['text']} ({result['scored_tokens']:,} tokens scored, windows of {result['seq_len']})")
+        print(f"perplexity  {result['perplexity']:.4f} per token")
+        print(f"bits/byte   {result['bits_per_byte']:.4f}   (unigram entropy of the same text: "
+              f"{result['unigram_bits_per_byte']:.4f})")
+        print(f"time        {result['seconds']:.1f} s")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+    return run_demo(max_tokens=args.max_tokens)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mq-deploy",
+        description="Quantize Mamba models with MambaQuant and deploy them as TensorRT engines.")
+    parser.add_argument("--version", action="version", version=f"mq-deploy {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser("doctor", help="report versions, what each stage is missing, and the fix",
+                         description="Report installed versions (torch, onnx, onnxruntime, tensorrt, CUDA), "
+                                     "the plugin library, and what each stage of the chain is missing.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_doctor)
+
+    p = verbs.add_parser("eval", help="perplexity and bits per byte of a model on a text",
+                         description="Perplexity of a model directory (Hugging Face, mamba_ssm or mq-deploy "
+                                     "format) on a UTF-8 text file, in non-overlapping windows.")
+    p.add_argument("--model", required=True, help="model directory (config.json + weights)")
+    p.add_argument("--text", required=True, help="UTF-8 text file, or 'pydoc-topics' for CPython's docs")
+    p.add_argument("--seq-len", type=int, default=512, help="window length in tokens (default 512)")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    p.add_argument("--max-tokens", type=int, default=None, help="evaluate only the first N tokens")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_eval)
+
+    p = verbs.add_parser("demo", help="run the chain on the bundled demo model",
+                         description="Load the bundled byte-level demo model and report its held-out "
+                                     "perplexity next to a unigram baseline.")
+    p.add_argument("--max-tokens", type=int, default=131072,
+                   help="tokens of each text to evaluate (default 131072; 0 = all)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MQDeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Where the bundled demo model and data live (samples/ in the source tree)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import MQDeployError
+
+DEMO_MODEL = "mamba-byte-demo"
+HELDOUT_TEXT = "wiki_heldout.txt"
+CALIB_TEXT = "wiki_calib.txt"
+
+
+def samples_dir() -> Path:
+    """$MQ_DEPLOY_SAMPLES, else samples/ beside the package (a source checkout / editable install)."""
+    candidates = [Path(os.environ["MQ_DEPLOY_SAMPLES"])] if os.environ.get("MQ_DEPLOY_SAMPLES") else []
+    candidates.append(Path(__file__).resolve().parent.parent / "samples")
+    for path in candidates:
+        if (path / "models" / DEMO_MODEL).is_dir():
+            return path
+    raise MQDeployError("the bundled samples (demo model and data) were not found; install from a source "
+                        "checkout with `pip install -e .`, or set MQ_DEPLOY_SAMPLES to the samples/ directory")
+
+
+def demo_model_dir() -> Path:
+    return samples_dir() / "models" / DEMO_MODEL
+
+
+def sample_text(name: str) -> Path:
+    return samples_dir() / "data" / name

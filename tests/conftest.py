@@ -1,0 +1,35 @@
+"""Shared fixtures: random tiny Mamba models built by transformers (the independent oracle)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+
+def random_hf_mamba(vocab=97, hidden=40, layers=2, state=8, rank=None, seed=0, **kwargs):
+    """transformers.MambaForCausalLM with every parameter randomized (norm weights, D, A_log and the
+    dt bias too, so no identity shortcut hides a bug)."""
+    torch.manual_seed(seed)
+    config = transformers.MambaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
+                                      state_size=state, time_step_rank=rank or "auto", **kwargs)
+    model = transformers.MambaForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight") or name.endswith("norm_f.weight"):
+                p.uniform_(0.5, 1.5)
+            elif name.endswith(".D"):
+                p.normal_()
+            elif name.endswith("A_log"):
+                p.uniform_(-1.0, 2.5)
+            elif name.endswith("dt_proj.bias"):
+                p.uniform_(-4.0, 0.0)
+            elif "embeddings" in name:
+                p.normal_(std=0.5)
+    return model
+
+
+@pytest.fixture
+def hf_mamba_factory():
+    return random_hf_mamba
