@@ -2,26 +2,79 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from .data import resolve_text_source
+from .data.calibration import calibration_windows
+from .errors import MQDeployError
 from .eval import evaluate_perplexity, unigram_bits_per_token
 from .models.loading import load_model
+from .models.tokenizer import load_tokenizer
 
 
-def evaluate_text(model_dir, text: str, seq_len: int = 512, batch_size: int = 8,
-                  max_tokens: int | None = None, progress: bool = True) -> dict:
-    """Perplexity and bits per byte of a model directory on a text (a file path or 'pydoc-topics'),
-    next to the unigram entropy of the same tokens."""
+def load_for_eval(model_dir):
+    """(model, tokenizer, description) for an FP checkpoint or a quantized artifact directory."""
+    from .quant.artifact import is_quantized_artifact, load_quantized
+    if is_quantized_artifact(model_dir):
+        qm = load_quantized(model_dir)
+        label = f"{qm.recipe} {qm.config.label} {qm.config.mode} (fake-quant)"
+        return qm.model, load_tokenizer(Path(model_dir), qm.model.config.tokenizer), label
     loaded = load_model(model_dir)
+    return loaded.model, loaded.tokenizer, "FP32"
+
+
+def evaluate_model(model, tokenizer, text: str, seq_len: int = 512, batch_size: int = 8,
+                   max_tokens: int | None = None, progress: bool = True) -> dict:
+    """Perplexity and bits per byte of a loaded model on a text (a file path or 'pydoc-topics'),
+    next to the unigram entropy of the same tokens."""
     body, label = resolve_text_source(text)
-    ids = loaded.tokenizer.encode(body)
-    if max_tokens is not None:
+    ids = tokenizer.encode(body)
+    if max_tokens:
         ids = ids[:max_tokens]
-    n_bytes = len(loaded.tokenizer.decode(ids).encode("utf-8")) if max_tokens else len(body.encode("utf-8"))
-    result = evaluate_perplexity(loaded.model, ids, n_bytes, seq_len=seq_len, batch_size=batch_size,
+    n_bytes = len(tokenizer.decode(ids).encode("utf-8")) if max_tokens else len(body.encode("utf-8"))
+    result = evaluate_perplexity(model, ids, n_bytes, seq_len=seq_len, batch_size=batch_size,
                                  progress=progress, desc=f"eval {Path(label).name}")
-    unigram_bits = unigram_bits_per_token(ids) * len(ids) / n_bytes
-    return {"model": str(model_dir), "text": label, "tokenizer": loaded.tokenizer.name,
-            "parameters": sum(p.numel() for p in loaded.model.parameters()),
-            **result.to_dict(), "unigram_bits_per_byte": unigram_bits}
+    return {"text": label, "tokenizer": tokenizer.name, "parameters": sum(p.numel() for p in model.parameters()),
+            **result.to_dict(), "unigram_bits_per_byte": unigram_bits_per_token(ids) * len(ids) / n_bytes}
+
+
+def evaluate_text(model_dir, text: str, **kwargs) -> dict:
+    model, tokenizer, label = load_for_eval(model_dir)
+    return {"model": str(model_dir), "kind": label, **evaluate_model(model, tokenizer, text, **kwargs)}
+
+
+def calibration_batches(tokenizer, text: str, samples: int, seq_len: int):
+    body, label = resolve_text_source(text)
+    return calibration_windows(tokenizer.encode(body), seq_len, samples), label
+
+
+def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: str = "pydoc-topics",
+                        w_bits: int = 8, a_bits: int = 8, mode: str = "deploy", calib_samples: int = 32,
+                        calib_seq_len: int = 512, eval_text: str | None = None, eval_max_tokens: int | None = None,
+                        progress: bool = True, **quant_options) -> dict:
+    """Quantize a checkpoint directory and write the artifact; returns the report (also in report.json)."""
+    from .quant.artifact import save_quantized
+    from .quant.config import QuantConfig
+    from .quant.quantize import quantize
+
+    config = QuantConfig(w_bits=w_bits, a_bits=a_bits, mode=mode, **quant_options)
+    loaded = load_model(model_dir)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MQDeployError(f"--out {out_dir} is a file; give a directory path")
+    batches, calib_label = calibration_batches(loaded.tokenizer, calib, calib_samples, calib_seq_len)
+    start = time.perf_counter()
+    qm = quantize(loaded.model, recipe, batches, config, progress=progress)
+    report = {"recipe": recipe, "config": config.to_dict(), "calibration": {
+        "text": calib_label, "samples": int(batches.shape[0]), "seq_len": int(batches.shape[1]),
+        "seconds": round(time.perf_counter() - start, 2), "stages": {k: round(v, 2) for k, v in qm.seconds.items()}}}
+    if eval_text:
+        fp = evaluate_model(loaded.model, loaded.tokenizer, eval_text, max_tokens=eval_max_tokens, progress=progress)
+        q = evaluate_model(qm.model, loaded.tokenizer, eval_text, max_tokens=eval_max_tokens, progress=progress)
+        report["eval"] = {"text": fp["text"], "tokens": fp["scored_tokens"], "fp_perplexity": fp["perplexity"],
+                          "quantized_perplexity": q["perplexity"], "fp_bits_per_byte": fp["bits_per_byte"],
+                          "quantized_bits_per_byte": q["bits_per_byte"],
+                          "perplexity_change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1)}
+    save_quantized(qm, out_dir, source_dir=model_dir, report=report)
+    return report

@@ -29,12 +29,30 @@ def _cmd_eval(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"model       {result['model']} ({result['parameters']:,} parameters, tokenizer {result['tokenizer']})")
+        print(f"model       {result['model']} ({result['kind']}, {result['parameters']:,} parameters, "
+              f"tokenizer {result['tokenizer']})")
         print(f"text        {result['text']} ({result['scored_tokens']:,} tokens scored, windows of {result['seq_len']})")
         print(f"perplexity  {result['perplexity']:.4f} per token")
         print(f"bits/byte   {result['bits_per_byte']:.4f}   (unigram entropy of the same text: "
               f"{result['unigram_bits_per_byte']:.4f})")
         print(f"time        {result['seconds']:.1f} s")
+    return 0
+
+
+def _cmd_quantize(args) -> int:
+    from .api import quantize_checkpoint
+    report = quantize_checkpoint(args.model, args.out, recipe=args.recipe, calib=args.calib, w_bits=args.w_bits,
+                                 a_bits=args.a_bits, mode=args.mode, calib_samples=args.calib_samples,
+                                 calib_seq_len=args.calib_seq_len, eval_text=args.eval,
+                                 eval_max_tokens=args.eval_max_tokens, quantize_lm_head=args.quantize_lm_head,
+                                 act_percentile=args.act_percentile, seed=args.seed)
+    cal = report["calibration"]
+    print(f"wrote {args.out}: {args.recipe} W{args.w_bits}A{args.a_bits} {args.mode}, calibrated on "
+          f"{cal['samples']}x{cal['seq_len']} tokens of {cal['text']} in {cal['seconds']:.1f} s")
+    if "eval" in report:
+        e = report["eval"]
+        print(f"perplexity on {e['text']}: FP {e['fp_perplexity']:.4f} -> quantized {e['quantized_perplexity']:.4f} "
+              f"({e['perplexity_change_percent']:+.2f}%)")
     return 0
 
 
@@ -66,6 +84,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=None, help="evaluate only the first N tokens")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_eval)
+
+    p = verbs.add_parser("quantize", help="calibrate and quantize a model, write a quantized artifact",
+                         description="MambaQuant post-training quantization (or a baseline recipe). Writes a "
+                                     "directory with config.json, model.safetensors (transformed FP weights), "
+                                     "transforms.safetensors, quant.json and report.json.")
+    p.add_argument("--model", required=True, help="FP model directory")
+    p.add_argument("--out", required=True, help="artifact directory to write (replaced atomically)")
+    p.add_argument("--recipe", default="mambaquant", choices=["rtn", "smoothquant", "quarot", "quamba", "mambaquant"])
+    p.add_argument("--w-bits", type=int, default=8, choices=[4, 8])
+    p.add_argument("--a-bits", type=int, default=8, choices=[8, 16], help="16: weight-only quantization")
+    p.add_argument("--mode", default="deploy", choices=["deploy", "paper"],
+                   help="deploy: symmetric static INT8 as TensorRT runs it; paper: the paper's fake-quant settings")
+    p.add_argument("--calib", default="pydoc-topics", help="calibration text file, or 'pydoc-topics'")
+    p.add_argument("--calib-samples", type=int, default=32, help="calibration windows (default 32)")
+    p.add_argument("--calib-seq-len", type=int, default=512, help="tokens per window (default 512)")
+    p.add_argument("--act-percentile", type=float, default=100.0, help="static activation range percentile")
+    p.add_argument("--quantize-lm-head", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random Hadamard signs")
+    p.add_argument("--eval", default=None, help="also report FP vs quantized perplexity on this text")
+    p.add_argument("--eval-max-tokens", type=int, default=None)
+    p.set_defaults(func=_cmd_quantize)
 
     p = verbs.add_parser("demo", help="run the chain on the bundled demo model",
                          description="Load the bundled byte-level demo model and report its held-out "

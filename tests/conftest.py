@@ -5,12 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
-
-
 def random_hf_mamba(vocab=97, hidden=40, layers=2, state=8, rank=None, seed=0, **kwargs):
     """transformers.MambaForCausalLM with every parameter randomized (norm weights, D, A_log and the
     dt bias too, so no identity shortcut hides a bug)."""
+    transformers = pytest.importorskip("transformers")
     torch.manual_seed(seed)
     config = transformers.MambaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
                                       state_size=state, time_step_rank=rank or "auto", **kwargs)
@@ -33,3 +31,9 @@ def random_hf_mamba(vocab=97, hidden=40, layers=2, state=8, rank=None, seed=0, *
 @pytest.fixture
 def hf_mamba_factory():
     return random_hf_mamba
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir():
+    from mq_deploy.samples import demo_model_dir as find
+    return find()

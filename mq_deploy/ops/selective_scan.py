@@ -220,8 +220,11 @@ SCAN_IMPLS = {"sequential": selective_scan_ref, "fused": selective_scan_fused,
               "chunked": selective_scan_chunked}
 
 
-def selective_scan(*args, impl: str = "fused", **kwargs):
-    """Dispatch to one of SCAN_IMPLS by name."""
+def selective_scan(*args, impl="fused", **kwargs):
+    """Dispatch to one of SCAN_IMPLS by name, or to a callable with the same signature (how the
+    quantization code substitutes a scan that fake-quantizes the h·C contraction)."""
+    if callable(impl):
+        return impl(*args, **kwargs)
     try:
         fn = SCAN_IMPLS[impl]
     except KeyError:

@@ -1,0 +1,2 @@
+"""MambaQuant post-training quantization: quantizer math, observers, calibration, exact transforms,
+recipes."""

@@ -1,0 +1,154 @@
+"""The quantized artifact directory (DESIGN.md §1), written atomically:
+
+    config.json             model config (HF layout)
+    model.safetensors       transformed FP weights, before rounding (HF names; transformers reads it,
+                            but without the online transforms below it is not the same function)
+    transforms.safetensors  online transforms that cannot be folded: per-layer S-SiLU gate scales
+                            (`<mixer>.gate_scale`) and Hadamard sign vectors (`<point>.signs`)
+    quant.json              recipe, settings, weight quantization specs, activation scales, online
+                            transforms, the source model's hash
+    report.json             calibration time and accuracy figures
+
+Weight codes are not stored: they are a deterministic function of the FP weights and the spec
+(`quantize_tensor`), recomputed identically by `load_quantized` and by the ONNX export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import MQDeployError
+from ..models.loading import _replace_dir, load_model, save_model
+from .config import QuantConfig
+from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
+from .paper_scan import selective_scan_quantized_hc
+from .quantize import QuantizedModel, _set_module, _with_quantizer, quantize_weights
+from .quantizer import QuantSpec
+from .recipes import RECIPES
+from .transforms import HadamardRotation
+
+FORMAT_VERSION = 1
+QUANT_FILE = "quant.json"
+
+
+def is_quantized_artifact(path) -> bool:
+    return (Path(path) / QUANT_FILE).is_file()
+
+
+def directory_hash(path: Path) -> str:
+    """sha256 over the model files of a checkpoint directory (config and weights), in name order."""
+    h = hashlib.sha256()
+    for file in sorted(p for p in Path(path).iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin")
+                       and p.name not in ("report.json", "training.json")):
+        h.update(file.name.encode())
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _split_state(qm: QuantizedModel):
+    """(plain model weights, online-transform tensors) from the transformed FP state."""
+    weights, transforms = {}, {}
+    for key, value in qm.transformed_weights.items():
+        (transforms if key.endswith(".signs") else weights)[key] = value
+    for i, layer in enumerate(qm.model.backbone.layers):
+        if layer.mixer.gate_scale is not None:
+            transforms[f"backbone.layers.{i}.mixer.gate_scale"] = layer.mixer.gate_scale.detach().clone()
+    return weights, transforms
+
+
+def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    from ..models import MambaLM
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    weights, transforms = _split_state(qm)
+    plain = MambaLM(qm.model.config)
+    if not qm.model.config.tie_word_embeddings:
+        plain.lm_head.weight = torch.nn.Parameter(plain.lm_head.weight.detach().clone())
+    plain.load_state_dict(weights, strict=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        save_model(plain, tmp / "model", copy_tokenizer_from=source_dir)
+        for item in (tmp / "model").iterdir():
+            item.rename(tmp / item.name)
+        (tmp / "model").rmdir()
+        save_file({k: v.contiguous() for k, v in transforms.items()}, str(tmp / "transforms.safetensors"))
+        meta = {
+            "format_version": FORMAT_VERSION, "recipe": qm.recipe, "config": qm.config.to_dict(),
+            "weights": {name: dataclasses.asdict(spec) for name, spec in qm.weight_specs.items()},
+            "activations": qm.activation_ranges,
+            "online_transforms": {p: {"kind": k, "size": int(transforms[f"{p}.signs"].numel())}
+                                  for p, k in qm.online_transforms.items()},
+            "gate_scale_layers": sorted(int(k.split(".")[2]) for k in transforms if k.endswith("gate_scale")),
+            "source": {"path": str(source_dir) if source_dir else None,
+                       "sha256": directory_hash(Path(source_dir)) if source_dir else None},
+        }
+        (tmp / QUANT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        (tmp / "report.json").write_text(json.dumps(report or {}, indent=2) + "\n", encoding="utf-8")
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def read_quant_meta(path) -> dict:
+    path = Path(path)
+    try:
+        meta = json.loads((path / QUANT_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MQDeployError(f"{path} is not a quantized artifact (no {QUANT_FILE}); create one with "
+                            "`mq-deploy quantize`") from None
+    except json.JSONDecodeError as e:
+        raise MQDeployError(f"{path / QUANT_FILE} is not valid JSON ({e}); re-run `mq-deploy quantize`") from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise MQDeployError(f"{path} was written by an unknown quantized-artifact format version {version!r} "
+                            f"(this mq-deploy reads version {FORMAT_VERSION}); re-run `mq-deploy quantize`")
+    if meta.get("recipe") not in RECIPES:
+        raise MQDeployError(f"{path} was made by an unknown recipe {meta.get('recipe')!r}; "
+                            f"known recipes: {', '.join(RECIPES)}")
+    return meta
+
+
+def load_quantized(path) -> QuantizedModel:
+    """Rebuild the fake-quant model of an artifact, exactly as `quantize` returned it."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_quant_meta(path)
+    config = QuantConfig(**meta["config"])
+    model = load_model(path).model
+    transforms = load_file(str(path / "transforms.safetensors"))
+    transformed = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for i in meta["gate_scale_layers"]:
+        model.backbone.layers[i].mixer.gate_scale = transforms[f"backbone.layers.{i}.mixer.gate_scale"]
+    for point, info in meta["online_transforms"].items():
+        signs = transforms[f"{point}.signs"]
+        _set_module(model, point, HadamardRotation(signs))
+        transformed[f"{point}.signs"] = signs
+    for point, info in meta["activations"].items():
+        spec = QuantSpec(bits=info["bits"], symmetric=info["symmetric"])
+        quantizer = (DynamicActivationQuantizer(spec) if info.get("dynamic")
+                     else StaticActivationQuantizer(spec, info["scale"], info["zero_point"]))
+        _set_module(model, point, _with_quantizer(model.get_submodule(point), quantizer))
+    specs = quantize_weights(model, config)
+    expected = {name: QuantSpec(**spec) for name, spec in meta["weights"].items()}
+    if specs != expected:
+        raise MQDeployError(f"{path / QUANT_FILE} disagrees with its own settings about the weight specs; "
+                            "re-run `mq-deploy quantize`")
+    if config.mode == "paper":
+        model.set_scan_impl(selective_scan_quantized_hc)
+    return QuantizedModel(model, meta["recipe"], config, specs, meta["activations"],
+                          {p: v["kind"] for p, v in meta["online_transforms"].items()}, {}, transformed)

@@ -1,0 +1,54 @@
+"""What to quantize and how: one small config shared by every recipe."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import MQDeployError
+from .quantizer import QuantSpec
+
+# Quantized linears and the activation point that feeds each (DESIGN.md §3.3).
+LINEAR_INPUTS = {"in_proj": "in_proj_input", "x_proj": "x_proj_input", "dt_proj": "dt_proj_input",
+                 "out_proj": "out_proj_input"}
+MODES = ("deploy", "paper")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    w_bits: int = 8
+    a_bits: int = 8                  # 16: activations stay in floating point (W4A16)
+    mode: str = "deploy"             # deploy: what TensorRT runs; paper: the MambaQuant paper's settings
+    group_size: int = 128            # 4-bit weights: elements per group along the input dimension
+    quantize_lm_head: bool = False
+    act_percentile: float = 100.0    # static activation range: 100 = min/max
+    seed: int = 0                    # random Hadamard signs
+    batch_size: int = 8              # calibration windows per forward pass
+
+    def __post_init__(self):
+        if (self.w_bits, self.a_bits) not in ((8, 8), (4, 8), (4, 16), (8, 16)):
+            raise MQDeployError(f"unsupported bit widths W{self.w_bits}A{self.a_bits}: choose W8A8, W4A8 or W4A16")
+        if self.mode not in MODES:
+            raise MQDeployError(f"unknown mode {self.mode!r}: choose deploy or paper")
+        if not 50.0 < self.act_percentile <= 100.0:
+            raise MQDeployError(f"act_percentile must be in (50, 100], got {self.act_percentile}")
+
+    @property
+    def label(self) -> str:
+        return f"W{self.w_bits}A{self.a_bits}"
+
+    def weight_spec(self, in_features: int) -> QuantSpec:
+        """Per output channel at 8 bits; per group along the input at 4 bits (the group shrinks to the
+        largest divisor of in_features, so small layers such as dt_proj stay quantizable)."""
+        symmetric = self.mode == "deploy"
+        if self.w_bits == 8:
+            return QuantSpec(8, symmetric, "channel", axis=0)
+        group = max(d for d in range(1, min(self.group_size, in_features) + 1) if in_features % d == 0)
+        return QuantSpec(self.w_bits, symmetric, "group", group_size=group)
+
+    def activation_spec(self) -> QuantSpec | None:
+        if self.a_bits >= 16:
+            return None
+        return QuantSpec(self.a_bits, self.mode == "deploy", "tensor")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

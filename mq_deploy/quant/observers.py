@@ -1,0 +1,155 @@
+"""Observers: running statistics of one activation, fed batch by batch during calibration.
+
+All keep float64 accumulators and reject NaN/inf with an error naming the activation point, so a
+broken model or bad calibration data is caught where it happens, not as a NaN scale later.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import MQDeployError
+
+
+def _check_finite(x: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).sum().item()
+        raise MQDeployError(f"{bad} NaN/inf values in the activation at {where} during calibration; check the "
+                            "calibration data and the model weights (an FP16 overflow shows up like this: "
+                            "calibrate in float32)")
+
+
+class Observer:
+    name = "observer"
+
+    def __init__(self, where: str = "?"):
+        self.where = where
+        self.count = 0           # tokens (rows) seen
+
+    def update(self, x: torch.Tensor) -> None:
+        _check_finite(x, self.where)
+        rows = x.detach().reshape(-1, x.shape[-1]).double()
+        self.count += rows.shape[0]
+        self._update(rows)
+
+    def _update(self, rows: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def _require_data(self):
+        if self.count == 0:
+            raise MQDeployError(f"no calibration data reached {self.where}; give more calibration text")
+
+
+class MinMaxObserver(Observer):
+    """Per-tensor min and max."""
+
+    name = "minmax"
+
+    def __init__(self, where="?"):
+        super().__init__(where)
+        self.lo, self.hi = None, None
+
+    def _update(self, rows):
+        lo, hi = rows.min(), rows.max()
+        self.lo = lo if self.lo is None else torch.minimum(self.lo, lo)
+        self.hi = hi if self.hi is None else torch.maximum(self.hi, hi)
+
+    def range(self):
+        self._require_data()
+        return self.lo, self.hi
+
+
+class ChannelAbsMaxObserver(Observer):
+    """Per-channel (last axis) max |x|: the activation side of SmoothQuant's formula."""
+
+    name = "channel_absmax"
+
+    def __init__(self, where="?"):
+        super().__init__(where)
+        self.absmax = None
+
+    def _update(self, rows):
+        m = rows.abs().amax(dim=0)
+        self.absmax = m if self.absmax is None else torch.maximum(self.absmax, m)
+
+    def value(self) -> torch.Tensor:
+        self._require_data()
+        return self.absmax
+
+
+class CovarianceObserver(Observer):
+    """Mean-centred, unbiased covariance of the channels (for the KLT), accumulated exactly in
+    float64 as sums, so any number of batches gives the same result as one big batch."""
+
+    name = "covariance"
+
+    def __init__(self, where="?"):
+        super().__init__(where)
+        self.sum = None
+        self.gram = None
+
+    def _update(self, rows):
+        s, g = rows.sum(0), rows.T @ rows
+        self.sum = s if self.sum is None else self.sum + s
+        self.gram = g if self.gram is None else self.gram + g
+
+    def covariance(self) -> torch.Tensor:
+        self._require_data()
+        if self.count < 2:
+            raise MQDeployError(f"only {self.count} token reached {self.where}; a covariance needs more calibration data")
+        mean = self.sum / self.count
+        return (self.gram - self.count * torch.outer(mean, mean)) / (self.count - 1)
+
+
+class HistogramObserver(Observer):
+    """Per-tensor histogram of x for percentile ranges, with no sample-size limit (unlike
+    torch.quantile's 16M-element cap): 2048 bins over a symmetric range that doubles when data
+    falls outside it; counts are merged into the wider bins exactly (bin edges nest)."""
+
+    name = "histogram"
+
+    def __init__(self, where="?", bins: int = 2048):
+        super().__init__(where)
+        self.bins = bins
+        self.limit = None           # histogram covers [-limit, limit]
+        self.hist = torch.zeros(bins, dtype=torch.float64)
+        self.lo, self.hi = None, None
+
+    def _grow(self, needed: float) -> None:
+        while self.limit < needed:
+            # halving the resolution: bin pairs merge, then the counts sit in the middle half
+            merged = self.hist.view(-1, 2).sum(1)
+            quarter = self.bins // 4
+            self.hist = torch.cat([torch.zeros(quarter, dtype=torch.float64), merged,
+                                   torch.zeros(quarter, dtype=torch.float64)])
+            self.limit *= 2
+
+    def _update(self, rows):
+        flat = rows.flatten()
+        lo, hi = flat.min(), flat.max()
+        self.lo = lo if self.lo is None else torch.minimum(self.lo, lo)
+        self.hi = hi if self.hi is None else torch.maximum(self.hi, hi)
+        needed = max(abs(lo.item()), abs(hi.item()), 1e-12)
+        if self.limit is None:
+            self.limit = needed
+        self._grow(needed)
+        self.hist += torch.histc(flat, bins=self.bins, min=-self.limit, max=self.limit).double()
+
+    def percentile_range(self, percentile: float):
+        """(lo, hi) clipping (100 - percentile)% of the mass off each tail, never wider than min/max."""
+        self._require_data()
+        if not 50.0 < percentile <= 100.0:
+            raise ValueError(f"percentile must be in (50, 100], got {percentile}")
+        if percentile == 100.0:
+            return self.lo, self.hi
+        cdf = torch.cumsum(self.hist, 0) / self.hist.sum()
+        tail = 1.0 - percentile / 100.0
+        width = 2 * self.limit / self.bins
+        lo_bin = int(torch.searchsorted(cdf, torch.tensor(tail, dtype=torch.float64)))
+        hi_bin = int(torch.searchsorted(cdf, torch.tensor(1.0 - tail, dtype=torch.float64)))
+        lo = torch.tensor(-self.limit + lo_bin * width, dtype=torch.float64)
+        hi = torch.tensor(-self.limit + (hi_bin + 1) * width, dtype=torch.float64)
+        return torch.maximum(lo, self.lo), torch.minimum(hi, self.hi)
+
+
+OBSERVERS = {cls.name: cls for cls in (MinMaxObserver, ChannelAbsMaxObserver, CovarianceObserver, HistogramObserver)}

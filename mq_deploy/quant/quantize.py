@@ -1,0 +1,135 @@
+"""`quantize(model, recipe, calib)`: the one entry point. A recipe applies exact FP transforms;
+this module then calibrates static activation ranges on the transformed model, fake-quantizes the
+weights and installs activation quantizers, and returns a `QuantizedModel` that records it all."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from ..errors import MQDeployError
+from ..models import MambaLM
+from .calibrate import collect_statistics
+from .config import LINEAR_INPUTS, QuantConfig
+from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
+from .observers import HistogramObserver
+from .paper_scan import selective_scan_quantized_hc
+from .quantizer import QuantSpec, quantize_tensor, scale_and_zero_point
+
+
+@dataclass
+class QuantizedModel:
+    model: MambaLM                                   # fake-quant model, ready to evaluate
+    recipe: str
+    config: QuantConfig
+    weight_specs: dict[str, QuantSpec] = field(default_factory=dict)        # linear -> spec
+    activation_ranges: dict[str, dict] = field(default_factory=dict)        # point -> scale etc.
+    online_transforms: dict[str, str] = field(default_factory=dict)         # point -> kind
+    seconds: dict[str, float] = field(default_factory=dict)
+    transformed_weights: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # FP, pre-rounding
+
+
+def quantized_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
+    """{linear module name: the activation point feeding it} for every linear the config quantizes."""
+    out = {}
+    for i in range(len(model.backbone.layers)):
+        for linear, point in LINEAR_INPUTS.items():
+            out[f"backbone.layers.{i}.mixer.{linear}"] = f"backbone.layers.{i}.mixer.{point}"
+    if config.quantize_lm_head:
+        out["lm_head"] = "lm_head_input"
+    return out
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
+
+
+def _with_quantizer(current: nn.Module, quantizer: nn.Module) -> nn.Module:
+    """Put `quantizer` after whatever the point already does (an online rotation, say)."""
+    if type(current).__name__ == "ActivationPoint":
+        return quantizer
+    return nn.Sequential(current, quantizer)
+
+
+def quantize_weights(model: MambaLM, config: QuantConfig) -> dict[str, QuantSpec]:
+    """Replace each quantized linear's weight by its fake-quantized value; return the specs."""
+    specs = {}
+    with torch.no_grad():
+        for name in quantized_linears(model, config):
+            linear = model.get_submodule(name)
+            if name == "lm_head" and linear.weight is model.backbone.embeddings.weight:
+                linear.weight = nn.Parameter(linear.weight.detach().clone())   # quantize the head only
+                model.config.tie_word_embeddings = False
+            spec = config.weight_spec(linear.in_features)
+            linear.weight.copy_(quantize_tensor(linear.weight, spec).dequantize(linear.weight.dtype))
+            specs[name] = spec
+    return specs
+
+
+def install_activation_quantizers(model: MambaLM, calib: torch.Tensor, config: QuantConfig,
+                                  percentiles: dict[str, float] | None = None, progress=True) -> dict[str, dict]:
+    """Static (deploy) ranges from a calibration pass over the transformed FP model, or dynamic
+    (paper) quantizers. `percentiles` overrides config.act_percentile per point-name suffix."""
+    spec = config.activation_spec()
+    if spec is None:
+        return {}
+    points = sorted(set(quantized_linears(model, config).values()))
+    ranges = {}
+    if config.mode == "paper":
+        for point in points:
+            _set_module(model, point, _with_quantizer(model.get_submodule(point), DynamicActivationQuantizer(spec)))
+            ranges[point] = {"dynamic": True, "bits": spec.bits, "symmetric": spec.symmetric}
+        return ranges
+    observers = {p: [HistogramObserver(p)] for p in points}
+    collect_statistics(model, calib, observers, batch_size=config.batch_size, progress=progress,
+                       desc="activation ranges")
+    for point in points:
+        suffix = point.rsplit(".", 1)[-1]
+        pct = (percentiles or {}).get(suffix, config.act_percentile)
+        lo, hi = observers[point][0].percentile_range(pct)
+        scale, zero_point = scale_and_zero_point(lo, hi, spec)
+        _set_module(model, point, _with_quantizer(model.get_submodule(point),
+                                                  StaticActivationQuantizer(spec, scale.item(), zero_point.item())))
+        ranges[point] = {"scale": scale.item(), "zero_point": zero_point.item(), "percentile": pct,
+                         "observed_min": lo.item(), "observed_max": hi.item(), "bits": spec.bits,
+                         "symmetric": spec.symmetric}
+    return ranges
+
+
+def online_transforms_of(model: MambaLM) -> dict[str, str]:
+    out = {}
+    for name, module in model.named_modules():
+        if type(module).__name__ == "HadamardRotation":
+            out[name.removesuffix(".0")] = "hadamard"
+    return out
+
+
+def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConfig = QuantConfig(),
+             progress: bool = True) -> QuantizedModel:
+    """Quantize a copy of `model` with a named recipe, calibrating on token windows `calib` [n, L]."""
+    from .recipes import get_recipe
+    recipe_impl = get_recipe(recipe)
+    if calib.dim() != 2 or calib.numel() == 0:
+        raise MQDeployError("calibration data must be a non-empty [samples, seq_len] token tensor")
+    if int(calib.max()) >= model.config.vocab_size or int(calib.min()) < 0:
+        raise MQDeployError(f"calibration token ids fall outside the model's vocabulary (0..{model.config.vocab_size - 1}); "
+                            "the calibration text was tokenized for another model")
+    seconds = {}
+    start = time.perf_counter()
+    work = copy.deepcopy(model).double().eval()        # all folds in float64
+    percentiles = recipe_impl.transform(work, calib, config, progress=progress) or {}
+    work = work.to(model.dtype)
+    transformed = {k: v.detach().clone() for k, v in work.state_dict().items()}
+    seconds["transforms"] = time.perf_counter() - start
+    start = time.perf_counter()
+    ranges = install_activation_quantizers(work, calib, config, percentiles, progress=progress)
+    specs = quantize_weights(work, config)
+    if config.mode == "paper":
+        work.set_scan_impl(selective_scan_quantized_hc)
+    seconds["quantizers"] = time.perf_counter() - start
+    return QuantizedModel(work, recipe, config, specs, ranges, online_transforms_of(work), seconds, transformed)

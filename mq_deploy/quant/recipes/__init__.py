@@ -1,0 +1,20 @@
+"""Quantization recipes, one small module each, all driven by `mq_deploy.quant.quantize`.
+
+A recipe is a module with `transform(model, calib, config, progress) -> {point suffix: percentile}`:
+it applies exact FP transforms to a float64 copy of the model (gathering any statistics it needs on
+the untransformed model first) and may ask for percentile-clipped activation ranges at some points.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from ...errors import MQDeployError
+
+RECIPES = ("rtn", "smoothquant", "quarot", "quamba", "mambaquant")
+
+
+def get_recipe(name: str):
+    if name not in RECIPES:
+        raise MQDeployError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return import_module(f"{__name__}.{name}")

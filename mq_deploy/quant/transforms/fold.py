@@ -1,0 +1,226 @@
+"""Exact re-parameterisations of a MambaLM (MambaQuant §3–§6): each function changes weights in place
+and leaves the model's function unchanged. The arithmetic is float64 whatever the model's dtype;
+results are cast back to each tensor's own dtype.
+
+Notation (one mixer, token-major, W the nn.Linear weight [out, in], so a linear is x -> x·Wᵀ):
+  x, z = split(u·W_inᵀ)           W_in = [W_x; W_g] (in_proj: the first d_inner rows make x)
+  t, B, C = split(xc·W_xprojᵀ)     W_xproj = [W_dt; W_B; W_C] (x_proj: the first dt_rank rows make t)
+  delta = t·W_Δᵀ                   (dt_proj; its bias is the scan's delta_bias, untouched here)
+  out = (y ⊙ z ⊙ σ(g ⊙ z))·W_outᵀ  (g = gate_scale, None meaning 1: plain SiLU)
+
+Recommended order (MambaQuant's): fold γ -> S2 -> R2 -> S5 -> S7 -> R1 -> R5; any order is exact.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ...models.mamba import ActivationPoint, MambaLM, MambaMixer
+from .hadamard import HadamardRotation, signed_hadamard_matrix
+
+__all__ = ["fold_rmsnorm_weights", "rotate_residual_stream", "rotate_dt_bottleneck",
+           "online_hadamard_before_out_proj", "smooth_gate_s_silu", "smooth_dt_bottleneck",
+           "smooth_conv_input"]
+
+ORTHOGONALITY_TOLERANCE = 1e-6   # max |RᵀR - I| accepted for a rotation
+
+
+def _f64(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().to(torch.float64)
+
+
+def _store(target: torch.Tensor, value: torch.Tensor) -> None:
+    """Write a float64 result into a weight (or a view of one), in the weight's dtype."""
+    target.copy_(value.to(target.dtype))
+
+
+def _rotation(matrix: torch.Tensor, size: int, name: str, device: torch.device) -> torch.Tensor:
+    if tuple(matrix.shape) != (size, size):
+        raise ValueError(f"{name} must be [{size}, {size}], got shape {tuple(matrix.shape)}")
+    r = _f64(matrix).to(device)
+    error = (r.T @ r - torch.eye(size, dtype=torch.float64, device=device)).abs().max().item()
+    if not error <= ORTHOGONALITY_TOLERANCE:
+        raise ValueError(f"{name} is not orthogonal: max |RᵀR - I| = {error:.3g} > {ORTHOGONALITY_TOLERANCE}")
+    return r
+
+
+def _scales(s: torch.Tensor, size: int, name: str, device: torch.device) -> torch.Tensor:
+    if tuple(s.shape) != (size,):
+        raise ValueError(f"{name}: the smoothing vector must be [{size}], got shape {tuple(s.shape)}")
+    s = _f64(s).to(device)
+    if not (torch.isfinite(s).all() and (s > 0).all()):
+        raise ValueError(f"{name}: smoothing scales must be finite and > 0")
+    return s
+
+
+def _lm_head_is_tied(model: MambaLM) -> bool:
+    return model.lm_head.weight is model.backbone.embeddings.weight
+
+
+# ---------------------------------------------------------------------------------- residual stream
+
+@torch.no_grad()
+def fold_rmsnorm_weights(model: MambaLM) -> None:
+    """Fold every RMSNorm γ into the linear that reads it, and set γ to 1.
+
+        RMSNorm(h)·diag(γ)·W_inᵀ = RMSNorm₁(h)·(W_in·diag(γ))ᵀ      (columns of in_proj scaled)
+        norm_f likewise into the columns of lm_head.
+
+    lm_head is untied from the embedding first (its own Parameter, config.tie_word_embeddings =
+    False): the embedding must not take norm_f's γ, and R1 later treats the two differently.
+    """
+    for layer in model.backbone.layers:
+        weight = layer.mixer.in_proj.weight
+        _store(weight, _f64(weight) * _f64(layer.norm.weight).to(weight.device))
+        layer.norm.weight.fill_(1)
+    if _lm_head_is_tied(model):
+        head = model.lm_head.weight
+        model.lm_head.weight = nn.Parameter(head.detach().clone(), requires_grad=head.requires_grad)
+    model.config.tie_word_embeddings = False
+    head = model.lm_head.weight
+    _store(head, _f64(head) * _f64(model.backbone.norm_f.weight).to(head.device))
+    model.backbone.norm_f.weight.fill_(1)
+
+
+def _require_folded_norms(model: MambaLM) -> None:
+    norms = [(f"backbone.layers.{i}.norm", layer.norm) for i, layer in enumerate(model.backbone.layers)]
+    norms.append(("backbone.norm_f", model.backbone.norm_f))
+    for name, norm in norms:
+        if not torch.all(norm.weight == 1):
+            raise ValueError(f"rotate_residual_stream: {name}.weight (γ) is not folded; RMSNorm commutes "
+                             "with a rotation only without γ. Call fold_rmsnorm_weights(model) first")
+    if _lm_head_is_tied(model):
+        raise ValueError("rotate_residual_stream: lm_head is tied to the embedding; call "
+                         "fold_rmsnorm_weights(model) first (it unties them)")
+
+
+@torch.no_grad()
+def rotate_residual_stream(model: MambaLM, r1: torch.Tensor) -> None:
+    """R1: the residual stream h becomes h·R1 everywhere (one orthogonal R1 [d_model, d_model]).
+
+        E ← E·R1                                   (the embedding rows enter rotated)
+        W_in ← W_in·R1                             (every in_proj reads RMSNorm(h·R1) = RMSNorm(h)·R1)
+        W_out ← R1ᵀ·W_out,  b_out ← b_out·R1       (every block writes its output rotated)
+        W_head ← W_head·R1                         (exit)
+
+    Exact because a γ-free RMSNorm commutes with an orthogonal matrix (it preserves each row's
+    norm), hence the requirement of folded norms. Unlike the paper, which rotates back with R1ᵀ
+    online before norm_f and then forward again for lm_head, the exit rotation is folded into the
+    untied lm_head: the same function with no online cost.
+    """
+    _require_folded_norms(model)
+    device = model.lm_head.weight.device
+    r1 = _rotation(r1, model.config.hidden_size, "R1", device)
+    embedding = model.backbone.embeddings.weight
+    _store(embedding, _f64(embedding) @ r1)
+    for layer in model.backbone.layers:
+        mixer = layer.mixer
+        _store(mixer.in_proj.weight, _f64(mixer.in_proj.weight) @ r1)
+        _store(mixer.out_proj.weight, r1.T @ _f64(mixer.out_proj.weight))
+        if mixer.out_proj.bias is not None:
+            _store(mixer.out_proj.bias, _f64(mixer.out_proj.bias) @ r1)
+    _store(model.lm_head.weight, _f64(model.lm_head.weight) @ r1)
+
+
+# ---------------------------------------------------------------------------------- dt bottleneck
+
+@torch.no_grad()
+def rotate_dt_bottleneck(mixer: MambaMixer, r5: torch.Tensor) -> None:
+    """R5: dt_proj's input t becomes t·R5 (orthogonal R5 [dt_rank, dt_rank]).
+
+        W_dt ← R5ᵀ·W_dt  (and its bias b ← b·R5)    so  t' = xc·W_dtᵀ·R5 = t·R5
+        W_Δ ← W_Δ·R5                                 so  t'·W_Δ'ᵀ = t·R5·R5ᵀ·W_Δᵀ = t·W_Δᵀ
+
+    The orientation matters: with R5 = K·H from the covariance of t, t·R5 has equal channel
+    variances. The official code folds the transpose (t·R5ᵀ), which loses that property.
+    """
+    rank = mixer.dt_rank
+    r5 = _rotation(r5, rank, "R5", mixer.dt_proj.weight.device)
+    w_dt = mixer.x_proj.weight[:rank]
+    _store(w_dt, r5.T @ _f64(w_dt))
+    if mixer.x_proj.bias is not None:
+        _store(mixer.x_proj.bias[:rank], _f64(mixer.x_proj.bias[:rank]) @ r5)
+    _store(mixer.dt_proj.weight, _f64(mixer.dt_proj.weight) @ r5)
+
+
+@torch.no_grad()
+def smooth_dt_bottleneck(mixer: MambaMixer, s: torch.Tensor) -> None:
+    """S5: dt_proj's input t becomes t/s (s [dt_rank] > 0).
+
+        W_dt ← diag(1/s)·W_dt (and its bias /s),   W_Δ ← W_Δ·diag(s)
+    """
+    rank = mixer.dt_rank
+    s = _scales(s, rank, "S5", mixer.dt_proj.weight.device)
+    w_dt = mixer.x_proj.weight[:rank]
+    _store(w_dt, _f64(w_dt) / s[:, None])
+    if mixer.x_proj.bias is not None:
+        _store(mixer.x_proj.bias[:rank], _f64(mixer.x_proj.bias[:rank]) / s)
+    _store(mixer.dt_proj.weight, _f64(mixer.dt_proj.weight) * s)
+
+
+# ---------------------------------------------------------------------------------- conv input
+
+@torch.no_grad()
+def smooth_conv_input(mixer: MambaMixer, s: torch.Tensor) -> None:
+    """S7: the conv input x becomes x/s (s [d_inner] > 0).
+
+        W_x ← diag(1/s)·W_x (and b_x/s),   conv1d.weight[c] ← s_c·conv1d.weight[c]
+
+    Exact because the conv is depthwise: channel c of the output reads only channel c of the
+    input, so conv(x/s)[c]·s_c = conv(x)[c] up to the bias, which is left as is.
+    """
+    d_inner = mixer.d_inner
+    s = _scales(s, d_inner, "S7", mixer.conv1d.weight.device)
+    w_x = mixer.in_proj.weight[:d_inner]
+    _store(w_x, _f64(w_x) / s[:, None])
+    if mixer.in_proj.bias is not None:
+        _store(mixer.in_proj.bias[:d_inner], _f64(mixer.in_proj.bias[:d_inner]) / s)
+    conv = mixer.conv1d.weight                      # [d_inner, 1, kernel]
+    _store(conv, _f64(conv) * s[:, None, None])
+
+
+# ---------------------------------------------------------------------------------- out_proj input
+
+@torch.no_grad()
+def smooth_gate_s_silu(mixer: MambaMixer, s: torch.Tensor) -> None:
+    """S2 (S-SiLU): the out_proj input y ⊙ z ⊙ σ(g ⊙ z) becomes itself / s (s [d_inner] > 0).
+
+        W_g ← diag(1/s)·W_g (and b_g/s)   so z' = z/s
+        g ← g ⊙ s                          so z'·σ(g'·z') = (z/s)·σ(g·z)
+        W_out ← W_out·diag(s)
+
+    Composes with an earlier S2: gate_scale multiplies (None counts as ones). gate_scale is a
+    non-persistent buffer: whoever saves the model must record it.
+    """
+    d_inner = mixer.d_inner
+    s = _scales(s, d_inner, "S2", mixer.out_proj.weight.device)
+    w_g = mixer.in_proj.weight[d_inner:]
+    _store(w_g, _f64(w_g) / s[:, None])
+    if mixer.in_proj.bias is not None:
+        _store(mixer.in_proj.bias[d_inner:], _f64(mixer.in_proj.bias[d_inner:]) / s)
+    gate_scale = s if mixer.gate_scale is None else _f64(mixer.gate_scale) * s
+    # At least float32, the SelectiveScan contract's gate_scale dtype.
+    mixer.gate_scale = gate_scale.to(torch.promote_types(mixer.out_proj.weight.dtype, torch.float32))
+    _store(mixer.out_proj.weight, _f64(mixer.out_proj.weight) * s)
+
+
+@torch.no_grad()
+def online_hadamard_before_out_proj(mixer: MambaMixer, signs: torch.Tensor) -> None:
+    """R2: rotate the out_proj input online by diag(signs)·H and fold the inverse into out_proj.
+
+        mixer.out_proj_input = HadamardRotation(signs)     v -> v·diag(signs)·H
+        W_out ← W_out·diag(signs)·H                         so  (v·D·H)·(W_out·D·H)ᵀ = v·W_outᵀ
+
+    The activation point must still be the identity: if a recipe has already put a module there,
+    composing the two is the recipe's decision, so this raises instead of guessing.
+    """
+    if type(mixer.out_proj_input) is not ActivationPoint:
+        raise ValueError(f"online_hadamard_before_out_proj: out_proj_input already holds "
+                         f"{type(mixer.out_proj_input).__name__}; compose the online modules in the recipe")
+    if tuple(signs.shape) != (mixer.d_inner,):
+        raise ValueError(f"R2: signs must be [{mixer.d_inner}], got shape {tuple(signs.shape)}")
+    weight = mixer.out_proj.weight
+    rotation = HadamardRotation(signs).to(weight.device)
+    _store(weight, _f64(weight) @ signed_hadamard_matrix(signs).to(weight.device))
+    mixer.out_proj_input = rotation

@@ -1,0 +1,13 @@
+// Names shared by every mq_deploy plugin and the ONNX export (DESIGN.md section 3.2).
+#pragma once
+
+namespace mq::plugin {
+
+// Plugin namespace: equal to the ONNX node's `plugin_namespace` attribute and used in all three
+// places TensorRT compares (creator getter, plugin getter, registerCreator argument).
+constexpr char kPluginNamespace[] = "mq_deploy";
+constexpr char kPluginVersion[] = "1";
+constexpr char kSelectiveScanName[] = "SelectiveScan";
+constexpr char kHadamardTransformName[] = "HadamardTransform";
+
+}  // namespace mq::plugin

@@ -1,0 +1,100 @@
+// Conversions between TensorRT types and the TensorRT-independent ones in this folder.
+#pragma once
+
+#include <NvInferRuntime.h>
+
+#include <vector>
+
+#include "plugin_fields.h"
+#include "selective_scan/mq_kernels.h"
+#include "tensor_shape.h"
+
+namespace mq::plugin {
+
+// FieldType mirrors PluginFieldType value for value, so a FieldView and a PluginField convert by cast.
+#define MQ_SAME_FIELD_TYPE(name) \
+    static_assert(static_cast<int32_t>(FieldType::name) == static_cast<int32_t>(nvinfer1::PluginFieldType::name), \
+        "FieldType::" #name " differs from nvinfer1::PluginFieldType")
+MQ_SAME_FIELD_TYPE(kFLOAT16);
+MQ_SAME_FIELD_TYPE(kFLOAT32);
+MQ_SAME_FIELD_TYPE(kFLOAT64);
+MQ_SAME_FIELD_TYPE(kINT8);
+MQ_SAME_FIELD_TYPE(kINT16);
+MQ_SAME_FIELD_TYPE(kINT32);
+MQ_SAME_FIELD_TYPE(kCHAR);
+MQ_SAME_FIELD_TYPE(kDIMS);
+MQ_SAME_FIELD_TYPE(kUNKNOWN);
+MQ_SAME_FIELD_TYPE(kBF16);
+MQ_SAME_FIELD_TYPE(kINT64);
+#undef MQ_SAME_FIELD_TYPE
+static_assert(kMaxRank == nvinfer1::Dims::MAX_DIMS, "TensorShape must hold any nvinfer1::Dims");
+
+inline ScalarType to_scalar_type(nvinfer1::DataType type) {
+    switch (type) {
+    case nvinfer1::DataType::kFLOAT: return ScalarType::kFloat32;
+    case nvinfer1::DataType::kHALF: return ScalarType::kFloat16;
+    case nvinfer1::DataType::kBF16: return ScalarType::kBFloat16;
+    default: return ScalarType::kOther;
+    }
+}
+
+inline mq_dtype to_mq_dtype(nvinfer1::DataType type) {
+    return type == nvinfer1::DataType::kHALF ? MQ_FLOAT16 : type == nvinfer1::DataType::kBF16 ? MQ_BFLOAT16 : MQ_FLOAT32;
+}
+
+inline TensorShape to_shape(nvinfer1::Dims const& dims) {
+    TensorShape shape;
+    shape.rank = dims.nbDims < 0 ? 0 : (dims.nbDims > kMaxRank ? kMaxRank : dims.nbDims);
+    for (int32_t i = 0; i < shape.rank; ++i) {
+        shape.dims[i] = dims.d[i];
+    }
+    if (dims.nbDims < 0 || dims.nbDims > kMaxRank) {
+        shape.rank = -1;  // fails every rank check
+    }
+    return shape;
+}
+
+inline FieldView to_field_view(nvinfer1::PluginField const& f) {
+    return FieldView{f.name, f.data, static_cast<FieldType>(f.type), f.length};
+}
+
+inline nvinfer1::PluginField to_plugin_field(FieldView const& f) {
+    return nvinfer1::PluginField{f.name, f.data, static_cast<nvinfer1::PluginFieldType>(f.type), f.length};
+}
+
+inline std::vector<FieldView> to_field_views(nvinfer1::PluginFieldCollection const* fc) {
+    std::vector<FieldView> views;
+    if (fc != nullptr && fc->fields != nullptr) {
+        views.reserve(static_cast<size_t>(fc->nbFields > 0 ? fc->nbFields : 0));
+        for (int32_t i = 0; i < fc->nbFields; ++i) {
+            views.push_back(to_field_view(fc->fields[i]));
+        }
+    }
+    return views;
+}
+
+// Storage behind getFieldsToSerialize(): TensorRT keeps the returned pointers until the next call.
+// Copying yields an empty store, so a clone never points into another plugin's members.
+class SerializedFields {
+public:
+    SerializedFields() = default;
+    SerializedFields(SerializedFields const&) {}
+    SerializedFields& operator=(SerializedFields const&) { return *this; }
+
+    template <typename Views>
+    nvinfer1::PluginFieldCollection const* set(Views const& views) {
+        mFields.clear();
+        for (FieldView const& v : views) {
+            mFields.push_back(to_plugin_field(v));
+        }
+        mCollection.nbFields = static_cast<int32_t>(mFields.size());
+        mCollection.fields = mFields.data();
+        return &mCollection;
+    }
+
+private:
+    std::vector<nvinfer1::PluginField> mFields;
+    nvinfer1::PluginFieldCollection mCollection{};
+};
+
+}  // namespace mq::plugin

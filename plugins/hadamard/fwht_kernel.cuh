@@ -1,0 +1,118 @@
+// Fast Walsh-Hadamard transform with a non-power-of-two base: y = x diag(signs) kron(H_m, S_p) / sqrt(n).
+// One thread block per row: the row (float32) sits in shared memory, log2(p) butterfly stages apply
+// S_p inside every block of p consecutive entries, then each output column c mixes the m blocks
+// with the base matrix: y[j p + c] = sum_i H_m[i][j] u[i p + c] (y = x H, so H_m is read by column).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "hadamard_bases_generated.h"  // MQ_HADAMARD_BASE_<m>, from hadamard_bases.txt
+
+namespace mq::hadamard {
+
+__constant__ float kBase12[12 * 12] = {MQ_HADAMARD_BASE_12};
+__constant__ float kBase20[20 * 20] = {MQ_HADAMARD_BASE_20};
+__constant__ float kBase28[28 * 28] = {MQ_HADAMARD_BASE_28};
+__constant__ float kBase40[40 * 40] = {MQ_HADAMARD_BASE_40};
+
+// Direct indexing of the __constant__ arrays keeps the reads on the constant cache (broadcast).
+template <int M>
+__device__ __forceinline__ float base_entry(int index) {
+    if constexpr (M == 12) {
+        return kBase12[index];
+    } else if constexpr (M == 20) {
+        return kBase20[index];
+    } else if constexpr (M == 28) {
+        return kBase28[index];
+    } else {
+        static_assert(M == 40, "base orders are 1, 12, 20, 28, 40");
+        return kBase40[index];
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ float to_float(T v) {
+    if constexpr (sizeof(T) == 4) {
+        return v;
+    } else if constexpr (std::is_same_v<T, __half>) {
+        return __half2float(v);
+    } else {
+        return __bfloat162float(v);
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ T from_float(float v) {
+    if constexpr (sizeof(T) == 4) {
+        return v;
+    } else if constexpr (std::is_same_v<T, __half>) {
+        return __float2half_rn(v);
+    } else {
+        return __float2bfloat16_rn(v);
+    }
+}
+
+constexpr int kFwhtThreads = 256;
+constexpr int kOutputsPerItem = 4;  // base-mix outputs one thread computes from one loaded column
+
+// x and y may be the same buffer: a row is fully read before any of it is written.
+template <typename T, int M>
+__global__ void __launch_bounds__(kFwhtThreads) fwht_kernel(T const* x, float const* signs, T* y, int64_t rows,
+    int n, int log2p, float scale) {
+    extern __shared__ float s_row[];
+    int const p = 1 << log2p;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        T const* xr = x + row * n;
+        T* yr = y + row * n;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            s_row[i] = to_float(xr[i]) * (signs != nullptr ? signs[i] : 1.0f);
+        }
+        __syncthreads();
+        for (int lh = 0; lh < log2p; ++lh) {
+            int const h = 1 << lh;
+            for (int j = threadIdx.x; j < n / 2; j += blockDim.x) {
+                int const i = ((j >> lh) << (lh + 1)) | (j & (h - 1));
+                float const a = s_row[i];
+                float const b = s_row[i + h];
+                s_row[i] = a + b;
+                s_row[i + h] = a - b;
+            }
+            __syncthreads();
+        }
+        if constexpr (M == 1) {
+            for (int i = threadIdx.x; i < n; i += blockDim.x) {
+                yr[i] = from_float<T>(s_row[i] * scale);
+            }
+        } else {
+            constexpr int kGroups = (M + kOutputsPerItem - 1) / kOutputsPerItem;
+            for (int item = threadIdx.x; item < kGroups * p; item += blockDim.x) {
+                int const c = item % p;  // fastest: a warp reads consecutive columns, one group of j
+                int const j0 = (item / p) * kOutputsPerItem;
+                float u[M];
+#pragma unroll
+                for (int i = 0; i < M; ++i) {
+                    u[i] = s_row[i * p + c];
+                }
+#pragma unroll
+                for (int jj = 0; jj < kOutputsPerItem; ++jj) {
+                    int const j = j0 + jj;
+                    if (j < M) {
+                        float acc = 0.0f;
+#pragma unroll
+                        for (int i = 0; i < M; ++i) {
+                            acc = fmaf(base_entry<M>(i * M + j), u[i], acc);
+                        }
+                        yr[j * p + c] = from_float<T>(acc * scale);
+                    }
+                }
+            }
+        }
+        __syncthreads();  // the next row reuses s_row
+    }
+}
+
+}  // namespace mq::hadamard

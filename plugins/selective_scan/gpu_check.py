@@ -1,0 +1,431 @@
+"""GPU check of libmq_kernels: correctness against mq_deploy's torch reference, then timing.
+
+Run it through gpu_check.sh, which builds the libraries for the local GPU. It prints one markdown
+report (device, measured copy bandwidth and exp rate, correctness table, timing table, Hadamard
+table) and writes it to --out. Exit status 1 if any check fails, 2 if there is no CUDA device.
+
+Correctness metric: err = max|out - ref| / max|ref| over the whole output (normwise relative),
+with the reference computed in float64 from the very same (rounded) inputs. Tolerances:
+  y:            1e-5 for float32; eps(dtype) = 2^-10 (float16), 2^-7 (bfloat16) otherwise: storing y
+                rounds it by at most eps/2 relative, the float32 arithmetic adds ~1e-6, eps leaves 2x room;
+  final_state:  1e-5 for every dtype (the state is float32 whatever the activation dtype).
+Outputs and workspace are filled with NaN before every run, so unwritten elements fail the check.
+
+Timing: median of --reps runs, each bracketed by CUDA events, queued behind a GPU sleep so host
+launch overhead is not timed. Floor = max(bytes moved / measured device-to-device copy bandwidth,
+B*L*D*N exponentials / measured exp rate); ratio = chunked time / floor.
+
+Importing this module needs neither torch nor a GPU (used by the CPU test suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import pathlib
+import platform
+import statistics
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))  # mq_kernels_ctypes
+sys.path.insert(1, str(REPO / "plugins" / "hadamard"))  # hadamard_bases
+
+import mq_kernels_ctypes  # noqa: E402  (no torch at import time)
+
+Y_TOLERANCE = {"float32": 1e-5, "float16": 2.0**-10, "bfloat16": 2.0**-7}
+STATE_TOLERANCE = 1e-5
+DTYPES = ("float32", "float16", "bfloat16")
+FLAG_COMBOS = [(r, g, h) for r in (False, True) for g in (False, True) for h in (False, True)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanCase:
+    batch: int
+    seqlen: int
+    dim: int
+    dtype: str
+    reverse: bool = False
+    gate: bool = True
+    initial_state: bool = False
+    dstate: int = 16
+    delta_softplus: bool = True
+
+    def label(self) -> str:
+        flags = "".join(c for c, on in (("r", self.reverse), ("z", self.gate), ("h", self.initial_state)) if on)
+        return f"{self.dtype} B={self.batch} L={self.seqlen} D={self.dim} N={self.dstate} {flags or '-'}"
+
+
+def correctness_cases(quick: bool = False) -> list[ScanCase]:
+    """Every shape of the issue, each dtype; flag combinations rotate so all eight appear often."""
+    cases = []
+    for dtype in DTYPES:  # every flag combination on a small odd shape
+        for reverse, gate, h0 in FLAG_COMBOS:
+            cases.append(ScanCase(1, 7, 1000, dtype, reverse, gate, h0))
+    shapes = [(1, 1, 1536), (8, 7, 2560), (1, 2048, 1536), (8, 2048, 1000), (1, 8192, 2560), (8, 2048, 2560)]
+    if quick:
+        shapes = shapes[:3]
+    i = 0
+    for batch, seqlen, dim in shapes:
+        for dtype in DTYPES:
+            reverse, gate, h0 = FLAG_COMBOS[(3 * i + 1) % len(FLAG_COMBOS)]
+            cases.append(ScanCase(batch, seqlen, dim, dtype, reverse, gate, h0))
+            i += 1
+    # Other state layouts (N <= 4, N = 5 padded, 2 and 4 threads per channel) and no softplus.
+    cases += [ScanCase(2, 300, 1000, "float32", True, True, True, dstate=n) for n in (4, 5, 32, 64)]
+    cases.append(ScanCase(2, 300, 1000, "float16", False, True, True, dstate=16, delta_softplus=False))
+    return cases
+
+
+def timing_cases(quick: bool = False) -> list[ScanCase]:
+    shapes = [(1, 2048, 1536), (8, 2048, 1536), (1, 8192, 2560), (8, 8192, 2560)]
+    if quick:
+        shapes = shapes[:2]
+    return [ScanCase(b, l, d, dtype, gate=True) for b, l, d in shapes for dtype in DTYPES]
+
+
+# ---- inputs and reference ------------------------------------------------------------------------
+
+def make_inputs(case: ScanCase, seed: int):
+    """Mamba-like random inputs: dt in about [1e-3, 0.1], A = -(1..N), D near 1."""
+    import torch
+
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    dev, act = "cuda", getattr(torch, case.dtype)
+    b, l, d, n = case.batch, case.seqlen, case.dim, case.dstate
+
+    def randn(*shape, scale=1.0):
+        return torch.randn(*shape, generator=g, device=dev, dtype=torch.float32) * scale
+
+    dt_init = torch.exp(torch.rand(d, generator=g, device=dev) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+    delta_bias = dt_init + torch.log(-torch.expm1(-dt_init)) if case.delta_softplus else dt_init
+    a_log = torch.log(torch.arange(1, n + 1, device=dev, dtype=torch.float32)).repeat(d, 1) + randn(d, n, scale=0.1)
+    return {
+        "x": randn(b, l, d).to(act),
+        # Without softplus dt = delta + bias must stay positive (a decaying state), so delta >= 0.
+        "delta": (randn(b, l, d, scale=0.5) if case.delta_softplus
+                  else 0.01 * torch.rand(b, l, d, generator=g, device=dev)).to(act),
+        "A": -torch.exp(a_log).contiguous(),
+        "B": randn(b, l, n).to(act),
+        "C": randn(b, l, n).to(act),
+        "D": 1.0 + randn(d, scale=0.1),
+        "delta_bias": delta_bias.contiguous(),
+        "z": randn(b, l, d).to(act) if case.gate else None,
+        "gate_scale": (0.5 + torch.rand(d, generator=g, device=dev)) if case.gate else None,
+        "initial_state": randn(b, d, n, scale=0.5) if case.initial_state else None,
+    }
+
+
+def _local_reference(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None, delta_softplus=True,
+                     initial_state=None, reverse=False, return_final_state=False):
+    """Sequential float64 scan with selective_scan_ref's signature (fallback: --reference local)."""
+    import torch
+
+    dt = delta + (delta_bias if delta_bias is not None else 0)
+    if delta_softplus:
+        dt = torch.where(dt > 20, dt, torch.log1p(torch.exp(dt)))
+    h = initial_state.clone() if initial_state is not None else x.new_zeros(x.shape[0], x.shape[2], A.shape[1])
+    y = torch.empty_like(x)
+    steps = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
+    for t in steps:
+        h = torch.exp(dt[:, t, :, None] * A) * h + (dt[:, t] * x[:, t])[:, :, None] * B[:, t, None, :]
+        y[:, t] = (h * C[:, t, None, :]).sum(-1)
+    if D is not None:
+        y = y + D * x
+    if z is not None:
+        y = y * (z * torch.sigmoid((gate_scale if gate_scale is not None else 1) * z))
+    return (y, h) if return_final_state else y
+
+
+def load_reference(kind: str):
+    if kind == "local":
+        return _local_reference
+    sys.path.insert(0, str(REPO))
+    try:
+        from mq_deploy.ops.selective_scan import selective_scan_ref
+    except ImportError as exc:
+        raise SystemExit(f"gpu_check: cannot import mq_deploy.ops.selective_scan.selective_scan_ref ({exc}); "
+                         "run from the repository or pass --reference local") from exc
+    return selective_scan_ref
+
+
+def reference(ref_fn, inputs, case: ScanCase):
+    """float64 reference, a batch slice at a time when the problem is large (bounded memory)."""
+    import torch
+
+    f64 = {k: (v.double() if v is not None else None) for k, v in inputs.items()}
+    step = case.batch if case.batch * case.seqlen * case.dim * case.dstate <= 2**27 else 1
+    ys, states = [], []
+    for b0 in range(0, case.batch, step):
+        sl = slice(b0, b0 + step)
+        per_batch = {k: (v[sl] if k in ("x", "delta", "B", "C", "z", "initial_state") and v is not None else v)
+                     for k, v in f64.items()}
+        y, state = ref_fn(**per_batch, delta_softplus=case.delta_softplus, reverse=case.reverse,
+                          return_final_state=True)
+        ys.append(y)
+        states.append(state)
+    return torch.cat(ys), torch.cat(states)
+
+
+def normwise_error(out, ref) -> float:
+    import torch
+
+    out64 = out.double()
+    if not torch.isfinite(out64).all():
+        return math.inf
+    scale = ref.abs().max().item()
+    err = (out64 - ref).abs().max().item()
+    return err / scale if scale > 0 else err
+
+
+# ---- correctness -----------------------------------------------------------------------------------
+
+def run_kernel(lib, case: ScanCase, inputs, algorithm: str):
+    """Runs one algorithm with NaN-poisoned outputs and workspace; returns (y, final_state)."""
+    import torch
+
+    x = inputs["x"]
+    y = torch.full_like(x, math.nan)
+    state = torch.full((case.batch, case.dim, case.dstate), math.nan, device="cuda")
+    ws_bytes = lib.workspace_size(case.batch, case.seqlen, case.dim, case.dstate) if algorithm == "chunked" else 0
+    workspace = torch.full((max(ws_bytes, 16),), 0xFF, dtype=torch.uint8, device="cuda")  # NaN as float32
+    if algorithm == "decode":
+        state.copy_(inputs["initial_state"])  # in-place update: state in == state out
+        args = dict(inputs, initial_state=state)
+    else:
+        args = inputs
+    lib.selective_scan(**args, delta_softplus=case.delta_softplus, reverse=case.reverse, y=y, final_state=state,
+                       workspace=workspace, algorithm=algorithm)
+    torch.cuda.synchronize()
+    return y, state
+
+
+def check_case(lib, ref_fn, case: ScanCase, algorithm: str, seed: int) -> dict:
+    inputs = make_inputs(case, seed)
+    y, state = run_kernel(lib, case, inputs, algorithm)
+    y_ref, state_ref = reference(ref_fn, inputs, case)
+    err_y, err_s = normwise_error(y, y_ref), normwise_error(state, state_ref)
+    ok = err_y <= Y_TOLERANCE[case.dtype] and err_s <= STATE_TOLERANCE
+    return {"case": case.label(), "algorithm": algorithm, "err_y": err_y, "err_state": err_s,
+            "tol_y": Y_TOLERANCE[case.dtype], "ok": ok}
+
+
+def correctness(lib, ref_fn, quick: bool) -> list[dict]:
+    rows = []
+    for i, case in enumerate(correctness_cases(quick)):
+        rows.append(check_case(lib, ref_fn, case, "chunked", seed=1000 + i))
+        if case.seqlen <= 2048 and case.batch == 1:  # the baseline must be right to be a fair baseline
+            rows.append(check_case(lib, ref_fn, case, "sequential", seed=1000 + i))
+    for i, dtype in enumerate(DTYPES):  # decode: one token, state updated in place
+        for dim in (1000, 2560):
+            case = ScanCase(8, 1, dim, dtype, gate=True, initial_state=True)
+            rows.append(check_case(lib, ref_fn, case, "decode", seed=2000 + 10 * i + dim))
+    return rows
+
+
+def check_hadamard(lib) -> list[dict]:
+    import torch
+
+    import hadamard_bases
+
+    bases = hadamard_bases.load_bases()
+    rows = []
+    for n in (12, 768, 1280, 1536, 1792, 2560, 4096, 5120, 16384):
+        h = torch.from_numpy(hadamard_bases.hadamard_matrix(n, bases)).cuda()
+        for dtype in DTYPES:
+            g = torch.Generator(device="cuda").manual_seed(n)
+            x = torch.randn(3, 37, n, generator=g, device="cuda").to(getattr(torch, dtype))
+            signs = torch.where(torch.rand(n, generator=g, device="cuda") < 0.5, -1.0, 1.0)
+            ref = (x.double() * signs.double()) @ h
+            out = torch.full_like(x, math.nan)
+            lib.hadamard_transform(x, signs, out)
+            in_place = x.clone()
+            lib.hadamard_transform(in_place, signs, in_place)
+            torch.cuda.synchronize()
+            err = max(normwise_error(out, ref), normwise_error(in_place, ref))
+            rows.append({"n": n, "m": lib.hadamard_base_order(n), "dtype": dtype, "err": err,
+                         "ok": err <= Y_TOLERANCE[dtype]})
+    return rows
+
+
+# ---- timing ------------------------------------------------------------------------------------------
+
+def median_ms(fn, reps: int, warmup: int = 3) -> float:
+    """Median of per-run CUDA-event times; runs are queued behind a GPU sleep (no host gaps)."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    torch.cuda.synchronize()
+    if hasattr(torch.cuda, "_sleep"):
+        torch.cuda._sleep(50_000_000)  # ~25 ms of GPU time while the host queues everything
+    for s, e in zip(starts, ends):
+        s.record()
+        fn()
+        e.record()
+    torch.cuda.synchronize()
+    return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends))
+
+
+def copy_bandwidth() -> float:
+    """Device-to-device copy, bytes read + written per second."""
+    import torch
+
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), reps=20)
+    return 2 * src.numel() / (ms * 1e-3)
+
+
+def exp_rate(bench) -> float:
+    import torch
+
+    blocks = torch.cuda.get_device_properties(0).multi_processor_count * 8
+    iters = 4096
+    sink = torch.zeros(blocks, device="cuda")
+    ms = median_ms(lambda: bench.launch(sink, blocks, iters), reps=10)
+    return bench.count(blocks, iters) / (ms * 1e-3)
+
+
+def scan_bytes(case: ScanCase, act_bytes: int) -> int:
+    """The scan's unavoidable traffic: activations in and out, B/C, parameters, final state."""
+    b, l, d, n = case.batch, case.seqlen, case.dim, case.dstate
+    activations = (3 + int(case.gate)) * b * l * d  # x, delta, y (+ z)
+    params = 4 * (d * n + 3 * d)
+    return act_bytes * (activations + 2 * b * l * n) + params + 4 * b * d * n * (1 + int(case.initial_state))
+
+
+def timing(lib, reps: int, bandwidth: float, exps_per_s: float, quick: bool) -> list[dict]:
+    import torch
+
+    rows = []
+    for i, case in enumerate(timing_cases(quick)):
+        inputs = make_inputs(case, seed=3000 + i)
+        y = torch.empty_like(inputs["x"])
+        state = torch.empty(case.batch, case.dim, case.dstate, device="cuda")
+        ws = torch.empty(max(lib.workspace_size(case.batch, case.seqlen, case.dim, case.dstate), 16),
+                         dtype=torch.uint8, device="cuda")
+        times = {}
+        for algorithm in ("chunked", "sequential"):
+            times[algorithm] = median_ms(
+                lambda: lib.selective_scan(**inputs, y=y, final_state=state, workspace=ws, algorithm=algorithm), reps)
+        act_bytes = inputs["x"].element_size()
+        mem_floor = scan_bytes(case, act_bytes) / bandwidth * 1e3
+        exp_floor = case.batch * case.seqlen * case.dim * case.dstate / exps_per_s * 1e3
+        floor = max(mem_floor, exp_floor)
+        rows.append({"case": case.label(), "chunked_us": times["chunked"] * 1e3,
+                     "sequential_us": times["sequential"] * 1e3,
+                     "speedup": times["sequential"] / times["chunked"], "mem_floor_us": mem_floor * 1e3,
+                     "exp_floor_us": exp_floor * 1e3, "ratio": times["chunked"] / floor})
+        del inputs, y, state, ws
+        torch.cuda.empty_cache()
+    return rows
+
+
+def hadamard_timing(lib, reps: int, bandwidth: float) -> list[dict]:
+    import torch
+
+    import hadamard_bases
+
+    rows = []
+    for n in (1536, 2560, 5120):
+        x = torch.randn(8 * 2048, n, device="cuda", dtype=torch.float16)
+        signs = torch.ones(n, device="cuda")
+        out = torch.empty_like(x)
+        h = torch.from_numpy(hadamard_bases.hadamard_matrix(n)).to(device="cuda", dtype=torch.float16)
+        fwht = median_ms(lambda: lib.hadamard_transform(x, signs, out), reps)
+        dense = median_ms(lambda: torch.matmul(x, h, out=out), reps)
+        floor = 2 * x.numel() * x.element_size() / bandwidth * 1e3
+        rows.append({"shape": f"float16 [{x.shape[0]}, {n}]", "fwht_us": fwht * 1e3, "dense_us": dense * 1e3,
+                     "floor_us": floor * 1e3})
+    return rows
+
+
+# ---- report ----------------------------------------------------------------------------------------
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    head = "| " + " | ".join(title for title, _, _ in columns) + " |"
+    rule = "| " + " | ".join("---" for _ in columns) + " |"
+    body = ["| " + " | ".join(format(r[key], fmt) if fmt else str(r[key]) for _, key, fmt in columns) + " |"
+            for r in rows]
+    return "\n".join([head, rule, *body])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Check and time libmq_kernels on this GPU.")
+    parser.add_argument("--lib", type=pathlib.Path, required=False, help="path of libmq_kernels.so")
+    parser.add_argument("--bench-lib", type=pathlib.Path, help="path of libmq_kernels_bench.so (exp rate)")
+    parser.add_argument("--out", type=pathlib.Path, help="also write the report here")
+    parser.add_argument("--reference", choices=("package", "local"), default="package",
+                        help="package: mq_deploy.ops.selective_scan.selective_scan_ref (default); "
+                             "local: this script's sequential float64 loop")
+    parser.add_argument("--reps", type=int, default=50, help="timed runs per measurement (median)")
+    parser.add_argument("--quick", action="store_true", help="fewer shapes")
+    parser.add_argument("--list-cases", action="store_true", help="print the planned cases and exit (no GPU)")
+    args = parser.parse_args(argv)
+
+    if args.list_cases:
+        for case in correctness_cases(args.quick):
+            print("check", case.label())
+        for case in timing_cases(args.quick):
+            print("time ", case.label())
+        return 0
+    if args.lib is None:
+        parser.error("--lib is required")
+
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu_check: no CUDA device visible to torch; nothing to check")
+        return 2
+    lib = mq_kernels_ctypes.MqKernels(args.lib)
+    ref_fn = load_reference(args.reference)
+    props = torch.cuda.get_device_properties(0)
+    lines = ["# libmq_kernels GPU check", "",
+             f"- device: {props.name}, {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB; "
+             f"torch {torch.__version__} (CUDA {torch.version.cuda}); python {platform.python_version()}",
+             f"- library: {args.lib} (version {lib.version}); reference: {args.reference}"]
+
+    bandwidth = copy_bandwidth()
+    exps = exp_rate(mq_kernels_ctypes.ExpRateBench(args.bench_lib)) if args.bench_lib else math.inf
+    exp_text = f"exp2 (MUFU) rate {exps / 1e12:.2f} T/s" if math.isfinite(exps) else "exp rate not measured"
+    lines.append(f"- measured: device-to-device copy {bandwidth / 1e12:.2f} TB/s (read + write); {exp_text}")
+
+    checks = correctness(lib, ref_fn, args.quick)
+    hadamard = check_hadamard(lib)
+    lines += ["", "## Correctness (normwise relative error vs float64 reference)", "",
+              markdown_table(checks, [("case", "case", ""), ("kernel", "algorithm", ""), ("err y", "err_y", ".2e"),
+                                      ("tol y", "tol_y", ".1e"), ("err state", "err_state", ".2e"),
+                                      ("ok", "ok", "")]),
+              "", f"final_state tolerance {STATE_TOLERANCE:.0e} for every dtype.", "",
+              "## Fast Walsh-Hadamard transform vs dense x diag(s) H_n (float64)", "",
+              markdown_table(hadamard, [("n", "n", ""), ("base m", "m", ""), ("dtype", "dtype", ""),
+                                        ("err", "err", ".2e"), ("ok", "ok", "")])]
+
+    perf = timing(lib, args.reps, bandwidth, exps, args.quick)
+    lines += ["", "## Selective scan time (median, microseconds)", "",
+              markdown_table(perf, [("case", "case", ""), ("chunked", "chunked_us", ".1f"),
+                                    ("sequential", "sequential_us", ".1f"), ("speedup", "speedup", ".2f"),
+                                    ("mem floor", "mem_floor_us", ".1f"), ("exp floor", "exp_floor_us", ".1f"),
+                                    ("chunked / floor", "ratio", ".2f")]),
+              "", "## Hadamard transform time (median, microseconds)", "",
+              markdown_table(hadamard_timing(lib, args.reps, bandwidth),
+                             [("input", "shape", ""), ("fwht", "fwht_us", ".1f"), ("dense matmul", "dense_us", ".1f"),
+                              ("copy floor", "floor_us", ".1f")])]
+    failed = sum(not r["ok"] for r in checks + hadamard)
+    passed = len(checks) + len(hadamard) - failed
+    lines += ["", f"{passed} passed, {failed} failed"]
+    report = "\n".join(lines) + "\n"
+    print(report, end="")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report)
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+/*
+ * mq_kernels.h: the plain C API of libmq_kernels (selective scan, decode step, fast Hadamard).
+ *
+ * Rules shared by every entry point:
+ * - Pointers are raw device pointers (e.g. torch.Tensor.data_ptr()), contiguous, row-major.
+ * - Nothing here allocates device or host memory, and nothing synchronizes: work is enqueued on
+ *   `stream` (NULL = the legacy default stream) and the call returns at once.
+ * - Every call returns an mq_status (0 = success); mq_status_string() names it. Arguments are
+ *   checked before anything is launched; an error launches nothing.
+ * - Activations x, delta, B, C, z, y share one dtype (mq_dtype); A, D, delta_bias, gate_scale and
+ *   every SSM state are float32. All arithmetic is float32.
+ *
+ * Usable from C, C++ and ctypes; no CUDA header is needed (the stream is the driver's CUstream_st*,
+ * which is what cudaStream_t is).
+ */
+#ifndef MQ_KERNELS_H
+#define MQ_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define MQ_API
+#else
+#define MQ_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct CUstream_st;
+typedef struct CUstream_st* mq_stream_t; /* == cudaStream_t */
+
+typedef enum mq_status {
+    MQ_SUCCESS = 0,
+    MQ_ERROR_INVALID_ARGUMENT = 1, /* null pointer, negative size, inconsistent arguments */
+    MQ_ERROR_UNSUPPORTED = 2,      /* valid request outside what the kernels implement (e.g. N > 64) */
+    MQ_ERROR_WORKSPACE = 3,        /* workspace missing, too small or misaligned */
+    MQ_ERROR_CUDA = 4              /* a kernel launch failed (cudaGetLastError) */
+} mq_status;
+
+typedef enum mq_dtype {
+    MQ_FLOAT32 = 0,
+    MQ_FLOAT16 = 1,
+    MQ_BFLOAT16 = 2
+} mq_dtype;
+
+/* Largest d_state (N) the selective-scan kernels accept. */
+#define MQ_SELECTIVE_SCAN_MAX_DSTATE 64
+/* Largest Hadamard transform size n (one row is kept in shared memory). */
+#define MQ_HADAMARD_MAX_SIZE 16384
+
+/*
+ * Selective scan over token-major inputs (the SelectiveScan op contract, plugins/selective_scan/README.md):
+ *   dt_t = softplus(delta_t + delta_bias)          (or delta_t + delta_bias when delta_softplus == 0)
+ *   h_t  = exp(dt_t * A) * h_{t-1} + dt_t * x_t * B_t,   h_{-1} = initial_state (or 0)
+ *   y_t  = <h_t, C_t> + D * x_t;   y_t *= z_t * sigmoid(gate_scale * z_t)   (when z != NULL)
+ * With reverse != 0 the recurrence runs from the last token to the first. final_state is the state
+ * after the last token processed (after token 0 when reverse). Shapes:
+ *   x, delta, z, y: [batch, seqlen, dim]   B, C: [batch, seqlen, dstate]   A: [dim, dstate]
+ *   D, delta_bias, gate_scale: [dim]       initial_state, final_state: [batch, dim, dstate]
+ * Optional (may be NULL): D, delta_bias, z, gate_scale (needs z; NULL means 1), initial_state,
+ * final_state. y may not alias any input. final_state may alias initial_state.
+ * seqlen may be 0 (then final_state = initial_state or zeros). 1 <= dstate <= MQ_SELECTIVE_SCAN_MAX_DSTATE,
+ * batch <= 65535.
+ */
+typedef struct mq_selective_scan_args {
+    mq_dtype dtype;
+    int32_t batch;
+    int32_t seqlen;
+    int32_t dim;
+    int32_t dstate;
+    int32_t delta_softplus; /* 0 or 1 */
+    int32_t reverse;        /* 0 or 1 */
+    const void* x;
+    const void* delta;
+    const float* A;
+    const void* B;
+    const void* C;
+    const float* D;
+    const float* delta_bias;
+    const void* z;
+    const float* gate_scale;
+    const float* initial_state;
+    void* y;
+    float* final_state;
+    void* workspace;        /* device memory, 16-byte aligned, see mq_selective_scan_workspace_size */
+    size_t workspace_bytes; /* bytes available at workspace */
+} mq_selective_scan_args;
+
+/* Exact workspace the chunked scan needs for this shape (0 when the sequence is not split). */
+MQ_API size_t mq_selective_scan_workspace_size(int32_t batch, int32_t seqlen, int32_t dim, int32_t dstate);
+
+/* An upper bound of mq_selective_scan_workspace_size over every shape with batch <= max_batch,
+ * seqlen <= max_seqlen, dim <= max_dim (what a TensorRT plugin reserves for a whole profile). */
+MQ_API size_t mq_selective_scan_workspace_bound(int32_t max_batch, int32_t max_seqlen, int32_t max_dim,
+    int32_t dstate);
+
+/* Chunked (sequence-parallel) scan: fills the GPU even at batch 1. */
+MQ_API mq_status mq_selective_scan(const mq_selective_scan_args* args, mq_stream_t stream);
+
+/* Baseline: one thread per channel walks the whole sequence (the TensorRT-LLM mapping). Same
+ * contract; needs no workspace. Kept for benchmarks and as a cross-check. */
+MQ_API mq_status mq_selective_scan_sequential(const mq_selective_scan_args* args, mq_stream_t stream);
+
+/*
+ * Decode step (one token, seqlen == 1): state_in -> state_out, which may be the same buffer
+ * (in-place update). x, delta, z, y: [batch, dim]; B, C: [batch, dstate]; states [batch, dim, dstate].
+ * Uses args fields as for mq_selective_scan with seqlen = 1, initial_state = state in,
+ * final_state = state out; args->reverse is ignored and no workspace is needed.
+ */
+MQ_API mq_status mq_selective_state_update(const mq_selective_scan_args* args, mq_stream_t stream);
+
+/*
+ * Fast Walsh-Hadamard transform of `rows` vectors of length n:
+ *   y[r, :] = x[r, :] * diag(signs) * H_n,   H_n = kron(H_m, Sylvester_{n/m}) / sqrt(n)
+ * with H_m the base matrix of order m from plugins/hadamard/hadamard_bases.txt and m the largest
+ * of {40, 28, 20, 12, 1} for which n/m is a power of two. signs: [n] float32 or NULL (all +1).
+ * x and y: [rows, n] of `dtype`; y may equal x (in place). n <= MQ_HADAMARD_MAX_SIZE.
+ */
+MQ_API mq_status mq_hadamard_transform(const void* x, const float* signs, void* y, int64_t rows, int32_t n,
+    mq_dtype dtype, mq_stream_t stream);
+
+/* Base order m used for size n, or 0 when n is not supported. */
+MQ_API int32_t mq_hadamard_base_order(int32_t n);
+
+/* Static, NUL-terminated description of a status code. */
+MQ_API const char* mq_status_string(mq_status status);
+
+/* Version of this library, e.g. "0.1.0". */
+MQ_API const char* mq_kernels_version(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* MQ_KERNELS_H */

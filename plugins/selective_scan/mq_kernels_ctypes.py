@@ -1,0 +1,167 @@
+"""ctypes bindings of libmq_kernels (plugins/selective_scan/mq_kernels.h) for torch CUDA tensors.
+
+Only this module knows the C layout; callers pass torch tensors. Importing it needs neither torch
+nor a GPU (torch is imported when a call is made).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import pathlib
+
+MQ_SUCCESS = 0
+_DTYPE_CODES = {"float32": 0, "float16": 1, "bfloat16": 2}
+
+
+class ScanArgs(ctypes.Structure):
+    """Mirror of struct mq_selective_scan_args (field order and types must match the header)."""
+
+    _fields_ = [
+        ("dtype", ctypes.c_int),
+        ("batch", ctypes.c_int32),
+        ("seqlen", ctypes.c_int32),
+        ("dim", ctypes.c_int32),
+        ("dstate", ctypes.c_int32),
+        ("delta_softplus", ctypes.c_int32),
+        ("reverse", ctypes.c_int32),
+        ("x", ctypes.c_void_p),
+        ("delta", ctypes.c_void_p),
+        ("A", ctypes.c_void_p),
+        ("B", ctypes.c_void_p),
+        ("C", ctypes.c_void_p),
+        ("D", ctypes.c_void_p),
+        ("delta_bias", ctypes.c_void_p),
+        ("z", ctypes.c_void_p),
+        ("gate_scale", ctypes.c_void_p),
+        ("initial_state", ctypes.c_void_p),
+        ("y", ctypes.c_void_p),
+        ("final_state", ctypes.c_void_p),
+        ("workspace", ctypes.c_void_p),
+        ("workspace_bytes", ctypes.c_size_t),
+    ]
+
+
+class MqKernelsError(RuntimeError):
+    pass
+
+
+def _ptr(t):
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def _stream_handle():
+    import torch
+
+    return ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
+
+
+class MqKernels:
+    """Loaded libmq_kernels. Every call enqueues on torch's current CUDA stream."""
+
+    def __init__(self, path: str | pathlib.Path):
+        self.path = str(path)
+        lib = ctypes.CDLL(self.path)
+        for name in ("mq_selective_scan", "mq_selective_scan_sequential", "mq_selective_state_update"):
+            fn = getattr(lib, name)
+            fn.argtypes = [ctypes.POINTER(ScanArgs), ctypes.c_void_p]
+            fn.restype = ctypes.c_int
+        lib.mq_selective_scan_workspace_size.argtypes = [ctypes.c_int32] * 4
+        lib.mq_selective_scan_workspace_size.restype = ctypes.c_size_t
+        lib.mq_selective_scan_workspace_bound.argtypes = [ctypes.c_int32] * 4
+        lib.mq_selective_scan_workspace_bound.restype = ctypes.c_size_t
+        lib.mq_hadamard_transform.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                              ctypes.c_int32, ctypes.c_int, ctypes.c_void_p]
+        lib.mq_hadamard_transform.restype = ctypes.c_int
+        lib.mq_hadamard_base_order.argtypes = [ctypes.c_int32]
+        lib.mq_hadamard_base_order.restype = ctypes.c_int32
+        lib.mq_status_string.argtypes = [ctypes.c_int]
+        lib.mq_status_string.restype = ctypes.c_char_p
+        lib.mq_kernels_version.restype = ctypes.c_char_p
+        self._lib = lib
+
+    @property
+    def version(self) -> str:
+        return self._lib.mq_kernels_version().decode()
+
+    def _check(self, status: int, what: str) -> None:
+        if status != MQ_SUCCESS:
+            raise MqKernelsError(f"{what}: {self._lib.mq_status_string(status).decode()} (status {status})")
+
+    def workspace_size(self, batch: int, seqlen: int, dim: int, dstate: int) -> int:
+        return self._lib.mq_selective_scan_workspace_size(batch, seqlen, dim, dstate)
+
+    def hadamard_base_order(self, n: int) -> int:
+        return self._lib.mq_hadamard_base_order(n)
+
+    def selective_scan(self, x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None,
+                       delta_softplus=True, initial_state=None, reverse=False, *, y=None, final_state=None,
+                       workspace=None, algorithm="chunked"):
+        """Runs the scan; returns (y, final_state). algorithm: chunked | sequential | decode.
+
+        y / final_state / workspace are allocated here when not given (allocation is the caller's
+        business; the library itself never allocates). For algorithm="decode", x etc. are
+        [batch, 1, dim] (or [batch, dim]) and final_state may be initial_state (in place).
+        """
+        import torch
+
+        batch, dim = x.shape[0], x.shape[-1]
+        seqlen = 1 if x.dim() == 2 else x.shape[1]
+        dstate = A.shape[1]
+        dtype_name = str(x.dtype).replace("torch.", "")
+        if dtype_name not in _DTYPE_CODES:
+            raise MqKernelsError(f"unsupported activation dtype {x.dtype}")
+        for t in (x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state, y, final_state):
+            if t is not None and (not t.is_cuda or not t.is_contiguous()):
+                raise MqKernelsError("every tensor must be a contiguous CUDA tensor")
+        if y is None:
+            y = torch.empty_like(x)
+        if final_state is None:
+            final_state = torch.empty(batch, dim, dstate, device=x.device, dtype=torch.float32)
+        if workspace is None and algorithm == "chunked":
+            ws = self.workspace_size(batch, seqlen, dim, dstate)
+            workspace = torch.empty(max(ws, 16), device=x.device, dtype=torch.uint8) if ws else None
+        args = ScanArgs(
+            dtype=_DTYPE_CODES[dtype_name], batch=batch, seqlen=seqlen, dim=dim, dstate=dstate,
+            delta_softplus=int(bool(delta_softplus)), reverse=int(bool(reverse)),
+            x=_ptr(x), delta=_ptr(delta), A=_ptr(A), B=_ptr(B), C=_ptr(C), D=_ptr(D),
+            delta_bias=_ptr(delta_bias), z=_ptr(z), gate_scale=_ptr(gate_scale),
+            initial_state=_ptr(initial_state), y=_ptr(y), final_state=_ptr(final_state),
+            workspace=_ptr(workspace), workspace_bytes=0 if workspace is None else workspace.numel())
+        fn = {"chunked": self._lib.mq_selective_scan, "sequential": self._lib.mq_selective_scan_sequential,
+              "decode": self._lib.mq_selective_state_update}[algorithm]
+        self._check(fn(ctypes.byref(args), _stream_handle()), f"selective scan ({algorithm})")
+        return y, final_state
+
+    def hadamard_transform(self, x, signs=None, out=None):
+        """x [..., n] -> x diag(signs) H_n (same shape and dtype); out may be x (in place)."""
+        import torch
+
+        n = x.shape[-1]
+        out = torch.empty_like(x) if out is None else out
+        dtype_name = str(x.dtype).replace("torch.", "")
+        status = self._lib.mq_hadamard_transform(_ptr(x), _ptr(signs), _ptr(out), x.numel() // n, n,
+                                                 _DTYPE_CODES[dtype_name], _stream_handle())
+        self._check(status, "hadamard transform")
+        return out
+
+
+class ExpRateBench:
+    """libmq_kernels_bench: times the exponential rate that bounds the scan."""
+
+    def __init__(self, path: str | pathlib.Path):
+        lib = ctypes.CDLL(str(path))
+        lib.mq_bench_exp2.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p]
+        lib.mq_bench_exp2.restype = ctypes.c_int
+        lib.mq_bench_exp2_count.argtypes = [ctypes.c_int32, ctypes.c_int32]
+        lib.mq_bench_exp2_count.restype = ctypes.c_int64
+        self._lib = lib
+
+    def count(self, blocks: int, iters: int) -> int:
+        """Exponentials one launch with these arguments evaluates."""
+        return self._lib.mq_bench_exp2_count(blocks, iters)
+
+    def launch(self, sink, blocks: int, iters: int) -> None:
+        """Enqueues one run on torch's current stream; sink: float32 CUDA tensor of >= blocks elements."""
+        status = self._lib.mq_bench_exp2(_ptr(sink), blocks, iters, _stream_handle())
+        if status != MQ_SUCCESS:
+            raise MqKernelsError(f"mq_bench_exp2 failed with status {status}")

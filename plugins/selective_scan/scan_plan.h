@@ -1,0 +1,95 @@
+// How a selective scan is split over the GPU: state layout per thread, chunk length, workspace.
+// Plain C++ (no CUDA) so the launcher, the TensorRT plugin and the CPU unit tests share one plan.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+namespace mq::scan {
+
+constexpr int kThreadsPerBlock = 128;
+constexpr int kTokenGroup = 8;        // tokens whose x/delta/z one thread prefetches together
+constexpr int kMinChunkLen = 64;      // shorter chunks spend more on workspace traffic than they gain
+constexpr int64_t kTargetThreads = 65536;  // ~16 warps per SM on a 132-SM H100: enough to keep MUFU busy
+constexpr int kMaxDstate = 64;
+constexpr int kMaxGridYZ = 65535;     // CUDA limit on gridDim.y / gridDim.z (chunks / batch)
+
+// Which states one thread owns: `states_per_thread` consecutive n, `threads_per_channel` threads
+// per channel (their partial y are summed with warp shuffles). padded() = states kept per channel.
+struct StateLayout {
+    int states_per_thread;
+    int threads_per_channel;
+    constexpr int padded() const { return states_per_thread * threads_per_channel; }
+};
+
+// Prefill: one thread per channel up to N = 16 (no shuffles on the hot path), then split N.
+constexpr StateLayout prefill_layout(int dstate) {
+    return dstate <= 4 ? StateLayout{4, 1}
+        : dstate <= 8  ? StateLayout{8, 1}
+        : dstate <= 16 ? StateLayout{16, 1}
+        : dstate <= 32 ? StateLayout{16, 2}
+                       : StateLayout{16, 4};
+}
+
+// Decode (one token): spread each channel's states over 4 threads for more memory parallelism.
+constexpr StateLayout decode_layout(int dstate) {
+    return dstate <= 16 ? StateLayout{4, 4} : dstate <= 32 ? StateLayout{8, 4} : StateLayout{16, 4};
+}
+
+constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct ScanPlan {
+    StateLayout layout{4, 1};
+    int chunk_len{0};  // tokens per chunk (a multiple of kTokenGroup)
+    int nchunks{1};    // chunks along the sequence; 1 = no split, no workspace
+    // Workspace: chunk_state [batch][nchunks-1][dim][padded] floats, then chunk_dtsum [batch][nchunks-1][dim].
+    std::size_t state_elems{0};
+    std::size_t dtsum_elems{0};
+    std::size_t workspace_bytes() const { return (state_elems + dtsum_elems) * sizeof(float); }
+};
+
+inline ScanPlan finish_plan(StateLayout layout, int64_t batch, int64_t seqlen, int64_t dim, int64_t nchunks) {
+    ScanPlan plan;
+    plan.layout = layout;
+    nchunks = std::clamp<int64_t>(nchunks, 1, kMaxGridYZ);
+    int64_t len = ceil_div(std::max<int64_t>(seqlen, 1), nchunks);
+    len = ceil_div(len, kTokenGroup) * kTokenGroup;
+    plan.chunk_len = static_cast<int>(len);
+    plan.nchunks = static_cast<int>(std::max<int64_t>(1, ceil_div(seqlen, len)));
+    int64_t const carried = batch * (plan.nchunks - 1) * dim;
+    plan.state_elems = static_cast<std::size_t>(carried * layout.padded());
+    plan.dtsum_elems = static_cast<std::size_t>(carried);
+    return plan;
+}
+
+// Sequence-parallel plan: enough chunks that batch * dim * chunks threads fill the GPU, none
+// shorter than kMinChunkLen. Deterministic in the shape only (not the device), so the plugin's
+// workspace request at build time matches what enqueue uses at run time.
+inline ScanPlan plan_chunked_scan(int64_t batch, int64_t seqlen, int64_t dim, int64_t dstate) {
+    StateLayout const layout = prefill_layout(static_cast<int>(dstate));
+    int64_t const lanes = std::max<int64_t>(1, batch * dim * layout.threads_per_channel);
+    int64_t const wanted = ceil_div(kTargetThreads, lanes);
+    int64_t const most = std::max<int64_t>(1, ceil_div(seqlen, kMinChunkLen));
+    return finish_plan(layout, batch, seqlen, dim, std::min(wanted, most));
+}
+
+// One chunk: every thread walks its channel's whole sequence (the baseline kernel).
+inline ScanPlan plan_sequential_scan(int64_t batch, int64_t seqlen, int64_t dim, int64_t dstate) {
+    return finish_plan(prefill_layout(static_cast<int>(dstate)), batch, seqlen, dim, 1);
+}
+
+// Upper bound of plan_chunked_scan(...).workspace_bytes() over all shapes up to the given maxima:
+// (nchunks - 1) * batch * dim * threads_per_channel < kTargetThreads, and nchunks <= ceil(seqlen / kMinChunkLen).
+inline std::size_t chunked_workspace_bound(int64_t max_batch, int64_t max_seqlen, int64_t max_dim, int64_t dstate) {
+    if (max_batch <= 0 || max_seqlen <= 0 || max_dim <= 0 || dstate <= 0) {
+        return 0;
+    }
+    StateLayout const layout = prefill_layout(static_cast<int>(dstate));
+    int64_t const by_parallelism = kTargetThreads / layout.threads_per_channel;
+    int64_t const by_length = max_batch * max_dim * (ceil_div(max_seqlen, kMinChunkLen) - 1);
+    int64_t const rows = std::min(by_parallelism, by_length);
+    return static_cast<std::size_t>(rows * (layout.padded() + 1)) * sizeof(float);
+}
+
+}  // namespace mq::scan

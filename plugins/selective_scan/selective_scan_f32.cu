@@ -1,0 +1,10 @@
+// Instantiates the selective-scan kernels for float activations.
+#include "selective_scan_launch.cuh"
+
+namespace mq::scan {
+
+mq_status launch_selective_scan_f32(mq_selective_scan_args const& args, ScanPlan const& plan, cudaStream_t stream) {
+    return launch_selective_scan<float>(args, plan, stream);
+}
+
+}  // namespace mq::scan

@@ -1,0 +1,80 @@
+// TensorRT IPluginV3 wrapper of the selective-scan kernels: op "SelectiveScan", version "1",
+// namespace "mq_deploy" (DESIGN.md 3.2). Inputs x, delta, A, B, C, D, delta_bias, z, gate_scale;
+// outputs y (x's type) and final_state (float32).
+#pragma once
+
+#include <NvInferRuntime.h>
+
+#include <string>
+
+#include "common/trt_adapters.h"
+#include "selective_scan_args.h"
+
+namespace mq::plugin {
+
+class SelectiveScanPlugin final : public nvinfer1::IPluginV3,
+                                  public nvinfer1::IPluginV3OneCore,
+                                  public nvinfer1::IPluginV3OneBuild,
+                                  public nvinfer1::IPluginV3OneRuntime {
+public:
+    explicit SelectiveScanPlugin(scan::ScanAttributes attrs);
+    SelectiveScanPlugin(SelectiveScanPlugin const&) = default;
+    SelectiveScanPlugin& operator=(SelectiveScanPlugin const&) = delete;
+    ~SelectiveScanPlugin() override = default;
+
+    // IPluginV3
+    nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override;
+    nvinfer1::IPluginV3* clone() noexcept override;
+
+    // IPluginV3OneCore
+    char const* getPluginName() const noexcept override;
+    char const* getPluginVersion() const noexcept override;
+    char const* getPluginNamespace() const noexcept override;
+
+    // IPluginV3OneBuild
+    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
+    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs, nvinfer1::DataType const* inputTypes,
+        int32_t nbInputs) const noexcept override;
+    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
+        int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
+        nvinfer1::IExprBuilder& exprBuilder) noexcept override;
+    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
+        int32_t nbOutputs) noexcept override;
+    int32_t getNbOutputs() const noexcept override;
+    size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
+    char const* getTimingCacheID() noexcept override;
+    char const* getMetadataString() noexcept override;
+
+    // IPluginV3OneRuntime
+    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
+        int32_t nbOutputs) noexcept override;
+    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
+        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
+    nvinfer1::IPluginV3* attachToContext(nvinfer1::IPluginResourceContext* context) noexcept override;
+    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
+
+private:
+    scan::ScanAttributes mAttrs;
+    std::string mDescription;  // describe(mAttrs): timing-cache ID and engine metadata
+    SerializedFields mSerialized;
+};
+
+class SelectiveScanCreator final : public nvinfer1::IPluginCreatorV3One {
+public:
+    SelectiveScanCreator();
+
+    nvinfer1::IPluginV3* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
+        nvinfer1::TensorRTPhase phase) noexcept override;
+    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
+    char const* getPluginName() const noexcept override;
+    char const* getPluginVersion() const noexcept override;
+    char const* getPluginNamespace() const noexcept override;
+
+private:
+    nvinfer1::PluginField mFieldNames[2];
+    nvinfer1::PluginFieldCollection mFieldCollection{};
+};
+
+}  // namespace mq::plugin

@@ -1,0 +1,43 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mq_deploy.eval import evaluate_perplexity, unigram_bits_per_token
+from mq_deploy.models import MambaConfig, MambaLM
+
+
+def test_perplexity_equals_direct_cross_entropy_of_transformers(hf_mamba_factory):
+    hf = hf_mamba_factory(vocab=256)
+    ours = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
+    ours.load_state_dict(hf.state_dict())
+    ids = torch.randint(0, 256, (3 * 20 + 7,), generator=torch.Generator().manual_seed(0))
+    result = evaluate_perplexity(ours, ids, total_bytes=ids.numel(), seq_len=20, batch_size=2, progress=False)
+    # independent: transformers' logits, window by window, mean NLL over tokens 2..20 of each window
+    with torch.no_grad():
+        windows = ids[:60].view(3, 20)
+        logits = hf(windows).logits[:, :-1]
+        nll = F.cross_entropy(logits.reshape(-1, 256), windows[:, 1:].reshape(-1)).item()
+    assert result.scored_tokens == 3 * 19
+    assert result.nll_per_token == pytest.approx(nll, rel=1e-5)
+    assert result.perplexity == pytest.approx(math.exp(nll), rel=1e-5)
+    # one byte per token: bits per byte is the mean NLL in bits
+    assert result.bits_per_byte == pytest.approx(nll / math.log(2), rel=1e-5)
+
+
+def test_max_tokens_and_too_short_text(hf_mamba_factory):
+    hf = hf_mamba_factory(vocab=256)
+    ours = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
+    ours.load_state_dict(hf.state_dict())
+    ids = torch.randint(0, 256, (100,))
+    assert evaluate_perplexity(ours, ids, 100, seq_len=10, max_tokens=40, progress=False).scored_tokens == 4 * 9
+    with pytest.raises(ValueError, match="text too short"):
+        evaluate_perplexity(ours, ids[:5], 5, seq_len=10, progress=False)
+
+
+def test_unigram_entropy_by_hand():
+    assert unigram_bits_per_token([7, 7, 7, 7]) == 0.0
+    assert unigram_bits_per_token([1, 2]) == pytest.approx(1.0)
+    p = [2 / 3, 1 / 3]
+    assert unigram_bits_per_token([5, 5, 9]) == pytest.approx(-sum(q * math.log2(q) for q in p))

@@ -1,0 +1,229 @@
+"""CPU checks of plugins/: the Hadamard base matrices, the CMake build (C++ unit tests always, CUDA
+kernels when nvcc is present), the C API's argument checks through ctypes, and the GPU script's
+CPU-side parts. Needs numpy; cmake and a C++ compiler for the build tests; nvcc for the kernel ones.
+
+The build compiles for one architecture (sm_80) to keep CI short; the full 80;86;89;90 build is
+the CMake default.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PLUGINS = REPO / "plugins"
+CI_CUDA_ARCH = "80"
+
+
+def _load(name: str, path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+hadamard_bases = _load("hadamard_bases", PLUGINS / "hadamard" / "hadamard_bases.py")
+
+
+# ---- Hadamard base matrices (the one shared definition) ----------------------------------------------
+
+def test_hadamard_bases_are_orthogonal():
+    bases = hadamard_bases.load_bases()
+    assert sorted(bases) == list(hadamard_bases.BASE_ORDERS)
+    for m, h in bases.items():
+        assert h.shape == (m, m)
+        assert set(np.unique(h)) <= {-1, 1}
+        h = h.astype(np.int64)
+        np.testing.assert_array_equal(h @ h.T, m * np.eye(m, dtype=np.int64), err_msg=f"order {m}")
+
+
+def test_hadamard_bases_file_is_the_documented_construction():
+    text = (PLUGINS / "hadamard" / "hadamard_bases.txt").read_text(encoding="ascii")
+    assert text == hadamard_bases.format_bases(hadamard_bases.construct_bases())
+
+
+@pytest.mark.parametrize("n", [1, 2, 12, 20, 28, 40, 64, 768, 1280, 1536, 1792, 2560])
+def test_hadamard_matrix_is_orthonormal_kronecker(n):
+    bases = hadamard_bases.load_bases()
+    h = hadamard_bases.hadamard_matrix(n, bases)
+    np.testing.assert_allclose(h @ h.T, np.eye(n), atol=1e-12)
+    m = hadamard_bases.base_order_for(n)
+    p = n // m
+    # Block (i, j) of size p is base[i, j] * Sylvester_p / sqrt(n).
+    np.testing.assert_allclose(h[:p, p:2 * p] if m > 1 else h[:p, :p],
+                               (bases[m][0, 1] if m > 1 else 1) * hadamard_bases.sylvester(p) / np.sqrt(n))
+
+
+def test_hadamard_size_rule():
+    assert hadamard_bases.base_order_for(1536) == 12
+    assert hadamard_bases.base_order_for(2560) == 40  # 40 * 64 preferred to 20 * 128
+    assert hadamard_bases.base_order_for(5120) == 40
+    assert hadamard_bases.base_order_for(4096) == 1
+    for bad in (0, 36, 1000, 3000):
+        with pytest.raises(ValueError):
+            hadamard_bases.base_order_for(bad)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("order 2\n++\n+-\n+-\n", "expected 2 rows, got 3"),
+    ("order 2\n++\n", "expected 2 rows"),
+    ("++\n", "before any 'order'"),
+    ("order 2\n+x\n+-\n", "expected 2 characters"),
+    ("order 1\n+\norder 1\n+\n", "defined twice"),
+])
+def test_hadamard_bases_parser_rejects_malformed_files(text, message):
+    with pytest.raises(ValueError, match=message):
+        hadamard_bases.parse_bases(text)
+
+
+# ---- native build -------------------------------------------------------------------------------------
+
+def _nvcc() -> str | None:
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    default = pathlib.Path("/usr/local/cuda/bin/nvcc")
+    return str(default) if default.exists() else None
+
+
+def _run(cmd, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, **kwargs)
+    assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def native_build(tmp_path_factory):
+    """Configures and builds everything once (unit tests; mq_kernels when nvcc is found)."""
+    cmake = shutil.which("cmake")
+    if cmake is None or shutil.which("c++") is None:
+        pytest.skip("cmake or a C++ compiler is not installed")
+    build = tmp_path_factory.mktemp("native_build")
+    cmd = [cmake, "-S", str(REPO), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DMQ_WERROR=ON",
+           f"-DCMAKE_CUDA_ARCHITECTURES={CI_CUDA_ARCH}"]
+    nvcc = _nvcc()
+    if nvcc:
+        cmd.append(f"-DCMAKE_CUDA_COMPILER={nvcc}")
+    configure = _run(cmd)
+    _run([cmake, "--build", str(build), "-j", str(max(2, os.cpu_count() or 2))])
+    return {"dir": build, "configure_log": configure.stdout, "has_cuda": nvcc is not None}
+
+
+def test_configure_reports_what_it_builds(native_build):
+    log = native_build["configure_log"]
+    assert "mq_plugins:" in log  # built, or SKIPPED with the reason
+    if not native_build["has_cuda"]:
+        assert "mq_kernels: SKIPPED" in log
+
+
+def test_cpp_unit_tests_pass(native_build):
+    exe = native_build["dir"] / "plugins" / "mq_plugin_unit_tests"
+    result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " 0 failed" in result.stdout
+    assert "[PASS] scan_attributes_serialization_round_trip" in result.stdout
+    assert "[PASS] chunked_scan_matches_sequential_reference" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def kernels_lib(native_build):
+    if not native_build["has_cuda"]:
+        pytest.skip("nvcc not found: the CUDA kernels are not built on this machine")
+    path = native_build["dir"] / "plugins" / "libmq_kernels.so"
+    assert path.exists(), "mq_kernels was not built although nvcc is present"
+    return path
+
+
+def test_kernels_export_the_c_api(kernels_lib):
+    lib = ctypes.CDLL(str(kernels_lib))  # loading needs no GPU: nothing is launched
+    for name in ("mq_selective_scan", "mq_selective_scan_sequential", "mq_selective_state_update",
+                 "mq_selective_scan_workspace_size", "mq_selective_scan_workspace_bound",
+                 "mq_hadamard_transform", "mq_hadamard_base_order", "mq_status_string", "mq_kernels_version"):
+        assert hasattr(lib, name), name
+    result = subprocess.run(["nm", "-D", "--defined-only", str(kernels_lib)], capture_output=True, text=True)
+    if result.returncode == 0:  # only the C API is exported (hidden visibility elsewhere)
+        exported = {line.split()[-1] for line in result.stdout.splitlines() if " T " in line}
+        assert exported and all(sym.startswith("mq_") for sym in exported), exported
+
+
+def test_kernels_c_api_checks_arguments_without_launching(kernels_lib):
+    sys.path.insert(0, str(PLUGINS / "selective_scan"))
+    import mq_kernels_ctypes as mq
+
+    lib = mq.MqKernels(kernels_lib)
+    raw = lib._lib
+    assert lib.version == "0.1.0"
+    assert lib.hadamard_base_order(1536) == 12 and lib.hadamard_base_order(1000) == 0
+    # batch 1, D 1536, L 2048 is split into chunks and needs workspace; a large batch is not split.
+    need = lib.workspace_size(1, 2048, 1536, 16)
+    assert 0 < need <= raw.mq_selective_scan_workspace_bound(8, 8192, 1536, 16)
+    assert lib.workspace_size(64, 2048, 5120, 16) == 0
+
+    def status(**fields):
+        args = mq.ScanArgs(**fields)
+        return raw.mq_selective_scan(ctypes.byref(args), None)
+
+    dummy = dict(x=16, delta=16, A=16, B=16, C=16, y=16)  # never dereferenced: checks fail first
+    assert status(dtype=1, batch=0, seqlen=5, dim=8, dstate=16) == 0  # empty batch: nothing to do
+    assert status(dtype=1, batch=1, seqlen=5, dim=8, dstate=65, **dummy) == 2  # N > 64: unsupported
+    assert status(dtype=9, batch=1, seqlen=5, dim=8, dstate=16, **dummy) == 1  # bad dtype
+    assert status(dtype=0, batch=1, seqlen=5, dim=8, dstate=16, delta_softplus=2, **dummy) == 1
+    assert status(dtype=0, batch=1, seqlen=5, dim=8, dstate=16, x=16, A=16) == 1  # missing inputs
+    assert status(dtype=0, batch=1, seqlen=5, dim=8, dstate=16, gate_scale=16, **dummy) == 1  # scale, no gate
+    assert status(dtype=0, batch=1, seqlen=4096, dim=8, dstate=16, **dummy) == 3  # workspace missing
+    assert status(dtype=0, batch=1, seqlen=4096, dim=8, dstate=16, workspace=8, workspace_bytes=1 << 30,
+                  **dummy) == 3  # misaligned
+    decode = mq.ScanArgs(dtype=0, batch=1, seqlen=2, dim=8, dstate=16, **dummy)
+    assert raw.mq_selective_state_update(ctypes.byref(decode), None) == 1  # decode is one token
+    assert raw.mq_hadamard_transform(None, None, None, 4, 1000, 0, None) == 2
+    assert raw.mq_hadamard_transform(None, None, None, 0, 1536, 0, None) == 0
+    assert raw.mq_status_string(3) == b"workspace missing, too small or not 16-byte aligned"
+
+
+def test_c_api_header_is_c_and_matches_ctypes(tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    src = tmp_path / "layout.c"
+    src.write_text('#include "mq_kernels.h"\n#include <stddef.h>\n#include <stdio.h>\n'
+                   'int main(void) { printf("%zu %zu %zu", sizeof(mq_selective_scan_args), '
+                   'offsetof(mq_selective_scan_args, x), offsetof(mq_selective_scan_args, workspace_bytes));'
+                   ' return 0; }\n')
+    exe = tmp_path / "layout"
+    _run([cc, "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", f"-I{PLUGINS / 'selective_scan'}",
+          str(src), "-o", str(exe)])
+    size, x_offset, ws_offset = map(int, _run([str(exe)]).stdout.split())
+    sys.path.insert(0, str(PLUGINS / "selective_scan"))
+    import mq_kernels_ctypes as mq
+
+    assert (ctypes.sizeof(mq.ScanArgs), mq.ScanArgs.x.offset, mq.ScanArgs.workspace_bytes.offset) == (
+        size, x_offset, ws_offset)
+
+
+# ---- the GPU script, as far as a CPU can check it --------------------------------------------------------
+
+def test_gpu_check_shell_script_parses():
+    _run(["bash", "-n", str(PLUGINS / "selective_scan" / "gpu_check.sh")])
+
+
+def test_gpu_check_driver_plans_the_issue_shapes():
+    gpu_check = _load("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
+    cases = gpu_check.correctness_cases()
+    assert {c.batch for c in cases} >= {1, 8}
+    assert {c.seqlen for c in cases} >= {1, 7, 2048, 8192}
+    assert {c.dim for c in cases} >= {1536, 2560} and any(c.dim % 128 for c in cases)
+    assert {c.dtype for c in cases} == {"float32", "float16", "bfloat16"}
+    for flag in ("reverse", "gate", "initial_state"):
+        assert {getattr(c, flag) for c in cases} == {False, True}
+    assert any(c.batch == 1 and c.seqlen == 2048 and c.dim == 1536 for c in gpu_check.timing_cases())
+    assert gpu_check.main(["--list-cases", "--quick"]) == 0
