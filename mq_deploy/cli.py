@@ -56,6 +56,34 @@ def _cmd_quantize(args) -> int:
     return 0
 
 
+def _cmd_inspect(args) -> int:
+    from .validate.inspection import inspect_model
+    result = inspect_model(args.model, args.plot, quantized_dir=args.quantized, text=args.text,
+                           samples=args.samples, seq_len=args.seq_len)
+    print(f"statistics on {args.samples}x{args.seq_len} tokens of {result['text']}")
+    print("| activation | worst layer's max/median channel range: FP | after transforms |")
+    print("|---|---:|---:|")
+    for point, s in result["points"].items():
+        after = f"{s['outlier_ratio_after']:.1f}" if s["outlier_ratio_after"] is not None else "-"
+        print(f"| {point} | {s['outlier_ratio_before']:.1f} | {after} |")
+    if result["layer_errors"]:
+        print("relative error of each block's output: " + ", ".join(f"{e:.3g}" for e in result["layer_errors"]))
+    print("plots: " + ", ".join(result["files"]))
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .validate.compare_recipes import compare_recipes, to_markdown, write_report
+    result = compare_recipes(args.model, args.calib, args.eval, recipes=args.recipes,
+                             calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
+                             eval_max_tokens=args.eval_max_tokens or None, progress=False)
+    md, js = write_report(result, args.out)
+    print()
+    print(to_markdown(result))
+    print(f"written: {md}, {js}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(max_tokens=args.max_tokens)
@@ -105,6 +133,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", default=None, help="also report FP vs quantized perplexity on this text")
     p.add_argument("--eval-max-tokens", type=int, default=None)
     p.set_defaults(func=_cmd_quantize)
+
+    p = verbs.add_parser("inspect", help="plot channel ranges before/after the transforms and per-layer error",
+                         description="Per-layer, per-channel max|x| and variance at every quantized activation "
+                                     "of the FP model and (with --quantized) after the recipe's transforms, plus "
+                                     "the quantized model's error after each block. Writes PNG files.")
+    p.add_argument("--model", required=True, help="FP model directory")
+    p.add_argument("--quantized", default=None, help="quantized artifact made from --model")
+    p.add_argument("--plot", required=True, help="directory for the PNG files")
+    p.add_argument("--text", default="pydoc-topics", help="text to run (default pydoc-topics)")
+    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.set_defaults(func=_cmd_inspect)
+
+    p = verbs.add_parser("compare-recipes", help="every recipe x {W8A8, W4A8, W4A16} x {deploy, paper} in one table",
+                         description="Quantize with every recipe, bit setting and mode, evaluate held-out "
+                                     "perplexity, and write one table as markdown and JSON.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--calib", required=True, help="calibration text file, or 'pydoc-topics'")
+    p.add_argument("--eval", required=True, help="held-out evaluation text file, or 'pydoc-topics'")
+    p.add_argument("--recipes", nargs="+", default=["rtn", "smoothquant", "quarot", "quamba", "mambaquant"])
+    p.add_argument("--calib-samples", type=int, default=32)
+    p.add_argument("--calib-seq-len", type=int, default=512)
+    p.add_argument("--eval-max-tokens", type=int, default=65536, help="0 = the whole text")
+    p.add_argument("--out", default="out/compare_recipes", help="output path prefix (.md and .json are added)")
+    p.set_defaults(func=_cmd_compare)
 
     p = verbs.add_parser("demo", help="run the chain on the bundled demo model",
                          description="Load the bundled byte-level demo model and report its held-out "

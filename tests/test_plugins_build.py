@@ -52,6 +52,14 @@ def test_hadamard_bases_file_is_the_documented_construction():
     assert text == hadamard_bases.format_bases(hadamard_bases.construct_bases())
 
 
+def test_every_copy_of_the_bases_file_is_identical():
+    """The package ships its own copy (installable without plugins/); it must not drift."""
+    original = (PLUGINS / "hadamard" / "hadamard_bases.txt").read_bytes()
+    copies = [p for p in (REPO / "mq_deploy").rglob("hadamard_bases.txt")]
+    for copy in copies:
+        assert copy.read_bytes() == original, f"{copy} differs from plugins/hadamard/hadamard_bases.txt"
+
+
 @pytest.mark.parametrize("n", [1, 2, 12, 20, 28, 40, 64, 768, 1280, 1536, 1792, 2560])
 def test_hadamard_matrix_is_orthonormal_kronecker(n):
     bases = hadamard_bases.load_bases()
@@ -227,3 +235,25 @@ def test_gpu_check_driver_plans_the_issue_shapes():
         assert {getattr(c, flag) for c in cases} == {False, True}
     assert any(c.batch == 1 and c.seqlen == 2048 and c.dim == 1536 for c in gpu_check.timing_cases())
     assert gpu_check.main(["--list-cases", "--quick"]) == 0
+
+
+@pytest.mark.parametrize("case_args", [
+    dict(batch=2, seqlen=9, dim=5, dtype="float32", reverse=True, gate=True, initial_state=True),
+    dict(batch=3, seqlen=4, dim=6, dtype="bfloat16", reverse=False, gate=False, initial_state=False, dstate=5),
+    dict(batch=1, seqlen=6, dim=4, dtype="float16", gate=True, delta_softplus=False),
+])
+def test_gpu_check_reference_plumbing_on_cpu(case_args, monkeypatch):
+    """Inputs, batch slicing and the local fallback agree with mq_deploy's selective_scan_ref."""
+    torch = pytest.importorskip("torch")
+    gpu_check = _load("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
+    case = gpu_check.ScanCase(**case_args)
+    inputs = gpu_check.make_inputs(case, seed=5, device="cpu")
+    package = gpu_check.load_reference("package")
+    y_pkg, s_pkg = gpu_check.reference(package, inputs, case)
+    y_loc, s_loc = gpu_check.reference(gpu_check._local_reference, inputs, case)
+    assert y_pkg.dtype == torch.float64 and y_pkg.shape == (case.batch, case.seqlen, case.dim)
+    assert gpu_check.normwise_error(y_loc, y_pkg) < 1e-12 and gpu_check.normwise_error(s_loc, s_pkg) < 1e-12
+    monkeypatch.setattr(gpu_check, "REFERENCE_SLICE_ELEMENTS", 0)  # one batch element at a time
+    y_sliced, s_sliced = gpu_check.reference(package, inputs, case)
+    assert gpu_check.normwise_error(y_sliced, y_pkg) < 1e-12 and gpu_check.normwise_error(s_sliced, s_pkg) < 1e-12
+    assert gpu_check.normwise_error(y_pkg.clone().fill_(float("nan")), y_pkg) == float("inf")

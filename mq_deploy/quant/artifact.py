@@ -122,8 +122,12 @@ def read_quant_meta(path) -> dict:
     return meta
 
 
-def load_quantized(path) -> QuantizedModel:
-    """Rebuild the fake-quant model of an artifact, exactly as `quantize` returned it."""
+def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
+    """Rebuild the fake-quant model of an artifact, exactly as `quantize` returned it.
+
+    with_quantizers=False gives the transformed FP model (online transforms in place, no rounding):
+    the same function as the original FP model, in the transformed basis.
+    """
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -138,6 +142,9 @@ def load_quantized(path) -> QuantizedModel:
         signs = transforms[f"{point}.signs"]
         _set_module(model, point, HadamardRotation(signs))
         transformed[f"{point}.signs"] = signs
+    if not with_quantizers:
+        return QuantizedModel(model, meta["recipe"], config, {}, {}, {p: v["kind"] for p, v in
+                                                                      meta["online_transforms"].items()}, {}, transformed)
     for point, info in meta["activations"].items():
         spec = QuantSpec(bits=info["bits"], symmetric=info["symmetric"])
         quantizer = (DynamicActivationQuantizer(spec) if info.get("dynamic")
@@ -148,7 +155,7 @@ def load_quantized(path) -> QuantizedModel:
     if specs != expected:
         raise MQDeployError(f"{path / QUANT_FILE} disagrees with its own settings about the weight specs; "
                             "re-run `mq-deploy quantize`")
-    if config.mode == "paper":
+    if config.quantizes_scan_output:
         model.set_scan_impl(selective_scan_quantized_hc)
     return QuantizedModel(model, meta["recipe"], config, specs, meta["activations"],
                           {p: v["kind"] for p, v in meta["online_transforms"].items()}, {}, transformed)

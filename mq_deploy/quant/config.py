@@ -36,6 +36,11 @@ class QuantConfig:
     def label(self) -> str:
         return f"W{self.w_bits}A{self.a_bits}"
 
+    @property
+    def quantizes_scan_output(self) -> bool:
+        """The paper fake-quantizes h and C at the scan's output contraction (8-bit, per time step)."""
+        return self.mode == "paper" and self.a_bits < 16
+
     def weight_spec(self, in_features: int) -> QuantSpec:
         """Per output channel at 8 bits; per group along the input at 4 bits (the group shrinks to the
         largest divisor of in_features, so small layers such as dt_proj stay quantizable)."""

@@ -122,14 +122,17 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     seconds = {}
     start = time.perf_counter()
     work = copy.deepcopy(model).double().eval()        # all folds in float64
-    percentiles = recipe_impl.transform(work, calib, config, progress=progress) or {}
+    try:
+        percentiles = recipe_impl.transform(work, calib, config, progress=progress) or {}
+    except ValueError as e:   # a size the recipe's transforms cannot handle, e.g. no Hadamard of that order
+        raise MQDeployError(f"recipe {recipe} cannot be applied to this model: {e}") from None
     work = work.to(model.dtype)
     transformed = {k: v.detach().clone() for k, v in work.state_dict().items()}
     seconds["transforms"] = time.perf_counter() - start
     start = time.perf_counter()
     ranges = install_activation_quantizers(work, calib, config, percentiles, progress=progress)
     specs = quantize_weights(work, config)
-    if config.mode == "paper":
+    if config.quantizes_scan_output:
         work.set_scan_impl(selective_scan_quantized_hc)
     seconds["quantizers"] = time.perf_counter() - start
     return QuantizedModel(work, recipe, config, specs, ranges, online_transforms_of(work), seconds, transformed)

@@ -39,6 +39,7 @@ Y_TOLERANCE = {"float32": 1e-5, "float16": 2.0**-10, "bfloat16": 2.0**-7}
 STATE_TOLERANCE = 1e-5
 DTYPES = ("float32", "float16", "bfloat16")
 FLAG_COMBOS = [(r, g, h) for r in (False, True) for g in (False, True) for h in (False, True)]
+REFERENCE_SLICE_ELEMENTS = 2**27  # above this B*L*D*N the reference runs one batch element at a time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,12 +89,12 @@ def timing_cases(quick: bool = False) -> list[ScanCase]:
 
 # ---- inputs and reference ------------------------------------------------------------------------
 
-def make_inputs(case: ScanCase, seed: int):
+def make_inputs(case: ScanCase, seed: int, device: str = "cuda"):
     """Mamba-like random inputs: dt in about [1e-3, 0.1], A = -(1..N), D near 1."""
     import torch
 
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    dev, act = "cuda", getattr(torch, case.dtype)
+    g = torch.Generator(device=device).manual_seed(seed)
+    dev, act = device, getattr(torch, case.dtype)
     b, l, d, n = case.batch, case.seqlen, case.dim, case.dstate
 
     def randn(*shape, scale=1.0):
@@ -156,7 +157,7 @@ def reference(ref_fn, inputs, case: ScanCase):
     import torch
 
     f64 = {k: (v.double() if v is not None else None) for k, v in inputs.items()}
-    step = case.batch if case.batch * case.seqlen * case.dim * case.dstate <= 2**27 else 1
+    step = case.batch if case.batch * case.seqlen * case.dim * case.dstate <= REFERENCE_SLICE_ELEMENTS else 1
     ys, states = [], []
     for b0 in range(0, case.batch, step):
         sl = slice(b0, b0 + step)
@@ -225,15 +226,29 @@ def correctness(lib, ref_fn, quick: bool) -> list[dict]:
     return rows
 
 
-def check_hadamard(lib) -> list[dict]:
+def dense_hadamard():
+    """n -> float64 H_n: mq_deploy's own definition when importable (kernel and Python transform must
+    agree, DESIGN.md 3.2), else plugins/hadamard/hadamard_bases.py. Returns (function, source name)."""
     import torch
 
-    import hadamard_bases
+    sys.path.insert(0, str(REPO))
+    try:
+        from mq_deploy.quant.transforms.hadamard import hadamard_matrix
+        return (lambda n: hadamard_matrix(n, torch.float64)), "mq_deploy.quant.transforms.hadamard"
+    except ImportError:
+        import hadamard_bases
 
-    bases = hadamard_bases.load_bases()
+        bases = hadamard_bases.load_bases()
+        return (lambda n: torch.from_numpy(hadamard_bases.hadamard_matrix(n, bases))), "plugins/hadamard/hadamard_bases.py"
+
+
+def check_hadamard(lib) -> tuple[list[dict], str]:
+    import torch
+
+    hadamard_matrix, source = dense_hadamard()
     rows = []
     for n in (12, 768, 1280, 1536, 1792, 2560, 4096, 5120, 16384):
-        h = torch.from_numpy(hadamard_bases.hadamard_matrix(n, bases)).cuda()
+        h = hadamard_matrix(n).cuda()
         for dtype in DTYPES:
             g = torch.Generator(device="cuda").manual_seed(n)
             x = torch.randn(3, 37, n, generator=g, device="cuda").to(getattr(torch, dtype))
@@ -247,7 +262,7 @@ def check_hadamard(lib) -> list[dict]:
             err = max(normwise_error(out, ref), normwise_error(in_place, ref))
             rows.append({"n": n, "m": lib.hadamard_base_order(n), "dtype": dtype, "err": err,
                          "ok": err <= Y_TOLERANCE[dtype]})
-    return rows
+    return rows, source
 
 
 # ---- timing ------------------------------------------------------------------------------------------
@@ -329,14 +344,13 @@ def timing(lib, reps: int, bandwidth: float, exps_per_s: float, quick: bool) -> 
 def hadamard_timing(lib, reps: int, bandwidth: float) -> list[dict]:
     import torch
 
-    import hadamard_bases
-
+    hadamard_matrix, _ = dense_hadamard()
     rows = []
     for n in (1536, 2560, 5120):
         x = torch.randn(8 * 2048, n, device="cuda", dtype=torch.float16)
         signs = torch.ones(n, device="cuda")
         out = torch.empty_like(x)
-        h = torch.from_numpy(hadamard_bases.hadamard_matrix(n)).to(device="cuda", dtype=torch.float16)
+        h = hadamard_matrix(n).to(device="cuda", dtype=torch.float16)
         fwht = median_ms(lambda: lib.hadamard_transform(x, signs, out), reps)
         dense = median_ms(lambda: torch.matmul(x, h, out=out), reps)
         floor = 2 * x.numel() * x.element_size() / bandwidth * 1e3
@@ -396,13 +410,13 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"- measured: device-to-device copy {bandwidth / 1e12:.2f} TB/s (read + write); {exp_text}")
 
     checks = correctness(lib, ref_fn, args.quick)
-    hadamard = check_hadamard(lib)
+    hadamard, hadamard_source = check_hadamard(lib)
     lines += ["", "## Correctness (normwise relative error vs float64 reference)", "",
               markdown_table(checks, [("case", "case", ""), ("kernel", "algorithm", ""), ("err y", "err_y", ".2e"),
                                       ("tol y", "tol_y", ".1e"), ("err state", "err_state", ".2e"),
                                       ("ok", "ok", "")]),
               "", f"final_state tolerance {STATE_TOLERANCE:.0e} for every dtype.", "",
-              "## Fast Walsh-Hadamard transform vs dense x diag(s) H_n (float64)", "",
+              f"## Fast Walsh-Hadamard transform vs dense x diag(s) H_n (float64, H_n from {hadamard_source})", "",
               markdown_table(hadamard, [("n", "n", ""), ("base m", "m", ""), ("dtype", "dtype", ""),
                                         ("err", "err", ".2e"), ("ok", "ok", "")])]
 

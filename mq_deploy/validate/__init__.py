@@ -1,0 +1,1 @@
+"""Validation, reports and plots."""

@@ -1,0 +1,137 @@
+"""Every recipe end to end on small random models: exact transforms, what gets quantized, the
+artifact round trip, the paper's predicted ordering on a model with an outlier channel, bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mq_deploy.errors import MQDeployError
+from mq_deploy.models import MambaConfig, MambaLM
+from mq_deploy.quant.artifact import load_quantized, save_quantized
+from mq_deploy.quant.config import QuantConfig
+from mq_deploy.quant.modules import DynamicActivationQuantizer, StaticActivationQuantizer
+from mq_deploy.quant.quantize import quantize
+from mq_deploy.quant.recipes import RECIPES
+
+# Hadamard-friendly sizes: d_model 48 = 12*4, d_inner 96 = 12*8, dt_rank 12
+SIZES = dict(vocab=256, hidden=48, layers=2, state=8, rank=12)
+
+
+@pytest.fixture(scope="module")
+def model_and_calib():
+    from conftest import random_hf_mamba
+    hf = random_hf_mamba(**SIZES, seed=5)
+    model = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
+    model.load_state_dict(hf.state_dict())
+    g = torch.Generator().manual_seed(0)
+    return model, torch.randint(0, 256, (6, 64), generator=g), torch.randint(0, 256, (2, 48), generator=g)
+
+
+def rel_err(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_transforms_are_exact_and_quantization_is_installed(model_and_calib, recipe, tmp_path):
+    model, calib, ids = model_and_calib
+    qm = quantize(model, recipe, calib, QuantConfig(), progress=False)
+    with torch.no_grad():
+        fp = model(ids)
+        quantized = qm.model(ids)
+    # the transformed FP model (same weights and online transforms, no rounding) is the FP function
+    save_quantized(qm, tmp_path / "art")
+    transformed = load_quantized(tmp_path / "art", with_quantizers=False).model
+    with torch.no_grad():
+        assert rel_err(transformed(ids), fp) < 1e-4
+    # every quantized linear's weight is integer codes times a per-row scale
+    for name, spec in qm.weight_specs.items():
+        w = qm.model.get_submodule(name).weight.detach().double()
+        scale = w.abs().amax(dim=1, keepdim=True) / 127
+        codes = w / scale
+        assert torch.allclose(codes, codes.round(), atol=1e-3), name
+    quantizers = [m for m in qm.model.modules() if isinstance(m, StaticActivationQuantizer)]
+    assert len(quantizers) == 4 * SIZES["layers"]
+    assert 0 < rel_err(quantized, fp) < 0.2
+
+
+@pytest.mark.parametrize("recipe", ["rtn", "mambaquant"])
+@pytest.mark.parametrize("bits, mode", [((8, 8), "paper"), ((4, 8), "deploy"), ((4, 16), "paper")])
+def test_bit_settings_and_modes(model_and_calib, recipe, bits, mode):
+    model, calib, ids = model_and_calib
+    config = QuantConfig(w_bits=bits[0], a_bits=bits[1], mode=mode, group_size=32)
+    qm = quantize(model, recipe, calib, config, progress=False)
+    dynamic = [m for m in qm.model.modules() if isinstance(m, DynamicActivationQuantizer)]
+    static = [m for m in qm.model.modules() if isinstance(m, StaticActivationQuantizer)]
+    if bits[1] == 16:
+        assert not dynamic and not static
+    elif mode == "paper":
+        assert len(dynamic) == 4 * SIZES["layers"] and not static
+    else:
+        assert len(static) == 4 * SIZES["layers"]
+    name = "backbone.layers.0.mixer.in_proj"
+    if bits[0] == 4:
+        group = qm.weight_specs[name].group_size
+        assert group == 24        # largest divisor of in_features 48 not above group_size 32
+        w = qm.model.get_submodule(name).weight.detach().double().reshape(-1, group)
+        assert max(len(torch.unique(row)) for row in w) <= 16     # 4 bits: at most 16 levels per group
+    with torch.no_grad():
+        assert torch.isfinite(qm.model(ids)).all()
+
+
+def test_artifact_round_trip_is_bit_identical(model_and_calib, tmp_path):
+    model, calib, ids = model_and_calib
+    for mode in ("deploy", "paper"):
+        qm = quantize(model, "mambaquant", calib, QuantConfig(mode=mode), progress=False)
+        save_quantized(qm, tmp_path / mode, report={"note": "test"})
+        again = load_quantized(tmp_path / mode)
+        with torch.no_grad():
+            assert torch.equal(again.model(ids), qm.model(ids))
+        meta = json.loads((tmp_path / mode / "quant.json").read_text())
+        assert meta["recipe"] == "mambaquant" and meta["config"]["mode"] == mode
+        assert len(meta["online_transforms"]) == SIZES["layers"]
+
+
+def test_outlier_channel_ordering_rtn_hadamard_klt():
+    """A heavy outlier channel in the normalized residual stream (moved into γ, as real checkpoints
+    have it, with in_proj compensating so the FP function is unchanged): per-tensor INT8 suffers,
+    a Hadamard spreads the outlier, KLT·H with smoothing does best."""
+    from conftest import random_hf_mamba
+    hf = random_hf_mamba(vocab=256, hidden=96, layers=2, state=8, rank=12, seed=11)
+    model = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
+    model.load_state_dict(hf.state_dict())
+    with torch.no_grad():
+        for layer in model.backbone.layers:
+            for channel, factor in ((7, 60.0), (50, 25.0)):
+                layer.norm.weight[channel] *= factor
+                layer.mixer.in_proj.weight[:, channel] /= factor
+    g = torch.Generator().manual_seed(1)
+    calib, ids = torch.randint(0, 256, (8, 96), generator=g), torch.randint(0, 256, (4, 96), generator=g)
+    with torch.no_grad():
+        fp = model(ids)
+        errors = {r: rel_err(quantize(model, r, calib, QuantConfig(), progress=False).model(ids), fp)
+                  for r in ("rtn", "quarot", "mambaquant")}
+    assert errors["rtn"] > errors["quarot"] > errors["mambaquant"], errors
+
+
+def test_bad_inputs(model_and_calib, tmp_path):
+    model, calib, _ = model_and_calib
+    with pytest.raises(MQDeployError, match="unsupported bit widths"):
+        QuantConfig(w_bits=3)
+    with pytest.raises(MQDeployError, match="unknown recipe"):
+        quantize(model, "gptq", calib)
+    with pytest.raises(MQDeployError, match="non-empty"):
+        quantize(model, "rtn", torch.zeros(0, 0, dtype=torch.long))
+    with pytest.raises(MQDeployError, match="outside the model's vocabulary"):
+        quantize(model, "rtn", calib + 1000)
+    broken = MambaLM(model.config).eval()
+    broken.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        broken.backbone.layers[1].mixer.x_proj.weight[0, 0] = float("nan")
+    with pytest.raises(MQDeployError, match="NaN/inf"):
+        quantize(broken, "rtn", calib, progress=False)
+    odd = MambaLM(MambaConfig(vocab_size=256, hidden_size=40, num_hidden_layers=1, state_size=4)).eval()
+    with pytest.raises(MQDeployError, match="quarot cannot be applied"):
+        quantize(odd, "quarot", calib, progress=False)
