@@ -36,62 +36,14 @@ hadamard_bases = _load("hadamard_bases", PLUGINS / "hadamard" / "hadamard_bases.
 
 
 # ---- Hadamard base matrices (the one shared definition) ----------------------------------------------
-
-def test_hadamard_bases_are_orthogonal():
-    bases = hadamard_bases.load_bases()
-    assert sorted(bases) == list(hadamard_bases.BASE_ORDERS)
-    for m, h in bases.items():
-        assert h.shape == (m, m)
-        assert set(np.unique(h)) <= {-1, 1}
-        h = h.astype(np.int64)
-        np.testing.assert_array_equal(h @ h.T, m * np.eye(m, dtype=np.int64), err_msg=f"order {m}")
-
+# Parsing, orthogonality and the size rule are tested with the package (tests/test_quant_hadamard.py).
 
 def test_hadamard_bases_file_is_the_documented_construction():
-    text = (PLUGINS / "hadamard" / "hadamard_bases.txt").read_text(encoding="ascii")
+    assert hadamard_bases.BASES_FILE.is_file()
+    text = hadamard_bases.BASES_FILE.read_text(encoding="ascii")
     assert text == hadamard_bases.format_bases(hadamard_bases.construct_bases())
-
-
-def test_every_copy_of_the_bases_file_is_identical():
-    """The package ships its own copy (installable without plugins/); it must not drift."""
-    original = (PLUGINS / "hadamard" / "hadamard_bases.txt").read_bytes()
-    copies = [p for p in (REPO / "mq_deploy").rglob("hadamard_bases.txt")]
-    for copy in copies:
-        assert copy.read_bytes() == original, f"{copy} differs from plugins/hadamard/hadamard_bases.txt"
-
-
-@pytest.mark.parametrize("n", [1, 2, 12, 20, 28, 40, 64, 768, 1280, 1536, 1792, 2560])
-def test_hadamard_matrix_is_orthonormal_kronecker(n):
-    bases = hadamard_bases.load_bases()
-    h = hadamard_bases.hadamard_matrix(n, bases)
-    np.testing.assert_allclose(h @ h.T, np.eye(n), atol=1e-12)
-    m = hadamard_bases.base_order_for(n)
-    p = n // m
-    # Block (i, j) of size p is base[i, j] * Sylvester_p / sqrt(n).
-    np.testing.assert_allclose(h[:p, p:2 * p] if m > 1 else h[:p, :p],
-                               (bases[m][0, 1] if m > 1 else 1) * hadamard_bases.sylvester(p) / np.sqrt(n))
-
-
-def test_hadamard_size_rule():
-    assert hadamard_bases.base_order_for(1536) == 12
-    assert hadamard_bases.base_order_for(2560) == 40  # 40 * 64 preferred to 20 * 128
-    assert hadamard_bases.base_order_for(5120) == 40
-    assert hadamard_bases.base_order_for(4096) == 1
-    for bad in (0, 36, 1000, 3000):
-        with pytest.raises(ValueError):
-            hadamard_bases.base_order_for(bad)
-
-
-@pytest.mark.parametrize("text, message", [
-    ("order 2\n++\n+-\n+-\n", "expected 2 rows, got 3"),
-    ("order 2\n++\n", "expected 2 rows"),
-    ("++\n", "before any 'order'"),
-    ("order 2\n+x\n+-\n", "expected 2 characters"),
-    ("order 1\n+\norder 1\n+\n", "defined twice"),
-])
-def test_hadamard_bases_parser_rejects_malformed_files(text, message):
-    with pytest.raises(ValueError, match=message):
-        hadamard_bases.parse_bases(text)
+    for m, h in hadamard_bases.construct_bases().items():
+        np.testing.assert_array_equal(h @ h.T, m * np.eye(m, dtype=np.int64), err_msg=f"order {m}")
 
 
 # ---- native build -------------------------------------------------------------------------------------

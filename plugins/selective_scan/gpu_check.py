@@ -31,7 +31,6 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))  # mq_kernels_ctypes
-sys.path.insert(1, str(REPO / "plugins" / "hadamard"))  # hadamard_bases
 
 import mq_kernels_ctypes  # noqa: E402  (no torch at import time)
 
@@ -227,19 +226,13 @@ def correctness(lib, ref_fn, quick: bool) -> list[dict]:
 
 
 def dense_hadamard():
-    """n -> float64 H_n: mq_deploy's own definition when importable (kernel and Python transform must
-    agree, DESIGN.md 3.2), else plugins/hadamard/hadamard_bases.py. Returns (function, source name)."""
+    """n -> float64 H_n from mq_deploy's own definition: the kernel and the Python transform must
+    agree (DESIGN.md 3.2). Returns (function, source name)."""
     import torch
 
     sys.path.insert(0, str(REPO))
-    try:
-        from mq_deploy.quant.transforms.hadamard import hadamard_matrix
-        return (lambda n: hadamard_matrix(n, torch.float64)), "mq_deploy.quant.transforms.hadamard"
-    except ImportError:
-        import hadamard_bases
-
-        bases = hadamard_bases.load_bases()
-        return (lambda n: torch.from_numpy(hadamard_bases.hadamard_matrix(n, bases))), "plugins/hadamard/hadamard_bases.py"
+    from mq_deploy.quant.transforms.hadamard import hadamard_matrix
+    return (lambda n: hadamard_matrix(n, torch.float64)), "mq_deploy.quant.transforms.hadamard"
 
 
 def check_hadamard(lib) -> tuple[list[dict], str]:
