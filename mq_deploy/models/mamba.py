@@ -35,8 +35,14 @@ class ActivationPoint(nn.Module):
         return x
 
 
+def at_least_float32(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half types, the dtype itself for float32 / float64 (so a float64 model is float64
+    end to end, which the exactness tests of the transforms rely on)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 class RMSNorm(nn.Module):
-    """RMSNorm as in transformers' MambaRMSNorm: statistics in float32, weight applied after."""
+    """RMSNorm as in transformers' MambaRMSNorm: statistics in (at least) float32, weight applied after."""
 
     def __init__(self, hidden_size: int, eps: float):
         super().__init__()
@@ -45,9 +51,9 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        x32 = x.to(torch.float32)
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(dtype)
+        wide = x.to(at_least_float32(dtype))
+        wide = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * wide.to(dtype)
 
 
 @dataclass
@@ -103,7 +109,7 @@ class MambaBlock(nn.Module):
         self.mixer = MambaMixer(config)
 
     def forward(self, hidden: torch.Tensor, conv_state=None, ssm_state=None):
-        residual = hidden.to(torch.float32) if self.residual_in_fp32 else hidden
+        residual = hidden.to(at_least_float32(hidden.dtype)) if self.residual_in_fp32 else hidden
         out, conv_state, ssm_state = self.mixer(self.norm(hidden.to(self.norm.weight.dtype)),
                                                 conv_state, ssm_state)
         return residual + out, conv_state, ssm_state
@@ -118,7 +124,8 @@ class MambaBackbone(nn.Module):
 
 
 class MambaLM(nn.Module):
-    """Mamba-1 causal LM. `forward(input_ids [b, L]) -> logits [b, L, vocab]` (float32)."""
+    """Mamba-1 causal LM. `forward(input_ids [b, L]) -> logits [b, L, vocab]` (float32, or float64 for
+    a float64 model)."""
 
     def __init__(self, config: MambaConfig):
         super().__init__()
@@ -153,5 +160,6 @@ class MambaLM(nn.Module):
             new_conv.append(conv)
             new_ssm.append(ssm)
         hidden = self.backbone.norm_f(hidden.to(self.backbone.norm_f.weight.dtype))
-        logits = self.lm_head(self.lm_head_input(hidden.to(self.dtype))).float()
+        logits = self.lm_head(self.lm_head_input(hidden.to(self.dtype)))
+        logits = logits.to(at_least_float32(logits.dtype))
         return (logits, MambaState(new_conv, new_ssm)) if return_state else logits

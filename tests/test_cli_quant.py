@@ -1,0 +1,97 @@
+"""quantize / eval / inspect / compare-recipes through the command line, on a small byte-level model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mq_deploy.models import MambaConfig, MambaLM
+from mq_deploy.models.init import init_mamba_weights
+from mq_deploy.models.loading import save_model
+
+
+def run(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "mq_deploy", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "MQ_PROGRESS": "0"})
+
+
+@pytest.fixture(scope="module")
+def byte_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    model = init_mamba_weights(MambaLM(MambaConfig(vocab_size=256, hidden_size=48, num_hidden_layers=2,
+                                                   state_size=8, tokenizer="bytes")), seed=3)
+    save_model(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    from mq_deploy.data.text import pydoc_topics_text
+    path = tmp_path_factory.mktemp("data") / "calib.txt"
+    path.write_text(pydoc_topics_text()[:40000], encoding="utf-8")
+    return path
+
+
+def test_quantize_then_eval_the_artifact(byte_model, text_file, tmp_path):
+    out = tmp_path / "q"
+    r = run("quantize", "--model", byte_model, "--recipe", "mambaquant", "--calib", text_file,
+            "--calib-samples", "4", "--calib-seq-len", "128", "--eval", text_file, "--eval-max-tokens", "4096",
+            "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "perplexity on" in r.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "quant.json", "report.json",
+                                                    "transforms.safetensors"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["calibration"]["samples"] == 4 and report["eval"]["tokens"] > 0
+    r = run("eval", "--model", out, "--text", text_file, "--max-tokens", "4096", "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert "mambaquant W8A8 deploy" in result["kind"]
+    assert result["perplexity"] == pytest.approx(report["eval"]["quantized_perplexity"], rel=1e-9)
+
+
+def test_quantize_errors_leave_nothing_behind(byte_model, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("too short", encoding="utf-8")
+    r = run("quantize", "--model", byte_model, "--calib", short, "--out", tmp_path / "q")
+    assert r.returncode == 2 and "calibration text too short" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "q").exists()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n", encoding="utf-8")
+    r = run("quantize", "--model", byte_model, "--calib", empty, "--out", tmp_path / "q")
+    assert r.returncode == 2 and "is empty" in r.stderr
+    (tmp_path / "q2").mkdir()
+    (tmp_path / "q2" / "quant.json").write_text(json.dumps({"format_version": 99, "recipe": "mambaquant"}))
+    r = run("eval", "--model", tmp_path / "q2", "--text", "pydoc-topics")
+    assert r.returncode == 2 and "unknown quantized-artifact format version" in r.stderr
+
+
+def test_inspect_writes_plots(byte_model, text_file, tmp_path):
+    run("quantize", "--model", byte_model, "--recipe", "mambaquant", "--calib", text_file, "--calib-samples", "4",
+        "--calib-seq-len", "128", "--out", tmp_path / "q")
+    r = run("inspect", "--model", byte_model, "--quantized", tmp_path / "q", "--plot", tmp_path / "plots",
+            "--text", text_file, "--samples", "2", "--seq-len", "128")
+    assert r.returncode == 0, r.stderr
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert pngs == ["channels_dt_proj_input.png", "channels_in_proj_input.png", "channels_out_proj_input.png",
+                    "channels_x_proj_input.png", "layer_error.png"]
+    for name in pngs:
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "relative error of each block's output" in r.stdout
+
+
+def test_compare_recipes_table(byte_model, text_file, tmp_path):
+    r = run("compare-recipes", "--model", byte_model, "--calib", text_file, "--eval", text_file, "--recipes",
+            "rtn", "quamba", "--calib-samples", "2", "--calib-seq-len", "128", "--eval-max-tokens", "2048",
+            "--out", tmp_path / "table")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "table.json").read_text())
+    assert len(result["rows"]) == 2 * 3 * 2
+    assert {(row["recipe"], row["bits"], row["mode"]) for row in result["rows"]} == {
+        (rc, b, m) for rc in ("rtn", "quamba") for b in ("W8A8", "W4A8", "W4A16") for m in ("deploy", "paper")}
+    assert "| rtn | W8A8 | deploy |" in (tmp_path / "table.md").read_text()
