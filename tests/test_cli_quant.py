@@ -24,7 +24,7 @@ def run(*args, timeout=600):
 def byte_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny"
     model = init_mamba_weights(MambaLM(MambaConfig(vocab_size=256, hidden_size=48, num_hidden_layers=2,
-                                                   state_size=8, tokenizer="bytes")), seed=3)
+                                                   state_size=8, time_step_rank=12, tokenizer="bytes")), seed=3)
     save_model(model, path)
     return path
 
