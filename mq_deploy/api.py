@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .data import resolve_text_source
-from .data.calibration import calibration_windows
+from .data.calibration import calibration_batches
 from .errors import MQDeployError
-from .eval import evaluate_perplexity, unigram_bits_per_token
+from .eval import evaluate_model
 from .models.loading import load_model
 from .models.tokenizer import load_tokenizer
 
@@ -24,29 +23,9 @@ def load_for_eval(model_dir):
     return loaded.model, loaded.tokenizer, "FP32"
 
 
-def evaluate_model(model, tokenizer, text: str, seq_len: int = 512, batch_size: int = 8,
-                   max_tokens: int | None = None, progress: bool = True) -> dict:
-    """Perplexity and bits per byte of a loaded model on a text (a file path or 'pydoc-topics'),
-    next to the unigram entropy of the same tokens."""
-    body, label = resolve_text_source(text)
-    ids = tokenizer.encode(body)
-    if max_tokens:
-        ids = ids[:max_tokens]
-    n_bytes = len(tokenizer.decode(ids).encode("utf-8")) if max_tokens else len(body.encode("utf-8"))
-    result = evaluate_perplexity(model, ids, n_bytes, seq_len=seq_len, batch_size=batch_size,
-                                 progress=progress, desc=f"eval {Path(label).name}")
-    return {"text": label, "tokenizer": tokenizer.name, "parameters": sum(p.numel() for p in model.parameters()),
-            **result.to_dict(), "unigram_bits_per_byte": unigram_bits_per_token(ids) * len(ids) / n_bytes}
-
-
 def evaluate_text(model_dir, text: str, **kwargs) -> dict:
     model, tokenizer, label = load_for_eval(model_dir)
     return {"model": str(model_dir), "kind": label, **evaluate_model(model, tokenizer, text, **kwargs)}
-
-
-def calibration_batches(tokenizer, text: str, samples: int, seq_len: int):
-    body, label = resolve_text_source(text)
-    return calibration_windows(tokenizer.encode(body), seq_len, samples), label
 
 
 def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: str = "pydoc-topics",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import MQDeployError
+from .text import resolve_text_source
 
 
 def calibration_windows(token_ids, seq_len: int, num_samples: int, seed: int = 0) -> torch.Tensor:
@@ -21,3 +22,9 @@ def calibration_windows(token_ids, seq_len: int, num_samples: int, seed: int = 0
     g = torch.Generator().manual_seed(seed)
     offsets = torch.randint(0, ids.numel() - seq_len + 1, (num_samples,), generator=g)
     return torch.stack([ids[o:o + seq_len] for o in offsets.tolist()])
+
+
+def calibration_batches(tokenizer, text: str, samples: int, seq_len: int):
+    """([samples, seq_len] token windows, label) from a text file or 'pydoc-topics'."""
+    body, label = resolve_text_source(text)
+    return calibration_windows(tokenizer.encode(body), seq_len, samples), label

@@ -7,7 +7,8 @@ import json
 import time
 from pathlib import Path
 
-from ..api import calibration_batches, evaluate_model
+from ..data.calibration import calibration_batches
+from ..eval import evaluate_model
 from ..models.loading import load_model
 from ..quant.config import QuantConfig
 from ..quant.quantize import quantize

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..api import calibration_batches
+from ..data.calibration import calibration_batches
 from ..models.loading import load_model
 from ..quant.artifact import load_quantized, read_quant_meta
 from ..quant.inspect import channel_statistics, layer_errors
