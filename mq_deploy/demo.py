@@ -1,32 +1,46 @@
-"""`mq-deploy demo`: the chain on the bundled tiny model, one summary table at the end."""
+"""`mq-deploy demo`: the chain on the bundled tiny model, one summary table at the end.
+
+Stages so far: evaluate the FP model on held-out text, quantize it with MambaQuant (W8A8, deploy
+mode, calibrated on a slice of its training text), evaluate the quantized model on the same text.
+"""
 
 from __future__ import annotations
 
+import tempfile
 import time
 
-from .api import evaluate_text
+from .api import evaluate_text, quantize_checkpoint
 from .data import PYDOC_TOPICS
-from .samples import HELDOUT_TEXT, demo_model_dir, sample_text
+from .samples import CALIB_TEXT, HELDOUT_TEXT, demo_model_dir, sample_text
 
 
 def run_demo(max_tokens: int | None = 131072) -> int:
     model_dir = demo_model_dir()
+    heldout, calib = str(sample_text(HELDOUT_TEXT)), str(sample_text(CALIB_TEXT))
     start = time.perf_counter()
     print(f"mq-deploy demo: {model_dir}")
-    texts = [(str(sample_text(HELDOUT_TEXT)), "Wikipedia articles held out from training"),
-             (PYDOC_TOPICS, "CPython pydoc_data.topics (never seen)")]
     rows = []
-    for text, label in texts:
-        print(f"  evaluating on {label} ...", flush=True)
-        result = evaluate_text(model_dir, text, max_tokens=max_tokens or None)
-        rows.append((label, result))
+    for text, label in ((heldout, "Wikipedia articles held out from training"),
+                        (PYDOC_TOPICS, "CPython pydoc_data.topics (never seen)")):
+        print(f"[1/3] evaluating the FP model on {label} ...", flush=True)
+        rows.append(("FP32", label, evaluate_text(model_dir, text, max_tokens=max_tokens or None)))
+    with tempfile.TemporaryDirectory(prefix="mq-demo-") as tmp:
+        print("[2/3] quantizing: mambaquant W8A8, deploy mode, 32x512 calibration tokens ...", flush=True)
+        report = quantize_checkpoint(model_dir, f"{tmp}/quantized", recipe="mambaquant", calib=calib)
+        print(f"      calibrated in {report['calibration']['seconds']:.1f} s", flush=True)
+        print("[3/3] evaluating the quantized model (fake-quant) ...", flush=True)
+        rows.append(("MambaQuant W8A8 (deploy)", rows[0][1],
+                     evaluate_text(f"{tmp}/quantized", heldout, max_tokens=max_tokens or None)))
+    fp_ppl = rows[0][2]["perplexity"]
     print()
-    print("| held-out text | tokens scored | model bits/byte | unigram bits/byte | perplexity/byte |")
-    print("|---|---:|---:|---:|---:|")
-    for label, r in rows:
-        print(f"| {label} | {r['scored_tokens']:,} | {r['bits_per_byte']:.3f} | "
-              f"{r['unigram_bits_per_byte']:.3f} | {r['perplexity']:.3f} |")
-    print(f"\nmodel: {rows[0][1]['parameters']:,} parameters, tokenizer {rows[0][1]['tokenizer']}; "
-          f"unigram = entropy of the text's own byte frequencies (the best a unigram model can do)")
+    print("| model | held-out text | tokens scored | bits/byte | unigram bits/byte | perplexity | vs FP |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for kind, label, r in rows:
+        change = f"{100 * (r['perplexity'] / fp_ppl - 1):+.2f}%" if label == rows[0][1] else ""
+        print(f"| {kind} | {label} | {r['scored_tokens']:,} | {r['bits_per_byte']:.3f} | "
+              f"{r['unigram_bits_per_byte']:.3f} | {r['perplexity']:.3f} | {change} |")
+    print(f"\nmodel: {rows[0][2]['parameters']:,} parameters, tokenizer {rows[0][2]['tokenizer']}; "
+          "unigram = entropy of the text's own byte frequencies (the best any unigram model can do)")
+    print("next stages (ONNX export, TensorRT engine) are not part of the chain yet")
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0

@@ -56,14 +56,20 @@ def _check_shapes(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state
             raise ValueError(f"selective_scan: {name} must have shape {shape}, got {tuple(tensor.shape)}")
 
 
-def _discretize(x, delta, A, B, delta_bias, delta_softplus, acc):
-    """Return dt [b,L,D] and the per-token inputs dt*x [b,L,D], all in the accumulation dtype."""
+def _prepare(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state, delta_softplus):
+    """Checks and the per-token quantities every implementation starts from, in the accumulation
+    dtype: (acc, A, B, C, dt [b,L,D], dt*x [b,L,D], h0 [b,D,N])."""
+    _check_shapes(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state)
+    acc = _accumulation_dtype(x)
+    A, B, C = A.to(acc), B.to(acc), C.to(acc)
     dt = delta.to(acc)
     if delta_bias is not None:
         dt = dt + delta_bias.to(acc)
     if delta_softplus:
         dt = F.softplus(dt)
-    return dt, dt * x.to(acc)
+    h0 = (initial_state.to(acc) if initial_state is not None
+          else x.new_zeros(x.shape[0], x.shape[2], A.shape[1], dtype=acc))
+    return acc, A, B, C, dt, dt * x.to(acc), h0
 
 
 def _finish(y, x, D, z, gate_scale, acc):
@@ -79,19 +85,18 @@ def _finish(y, x, D, z, gate_scale, acc):
 
 def selective_scan_ref(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None,
                        delta_softplus=True, initial_state=None, reverse=False,
-                       return_final_state=False):
-    """Sequential reference. See the module docstring for the contract."""
-    _check_shapes(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state)
-    acc = _accumulation_dtype(x)
+                       return_final_state=False, output_fn=None):
+    """Sequential reference. See the module docstring for the contract.
+
+    output_fn(h_t, C_t) -> y_t replaces the contraction <h_t, C_t> (how the paper's fake-quant
+    evaluation quantizes it); the recurrence itself is untouched."""
+    acc, A, B, C, dt, dtx, h = _prepare(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state,
+                                        delta_softplus)
     batch, length, dim = x.shape
-    A, B, C = A.to(acc), B.to(acc), C.to(acc)
-    dt, dtx = _discretize(x, delta, A, B, delta_bias, delta_softplus, acc)
-    h = (initial_state.to(acc) if initial_state is not None
-         else x.new_zeros(batch, dim, A.shape[1], dtype=acc))
     ys = [None] * length
     for t in (range(length - 1, -1, -1) if reverse else range(length)):
         h = torch.exp(dt[:, t, :, None] * A) * h + dtx[:, t, :, None] * B[:, t, None, :]
-        ys[t] = (h @ C[:, t, :, None]).squeeze(-1)
+        ys[t] = (h @ C[:, t, :, None]).squeeze(-1) if output_fn is None else output_fn(h, C[:, t])
     y = torch.stack(ys, dim=1) if length else x.new_zeros(batch, 0, dim, dtype=acc)
     y = _finish(y, x, D, z, gate_scale, acc)
     return (y, h) if return_final_state else y
@@ -119,15 +124,11 @@ def selective_scan_chunked(x, delta, A, B, C, D=None, delta_bias=None, z=None, g
 
     Memory is O(batch * chunk_size * D * N) whatever L is, so calibration batches stay small.
     """
-    _check_shapes(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state)
-    acc = _accumulation_dtype(x)
+    acc, A, B, C, dt, dtx, h = _prepare(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state,
+                                        delta_softplus)
     batch, length, dim = x.shape
-    A, B, C = A.to(acc), B.to(acc), C.to(acc)
-    dt, dtx = _discretize(x, delta, A, B, delta_bias, delta_softplus, acc)
     if reverse:  # a reversed scan is a forward scan over time-flipped inputs
         dt, dtx, B, C = (t.flip(1) for t in (dt, dtx, B, C))
-    h = (initial_state.to(acc) if initial_state is not None
-         else x.new_zeros(batch, dim, A.shape[1], dtype=acc))
     ys = []
     for start in range(0, length, chunk_size):
         end = min(start + chunk_size, length)
@@ -200,15 +201,10 @@ def selective_scan_fused(x, delta, A, B, C, D=None, delta_bias=None, z=None, gat
                          delta_softplus=True, initial_state=None, reverse=False,
                          return_final_state=False):
     """Sequential scan with discretization fused into the loop and a hand-written backward."""
-    _check_shapes(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state)
-    acc = _accumulation_dtype(x)
-    batch, _, dim = x.shape
-    A, B, C = A.to(acc), B.to(acc), C.to(acc)
-    dt, dtx = _discretize(x, delta, A, B, delta_bias, delta_softplus, acc)
+    acc, A, B, C, dt, dtx, h0 = _prepare(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state,
+                                         delta_softplus)
     if reverse:  # a reversed scan is a forward scan over time-flipped inputs
         dt, dtx, B, C = (t.flip(1) for t in (dt, dtx, B, C))
-    h0 = (initial_state.to(acc) if initial_state is not None
-          else x.new_zeros(batch, dim, A.shape[1], dtype=acc))
     y, h = _FusedScan.apply(dt, dtx, A, B, C, h0)
     if reverse:
         y = y.flip(1)

@@ -1,0 +1,80 @@
+"""What an export reads: an FP checkpoint or a quantized artifact, reduced to the weights, the
+quantization parameters and the online transforms (no torch model is traced)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import MQDeployError
+from ..models import MambaLM
+from ..models.loading import load_model
+from ..quant.artifact import directory_hash, is_quantized_artifact, load_quantized, read_quant_meta
+from ..quant.config import LINEAR_INPUTS, QuantConfig
+from ..quant.quantizer import QuantSpec
+
+
+@dataclass
+class ExportSource:
+    model: MambaLM                          # FP weights (transformed, before rounding, for an artifact)
+    path: Path
+    sha256: str
+    recipe: str | None = None               # None: an FP checkpoint
+    quant_config: QuantConfig | None = None
+    weight_specs: dict[str, QuantSpec] = field(default_factory=dict)     # linear name -> spec
+    activation_scales: dict[str, float] = field(default_factory=dict)    # point name -> per-tensor scale
+    hadamard_signs: dict[str, torch.Tensor] = field(default_factory=dict)  # point name -> ±1 signs
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def quantized(self) -> bool:
+        return bool(self.weight_specs)
+
+    def input_point(self, linear: str) -> str:
+        """The activation point that feeds a linear ('backbone.layers.0.mixer.in_proj' -> ..._input)."""
+        if linear == "lm_head":
+            return "lm_head_input"
+        parent, _, leaf = linear.rpartition(".")
+        return f"{parent}.{LINEAR_INPUTS[leaf]}"
+
+
+def _check_exportable(path: Path, config: QuantConfig, meta: dict) -> None:
+    if config.mode != "deploy":
+        raise MQDeployError(f"{path} is a paper-mode artifact (asymmetric weights, dynamic per-sample activations), "
+                            "which TensorRT cannot run; re-quantize with `mq-deploy quantize --mode deploy` to export it")
+    if config.w_bits != 8:
+        raise MQDeployError(f"{path} has {config.w_bits}-bit weights; the ONNX export supports 8-bit weights "
+                            "(W8A8, W8A16) only; re-quantize with `--w-bits 8`")
+    for point, info in meta["activations"].items():
+        if info.get("dynamic") or not info.get("symmetric", False) or info.get("zero_point", 0) != 0:
+            raise MQDeployError(f"{path}: activation {point} is not static symmetric per-tensor INT8, which is "
+                                "all TensorRT's explicit quantization runs; re-quantize with `--mode deploy`")
+    for point, info in meta["online_transforms"].items():
+        if info["kind"] != "hadamard" or not point.endswith(".out_proj_input"):
+            raise MQDeployError(f"{path}: online transform {info['kind']!r} at {point} has no ONNX form; "
+                                "only Hadamard rotations before out_proj are exportable")
+
+
+def load_export_source(path) -> ExportSource:
+    """Read a model directory or quantized artifact; every problem is one MQDeployError."""
+    path = Path(path)
+    if not path.exists():
+        raise MQDeployError(f"{path} does not exist; pass a model directory or a quantized artifact "
+                            "made by `mq-deploy quantize`")
+    if not is_quantized_artifact(path):
+        return ExportSource(load_model(path).model, path, directory_hash(path))
+    meta = read_quant_meta(path)            # unknown format version / recipe raise here
+    config = QuantConfig(**meta["config"])
+    _check_exportable(path, config, meta)
+    qm = load_quantized(path, with_quantizers=False)
+    signs = {point: qm.model.get_submodule(point).signs.detach().clone() for point in qm.online_transforms}
+    return ExportSource(
+        model=qm.model, path=path, sha256=directory_hash(path), recipe=meta["recipe"], quant_config=config,
+        weight_specs={name: QuantSpec(**spec) for name, spec in meta["weights"].items()},
+        activation_scales={point: float(info["scale"]) for point, info in meta["activations"].items()},
+        hadamard_signs=signs)
