@@ -84,6 +84,34 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from .export import export_onnx
+    result = export_onnx(args.model, args.onnx, precision=args.precision, scan=args.scan, decode=not args.no_decode,
+                         batch_max=args.batch_max, seq_max=args.seq_max)
+    m = result.manifest
+    kind = (f"{m['quantization']['recipe']} W{m['quantization']['config']['w_bits']}A{m['quantization']['config']['a_bits']}"
+            if m["quantization"] else "FP")
+    print(f"exported {args.model} ({kind}) as {args.precision.upper()}, scan={args.scan}, in {result.seconds:.2f} s")
+    for graph, path in (("prefill", result.onnx_path), ("decode", result.decode_path)):
+        if path is not None:
+            print(f"  {graph:8s} {path}  {result.bytes[graph] / 1e6:.2f} MB")
+    print(f"  manifest {result.manifest_path}")
+    print("check: ok")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from .export import check_onnx
+    problems = check_onnx(args.onnx)
+    if not problems:
+        print(f"{args.onnx}: ok")
+        return 0
+    print(f"{args.onnx}: {len(problems)} problem(s)")
+    for problem in problems:
+        print(f"  {problem}")
+    return 2
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(max_tokens=args.max_tokens)
@@ -158,6 +186,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-max-tokens", type=int, default=65536, help="0 = the whole text")
     p.add_argument("--out", default="out/compare_recipes", help="output path prefix (.md and .json are added)")
     p.set_defaults(func=_cmd_compare)
+
+    p = verbs.add_parser("export", help="write the ONNX graphs (prefill + decode) and manifest.json",
+                         description="Export an FP checkpoint or a deploy-mode quantized artifact to ONNX: "
+                                     "token-major, dynamic batch and seqlen, INT8 QDQ linears, one SelectiveScan "
+                                     "node per layer (TensorRT plugin + ONNX local function). Also writes "
+                                     "<name>.decode.onnx (one token, explicit states) and manifest.json beside it.")
+    p.add_argument("--model", required=True, help="model directory or quantized artifact")
+    p.add_argument("--onnx", required=True, help="output .onnx path")
+    p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"], help="graph float type (default fp16)")
+    p.add_argument("--scan", default="plugin", choices=["plugin", "onnx"],
+                   help="plugin: SelectiveScan/HadamardTransform nodes with local functions; onnx: standard ops only")
+    p.add_argument("--batch-max", type=int, default=None, help="largest batch (recorded for the engine profile)")
+    p.add_argument("--seq-max", type=int, default=None, help="longest sequence (recorded for the engine profile)")
+    p.add_argument("--no-decode", action="store_true", help="skip the single-token decode graph")
+    p.set_defaults(func=_cmd_export)
+
+    p = verbs.add_parser("check", help="check an exported ONNX graph against the TensorRT contracts",
+                         description="onnx.checker full check, QDQ conventions, plugin node attributes, dynamic "
+                                     "dims, FP32 islands in FP16 graphs. Exit status 2 when something is wrong.")
+    p.add_argument("--onnx", required=True, help="the .onnx file to check")
+    p.set_defaults(func=_cmd_check)
 
     p = verbs.add_parser("demo", help="run the chain on the bundled demo model",
                          description="Load the bundled byte-level demo model and report its held-out "

@@ -32,12 +32,18 @@ def emit_hadamard_inline(b: GraphBuilder, x: str, signs, float_type: int, name: 
 def hadamard_function(size: int) -> onnx.FunctionProto:
     """mq_deploy.HadamardTransform for rows of `size` (one size per model: every online Hadamard of a
     Mamba LM sits before an out_proj of width d_inner)."""
-    h = hadamard_matrix(size).numpy().astype(np.float32)
+    # stored as the ±1 matrix in INT8 (a quarter of float32) times 1/sqrt(n)
+    unnormalized = np.rint(hadamard_matrix(size).numpy() * np.sqrt(size)).astype(np.int8)
     nodes = [
         helper.make_node("Cast", ["x"], ["x_f32"], name="x_f32", to=TensorProto.FLOAT),
         helper.make_node("Mul", ["x_f32", "signs"], ["x_signed"], name="apply_signs"),
-        helper.make_node("Constant", [], ["H"], name="H", value=numpy_helper.from_array(h, "H")),
-        helper.make_node("MatMul", ["x_signed", "H"], ["y_f32"], name="apply_H"),
+        helper.make_node("Constant", [], ["H_pm1"], name="H_pm1",
+                         value=numpy_helper.from_array(unnormalized, "H_pm1")),
+        helper.make_node("Cast", ["H_pm1"], ["H_pm1_f32"], name="H_pm1_f32", to=TensorProto.FLOAT),
+        helper.make_node("Constant", [], ["inv_sqrt_n"], name="inv_sqrt_n",
+                         value=numpy_helper.from_array(np.array(1 / np.sqrt(size), np.float32), "inv_sqrt_n")),
+        helper.make_node("MatMul", ["x_signed", "H_pm1_f32"], ["x_H"], name="apply_H"),
+        helper.make_node("Mul", ["x_H", "inv_sqrt_n"], ["y_f32"], name="normalize"),
         helper.make_node("CastLike", ["y_f32", "x"], ["y"], name="y_dtype"),
     ]
     function = helper.make_function(DOMAIN, OP_TYPE, list(INPUTS), ["y"], nodes,

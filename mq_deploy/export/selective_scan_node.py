@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .onnx_builder import DOMAIN, IR_VERSION, OPSET, GraphBuilder
+from .onnx_builder import DOMAIN, OPSET, GraphBuilder
 
 OP_TYPE = "SelectiveScan"
 PLUGIN_VERSION = "1"
@@ -128,4 +128,4 @@ def selective_scan_function() -> onnx.FunctionProto:
 
 
 __all__ = ["OP_TYPE", "PLUGIN_VERSION", "PLUGIN_NAMESPACE", "INPUTS", "OUTPUTS", "FP32_INPUTS", "ATTRIBUTES",
-           "emit_selective_scan_node", "emit_scan_body", "selective_scan_function", "plugin_attributes", "IR_VERSION"]
+           "emit_selective_scan_node", "emit_scan_body", "selective_scan_function", "plugin_attributes"]

@@ -227,11 +227,22 @@ def save_model(model: MambaLM, out_dir, copy_tokenizer_from=None) -> Path:
             for name in TOKENIZER_FILES:
                 if (Path(copy_tokenizer_from) / name).is_file():
                     shutil.copy2(Path(copy_tokenizer_from) / name, tmp / name)
+        publish_permissions(tmp)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def publish_permissions(directory: Path) -> None:
+    """mkdtemp makes a private (0700) directory; give it and its files the usual umask modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
+    for item in Path(directory).iterdir():
+        if item.is_file():
+            os.chmod(item, 0o666 & ~umask)
 
 
 def _replace_dir(new: Path, target: Path) -> None:

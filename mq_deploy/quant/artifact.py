@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ..errors import MQDeployError
-from ..models.loading import _replace_dir, load_model, save_model
+from ..models.loading import _replace_dir, load_model, publish_permissions, save_model
 from .config import QuantConfig
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
 from .paper_scan import selective_scan_quantized_hc
@@ -96,6 +96,7 @@ def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | 
         }
         (tmp / QUANT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         (tmp / "report.json").write_text(json.dumps(report or {}, indent=2) + "\n", encoding="utf-8")
+        publish_permissions(tmp)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,70 @@
+"""Linear layers as TensorRT explicit quantization wants them (DESIGN.md §3.3, tensorrt_notes §4):
+
+    x ─ QuantizeLinear(s_x, 0) ─ DequantizeLinear(s_x, 0) ─┐
+                                                          MatMul ─ (+ bias)
+    W_int8 (K, N) ─ DequantizeLinear(s_w [N], 0, axis=1) ─┘
+
+Weight codes come from `quantize_tensor`, the function the fake-quant torch model uses, so they are
+the same integers. Scales are stored in the graph's float type (a DQ outputs its scale's type) and
+zero points are INT8 zeros. An unquantized linear is a MatMul with an FP (K, N) initializer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..quant.quantizer import QuantSpec, quantize_tensor
+from .onnx_builder import NUMPY_OF, GraphBuilder
+
+
+def _scale_array(values, float_type: int, where: str) -> np.ndarray:
+    scale = np.asarray(values, dtype=np.float64).astype(NUMPY_OF[float_type])
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise ValueError(f"{where}: a quantization scale is zero or not finite in "
+                         f"{np.dtype(NUMPY_OF[float_type]).name} ({np.min(values):.3g} .. {np.max(values):.3g})")
+    return scale
+
+
+def emit_activation_qdq(b: GraphBuilder, x: str, scale: float, float_type: int, name: str) -> str:
+    """Static per-tensor symmetric INT8 Q -> DQ (scale a scalar in the graph's float type)."""
+    s = b.const(_scale_array(scale, float_type, name), f"{name}.act_scale")
+    zp = b.const(np.zeros((), np.int8), f"{name}.act_zero_point")
+    q = b.node("QuantizeLinear", [x, s, zp], name=f"{name}.act_quantize")
+    return b.node("DequantizeLinear", [q, s, zp], name=f"{name}.act_dequantize")
+
+
+def weight_codes(weight: torch.Tensor, spec: QuantSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(codes (K, N) int8, per-output-channel scale [N] float64) of an nn.Linear weight (N, K)."""
+    if spec.bits != 8 or not spec.symmetric or spec.granularity != "channel" or spec.axis != 0:
+        raise ValueError(f"only symmetric 8-bit per-output-channel weights are exportable, got {spec}")
+    qt = quantize_tensor(weight, spec)
+    return qt.codes.numpy().astype(np.int8).T.copy(), qt.scale.reshape(-1).numpy()
+
+
+def emit_weight(b: GraphBuilder, weight: torch.Tensor, float_type: int, name: str,
+                spec: QuantSpec | None = None) -> str:
+    """The (K, N) right-hand side of a MatMul: an FP initializer, or INT8 codes -> DequantizeLinear."""
+    if spec is None:
+        return b.const(weight.detach().double().numpy().T.astype(NUMPY_OF[float_type]), f"{name}.weight")
+    codes, scale = weight_codes(weight, spec)
+    w = b.const(codes, f"{name}.weight_int8")
+    s = b.const(_scale_array(scale, float_type, name), f"{name}.weight_scale")
+    zp = b.const(np.zeros(scale.shape, np.int8), f"{name}.weight_zero_point")
+    return b.node("DequantizeLinear", [w, s, zp], name=f"{name}.weight_dequantize", axis=1)
+
+
+def emit_linear(b: GraphBuilder, x: str, linear: torch.nn.Linear, float_type: int, name: str,
+                spec: QuantSpec | None = None, act_scale: float | None = None, weight: str | None = None,
+                use_bias: bool = True) -> str:
+    """x [.., K] -> x W^T (+ bias). `weight` overrides the emitted weight (a tied head); dt_proj
+    passes use_bias=False (its bias is the scan's delta_bias)."""
+    if act_scale is not None:
+        x = emit_activation_qdq(b, x, act_scale, float_type, name)
+    w = weight or emit_weight(b, linear.weight, float_type, name, spec)
+    y = b.node("MatMul", [x, w], name=f"{name}.matmul")
+    if use_bias and linear.bias is not None:
+        y = b.node("Add", [y, b.const(linear.bias.detach().double().numpy().astype(NUMPY_OF[float_type]),
+                                      f"{name}.bias")], name=f"{name}.bias_add")
+    return y
+

@@ -1,0 +1,211 @@
+"""ONNX export of quantized artifacts (deploy mode): ORT on the QDQ graph vs the torch fake-quant
+model, the QDQ layout TensorRT needs, online transforms, the decode step, refused artifacts, and the
+demo model end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+ort = pytest.importorskip("onnxruntime")
+
+from mq_deploy.errors import MQDeployError  # noqa: E402
+from mq_deploy.export import export_onnx, read_manifest  # noqa: E402
+from mq_deploy.models import MambaConfig, MambaLM  # noqa: E402
+from mq_deploy.quant.artifact import load_quantized, save_quantized  # noqa: E402
+from mq_deploy.quant.config import QuantConfig  # noqa: E402
+from mq_deploy.quant.quantize import quantize  # noqa: E402
+
+SIZES = dict(vocab=256, hidden=48, layers=2, state=8, rank=12)   # Hadamard-friendly: d_inner 96 = 12*8
+RECIPES = ("rtn", "smoothquant", "quarot", "quamba", "mambaquant")
+
+
+def session(path, basic=False):
+    """basic=True: ORT_ENABLE_BASIC. ORT's extended optimizations rewrite a weight-only
+    DequantizeLinear -> MatMul (no activation Q/DQ) into a dynamically quantized MatMul, which
+    quantizes the activations at run time and no longer computes what the graph says."""
+    options = ort.SessionOptions()
+    if basic:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def rel_err(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.fixture(scope="module")
+def model_and_data():
+    from conftest import random_hf_mamba
+    hf = random_hf_mamba(**SIZES, seed=5)
+    model = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
+    model.load_state_dict(hf.state_dict())
+    g = torch.Generator().manual_seed(0)
+    return model, torch.randint(0, 256, (6, 64), generator=g), torch.randint(0, 256, (4, 48), generator=g)
+
+
+@pytest.fixture(scope="module")
+def artifacts(model_and_data, tmp_path_factory):
+    model, calib, _ = model_and_data
+    root = tmp_path_factory.mktemp("artifacts")
+    out = {}
+    for recipe in RECIPES:   # rtn also quantizes lm_head
+        qm = quantize(model, recipe, calib, QuantConfig(quantize_lm_head=recipe == "rtn"), progress=False)
+        out[recipe] = save_quantized(qm, root / recipe)
+    return out
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_fp32_qdq_graph_matches_the_fake_quant_model(model_and_data, artifacts, recipe, tmp_path):
+    _, _, ids = model_and_data
+    result = export_onnx(artifacts[recipe], tmp_path / "model.onnx", precision="fp32")
+    reference = load_quantized(artifacts[recipe]).model
+    with torch.no_grad():
+        ref = reference(ids).numpy()
+    out = session(result.onnx_path).run(["logits"], {"input_ids": ids.numpy()})[0]
+    # Not 1e-4 as for FP graphs: a last-ulp difference in front of a rounding step flips an INT8
+    # code, and flips cascade through later layers (measured 1e-7 here, ~5e-3 on the demo size).
+    assert rel_err(out, ref) < 1e-3
+    assert (out.argmax(-1) == ref.argmax(-1)).mean() >= 0.995
+    manifest = read_manifest(result.onnx_path)
+    assert manifest["quantization"]["recipe"] == recipe
+    model = onnx.load(str(result.onnx_path))
+    ops = [n.op_type for n in model.graph.node]
+    n_linear = 4 * SIZES["layers"] + (recipe == "rtn")
+    assert ops.count("QuantizeLinear") == n_linear and ops.count("DequantizeLinear") == 2 * n_linear
+    hadamards = ops.count("HadamardTransform")
+    assert hadamards == (SIZES["layers"] if recipe in ("quarot", "quamba", "mambaquant") else 0)
+    # the INT8 weight codes are the ones the torch model uses
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    for name in ("backbone.layers.1.mixer.x_proj", "backbone.layers.0.mixer.out_proj"):
+        codes, scale = inits[f"{name}.weight_int8"], inits[f"{name}.weight_scale"]
+        assert codes.dtype == np.int8 and inits[f"{name}.weight_zero_point"].dtype == np.int8
+        torch_weight = reference.get_submodule(name).weight.detach().numpy().T
+        np.testing.assert_allclose(codes * scale, torch_weight, rtol=1e-6, atol=0)
+
+
+def test_fp16_and_standard_op_forms(model_and_data, artifacts, tmp_path):
+    _, _, ids = model_and_data
+    reference = load_quantized(artifacts["mambaquant"]).model
+    with torch.no_grad():
+        ref32 = reference(ids).numpy()
+        ref16 = reference.half()(ids).float().numpy()
+    torch_fp16_error = rel_err(ref16, ref32)
+    fp16 = export_onnx(artifacts["mambaquant"], tmp_path / "fp16" / "model.onnx")
+    out16 = session(fp16.onnx_path).run(["logits"], {"input_ids": ids.numpy()})[0]
+    assert rel_err(out16, ref32) < max(2 * torch_fp16_error, 5e-3), (rel_err(out16, ref32), torch_fp16_error)
+    assert (out16.argmax(-1) == ref32.argmax(-1)).mean() >= 0.98
+    scales = [t for t in onnx.load(str(fp16.onnx_path)).graph.initializer if t.name.endswith(("act_scale", "weight_scale"))]
+    assert scales and all(t.data_type == onnx.TensorProto.FLOAT16 for t in scales)
+    plain = export_onnx(artifacts["mambaquant"], tmp_path / "plain" / "model.onnx", precision="fp32", scan="onnx")
+    model = onnx.load(str(plain.onnx_path))
+    assert not model.functions and all(n.domain in ("", "ai.onnx") for n in model.graph.node)
+    out = session(plain.onnx_path).run(["logits"], {"input_ids": ids.numpy()})[0]
+    assert rel_err(out, ref32) < 1e-3
+
+
+def test_quantized_decode_steps_reproduce_prefill(model_and_data, artifacts, tmp_path):
+    _, _, ids = model_and_data
+    result = export_onnx(artifacts["quarot"], tmp_path / "model.onnx", precision="fp32")
+    prefill, step = session(result.onnx_path), session(result.decode_path)
+    ids = ids[:2, :10].numpy()
+    full = prefill.run(["logits"], {"input_ids": ids})[0]
+    state = {i.name: np.zeros([ids.shape[0]] + i.shape[1:], np.float32) for i in step.get_inputs()
+             if i.name != "input_ids"}
+    logits = []
+    for t in range(ids.shape[1]):
+        res = dict(zip([o.name for o in step.get_outputs()], step.run(None, {"input_ids": ids[:, t:t + 1], **state})))
+        logits.append(res.pop("logits"))
+        state = {k.replace("_out", ""): v for k, v in res.items()}
+    stepped = np.concatenate(logits, axis=1)
+    assert rel_err(stepped, full) < 1e-3
+    assert (stepped.argmax(-1) == full.argmax(-1)).mean() >= 0.995
+
+
+def test_weight_only_and_refused_artifacts(model_and_data, tmp_path):
+    model, calib, ids = model_and_data
+    w8a16 = save_quantized(quantize(model, "rtn", calib, QuantConfig(a_bits=16), progress=False), tmp_path / "w8a16")
+    result = export_onnx(w8a16, tmp_path / "w8a16.onnx", precision="fp32", decode=False)
+    ops = [n.op_type for n in onnx.load(str(result.onnx_path)).graph.node]
+    assert "QuantizeLinear" not in ops and ops.count("DequantizeLinear") == 4 * SIZES["layers"]
+    with torch.no_grad():
+        ref = load_quantized(w8a16).model(ids).numpy()
+    assert rel_err(session(result.onnx_path, basic=True).run(["logits"], {"input_ids": ids.numpy()})[0], ref) < 1e-3
+    for config, message in ((QuantConfig(mode="paper"), "paper-mode"),
+                            (QuantConfig(w_bits=4, a_bits=16, group_size=24), "8-bit weights")):
+        art = save_quantized(quantize(model, "rtn", calib, config, progress=False), tmp_path / config.mode / str(config.w_bits))
+        with pytest.raises(MQDeployError, match=message):
+            export_onnx(art, tmp_path / "refused" / "model.onnx")
+    meta = json.loads((w8a16 / "quant.json").read_text())
+    meta["format_version"] = 99
+    (w8a16 / "quant.json").write_text(json.dumps(meta))
+    with pytest.raises(MQDeployError, match="unknown quantized-artifact format version"):
+        export_onnx(w8a16, tmp_path / "refused" / "model.onnx")
+    assert not (tmp_path / "refused").exists() or not list((tmp_path / "refused").iterdir())
+
+
+def test_demo_model_end_to_end(demo_model_dir_or_skip, tmp_path):
+    """The bundled demo model, mambaquant W8A8: ORT vs fake-quant on held-out text."""
+    from mq_deploy.data.calibration import calibration_batches
+    from mq_deploy.models.loading import load_model
+    from mq_deploy.samples import HELDOUT_TEXT, sample_text
+    loaded = load_model(demo_model_dir_or_skip)
+    calib, _ = calibration_batches(loaded.tokenizer, str(sample_text("wiki_calib.txt")), 2, 128)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)     # the float64 folds are small; a second thread only contends (measured 5x faster)
+    try:
+        qm = quantize(loaded.model, "mambaquant", calib, QuantConfig(), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    art = save_quantized(qm, tmp_path / "art", source_dir=demo_model_dir_or_skip)
+    text = sample_text(HELDOUT_TEXT).read_text(encoding="utf-8")[:4096]
+    ids = torch.tensor([list(text.encode("utf-8"))[:1024]]).reshape(2, 512)
+    with torch.no_grad():
+        ref = load_quantized(art).model(ids).numpy()
+    fp32 = export_onnx(art, tmp_path / "fp32" / "model.onnx", precision="fp32", decode=False)
+    out = session(fp32.onnx_path).run(["logits"], {"input_ids": ids.numpy()})[0]
+    assert rel_err(out, ref) < 2e-2 and (out.argmax(-1) == ref.argmax(-1)).mean() >= 0.995
+    fp_export = export_onnx(demo_model_dir_or_skip, tmp_path / "fp" / "model.onnx", precision="fp32", decode=False)
+    # INT8 linears; the embedding, the untied (R1-rotated) head and the SSM parameters stay FP
+    assert fp32.bytes["prefill"] < 0.5 * fp_export.bytes["prefill"]
+
+
+@pytest.fixture
+def demo_model_dir_or_skip():
+    from mq_deploy.samples import demo_model_dir
+    try:
+        path = demo_model_dir()
+    except MQDeployError:
+        pytest.skip("the demo model (samples/models/mamba-byte-demo) is not built yet")
+    if not (path / "config.json").is_file():
+        pytest.skip("the demo model directory has no config.json yet")
+    return path
+
+
+def test_polygraphy_runs_the_file_and_matches_saved_torch_outputs(model_and_data, artifacts, tmp_path):
+    """`polygraphy run --onnxrt` on the exported file unchanged, against saved fake-quant outputs."""
+    import shutil
+    import subprocess
+    pytest.importorskip("polygraphy")
+    from polygraphy.comparator import IterationResult, RunResults
+    from polygraphy.json import save_json
+    if shutil.which("polygraphy") is None:
+        pytest.skip("the polygraphy command is not on PATH")
+    _, _, ids = model_and_data
+    result = export_onnx(artifacts["mambaquant"], tmp_path / "model.onnx", precision="fp32", decode=False)
+    with torch.no_grad():
+        logits = load_quantized(artifacts["mambaquant"]).model(ids).numpy()
+    save_json([{"input_ids": ids.numpy()}], str(tmp_path / "inputs.json"))
+    reference = RunResults()
+    reference.append(("torch-fake-quant", [IterationResult({"logits": logits}, runner_name="torch-fake-quant")]))
+    reference.save(str(tmp_path / "reference.json"))
+    r = subprocess.run(["polygraphy", "run", str(result.onnx_path), "--onnxrt", "--load-inputs",
+                        str(tmp_path / "inputs.json"), "--load-outputs", str(tmp_path / "reference.json"),
+                        # elementwise; 1e-2 absolute covers an INT8 code flip (logits are O(10))
+                        "--atol", "1e-2", "--rtol", "1e-3"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "PASSED" in r.stdout
