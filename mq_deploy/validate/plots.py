@@ -42,6 +42,7 @@ def plot_channel_ranges(before: dict, after: dict | None, out_dir, title: str = 
         for label, stats, color in series:
             left.plot(layers, [_outlier_ratio(stats[(i, point)]) for i in layers], "o-", color=color, label=label)
         left.set_yscale("log")
+        left.set_xticks(layers)
         left.set_xlabel("layer")
         left.set_ylabel("max / median channel max|x|")
         left.set_title(f"{point}: channel outliers per layer")
@@ -76,6 +77,7 @@ def plot_layer_errors(errors: dict[str, list[float]], path, title: str = "") -> 
     for label, values in errors.items():
         ax.plot(range(len(values)), values, "o-", label=label)
     ax.set_yscale("log")
+    ax.set_xticks(range(max(len(v) for v in errors.values())))
     ax.set_xlabel("layer")
     ax.set_ylabel("relative error of the block output")
     ax.set_title(title or "quantization error per layer")
