@@ -59,3 +59,5 @@ def test_demo_prints_heldout_table():
     assert "Wikipedia" in rows[0] and "pydoc" in rows[1] and "MambaQuant W8A8" in rows[2]
     fp_bits, unigram_bits = (float(v) for v in rows[0].split("|")[4:6])
     assert fp_bits < unigram_bits - 1.0       # clearly better than a unigram byte model
+    agreement = out.stdout.split("argmax agreement ")[1].split("%")[0]
+    assert float(agreement) >= 99.5
