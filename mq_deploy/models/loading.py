@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..atomic_dir import atomic_directory
 from ..errors import MQDeployError
 from .config import MambaConfig
 from .mamba import MambaLM
@@ -208,51 +207,23 @@ def load_model(path, dtype: torch.dtype = torch.float32) -> LoadedModel:
 # ------------------------------------------------------------------------------------------ save
 
 def save_model(model: MambaLM, out_dir, copy_tokenizer_from=None) -> Path:
-    """Write `model` as config.json + model.safetensors (HF layout), atomically.
-
-    The directory appears complete or not at all: it is written beside the target and renamed.
-    """
-    from safetensors.torch import save_file
-
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    """Write `model` as config.json + model.safetensors (HF layout), atomically: the directory
+    appears complete or not at all."""
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if model.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)         # shared with the embedding, as HF saves it
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        (tmp / "config.json").write_text(json.dumps(model.config.to_hf_dict(), indent=2) + "\n", encoding="utf-8")
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        if copy_tokenizer_from is not None:
-            for name in TOKENIZER_FILES:
-                if (Path(copy_tokenizer_from) / name).is_file():
-                    shutil.copy2(Path(copy_tokenizer_from) / name, tmp / name)
-        publish_permissions(tmp)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    with atomic_directory(out_dir) as tmp:
+        write_model_files(tmp, model.config, state, copy_tokenizer_from)
+    return Path(out_dir)
 
 
-def publish_permissions(directory: Path) -> None:
-    """mkdtemp makes a private (0700) directory; give it and its files the usual umask modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(directory, 0o777 & ~umask)
-    for item in Path(directory).iterdir():
-        if item.is_file():
-            os.chmod(item, 0o666 & ~umask)
+def write_model_files(directory: Path, config: MambaConfig, state: dict, copy_tokenizer_from=None) -> None:
+    """config.json, model.safetensors and the tokenizer files (if any) into `directory`."""
+    from safetensors.torch import save_file
 
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move `new` to `target`, replacing an existing directory as late as possible."""
-    if target.exists():
-        if not target.is_dir():
-            raise MQDeployError(f"{target} exists and is not a directory; choose another output path")
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)
+    (directory / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n", encoding="utf-8")
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    if copy_tokenizer_from is not None:
+        for name in TOKENIZER_FILES:
+            if (Path(copy_tokenizer_from) / name).is_file():
+                shutil.copy2(Path(copy_tokenizer_from) / name, directory / name)

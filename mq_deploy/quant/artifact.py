@@ -18,14 +18,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..atomic_dir import atomic_directory
 from ..errors import MQDeployError
-from ..models.loading import _replace_dir, load_model, publish_permissions, save_model
+from ..models.loading import load_model, write_model_files
 from .config import QuantConfig
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
 from .paper_scan import selective_scan_quantized_hc
@@ -68,40 +67,25 @@ def _split_state(qm: QuantizedModel):
 def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
-    from ..models import MambaLM
-
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     weights, transforms = _split_state(qm)
-    plain = MambaLM(qm.model.config)
-    if not qm.model.config.tie_word_embeddings:
-        plain.lm_head.weight = torch.nn.Parameter(plain.lm_head.weight.detach().clone())
-    plain.load_state_dict(weights, strict=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        save_model(plain, tmp / "model", copy_tokenizer_from=source_dir)
-        for item in (tmp / "model").iterdir():
-            item.rename(tmp / item.name)
-        (tmp / "model").rmdir()
+    if qm.model.config.tie_word_embeddings:
+        weights.pop("lm_head.weight", None)       # shared with the embedding, as HF saves it
+    meta = {
+        "format_version": FORMAT_VERSION, "recipe": qm.recipe, "config": qm.config.to_dict(),
+        "weights": {name: dataclasses.asdict(spec) for name, spec in qm.weight_specs.items()},
+        "activations": qm.activation_ranges,
+        "online_transforms": {p: {"kind": k, "size": int(transforms[f"{p}.signs"].numel())}
+                              for p, k in qm.online_transforms.items()},
+        "gate_scale_layers": sorted(int(k.split(".")[2]) for k in transforms if k.endswith("gate_scale")),
+        "source": {"path": str(source_dir) if source_dir else None,
+                   "sha256": directory_hash(Path(source_dir)) if source_dir else None},
+    }
+    with atomic_directory(out_dir) as tmp:
+        write_model_files(tmp, qm.model.config, {k: v.contiguous() for k, v in weights.items()}, source_dir)
         save_file({k: v.contiguous() for k, v in transforms.items()}, str(tmp / "transforms.safetensors"))
-        meta = {
-            "format_version": FORMAT_VERSION, "recipe": qm.recipe, "config": qm.config.to_dict(),
-            "weights": {name: dataclasses.asdict(spec) for name, spec in qm.weight_specs.items()},
-            "activations": qm.activation_ranges,
-            "online_transforms": {p: {"kind": k, "size": int(transforms[f"{p}.signs"].numel())}
-                                  for p, k in qm.online_transforms.items()},
-            "gate_scale_layers": sorted(int(k.split(".")[2]) for k in transforms if k.endswith("gate_scale")),
-            "source": {"path": str(source_dir) if source_dir else None,
-                       "sha256": directory_hash(Path(source_dir)) if source_dir else None},
-        }
         (tmp / QUANT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         (tmp / "report.json").write_text(json.dumps(report or {}, indent=2) + "\n", encoding="utf-8")
-        publish_permissions(tmp)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return Path(out_dir)
 
 
 def read_quant_meta(path) -> dict:
