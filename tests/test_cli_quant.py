@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from mq_deploy.models import MambaConfig, MambaLM
 from mq_deploy.models.init import init_mamba_weights

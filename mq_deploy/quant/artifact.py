@@ -20,7 +20,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
 
 from ..atomic_dir import atomic_directory
 from ..errors import MQDeployError

@@ -329,8 +329,6 @@ def timing(lib, reps: int, bandwidth: float, exps_per_s: float, quick: bool) -> 
                      "sequential_us": times["sequential"] * 1e3,
                      "speedup": times["sequential"] / times["chunked"], "mem_floor_us": mem_floor * 1e3,
                      "exp_floor_us": exp_floor * 1e3, "ratio": times["chunked"] / floor})
-        del inputs, y, state, ws
-        torch.cuda.empty_cache()
     return rows
 
 
