@@ -11,6 +11,7 @@ FP32 run for FP16 graphs, next to torch's own FP16-vs-FP32 error). Prints one ma
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import time
 from pathlib import Path
@@ -25,11 +26,11 @@ from mq_deploy.validate.onnxruntime_check import compare_onnx_with_torch
 
 
 def torch_half_error(model, ids) -> float:
-    """Relative max error of the torch model run in FP16 against its FP32 run."""
+    """Relative max error of the torch model run in FP16 against its FP32 run (on a copy: casting
+    the model itself to FP16 and back would round its weights)."""
     with torch.no_grad():
         ref = model(ids).double()
-        half = model.to(torch.float16)(ids).double()
-    model.to(torch.float32)
+        half = copy.deepcopy(model).to(torch.float16)(ids).double()
     return ((half - ref).abs().max() / ref.abs().max()).item()
 
 
