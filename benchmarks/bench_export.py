@@ -4,8 +4,11 @@
 
 Quantizes the model with each recipe (deploy mode, calibrated on samples/data/wiki_calib.txt),
 exports FP32 and FP16 graphs, runs them in ONNX Runtime on `--samples` x 512 bytes of held-out
-text and compares with the torch model they came from (the fake-quant model for QDQ graphs; its
-FP32 run for FP16 graphs, next to torch's own FP16-vs-FP32 error). Prints one markdown table.
+text and compares with the torch model they came from (the FP32 fake-quant model for QDQ graphs,
+next to torch's own FP16-vs-FP32 error for FP16 graphs). For QDQ graphs it also compares the INT8
+activation codes and the logits with the codes aligned (mq_deploy/validate/aligned_codes.py): the
+share of codes that differ (each by one, at a rounding tie) and what the graph's arithmetic alone
+contributes. Prints one markdown table.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from mq_deploy.api import load_for_eval, quantize_checkpoint
 from mq_deploy.data.calibration import calibration_batches
 from mq_deploy.export import export_onnx
 from mq_deploy.samples import CALIB_TEXT, HELDOUT_TEXT, demo_model_dir, sample_text
-from mq_deploy.validate.onnxruntime_check import compare_onnx_with_torch
+from mq_deploy.validate.aligned_codes import compare_qdq_graph
+from mq_deploy.validate.metrics import next_token_nll
+from mq_deploy.validate.onnxruntime_check import compare_onnx_with_torch, onnxruntime_session, torch_logits
 
 
 def torch_half_error(model, ids) -> float:
@@ -57,19 +62,30 @@ def main(argv=None):
                 result = export_onnx(source, f"{tmp}/onnx/{label.replace(' ', '_')}_{precision}.onnx",
                                      precision=precision, decode=False)
                 seconds = time.perf_counter() - start
-                cmp = compare_onnx_with_torch(result.onnx_path, model, ids)
+                if result.manifest["quantization"] and label != "FP":
+                    report = compare_qdq_graph(result.onnx_path, model, ids)
+                else:
+                    plain = compare_onnx_with_torch(result.onnx_path, model, ids)
+                    ours = onnxruntime_session(result.onnx_path).run(["logits"], {"input_ids": ids.numpy()})[0]
+                    report = {"plain": plain, "aligned": None, "codes": None,
+                              "nll": {"onnx": next_token_nll(ours, ids.numpy()),
+                                      "torch": next_token_nll(torch_logits(model, ids), ids.numpy())}}
+                cmp = report
                 rows.append((label, precision, cmp, half_error if precision == "fp16" else None, seconds,
                              result.bytes["prefill"]))
     fp32_size = rows[0][5]
     print(f"{model_dir}, {args.samples}x512 held-out tokens, ONNX Runtime CPU vs torch\n")
-    print("| graph | precision | max abs | relative (max) | min cosine | argmax agreement | torch FP16 vs FP32 "
-          "| export (s) | size (MB) | vs FP32 |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for label, precision, c, half, seconds, size in rows:
-        print(f"| {label} | {precision} | {c['max_abs']:.3g} | {c['relative']:.3g} | {c['min_cosine']:.6f} | "
-              f"{100 * c['argmax_agreement']:.2f}% | {'' if half is None else f'{half:.3g}'} | {seconds:.2f} | "
-              f"{size / 1e6:.2f} | {size / fp32_size:.2f} |")
-
+    print("| graph | precision | max abs | relative (max) | argmax agreement | codes differing | aligned relative "
+          "| aligned argmax | NLL change | torch FP16 vs FP32 | export (s) | size (MB) | vs FP32 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, precision, r, half, seconds, size in rows:
+        c, a, codes = r["plain"], r["aligned"], r["codes"]
+        flips = "" if codes is None else f"{codes['fraction']:.2e}"
+        aligned = ("", "") if a is None else (f"{a['relative']:.3g}", f"{100 * a['argmax_agreement']:.2f}%")
+        nll_change = 100 * (r["nll"]["onnx"] / r["nll"]["torch"] - 1)
+        print(f"| {label} | {precision} | {c['max_abs']:.3g} | {c['relative']:.3g} | "
+              f"{100 * c['argmax_agreement']:.2f}% | {flips} | {aligned[0]} | {aligned[1]} | {nll_change:+.3f}% | "
+              f"{'' if half is None else f'{half:.3g}'} | {seconds:.2f} | {size / 1e6:.2f} | {size / fp32_size:.2f} |")
 
 if __name__ == "__main__":
     main()

@@ -26,11 +26,20 @@ def _scale_array(values, float_type: int, where: str) -> np.ndarray:
     return scale
 
 
+# An activation QuantizeLinear is named "<linear>.act_quantize" (validate/aligned_codes reads it back).
+ACT_QUANTIZE_SUFFIX = ".act_quantize"
+
+
+def linear_of_activation_quantize(node_name: str) -> str | None:
+    """'backbone.layers.0.mixer.in_proj.act_quantize' -> 'backbone.layers.0.mixer.in_proj'."""
+    return node_name[:-len(ACT_QUANTIZE_SUFFIX)] if node_name.endswith(ACT_QUANTIZE_SUFFIX) else None
+
+
 def emit_activation_qdq(b: GraphBuilder, x: str, scale: float, float_type: int, name: str) -> str:
     """Static per-tensor symmetric INT8 Q -> DQ (scale a scalar in the graph's float type)."""
     s = b.const(_scale_array(scale, float_type, name), f"{name}.act_scale")
     zp = b.const(np.zeros((), np.int8), f"{name}.act_zero_point")
-    q = b.node("QuantizeLinear", [x, s, zp], name=f"{name}.act_quantize")
+    q = b.node("QuantizeLinear", [x, s, zp], name=f"{name}{ACT_QUANTIZE_SUFFIX}")
     return b.node("DequantizeLinear", [q, s, zp], name=f"{name}.act_dequantize")
 
 

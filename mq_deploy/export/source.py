@@ -12,7 +12,7 @@ from ..errors import MQDeployError
 from ..models import MambaLM
 from ..models.loading import load_model
 from ..quant.artifact import directory_hash, is_quantized_artifact, load_quantized, read_quant_meta
-from ..quant.config import LINEAR_INPUTS, QuantConfig
+from ..quant.config import QuantConfig, input_point_of
 from ..quant.quantizer import QuantSpec
 
 
@@ -36,11 +36,7 @@ class ExportSource:
         return bool(self.weight_specs)
 
     def input_point(self, linear: str) -> str:
-        """The activation point that feeds a linear ('backbone.layers.0.mixer.in_proj' -> ..._input)."""
-        if linear == "lm_head":
-            return "lm_head_input"
-        parent, _, leaf = linear.rpartition(".")
-        return f"{parent}.{LINEAR_INPUTS[leaf]}"
+        return input_point_of(linear)
 
 
 def _check_exportable(path: Path, config: QuantConfig, meta: dict) -> None:

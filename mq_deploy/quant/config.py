@@ -13,6 +13,14 @@ LINEAR_INPUTS = {"in_proj": "in_proj_input", "x_proj": "x_proj_input", "dt_proj"
 MODES = ("deploy", "paper")
 
 
+def input_point_of(linear: str) -> str:
+    """The activation point that feeds a linear ('backbone.layers.0.mixer.in_proj' -> ..._input)."""
+    if linear == "lm_head":
+        return "lm_head_input"
+    parent, _, leaf = linear.rpartition(".")
+    return f"{parent}.{LINEAR_INPUTS[leaf]}"
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     w_bits: int = 8

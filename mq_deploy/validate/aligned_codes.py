@@ -1,0 +1,117 @@
+"""A QDQ graph against its fake-quant torch model, with the INT8 activation codes made equal.
+
+Why two steps: a last-ulp difference in front of a QuantizeLinear (ONNX Runtime's MatMul sums in
+another order than torch's) can move a value across a rounding tie, so one code differs by one, and
+the difference travels through the scan and the later layers. On the trained demo model that alone
+gives ~2e-2 relative logits error in an FP32 graph, although the graph computes the same function.
+So a QDQ graph is checked as
+
+1. codes: ONNX Runtime runs with every activation QuantizeLinear output exposed; torch recomputes
+   each code from its own input to the same quantizer. Reported: how many differ, by how much
+   (a correct graph: at most 1) and how far from a rounding tie the differing values were
+   (FP32 graph: a few 1e-5 of a step, i.e. last-ulp ties; FP16 graph: up to the FP16 rounding
+   of the input);
+2. aligned logits: torch runs again with each quantizer emitting ONNX Runtime's codes · scale.
+   What is left is the graph's arithmetic alone, held to the FP tolerances.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+
+from ..export.qdq import linear_of_activation_quantize
+from ..quant.config import input_point_of
+from ..quant.modules import StaticActivationQuantizer
+from .metrics import logits_error, next_token_nll
+from .onnxruntime_check import onnxruntime_session, torch_logits
+
+
+def _quantizer_at(model: torch.nn.Module, point: str) -> StaticActivationQuantizer:
+    module = model.get_submodule(point)
+    found = [m for m in module.modules() if isinstance(m, StaticActivationQuantizer)]
+    if len(found) != 1:
+        raise ValueError(f"{point} holds {len(found)} static activation quantizers, expected 1 "
+                         "(is this the fake-quant model the graph was exported from?)")
+    return found[0]
+
+
+def activation_quantize_outputs(model: onnx.ModelProto) -> dict[str, str]:
+    """{activation point: QuantizeLinear output name} of an exported QDQ graph."""
+    out = {}
+    for node in model.graph.node:
+        linear = linear_of_activation_quantize(node.name) if node.op_type == "QuantizeLinear" else None
+        if linear is not None:
+            out[input_point_of(linear)] = node.output[0]
+    return out
+
+
+def run_with_codes(onnx_path, input_ids: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """ONNX Runtime logits and {point: INT8 codes} from one run of the graph."""
+    model = onnx.load(str(onnx_path))
+    codes_of = activation_quantize_outputs(model)
+    for name in codes_of.values():
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT8, None))
+    session = onnxruntime_session(model.SerializeToString())
+    names = ["logits", *codes_of.values()]
+    values = session.run(names, {"input_ids": np.asarray(input_ids, np.int64)})
+    return values[0], dict(zip(codes_of, values[1:]))
+
+
+class _CodeStats:
+    def __init__(self):
+        self.compared = self.differing = 0
+        self.max_code_difference = 0.0
+        self.max_distance_from_tie = 0.0          # in quantization steps, over the differing codes
+
+    def add(self, ratio: torch.Tensor, own: torch.Tensor, given: torch.Tensor):
+        differs = own != given
+        self.compared += own.numel()
+        self.differing += int(differs.sum())
+        if differs.any():
+            self.max_code_difference = max(self.max_code_difference, float((own - given).abs().max()))
+            frac = ratio.abs() - ratio.abs().floor()
+            self.max_distance_from_tie = max(self.max_distance_from_tie, float((frac - 0.5).abs()[differs].max()))
+
+    def as_dict(self) -> dict:
+        return {"compared": self.compared, "differing": self.differing,
+                "fraction": self.differing / max(self.compared, 1),
+                "max_code_difference": self.max_code_difference,
+                "max_distance_from_tie": self.max_distance_from_tie}
+
+
+def _aligned_logits(torch_model, input_ids: torch.Tensor, codes: dict[str, np.ndarray], stats: _CodeStats):
+    def hook_for(given: torch.Tensor):
+        def hook(quantizer, inputs, output):
+            x, spec = inputs[0].double(), quantizer.spec
+            ratio = x / quantizer.scale
+            own = torch.clamp(torch.round(ratio) + quantizer.zero_point, spec.qmin, spec.qmax)
+            stats.add(ratio, own, given)
+            return ((given - quantizer.zero_point) * quantizer.scale).to(output.dtype)
+        return hook
+
+    handles = []
+    try:
+        for point, values in codes.items():
+            given = torch.from_numpy(values.astype(np.float64))
+            handles.append(_quantizer_at(torch_model, point).register_forward_hook(hook_for(given)))
+        return torch_logits(torch_model, input_ids)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def compare_qdq_graph(onnx_path, torch_model, input_ids: torch.Tensor) -> dict:
+    """ONNX Runtime on a QDQ graph vs the fake-quant torch model it came from: plain logits error,
+    the code comparison, logits error with the codes aligned, and next-token NLL of both."""
+    ours, codes = run_with_codes(onnx_path, input_ids.numpy())
+    if not codes:
+        raise ValueError(f"{onnx_path} has no activation QuantizeLinear nodes; use compare_onnx_with_torch")
+    plain_ref = torch_logits(torch_model, input_ids)
+    stats = _CodeStats()
+    aligned_ref = _aligned_logits(torch_model, input_ids, codes, stats)
+    return {"plain": logits_error(ours, plain_ref), "codes": stats.as_dict(),
+            "aligned": logits_error(ours, aligned_ref),
+            "nll": {"onnx": next_token_nll(ours, input_ids.numpy()),
+                    "torch": next_token_nll(plain_ref, input_ids.numpy())}}
