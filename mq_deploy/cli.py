@@ -117,6 +117,20 @@ def _cmd_demo(args) -> int:
     return run_demo(max_tokens=args.max_tokens)
 
 
+def _cmd_validate(args) -> int:
+    from .export.files import write_atomic
+    from .validate.validation import format_report, validate_export
+    report = validate_export(args.onnx, engine=args.engine, references=args.reference, model_dir=args.model,
+                             text=args.text, token_file=args.tokens, samples=args.samples, seq_len=args.seq_len,
+                             batch=args.batch, device=args.device, plugins=args.plugins)
+    print(format_report(report))
+    if args.json:
+        from pathlib import Path
+        write_atomic(Path(args.json), (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+        print(f"report: {args.json}")
+    return 0 if report["passed"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mq-deploy",
@@ -214,6 +228,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=131072,
                    help="tokens of each text to evaluate (default 131072; 0 = all)")
     p.set_defaults(func=_cmd_demo)
+
+    p = verbs.add_parser("validate", help="compare an engine (or ONNX Runtime) with references, pass/fail",
+                         description="Run the TensorRT engine (--engine) or, without one, ONNX Runtime on the "
+                                     "graph, and references on the same token ids (Polygraphy Comparator); report "
+                                     "logits error, argmax agreement and perplexity, pass/fail with stated "
+                                     "tolerances. Exit 0 pass, 1 fail, 2 bad input.")
+    p.add_argument("--onnx", required=True, help="the exported .onnx (manifest.json beside it)")
+    p.add_argument("--engine", default=None, help="TensorRT plan built from it (needs TensorRT and a GPU)")
+    p.add_argument("--reference", action="append", default=None, metavar="REF",
+                   help="torch | torch-fp | onnxruntime | onnx:PATH | engine:PATH (repeatable; default: "
+                        "onnxruntime (with --engine), torch, and torch-fp for a quantized graph)")
+    p.add_argument("--model", default=None, help="the model directory or artifact the graph came from "
+                                                 "(default: the manifest's source path)")
+    p.add_argument("--text", default=None, help="text file or 'pydoc-topics' (default: the bundled held-out text)")
+    p.add_argument("--tokens", default=None, help="token ids instead of text: .npy or JSON [batch, length]")
+    p.add_argument("--samples", type=int, default=4, help="windows of the text (default 4)")
+    p.add_argument("--seq-len", type=int, default=256, help="tokens per window (default 256)")
+    p.add_argument("--batch", type=int, default=1, help="windows per run (default 1)")
+    p.add_argument("--device", default="auto", help="torch reference device: auto, cpu, cuda (default auto)")
+    p.add_argument("--plugins", default=None, help="libmq_plugins.so (default: found beside the package or "
+                                                   "via MQ_PLUGIN_PATH)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    p.set_defaults(func=_cmd_validate)
     return parser
 
 

@@ -1,0 +1,138 @@
+"""`mq-deploy validate` without TensorRT: ONNX Runtime on the exported graph against torch, through
+Polygraphy's Comparator, with real numbers; a broken graph must fail; bad input is one error line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("polygraphy")
+
+from mq_deploy.export import export_onnx  # noqa: E402
+from mq_deploy.models import MambaConfig, MambaLM  # noqa: E402
+from mq_deploy.models.init import init_mamba_weights  # noqa: E402
+from mq_deploy.models.loading import save_model  # noqa: E402
+from mq_deploy.quant.artifact import load_quantized, save_quantized  # noqa: E402
+from mq_deploy.quant.config import QuantConfig  # noqa: E402
+from mq_deploy.quant.quantize import quantize  # noqa: E402
+from mq_deploy.validate.validation import validate_export  # noqa: E402
+
+TEXT = ("The selective scan carries a state from token to token; quantization must not disturb it. " * 40)
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "mq_deploy", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "MQ_PROGRESS": "0"})
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("validate")
+    model = init_mamba_weights(MambaLM(MambaConfig(vocab_size=256, hidden_size=48, num_hidden_layers=2,
+                                                   state_size=8, time_step_rank=12, tokenizer="bytes")), seed=7)
+    save_model(model, root / "fp")
+    calib = torch.tensor(list(TEXT.encode()))[:6 * 64].reshape(6, 64)
+    qm = quantize(model, "mambaquant", calib, QuantConfig(), progress=False)
+    save_quantized(qm, root / "q", source_dir=root / "fp")
+    (root / "text.txt").write_text(TEXT, encoding="utf-8")
+    return {"root": root,
+            "fp32": export_onnx(root / "q", root / "fp32" / "model.onnx", precision="fp32", decode=False),
+            "fp16": export_onnx(root / "q", root / "fp16" / "model.onnx", precision="fp16", decode=False)}
+
+
+def independent_nll(logits: np.ndarray, ids: np.ndarray) -> float:
+    l, t = torch.from_numpy(logits[:, :-1]).double(), torch.from_numpy(ids[:, 1:])
+    return torch.nn.functional.cross_entropy(l.reshape(-1, l.shape[-1]), t.reshape(-1)).item()
+
+
+def test_onnxruntime_against_torch_passes_with_real_numbers(exported):
+    root = exported["root"]
+    report = validate_export(exported["fp32"].onnx_path, text=str(root / "text.txt"), samples=3, seq_len=96, batch=2)
+    assert report["passed"] and report["subject"] == "onnxruntime"
+    assert [r["reference"] for r in report["references"]] == ["torch fp32", "torch-fp fp32"]
+    same, fp = report["references"]
+    # the same fake-quant function in FP32; INT8 code flips at ties are possible (test_export_qdq
+    # shows they are the only difference), so the bound is the flip-size one
+    assert same["logits"]["relative"] < 2e-2 and same["logits"]["argmax_agreement"] >= 0.99
+    assert set(same["median_abs_per_output"]) >= {"logits", "ssm_state_out.1", "conv_state_out.0"}
+    assert list(fp["median_abs_per_output"]) == ["logits"]
+    # recompute both NLLs outside the validation code: ORT and the fake-quant torch model directly
+    import onnxruntime as ort
+    ids = torch.tensor(list(TEXT.encode()))[:3 * 96].reshape(3, 96)
+    ours = ort.InferenceSession(str(exported["fp32"].onnx_path), providers=["CPUExecutionProvider"]).run(
+        ["logits"], {"input_ids": ids.numpy()})[0]
+    with torch.no_grad():
+        ref = load_quantized(root / "q").model(ids).numpy()
+    assert same["nll"]["subject"] == pytest.approx(independent_nll(ours, ids.numpy()), rel=1e-6)
+    assert same["nll"]["reference"] == pytest.approx(independent_nll(ref, ids.numpy()), rel=1e-6)
+    assert report["inputs"] == {"batches": 2, "shape": [2, 96], "tokens": 288}
+
+
+def test_fp16_graph_against_fp16_torch(exported):
+    report = validate_export(exported["fp16"].onnx_path, text=str(exported["root"] / "text.txt"), samples=2,
+                             seq_len=64, references=["torch"])
+    (same,) = report["references"]
+    assert report["passed"] and same["reference"] == "torch fp16"
+    assert 0 < same["logits"]["relative"] < 2e-2
+
+
+def test_a_broken_graph_fails(exported, tmp_path):
+    """Triple one weight scale in the graph: the validation must fail and the CLI exit 1."""
+    import onnx
+    from onnx import numpy_helper
+    src = exported["fp32"].onnx_path.parent
+    shutil.copytree(src, tmp_path / "broken")
+    path = tmp_path / "broken" / "model.onnx"
+    model = onnx.load(str(path))
+    for i, t in enumerate(model.graph.initializer):
+        if t.name == "backbone.layers.0.mixer.in_proj.weight_scale":
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 3, t.name))
+    onnx.save(model, str(path))
+    r = run("validate", "--onnx", path, "--text", exported["root"] / "text.txt", "--samples", "2", "--seq-len", "64",
+            "--reference", "torch", "--json", tmp_path / "report.json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL" in r.stdout and "validation FAILED" in r.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert not report["passed"] and report["references"][0]["failures"]
+
+
+def test_cli_with_token_file_and_json(exported, tmp_path):
+    ids = np.frombuffer(TEXT.encode()[:128], np.uint8).astype(np.int64).reshape(2, 64)
+    (tmp_path / "ids.json").write_text(json.dumps(ids.tolist()))
+    r = run("validate", "--onnx", exported["fp32"].onnx_path, "--tokens", tmp_path / "ids.json",
+            "--json", tmp_path / "r.json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| torch fp32 | same-graph |" in r.stdout and "validation passed" in r.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["inputs"]["tokens"] == 128
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--reference", "tflite"], "unknown --reference 'tflite'"),
+    (["--reference", "onnxruntime"], "without --engine"),
+    (["--reference", "onnx:/no/such.onnx"], "does not exist"),
+    (["--tokens", "{tmp}/bad.json"], "must lie in [0, 256)"),
+    (["--tokens", "{tmp}/missing.json"], "does not exist"),
+    (["--model", "{tmp}/nowhere", "--reference", "torch"], "is not at"),
+])
+def test_bad_input_is_one_error_line(exported, tmp_path, extra, message):
+    (tmp_path / "bad.json").write_text("[[1, 2, 999]]")
+    r = run("validate", "--onnx", exported["fp32"].onnx_path, "--samples", "1", "--seq-len", "32",
+            *[e.replace("{tmp}", str(tmp_path)) for e in extra])
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.startswith("error:") and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_manifest_and_missing_graph(exported, tmp_path):
+    shutil.copy(exported["fp32"].onnx_path, tmp_path / "model.onnx")
+    r = run("validate", "--onnx", tmp_path / "model.onnx")
+    assert r.returncode == 2 and "no manifest.json" in r.stderr
+    r = run("validate", "--onnx", tmp_path / "none.onnx")
+    assert r.returncode == 2 and "does not exist" in r.stderr
