@@ -112,6 +112,24 @@ def _cmd_check(args) -> int:
     return 2
 
 
+def _cmd_build(args) -> int:
+    from .trt.builder import build_engine
+    shapes = {sel: text for sel, text in (("min", args.min), ("opt", args.opt), ("max", args.max)) if text}
+    result = build_engine(args.onnx, args.engine, plugins=args.plugins, shapes=shapes, timing_cache=args.timing_cache,
+                          workspace_mib=args.workspace_mib, optimization_level=args.opt_level,
+                          decode=not args.no_decode)
+    print(f"TensorRT {result['tensorrt']}, plugins: "
+          f"{result['plugin_library']['path'] if result['plugin_library'] else 'none needed'}")
+    for kind, sidecar in result["engines"].items():
+        profile = sidecar["profiles"][0]
+        first = next(iter(profile), None)
+        shown = (f"{first} " + " / ".join("x".join(map(str, profile[first][s])) for s in ("min", "opt", "max"))
+                 if first else "static shapes")
+        print(f"  {kind:8s} {sidecar['engine']}  {sidecar['bytes'] / 1e6:.1f} MB in {sidecar['build_seconds']:.1f} s, "
+              f"{len(sidecar['plugin_layers'])} plugin layers, profile {shown}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(max_tokens=args.max_tokens)
@@ -129,6 +147,28 @@ def _cmd_validate(args) -> int:
         write_atomic(Path(args.json), (json.dumps(report, indent=2) + "\n").encode("utf-8"))
         print(f"report: {args.json}")
     return 0 if report["passed"] else 1
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 16,128,512, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _cmd_bench(args) -> int:
+    from .bench.benchmark import format_table, run_bench, write_outputs
+    report = run_bench(args.onnx, engine=args.engine, fp_onnx=args.fp_onnx, fp_engine=args.fp_engine,
+                       lengths=args.lengths, batch=args.batch, iterations=args.iterations, warmup=args.warmup,
+                       decode_steps=args.decode_steps, torch_reference=not args.no_torch, device=args.device,
+                       torch_precision=args.torch_precision, plugins=args.plugins)
+    print(format_table(report))
+    for path in write_outputs(report, args.out):
+        print(f"wrote {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,6 +262,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", required=True, help="the .onnx file to check")
     p.set_defaults(func=_cmd_check)
 
+    p = verbs.add_parser("build", help="build TensorRT engines (prefill + decode) with the selective-scan plugin",
+                         description="Parse the exported ONNX into a strongly typed TensorRT network, check that "
+                                     "every SelectiveScan/HadamardTransform node became an mq_deploy plugin layer, "
+                                     "and build <engine> plus <engine stem>.decode.plan (from manifest.json), each "
+                                     "with a <engine>.json sidecar. Needs TensorRT 10.x/11.x, an NVIDIA GPU and "
+                                     "libmq_plugins.so. Profiles default to the manifest's batch/seq bounds "
+                                     "(else batch 1..8 opt 1, seqlen 1..2048 opt 512).")
+    p.add_argument("--onnx", required=True, help="exported .onnx (manifest.json beside it)")
+    p.add_argument("--engine", required=True, help="output plan path, e.g. out/model.plan")
+    p.add_argument("--plugins", default=None, metavar="PATH",
+                   help="libmq_plugins.so or its directory (default: $MQ_PLUGIN_PATH, then build/)")
+    for sel in ("min", "opt", "max"):
+        p.add_argument(f"--{sel}", default=None, metavar="SHAPES",
+                       help=f"{sel} shapes, trtexec syntax: input_ids:1x1,conv_state.0:1x384x3")
+    p.add_argument("--timing-cache", default=None, metavar="FILE", help="tactic timing cache, read and updated")
+    p.add_argument("--workspace-mib", type=int, default=None, help="builder workspace limit in MiB")
+    p.add_argument("--opt-level", type=int, default=None, help="builder optimization level 0-5 (TensorRT default 3)")
+    p.add_argument("--no-decode", action="store_true", help="build the --onnx graph only, not the decode graph")
+    p.set_defaults(func=_cmd_build)
+
     p = verbs.add_parser("demo", help="run the chain on the bundled demo model",
                          description="Load the bundled byte-level demo model and report its held-out "
                                      "perplexity next to a unigram baseline.")
@@ -251,6 +311,28 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "via MQ_PLUGIN_PATH)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
     p.set_defaults(func=_cmd_validate)
+
+    p = verbs.add_parser("bench", help="prefill and decode latency: engines vs ONNX Runtime vs torch, table + plot",
+                         description="Latency (median, p90, p99) and tokens/s for prefill at several lengths and "
+                                     "for decode steps: the INT8 engine (--engine), the FP16 engine (--fp-engine) "
+                                     "and the FP torch model; without TensorRT, ONNX Runtime on the exported graphs "
+                                     "(--onnx, --fp-onnx) and torch on the CPU. Writes <out>.md, .json and .png.")
+    p.add_argument("--onnx", required=True, help="the exported .onnx (decode graph and manifest.json beside it)")
+    p.add_argument("--engine", default=None, help="TensorRT plan built from --onnx (its .decode.plan beside it)")
+    p.add_argument("--fp-onnx", default=None, help="the unquantized export, for ONNX Runtime")
+    p.add_argument("--fp-engine", default=None, help="the FP16 engine of the unquantized export")
+    p.add_argument("--lengths", type=_int_list, default=[16, 128, 512], help="prefill lengths (default 16,128,512)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--iterations", type=int, default=20, help="timed runs per prefill length (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    p.add_argument("--decode-steps", type=int, default=64, help="timed decode steps (default 64; 0 = none)")
+    p.add_argument("--no-torch", action="store_true", help="leave out the torch model")
+    p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda (default auto)")
+    p.add_argument("--torch-precision", default=None, choices=["fp16", "fp32"],
+                   help="torch model precision (default fp16 on a GPU, fp32 on the CPU)")
+    p.add_argument("--plugins", default=None, help="libmq_plugins.so (default: beside the package or MQ_PLUGIN_PATH)")
+    p.add_argument("--out", default="out/bench", help="output prefix for .md/.json/.png (default out/bench)")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from .. import __version__
+from ..errors import MQDeployError
 from .graph_builder import BuiltGraph
 from .hadamard_node import OP_TYPE as HADAMARD_OP
 from .onnx_builder import DOMAIN, DOMAIN_VERSION, IR_VERSION, OPSET
@@ -33,6 +34,20 @@ def decode_path(onnx_path) -> Path:
 
 def read_manifest(onnx_path) -> dict:
     return json.loads(manifest_path(onnx_path).read_text(encoding="utf-8"))
+
+
+def require_manifest(onnx_path) -> dict:
+    """The manifest of an exported graph, or one clear error when the graph or its manifest is missing."""
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise MQDeployError(f"{onnx_path} does not exist; export it first with `mq-deploy export`")
+    if not manifest_path(onnx_path).is_file():
+        raise MQDeployError(f"no manifest.json beside {onnx_path}; it holds the model, precision and graph I/O: "
+                            "re-export with `mq-deploy export`")
+    try:
+        return read_manifest(onnx_path)
+    except (ValueError, OSError) as e:
+        raise MQDeployError(f"cannot read {manifest_path(onnx_path)} ({e}); re-export with `mq-deploy export`") from None
 
 
 def _graph_entry(path: Path, built: BuiltGraph, data: bytes) -> dict:

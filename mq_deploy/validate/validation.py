@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MQDeployError
-from ..export.manifest import read_manifest
+from ..export.manifest import require_manifest
 from .metrics import logits_error, next_token_nll
 
 
@@ -131,13 +131,7 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
     from polygraphy.comparator import Comparator, SimpleCompareFunc
     from polygraphy.logger import G_LOGGER
     onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise MQDeployError(f"{onnx_path} does not exist; export it first with `mq-deploy export`")
-    try:
-        manifest = read_manifest(onnx_path)
-    except FileNotFoundError:
-        raise MQDeployError(f"no manifest.json beside {onnx_path}; validate reads the graph's model and "
-                            "precision from it: re-export with `mq-deploy export`") from None
+    manifest = require_manifest(onnx_path)
     tolerances = {**TOLERANCES, **(tolerances or {})}
     subject_name, subject = _subject(onnx_path, engine, plugins)
     refs = [_parse_reference(s, onnx_path, engine, manifest, model_dir, device, plugins)
@@ -177,12 +171,7 @@ def validate_export(onnx_path, engine=None, references=None, model_dir=None, tex
     from .inputs import token_feeds
     from .reference_models import tokenizer_of
     onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise MQDeployError(f"{onnx_path} does not exist; export it first with `mq-deploy export`")
-    manifest = read_manifest(onnx_path) if (onnx_path.parent / "manifest.json").is_file() else None
-    if manifest is None:
-        raise MQDeployError(f"no manifest.json beside {onnx_path}; validate reads the graph's model and "
-                            "precision from it: re-export with `mq-deploy export`")
+    manifest = require_manifest(onnx_path)
     tokenizer = None if token_file else tokenizer_of(Path(model_dir or manifest["source"]["path"]), manifest)
     feeds = token_feeds(tokenizer, manifest["model"]["vocab_size"], text=text or str(sample_text(HELDOUT_TEXT)),
                         token_file=token_file, samples=samples, seq_len=seq_len, batch=batch)

@@ -1,0 +1,1 @@
+"""`mq-deploy bench`: prefill and decode latency of engines, ONNX Runtime and torch, in one table."""

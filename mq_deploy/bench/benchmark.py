@@ -1,0 +1,146 @@
+"""Prefill latency at several lengths and decode-step latency for every backend, in one run:
+the INT8 engine, the FP16 engine and the FP16 torch model on a GPU; without TensorRT, ONNX Runtime
+on the exported graphs and torch on the CPU. Table (markdown + JSON) and a plot."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import MQDeployError
+from ..export.manifest import read_manifest, require_manifest
+from ..progress import progress_bar
+from .backends import TorchBackend, onnxruntime_backend, tensorrt_backend
+from .timing import latency_stats, time_calls
+
+DECODE_PROMPT = 16
+
+
+def _label(manifest: dict, runtime: str) -> str:
+    q = manifest["quantization"]
+    kind = f"{q['recipe']} W{q['config']['w_bits']}A{q['config']['a_bits']}" if q else "FP"
+    return f"{runtime} {kind} {manifest['precision'].upper()}"
+
+
+def _torch_fp_backend(manifest: dict, device: torch.device, precision: str | None):
+    """The unquantized model: the artifact's FP source checkpoint when it is still there."""
+    from ..models.loading import load_model
+    from ..quant.artifact import is_quantized_artifact, read_quant_meta
+    from ..validate.reference_models import source_dir, torch_model
+    path = source_dir(manifest)
+    if is_quantized_artifact(path):
+        fp_source = (read_quant_meta(path).get("source") or {}).get("path")
+        model = (load_model(fp_source).model if fp_source and Path(fp_source, "config.json").is_file()
+                 else torch_model(path, quantized=False))
+    else:
+        model = torch_model(path)
+    precision = precision or ("fp16" if device.type == "cuda" else "fp32")
+    dtype = {"fp16": torch.float16, "fp32": torch.float32}[precision]
+    return TorchBackend(model.eval(), f"PyTorch FP {precision.upper()} ({device.type})".replace("FP FP", "FP"), dtype, device)
+
+
+def collect_backends(onnx_path, engine=None, fp_onnx=None, fp_engine=None, torch_reference: bool = True,
+                     device: str = "auto", torch_precision: str | None = None, plugins=None) -> list:
+    from ..validate.reference_models import torch_device
+    manifest = read_manifest(onnx_path)
+    backends = []
+    if engine:
+        backends.append(tensorrt_backend(engine, _label(manifest, "TensorRT"), plugins))
+    if fp_engine:
+        backends.append(tensorrt_backend(fp_engine, "TensorRT FP (" + Path(fp_engine).name + ")", plugins))
+    if not engine:
+        backends.append(onnxruntime_backend(onnx_path, _label(manifest, "ONNX Runtime")))
+        if fp_onnx:
+            backends.append(onnxruntime_backend(fp_onnx, _label(read_manifest(fp_onnx), "ONNX Runtime")))
+    if torch_reference:
+        backends.append(_torch_fp_backend(manifest, torch_device(device), torch_precision))
+    return backends
+
+
+def bench_backend(backend, vocab: int, lengths: list[int], batch: int, iterations: int, warmup: int,
+                  decode_steps: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for length in lengths:
+        ids = rng.integers(0, vocab, (batch, length), dtype=np.int64)
+        seconds = time_calls(lambda: backend.prefill(ids), backend.synchronize, iterations, warmup)
+        rows.append({"backend": backend.name, "phase": "prefill", "length": length, "batch": batch,
+                     **latency_stats(seconds, batch * length)})
+    if decode_steps:
+        token = rng.integers(0, vocab, (batch, 1), dtype=np.int64)
+        carried = {"outputs": backend.prefill(rng.integers(0, vocab, (batch, DECODE_PROMPT), dtype=np.int64))}
+
+        def step():
+            carried["outputs"] = backend.decode(token, carried["outputs"])
+        seconds = time_calls(step, backend.synchronize, decode_steps, warmup)
+        rows.append({"backend": backend.name, "phase": "decode", "length": 1, "batch": batch,
+                     **latency_stats(seconds, batch)})
+    return rows
+
+
+def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=(16, 128, 512), batch: int = 1,
+              iterations: int = 20, warmup: int = 3, decode_steps: int = 64, torch_reference: bool = True,
+              device: str = "auto", torch_precision: str | None = None, plugins=None, progress: bool = True) -> dict:
+    onnx_path = Path(onnx_path)
+    manifest = require_manifest(onnx_path)
+    if fp_onnx:
+        require_manifest(fp_onnx)
+    if batch < 1 or iterations < 1 or warmup < 0 or decode_steps < 0 or not lengths or min(lengths) < 1:
+        raise MQDeployError("bench needs --batch >= 1, --iterations >= 1, --warmup >= 0, --decode-steps >= 0 "
+                            "and lengths >= 1")
+    backends = collect_backends(onnx_path, engine, fp_onnx, fp_engine, torch_reference, device, torch_precision,
+                                plugins)
+    rows, start = [], time.perf_counter()
+    with progress_bar(total=len(backends), desc="bench", unit="backend", disable=not progress) as bar:
+        for backend in backends:
+            bar.set_postfix_str(backend.name)
+            rows += bench_backend(backend, manifest["model"]["vocab_size"], list(lengths), batch, iterations,
+                                  warmup, decode_steps)
+            bar.update()
+    return {"onnx": str(onnx_path), "engine": str(engine) if engine else None,
+            "model": {k: manifest["model"].get(k) for k in ("hidden_size", "num_hidden_layers", "intermediate_size",
+                                                            "state_size", "vocab_size")},
+            "settings": {"lengths": list(lengths), "batch": batch, "iterations": iterations, "warmup": warmup,
+                         "decode_steps": decode_steps, "decode_prompt": DECODE_PROMPT},
+            "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                        "cpu_threads": torch.get_num_threads(),
+                        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+            "producer": f"mq-deploy {__version__}", "rows": rows, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def format_table(report: dict) -> str:
+    lines = ["| backend | phase | batch × length | median ms | p90 ms | p99 ms | tokens/s |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['backend']} | {r['phase']} | {r['batch']} × {r['length']} | {r['median_ms']:.3f} | "
+                     f"{r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['tokens_per_s']:,.0f} |")
+    return "\n".join(lines)
+
+
+def write_outputs(report: dict, out_prefix) -> list[Path]:
+    """<prefix>.md, <prefix>.json and (with matplotlib) <prefix>.png, each written atomically."""
+    from ..export.files import check_writable, write_atomic
+    prefix = Path(out_prefix)
+    md, js = prefix.with_name(prefix.name + ".md"), prefix.with_name(prefix.name + ".json")
+    check_writable(md)
+    m, s = report["model"], report["settings"]
+    header = (f"# mq-deploy bench\n\n{report['onnx']}: d_model {m['hidden_size']}, {m['num_hidden_layers']} layers, "
+              f"vocab {m['vocab_size']}; {s['iterations']} timed runs per prefill length after {s['warmup']} "
+              f"warm-up runs, {s['decode_steps']} decode steps after a {s['decode_prompt']}-token prompt. "
+              f"Machine: {report['machine']['gpu'] or report['machine']['processor'] or report['machine']['platform']}"
+              f", {report['machine']['cpu_threads']} CPU threads.\n\n")
+    write_atomic(md, (header + format_table(report) + "\n").encode("utf-8"))
+    write_atomic(js, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+    written = [md, js]
+    from .plot import plot_bench
+    try:
+        written.append(plot_bench(report, prefix.with_name(prefix.name + ".png")))
+    except MQDeployError as e:
+        print(f"no plot: {e}")      # matplotlib missing: the table and JSON are the result
+    return written

@@ -1,0 +1,93 @@
+"""`mq-deploy bench` without TensorRT: ONNX Runtime on the exported graphs vs torch on the CPU.
+The backends' prefill/decode carry must compute what the torch model computes; the report must be
+consistent with its own timings; files are written; bad input is one error line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from mq_deploy.bench.backends import TorchBackend, onnxruntime_backend  # noqa: E402
+from mq_deploy.bench.benchmark import run_bench  # noqa: E402
+from mq_deploy.export import export_onnx  # noqa: E402
+from mq_deploy.models import MambaConfig, MambaLM  # noqa: E402
+from mq_deploy.models.init import init_mamba_weights  # noqa: E402
+from mq_deploy.models.loading import save_model  # noqa: E402
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "mq_deploy", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "MQ_PROGRESS": "0"})
+
+
+@pytest.fixture(scope="module")
+def fp_export(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    model = init_mamba_weights(MambaLM(MambaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
+                                                   state_size=8, time_step_rank=4)), seed=11)
+    save_model(model, root / "fp")
+    return model, export_onnx(root / "fp", root / "onnx" / "model.onnx", precision="fp32")
+
+
+def test_graph_backend_prefill_then_decode_is_the_full_forward(fp_export):
+    model, exported = fp_export
+    ids = np.random.default_rng(0).integers(0, 64, (2, 12), dtype=np.int64)
+    for backend in (onnxruntime_backend(exported.onnx_path, "ort"),
+                    TorchBackend(MambaLM(model.config).eval(), "torch", torch.float32, torch.device("cpu"))):
+        if isinstance(backend, TorchBackend):
+            backend.model.load_state_dict(model.state_dict())
+        out = backend.prefill(ids[:, :8])
+        logits = [np.asarray(out["logits"])]
+        for t in range(8, 12):
+            out = backend.decode(ids[:, t:t + 1], out)
+            logits.append(np.asarray(out["logits"]))
+        with torch.no_grad():
+            full = model(torch.from_numpy(ids)).numpy()
+        np.testing.assert_allclose(np.concatenate(logits, axis=1), full, rtol=1e-4, atol=1e-4)
+
+
+def test_bench_rows_are_consistent(fp_export):
+    _, exported = fp_export
+    report = run_bench(exported.onnx_path, lengths=[4, 32], batch=2, iterations=3, warmup=1, decode_steps=5,
+                       device="cpu", progress=False)
+    backends = {r["backend"] for r in report["rows"]}
+    assert backends == {"ONNX Runtime FP FP32", "PyTorch FP32 (cpu)"}
+    for backend in backends:
+        rows = [r for r in report["rows"] if r["backend"] == backend]
+        assert [(r["phase"], r["length"]) for r in rows] == [("prefill", 4), ("prefill", 32), ("decode", 1)]
+        for r in rows:
+            assert 0 < r["median_ms"] <= r["p90_ms"] <= r["p99_ms"]
+            assert r["tokens_per_s"] == pytest.approx(r["batch"] * r["length"] / (r["median_ms"] / 1e3))
+        assert rows[-1]["iterations"] == 5 and rows[0]["iterations"] == 3
+
+
+def test_cli_writes_table_json_and_plot(fp_export, tmp_path):
+    _, exported = fp_export
+    r = run("bench", "--onnx", exported.onnx_path, "--lengths", "8,16", "--iterations", "2", "--decode-steps", "3",
+            "--device", "cpu", "--out", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    assert "| ONNX Runtime FP FP32 | decode | 1 × 1 |" in r.stdout
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert len(report["rows"]) == 6 and "| backend | phase |" in (tmp_path / "b.md").read_text()
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--lengths", "8,x"], "comma-separated integers"),
+    (["--iterations", "0"], "--iterations >= 1"),
+    (["--fp-onnx", "/no/such/model.onnx"], "does not exist"),
+])
+def test_bad_input_is_one_error_line(fp_export, tmp_path, extra, message):
+    _, exported = fp_export
+    r = run("bench", "--onnx", exported.onnx_path, "--out", tmp_path / "b", *extra)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "b.json").exists()
