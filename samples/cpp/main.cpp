@@ -1,0 +1,715 @@
+// mq_trt_generate: greedy text generation with the TensorRT engines of an mq-deploy export.
+//
+//   prefill engine (model.plan, from model.onnx):        input_ids [1, T] -> logits [1, T, V],
+//                                                        conv_state_out.<i>, ssm_state_out.<i>
+//   decode engine  (model.decode.plan, from model.decode.onnx): input_ids [1, 1], conv_state.<i>,
+//                                                        ssm_state.<i> -> logits [1, 1, V], *_out.<i>
+//
+// The prompt is tokenized with the byte-level tokenizer (UTF-8 bytes = token ids), the prefill engine
+// runs on the whole prompt, the argmax of the last position's logits is the first new token, and
+// each decode step feeds the previous token and the previous step's states. The states ping-pong
+// between two device buffers per tensor, so nothing is copied between steps. The selective scan of
+// the engines runs in libmq_plugins.so, which registers its creators when it is loaded: it must be
+// dlopen'ed before the engines are deserialized.
+//
+// TensorRT 10.x / 11.x API only: IRuntime, ICudaEngine, IExecutionContext, named I/O tensors, enqueueV3.
+#include <NvInferRuntime.h>
+#include <cuda_runtime_api.h>
+#include <dlfcn.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cuda_utils.h"
+#include "sample_utils.h"
+
+namespace {
+
+using mq_sample::CudaStream;
+using mq_sample::DeviceBuffer;
+using mq_sample::LogitType;
+using mq_sample::PinnedBuffer;
+using nvinfer1::DataType;
+
+constexpr char kPluginEnv[] = "MQ_PLUGIN_PATH";
+constexpr char kPluginLibrary[] = "libmq_plugins.so";
+constexpr char kPluginNamespace[] = "mq_deploy";  // plugins/common/plugin_names.h
+constexpr char kPluginVersion[] = "1";
+constexpr char kSelectiveScan[] = "SelectiveScan";
+constexpr char kInputIds[] = "input_ids";
+constexpr char kLogits[] = "logits";
+
+[[noreturn]] void fail(std::string const& message) {
+    throw std::runtime_error(message);
+}
+
+// A TensorRT call that reports failure with false/null: fail with our message (TensorRT has
+// already logged its own reason through the logger).
+void check(bool ok, std::string const& what) {
+    if (!ok) {
+        fail(what + " failed (see the TensorRT messages above)");
+    }
+}
+
+// ---- options -----------------------------------------------------------------------------------
+struct Options {
+    std::string engine;
+    std::string decode_engine;
+    bool decode_engine_given = false;
+    std::string plugins;
+    bool no_plugins = false;
+    std::string prompt;
+    bool have_prompt = false;
+    std::string ids;
+    int max_new_tokens = 32;
+    int warmup = 1;
+    int device = 0;
+    bool print_ids = false;
+    bool verbose = false;
+};
+
+constexpr char kUsage[] =
+    "usage: mq_trt_generate --engine model.plan --prompt TEXT [options]\n"
+    "\n"
+    "  --engine PATH          prefill engine (built from model.onnx)\n"
+    "  --decode-engine PATH   decode engine (built from model.decode.onnx); default: the .decode.plan\n"
+    "                         beside --engine (out/model.plan -> out/model.decode.plan)\n"
+    "  --plugins PATH         libmq_plugins.so (or its directory); default: $MQ_PLUGIN_PATH\n"
+    "  --no-plugins           load no plugin library (engines exported with --scan onnx)\n"
+    "  --prompt TEXT          prompt, tokenized as UTF-8 bytes (the byte-level tokenizer)\n"
+    "  --ids 1,2,3            prompt as token ids instead of --prompt\n"
+    "  --max-new-tokens N     tokens to generate (default 32): the first from the prefill logits,\n"
+    "                         the other N-1 from decode steps\n"
+    "  --warmup N             untimed prefill + decode runs before the timed one (default 1)\n"
+    "  --device N             CUDA device (default 0)\n"
+    "  --print-ids            also print the generated token ids\n"
+    "  --verbose              TensorRT info messages and every engine I/O tensor\n";
+
+int parse_int(std::string const& flag, std::string const& value, int min_value) {
+    try {
+        std::size_t used = 0;
+        int const v = std::stoi(value, &used);
+        if (used == value.size() && v >= min_value) {
+            return v;
+        }
+    } catch (std::exception const&) {
+    }
+    fail(flag + " needs an integer >= " + std::to_string(min_value) + ", got '" + value + "'");
+}
+
+Options parse_options(int argc, char** argv) {
+    Options opt;
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        std::string value;
+        bool has_inline_value = false;
+        if (std::size_t const eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+            value = arg.substr(eq + 1);
+            arg = arg.substr(0, eq);
+            has_inline_value = true;
+        }
+        auto next = [&]() -> std::string {
+            if (has_inline_value) {
+                return value;
+            }
+            if (i + 1 >= argc) {
+                fail(arg + " needs a value");
+            }
+            return argv[++i];
+        };
+        if (arg == "-h" || arg == "--help") {
+            std::cout << kUsage;
+            std::exit(0);
+        } else if (arg == "--engine") {
+            opt.engine = next();
+        } else if (arg == "--decode-engine") {
+            opt.decode_engine = next();
+            opt.decode_engine_given = true;
+        } else if (arg == "--plugins") {
+            opt.plugins = next();
+        } else if (arg == "--no-plugins") {
+            opt.no_plugins = true;
+        } else if (arg == "--prompt") {
+            opt.prompt = next();
+            opt.have_prompt = true;
+        } else if (arg == "--ids") {
+            opt.ids = next();
+        } else if (arg == "--max-new-tokens") {
+            opt.max_new_tokens = parse_int(arg, next(), 0);
+        } else if (arg == "--warmup") {
+            opt.warmup = parse_int(arg, next(), 0);
+        } else if (arg == "--device") {
+            opt.device = parse_int(arg, next(), 0);
+        } else if (arg == "--print-ids") {
+            opt.print_ids = true;
+        } else if (arg == "--verbose") {
+            opt.verbose = true;
+        } else {
+            fail("unknown argument '" + arg + "'\n" + kUsage);
+        }
+    }
+    if (opt.engine.empty()) {
+        fail(std::string("--engine is required\n") + kUsage);
+    }
+    if (opt.have_prompt == !opt.ids.empty()) {
+        fail(std::string("give exactly one of --prompt and --ids\n") + kUsage);
+    }
+    if (opt.decode_engine.empty()) {
+        opt.decode_engine = mq_sample::default_decode_engine_path(opt.engine);
+    }
+    return opt;
+}
+
+// ---- TensorRT logger ---------------------------------------------------------------------------
+class Logger : public nvinfer1::ILogger {
+public:
+    void set_verbose(bool verbose) noexcept { mMaxSeverity = verbose ? Severity::kINFO : Severity::kWARNING; }
+
+    void log(Severity severity, nvinfer1::AsciiChar const* msg) noexcept override {
+        if (severity > mMaxSeverity) {  // lower value = more severe
+            return;
+        }
+        char const* tag = severity == Severity::kINTERNAL_ERROR ? "internal error"
+                          : severity == Severity::kERROR        ? "error"
+                          : severity == Severity::kWARNING      ? "warning"
+                          : severity == Severity::kINFO         ? "info"
+                                                                : "verbose";
+        std::fprintf(stderr, "[TensorRT %s] %s\n", tag, msg);
+    }
+
+private:
+    Severity mMaxSeverity = Severity::kWARNING;
+};
+
+// ---- data types and shapes ---------------------------------------------------------------------
+std::string dtype_name(DataType t) {
+    switch (t) {
+    case DataType::kFLOAT: return "float32";
+    case DataType::kHALF: return "float16";
+    case DataType::kBF16: return "bfloat16";
+    case DataType::kINT8: return "int8";
+    case DataType::kINT32: return "int32";
+    case DataType::kINT64: return "int64";
+    case DataType::kBOOL: return "bool";
+    case DataType::kUINT8: return "uint8";
+    case DataType::kFP8: return "fp8";
+    default: return "DataType(" + std::to_string(static_cast<int>(t)) + ")";
+    }
+}
+
+std::size_t dtype_size(DataType t) {
+    switch (t) {
+    case DataType::kFLOAT:
+    case DataType::kINT32: return 4;
+    case DataType::kHALF:
+    case DataType::kBF16: return 2;
+    case DataType::kINT64: return 8;
+    case DataType::kINT8:
+    case DataType::kBOOL:
+    case DataType::kUINT8:
+    case DataType::kFP8: return 1;
+    default: fail("I/O tensors of type " + dtype_name(t) + " are not supported by this sample");
+    }
+}
+
+LogitType logit_type(DataType t, std::string const& engine) {
+    switch (t) {
+    case DataType::kFLOAT: return LogitType::kFloat32;
+    case DataType::kHALF: return LogitType::kFloat16;
+    case DataType::kBF16: return LogitType::kBFloat16;
+    default: fail(engine + ": logits are " + dtype_name(t) + "; expected float32, float16 or bfloat16");
+    }
+}
+
+std::string dims_string(nvinfer1::Dims const& d) {
+    std::ostringstream s;
+    s << '[';
+    for (int32_t i = 0; i < d.nbDims; ++i) {
+        s << (i ? ", " : "") << d.d[i];
+    }
+    s << ']';
+    return s.str();
+}
+
+nvinfer1::Dims make_dims(std::vector<int64_t> const& values) {
+    nvinfer1::Dims d{};
+    d.nbDims = static_cast<int32_t>(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        d.d[i] = values[i];
+    }
+    return d;
+}
+
+// Number of elements; fails when a dimension is still unknown (-1).
+std::size_t volume(nvinfer1::Dims const& d, std::string const& what) {
+    if (d.nbDims < 0) {
+        fail("no shape for " + what + " (is it an I/O tensor of this engine?)");
+    }
+    std::size_t n = 1;
+    for (int32_t i = 0; i < d.nbDims; ++i) {
+        if (d.d[i] < 0) {
+            fail(what + " has an unresolved shape " + dims_string(d) + " after the input shapes were set");
+        }
+        n *= static_cast<std::size_t>(d.d[i]);
+    }
+    return n;
+}
+
+// ---- plugin library ----------------------------------------------------------------------------
+// Loads libmq_plugins.so with RTLD_NOW | RTLD_GLOBAL; its static initializer registers the
+// SelectiveScan and HadamardTransform creators under the namespace "mq_deploy". The handle is never
+// closed: the registry and the deserialized plugin objects point into the library.
+void load_plugin_library(Options const& opt) {
+    if (opt.no_plugins) {
+        return;
+    }
+    std::string path = opt.plugins;
+    std::string source = "--plugins";
+    if (path.empty()) {
+        if (char const* env = std::getenv(kPluginEnv); env != nullptr && *env != '\0') {
+            path = env;
+            source = kPluginEnv;
+        }
+    }
+    if (path.empty()) {
+        fail(std::string("no plugin library: pass --plugins /path/to/") + kPluginLibrary + " or set " + kPluginEnv +
+             " (a file or its directory); it is built by the top-level CMakeLists.txt of mq-deploy (target "
+             "mq_plugins). Engines exported with --scan onnx need none: pass --no-plugins.");
+    }
+    if (path.find('/') != std::string::npos) {  // a bare file name is left to the dynamic loader's search
+        std::error_code ec;
+        if (std::filesystem::is_directory(path, ec)) {
+            path = (std::filesystem::path(path) / kPluginLibrary).string();
+        }
+        if (!std::filesystem::is_regular_file(path, ec)) {
+            fail("plugin library not found: " + path + " (from " + source + ")");
+        }
+    }
+    dlerror();
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+    if (handle == nullptr) {
+        char const* why = dlerror();
+        fail("cannot load the plugin library " + path + " (from " + source + "): " + (why ? why : "unknown error"));
+    }
+    nvinfer1::IPluginRegistry* registry = getPluginRegistry();
+    if (registry == nullptr || registry->getCreator(kSelectiveScan, kPluginVersion, kPluginNamespace) == nullptr) {
+        fail("loaded " + path + " but no " + kSelectiveScan + " creator (version " + kPluginVersion + ", namespace \"" +
+             kPluginNamespace + "\") is registered: use libmq_plugins.so, not libmq_plugins_dynamic.so (that one is "
+             "for trtexec --dynamicPlugins), built against the TensorRT this program runs with");
+    }
+    std::fprintf(stderr, "plugins: %s\n", path.c_str());
+}
+
+// ---- engines -----------------------------------------------------------------------------------
+struct TensorInfo {
+    std::string name;
+    DataType dtype;
+    bool is_input;
+};
+
+struct LoadedEngine {
+    std::string path;
+    std::string role;  // "prefill" or "decode", for messages
+    // Declaration order = reverse destruction order: the context goes before its engine.
+    std::unique_ptr<nvinfer1::ICudaEngine> engine;
+    std::unique_ptr<nvinfer1::IExecutionContext> context;
+    std::vector<TensorInfo> tensors;
+
+    TensorInfo const* find(std::string const& name) const {
+        for (TensorInfo const& t : tensors) {
+            if (t.name == name) {
+                return &t;
+            }
+        }
+        return nullptr;
+    }
+    std::string where() const { return role + " engine " + path; }
+};
+
+std::vector<char> read_file(std::string const& path, std::string const& what) {
+    std::ifstream file(path, std::ios::binary | std::ios::ate);
+    if (!file) {
+        fail(what + " not found or not readable: " + path);
+    }
+    std::streamsize const size = file.tellg();
+    std::vector<char> data(static_cast<std::size_t>(size > 0 ? size : 0));
+    file.seekg(0);
+    if (size <= 0 || !file.read(data.data(), size)) {
+        fail(what + " is empty or cannot be read: " + path);
+    }
+    return data;
+}
+
+LoadedEngine load_engine(nvinfer1::IRuntime& runtime, std::vector<char> const& plan, std::string const& path,
+                         std::string const& role, bool verbose) {
+    LoadedEngine e;
+    e.path = path;
+    e.role = role;
+    e.engine.reset(runtime.deserializeCudaEngine(plan.data(), plan.size()));
+    if (!e.engine) {
+        fail("cannot deserialize the " + role + " engine " + path +
+             ": a plan only loads in the TensorRT version (and on the GPU type) it was built with, and its "
+             "plugins must be registered first (--plugins); see the TensorRT messages above");
+    }
+    int32_t const n = e.engine->getNbIOTensors();
+    for (int32_t i = 0; i < n; ++i) {
+        char const* name = e.engine->getIOTensorName(i);
+        TensorInfo t{name, e.engine->getTensorDataType(name),
+                     e.engine->getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT};
+        if (e.engine->getTensorLocation(name) != nvinfer1::TensorLocation::kDEVICE) {
+            fail(e.where() + ": I/O tensor " + t.name + " lives on the host; this sample expects device tensors");
+        }
+        if (verbose) {
+            std::fprintf(stderr, "  %s %-6s %-22s %-8s %s\n", role.c_str(), t.is_input ? "input" : "output", name,
+                         dtype_name(t.dtype).c_str(), dims_string(e.engine->getTensorShape(name)).c_str());
+        }
+        e.tensors.push_back(std::move(t));
+    }
+    e.context.reset(e.engine->createExecutionContext());
+    check(e.context != nullptr, "createExecutionContext for " + e.where());
+    return e;
+}
+
+// One recurrent state: the decode input and the output (of prefill and decode) that feeds it.
+struct StateTensor {
+    std::string input;   // conv_state.<i> / ssm_state.<i>
+    std::string output;  // conv_state_out.<i> / ssm_state_out.<i>
+    DataType dtype;
+};
+
+struct IoPlan {
+    DataType prefill_ids = DataType::kINT64;
+    DataType decode_ids = DataType::kINT64;
+    DataType prefill_logits = DataType::kFLOAT;
+    DataType decode_logits = DataType::kFLOAT;
+    std::vector<StateTensor> states;
+};
+
+DataType require(LoadedEngine const& e, std::string const& name, bool input) {
+    TensorInfo const* t = e.find(name);
+    if (t == nullptr || t->is_input != input) {
+        fail(e.where() + " has no " + (input ? "input" : "output") + " named '" + name +
+             "' (see docs/export.md for the graph I/O; --verbose lists this engine's tensors)");
+    }
+    return t->dtype;
+}
+
+DataType require_ids(LoadedEngine const& e) {
+    DataType const t = require(e, kInputIds, true);
+    if (t != DataType::kINT64 && t != DataType::kINT32) {
+        fail(e.where() + ": input_ids is " + dtype_name(t) + "; expected int64 (or int32)");
+    }
+    return t;
+}
+
+// The I/O contract of docs/export.md, read from the engines themselves.
+IoPlan check_engines(LoadedEngine const& prefill, LoadedEngine const& decode) {
+    IoPlan io;
+    io.prefill_ids = require_ids(prefill);
+    io.decode_ids = require_ids(decode);
+    io.prefill_logits = require(prefill, kLogits, false);
+    io.decode_logits = require(decode, kLogits, false);
+    logit_type(io.prefill_logits, prefill.where());
+    logit_type(io.decode_logits, decode.where());
+
+    for (TensorInfo const& t : decode.tensors) {
+        if (!t.is_input || t.name == kInputIds) {
+            continue;
+        }
+        StateTensor s{t.name, mq_sample::state_output_name(t.name), t.dtype};
+        for (LoadedEngine const* e : {&prefill, &decode}) {
+            if (require(*e, s.output, false) != s.dtype) {
+                fail(e->where() + ": " + s.output + " is " + dtype_name(e->find(s.output)->dtype) +
+                     " but the decode input " + s.input + " is " + dtype_name(s.dtype) +
+                     " (engines from different exports?)");
+            }
+        }
+        io.states.push_back(std::move(s));
+    }
+    if (io.states.empty()) {
+        fail(decode.where() + " has no state inputs (conv_state.<i>, ssm_state.<i>): is it the decode engine?");
+    }
+    for (LoadedEngine const* e : {&prefill, &decode}) {
+        for (TensorInfo const& t : e->tensors) {
+            bool known = t.name == kInputIds || t.name == kLogits;
+            for (StateTensor const& s : io.states) {
+                known = known || t.name == s.output || (e == &decode && t.name == s.input);
+            }
+            if (!known) {
+                char const* hint = e == &prefill && t.is_input
+                                       ? " (the prefill engine takes input_ids only: is it the decode engine?)"
+                                       : " (engines from different exports?)";
+                fail(e->where() + ": unexpected " + (t.is_input ? "input " : "output ") + t.name + hint);
+            }
+        }
+    }
+    return io;
+}
+
+// ---- generation --------------------------------------------------------------------------------
+// Owns the I/O buffers of both engines for one prompt length (batch 1) and runs them on one stream.
+class Generator {
+public:
+    Generator(LoadedEngine& prefill, LoadedEngine& decode, IoPlan io, int64_t prompt_length, cudaStream_t stream)
+        : mPrefill(prefill), mDecode(decode), mIo(std::move(io)), mStream(stream), mPromptLength(prompt_length) {
+        check_profile(prompt_length);
+        nvinfer1::IExecutionContext& pc = *mPrefill.context;
+        nvinfer1::IExecutionContext& dc = *mDecode.context;
+
+        // Prefill: input_ids [1, T]; the output shapes follow from it.
+        check(pc.setInputShape(kInputIds, make_dims({1, prompt_length})),
+              "setInputShape(input_ids, [1, " + std::to_string(prompt_length) + "]) on the " + mPrefill.where());
+        std::size_t const ids_size = dtype_size(mIo.prefill_ids);
+        mPrefillIds = DeviceBuffer(static_cast<std::size_t>(prompt_length) * ids_size);
+        mPrefillIdsHost = PinnedBuffer(mPrefillIds.bytes());
+        nvinfer1::Dims const logits_dims = pc.getTensorShape(kLogits);
+        std::size_t const logits_count = volume(logits_dims, "prefill logits");
+        mVocab = logits_dims.nbDims > 0 ? logits_dims.d[logits_dims.nbDims - 1] : 0;
+        if (logits_dims.nbDims != 3 || logits_dims.d[1] != prompt_length || mVocab <= 0) {
+            fail(mPrefill.where() + ": logits have shape " + dims_string(logits_dims) + " for input_ids [1, " +
+                 std::to_string(prompt_length) + "]; expected [1, " + std::to_string(prompt_length) + ", vocab]");
+        }
+        mPrefillLogits = DeviceBuffer(logits_count * dtype_size(mIo.prefill_logits));
+        check(pc.setTensorAddress(kInputIds, mPrefillIds.get()), "setTensorAddress(input_ids) on the prefill engine");
+        check(pc.setTensorAddress(kLogits, mPrefillLogits.get()), "setTensorAddress(logits) on the prefill engine");
+
+        // States: two buffers each; prefill writes buffer 0, decode step k reads one and writes the other.
+        for (StateTensor const& s : mIo.states) {
+            nvinfer1::Dims const dims = pc.getTensorShape(s.output.c_str());
+            std::size_t const bytes = volume(dims, "prefill " + s.output) * dtype_size(s.dtype);
+            std::array<DeviceBuffer, 2>& pair = mStates[s.input];
+            pair[0] = DeviceBuffer(bytes);
+            pair[1] = DeviceBuffer(bytes);
+            check(pc.setTensorAddress(s.output.c_str(), pair[0].get()),
+                  "setTensorAddress(" + s.output + ") on the prefill engine");
+            check(dc.setInputShape(s.input.c_str(), dims),
+                  "setInputShape(" + s.input + ", " + dims_string(dims) + ") on the " + mDecode.where());
+        }
+
+        // Decode: input_ids [1, 1], logits [1, 1, vocab].
+        check(dc.setInputShape(kInputIds, make_dims({1, 1})),
+              "setInputShape(input_ids, [1, 1]) on the " + mDecode.where());
+        nvinfer1::Dims const step_dims = dc.getTensorShape(kLogits);
+        if (step_dims.nbDims != 3 || step_dims.d[1] != 1 || step_dims.d[2] != mVocab) {
+            fail(mDecode.where() + ": logits have shape " + dims_string(step_dims) + "; expected [1, 1, " +
+                 std::to_string(mVocab) + "] like the prefill engine's vocabulary");
+        }
+        for (StateTensor const& s : mIo.states) {
+            nvinfer1::Dims const dims = dc.getTensorShape(s.output.c_str());
+            if (volume(dims, "decode " + s.output) * dtype_size(s.dtype) != mStates[s.input][0].bytes()) {
+                fail(mDecode.where() + ": " + s.output + " has shape " + dims_string(dims) +
+                     ", which differs from the prefill engine's (engines from different exports?)");
+            }
+        }
+        mStepIds = DeviceBuffer(dtype_size(mIo.decode_ids));
+        mStepIdsHost = PinnedBuffer(mStepIds.bytes());
+        mStepLogits = DeviceBuffer(volume(step_dims, "decode logits") * dtype_size(mIo.decode_logits));
+        check(dc.setTensorAddress(kInputIds, mStepIds.get()), "setTensorAddress(input_ids) on the decode engine");
+        check(dc.setTensorAddress(kLogits, mStepLogits.get()), "setTensorAddress(logits) on the decode engine");
+        check(pc.allInputDimensionsSpecified(), "allInputDimensionsSpecified on the prefill engine");
+        check(dc.allInputDimensionsSpecified(), "allInputDimensionsSpecified on the decode engine");
+
+        mLogitsHost = PinnedBuffer(static_cast<std::size_t>(mVocab) *
+                                   std::max(dtype_size(mIo.prefill_logits), dtype_size(mIo.decode_logits)));
+    }
+
+    int64_t vocab() const { return mVocab; }
+
+    // Runs the prompt; returns the argmax of the last position. The states end in buffer 0.
+    int64_t prefill(std::vector<int64_t> const& ids) {
+        write_ids(mPrefillIdsHost.get(), ids, mIo.prefill_ids);
+        MQ_CUDA_CHECK(cudaMemcpyAsync(mPrefillIds.get(), mPrefillIdsHost.get(), mPrefillIds.bytes(),
+                                      cudaMemcpyHostToDevice, mStream));
+        check(mPrefill.context->enqueueV3(mStream), "enqueueV3 on the " + mPrefill.where());
+        // Only the last position's row of the [1, T, vocab] logits is needed.
+        std::size_t const row = static_cast<std::size_t>(mVocab) * dtype_size(mIo.prefill_logits);
+        auto const* last = static_cast<unsigned char const*>(mPrefillLogits.get()) +
+                           static_cast<std::size_t>(mPromptLength - 1) * row;
+        MQ_CUDA_CHECK(cudaMemcpyAsync(mLogitsHost.get(), last, row, cudaMemcpyDeviceToHost, mStream));
+        MQ_CUDA_CHECK(cudaStreamSynchronize(mStream));
+        mCurrent = 0;
+        return pick(mIo.prefill_logits, "prefill");
+    }
+
+    // One decode step: feeds `token` and the current states, returns the argmax; the new states
+    // land in the other buffer of each pair, which becomes the current one (no copies).
+    int64_t step(int64_t token) {
+        nvinfer1::IExecutionContext& dc = *mDecode.context;
+        for (StateTensor const& s : mIo.states) {
+            std::array<DeviceBuffer, 2>& pair = mStates[s.input];
+            check(dc.setTensorAddress(s.input.c_str(), pair[mCurrent].get()), "setTensorAddress(" + s.input + ")");
+            check(dc.setTensorAddress(s.output.c_str(), pair[1 - mCurrent].get()),
+                  "setTensorAddress(" + s.output + ")");
+        }
+        write_ids(mStepIdsHost.get(), {token}, mIo.decode_ids);
+        MQ_CUDA_CHECK(cudaMemcpyAsync(mStepIds.get(), mStepIdsHost.get(), mStepIds.bytes(), cudaMemcpyHostToDevice,
+                                      mStream));
+        check(dc.enqueueV3(mStream), "enqueueV3 on the " + mDecode.where());
+        MQ_CUDA_CHECK(cudaMemcpyAsync(mLogitsHost.get(), mStepLogits.get(), mStepLogits.bytes(), cudaMemcpyDeviceToHost,
+                                      mStream));
+        MQ_CUDA_CHECK(cudaStreamSynchronize(mStream));
+        mCurrent = 1 - mCurrent;
+        return pick(mIo.decode_logits, "decode");
+    }
+
+private:
+    void check_profile(int64_t length) const {
+        nvinfer1::ICudaEngine const& e = *mPrefill.engine;
+        nvinfer1::Dims const lo = e.getProfileShape(kInputIds, 0, nvinfer1::OptProfileSelector::kMIN);
+        nvinfer1::Dims const hi = e.getProfileShape(kInputIds, 0, nvinfer1::OptProfileSelector::kMAX);
+        if (lo.nbDims == 2 && hi.nbDims == 2 && (length < lo.d[1] || length > hi.d[1])) {
+            fail("the prompt has " + std::to_string(length) + " tokens but the " + mPrefill.where() +
+                 " accepts input_ids from " + dims_string(lo) + " to " + dims_string(hi) +
+                 ": shorten the prompt or rebuild the engine with a longer sequence profile");
+        }
+    }
+
+    static void write_ids(void* host, std::vector<int64_t> const& ids, DataType type) {
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            if (type == DataType::kINT64) {
+                static_cast<int64_t*>(host)[i] = ids[i];
+            } else {
+                if (ids[i] < INT32_MIN || ids[i] > INT32_MAX) {
+                    fail("token id " + std::to_string(ids[i]) + " does not fit the engine's int32 input_ids");
+                }
+                static_cast<int32_t*>(host)[i] = static_cast<int32_t>(ids[i]);
+            }
+        }
+    }
+
+    int64_t pick(DataType type, char const* stage) const {
+        int64_t const token = mq_sample::argmax(mLogitsHost.get(), static_cast<std::size_t>(mVocab),
+                                                logit_type(type, stage));
+        if (token < 0) {
+            fail(std::string("the ") + stage + " logits are all NaN");
+        }
+        return token;
+    }
+
+    LoadedEngine& mPrefill;
+    LoadedEngine& mDecode;
+    IoPlan mIo;
+    cudaStream_t mStream;
+    int64_t mPromptLength;
+    int64_t mVocab = 0;
+    DeviceBuffer mPrefillIds, mPrefillLogits, mStepIds, mStepLogits;
+    PinnedBuffer mPrefillIdsHost, mStepIdsHost, mLogitsHost;
+    std::map<std::string, std::array<DeviceBuffer, 2>> mStates;  // decode input name -> ping-pong pair
+    std::size_t mCurrent = 0;                                      // which buffer of each pair holds the state
+};
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string rate_line(char const* stage, std::size_t tokens, double seconds) {
+    char line[160];
+    std::snprintf(line, sizeof line, "%s: %zu tokens in %.3f ms (%.1f tokens/s, %.3f ms/token)", stage, tokens,
+                  seconds * 1e3, seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0,
+                  tokens ? seconds * 1e3 / static_cast<double>(tokens) : 0.0);
+    return line;
+}
+
+int run(Options const& opt) {
+    static Logger logger;  // outlives the runtime and the engines
+    logger.set_verbose(opt.verbose);
+
+    std::vector<int64_t> const prompt =
+        opt.have_prompt ? mq_sample::byte_encode(opt.prompt) : mq_sample::parse_ids(opt.ids);
+    if (prompt.empty()) {
+        fail("the prompt is empty: the prefill engine needs at least one token");
+    }
+
+    std::vector<char> const prefill_plan = read_file(opt.engine, "prefill engine");
+    std::vector<char> const decode_plan = read_file(
+        opt.decode_engine, opt.decode_engine_given ? "decode engine" : "decode engine (default beside --engine; "
+                                                                       "pass --decode-engine)");
+    load_plugin_library(opt);  // before deserializing: the engines look their plugin creators up
+    MQ_CUDA_CHECK(cudaSetDevice(opt.device));
+
+    // Declaration order matters: the runtime must outlive the engines it deserialized.
+    std::unique_ptr<nvinfer1::IRuntime> runtime(nvinfer1::createInferRuntime(logger));
+    check(runtime != nullptr, "createInferRuntime");
+    LoadedEngine prefill = load_engine(*runtime, prefill_plan, opt.engine, "prefill", opt.verbose);
+    LoadedEngine decode = load_engine(*runtime, decode_plan, opt.decode_engine, "decode", opt.verbose);
+    IoPlan io = check_engines(prefill, decode);
+    std::fprintf(stderr, "engines: %s (input_ids %s, logits %s), %s (%zu state tensors, logits %s)\n",
+                 opt.engine.c_str(), dtype_name(io.prefill_ids).c_str(), dtype_name(io.prefill_logits).c_str(),
+                 opt.decode_engine.c_str(), io.states.size(), dtype_name(io.decode_logits).c_str());
+
+    CudaStream stream;
+    Generator gen(prefill, decode, std::move(io), static_cast<int64_t>(prompt.size()), stream.get());
+    if (gen.vocab() != 256 && opt.have_prompt) {
+        std::fprintf(stderr, "warning: the vocabulary has %lld entries, not the byte tokenizer's 256: --prompt is "
+                             "tokenized as bytes all the same (pass --ids for the model's own tokenizer)\n",
+                     static_cast<long long>(gen.vocab()));
+    }
+
+    for (int64_t id : prompt) {
+        if (id >= gen.vocab()) {
+            fail("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(gen.vocab()));
+        }
+    }
+
+    for (int i = 0; i < opt.warmup; ++i) {  // first runs include lazy initialization: keep them out of the timing
+        int64_t const t = gen.prefill(prompt);
+        if (opt.max_new_tokens > 1) {
+            gen.step(t);
+        }
+    }
+
+    std::vector<int64_t> generated;
+    auto start = std::chrono::steady_clock::now();
+    if (opt.max_new_tokens > 0) {
+        generated.push_back(gen.prefill(prompt));
+    } else {
+        gen.prefill(prompt);
+    }
+    double const prefill_seconds = seconds_since(start);
+
+    start = std::chrono::steady_clock::now();
+    while (generated.size() < static_cast<std::size_t>(opt.max_new_tokens)) {
+        generated.push_back(gen.step(generated.back()));
+    }
+    double const decode_seconds = seconds_since(start);
+
+    std::vector<int64_t> all = prompt;
+    all.insert(all.end(), generated.begin(), generated.end());
+    std::cout << mq_sample::byte_decode(all) << "\n\n";
+    if (opt.print_ids) {
+        std::cout << "generated ids:";
+        for (int64_t id : generated) {
+            std::cout << ' ' << id;
+        }
+        std::cout << '\n';
+    }
+    std::cout << rate_line("prefill", prompt.size(), prefill_seconds) << '\n';
+    std::size_t const steps = generated.empty() ? 0 : generated.size() - 1;
+    std::cout << rate_line("decode", steps, decode_seconds) << '\n';
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(parse_options(argc, argv));
+    } catch (std::exception const& e) {
+        std::cerr << "error: " << e.what() << '\n';
+        return 1;
+    }
+}

@@ -1,0 +1,215 @@
+// Plain C++17 helpers of the TensorRT generation sample: no TensorRT and no CUDA header, so they
+// compile and are tested anywhere (tests/sample_utils_test.cpp, run by tests/test_sample_cpp.py).
+//
+//   byte_encode / byte_decode   the byte-level tokenizer of mq_deploy/models/tokenizer.py (ByteTokenizer)
+//   half_to_float, bf16_to_float, argmax   greedy sampling over FP32 / FP16 / BF16 logits
+//   state_output_name           "conv_state.3" -> "conv_state_out.3" (decode input <- prefill output)
+//   default_decode_engine_path  "out/model.plan" -> "out/model.decode.plan"
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mq_sample {
+
+// ---- byte-level tokenizer ----------------------------------------------------------------------
+// Token ids are the UTF-8 bytes of the text (vocabulary 256), exactly like Python's
+// list(text.encode("utf-8")). A std::string already holds UTF-8 bytes; the cast through
+// unsigned char keeps bytes >= 0x80 positive (plain char is signed on x86).
+inline std::vector<int64_t> byte_encode(std::string_view text) {
+    std::vector<int64_t> ids;
+    ids.reserve(text.size());
+    for (char c : text) {
+        ids.push_back(static_cast<int64_t>(static_cast<unsigned char>(c)));
+    }
+    return ids;
+}
+
+inline constexpr char kReplacementChar[] = "\xEF\xBF\xBD";  // U+FFFD in UTF-8
+
+// UTF-8 with invalid sequences replaced like CPython's bytes.decode("utf-8", errors="replace"):
+// one U+FFFD per maximal subpart of an ill-formed sequence (Unicode 3.9, "substitution of
+// maximal subparts"); a sequence cut off at the end is one U+FFFD.
+inline void append_utf8_replacing(std::string& out, unsigned char const* s, std::size_t n) {
+    std::size_t i = 0;
+    while (i < n) {
+        unsigned char const lead = s[i];
+        if (lead < 0x80) {
+            out.push_back(static_cast<char>(lead));
+            ++i;
+            continue;
+        }
+        int need = 0;                           // continuation bytes after the lead byte
+        unsigned char lo = 0x80, hi = 0xBF;     // allowed range of the first continuation byte
+        if (lead >= 0xC2 && lead <= 0xDF) {
+            need = 1;
+        } else if (lead == 0xE0) {
+            need = 2;
+            lo = 0xA0;  // no overlong 3-byte forms
+        } else if ((lead >= 0xE1 && lead <= 0xEC) || lead == 0xEE || lead == 0xEF) {
+            need = 2;
+        } else if (lead == 0xED) {
+            need = 2;
+            hi = 0x9F;  // no UTF-16 surrogates
+        } else if (lead == 0xF0) {
+            need = 3;
+            lo = 0x90;  // no overlong 4-byte forms
+        } else if (lead >= 0xF1 && lead <= 0xF3) {
+            need = 3;
+        } else if (lead == 0xF4) {
+            need = 3;
+            hi = 0x8F;  // nothing above U+10FFFF
+        } else {                                // 0x80..0xC1, 0xF5..0xFF: never valid
+            out += kReplacementChar;
+            ++i;
+            continue;
+        }
+        std::size_t j = i + 1;
+        int got = 0;
+        while (got < need && j < n) {
+            unsigned char const c = s[j];
+            if (c < (got == 0 ? lo : 0x80) || c > (got == 0 ? hi : 0xBF)) {
+                break;
+            }
+            ++j;
+            ++got;
+        }
+        if (got == need) {
+            out.append(reinterpret_cast<char const*>(s + i), j - i);
+        } else {
+            out += kReplacementChar;            // the lead byte and the valid continuations so far
+        }
+        i = j;                                  // resume at the offending byte
+    }
+}
+
+// Ids -> text, like ByteTokenizer.decode. An id outside 0..255 (a model that is not a byte model)
+// becomes one U+FFFD here; Python raises ValueError instead.
+inline std::string byte_decode(std::vector<int64_t> const& ids) {
+    std::string out;
+    std::vector<unsigned char> run;
+    auto flush = [&] {
+        append_utf8_replacing(out, run.data(), run.size());
+        run.clear();
+    };
+    for (int64_t id : ids) {
+        if (id < 0 || id > 255) {
+            flush();
+            out += kReplacementChar;
+        } else {
+            run.push_back(static_cast<unsigned char>(id));
+        }
+    }
+    flush();
+    return out;
+}
+
+// "72,101,108" -> {72, 101, 108}; whitespace around the numbers is allowed.
+inline std::vector<int64_t> parse_ids(std::string const& text) {
+    std::vector<int64_t> ids;
+    std::size_t pos = 0;
+    while (pos <= text.size()) {
+        std::size_t const comma = std::min(text.find(',', pos), text.size());
+        std::string item = text.substr(pos, comma - pos);
+        std::size_t const first = item.find_first_not_of(" \t");
+        std::size_t const last = item.find_last_not_of(" \t");
+        item = first == std::string::npos ? std::string() : item.substr(first, last - first + 1);
+        if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos || item.size() > 18) {
+            throw std::invalid_argument("token ids must be comma-separated non-negative integers, got '" + text + "'");
+        }
+        ids.push_back(std::stoll(item));
+        pos = comma + 1;
+    }
+    return ids;
+}
+
+// ---- logits ------------------------------------------------------------------------------------
+enum class LogitType { kFloat32, kFloat16, kBFloat16 };
+
+inline std::size_t logit_size(LogitType type) {
+    return type == LogitType::kFloat32 ? 4 : 2;
+}
+
+inline float float_from_bits(uint32_t bits) {
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+// IEEE binary16 -> binary32, exact for every value (subnormals, infinities, NaN payloads kept).
+inline float half_to_float(uint16_t h) {
+    uint32_t const sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    uint32_t const exponent = (h >> 10) & 0x1Fu;
+    uint32_t const mantissa = h & 0x3FFu;
+    if (exponent == 0x1F) {
+        return float_from_bits(sign | 0x7F800000u | (mantissa << 13));
+    }
+    if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24 is exact in binary32
+        float const magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+        return sign ? -magnitude : magnitude;
+    }
+    return float_from_bits(sign | ((exponent + 112u) << 23) | (mantissa << 13));  // 112 = 127 - 15
+}
+
+inline float bf16_to_float(uint16_t b) {
+    return float_from_bits(static_cast<uint32_t>(b) << 16);
+}
+
+inline float logit_at(void const* data, std::size_t i, LogitType type) {
+    if (type == LogitType::kFloat32) {
+        float f;
+        std::memcpy(&f, static_cast<unsigned char const*>(data) + 4 * i, sizeof f);
+        return f;
+    }
+    uint16_t bits;
+    std::memcpy(&bits, static_cast<unsigned char const*>(data) + 2 * i, sizeof bits);
+    return type == LogitType::kFloat16 ? half_to_float(bits) : bf16_to_float(bits);
+}
+
+// Index of the largest of n logits; the first one on ties (like numpy.argmax). NaN is skipped;
+// -1 when n == 0 or every value is NaN.
+inline int64_t argmax(void const* data, std::size_t n, LogitType type) {
+    int64_t best = -1;
+    float best_value = 0.0f;
+    for (std::size_t i = 0; i < n; ++i) {
+        float const v = logit_at(data, i, type);
+        if (std::isnan(v)) {
+            continue;
+        }
+        if (best < 0 || v > best_value) {
+            best = static_cast<int64_t>(i);
+            best_value = v;
+        }
+    }
+    return best;
+}
+
+// ---- engine I/O names and files ----------------------------------------------------------------
+// The decode graph's state input "conv_state.3" is fed by the output "conv_state_out.3" (of the
+// prefill graph, or of the previous decode step): "_out" goes before the layer index.
+inline std::string state_output_name(std::string const& input_name) {
+    std::size_t const dot = input_name.rfind('.');
+    if (dot == std::string::npos) {
+        return input_name + "_out";
+    }
+    return input_name.substr(0, dot) + "_out" + input_name.substr(dot);
+}
+
+// "out/model.plan" -> "out/model.decode.plan" (as mq_deploy.export.manifest.decode_path does for
+// model.onnx -> model.decode.onnx); a name without a suffix gets ".decode.plan".
+inline std::string default_decode_engine_path(std::string const& engine_path) {
+    std::filesystem::path path(engine_path);
+    std::string const suffix = path.extension().empty() ? std::string(".plan") : path.extension().string();
+    path.replace_filename(path.stem().string() + ".decode" + suffix);
+    return path.string();
+}
+
+}  // namespace mq_sample
