@@ -1,0 +1,52 @@
+"""samples/python/generate.py on ONNX Runtime: its prefill + decode loop must produce the tokens of
+greedy decoding with the torch model's full forward (no state carry on the torch side)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from mq_deploy.export import export_onnx  # noqa: E402
+from mq_deploy.models import MambaConfig, MambaLM  # noqa: E402
+from mq_deploy.models.init import init_mamba_weights  # noqa: E402
+from mq_deploy.models.loading import save_model  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "python" / "generate.py"
+
+
+def greedy_full_forward(model, prompt: list[int], n: int) -> list[int]:
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(n):
+            ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+    return ids[len(prompt):]
+
+
+def test_sample_generates_the_torch_greedy_tokens(tmp_path):
+    model = init_mamba_weights(MambaLM(MambaConfig(vocab_size=256, hidden_size=32, num_hidden_layers=2, state_size=8,
+                                                   time_step_rank=4, tokenizer="bytes")), seed=5).eval()
+    save_model(model, tmp_path / "fp")
+    exported = export_onnx(tmp_path / "fp", tmp_path / "onnx" / "model.onnx", precision="fp32")
+    prompt = "Mamba é"
+    r = subprocess.run([sys.executable, str(SAMPLE), "--onnx", str(exported.onnx_path), "--prompt", prompt,
+                        "--max-new-tokens", "12", "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["prompt_ids"] == list(prompt.encode("utf-8"))
+    assert out["new_ids"] == greedy_full_forward(model, out["prompt_ids"], 12)
+    r = subprocess.run([sys.executable, str(SAMPLE), "--onnx", str(exported.onnx_path), "--prompt", prompt,
+                        "--max-new-tokens", "4"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith(prompt) and "tokens/s" in r.stderr
+
+
+def test_sample_errors_are_one_line(tmp_path):
+    r = subprocess.run([sys.executable, str(SAMPLE), "--onnx", str(tmp_path / "none.onnx")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path / 'none.onnx'} does not exist"
