@@ -1,72 +1,167 @@
-"""`mq-deploy demo`: the chain on the bundled tiny model, one summary table at the end.
+"""`mq-deploy demo`: the whole chain on the bundled tiny model, one summary table at the end.
 
-Stages so far: evaluate the FP model on held-out text, quantize it with MambaQuant (W8A8, deploy
-mode, calibrated on a slice of its training text), evaluate the quantized model on the same text,
-export it to ONNX (QDQ + SelectiveScan nodes, checked) and compare ONNX Runtime with torch.
+FP evaluation -> MambaQuant W8A8 (deploy) -> quantized evaluation -> ONNX export (FP16 QDQ graph
+with SelectiveScan nodes, decode graph, checked) -> validation of ONNX Runtime against torch ->
+benchmark of ONNX Runtime against torch -> TensorRT engine build and its validation, where TensorRT,
+a GPU and the plugin library are present; otherwise the table says which stage was skipped and why.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 import time
 
-import importlib.util
-
-from .api import evaluate_text, load_for_eval, quantize_checkpoint
+from .api import evaluate_text, quantize_checkpoint
 from .data import PYDOC_TOPICS
-from .data.calibration import calibration_batches
+from .errors import MQDeployError
 from .samples import CALIB_TEXT, HELDOUT_TEXT, demo_model_dir, sample_text
 
+STEPS = 8
 
-def _onnx_stack_installed() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+class Summary:
+    """Rows of the final table: stage, what, result, seconds."""
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, stage: str, what: str, result: str, seconds: float | None = None):
+        self.rows.append((stage, what, result, seconds))
+
+    def skip(self, stage: str, why: str):
+        self.rows.append((stage, "skipped", why, None))
+
+    def print(self):
+        print("\n| stage | what | result | s |\n|---|---|---|---:|")
+        for stage, what, result, seconds in self.rows:
+            print(f"| {stage} | {what} | {result} | {'' if seconds is None else f'{seconds:.1f}'} |")
+
+
+def _step(i: int, text: str):
+    print(f"[{i}/{STEPS}] {text} ...", flush=True)
+
+
+def _missing(*modules: str) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def _evaluate(summary: Summary, model_dir: str, max_tokens) -> float:
+    heldout = str(sample_text(HELDOUT_TEXT))
+    fp_ppl = None
+    for text, label in ((heldout, "held-out Wikipedia"), (PYDOC_TOPICS, "pydoc_data.topics (never seen)")):
+        _step(1, f"evaluating the FP model on {label}")
+        r = evaluate_text(model_dir, text, max_tokens=max_tokens or None)
+        fp_ppl = fp_ppl or r["perplexity"]
+        summary.add("FP32 model", f"{label}, {r['scored_tokens']:,} bytes",
+                    f"{r['bits_per_byte']:.3f} bits/byte (unigram {r['unigram_bits_per_byte']:.3f}), "
+                    f"perplexity {r['perplexity']:.3f}", r["seconds"])
+    return fp_ppl
+
+
+def _quantize(summary: Summary, model_dir: str, out: str, fp_ppl: float, max_tokens):
+    _step(2, "quantizing: mambaquant W8A8, deploy mode, 32x512 calibration bytes")
+    report = quantize_checkpoint(model_dir, out, recipe="mambaquant", calib=str(sample_text(CALIB_TEXT)))
+    summary.add("quantize", "mambaquant W8A8 deploy, 32×512 calibration bytes", f"artifact {out.rsplit('/', 1)[-1]}",
+                report["calibration"]["seconds"])
+    _step(3, "evaluating the quantized (fake-quant) model")
+    r = evaluate_text(out, str(sample_text(HELDOUT_TEXT)), max_tokens=max_tokens or None)
+    summary.add("quantized model", f"held-out Wikipedia, {r['scored_tokens']:,} bytes",
+                f"perplexity {r['perplexity']:.3f} ({100 * (r['perplexity'] / fp_ppl - 1):+.2f}% vs FP32)",
+                r["seconds"])
+
+
+def _export(summary: Summary, artifact: str, onnx_path: str):
+    from .export import export_onnx
+    _step(4, "exporting to ONNX (FP16, INT8 QDQ, SelectiveScan nodes, decode graph) and checking it")
+    start = time.perf_counter()
+    result = export_onnx(artifact, onnx_path, precision="fp16")
+    summary.add("export + check", "FP16 QDQ prefill + decode graphs, manifest.json",
+                f"check ok; {result.bytes['prefill'] / 1e6:.2f} MB (+ decode {result.bytes['decode'] / 1e6:.2f} MB)",
+                time.perf_counter() - start)
+
+
+def _validation_rows(summary: Summary, report: dict, subject: str):
+    for r in report["references"]:
+        m = r["logits"]
+        summary.add("validate", f"{subject} vs {r['reference']} ({r['kind']})",
+                    f"{'pass' if r['passed'] else 'FAIL'}: argmax {100 * m['argmax_agreement']:.2f}%, "
+                    f"relative {m['relative']:.2g}, perplexity {r['perplexity']['subject']:.3f} vs "
+                    f"{r['perplexity']['reference']:.3f}", report["seconds"] / len(report["references"]))
+
+
+def _validate_and_bench(summary: Summary, onnx_path: str) -> bool:
+    from .bench.benchmark import run_bench
+    from .validate.validation import validate_export
+    _step(5, "validating ONNX Runtime against the torch models (Polygraphy Comparator), 4x256 held-out bytes")
+    report = validate_export(onnx_path, samples=4, seq_len=256, device="cpu")
+    _validation_rows(summary, report, "ONNX Runtime")
+    _step(6, "benchmarking ONNX Runtime against torch on the CPU")
+    bench = run_bench(onnx_path, lengths=[512], iterations=5, warmup=1, decode_steps=32, device="cpu", progress=False)
+    for name in dict.fromkeys(r["backend"] for r in bench["rows"]):
+        pre, dec = (next(r for r in bench["rows"] if r["backend"] == name and r["phase"] == p)
+                    for p in ("prefill", "decode"))
+        summary.add("bench (CPU)", name, f"prefill 512: {pre['tokens_per_s']:,.0f} tokens/s; decode: "
+                    f"{dec['median_ms']:.2f} ms/token ({dec['tokens_per_s']:,.0f} tokens/s)")
+    return report["passed"]
+
+
+def _tensorrt_unavailable() -> str | None:
+    """Why the engine stages cannot run here, or None."""
+    import torch
+
+    from .trt.plugin_loading import resolve_plugin_library
+    from .trt.tensorrt_import import INSTALL_HINT
+    if importlib.util.find_spec("tensorrt") is None:
+        return INSTALL_HINT
+    if not torch.cuda.is_available():
+        return "no CUDA GPU visible to torch (TensorRT engines need an NVIDIA GPU and driver)"
+    try:
+        resolve_plugin_library()
+    except MQDeployError as e:
+        return str(e)
+    return None
+
+
+def _tensorrt(summary: Summary, onnx_path: str, engine_path: str) -> bool:
+    why = _tensorrt_unavailable()
+    if why is not None:
+        summary.skip("TensorRT build", why)
+        summary.skip("TensorRT validate / bench", "no engine (see above)")
+        return True
+    from .trt.builder import build_engine
+    from .validate.validation import validate_export
+    _step(7, "building the TensorRT engines (prefill + decode)")
+    start = time.perf_counter()
+    build_engine(onnx_path, engine_path)
+    summary.add("TensorRT build", "prefill + decode plans", engine_path, time.perf_counter() - start)
+    _step(8, "validating the engine against ONNX Runtime and torch")
+    report = validate_export(onnx_path, engine=engine_path, samples=4, seq_len=256)
+    _validation_rows(summary, report, "TensorRT")
+    return report["passed"]
 
 
 def run_demo(max_tokens: int | None = 131072) -> int:
-    model_dir = demo_model_dir()
-    heldout, calib = str(sample_text(HELDOUT_TEXT)), str(sample_text(CALIB_TEXT))
     start = time.perf_counter()
+    model_dir = str(demo_model_dir())
     print(f"mq-deploy demo: {model_dir}")
-    rows = []
-    for text, label in ((heldout, "Wikipedia articles held out from training"),
-                        (PYDOC_TOPICS, "CPython pydoc_data.topics (never seen)")):
-        print(f"[1/5] evaluating the FP model on {label} ...", flush=True)
-        rows.append(("FP32", label, evaluate_text(model_dir, text, max_tokens=max_tokens or None)))
+    summary = Summary()
+    passed = True
+    fp_ppl = _evaluate(summary, model_dir, max_tokens)
     with tempfile.TemporaryDirectory(prefix="mq-demo-") as tmp:
-        print("[2/5] quantizing: mambaquant W8A8, deploy mode, 32x512 calibration tokens ...", flush=True)
-        report = quantize_checkpoint(model_dir, f"{tmp}/quantized", recipe="mambaquant", calib=calib)
-        print(f"      calibrated in {report['calibration']['seconds']:.1f} s", flush=True)
-        print("[3/5] evaluating the quantized model (fake-quant) ...", flush=True)
-        rows.append(("MambaQuant W8A8 (deploy)", rows[0][1],
-                     evaluate_text(f"{tmp}/quantized", heldout, max_tokens=max_tokens or None)))
-        ort_vs_torch = None
-        if _onnx_stack_installed():
-            from .export import export_onnx
-            from .validate.onnxruntime_check import compare_onnx_with_torch
-            print("[4/5] exporting to ONNX (FP32 graph, INT8 QDQ, SelectiveScan nodes) and checking it ...", flush=True)
-            exported = export_onnx(f"{tmp}/quantized", f"{tmp}/onnx/model.onnx", precision="fp32", decode=False)
-            print(f"      {exported.bytes['prefill'] / 1e6:.2f} MB in {exported.seconds:.1f} s, check passed", flush=True)
-            print("[5/5] ONNX Runtime vs the torch fake-quant model on 4x512 held-out tokens ...", flush=True)
-            model, tokenizer, _ = load_for_eval(f"{tmp}/quantized")
-            ids, _ = calibration_batches(tokenizer, heldout, 4, 512)
-            ort_vs_torch = compare_onnx_with_torch(exported.onnx_path, model, ids)
-    fp_ppl = rows[0][2]["perplexity"]
-    print()
-    print("| model | held-out text | tokens scored | bits/byte | unigram bits/byte | perplexity | vs FP |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for kind, label, r in rows:
-        change = f"{100 * (r['perplexity'] / fp_ppl - 1):+.2f}%" if label == rows[0][1] else ""
-        print(f"| {kind} | {label} | {r['scored_tokens']:,} | {r['bits_per_byte']:.3f} | "
-              f"{r['unigram_bits_per_byte']:.3f} | {r['perplexity']:.3f} | {change} |")
-    print(f"\nmodel: {rows[0][2]['parameters']:,} parameters, tokenizer {rows[0][2]['tokenizer']}; "
-          "unigram = entropy of the text's own byte frequencies (the best any unigram model can do)")
-    if ort_vs_torch is None:
-        print("skipped: ONNX export and the ONNX Runtime comparison (onnx / onnxruntime not installed: "
-              "pip install -e '.[onnx]')")
-    else:
-        print(f"ONNX Runtime vs torch (fake-quant), {ort_vs_torch['tokens']:,} tokens: max abs "
-              f"{ort_vs_torch['max_abs']:.3g}, relative {ort_vs_torch['relative']:.3g}, min cosine "
-              f"{ort_vs_torch['min_cosine']:.6f}, argmax agreement {100 * ort_vs_torch['argmax_agreement']:.2f}%")
-    print("skipped: TensorRT engine build, validation and benchmark (not part of the chain yet)")
-    print(f"done in {time.perf_counter() - start:.1f} s")
-    return 0
+        _quantize(summary, model_dir, f"{tmp}/quantized", fp_ppl, max_tokens)
+        missing = _missing("onnx", "onnxruntime", "polygraphy")
+        if missing:
+            why = f"{', '.join(missing)} not installed: pip install -e '.[onnx]'"
+            for stage in ("export + check", "validate", "bench (CPU)", "TensorRT build"):
+                summary.skip(stage, why)
+        else:
+            onnx_path = f"{tmp}/onnx/model.onnx"
+            _export(summary, f"{tmp}/quantized", onnx_path)
+            passed = _validate_and_bench(summary, onnx_path)
+            passed = _tensorrt(summary, onnx_path, f"{tmp}/onnx/model.plan") and passed
+    summary.print()
+    print(f"\nmodel: the bundled byte-level Mamba ({model_dir}); unigram = entropy of the text's own byte "
+          "frequencies (the best any unigram model can do)")
+    print(f"demo {'passed' if passed else 'FAILED'} in {time.perf_counter() - start:.1f} s")
+    return 0 if passed else 1
