@@ -1,0 +1,196 @@
+"""`mq-deploy build` and the checks that run before TensorRT: missing ONNX or manifest, bad shape
+strings and options, the jobs planned from a real export (prefill + decode engines, required plugins),
+and, where TensorRT is not installed, one `error:` line, exit status 2 and no engine file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from mq_deploy.cli import main
+from mq_deploy.errors import MQDeployError
+from mq_deploy.trt.build_request import prepare_build
+from mq_deploy.trt.plugin_layers import plugin_nodes_of
+
+pytest.importorskip("onnx")
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny random model exported to <tmp>/onnx/model.onnx (+ model.decode.onnx, manifest.json)."""
+    from mq_deploy.export import export_onnx
+    from mq_deploy.models import MambaConfig, MambaLM
+    from mq_deploy.models.init import init_mamba_weights
+    from mq_deploy.models.loading import save_model
+    root = tmp_path_factory.mktemp("trt_build")
+    model = init_mamba_weights(MambaLM(MambaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2,
+                                                   state_size=4)), seed=1).eval()
+    save_model(model, root / "fp")
+    return export_onnx(root / "fp", root / "onnx" / "model.onnx").onnx_path
+
+
+@pytest.fixture
+def copy_of(exported, tmp_path):
+    """A private copy of the export's directory, to break."""
+    target = tmp_path / "onnx"
+    shutil.copytree(exported.parent, target)
+    return target / exported.name
+
+
+def run_build(capsys, *args):
+    code = main(["build", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.err.strip().splitlines()
+
+
+def test_plugin_nodes_of_a_real_export(exported):
+    nodes = plugin_nodes_of(exported)
+    assert [(n.name, n.op_type, n.version, n.namespace) for n in nodes] == [
+        (f"backbone.layers.{i}.mixer.selective_scan", "SelectiveScan", "1", "mq_deploy") for i in range(2)]
+    assert plugin_nodes_of(exported.with_name("model.decode.onnx")) == []     # decode: standard ops only
+
+
+def test_prepare_plans_prefill_and_decode_engines(exported, tmp_path):
+    request = prepare_build(exported, tmp_path / "out" / "model.plan", shapes={"max": "input_ids:2x128"},
+                            timing_cache=tmp_path / "cache.bin", workspace_mib=1024, optimization_level=3)
+    assert [(j.kind, j.engine_path.name, j.onnx_path.name) for j in request.jobs] == [
+        ("prefill", "model.plan", "model.onnx"), ("decode", "model.decode.plan", "model.decode.onnx")]
+    assert all(j.matches_manifest for j in request.jobs) and request.notes == []
+    assert request.required_plugins == [("SelectiveScan", "1", "mq_deploy")]
+    assert request.jobs[0].profile[0].max == (2, 128) and request.jobs[1].profile[0].max == (2, 1)
+    assert not (tmp_path / "out").exists()
+    only = prepare_build(exported, tmp_path / "model.plan", decode=False)
+    assert [j.kind for j in only.jobs] == ["prefill"]
+    decode_alone = prepare_build(exported.with_name("model.decode.onnx"), tmp_path / "step.plan")
+    assert [(j.kind, j.engine_path.name) for j in decode_alone.jobs] == [("decode", "step.plan")]
+
+
+def test_export_without_decode_graph_is_a_note(copy_of, tmp_path):
+    manifest_file = copy_of.with_name("manifest.json")
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["graphs"]["decode"]
+    manifest_file.write_text(json.dumps(manifest))
+    request = prepare_build(copy_of, tmp_path / "model.plan")
+    assert [j.kind for j in request.jobs] == ["prefill"] and "no decode graph" in request.notes[0]
+
+
+def test_modified_onnx_is_a_note_not_an_error(copy_of, tmp_path):
+    import onnx
+    model = onnx.load(str(copy_of))
+    model.doc_string = "edited by hand"
+    onnx.save(model, str(copy_of))
+    request = prepare_build(copy_of, tmp_path / "model.plan", decode=False)
+    assert not request.jobs[0].matches_manifest and "sha256 mismatch" in request.notes[0]
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("no manifest", "no manifest.json beside .*re-export with mq-deploy export"),
+    ("bad json", "manifest.json is not readable JSON"),
+    ("other version", "is not a version-1 mq-deploy manifest"),
+    ("renamed", "describes model.onnx, model.decode.onnx, not renamed.onnx"),
+    ("decode missing", "lists the decode graph .*missing; re-export, or pass --no-decode"),
+])
+def test_broken_exports_are_one_clear_error(copy_of, tmp_path, breakage, message):
+    manifest_file = copy_of.with_name("manifest.json")
+    onnx_path = copy_of
+    if breakage == "no manifest":
+        manifest_file.unlink()
+    elif breakage == "bad json":
+        manifest_file.write_text("{")
+    elif breakage == "other version":
+        manifest_file.write_text(json.dumps({"manifest_version": 99, "graphs": {}}))
+    elif breakage == "renamed":
+        onnx_path = copy_of.rename(copy_of.with_name("renamed.onnx"))
+    else:
+        copy_of.with_name("model.decode.onnx").unlink()
+    with pytest.raises(MQDeployError, match=message):
+        prepare_build(onnx_path, tmp_path / "model.plan")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"workspace_mib": 0}, "--workspace-mib 0: give a positive number"),
+    ({"optimization_level": 6}, "--opt-level 6: .* 0 to 5"),
+    ({"timing_cache": "{tmp}"}, "--timing-cache .* is not a file"),
+    ({"shapes": {"best": "input_ids:1x1"}}, "unknown shape selector"),
+])
+def test_bad_options(exported, tmp_path, kwargs, message):
+    kwargs = {k: (v.format(tmp=tmp_path) if isinstance(v, str) else v) for k, v in kwargs.items()}
+    with pytest.raises(MQDeployError, match=message):
+        prepare_build(exported, tmp_path / "model.plan", **kwargs)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--onnx", "{dir}/missing.onnx"], "--onnx .*missing.onnx does not exist; export one with mq-deploy export"),
+    (["--onnx", "{onnx}", "--min", "input_ids:1xa"], "--min 'input_ids:1xa': 'input_ids:1xa' is not NAME:DIMS"),
+    (["--onnx", "{onnx}", "--max", "input_ids:1x1x1"], "has 3 dims but input_ids is \\[batch, seqlen\\]"),
+    (["--onnx", "{onnx}", "--opt", "tokens:1x8"], "unknown input 'tokens'"),
+    (["--onnx", "{onnx}", "--min", "input_ids:2x8", "--max", "input_ids:1x8"], "batch needs min <= opt <= max"),
+])
+def test_cli_argument_errors_are_one_line_exit_2(exported, tmp_path, capsys, args, message):
+    args = [a.format(dir=tmp_path, onnx=exported) for a in args]
+    code, err = run_build(capsys, *args, "--engine", tmp_path / "out" / "model.plan")
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
+    assert re.search(message, err[0]), err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_missing_manifest(copy_of, tmp_path, capsys):
+    copy_of.with_name("manifest.json").unlink()
+    code, err = run_build(capsys, "--onnx", copy_of, "--engine", tmp_path / "model.plan")
+    assert code == 2 and len(err) == 1 and "no manifest.json beside" in err[0]
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_without_tensorrt_one_line_exit_2_and_no_engine(exported, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "mq_deploy", "build", "--onnx", str(exported), "--engine",
+                           str(out / "model.plan"), "--max", "input_ids:2x64"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        ("error: TensorRT's Python package is not installed: pip install tensorrt (10.x or 11.x; or pip install -e "
+         "'.[trt]') on a machine with an NVIDIA GPU and driver")]
+    assert not out.exists()
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_runtime_without_tensorrt_is_one_error(tmp_path):
+    from mq_deploy.trt.runtime import load_engine
+    with pytest.raises(MQDeployError, match="does not exist; build it with mq-deploy build"):
+        load_engine(tmp_path / "missing.plan")
+    (tmp_path / "model.plan").write_bytes(b"not a plan")
+    with pytest.raises(MQDeployError, match="pip install tensorrt"):
+        load_engine(tmp_path / "model.plan")
+
+
+def test_plugin_library_resolution_errors(tmp_path, monkeypatch):
+    from mq_deploy.trt.plugin_loading import resolve_plugin_library
+    monkeypatch.delenv("MQ_PLUGIN_PATH", raising=False)
+    with pytest.raises(MQDeployError, match="--plugins .*does not exist; give the path of libmq_plugins.so.*cmake -S"):
+        resolve_plugin_library(tmp_path / "nowhere.so")
+    with pytest.raises(MQDeployError, match="libmq_plugins.so"):
+        resolve_plugin_library(tmp_path)                       # a directory without the library
+    monkeypatch.setenv("MQ_PLUGIN_PATH", str(tmp_path / "gone"))
+    with pytest.raises(MQDeployError, match="MQ_PLUGIN_PATH=.*does not exist"):
+        resolve_plugin_library()
+    library = tmp_path / "libmq_plugins.so"
+    library.write_bytes(b"")
+    monkeypatch.setenv("MQ_PLUGIN_PATH", str(tmp_path))
+    assert resolve_plugin_library() == library and resolve_plugin_library(library) == library
+
+
+def test_build_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["build", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "usage: mq-deploy build" in out
+    for option in ("--onnx", "--engine", "--plugins", "--min", "--opt", "--max", "--timing-cache",
+                   "--workspace-mib", "--opt-level", "--no-decode"):
+        assert option in out
