@@ -87,7 +87,7 @@ def _cmd_compare(args) -> int:
 def _cmd_export(args) -> int:
     from .export import export_onnx
     result = export_onnx(args.model, args.onnx, precision=args.precision, scan=args.scan, decode=not args.no_decode,
-                         batch_max=args.batch_max, seq_max=args.seq_max)
+                         batch_max=args.batch_max, seq_max=args.seq_max, external_data=args.external_data)
     m = result.manifest
     kind = (f"{m['quantization']['recipe']} W{m['quantization']['config']['w_bits']}A{m['quantization']['config']['a_bits']}"
             if m["quantization"] else "FP")
@@ -254,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-max", type=int, default=None, help="largest batch (recorded for the engine profile)")
     p.add_argument("--seq-max", type=int, default=None, help="longest sequence (recorded for the engine profile)")
     p.add_argument("--no-decode", action="store_true", help="skip the single-token decode graph")
+    p.add_argument("--external-data", action=argparse.BooleanOptionalAction, default=None,
+                   help="weights in <file>.onnx.data beside each graph (default: only past protobuf's 2 GB limit)")
     p.set_defaults(func=_cmd_export)
 
     p = verbs.add_parser("check", help="check an exported ONNX graph against the TensorRT contracts",

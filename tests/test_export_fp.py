@@ -199,3 +199,25 @@ def test_bad_outputs_leave_nothing_behind(fp_model, tmp_path, monkeypatch):
     with pytest.raises(MQDeployError, match="No space left"):
         export_onnx(fp_model[1], tmp_path / "out" / "model.onnx", precision="fp32")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_external_data_export_runs_the_same_and_is_checked(fp_model, exports, tmp_path):
+    """Graphs past 2 GB keep their weights in <file>.onnx.data (forced here on a small model): same
+    logits as the single-file graph, check passes from the file, manifest hashes the data file."""
+    import hashlib
+    _, path = fp_model
+    result = export_onnx(path, tmp_path / "model.onnx", precision="fp32", external_data=True)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["manifest.json", "model.decode.onnx", "model.decode.onnx.data", "model.onnx", "model.onnx.data"]
+    data = (tmp_path / "model.onnx.data").read_bytes()
+    assert (tmp_path / "model.onnx").stat().st_size < len(data) / 4     # the weights moved out
+    entry = read_manifest(result.onnx_path)["graphs"]["prefill"]["external_data"]
+    assert entry == {"file": "model.onnx.data", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert check_onnx(result.onnx_path) == []
+    ids = np.random.default_rng(1).integers(0, 97, (2, 9), dtype=np.int64)
+    single = exports[("fp32", "plugin")].onnx_path
+    ref = session(single).run(["logits"], {"input_ids": ids})[0]
+    np.testing.assert_array_equal(session(result.onnx_path).run(["logits"], {"input_ids": ids})[0], ref)
+    # moved away from its data, the graph no longer checks: the check reads the real file
+    (tmp_path / "model.onnx.data").rename(tmp_path / "elsewhere.data")
+    assert check_onnx(result.onnx_path)

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import MQDeployError
 from .check import Problem, check_model, check_onnx
 from .files import check_writable, write_atomic
+from .graph_files import commit, discard, serialize_graph
 from .graph_builder import build_graph
 from .manifest import build_manifest, decode_path, manifest_bytes, manifest_path, read_manifest
 from .source import load_export_source
@@ -20,7 +21,6 @@ __all__ = ["export_onnx", "ExportResult", "check_onnx", "check_model", "Problem"
 
 PRECISIONS = ("fp16", "fp32")
 SCANS = ("plugin", "onnx")
-MAX_PROTO_BYTES = 2_000_000_000     # protobuf's 2 GiB limit, with a margin
 
 
 @dataclass
@@ -33,19 +33,13 @@ class ExportResult:
     manifest: dict = field(default_factory=dict)
 
 
-def _serialize(model, kind: str) -> bytes:
-    size = model.ByteSize()
-    if size > MAX_PROTO_BYTES:
-        raise MQDeployError(f"the {kind} graph is {size / 1e9:.1f} GB, over ONNX's 2 GB single-file limit; "
-                            "export with --precision fp16 or quantize the model first (external data is not supported yet)")
-    return model.SerializeToString()
-
-
 def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plugin", decode: bool = True,
-                batch_max: int | None = None, seq_max: int | None = None) -> ExportResult:
+                batch_max: int | None = None, seq_max: int | None = None,
+                external_data: bool | None = None) -> ExportResult:
     """Export an FP checkpoint or a deploy-mode quantized artifact to `onnx_path` (+ the decode graph
     `<stem>.decode.onnx` and manifest.json beside it). The graphs are checked before anything is
-    written; files are written atomically."""
+    written; files are written atomically. external_data: None = weights go to `<file>.data` only
+    for graphs past protobuf's 2 GB limit; True = always; False = never (an error past 2 GB)."""
     if precision not in PRECISIONS:
         raise MQDeployError(f"unknown precision {precision!r}: choose fp16 or fp32")
     if scan not in SCANS:
@@ -60,21 +54,21 @@ def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plug
     start = time.perf_counter()
     source = load_export_source(model_dir)
     kinds = {"prefill": onnx_path, **({"decode": decode_path(onnx_path)} if decode else {})}
-    graphs = {}
-    for kind, path in kinds.items():
-        try:
-            built = build_graph(source, precision, scan, decode=kind == "decode")
-        except ValueError as e:
-            raise MQDeployError(f"cannot export {model_dir}: {e}") from None
-        problems = check_model(built.model)
-        if problems:
-            raise MQDeployError(f"the exported {kind} graph fails its check (nothing was written):\n  "
-                                + "\n  ".join(map(str, problems)))
-        graphs[kind] = (path, built, _serialize(built.model, kind))
+    graphs, files = {}, []
+    try:
+        for kind, path in kinds.items():
+            try:
+                built = build_graph(source, precision, scan, decode=kind == "decode")
+            except ValueError as e:
+                raise MQDeployError(f"cannot export {model_dir}: {e}") from None
+            files.append(serialize_graph(built.model, path, kind, external_data))
+            graphs[kind] = (path, built, files[-1])
+    except BaseException:
+        discard(files)
+        raise
     seconds = time.perf_counter() - start
     manifest = build_manifest(source, precision, scan, graphs, seconds, batch_max, seq_max)
-    for path, _, data in graphs.values():
-        write_atomic(path, data)
+    commit(files)
     write_atomic(manifest_path(onnx_path), manifest_bytes(manifest))
     return ExportResult(onnx_path, kinds.get("decode"), manifest_path(onnx_path), seconds,
-                        {k: len(g[2]) for k, g in graphs.items()}, manifest)
+                        {k: len(g[2].data) + g[2].external_bytes for k, g in graphs.items()}, manifest)

@@ -181,13 +181,15 @@ def _check_fp32_islands(graph: onnx.GraphProto, types: dict[str, int]) -> list[P
     return problems
 
 
-def check_model(model: onnx.ModelProto) -> list[Problem]:
-    """Every contract violation of an exported model (an empty list: the graph is fine)."""
+def check_model(model: onnx.ModelProto, path=None) -> list[Problem]:
+    """Every contract violation of an exported model (an empty list: the graph is fine). `path`: the
+    file the model was read from, needed when its large tensors are external data (the checker then
+    reads the graph from the file; the proto may hold references only)."""
     meta = {p.key: p.value for p in model.metadata_props}
     kind, precision = meta.get(META_GRAPH, "prefill"), meta.get(META_PRECISION)
     problems = []
     try:
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(str(path) if path is not None else model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         problems.append(Problem("onnx.checker", str(e).strip().splitlines()[0]))
     try:
@@ -215,7 +217,7 @@ def check_onnx(path) -> list[Problem]:
     if not path.is_file():
         raise MQDeployError(f"{path} does not exist; give the .onnx file written by `mq-deploy export`")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)   # external tensors stay on disk
     except Exception as e:  # noqa: BLE001 - any parse failure is the same user problem
         raise MQDeployError(f"{path} is not a readable ONNX model ({type(e).__name__}: {e}); re-export it") from None
-    return check_model(model)
+    return check_model(model, path=path)

@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import MQDeployError
 from .graph_builder import BuiltGraph
+from .graph_files import GraphFile
 from .hadamard_node import OP_TYPE as HADAMARD_OP
 from .onnx_builder import DOMAIN, DOMAIN_VERSION, IR_VERSION, OPSET
 from .selective_scan_node import OP_TYPE as SCAN_OP
@@ -50,14 +51,16 @@ def require_manifest(onnx_path) -> dict:
         raise MQDeployError(f"cannot read {manifest_path(onnx_path)} ({e}); re-export with `mq-deploy export`") from None
 
 
-def _graph_entry(path: Path, built: BuiltGraph, data: bytes) -> dict:
+def _graph_entry(path: Path, built: BuiltGraph, graph_file: GraphFile) -> dict:
     ops = {n.op_type for n in built.model.graph.node}
+    data = graph_file.data
     return {"file": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            **graph_file.manifest_entry(),
             "inputs": [io.as_dict() for io in built.inputs], "outputs": [io.as_dict() for io in built.outputs],
             "plugins": sorted(op for op in ops if op in (SCAN_OP, HADAMARD_OP))}
 
 
-def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict[str, tuple[Path, BuiltGraph, bytes]],
+def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict[str, tuple[Path, BuiltGraph, GraphFile]],
                    seconds: float, batch_max: int | None, seq_max: int | None) -> dict:
     entries = {kind: _graph_entry(*g) for kind, g in graphs.items()}
     used = sorted({p for e in entries.values() for p in e["plugins"]})
