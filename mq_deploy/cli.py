@@ -285,10 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_build)
 
     p = verbs.add_parser("demo", help="run the chain on the bundled demo model",
-                         description="Load the bundled byte-level demo model and report its held-out "
-                                     "perplexity next to a unigram baseline.")
+                         description="The whole chain on the bundled byte-level demo model: evaluate it, quantize "
+                                     "it (MambaQuant W8A8), export and check the ONNX graphs, validate and bench "
+                                     "ONNX Runtime against torch, and where TensorRT, a GPU and the plugin library "
+                                     "are present build and validate the engine. One summary table; exit 1 if a "
+                                     "validation fails.")
     p.add_argument("--max-tokens", type=int, default=131072,
-                   help="tokens of each text to evaluate (default 131072; 0 = all)")
+                   help="bytes of each text for the perplexity stages (default 131072; 0 = all)")
     p.set_defaults(func=_cmd_demo)
 
     p = verbs.add_parser("validate", help="compare an engine (or ONNX Runtime) with references, pass/fail",

@@ -106,7 +106,7 @@ def _validate_and_bench(summary: Summary, onnx_path: str) -> bool:
     return report["passed"]
 
 
-def _tensorrt_unavailable() -> str | None:
+def tensorrt_unavailable() -> str | None:
     """Why the engine stages cannot run here, or None."""
     import torch
 
@@ -124,7 +124,7 @@ def _tensorrt_unavailable() -> str | None:
 
 
 def _tensorrt(summary: Summary, onnx_path: str, engine_path: str) -> bool:
-    why = _tensorrt_unavailable()
+    why = tensorrt_unavailable()
     if why is not None:
         summary.skip("TensorRT build", why)
         summary.skip("TensorRT validate / bench", "no engine (see above)")
@@ -133,10 +133,18 @@ def _tensorrt(summary: Summary, onnx_path: str, engine_path: str) -> bool:
     from .validate.validation import validate_export
     _step(7, "building the TensorRT engines (prefill + decode)")
     start = time.perf_counter()
-    build_engine(onnx_path, engine_path)
+    try:
+        build_engine(onnx_path, engine_path)
+    except MQDeployError as e:       # a broken TensorRT install or plugin library: report, keep the table
+        summary.add("TensorRT build", "prefill + decode plans", f"FAIL: {e}", time.perf_counter() - start)
+        return False
     summary.add("TensorRT build", "prefill + decode plans", engine_path, time.perf_counter() - start)
     _step(8, "validating the engine against ONNX Runtime and torch")
-    report = validate_export(onnx_path, engine=engine_path, samples=4, seq_len=256)
+    try:
+        report = validate_export(onnx_path, engine=engine_path, samples=4, seq_len=256)
+    except MQDeployError as e:
+        summary.add("validate", "TensorRT", f"FAIL: {e}")
+        return False
     _validation_rows(summary, report, "TensorRT")
     return report["passed"]
 

@@ -65,7 +65,6 @@ def test_bench_rows_are_consistent(fp_export):
         assert [(r["phase"], r["length"]) for r in rows] == [("prefill", 4), ("prefill", 32), ("decode", 1)]
         for r in rows:
             assert 0 < r["median_ms"] <= r["p90_ms"] <= r["p99_ms"]
-            assert r["tokens_per_s"] == pytest.approx(r["batch"] * r["length"] / (r["median_ms"] / 1e3))
         assert rows[-1]["iterations"] == 5 and rows[0]["iterations"] == 3
 
 

@@ -106,7 +106,8 @@ def test_fp16_and_standard_op_forms(model_and_data, artifacts, tmp_path):
     # FP16 inputs to QuantizeLinear move more values across ties (all off by one); with the codes
     # aligned, the FP16 arithmetic alone stays within FP16 error of the FP32 fake-quant model
     report = compare_qdq_graph(fp16.onnx_path, load_quantized(artifacts["mambaquant"]).model, ids)
-    assert_same_codes_up_to_ties(report["codes"], max_fraction=2e-2, max_distance=0.5)
+    # FP16 moves inputs by up to a few FP16 ulps of |x|/scale <= 128 (2^-4 each): well inside a step
+    assert_same_codes_up_to_ties(report["codes"], max_fraction=2e-2, max_distance=0.3)
     assert report["aligned"]["relative"] < 2e-3 and report["aligned"]["argmax_agreement"] >= 0.995
     scales = [t for t in onnx.load(str(fp16.onnx_path)).graph.initializer if t.name.endswith(("act_scale", "weight_scale"))]
     assert scales and all(t.data_type == onnx.TensorProto.FLOAT16 for t in scales)

@@ -46,6 +46,10 @@ def test_sidecars_record_plugins_profiles_and_sources(engines):
     prefill, decode = result["engines"]["prefill"], result["engines"]["decode"]
     assert [m["node"] for m in prefill["plugin_layers"]] == [f"backbone.layers.{i}.mixer.selective_scan"
                                                               for i in range(2)]
+    import tensorrt as trt
+    if tuple(int(v) for v in trt.__version__.split(".")[:2]) >= (10, 4):
+        # the plugin's own name was read through IPluginV3OneCore, not guessed from the layer name
+        assert all(m["plugin"] == "SelectiveScan" for m in prefill["plugin_layers"]), prefill["plugin_layers"]
     assert decode["plugin_layers"] == [] and plan.with_name("model.decode.plan").is_file()
     assert prefill["profiles"][0]["input_ids"] == {"min": [1, 1], "opt": [1, 64], "max": [2, 64]}
     assert prefill["onnx"]["matches_manifest"] and prefill["plugin_library"]["sha256"]

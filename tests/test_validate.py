@@ -121,9 +121,13 @@ def test_cli_with_token_file_and_json(exported, tmp_path):
     (["--tokens", "{tmp}/bad.json"], "must lie in [0, 256)"),
     (["--tokens", "{tmp}/missing.json"], "does not exist"),
     (["--model", "{tmp}/nowhere", "--reference", "torch"], "is not at"),
+    (["--reference", "onnx:{tmp}/bad.json"], "running the comparison failed"),
+    (["--seq-len", "1"], "at least 2"),
+    (["--tokens", "{tmp}/one.json"], "at least 2 tokens"),
 ])
 def test_bad_input_is_one_error_line(exported, tmp_path, extra, message):
     (tmp_path / "bad.json").write_text("[[1, 2, 999]]")
+    (tmp_path / "one.json").write_text("[[1], [2]]")
     r = run("validate", "--onnx", exported["fp32"].onnx_path, "--samples", "1", "--seq-len", "32",
             *[e.replace("{tmp}", str(tmp_path)) for e in extra])
     assert r.returncode == 2, r.stdout + r.stderr

@@ -34,36 +34,42 @@ class GraphBackend:
         return self._decode({"input_ids": self._to_ids(token), **carry_state(outputs)})
 
 
-def _graph_pair(onnx_path) -> tuple[Path, Path]:
-    prefill, decode = Path(onnx_path), decode_path(onnx_path)
+def _graph_pair(onnx_path, decode: bool) -> tuple[Path, Path]:
+    prefill, decode_graph = Path(onnx_path), decode_path(onnx_path)
     if not prefill.is_file():
         raise MQDeployError(f"{prefill} does not exist; export it with `mq-deploy export`")
-    if not decode.is_file():
-        raise MQDeployError(f"{decode} (the decode graph) does not exist; export without --no-decode")
-    return prefill, decode
+    if decode and not decode_graph.is_file():
+        raise MQDeployError(f"{decode_graph} (the decode graph) does not exist; export without --no-decode, "
+                            "or bench with --decode-steps 0")
+    return prefill, decode_graph
 
 
-def onnxruntime_backend(onnx_path, name: str) -> GraphBackend:
+def onnxruntime_backend(onnx_path, name: str, decode: bool = True) -> GraphBackend:
     from ..validate.onnxruntime_check import onnxruntime_session
-    prefill_path, decode_graph = _graph_pair(onnx_path)
-    prefill, decode = onnxruntime_session(prefill_path), onnxruntime_session(decode_graph)
+    prefill_path, decode_graph = _graph_pair(onnx_path, decode)
 
-    def runner(session):
+    def runner(path):
+        session = onnxruntime_session(path)
         names = [o.name for o in session.get_outputs()]
         return lambda feeds: dict(zip(names, session.run(names, feeds)))
-    return GraphBackend(name, runner(prefill), runner(decode))
+    return GraphBackend(name, runner(prefill_path), runner(decode_graph) if decode else None)
 
 
-def tensorrt_backend(plan_path, name: str, plugins=None) -> GraphBackend:
+def tensorrt_backend(plan_path, name: str, plugins=None, decode: bool = True) -> GraphBackend:
     """Device-resident: feeds and outputs stay torch CUDA tensors, so a decode step does not copy the
-    state through the host."""
+    state through the host. Each engine runs on its runner's own stream."""
+    from ..trt.engine_files import decode_engine_path
     from ..trt.runtime import TrtEngineRunner
     plan = Path(plan_path)
-    decode_plan = plan.with_name(f"{plan.stem}.decode{plan.suffix}")
-    if not decode_plan.is_file():
-        raise MQDeployError(f"{decode_plan} (the decode engine) does not exist; build without --no-decode")
-    prefill, decode = TrtEngineRunner(plan, plugins), TrtEngineRunner(decode_plan, plugins)
-    return GraphBackend(name, prefill.run_device, decode.run_device, synchronize=torch.cuda.synchronize,
+    prefill = TrtEngineRunner(plan, plugins)
+    run_decode = None
+    if decode:
+        decode_plan = decode_engine_path(plan)
+        if not decode_plan.is_file():
+            raise MQDeployError(f"{decode_plan} (the decode engine) does not exist; build without --no-decode, "
+                                "or bench with --decode-steps 0")
+        run_decode = TrtEngineRunner(decode_plan, plugins).run_device
+    return GraphBackend(name, prefill.run_device, run_decode, synchronize=torch.cuda.synchronize,
                         to_ids=lambda ids: torch.as_tensor(ids, device="cuda"))
 
 

@@ -46,18 +46,21 @@ def _torch_fp_backend(manifest: dict, device: torch.device, precision: str | Non
 
 
 def collect_backends(onnx_path, engine=None, fp_onnx=None, fp_engine=None, torch_reference: bool = True,
-                     device: str = "auto", torch_precision: str | None = None, plugins=None) -> list:
+                     device: str = "auto", torch_precision: str | None = None, plugins=None,
+                     decode: bool = True) -> list:
+    """With --engine: the engines (+ ONNX Runtime on --fp-onnx if given); without: ONNX Runtime on
+    --onnx and --fp-onnx. Then the torch model."""
     from ..validate.reference_models import torch_device
     manifest = read_manifest(onnx_path)
     backends = []
     if engine:
-        backends.append(tensorrt_backend(engine, _label(manifest, "TensorRT"), plugins))
+        backends.append(tensorrt_backend(engine, _label(manifest, "TensorRT"), plugins, decode))
     if fp_engine:
-        backends.append(tensorrt_backend(fp_engine, "TensorRT FP (" + Path(fp_engine).name + ")", plugins))
+        backends.append(tensorrt_backend(fp_engine, "TensorRT FP (" + Path(fp_engine).name + ")", plugins, decode))
     if not engine:
-        backends.append(onnxruntime_backend(onnx_path, _label(manifest, "ONNX Runtime")))
-        if fp_onnx:
-            backends.append(onnxruntime_backend(fp_onnx, _label(read_manifest(fp_onnx), "ONNX Runtime")))
+        backends.append(onnxruntime_backend(onnx_path, _label(manifest, "ONNX Runtime"), decode))
+    if fp_onnx:
+        backends.append(onnxruntime_backend(fp_onnx, _label(read_manifest(fp_onnx), "ONNX Runtime"), decode))
     if torch_reference:
         backends.append(_torch_fp_backend(manifest, torch_device(device), torch_precision))
     return backends
@@ -95,7 +98,7 @@ def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=(16,
         raise MQDeployError("bench needs --batch >= 1, --iterations >= 1, --warmup >= 0, --decode-steps >= 0 "
                             "and lengths >= 1")
     backends = collect_backends(onnx_path, engine, fp_onnx, fp_engine, torch_reference, device, torch_precision,
-                                plugins)
+                                plugins, decode=decode_steps > 0)
     rows, start = [], time.perf_counter()
     with progress_bar(total=len(backends), desc="bench", unit="backend", disable=not progress) as bar:
         for backend in backends:

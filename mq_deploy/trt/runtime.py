@@ -115,16 +115,19 @@ class TrtEngineRunner:
 
     def run_device(self, feeds: dict, stream=None) -> dict:
         """Inputs by name (torch tensors or numpy arrays, any shape inside the profile) -> outputs by
-        name as CUDA tensors, enqueued on `stream` (default: torch's current stream) after the work
-        already queued on the current stream; the caller synchronizes."""
+        name as CUDA tensors. Enqueued on `stream` (default: the runner's own stream, never the legacy
+        default stream, on which TensorRT adds device-wide synchronizations) after the work already
+        queued on torch's current stream; the current stream then waits for it, so the outputs are
+        ready for whatever is queued there next. The caller synchronizes."""
         import torch
         names = {t.name for t in self.inputs}
         missing, unknown = sorted(names - set(feeds)), sorted(set(feeds) - names)
         if missing or unknown:
             raise MQDeployError(f"feeds must name exactly the engine's inputs {sorted(names)}; missing {missing}, "
                                 f"unknown {unknown}")
-        stream = stream or torch.cuda.current_stream()
-        stream.wait_stream(torch.cuda.current_stream())     # inputs produced on the current stream
+        stream = stream or self._stream
+        current = torch.cuda.current_stream()
+        stream.wait_stream(current)                          # inputs produced on the current stream
         results = {}
         with torch.cuda.stream(stream):
             for info in self.inputs:
@@ -143,6 +146,10 @@ class TrtEngineRunner:
                 self._set_address(info.name, results[info.name])
             if not self.context.execute_async_v3(stream.cuda_stream):
                 raise MQDeployError(f"TensorRT failed to run {self.plan_path}; its log above says why")
+        if stream != current:
+            current.wait_stream(stream)
+            for tensor in results.values():
+                tensor.record_stream(current)   # freed later on the current stream: keep until then
         return results
 
     def run(self, feeds: dict) -> dict:

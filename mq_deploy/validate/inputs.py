@@ -37,8 +37,18 @@ def token_feeds(tokenizer, vocab_size: int, text: str | None = None, token_file=
     if token_file is not None:
         ids = read_token_file(token_file)
     else:
-        body, _ = resolve_text_source(text)
-        ids = calibration_windows(tokenizer.encode(body), seq_len, samples).numpy()
+        if seq_len < 2 or samples < 1:
+            raise MQDeployError("--seq-len must be at least 2 (the next-token loss needs a next token) and "
+                                "--samples at least 1")
+        body, label = resolve_text_source(text)
+        tokens = tokenizer.encode(body)
+        if len(tokens) < seq_len:
+            raise MQDeployError(f"{label} has {len(tokens)} tokens, fewer than --seq-len {seq_len}; give a "
+                                "longer text or a smaller --seq-len")
+        ids = calibration_windows(tokens, seq_len, samples).numpy()
+    if ids.shape[1] < 2:
+        raise MQDeployError(f"token sequences must have at least 2 tokens (the next-token loss needs a next "
+                            f"token); got length {ids.shape[1]}")
     if ids.min() < 0 or ids.max() >= vocab_size:
         raise MQDeployError(f"token ids must lie in [0, {vocab_size}) for this model; got {ids.min()}..{ids.max()}")
     if batch < 1:

@@ -100,24 +100,35 @@ def _subject(onnx_path: Path, engine, plugins):
 
 def _judge(subject: list[dict], reference: list[dict], feeds: list[dict], accuracy, tol: Tolerance) -> dict:
     """accuracy: Polygraphy's AccuracyResults of this one pair."""
+    from polygraphy.comparator.compare import OutputCompareResult
     ours = np.concatenate([r["logits"] for r in subject])
     ref = np.concatenate([r["logits"] for r in reference])
+    if ours.shape != ref.shape:
+        raise MQDeployError(f"the subject's logits are {list(ours.shape)}, the reference's {list(ref.shape)}: "
+                            "they are not the same model (vocabulary) or not a prefill graph")
     ids = np.concatenate([f["input_ids"] for f in feeds])
     nll_subject, nll_ref = next_token_nll(ours, ids), next_token_nll(ref, ids)
     metrics = logits_error(ours, ref)
     medians = {}
+    failures = []
     for iteration in list(accuracy[0].values())[0]:
         for output, result in iteration.items():
+            if not isinstance(result, OutputCompareResult):     # Polygraphy could not compare (shapes)
+                failures.append(f"Polygraphy could not compare {output}")
+                continue
             medians[output] = max(medians.get(output, 0.0), float(result.median_absdiff))
-    failures = []
-    if not bool(accuracy) or any(v > tol.median_abs for v in medians.values()):
-        worst = max(medians, key=medians.get)
+    if not medians:
+        failures.append("no output was compared")
+    elif not bool(accuracy) or any(not v <= tol.median_abs for v in medians.values()):
+        worst = max(medians, key=lambda k: np.nan_to_num(medians[k], nan=np.inf))
         failures.append(f"median |difference| of {worst} is {medians[worst]:.3g} > {tol.median_abs:g}")
+    if not np.isfinite(ours).all():
+        failures.append("the subject's logits contain NaN or inf")
     if metrics["argmax_agreement"] < tol.min_argmax_agreement:
         failures.append(f"argmax agreement {100 * metrics['argmax_agreement']:.2f}% < "
                         f"{100 * tol.min_argmax_agreement:.1f}%")
     increase = nll_subject / nll_ref - 1
-    if increase > tol.max_nll_increase:
+    if not increase <= tol.max_nll_increase:       # NaN fails too
         failures.append(f"NLL {100 * increase:+.2f}% vs the reference > {100 * tol.max_nll_increase:+.1f}%")
     return {"logits": metrics, "median_abs_per_output": medians,
             "nll": {"subject": nll_subject, "reference": nll_ref, "relative_increase": increase},
@@ -128,8 +139,11 @@ def _judge(subject: list[dict], reference: list[dict], feeds: list[dict], accura
 def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | None = None, model_dir=None,
              device: str = "auto", plugins=None, tolerances: dict[str, Tolerance] | None = None) -> dict:
     """Compare the subject with each reference on `feeds` ([{"input_ids": int64 [b, L]}]); report dict."""
-    from polygraphy.comparator import Comparator, SimpleCompareFunc
-    from polygraphy.logger import G_LOGGER
+    try:
+        from polygraphy.comparator import Comparator, SimpleCompareFunc
+        from polygraphy.logger import G_LOGGER
+    except ImportError:
+        raise MQDeployError("validate needs Polygraphy 0.53 or newer: pip install 'mq-deploy[onnx]'") from None
     onnx_path = Path(onnx_path)
     manifest = require_manifest(onnx_path)
     tolerances = {**TOLERANCES, **(tolerances or {})}
@@ -137,8 +151,16 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
     refs = [_parse_reference(s, onnx_path, engine, manifest, model_dir, device, plugins)
             for s in (references or default_references(manifest, engine))]
     start = time.perf_counter()
-    with G_LOGGER.verbosity(G_LOGGER.WARNING):      # Polygraphy prints every feed and output otherwise
-        results = Comparator.run([subject] + [r.runner for r in refs], data_loader=feeds)
+    try:
+        with G_LOGGER.verbosity(G_LOGGER.WARNING):      # Polygraphy prints every feed and output otherwise
+            results = Comparator.run([subject] + [r.runner for r in refs], data_loader=feeds)
+    except MQDeployError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Polygraphy's and ONNX Runtime's errors (plain Exception subclasses)
+        lines = [line for line in str(e).strip().splitlines() if line.strip()]
+        raise MQDeployError(f"running the comparison failed: {lines[-1] if lines else type(e).__name__}; check that "
+                            "every graph/engine is a prefill graph of this model and that the inputs fit the "
+                            "engine's profile (--seq-len, --batch)") from None
     report = {"onnx": str(onnx_path), "engine": str(engine) if engine else None, "subject": subject_name,
               "precision": manifest["precision"],
               "recipe": (manifest["quantization"] or {}).get("recipe"),

@@ -6,9 +6,10 @@
     # ONNX Runtime (CPU, no TensorRT): the same loop on the exported graphs
     python samples/python/generate.py --onnx out/model.onnx --prompt "The history of " --max-new-tokens 64
 
-Everything the app needs comes from the export's manifest.json (beside model.onnx; for an engine the
-sidecar <plan>.json names it): the tokenizer, the graph I/O names, and the state carry rule
-`*_out.<i>` output -> `*.<i>` decode input. The loop itself is `generate()`: about 15 lines.
+The tokenizer comes from the export's manifest.json (beside model.onnx; for an engine the sidecar
+<plan>.json names it); the I/O names from the graphs themselves; the state carry rule is the
+export's contract (docs/export.md): output `*_out.<i>` feeds decode input `*.<i>`. The loop itself is
+`generate()`: about 15 lines.
 """
 
 from __future__ import annotations
@@ -60,13 +61,18 @@ class TensorRTGraphs:
         ctypes.CDLL(str(plugins), mode=ctypes.RTLD_GLOBAL)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        decode = plan.with_name(f"{plan.stem}.decode{plan.suffix}")
+        decode = plan.with_name(f"{plan.stem}.decode{plan.suffix or '.plan'}")   # what `mq-deploy build` writes
         self.engines, self.contexts = {}, {}
         for kind, path in (("prefill", plan), ("decode", decode)):
+            if not path.is_file():
+                sys.exit(f"error: {path} does not exist; `mq-deploy build` writes it beside the prefill plan")
             engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
             if engine is None:
                 sys.exit(f"error: TensorRT could not load {path} (built by another TensorRT version or GPU?)")
-            self.engines[kind], self.contexts[kind] = engine, engine.create_execution_context()
+            context = engine.create_execution_context()
+            if context is None:
+                sys.exit(f"error: TensorRT could not create an execution context for {path} (GPU memory?)")
+            self.engines[kind], self.contexts[kind] = engine, context
         self.stream = torch.cuda.Stream()
         self.dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16,
                        trt.DataType.BF16: torch.bfloat16, trt.DataType.INT64: torch.int64,
@@ -82,7 +88,11 @@ class TensorRTGraphs:
                 if engine.get_tensor_mode(name) == self.input_mode:
                     value = feeds[name].to(self.dtypes[engine.get_tensor_dtype(name)]).contiguous()
                     feeds[name] = value                       # keep it alive until the stream is done
-                    context.set_input_shape(name, tuple(value.shape))
+                    if not context.set_input_shape(name, tuple(value.shape)):
+                        low, _, high = engine.get_tensor_profile_shape(name, 0)
+                        sys.exit(f"error: {name} of shape {tuple(value.shape)} is outside the {kind} engine's "
+                                 f"profile ({tuple(low)} .. {tuple(high)}); shorten the prompt or rebuild with "
+                                 "a larger --max")
                     context.set_tensor_address(name, value.data_ptr())
             for i in range(engine.num_io_tensors):
                 name = engine.get_tensor_name(i)
@@ -163,6 +173,8 @@ def main(argv=None) -> int:
         graphs = TensorRTGraphs(args.engine, plugins)
     else:
         graphs = OnnxRuntimeGraphs(args.onnx)
+    if args.max_new_tokens < 1:
+        sys.exit("error: --max-new-tokens must be at least 1")
     prompt_ids = tokenizer.encode(args.prompt)
     if not prompt_ids:
         sys.exit("error: the prompt is empty after tokenization")
