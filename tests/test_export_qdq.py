@@ -146,7 +146,7 @@ def test_weight_only_and_refused_artifacts(model_and_data, tmp_path):
         ref = load_quantized(w8a16).model(ids).numpy()
     assert rel_err(session(result.onnx_path, basic=True).run(["logits"], {"input_ids": ids.numpy()})[0], ref) < 1e-3
     for config, message in ((QuantConfig(mode="paper"), "paper-mode"),
-                            (QuantConfig(w_bits=4, a_bits=16, group_size=24), "8-bit weights")):
+                            (QuantConfig(w_bits=4, a_bits=8, group_size=24), "no INT4 x INT8 GEMM")):
         art = save_quantized(quantize(model, "rtn", calib, config, progress=False), tmp_path / config.mode / str(config.w_bits))
         with pytest.raises(MQDeployError, match=message):
             export_onnx(art, tmp_path / "refused" / "model.onnx")
@@ -156,6 +156,41 @@ def test_weight_only_and_refused_artifacts(model_and_data, tmp_path):
     with pytest.raises(MQDeployError, match="unknown quantized-artifact format version"):
         export_onnx(w8a16, tmp_path / "refused" / "model.onnx")
     assert not (tmp_path / "refused").exists() or not list((tmp_path / "refused").iterdir())
+
+
+@pytest.mark.parametrize("recipe", ["rtn", "mambaquant"])
+def test_w4a16_graph_int4_blocked_weights(model_and_data, recipe, tmp_path):
+    """W4A16: INT4 codes blocked along K (opset 21), the fake-quant model's exact weights; no
+    activation quantization, so the FP32 graph meets the FP tolerance directly."""
+    from onnx import numpy_helper
+    model, calib, ids = model_and_data
+    art = save_quantized(quantize(model, recipe, calib, QuantConfig(w_bits=4, a_bits=16, group_size=24),
+                                  progress=False), tmp_path / "w4a16")
+    result = export_onnx(art, tmp_path / "fp32" / "model.onnx", precision="fp32")
+    graph = onnx.load(str(result.onnx_path))
+    assert {i.domain: i.version for i in graph.opset_import}[""] == 21 and graph.ir_version == 10
+    assert read_manifest(result.onnx_path)["opset"]["ai.onnx"] == 21
+    reference = load_quantized(art).model
+    inits = {t.name: t for t in graph.graph.initializer}
+    dqs = {n.name: n for n in graph.graph.node if n.op_type == "DequantizeLinear"}
+    assert len(dqs) == 4 * SIZES["layers"] and not any(n.op_type == "QuantizeLinear" for n in graph.graph.node)
+    for name in ("backbone.layers.0.mixer.in_proj", "backbone.layers.1.mixer.dt_proj"):
+        w = inits[f"{name}.weight_int4"]
+        assert w.data_type == onnx.TensorProto.INT4
+        codes = numpy_helper.to_array(w).astype(np.float64)
+        scale = numpy_helper.to_array(inits[f"{name}.weight_scale"]).astype(np.float64)
+        block = {a.name: a.i for a in dqs[f"{name}.weight_dequantize"].attribute}["block_size"]
+        assert codes.min() >= -8 and codes.max() <= 7 and scale.shape == (codes.shape[0] // block, codes.shape[1])
+        dequantized = codes * np.repeat(scale, block, axis=0)          # ONNX blocked DequantizeLinear, by hand
+        np.testing.assert_allclose(dequantized, reference.get_submodule(name).weight.detach().double().numpy().T,
+                                   rtol=1e-6, atol=1e-7)
+    with torch.no_grad():
+        ref = reference(ids).numpy()
+    out = session(result.onnx_path, basic=True).run(["logits"], {"input_ids": ids.numpy()})[0]
+    assert rel_err(out, ref) < 1e-4
+    fp16 = export_onnx(art, tmp_path / "fp16" / "model.onnx", precision="fp16")
+    out16 = session(fp16.onnx_path, basic=True).run(["logits"], {"input_ids": ids.numpy()})[0]
+    assert rel_err(out16, ref) < 5e-3
 
 
 def test_demo_model_end_to_end(demo_model_dir_or_skip, tmp_path):

@@ -79,6 +79,25 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[tuple[onnx.NodeProto, i
     return out
 
 
+def _check_weight_dq(where: str, w, scale, node, axis: int) -> list[Problem]:
+    """INT8: (K, N) codes, per-output-channel scale [N] on axis 1. INT4: (K, N) codes blocked along K
+    (axis 0, block_size dividing K, scale (K / block_size, N))."""
+    if w.data_type == TensorProto.INT8:
+        if len(w.dims) != 2 or axis != 1 or list(scale.dims) != [w.dims[1]]:
+            return [Problem(where, f"INT8 weight must be (K, N) with a per-output-channel scale on axis 1, "
+                                   f"got weight {list(w.dims)}, axis {axis}, scale {list(scale.dims)}")]
+        return []
+    if w.data_type == TensorProto.INT4:
+        block = next((a.i for a in node.attribute if a.name == "block_size"), 0)
+        if (len(w.dims) != 2 or axis != 0 or block < 1 or w.dims[0] % block
+                or list(scale.dims) != [w.dims[0] // block, w.dims[1]]):
+            return [Problem(where, f"INT4 weight must be (K, N) blocked along K (axis 0, block_size dividing K, "
+                                   f"scale (K/block_size, N)), got weight {list(w.dims)}, axis {axis}, "
+                                   f"block_size {block}, scale {list(scale.dims)}")]
+        return []
+    return [Problem(where, "weight initializer must be INT8 or INT4 (pre-quantized)")]
+
+
 def _check_qdq(graph: onnx.GraphProto, float_type: int) -> list[Problem]:
     problems = []
     inits = {t.name: t for t in graph.initializer}
@@ -92,8 +111,11 @@ def _check_qdq(graph: onnx.GraphProto, float_type: int) -> list[Problem]:
             problems.append(Problem(where, "zero point missing or not an initializer (TensorRT needs a constant 0)"))
             continue
         zp, scale = inits[node.input[2]], inits.get(node.input[1])
-        if zp.data_type != TensorProto.INT8 or np.any(numpy_helper.to_array(zp) != 0):
-            problems.append(Problem(where, "zero point must be INT8 zeros (symmetric quantization)"))
+        source_type = inits[node.input[0]].data_type if node.input[0] in inits else TensorProto.INT8
+        if zp.data_type != source_type or zp.data_type not in (TensorProto.INT8, TensorProto.INT4) \
+                or np.any(numpy_helper.to_array(zp).astype(np.int8) != 0):
+            problems.append(Problem(where, "zero point must be zeros of the weight's type, INT8 or INT4 "
+                                           "(symmetric quantization)"))
         if scale is None:
             problems.append(Problem(where, "scale is not an initializer (TensorRT needs a build-time constant)"))
             continue
@@ -110,12 +132,7 @@ def _check_qdq(graph: onnx.GraphProto, float_type: int) -> list[Problem]:
                                                    "must feed the MatMul directly"))
             source = node.input[0]
             if source in inits:                       # a weight
-                w = inits[source]
-                if w.data_type != TensorProto.INT8:
-                    problems.append(Problem(where, "weight initializer must be INT8 (pre-quantized)"))
-                if len(w.dims) != 2 or axis != 1 or list(scale.dims) != [w.dims[1]]:
-                    problems.append(Problem(where, f"weight must be (K, N) with a per-output-channel scale on axis 1, "
-                                                   f"got weight {list(w.dims)}, axis {axis}, scale {list(scale.dims)}"))
+                problems += _check_weight_dq(where, inits[source], scale, node, axis)
             elif source not in producers or producers[source].op_type != "QuantizeLinear":
                 problems.append(Problem(where, "activation DequantizeLinear is not fed by a QuantizeLinear"))
             elif scale.dims:

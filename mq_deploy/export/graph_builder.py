@@ -20,7 +20,8 @@ import torch
 from onnx import TensorProto, helper
 
 from .hadamard_node import emit_hadamard_inline, emit_hadamard_node, hadamard_function
-from .onnx_builder import DOMAIN, DOMAIN_VERSION, FLOAT_TYPES, IR_VERSION, NUMPY_OF, OPSET, GraphBuilder
+from .onnx_builder import (DOMAIN, DOMAIN_VERSION, FLOAT_TYPES, INT4_IR_VERSION, INT4_OPSET, IR_VERSION, NUMPY_OF,
+                           OPSET, GraphBuilder)
 from .qdq import emit_activation_qdq, emit_linear, emit_weight
 from .selective_scan_node import emit_scan_body, emit_selective_scan_node, selective_scan_function
 from .source import ExportSource
@@ -231,11 +232,17 @@ class MambaGraphEmitter:
             if len(sizes) != 1:
                 raise ValueError(f"online Hadamard transforms of several sizes {sorted(sizes)}; one is supported")
             functions.append(hadamard_function(sizes.pop()))
-        opsets = [helper.make_opsetid("", OPSET)]
+        int4 = any(t.data_type == TensorProto.INT4 for t in b.initializers)
+        opset = INT4_OPSET if int4 else OPSET
+        for function in functions:                 # a function imports the model's ai.onnx version
+            for imp in function.opset_import:
+                if imp.domain in ("", "ai.onnx"):
+                    imp.version = opset
+        opsets = [helper.make_opsetid("", opset)]
         if functions:
             opsets.append(helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
         model = helper.make_model(graph, opset_imports=opsets, functions=functions, producer_name=PRODUCER)
-        model.ir_version = IR_VERSION
+        model.ir_version = INT4_IR_VERSION if int4 else IR_VERSION
         onnx.helper.set_model_props(model, {"mq_deploy.graph": "decode" if self.decode else "prefill",
                                             "mq_deploy.precision": self.precision, "mq_deploy.scan": self.scan})
         return model

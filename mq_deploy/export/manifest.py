@@ -12,7 +12,7 @@ from ..errors import MQDeployError
 from .graph_builder import BuiltGraph
 from .graph_files import GraphFile
 from .hadamard_node import OP_TYPE as HADAMARD_OP
-from .onnx_builder import DOMAIN, DOMAIN_VERSION, IR_VERSION, OPSET
+from .onnx_builder import DOMAIN, DOMAIN_VERSION
 from .selective_scan_node import OP_TYPE as SCAN_OP
 from .selective_scan_node import PLUGIN_NAMESPACE, PLUGIN_VERSION
 from .source import ExportSource
@@ -63,6 +63,9 @@ def _graph_entry(path: Path, built: BuiltGraph, graph_file: GraphFile) -> dict:
 def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict[str, tuple[Path, BuiltGraph, GraphFile]],
                    seconds: float, batch_max: int | None, seq_max: int | None) -> dict:
     entries = {kind: _graph_entry(*g) for kind, g in graphs.items()}
+    first = next(iter(graphs.values()))[1].model         # every graph of an export has the same opset
+    opset = next(i.version for i in first.opset_import if i.domain in ("", "ai.onnx"))
+    ir_version = first.ir_version
     used = sorted({p for e in entries.values() for p in e["plugins"]})
     quant = None
     if source.recipe is not None:
@@ -79,7 +82,7 @@ def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict
                    "kind": "quantized artifact" if source.recipe else "FP checkpoint"},
         "model": source.config.to_hf_dict(), "quantization": quant,
         "precision": precision, "scan": scan,
-        "opset": {"ai.onnx": OPSET, **({DOMAIN: DOMAIN_VERSION} if used else {})}, "ir_version": IR_VERSION,
+        "opset": {"ai.onnx": opset, **({DOMAIN: DOMAIN_VERSION} if used else {})}, "ir_version": ir_version,
         "plugins": [{"name": p, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE, "domain": DOMAIN}
                     for p in used],
         "graphs": entries,

@@ -4,13 +4,15 @@
                                                           MatMul ─ (+ bias)
     W_int8 (K, N) ─ DequantizeLinear(s_w [N], 0, axis=1) ─┘
 
-Weight codes come from `quantize_tensor`, the function the fake-quant torch model uses, so they are
+4-bit weights (W4A16, weight-only) are INT4 codes in a blocked DequantizeLinear (opset 21), one
+scale per group of K. Weight codes come from `quantize_tensor`, the function the fake-quant torch model uses, so they are
 the same integers. Scales are stored in the graph's float type (a DQ outputs its scale's type) and
 zero points are INT8 zeros. An unquantized linear is a MatMul with an FP (K, N) initializer.
 """
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import torch
 
@@ -44,23 +46,36 @@ def emit_activation_qdq(b: GraphBuilder, x: str, scale: float, float_type: int, 
 
 
 def weight_codes(weight: torch.Tensor, spec: QuantSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(codes (K, N) int8, per-output-channel scale [N] float64) of an nn.Linear weight (N, K)."""
-    if spec.bits != 8 or not spec.symmetric or spec.granularity != "channel" or spec.axis != 0:
-        raise ValueError(f"only symmetric 8-bit per-output-channel weights are exportable, got {spec}")
+    """(codes (K, N) int8 values, scale) of an nn.Linear weight (N, K): 8 bits per output channel
+    (scale [N]) or 4 bits per group of `group_size` inputs (scale (K / group_size, N))."""
+    per_channel_int8 = spec.bits == 8 and spec.granularity == "channel" and spec.axis == 0
+    grouped_int4 = spec.bits == 4 and spec.granularity == "group"
+    if not spec.symmetric or not (per_channel_int8 or grouped_int4):
+        raise ValueError(f"only symmetric 8-bit per-output-channel or 4-bit per-group weights are exportable, got {spec}")
     qt = quantize_tensor(weight, spec)
-    return qt.codes.numpy().astype(np.int8).T.copy(), qt.scale.reshape(-1).numpy()
+    n, k = weight.shape
+    codes = qt.codes.reshape(n, k).numpy().astype(np.int8).T.copy()
+    scale = qt.scale.reshape(n, -1).numpy().T.copy()            # [1 or K/g, N]
+    return codes, (scale.reshape(-1) if per_channel_int8 else scale)
 
 
 def emit_weight(b: GraphBuilder, weight: torch.Tensor, float_type: int, name: str,
                 spec: QuantSpec | None = None) -> str:
-    """The (K, N) right-hand side of a MatMul: an FP initializer, or INT8 codes -> DequantizeLinear."""
+    """The (K, N) right-hand side of a MatMul: an FP initializer, or integer codes -> DequantizeLinear.
+    INT8: per output channel (axis 1, scale [N]). INT4 (opset 21): blocked along K (axis 0,
+    block_size = the group, scale (K / group, N)), the layout TensorRT's weight-only INT4 GEMMs take."""
     if spec is None:
         return b.const(weight.detach().double().numpy().T.astype(NUMPY_OF[float_type]), f"{name}.weight")
     codes, scale = weight_codes(weight, spec)
-    w = b.const(codes, f"{name}.weight_int8")
     s = b.const(_scale_array(scale, float_type, name), f"{name}.weight_scale")
-    zp = b.const(np.zeros(scale.shape, np.int8), f"{name}.weight_zero_point")
-    return b.node("DequantizeLinear", [w, s, zp], name=f"{name}.weight_dequantize", axis=1)
+    if spec.bits == 8:
+        w = b.const(codes, f"{name}.weight_int8")
+        zp = b.const(np.zeros(scale.shape, np.int8), f"{name}.weight_zero_point")
+        return b.node("DequantizeLinear", [w, s, zp], name=f"{name}.weight_dequantize", axis=1)
+    w = b.const(codes.astype(ml_dtypes.int4), f"{name}.weight_int4")
+    zp = b.const(np.zeros(scale.shape, ml_dtypes.int4), f"{name}.weight_zero_point")
+    return b.node("DequantizeLinear", [w, s, zp], name=f"{name}.weight_dequantize", axis=0,
+                  block_size=spec.group_size)
 
 
 def emit_linear(b: GraphBuilder, x: str, linear: torch.nn.Linear, float_type: int, name: str,
