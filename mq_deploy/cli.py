@@ -45,7 +45,7 @@ def _cmd_quantize(args) -> int:
                                  a_bits=args.a_bits, mode=args.mode, calib_samples=args.calib_samples,
                                  calib_seq_len=args.calib_seq_len, eval_text=args.eval,
                                  eval_max_tokens=args.eval_max_tokens, quantize_lm_head=args.quantize_lm_head,
-                                 act_percentile=args.act_percentile, seed=args.seed)
+                                 quantize_conv=args.quantize_conv, act_percentile=args.act_percentile, seed=args.seed)
     cal = report["calibration"]
     print(f"wrote {args.out}: {args.recipe} W{args.w_bits}A{args.a_bits} {args.mode}, calibrated on "
           f"{cal['samples']}x{cal['seq_len']} tokens of {cal['text']} in {cal['seconds']:.1f} s")
@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-seq-len", type=int, default=512, help="tokens per window (default 512)")
     p.add_argument("--act-percentile", type=float, default=100.0, help="static activation range percentile")
     p.add_argument("--quantize-lm-head", action="store_true")
+    p.add_argument("--quantize-conv", action="store_true",
+                   help="also quantize the depthwise conv1d (INT8 per-channel weights; its input at A8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random Hadamard signs")
     p.add_argument("--eval", default=None, help="also report FP vs quantized perplexity on this text")
     p.add_argument("--eval-max-tokens", type=int, default=None)

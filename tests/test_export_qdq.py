@@ -158,6 +158,33 @@ def test_weight_only_and_refused_artifacts(model_and_data, tmp_path):
     assert not (tmp_path / "refused").exists() or not list((tmp_path / "refused").iterdir())
 
 
+def test_quantized_conv_prefill_and_decode(model_and_data, tmp_path):
+    """--quantize-conv: INT8 per-channel conv weights and a Q/DQ on the conv window; the codes match
+    torch's, and decode steps (carrying the quantized window) reproduce the prefill logits."""
+    model, calib, ids = model_and_data
+    art = save_quantized(quantize(model, "mambaquant", calib, QuantConfig(quantize_conv=True), progress=False),
+                         tmp_path / "art")
+    result = export_onnx(art, tmp_path / "model.onnx", precision="fp32")
+    graph = onnx.load(str(result.onnx_path)).graph
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    producers = {o: n for n in graph.node for o in n.output}
+    assert len(convs) == SIZES["layers"]
+    assert all(producers[c.input[0]].op_type == producers[c.input[1]].op_type == "DequantizeLinear" for c in convs)
+    report = compare_qdq_graph(result.onnx_path, load_quantized(art).model, ids)
+    assert_same_codes_up_to_ties(report["codes"], max_fraction=1e-4, max_distance=1e-3)
+    assert report["aligned"]["relative"] < 1e-4
+    prefill, step = session(result.onnx_path), session(result.decode_path)
+    short = ids[:2, :10].numpy()
+    full = prefill.run(["logits"], {"input_ids": short})[0]
+    state = {i.name: np.zeros([2] + i.shape[1:], np.float32) for i in step.get_inputs() if i.name != "input_ids"}
+    stepped = []
+    for t in range(short.shape[1]):
+        res = dict(zip([o.name for o in step.get_outputs()], step.run(None, {"input_ids": short[:, t:t + 1], **state})))
+        stepped.append(res.pop("logits"))
+        state = {k.replace("_out", ""): v for k, v in res.items()}
+    assert rel_err(np.concatenate(stepped, axis=1), full) < 1e-4
+
+
 @pytest.mark.parametrize("recipe", ["rtn", "mambaquant"])
 def test_w4a16_graph_int4_blocked_weights(model_and_data, recipe, tmp_path):
     """W4A16: INT4 codes blocked along K (opset 21), the fake-quant model's exact weights; no

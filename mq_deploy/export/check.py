@@ -79,9 +79,16 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[tuple[onnx.NodeProto, i
     return out
 
 
-def _check_weight_dq(where: str, w, scale, node, axis: int) -> list[Problem]:
-    """INT8: (K, N) codes, per-output-channel scale [N] on axis 1. INT4: (K, N) codes blocked along K
-    (axis 0, block_size dividing K, scale (K / block_size, N))."""
+def _check_weight_dq(where: str, w, scale, node, axis: int, conv: bool) -> list[Problem]:
+    """MatMul INT8: (K, N) codes, per-output-channel scale [N] on axis 1. MatMul INT4: (K, N) codes
+    blocked along K (axis 0, block_size dividing K, scale (K / block_size, N)). Depthwise Conv INT8:
+    (D, 1, K) codes, per-channel scale [D] on axis 0."""
+    if conv:
+        if w.data_type != TensorProto.INT8 or len(w.dims) != 3 or axis != 0 or list(scale.dims) != [w.dims[0]]:
+            return [Problem(where, f"a Conv weight must be INT8 (D, 1, K) with a per-channel scale on axis 0, got "
+                                   f"{TensorProto.DataType.Name(w.data_type)} {list(w.dims)}, axis {axis}, "
+                                   f"scale {list(scale.dims)}")]
+        return []
     if w.data_type == TensorProto.INT8:
         if len(w.dims) != 2 or axis != 1 or list(scale.dims) != [w.dims[1]]:
             return [Problem(where, f"INT8 weight must be (K, N) with a per-output-channel scale on axis 1, "
@@ -126,13 +133,17 @@ def _check_qdq(graph: onnx.GraphProto, float_type: int) -> list[Problem]:
             problems.append(Problem(where, "scale must be strictly positive"))
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         if node.op_type == "DequantizeLinear":
-            for consumer, slot in consumers.get(node.output[0], []):
-                if consumer.op_type != "MatMul":
+            feeds = consumers.get(node.output[0], [])
+            # a conv input's DQ also feeds the Slice that carries the (quantized) window as the state
+            allowed = {"MatMul", "Conv", "Slice"} if any(c.op_type == "Conv" for c, _ in feeds) else {"MatMul", "Conv"}
+            for consumer, slot in feeds:
+                if consumer.op_type not in allowed:
                     problems.append(Problem(where, f"feeds {consumer.op_type} {consumer.name}; a DequantizeLinear "
-                                                   "must feed the MatMul directly"))
+                                                   "must feed the MatMul or Conv directly"))
             source = node.input[0]
             if source in inits:                       # a weight
-                problems += _check_weight_dq(where, inits[source], scale, node, axis)
+                problems += _check_weight_dq(where, inits[source], scale, node, axis,
+                                             conv=any(c.op_type == "Conv" for c, _ in feeds))
             elif source not in producers or producers[source].op_type != "QuantizeLinear":
                 problems.append(Problem(where, "activation DequantizeLinear is not fed by a QuantizeLinear"))
             elif scale.dims:

@@ -19,10 +19,11 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
+from ..quant.config import input_point_of
 from .hadamard_node import emit_hadamard_inline, emit_hadamard_node, hadamard_function
 from .onnx_builder import (DOMAIN, DOMAIN_VERSION, FLOAT_TYPES, INT4_IR_VERSION, INT4_OPSET, IR_VERSION, NUMPY_OF,
                            OPSET, GraphBuilder)
-from .qdq import emit_activation_qdq, emit_linear, emit_weight
+from .qdq import emit_activation_qdq, emit_conv_weight, emit_linear, emit_weight
 from .selective_scan_node import emit_scan_body, emit_selective_scan_node, selective_scan_function
 from .source import ExportSource
 
@@ -101,11 +102,19 @@ class MambaGraphEmitter:
             padded = b.node("Pad", [xt, b.small([0, 0, k - 1, 0, 0, 0])], name=f"{prefix}.conv_pad", mode="constant")
         else:
             padded = b.node("Concat", [conv_state_in, xt], name=f"{prefix}.conv_window", axis=2)
-        inputs = [padded, self.fp(conv.weight, f"{prefix}.conv1d.weight")]
+        name = f"{prefix}.conv1d"
+        spec = self.src.weight_specs.get(name)
+        scale = self.src.activation_scales.get(input_point_of(name)) if spec else None
+        if scale is not None:
+            # Q/DQ on the whole window, next to the Conv where TensorRT fuses it. The carried state
+            # is already quantized (re-quantizing a DQ output gives the same code) and the padding
+            # is 0, so this is the torch model's per-token quantization of the conv input.
+            padded = emit_activation_qdq(b, padded, scale, self.ft, name)
+        weight = emit_conv_weight(b, conv.weight, self.ft, name, spec) if spec else self.fp(conv.weight, f"{name}.weight")
+        inputs = [padded, weight]
         if conv.bias is not None:
-            inputs.append(self.fp(conv.bias, f"{prefix}.conv1d.bias"))
-        y = b.node("Conv", inputs, name=f"{prefix}.conv1d", group=conv.in_channels, kernel_shape=[k],
-                   pads=[0, 0])
+            inputs.append(self.fp(conv.bias, f"{name}.bias"))
+        y = b.node("Conv", inputs, name=name, group=conv.in_channels, kernel_shape=[k], pads=[0, 0])
         state = b.node("Slice", [padded, b.small([-(k - 1)]), b.small([np.iinfo(np.int64).max]), b.small([2])],
                        name=f"{prefix}.conv_state")
         return b.node("Transpose", [y], name=f"{prefix}.conv_to_tokens", perm=[0, 2, 1]), state

@@ -78,6 +78,18 @@ def emit_weight(b: GraphBuilder, weight: torch.Tensor, float_type: int, name: st
                   block_size=spec.group_size)
 
 
+def emit_conv_weight(b: GraphBuilder, weight: torch.Tensor, float_type: int, name: str, spec: QuantSpec) -> str:
+    """A depthwise Conv weight (D, 1, K) as INT8 codes -> DequantizeLinear, scale [D] on axis 0."""
+    if spec.bits != 8 or not spec.symmetric or spec.granularity != "channel" or spec.axis != 0:
+        raise ValueError(f"only symmetric 8-bit per-channel conv weights are exportable, got {spec}")
+    qt = quantize_tensor(weight, spec)
+    scale = qt.scale.reshape(-1).numpy()
+    w = b.const(qt.codes.numpy().astype(np.int8), f"{name}.weight_int8")
+    s = b.const(_scale_array(scale, float_type, name), f"{name}.weight_scale")
+    zp = b.const(np.zeros(scale.shape, np.int8), f"{name}.weight_zero_point")
+    return b.node("DequantizeLinear", [w, s, zp], name=f"{name}.weight_dequantize", axis=0)
+
+
 def emit_linear(b: GraphBuilder, x: str, linear: torch.nn.Linear, float_type: int, name: str,
                 spec: QuantSpec | None = None, act_scale: float | None = None, weight: str | None = None,
                 use_bias: bool = True) -> str:

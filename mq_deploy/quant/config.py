@@ -13,12 +13,16 @@ LINEAR_INPUTS = {"in_proj": "in_proj_input", "x_proj": "x_proj_input", "dt_proj"
 MODES = ("deploy", "paper")
 
 
+# The depthwise conv, quantized on request (DESIGN.md §3.3: "optionally conv1d").
+CONV_INPUT = {"conv1d": "conv_input"}
+
+
 def input_point_of(linear: str) -> str:
-    """The activation point that feeds a linear ('backbone.layers.0.mixer.in_proj' -> ..._input)."""
+    """The activation point that feeds a quantized module ('backbone.layers.0.mixer.in_proj' -> ..._input)."""
     if linear == "lm_head":
         return "lm_head_input"
     parent, _, leaf = linear.rpartition(".")
-    return f"{parent}.{LINEAR_INPUTS[leaf]}"
+    return f"{parent}.{(LINEAR_INPUTS | CONV_INPUT)[leaf]}"
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class QuantConfig:
     mode: str = "deploy"             # deploy: what TensorRT runs; paper: the MambaQuant paper's settings
     group_size: int = 128            # 4-bit weights: elements per group along the input dimension
     quantize_lm_head: bool = False
+    quantize_conv: bool = False      # the depthwise conv1d: INT8 per-channel weights (+ its input at A8)
     act_percentile: float = 100.0    # static activation range: 100 = min/max
     seed: int = 0                    # random Hadamard signs
     batch_size: int = 8              # calibration windows per forward pass
@@ -57,6 +62,11 @@ class QuantConfig:
             return QuantSpec(8, symmetric, "channel", axis=0)
         group = max(d for d in range(1, min(self.group_size, in_features) + 1) if in_features % d == 0)
         return QuantSpec(self.w_bits, symmetric, "group", group_size=group)
+
+    def conv_weight_spec(self) -> QuantSpec:
+        """The depthwise conv's K taps per channel: 8 bits per channel at every setting (the weight is
+        tiny; 4 bits would cost accuracy for no memory)."""
+        return QuantSpec(8, self.mode == "deploy", "channel", axis=0)
 
     def activation_spec(self) -> QuantSpec | None:
         if self.a_bits >= 16:

@@ -14,7 +14,7 @@ import torch.nn as nn
 from ..errors import MQDeployError
 from ..models import MambaLM
 from .calibrate import collect_statistics
-from .config import LINEAR_INPUTS, QuantConfig
+from .config import CONV_INPUT, LINEAR_INPUTS, QuantConfig
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
 from .observers import HistogramObserver
 from .paper_scan import selective_scan_quantized_hc
@@ -39,6 +39,10 @@ def quantized_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
     for i in range(len(model.backbone.layers)):
         for linear, point in LINEAR_INPUTS.items():
             out[f"backbone.layers.{i}.mixer.{linear}"] = f"backbone.layers.{i}.mixer.{point}"
+    if config.quantize_conv:
+        for i in range(len(model.backbone.layers)):
+            for conv, point in CONV_INPUT.items():
+                out[f"backbone.layers.{i}.mixer.{conv}"] = f"backbone.layers.{i}.mixer.{point}"
     if config.quantize_lm_head:
         out["lm_head"] = "lm_head_input"
     return out
@@ -65,7 +69,8 @@ def quantize_weights(model: MambaLM, config: QuantConfig) -> dict[str, QuantSpec
             if name == "lm_head" and linear.weight is model.backbone.embeddings.weight:
                 linear.weight = nn.Parameter(linear.weight.detach().clone())   # quantize the head only
                 model.config.tie_word_embeddings = False
-            spec = config.weight_spec(linear.in_features)
+            spec = (config.conv_weight_spec() if isinstance(linear, nn.Conv1d)
+                    else config.weight_spec(linear.in_features))
             linear.weight.copy_(quantize_tensor(linear.weight, spec).dequantize(linear.weight.dtype))
             specs[name] = spec
     return specs

@@ -56,7 +56,12 @@ def run_with_codes(onnx_path, input_ids: np.ndarray) -> tuple[np.ndarray, dict[s
     session = onnxruntime_session(model.SerializeToString())
     names = ["logits", *codes_of.values()]
     values = session.run(names, {"input_ids": np.asarray(input_ids, np.int64)})
-    return values[0], dict(zip(codes_of, values[1:]))
+    length = np.asarray(input_ids).shape[1]
+    codes = {}
+    for point, value in zip(codes_of, values[1:]):
+        # a conv input is quantized as the padded window [b, D, K-1+L]; torch sees x [b, L, D]
+        codes[point] = value[:, :, -length:].transpose(0, 2, 1) if point.endswith(".conv_input") else value
+    return values[0], codes
 
 
 class _CodeStats:
