@@ -84,9 +84,14 @@ def test_cli_writes_table_json_and_plot(fp_export, tmp_path):
     (["--lengths", "8,x"], "comma-separated integers"),
     (["--iterations", "0"], "--iterations >= 1"),
     (["--fp-onnx", "/no/such/model.onnx"], "does not exist"),
+    (["--engine", "/no/such/model.plan"], "does not exist; build it with mq-deploy build"),
+    pytest.param(["--engine", "{tmp}/model.plan"], "pip install tensorrt", marks=pytest.mark.skipif(
+        __import__("importlib").util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")),
 ])
 def test_bad_input_is_one_error_line(fp_export, tmp_path, extra, message):
     _, exported = fp_export
-    r = run("bench", "--onnx", exported.onnx_path, "--out", tmp_path / "b", *extra)
+    (tmp_path / "model.plan").write_bytes(b"not a plan")
+    r = run("bench", "--onnx", exported.onnx_path, "--out", tmp_path / "b",
+            *[e.replace("{tmp}", str(tmp_path)) for e in extra])
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "b.json").exists()

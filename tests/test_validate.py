@@ -124,10 +124,14 @@ def test_cli_with_token_file_and_json(exported, tmp_path):
     (["--reference", "onnx:{tmp}/bad.json"], "running the comparison failed"),
     (["--seq-len", "1"], "at least 2"),
     (["--tokens", "{tmp}/one.json"], "at least 2 tokens"),
+    (["--tokens", "{tmp}/bad.json", "--text", "{tmp}/bad.json"], "not both"),
+    pytest.param(["--engine", "{tmp}/model.plan"], "pip install tensorrt", marks=pytest.mark.skipif(
+        __import__("importlib").util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")),
 ])
 def test_bad_input_is_one_error_line(exported, tmp_path, extra, message):
     (tmp_path / "bad.json").write_text("[[1, 2, 999]]")
     (tmp_path / "one.json").write_text("[[1], [2]]")
+    (tmp_path / "model.plan").write_bytes(b"not a plan")
     r = run("validate", "--onnx", exported["fp32"].onnx_path, "--samples", "1", "--seq-len", "32",
             *[e.replace("{tmp}", str(tmp_path)) for e in extra])
     assert r.returncode == 2, r.stdout + r.stderr

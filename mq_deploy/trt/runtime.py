@@ -74,6 +74,10 @@ class TrtEngineRunner:
 
     def __init__(self, plan_path, plugins=None):
         import torch
+        if not Path(plan_path).is_file():
+            raise MQDeployError(f"engine {plan_path} does not exist; build it with mq-deploy build --onnx MODEL.onnx "
+                                f"--engine {plan_path}")
+        import_tensorrt()                # what to install comes before "no GPU"
         if not torch.cuda.is_available():
             raise MQDeployError("running a TensorRT engine needs a CUDA GPU visible to torch: install a CUDA build "
                                 "of torch on a machine with an NVIDIA GPU and driver")

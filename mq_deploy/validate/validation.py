@@ -194,6 +194,8 @@ def validate_export(onnx_path, engine=None, references=None, model_dir=None, tex
     from .reference_models import tokenizer_of
     onnx_path = Path(onnx_path)
     manifest = require_manifest(onnx_path)
+    if token_file is not None and text is not None:
+        raise MQDeployError("give --text or --tokens, not both")
     tokenizer = None if token_file else tokenizer_of(Path(model_dir or manifest["source"]["path"]), manifest)
     feeds = token_feeds(tokenizer, manifest["model"]["vocab_size"], text=text or str(sample_text(HELDOUT_TEXT)),
                         token_file=token_file, samples=samples, seq_len=seq_len, batch=batch)
