@@ -34,28 +34,6 @@ std::string check_inputs(nvinfer1::PluginTensorDesc const& x, nvinfer1::PluginTe
 
 }  // namespace
 
-nvinfer1::IPluginCapability* HadamardTransformPlugin::getCapabilityInterface(
-    nvinfer1::PluginCapabilityType type) noexcept {
-    switch (type) {
-    case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
-    case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
-    case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
-    }
-    return nullptr;
-}
-
-nvinfer1::IPluginV3* HadamardTransformPlugin::clone() noexcept {
-    try {
-        return new HadamardTransformPlugin(*this);
-    } catch (std::exception const& e) {
-        report(std::string("clone failed: ") + e.what());
-    }
-    return nullptr;
-}
-
-char const* HadamardTransformPlugin::getPluginName() const noexcept { return kHadamardTransformName; }
-char const* HadamardTransformPlugin::getPluginVersion() const noexcept { return kPluginVersion; }
-char const* HadamardTransformPlugin::getPluginNamespace() const noexcept { return kPluginNamespace; }
 
 int32_t HadamardTransformPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
     nvinfer1::DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept {
@@ -187,10 +165,6 @@ int32_t HadamardTransformPlugin::enqueue(nvinfer1::PluginTensorDesc const* input
     }
 }
 
-nvinfer1::IPluginV3* HadamardTransformPlugin::attachToContext(nvinfer1::IPluginResourceContext* /*context*/) noexcept {
-    return clone();
-}
-
 nvinfer1::PluginFieldCollection const* HadamardTransformPlugin::getFieldsToSerialize() noexcept { return &mNoFields; }
 
 nvinfer1::IPluginV3* HadamardTransformCreator::createPlugin(
@@ -210,8 +184,5 @@ nvinfer1::IPluginV3* HadamardTransformCreator::createPlugin(
 }
 
 nvinfer1::PluginFieldCollection const* HadamardTransformCreator::getFieldNames() noexcept { return &mFieldCollection; }
-char const* HadamardTransformCreator::getPluginName() const noexcept { return kHadamardTransformName; }
-char const* HadamardTransformCreator::getPluginVersion() const noexcept { return kPluginVersion; }
-char const* HadamardTransformCreator::getPluginNamespace() const noexcept { return kPluginNamespace; }
 
 }  // namespace mq::plugin

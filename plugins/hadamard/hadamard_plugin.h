@@ -4,28 +4,19 @@
 
 #include <NvInferRuntime.h>
 
+#include "common/plugin_base.h"
 #include "common/trt_adapters.h"
 
 namespace mq::plugin {
 
-class HadamardTransformPlugin final : public nvinfer1::IPluginV3,
-                                      public nvinfer1::IPluginV3OneCore,
-                                      public nvinfer1::IPluginV3OneBuild,
-                                      public nvinfer1::IPluginV3OneRuntime {
+class HadamardTransformPlugin final : public PluginV3Base<HadamardTransformPlugin> {
 public:
+    static constexpr char const* kName = kHadamardTransformName;
+
     HadamardTransformPlugin() = default;
     HadamardTransformPlugin(HadamardTransformPlugin const&) = default;
     HadamardTransformPlugin& operator=(HadamardTransformPlugin const&) = delete;
     ~HadamardTransformPlugin() override = default;
-
-    // IPluginV3
-    nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override;
-    nvinfer1::IPluginV3* clone() noexcept override;
-
-    // IPluginV3OneCore
-    char const* getPluginName() const noexcept override;
-    char const* getPluginVersion() const noexcept override;
-    char const* getPluginNamespace() const noexcept override;
 
     // IPluginV3OneBuild
     int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
@@ -45,21 +36,17 @@ public:
         int32_t nbOutputs) noexcept override;
     int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
         void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    nvinfer1::IPluginV3* attachToContext(nvinfer1::IPluginResourceContext* context) noexcept override;
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
 private:
     nvinfer1::PluginFieldCollection mNoFields{};  // the op has no attributes
 };
 
-class HadamardTransformCreator final : public nvinfer1::IPluginCreatorV3One {
+class HadamardTransformCreator final : public PluginCreatorBase<HadamardTransformPlugin> {
 public:
     nvinfer1::IPluginV3* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
         nvinfer1::TensorRTPhase phase) noexcept override;
     nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
-    char const* getPluginName() const noexcept override;
-    char const* getPluginVersion() const noexcept override;
-    char const* getPluginNamespace() const noexcept override;
 
 private:
     nvinfer1::PluginFieldCollection mFieldCollection{};

@@ -49,27 +49,6 @@ int32_t clamp_to_int32(int64_t v) { return static_cast<int32_t>(std::clamp<int64
 SelectiveScanPlugin::SelectiveScanPlugin(scan::ScanAttributes attrs)
     : mAttrs(attrs), mDescription(scan::describe(attrs)) {}
 
-nvinfer1::IPluginCapability* SelectiveScanPlugin::getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept {
-    switch (type) {
-    case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
-    case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
-    case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
-    }
-    return nullptr;
-}
-
-nvinfer1::IPluginV3* SelectiveScanPlugin::clone() noexcept {
-    try {
-        return new SelectiveScanPlugin(*this);
-    } catch (std::exception const& e) {
-        report(std::string("clone failed: ") + e.what());
-    }
-    return nullptr;
-}
-
-char const* SelectiveScanPlugin::getPluginName() const noexcept { return kSelectiveScanName; }
-char const* SelectiveScanPlugin::getPluginVersion() const noexcept { return kPluginVersion; }
-char const* SelectiveScanPlugin::getPluginNamespace() const noexcept { return kPluginNamespace; }
 
 int32_t SelectiveScanPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
     nvinfer1::DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept {
@@ -251,10 +230,6 @@ int32_t SelectiveScanPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc
     }
 }
 
-nvinfer1::IPluginV3* SelectiveScanPlugin::attachToContext(nvinfer1::IPluginResourceContext* /*context*/) noexcept {
-    return clone();  // no per-context resources
-}
-
 nvinfer1::PluginFieldCollection const* SelectiveScanPlugin::getFieldsToSerialize() noexcept {
     try {
         return mSerialized.set(scan::scan_attribute_fields(mAttrs));
@@ -292,8 +267,5 @@ nvinfer1::IPluginV3* SelectiveScanCreator::createPlugin(
 }
 
 nvinfer1::PluginFieldCollection const* SelectiveScanCreator::getFieldNames() noexcept { return &mFieldCollection; }
-char const* SelectiveScanCreator::getPluginName() const noexcept { return kSelectiveScanName; }
-char const* SelectiveScanCreator::getPluginVersion() const noexcept { return kPluginVersion; }
-char const* SelectiveScanCreator::getPluginNamespace() const noexcept { return kPluginNamespace; }
 
 }  // namespace mq::plugin

@@ -7,29 +7,20 @@
 
 #include <string>
 
+#include "common/plugin_base.h"
 #include "common/trt_adapters.h"
 #include "selective_scan_args.h"
 
 namespace mq::plugin {
 
-class SelectiveScanPlugin final : public nvinfer1::IPluginV3,
-                                  public nvinfer1::IPluginV3OneCore,
-                                  public nvinfer1::IPluginV3OneBuild,
-                                  public nvinfer1::IPluginV3OneRuntime {
+class SelectiveScanPlugin final : public PluginV3Base<SelectiveScanPlugin> {
 public:
+    static constexpr char const* kName = kSelectiveScanName;
+
     explicit SelectiveScanPlugin(scan::ScanAttributes attrs);
     SelectiveScanPlugin(SelectiveScanPlugin const&) = default;
     SelectiveScanPlugin& operator=(SelectiveScanPlugin const&) = delete;
     ~SelectiveScanPlugin() override = default;
-
-    // IPluginV3
-    nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override;
-    nvinfer1::IPluginV3* clone() noexcept override;
-
-    // IPluginV3OneCore
-    char const* getPluginName() const noexcept override;
-    char const* getPluginVersion() const noexcept override;
-    char const* getPluginNamespace() const noexcept override;
 
     // IPluginV3OneBuild
     int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
@@ -52,7 +43,6 @@ public:
         int32_t nbOutputs) noexcept override;
     int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
         void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    nvinfer1::IPluginV3* attachToContext(nvinfer1::IPluginResourceContext* context) noexcept override;
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
 private:
@@ -61,16 +51,13 @@ private:
     SerializedFields mSerialized;
 };
 
-class SelectiveScanCreator final : public nvinfer1::IPluginCreatorV3One {
+class SelectiveScanCreator final : public PluginCreatorBase<SelectiveScanPlugin> {
 public:
     SelectiveScanCreator();
 
     nvinfer1::IPluginV3* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
         nvinfer1::TensorRTPhase phase) noexcept override;
     nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
-    char const* getPluginName() const noexcept override;
-    char const* getPluginVersion() const noexcept override;
-    char const* getPluginNamespace() const noexcept override;
 
 private:
     nvinfer1::PluginField mFieldNames[2];
