@@ -9,7 +9,6 @@ last, so a graph on disk always has its data, and a failed export leaves nothing
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -21,7 +20,7 @@ from onnx.external_data_helper import set_external_data, write_external_data_ten
 
 from ..errors import MQDeployError
 from .check import check_model
-from .files import write_atomic
+from .files import file_sha256, write_atomic
 
 MAX_PROTO_BYTES = 2_000_000_000          # protobuf's 2 GiB limit, with a margin
 EXTERNAL_MIN_TENSOR_BYTES = 4096         # smaller tensors stay in the graph
@@ -42,14 +41,6 @@ class GraphFile:
             return {}
         return {"external_data": {"file": self.external_name, "bytes": self.external_bytes,
                                   "sha256": self.external_sha256}}
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def serialize_graph(model: onnx.ModelProto, path: Path, kind: str, external: bool | None) -> GraphFile:
@@ -77,7 +68,7 @@ def serialize_graph(model: onnx.ModelProto, path: Path, kind: str, external: boo
         data_file = staging / name
         if not data_file.exists():                                 # nothing was large enough
             data_file.write_bytes(b"")
-        return GraphFile(path, data, staging, name, data_file.stat().st_size, _sha256_file(data_file))
+        return GraphFile(path, data, staging, name, data_file.stat().st_size, file_sha256(data_file))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MQDeployError
+from ..export.files import file_sha256
 from ..export.manifest import MANIFEST_NAME, MANIFEST_VERSION, manifest_path
-from .engine_files import check_engine_path, decode_engine_path, file_sha256
+from .engine_files import check_engine_path, decode_engine_path
 from .plugin_layers import PluginNode, plugin_nodes_of
 from .profiles import InputProfile, build_profiles
 

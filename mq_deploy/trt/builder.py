@@ -17,9 +17,9 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import MQDeployError
-from ..export.files import write_atomic
+from ..export.files import file_sha256, write_atomic
 from .build_request import BuildJob, BuildRequest, prepare_build, print_notes
-from .engine_files import file_sha256, write_engine_files
+from .engine_files import write_engine_files
 from .plugin_layers import PLUGIN_OPS, check_plugin_layers, network_layers
 from .plugin_library import PLUGIN_ENV
 from .plugin_loading import load_plugin_library, resolve_plugin_library

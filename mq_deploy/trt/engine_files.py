@@ -6,7 +6,6 @@ the renames)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -46,14 +45,6 @@ def check_engine_path(engine_path, inputs=()) -> Path:
     if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
         raise MQDeployError(f"--engine {path}: the directory {parent} is not writable; choose another path")
     return path
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stage(target: Path, data) -> str:
