@@ -1,59 +1,92 @@
-"""The functions behind the CLI verbs, callable from Python with the same meaning."""
+"""The functions behind the CLI verbs, callable from Python with the same meaning. Each one checks
+every input it can before the long work starts, so a bad input costs seconds, not a calibration."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from .data.calibration import calibration_batches
+from .data.calibration import calibration_batches, check_window_counts
 from .errors import MQDeployError
 from .eval import evaluate_model
-from .models.loading import load_model
+from .eval.perplexity import check_eval_windows
+from .models.loading import load_config, load_model
 from .models.tokenizer import load_tokenizer
+from .outputs import check_output_dir
+
+EVAL_SEQ_LEN = 512          # quantize --eval: windows of eval's default length
 
 
 def load_for_eval(model_dir):
-    """(model, tokenizer, description) for an FP checkpoint or a quantized artifact directory."""
+    """(model, tokenizer getter, description) for an FP checkpoint or a quantized artifact directory.
+    The tokenizer is loaded only if a text has to be tokenized (token ids need none)."""
     from .quant.artifact import is_quantized_artifact, load_quantized
     if is_quantized_artifact(model_dir):
         qm = load_quantized(model_dir)
         label = f"{qm.recipe} {qm.config.label} {qm.config.mode} (fake-quant)"
-        return qm.model, load_tokenizer(Path(model_dir), qm.model.config.tokenizer), label
+        return qm.model, lambda: load_tokenizer(Path(model_dir), qm.model.config.tokenizer), label
     loaded = load_model(model_dir)
-    return loaded.model, loaded.tokenizer, "FP32"
+    return loaded.model, lambda: loaded.tokenizer, "FP32"
 
 
-def evaluate_text(model_dir, text: str, **kwargs) -> dict:
+def evaluate_text(model_dir, text: str, seq_len: int = 512, batch_size: int = 8, max_tokens: int | None = None,
+                  progress: bool = True) -> dict:
+    check_eval_windows(seq_len, batch_size, max_tokens)
     model, tokenizer, label = load_for_eval(model_dir)
-    return {"model": str(model_dir), "kind": label, **evaluate_model(model, tokenizer, text, **kwargs)}
+    return {"model": str(model_dir), "kind": label,
+            **evaluate_model(model, tokenizer, text, seq_len=seq_len, batch_size=batch_size, max_tokens=max_tokens,
+                             progress=progress, option="--text")}
 
 
 def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: str = "pydoc-topics",
-                        w_bits: int = 8, a_bits: int = 8, mode: str = "deploy", calib_samples: int = 32,
+                        w_bits: int = 8, a_bits: int | None = None, mode: str = "deploy", calib_samples: int = 32,
                         calib_seq_len: int = 512, eval_text: str | None = None, eval_max_tokens: int | None = None,
-                        progress: bool = True, **quant_options) -> dict:
-    """Quantize a checkpoint directory and write the artifact; returns the report (also in report.json)."""
-    from .quant.artifact import save_quantized
+                        progress: bool = True, force: bool = False, export_check: bool = True,
+                        **quant_options) -> dict:
+    """Quantize a checkpoint directory and write the artifact; returns the report (also in report.json).
+
+    a_bits None: 8 with 8-bit weights, 16 with 4-bit weights (W4A16, what TensorRT runs).
+    export_check: in deploy mode, refuse settings that `export` cannot deploy (W4A8) before any work.
+    force: replace `out_dir` if it holds a previous artifact of ours (never anything else)."""
+    from .quant.artifact import is_own_artifact, save_quantized
     from .quant.config import QuantConfig
     from .quant.quantize import quantize
+    from .quant.recipes import get_recipe
 
     config = QuantConfig(w_bits=w_bits, a_bits=a_bits, mode=mode, **quant_options)
+    get_recipe(recipe)
+    if export_check and mode == "deploy" and config.export_blocker():
+        raise MQDeployError(f"{config.label} in deploy mode cannot be exported: {config.export_blocker()}; or pass "
+                            "--no-export-check to write a fake-quant-only artifact")
+    check_window_counts(calib_samples, calib_seq_len)
+    if eval_max_tokens is not None:
+        check_eval_windows(EVAL_SEQ_LEN, 1, eval_max_tokens)
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    load_config(model_dir)                      # the model directory first: a clearer error than the output's
+    check_output_dir(out_dir, "quantized artifact", is_own_artifact, force,
+                     inputs=[model_dir, calib, eval_text], option="--out")
     loaded = load_model(model_dir)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise MQDeployError(f"--out {out_dir} is a file; give a directory path")
-    batches, calib_label = calibration_batches(loaded.tokenizer, calib, calib_samples, calib_seq_len)
+    vocab = loaded.config.vocab_size
+    batches, calib_label = calibration_batches(lambda: loaded.tokenizer, calib, calib_samples, calib_seq_len,
+                                               vocab, option="--calib")
+    if eval_text:                               # read (and check) it now, not after the calibration
+        from .data.sources import load_tokens
+        tokens = load_tokens(eval_text, lambda: loaded.tokenizer, vocab, "--eval").stream.size
+        if min(tokens, eval_max_tokens or tokens) < EVAL_SEQ_LEN:
+            raise MQDeployError(f"--eval {eval_text} has {min(tokens, eval_max_tokens or tokens)} tokens (after "
+                                f"--eval-max-tokens), fewer than one {EVAL_SEQ_LEN}-token window; give a longer text")
     start = time.perf_counter()
     qm = quantize(loaded.model, recipe, batches, config, progress=progress)
     report = {"recipe": recipe, "config": config.to_dict(), "calibration": {
         "text": calib_label, "samples": int(batches.shape[0]), "seq_len": int(batches.shape[1]),
         "seconds": round(time.perf_counter() - start, 2), "stages": {k: round(v, 2) for k, v in qm.seconds.items()}}}
     if eval_text:
-        fp = evaluate_model(loaded.model, loaded.tokenizer, eval_text, max_tokens=eval_max_tokens, progress=progress)
-        q = evaluate_model(qm.model, loaded.tokenizer, eval_text, max_tokens=eval_max_tokens, progress=progress)
+        kwargs = dict(seq_len=EVAL_SEQ_LEN, max_tokens=eval_max_tokens, progress=progress, option="--eval")
+        fp = evaluate_model(loaded.model, lambda: loaded.tokenizer, eval_text, **kwargs)
+        q = evaluate_model(qm.model, lambda: loaded.tokenizer, eval_text, **kwargs)
         report["eval"] = {"text": fp["text"], "tokens": fp["scored_tokens"], "fp_perplexity": fp["perplexity"],
                           "quantized_perplexity": q["perplexity"], "fp_bits_per_byte": fp["bits_per_byte"],
                           "quantized_bits_per_byte": q["bits_per_byte"],
                           "perplexity_change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1)}
-    save_quantized(qm, out_dir, source_dir=model_dir, report=report)
+    save_quantized(qm, out_dir, source_dir=model_dir, report=report, replace=force)
     return report

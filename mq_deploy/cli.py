@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+
+from pathlib import Path
 
 from . import __version__
 from .errors import MQDeployError
+
+FORCE_HELP = "replace a previous output of mq-deploy at that path (never anything mq-deploy did not write)"
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage mistakes are one `error:` line too (exit status 2), pointing at --help."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def _cmd_doctor(args) -> int:
@@ -33,8 +45,12 @@ def _cmd_eval(args) -> int:
               f"tokenizer {result['tokenizer']})")
         print(f"text        {result['text']} ({result['scored_tokens']:,} tokens scored, windows of {result['seq_len']})")
         print(f"perplexity  {result['perplexity']:.4f} per token")
-        print(f"bits/byte   {result['bits_per_byte']:.4f}   (unigram entropy of the same text: "
-              f"{result['unigram_bits_per_byte']:.4f})")
+        if result["bits_per_byte"] is None:
+            print(f"bits/token  {result['nll_per_token'] / math.log(2):.4f}   (unigram entropy of the same ids: "
+                  f"{result['unigram_bits_per_token']:.4f}; token ids have no bytes)")
+        else:
+            print(f"bits/byte   {result['bits_per_byte']:.4f}   (unigram entropy of the same text: "
+                  f"{result['unigram_bits_per_byte']:.4f})")
         print(f"time        {result['seconds']:.1f} s")
     return 0
 
@@ -45,10 +61,13 @@ def _cmd_quantize(args) -> int:
                                  a_bits=args.a_bits, mode=args.mode, calib_samples=args.calib_samples,
                                  calib_seq_len=args.calib_seq_len, eval_text=args.eval,
                                  eval_max_tokens=args.eval_max_tokens, quantize_lm_head=args.quantize_lm_head,
-                                 quantize_conv=args.quantize_conv, act_percentile=args.act_percentile, seed=args.seed)
-    cal = report["calibration"]
-    print(f"wrote {args.out}: {args.recipe} W{args.w_bits}A{args.a_bits} {args.mode}, calibrated on "
+                                 quantize_conv=args.quantize_conv, act_percentile=args.act_percentile, seed=args.seed,
+                                 force=args.force, export_check=not args.no_export_check)
+    cal, cfg = report["calibration"], report["config"]
+    print(f"wrote {args.out}: {args.recipe} W{cfg['w_bits']}A{cfg['a_bits']} {cfg['mode']}, calibrated on "
           f"{cal['samples']}x{cal['seq_len']} tokens of {cal['text']} in {cal['seconds']:.1f} s")
+    if cfg["mode"] != "deploy" or (cfg["w_bits"] == 4 and cfg["a_bits"] != 16):
+        print("note: this artifact is for fake-quant evaluation; `mq-deploy export` cannot deploy it")
     if "eval" in report:
         e = report["eval"]
         print(f"perplexity on {e['text']}: FP {e['fp_perplexity']:.4f} -> quantized {e['quantized_perplexity']:.4f} "
@@ -59,7 +78,7 @@ def _cmd_quantize(args) -> int:
 def _cmd_inspect(args) -> int:
     from .validate.inspection import inspect_model
     result = inspect_model(args.model, args.plot, quantized_dir=args.quantized, text=args.text,
-                           samples=args.samples, seq_len=args.seq_len)
+                           samples=args.samples, seq_len=args.seq_len, force=args.force)
     print(f"statistics on {args.samples}x{args.seq_len} tokens of {result['text']}")
     print("| activation | worst layer's max/median channel range: FP | after transforms |")
     print("|---|---:|---:|")
@@ -73,11 +92,12 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .validate.compare_recipes import compare_recipes, to_markdown, write_report
+    from .validate.compare_recipes import check_report_target, compare_recipes, to_markdown, write_report
+    check_report_target(args.out, args.force, inputs=[args.model, args.calib, args.eval])
     result = compare_recipes(args.model, args.calib, args.eval, recipes=args.recipes,
                              calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
                              eval_max_tokens=args.eval_max_tokens or None, progress=False)
-    md, js = write_report(result, args.out)
+    md, js = write_report(result, args.out, force=args.force)
     print()
     print(to_markdown(result))
     print(f"written: {md}, {js}")
@@ -87,7 +107,8 @@ def _cmd_compare(args) -> int:
 def _cmd_export(args) -> int:
     from .export import export_onnx
     result = export_onnx(args.model, args.onnx, precision=args.precision, scan=args.scan, decode=not args.no_decode,
-                         batch_max=args.batch_max, seq_max=args.seq_max, external_data=args.external_data)
+                         batch_max=args.batch_max, seq_max=args.seq_max, external_data=args.external_data,
+                         force=args.force)
     m = result.manifest
     kind = (f"{m['quantization']['recipe']} W{m['quantization']['config']['w_bits']}A{m['quantization']['config']['a_bits']}"
             if m["quantization"] else "FP")
@@ -96,14 +117,22 @@ def _cmd_export(args) -> int:
         if path is not None:
             print(f"  {graph:8s} {path}  {result.bytes[graph] / 1e6:.2f} MB")
     print(f"  manifest {result.manifest_path}")
-    print("check: ok")
+    print("check: ok (contracts; finite logits on a probe input)")
     return 0
 
 
 def _cmd_check(args) -> int:
     from .export import check_onnx
-    problems = check_onnx(args.onnx)
+    from .export.export_set import read_manifest
+    from .export.probe import probe_export
+    problems = check_onnx(args.onnx)        # an incomplete export set is an error before this
     if not problems:
+        manifest, folder = read_manifest(args.onnx), Path(args.onnx).parent
+        graphs = manifest["graphs"]
+        if "prefill" in graphs:             # the probe runs the set: prefill, then a decode step
+            probe_export(folder / graphs["prefill"]["file"],
+                         folder / graphs["decode"]["file"] if "decode" in graphs else None,
+                         manifest["model"]["vocab_size"], manifest["precision"], aftermath="")
         print(f"{args.onnx}: ok")
         return 0
     print(f"{args.onnx}: {len(problems)} problem(s)")
@@ -117,7 +146,7 @@ def _cmd_build(args) -> int:
     shapes = {sel: text for sel, text in (("min", args.min), ("opt", args.opt), ("max", args.max)) if text}
     result = build_engine(args.onnx, args.engine, plugins=args.plugins, shapes=shapes, timing_cache=args.timing_cache,
                           workspace_mib=args.workspace_mib, optimization_level=args.opt_level,
-                          decode=not args.no_decode)
+                          decode=not args.no_decode, force=args.force)
     print(f"TensorRT {result['tensorrt']}, plugins: "
           f"{result['plugin_library']['path'] if result['plugin_library'] else 'none needed'}")
     for kind, sidecar in result["engines"].items():
@@ -136,14 +165,15 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_validate(args) -> int:
-    from .export.files import write_atomic
-    from .validate.validation import format_report, validate_export
+    from .atomic_dir import write_atomic
+    from .validate.validation import check_report_path, format_report, validate_export
+    if args.json:
+        check_report_path(args.json, args.force, inputs=[args.onnx, args.engine, args.model, args.tokens, args.text])
     report = validate_export(args.onnx, engine=args.engine, references=args.reference, model_dir=args.model,
                              text=args.text, token_file=args.tokens, samples=args.samples, seq_len=args.seq_len,
                              batch=args.batch, device=args.device, plugins=args.plugins)
     print(format_report(report))
     if args.json:
-        from pathlib import Path
         write_atomic(Path(args.json), (json.dumps(report, indent=2) + "\n").encode("utf-8"))
         print(f"report: {args.json}")
     return 0 if report["passed"] else 1
@@ -160,19 +190,20 @@ def _int_list(text: str) -> list[int]:
 
 
 def _cmd_bench(args) -> int:
-    from .bench.benchmark import format_table, run_bench, write_outputs
+    from .bench.benchmark import check_outputs, format_table, run_bench, write_outputs
+    check_outputs(args.out, args.force, inputs=[args.onnx, args.engine, args.fp_onnx, args.fp_engine])
     report = run_bench(args.onnx, engine=args.engine, fp_onnx=args.fp_onnx, fp_engine=args.fp_engine,
                        lengths=args.lengths, batch=args.batch, iterations=args.iterations, warmup=args.warmup,
                        decode_steps=args.decode_steps, torch_reference=not args.no_torch, device=args.device,
                        torch_precision=args.torch_precision, plugins=args.plugins)
     print(format_table(report))
-    for path in write_outputs(report, args.out):
+    for path in write_outputs(report, args.out, force=args.force):
         print(f"wrote {path}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="mq-deploy",
         description="Quantize Mamba models with MambaQuant and deploy them as TensorRT engines.")
     parser.add_argument("--version", action="version", version=f"mq-deploy {__version__}")
@@ -188,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Perplexity of a model directory (Hugging Face, mamba_ssm or mq-deploy "
                                      "format) on a UTF-8 text file, in non-overlapping windows.")
     p.add_argument("--model", required=True, help="model directory (config.json + weights)")
-    p.add_argument("--text", required=True, help="UTF-8 text file, or 'pydoc-topics' for CPython's docs")
+    p.add_argument("--text", required=True,
+                   help="UTF-8 text file, 'pydoc-topics' for CPython's docs, or token ids (.npy / .json)")
     p.add_argument("--seq-len", type=int, default=512, help="window length in tokens (default 512)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
     p.add_argument("--max-tokens", type=int, default=None, help="evaluate only the first N tokens")
@@ -200,13 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
                                      "directory with config.json, model.safetensors (transformed FP weights), "
                                      "transforms.safetensors, quant.json and report.json.")
     p.add_argument("--model", required=True, help="FP model directory")
-    p.add_argument("--out", required=True, help="artifact directory to write (replaced atomically)")
+    p.add_argument("--out", required=True, help="artifact directory to write (new or empty; written whole or not at all)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--recipe", default="mambaquant", choices=["rtn", "smoothquant", "quarot", "quamba", "mambaquant"])
     p.add_argument("--w-bits", type=int, default=8, choices=[4, 8])
-    p.add_argument("--a-bits", type=int, default=8, choices=[8, 16], help="16: weight-only quantization")
+    p.add_argument("--a-bits", type=int, default=None, choices=[8, 16],
+                   help="16: weight-only quantization (default: 8 with --w-bits 8, 16 with --w-bits 4, "
+                        "the settings TensorRT runs)")
+    p.add_argument("--no-export-check", action="store_true",
+                   help="allow deploy-mode settings that export cannot deploy (W4A8), for fake-quant evaluation")
     p.add_argument("--mode", default="deploy", choices=["deploy", "paper"],
                    help="deploy: symmetric static INT8 as TensorRT runs it; paper: the paper's fake-quant settings")
-    p.add_argument("--calib", default="pydoc-topics", help="calibration text file, or 'pydoc-topics'")
+    p.add_argument("--calib", default="pydoc-topics",
+                   help="calibration text file, 'pydoc-topics', or token ids (.npy / .json)")
     p.add_argument("--calib-samples", type=int, default=32, help="calibration windows (default 32)")
     p.add_argument("--calib-seq-len", type=int, default=512, help="tokens per window (default 512)")
     p.add_argument("--act-percentile", type=float, default=100.0, help="static activation range percentile")
@@ -214,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize-conv", action="store_true",
                    help="also quantize the depthwise conv1d (INT8 per-channel weights; its input at A8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random Hadamard signs")
-    p.add_argument("--eval", default=None, help="also report FP vs quantized perplexity on this text")
+    p.add_argument("--eval", default=None,
+                   help="also report FP vs quantized perplexity on this text (or token ids: .npy / .json)")
     p.add_argument("--eval-max-tokens", type=int, default=None)
     p.set_defaults(func=_cmd_quantize)
 
@@ -225,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="FP model directory")
     p.add_argument("--quantized", default=None, help="quantized artifact made from --model")
     p.add_argument("--plot", required=True, help="directory for the PNG files")
-    p.add_argument("--text", default="pydoc-topics", help="text to run (default pydoc-topics)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.add_argument("--text", default="pydoc-topics", help="text to run (default pydoc-topics), or token ids (.npy / .json)")
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=512)
     p.set_defaults(func=_cmd_inspect)
@@ -234,13 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Quantize with every recipe, bit setting and mode, evaluate held-out "
                                      "perplexity, and write one table as markdown and JSON.")
     p.add_argument("--model", required=True)
-    p.add_argument("--calib", required=True, help="calibration text file, or 'pydoc-topics'")
-    p.add_argument("--eval", required=True, help="held-out evaluation text file, or 'pydoc-topics'")
+    p.add_argument("--calib", required=True, help="calibration text file, 'pydoc-topics', or token ids (.npy / .json)")
+    p.add_argument("--eval", required=True,
+                   help="held-out evaluation text file, 'pydoc-topics', or token ids (.npy / .json)")
     p.add_argument("--recipes", nargs="+", default=["rtn", "smoothquant", "quarot", "quamba", "mambaquant"])
     p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--calib-seq-len", type=int, default=512)
     p.add_argument("--eval-max-tokens", type=int, default=65536, help="0 = the whole text")
     p.add_argument("--out", default="out/compare_recipes", help="output path prefix (.md and .json are added)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(func=_cmd_compare)
 
     p = verbs.add_parser("export", help="write the ONNX graphs (prefill + decode) and manifest.json",
@@ -249,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "node per layer (TensorRT plugin + ONNX local function). Also writes "
                                      "<name>.decode.onnx (one token, explicit states) and manifest.json beside it.")
     p.add_argument("--model", required=True, help="model directory or quantized artifact")
-    p.add_argument("--onnx", required=True, help="output .onnx path")
+    p.add_argument("--onnx", required=True, help="output .onnx path (its directory holds one export set)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"], help="graph float type (default fp16)")
     p.add_argument("--scan", default="plugin", choices=["plugin", "onnx"],
                    help="plugin: SelectiveScan/HadamardTransform nodes with local functions; onnx: standard ops only")
@@ -263,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("check", help="check an exported ONNX graph against the TensorRT contracts",
                          description="onnx.checker full check, QDQ conventions, plugin node attributes, dynamic "
                                      "dims, FP32 islands in FP16 graphs. Exit status 2 when something is wrong.")
-    p.add_argument("--onnx", required=True, help="the .onnx file to check")
+    p.add_argument("--onnx", required=True, help="the .onnx file to check (its export set must be complete)")
     p.set_defaults(func=_cmd_check)
 
     p = verbs.add_parser("build", help="build TensorRT engines (prefill + decode) with the selective-scan plugin",
@@ -275,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(else batch 1..8 opt 1, seqlen 1..2048 opt 512).")
     p.add_argument("--onnx", required=True, help="exported .onnx (manifest.json beside it)")
     p.add_argument("--engine", required=True, help="output plan path, e.g. out/model.plan")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--plugins", default=None, metavar="PATH",
                    help="libmq_plugins.so or its directory (default: $MQ_PLUGIN_PATH, then build/)")
     for sel in ("min", "opt", "max"):
@@ -308,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "onnxruntime (with --engine), torch, and torch-fp for a quantized graph)")
     p.add_argument("--model", default=None, help="the model directory or artifact the graph came from "
                                                  "(default: the manifest's source path)")
-    p.add_argument("--text", default=None, help="text file or 'pydoc-topics' (default: the bundled held-out text)")
+    p.add_argument("--text", default=None, help="text file, 'pydoc-topics' or token ids (.npy / .json) (default: "
+                                                "the bundled held-out text)")
     p.add_argument("--tokens", default=None, help="token ids instead of text: .npy or JSON [batch, length]")
     p.add_argument("--samples", type=int, default=4, help="windows of the text (default 4)")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per window (default 256)")
@@ -317,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugins", default=None, help="libmq_plugins.so (default: found beside the package or "
                                                    "via MQ_PLUGIN_PATH)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(func=_cmd_validate)
 
     p = verbs.add_parser("bench", help="prefill and decode latency: engines vs ONNX Runtime vs torch, table + plot",
@@ -339,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch model precision (default fp16 on a GPU, fp32 on the CPU)")
     p.add_argument("--plugins", default=None, help="libmq_plugins.so (default: beside the package or MQ_PLUGIN_PATH)")
     p.add_argument("--out", default="out/bench", help="output prefix for .md/.json/.png (default out/bench)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(func=_cmd_bench)
     return parser
 
@@ -348,7 +395,9 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except MQDeployError as e:
-        print(f"error: {e}", file=sys.stderr)
+        # one line, always: a message listing several problems is joined with "; "
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        print(f"error: {'; '.join(lines)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -150,6 +150,8 @@ def _tensorrt(summary: Summary, onnx_path: str, engine_path: str) -> bool:
 
 
 def run_demo(max_tokens: int | None = 131072) -> int:
+    if max_tokens is not None and max_tokens != 0 and max_tokens < 512:
+        raise MQDeployError(f"--max-tokens {max_tokens}: give 0 (all) or at least one 512-byte window")
     start = time.perf_counter()
     model_dir = str(demo_model_dir())
     print(f"mq-deploy demo: {model_dir}")

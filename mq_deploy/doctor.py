@@ -1,7 +1,15 @@
-"""`mq-deploy doctor`: what is installed, what each stage of the chain still needs, and the fix."""
+"""`mq-deploy doctor`: what is installed, whether each stage of the chain can run, and the fix.
+
+A stage is ready when everything it imports imports: the mq_deploy modules behind the verb (which
+pull in their third-party packages at module level) plus the packages those modules import only
+when called (listed here beside them). So the verdict is the import the verb itself would do, not a
+guess from package names: a missing transitive dependency (ml_dtypes under onnx) shows, and a
+package nothing imports does not count.
+"""
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import platform
@@ -11,23 +19,43 @@ from dataclasses import dataclass
 
 from .trt.plugin_library import KERNEL_LIBRARY, PLUGIN_LIBRARY, find_library
 
-# distribution name, import name
+# distribution name, import name: the versions printed
 PACKAGES = [("torch", "torch"), ("numpy", "numpy"), ("safetensors", "safetensors"), ("tqdm", "tqdm"),
             ("transformers", "transformers"), ("tokenizers", "tokenizers"), ("onnx", "onnx"),
-            ("onnxruntime", "onnxruntime"), ("onnx-graphsurgeon", "onnx_graphsurgeon"),
-            ("matplotlib", "matplotlib"), ("tensorrt", "tensorrt"), ("polygraphy", "polygraphy"),
-            ("lm-eval", "lm_eval")]
+            ("ml_dtypes", "ml_dtypes"), ("onnxruntime", "onnxruntime"), ("polygraphy", "polygraphy"),
+            ("matplotlib", "matplotlib"), ("tensorrt", "tensorrt")]
 
-# stage -> (packages it needs, the fix)
-STAGES = {
-    "load / eval / demo": (["torch", "numpy", "safetensors", "tqdm"], "pip install -e ."),
-    "HF tokenizers, parity tests": (["transformers", "tokenizers"], "pip install -e '.[hf]'"),
-    "ONNX export and check": (["onnx", "onnxruntime", "onnx-graphsurgeon"], "pip install -e '.[onnx]'"),
-    "plots (inspect)": (["matplotlib"], "pip install -e '.[plot]'"),
-    "TensorRT build / validate / bench": (["tensorrt", "polygraphy"],
-                                          "pip install -e '.[trt]' on a machine with an NVIDIA GPU and driver"),
-    "lm-eval tasks": (["lm-eval"], "pip install -e '.[eval]'"),
-}
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    imports: tuple[str, ...]         # what running the stage imports (modules, then lazy imports)
+    fix: str
+    needs_gpu: bool = False          # TensorRT stages: also the plugin library and an NVIDIA GPU
+
+
+STAGES = (
+    Stage("load / eval / quantize / demo",
+          ("mq_deploy.api", "mq_deploy.quant.quantize", "mq_deploy.quant.artifact", "mq_deploy.quant.recipes.mambaquant",
+           "mq_deploy.quant.recipes.smoothquant", "safetensors.torch"),
+          "pip install -e ."),
+    Stage("models with their own tokenizer.json", ("mq_deploy.models.tokenizer", "transformers"),
+          "pip install -e '.[hf]'"),
+    Stage("ONNX export and check", ("mq_deploy.export.exporter", "mq_deploy.export.check", "onnxruntime"),
+          "pip install -e '.[onnx]'"),
+    Stage("validate / bench on ONNX Runtime",
+          ("mq_deploy.validate.validation", "mq_deploy.validate.runners", "mq_deploy.bench.benchmark",
+           "polygraphy.comparator", "onnxruntime"),
+          "pip install -e '.[onnx]'"),
+    Stage("plots (inspect, bench)", ("mq_deploy.validate.plots", "matplotlib.pyplot"), "pip install -e '.[plot]'"),
+    Stage("TensorRT build", ("mq_deploy.trt.builder", "tensorrt"),
+          "pip install -e '.[trt]' on a machine with an NVIDIA GPU and driver, and build libmq_plugins.so",
+          needs_gpu=True),
+    Stage("TensorRT validate / bench", ("mq_deploy.trt.runtime", "mq_deploy.validate.validation", "tensorrt",
+                                        "polygraphy.backend.trt"),
+          "pip install -e '.[trt]' on a machine with an NVIDIA GPU and driver, and build libmq_plugins.so",
+          needs_gpu=True),
+)
 
 
 @dataclass
@@ -44,6 +72,21 @@ def package_version(dist: str, module: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "unknown version"
+
+
+def missing_imports(modules) -> list[str]:
+    """The top-level packages that stop `modules` from importing (each named once)."""
+    missing = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            name = (e.name or module).split(".")[0]
+            if name == "mq_deploy":          # one of ours failed on something it imports: say what
+                name = str(e)
+            if name not in missing:
+                missing.append(name)
+    return missing
 
 
 def _command_output(cmd: list[str]) -> str | None:
@@ -71,14 +114,14 @@ def collect() -> Report:
         path = find_library(name)
         facts[name] = str(path) if path else "not built (cmake -S . -B build && cmake --build build)"
     stages = {}
-    for stage, (needs, fix) in STAGES.items():
-        missing = [p for p in needs if not versions.get(p)]
-        if stage.startswith("TensorRT"):
+    for stage in STAGES:
+        missing = missing_imports(stage.imports)
+        if stage.needs_gpu:
             if not find_library(PLUGIN_LIBRARY):
                 missing.append(PLUGIN_LIBRARY)
             if gpu is None:
                 missing.append("an NVIDIA GPU")
-        stages[stage] = (not missing, "ok" if not missing else f"missing {', '.join(missing)}: {fix}")
+        stages[stage.name] = (not missing, "ok" if not missing else f"missing {', '.join(missing)}: {stage.fix}")
     return Report(versions, facts, stages)
 
 
@@ -88,5 +131,5 @@ def format_report(report: Report) -> str:
     lines.append("machine:")
     lines += [f"  {name:<26} {value}" for name, value in report.facts.items()]
     lines.append("stages:")
-    lines += [f"  [{'ok' if ok else '--'}] {stage:<34} {message}" for stage, (ok, message) in report.stages.items()]
+    lines += [f"  [{'ok' if ok else '--'}] {stage:<38} {message}" for stage, (ok, message) in report.stages.items()]
     return "\n".join(lines)

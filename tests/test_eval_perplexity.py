@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mq_deploy.errors import MQDeployError
 from mq_deploy.eval import evaluate_perplexity, unigram_bits_per_token
 from mq_deploy.models import MambaConfig, MambaLM
 
@@ -32,8 +33,10 @@ def test_max_tokens_and_too_short_text(hf_mamba_factory):
     ours.load_state_dict(hf.state_dict())
     ids = torch.randint(0, 256, (100,))
     assert evaluate_perplexity(ours, ids, 100, seq_len=10, max_tokens=40, progress=False).scored_tokens == 4 * 9
-    with pytest.raises(ValueError, match="text too short"):
+    with pytest.raises(MQDeployError, match="5 tokens, fewer than one window of --seq-len 10"):
         evaluate_perplexity(ours, ids[:5], 5, seq_len=10, progress=False)
+    with pytest.raises(MQDeployError, match="a window needs at least 2 tokens"):
+        evaluate_perplexity(ours, ids, 100, seq_len=1, progress=False)
 
 
 def test_unigram_entropy_by_hand():

@@ -175,8 +175,11 @@ def test_cli_export_and_check(fp_model, tmp_path):
     model = onnx.load(str(tmp_path / "m.onnx"))
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
     onnx.save(model, str(tmp_path / "bad.onnx"))
-    r = run("check", "--onnx", tmp_path / "bad.onnx")
-    assert r.returncode == 2 and "batch" in r.stdout
+    r = run("check", "--onnx", tmp_path / "bad.onnx")     # not part of the export set beside it
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "describes m.onnx, not bad.onnx" in r.stderr
+    onnx.save(model, str(tmp_path / "m.onnx"))             # edited in place: the contract problem and the edit
+    r = run("check", "--onnx", tmp_path / "m.onnx")
+    assert r.returncode == 2 and "batch" in r.stdout and "m.onnx: is not the file export wrote" in r.stdout
     r = run("export", "--model", tmp_path / "missing", "--onnx", tmp_path / "x.onnx")
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "does not exist" in r.stderr
 
@@ -184,21 +187,21 @@ def test_cli_export_and_check(fp_model, tmp_path):
 def test_bad_outputs_leave_nothing_behind(fp_model, tmp_path, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    with pytest.raises(MQDeployError, match="cannot create the output directory"):
+    with pytest.raises(MQDeployError, match="a_file is a file, not a directory"):
         export_onnx(fp_model[1], blocker / "model.onnx")
     with pytest.raises(MQDeployError, match="must end in .onnx"):
         export_onnx(fp_model[1], tmp_path / "model.bin")
     with pytest.raises(MQDeployError, match="unknown precision"):
         export_onnx(fp_model[1], tmp_path / "model.onnx", precision="int4")
-    # a write that fails half way: no .onnx, no temporary file
-    import mq_deploy.export.files as files
+    # a write that fails half way: no .onnx, no temporary file, not even the directory it made
+    import mq_deploy.atomic_dir as atomic_dir
 
     def failing_fsync(fd):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(files.os, "fsync", failing_fsync)
+    monkeypatch.setattr(atomic_dir.os, "fsync", failing_fsync)
     with pytest.raises(MQDeployError, match="No space left"):
         export_onnx(fp_model[1], tmp_path / "out" / "model.onnx", precision="fp32")
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()
 
 
 def test_external_data_export_runs_the_same_and_is_checked(fp_model, exports, tmp_path):
@@ -218,6 +221,7 @@ def test_external_data_export_runs_the_same_and_is_checked(fp_model, exports, tm
     single = exports[("fp32", "plugin")].onnx_path
     ref = session(single).run(["logits"], {"input_ids": ids})[0]
     np.testing.assert_array_equal(session(result.onnx_path).run(["logits"], {"input_ids": ids})[0], ref)
-    # moved away from its data, the graph no longer checks: the check reads the real file
+    # moved away from its data, the set is incomplete: one error, not a check that passes
     (tmp_path / "model.onnx.data").rename(tmp_path / "elsewhere.data")
-    assert check_onnx(result.onnx_path)
+    with pytest.raises(MQDeployError, match="incomplete export set: model.onnx.data"):
+        check_onnx(result.onnx_path)

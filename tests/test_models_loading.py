@@ -109,7 +109,7 @@ def test_save_is_atomic(hf_mamba_factory, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
     monkeypatch.setattr(safetensors.torch, "save_file", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(MQDeployError, match="disk full"):    # one line for the user, nothing written
         save_model(loaded.model, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["hf"]   # no temp dir left behind

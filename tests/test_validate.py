@@ -67,7 +67,9 @@ def test_onnxruntime_against_torch_passes_with_real_numbers(exported):
     # recompute both NLLs outside the validation code: ORT and the fake-quant torch model directly
     import onnxruntime as ort
     ids = torch.tensor(list(TEXT.encode()))[:3 * 96].reshape(3, 96)
-    ours = ort.InferenceSession(str(exported["fp32"].onnx_path), providers=["CPUExecutionProvider"]).run(
+    options = ort.SessionOptions()      # the graph as written: without ORT's own QDQ fusions (docs/validation.md)
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    ours = ort.InferenceSession(str(exported["fp32"].onnx_path), options, providers=["CPUExecutionProvider"]).run(
         ["logits"], {"input_ids": ids.numpy()})[0]
     with torch.no_grad():
         ref = load_quantized(root / "q").model(ids).numpy()

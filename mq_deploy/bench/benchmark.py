@@ -13,8 +13,10 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..atomic_dir import atomic_files
 from ..errors import MQDeployError
-from ..export.manifest import read_manifest, require_manifest
+from ..export.export_set import read_manifest, require_manifest
+from ..outputs import check_output_files, read_own_json
 from ..progress import progress_bar
 from .backends import TorchBackend, onnxruntime_backend, tensorrt_backend
 from .timing import latency_stats, time_calls
@@ -31,13 +33,17 @@ def _label(manifest: dict, runtime: str) -> str:
 def _torch_fp_backend(manifest: dict, device: torch.device, precision: str | None):
     """The unquantized model: the artifact's FP source checkpoint when it is still there."""
     from ..models.loading import load_model
-    from ..quant.artifact import is_quantized_artifact, read_quant_meta
+    from ..quant.artifact import directory_hash, is_quantized_artifact, read_quant_meta
     from ..validate.reference_models import source_dir, torch_model
-    path = source_dir(manifest)
+    path = source_dir(manifest)                   # checked against the sha256 export recorded
     if is_quantized_artifact(path):
-        fp_source = (read_quant_meta(path).get("source") or {}).get("path")
-        model = (load_model(fp_source).model if fp_source and Path(fp_source, "config.json").is_file()
-                 else torch_model(path, quantized=False))
+        recorded = read_quant_meta(path).get("source") or {}
+        fp_source = recorded.get("path")
+        # the artifact's own FP source if it is still there unchanged; else the artifact's transformed
+        # FP model, which computes the same function
+        same = (fp_source and Path(fp_source, "config.json").is_file()
+                and recorded.get("sha256") in (None, directory_hash(Path(fp_source))))
+        model = load_model(fp_source).model if same else torch_model(path, quantized=False)
     else:
         model = torch_model(path)
     precision = precision or ("fp16" if device.type == "cuda" else "fp32")
@@ -126,24 +132,44 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(report: dict, out_prefix) -> list[Path]:
-    """<prefix>.md, <prefix>.json and (with matplotlib) <prefix>.png, each written atomically."""
-    from ..export.files import check_writable, write_atomic
+def output_paths(out_prefix) -> tuple[Path, Path, Path]:
     prefix = Path(out_prefix)
-    md, js = prefix.with_name(prefix.name + ".md"), prefix.with_name(prefix.name + ".json")
-    check_writable(md)
+    return tuple(prefix.with_name(prefix.name + suffix) for suffix in (".md", ".json", ".png"))
+
+
+def _is_own_report(out_prefix) -> bool:
+    """The .json of a previous bench of ours at this prefix (then its .md and .png are ours too)."""
+    report = read_own_json(output_paths(out_prefix)[1])
+    return report is not None and "rows" in report
+
+
+def check_outputs(out_prefix, force: bool, inputs=()) -> None:
+    """Before any work: <prefix>.md/.json/.png are new, or a previous bench of ours and --force."""
+    check_output_files(list(output_paths(out_prefix)), "bench report", lambda p: _is_own_report(out_prefix), force,
+                       inputs=inputs, option="--out")
+
+
+def write_outputs(report: dict, out_prefix, force: bool = False) -> list[Path]:
+    """<prefix>.md, <prefix>.json and (with matplotlib) <prefix>.png, written together or not at all."""
+    from .plot import plot_bench_png
+    check_outputs(out_prefix, force)
+    md, js, png = output_paths(out_prefix)
     m, s = report["model"], report["settings"]
     header = (f"# mq-deploy bench\n\n{report['onnx']}: d_model {m['hidden_size']}, {m['num_hidden_layers']} layers, "
               f"vocab {m['vocab_size']}; {s['iterations']} timed runs per prefill length after {s['warmup']} "
               f"warm-up runs, {s['decode_steps']} decode steps after a {s['decode_prompt']}-token prompt. "
               f"Machine: {report['machine']['gpu'] or report['machine']['processor'] or report['machine']['platform']}"
               f", {report['machine']['cpu_threads']} CPU threads.\n\n")
-    write_atomic(md, (header + format_table(report) + "\n").encode("utf-8"))
-    write_atomic(js, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
-    written = [md, js]
-    from .plot import plot_bench
     try:
-        written.append(plot_bench(report, prefix.with_name(prefix.name + ".png")))
+        image = plot_bench_png(report)
     except MQDeployError as e:
+        image = None
         print(f"no plot: {e}")      # matplotlib missing: the table and JSON are the result
-    return written
+    with atomic_files() as stage:
+        stage.file(md).write_bytes((header + format_table(report) + "\n").encode("utf-8"))
+        stage.file(js).write_bytes((json.dumps(report, indent=2) + "\n").encode("utf-8"))
+        if image is not None:
+            stage.file(png).write_bytes(image)
+        else:
+            stage.remove(png)       # a previous run's plot would not match this table
+    return [md, js] + ([png] if image is not None else [])

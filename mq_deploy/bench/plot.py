@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..validate.plots import _pyplot
+from ..validate.plots import _pyplot, figure_png
 
 
-def plot_bench(report: dict, path) -> Path:
+def plot_bench_png(report: dict) -> bytes:
+    """The plot as PNG bytes (tagged as ours, so a later --force may replace it)."""
     plt = _pyplot()
-    path = Path(path)
     rows = report["rows"]
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [2, 1]})
@@ -33,8 +31,4 @@ def plot_bench(report: dict, path) -> Path:
     right.set(xlabel="tokens/s (median step)", title="decode, one token per step")
     right.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return figure_png(plt, fig, dpi=110)

@@ -15,16 +15,17 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import MQDeployError
 from ..progress import progress_bar
 
 
 @dataclass
 class PerplexityResult:
     scored_tokens: int
-    scored_bytes: float
+    scored_bytes: float | None    # None for token ids given without their text
     nll_per_token: float          # nats
     perplexity: float             # per token
-    bits_per_byte: float
+    bits_per_byte: float | None
     seq_len: int
     seconds: float
 
@@ -32,23 +33,38 @@ class PerplexityResult:
         return asdict(self)
 
 
+def check_eval_windows(seq_len: int, batch_size: int = 1, max_tokens: int | None = None) -> None:
+    """Before any work: settings no evaluation can run with."""
+    if seq_len < 2:
+        raise MQDeployError(f"--seq-len {seq_len}: a window needs at least 2 tokens (the first token of a "
+                            "window has no context, so it is not scored); use e.g. --seq-len 512")
+    if batch_size < 1:
+        raise MQDeployError(f"--batch-size {batch_size}: give at least 1 window per forward pass")
+    if max_tokens is not None and max_tokens < seq_len:
+        raise MQDeployError(f"--max-tokens {max_tokens} is less than one window of --seq-len {seq_len}; "
+                            "give more tokens or a smaller --seq-len")
+
+
 @torch.no_grad()
-def evaluate_perplexity(model, token_ids, total_bytes: int, seq_len: int = 512, batch_size: int = 8,
-                        max_tokens: int | None = None, progress: bool = True, desc: str = "perplexity"):
+def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int = 512, batch_size: int = 8,
+                        max_tokens: int | None = None, progress: bool = True, desc: str = "perplexity",
+                        label: str = "the text"):
     """Evaluate `model` (ids [b, L] -> logits [b, L, V]) on a 1-D token sequence.
 
-    total_bytes: UTF-8 length of the text the tokens came from (for bits per byte).
+    total_bytes: UTF-8 length of the text the tokens came from (for bits per byte; None: not known).
     max_tokens: evaluate only the first max_tokens tokens (bytes are scaled to match).
+    A logit that is NaN or inf stops the evaluation with one error: a perplexity of NaN is not a result.
     """
+    check_eval_windows(seq_len, batch_size, max_tokens)
     ids = torch.as_tensor(token_ids, dtype=torch.long).flatten()
     if max_tokens is not None and max_tokens < ids.numel():
-        total_bytes = total_bytes * max_tokens / ids.numel()
+        if total_bytes is not None:
+            total_bytes = total_bytes * max_tokens / ids.numel()
         ids = ids[:max_tokens]
-    if seq_len < 2:
-        raise ValueError("seq_len must be at least 2")
     n_windows = ids.numel() // seq_len
     if n_windows == 0:
-        raise ValueError(f"text too short: {ids.numel()} tokens, need at least seq_len={seq_len}")
+        raise MQDeployError(f"{label} has {ids.numel()} tokens, fewer than one window of --seq-len {seq_len}; "
+                            "give a longer text or a smaller --seq-len")
     windows = ids[: n_windows * seq_len].view(n_windows, seq_len)
     nll, scored = 0.0, 0
     start = time.perf_counter()
@@ -56,15 +72,22 @@ def evaluate_perplexity(model, token_ids, total_bytes: int, seq_len: int = 512, 
         for i in range(0, n_windows, batch_size):
             batch = windows[i:i + batch_size]
             logits = model(batch[:, :-1])
+            if not torch.isfinite(logits).all():
+                bad = int((~torch.isfinite(logits)).sum())
+                raise MQDeployError(f"the model produced NaN/inf logits on {label} ({bad} values in windows "
+                                    f"{i + 1}..{i + len(batch)}); no perplexity can be reported. Its weights are "
+                                    "finite, so an activation overflows: check the checkpoint (and a quantized "
+                                    "artifact's scales)")
             nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
                                    reduction="sum").item()
             scored += batch[:, 1:].numel()
             bar.update(batch.numel())
     # bytes covered by the scored tokens, assuming bytes spread evenly over tokens
-    scored_bytes = total_bytes * scored / ids.numel()
+    scored_bytes = total_bytes * scored / ids.numel() if total_bytes else None
     mean = nll / scored
     return PerplexityResult(scored_tokens=scored, scored_bytes=scored_bytes, nll_per_token=mean,
-                            perplexity=math.exp(mean), bits_per_byte=nll / math.log(2) / scored_bytes,
+                            perplexity=math.exp(mean),
+                            bits_per_byte=nll / math.log(2) / scored_bytes if scored_bytes else None,
                             seq_len=seq_len, seconds=time.perf_counter() - start)
 
 

@@ -1,23 +1,30 @@
-"""Evaluate a loaded model on a text source (file or 'pydoc-topics')."""
+"""Evaluate a loaded model on a text source (a file, 'pydoc-topics', or a token-id file)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import resolve_text_source
+from ..data.sources import load_tokens
 from .perplexity import evaluate_perplexity, unigram_bits_per_token
 
 
 def evaluate_model(model, tokenizer, text: str, seq_len: int = 512, batch_size: int = 8,
-                   max_tokens: int | None = None, progress: bool = True) -> dict:
+                   max_tokens: int | None = None, progress: bool = True, option: str = "--text") -> dict:
     """Perplexity and bits per byte of a loaded model on a text (a file path or 'pydoc-topics'),
-    next to the unigram entropy of the same tokens."""
-    body, label = resolve_text_source(text)
-    ids = tokenizer.encode(body)
-    if max_tokens:
+    next to the unigram entropy of the same tokens. Token ids (.npy/.json) are scored as one
+    sequence; they have no bytes, so the bits-per-byte figures are None for them.
+    `tokenizer`: the model's tokenizer, or a function returning it (only a text needs one)."""
+    source = load_tokens(text, tokenizer, model.config.vocab_size, option)
+    ids = source.stream
+    n_bytes = source.n_bytes
+    if max_tokens is not None and max_tokens < ids.size:
+        if n_bytes is not None:
+            tok = tokenizer if hasattr(tokenizer, "encode") else tokenizer()
+            n_bytes = len(tok.decode(ids[:max_tokens]).encode("utf-8"))
         ids = ids[:max_tokens]
-    n_bytes = len(tokenizer.decode(ids).encode("utf-8")) if max_tokens else len(body.encode("utf-8"))
     result = evaluate_perplexity(model, ids, n_bytes, seq_len=seq_len, batch_size=batch_size,
-                                 progress=progress, desc=f"eval {Path(label).name}")
-    return {"text": label, "tokenizer": tokenizer.name, "parameters": sum(p.numel() for p in model.parameters()),
-            **result.to_dict(), "unigram_bits_per_byte": unigram_bits_per_token(ids) * len(ids) / n_bytes}
+                                 progress=progress, desc=f"eval {Path(source.label).name}", label=source.label)
+    unigram = unigram_bits_per_token(ids)
+    return {"text": source.label, "tokenizer": source.tokenizer, "parameters": sum(p.numel() for p in model.parameters()),
+            **result.to_dict(), "unigram_bits_per_token": unigram,
+            "unigram_bits_per_byte": unigram * len(ids) / n_bytes if n_bytes else None}

@@ -11,9 +11,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..quant.transforms.hadamard import hadamard_matrix, signed_hadamard_matrix
 from .onnx_builder import DOMAIN, OPSET, GraphBuilder
-from .selective_scan_node import PLUGIN_NAMESPACE, PLUGIN_VERSION
+from .op_names import HADAMARD_OP, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
-OP_TYPE = "HadamardTransform"
+OP_TYPE = HADAMARD_OP
 INPUTS = ("x", "signs")
 ATTRIBUTES = {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE}
 

@@ -9,46 +9,27 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import MQDeployError
+from .export_set import (MANIFEST_NAME, MANIFEST_VERSION, decode_path, manifest_path,  # noqa: F401 (re-exported)
+                         read_manifest, require_manifest)
 from .graph_builder import BuiltGraph
 from .graph_files import GraphFile
-from .hadamard_node import OP_TYPE as HADAMARD_OP
-from .onnx_builder import DOMAIN, DOMAIN_VERSION
-from .selective_scan_node import OP_TYPE as SCAN_OP
-from .selective_scan_node import PLUGIN_NAMESPACE, PLUGIN_VERSION
+from .op_names import DOMAIN, DOMAIN_VERSION, PLUGIN_NAMESPACE, PLUGIN_OPS, PLUGIN_VERSION
 from .source import ExportSource
 
-MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
 SCAN_DEVIATION = ("the scan runs in the graph's float type with an FP32 state; the paper's per-token "
                   "quantization of h·C is not deployed (not expressible in a fused scan kernel)")
 
 
-def manifest_path(onnx_path) -> Path:
-    return Path(onnx_path).with_name(MANIFEST_NAME)
-
-
-def decode_path(onnx_path) -> Path:
-    """model.onnx -> model.decode.onnx (the single-token step graph)."""
-    path = Path(onnx_path)
-    return path.with_name(f"{path.stem}.decode{path.suffix or '.onnx'}")
-
-
-def read_manifest(onnx_path) -> dict:
-    return json.loads(manifest_path(onnx_path).read_text(encoding="utf-8"))
-
-
-def require_manifest(onnx_path) -> dict:
-    """The manifest of an exported graph, or one clear error when the graph or its manifest is missing."""
-    onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise MQDeployError(f"{onnx_path} does not exist; export it first with `mq-deploy export`")
-    if not manifest_path(onnx_path).is_file():
-        raise MQDeployError(f"no manifest.json beside {onnx_path}; it holds the model, precision and graph I/O: "
-                            "re-export with `mq-deploy export`")
-    try:
-        return read_manifest(onnx_path)
-    except (ValueError, OSError) as e:
-        raise MQDeployError(f"cannot read {manifest_path(onnx_path)} ({e}); re-export with `mq-deploy export`") from None
+def _plugin_nodes(built: BuiltGraph) -> list[dict]:
+    """Every plugin node with the attributes TensorRT looks it up by, so `build` can check the
+    plugin layers from the manifest without onnx installed."""
+    nodes = []
+    for n in built.model.graph.node:
+        if n.domain == DOMAIN and n.op_type in PLUGIN_OPS:
+            attrs = {a.name: a.s.decode() for a in n.attribute if a.name in ("plugin_version", "plugin_namespace")}
+            nodes.append({"name": n.name, "op": n.op_type, "version": attrs.get("plugin_version", PLUGIN_VERSION),
+                          "namespace": attrs.get("plugin_namespace", "")})
+    return nodes
 
 
 def _graph_entry(path: Path, built: BuiltGraph, graph_file: GraphFile) -> dict:
@@ -57,7 +38,7 @@ def _graph_entry(path: Path, built: BuiltGraph, graph_file: GraphFile) -> dict:
     return {"file": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             **graph_file.manifest_entry(),
             "inputs": [io.as_dict() for io in built.inputs], "outputs": [io.as_dict() for io in built.outputs],
-            "plugins": sorted(op for op in ops if op in (SCAN_OP, HADAMARD_OP))}
+            "plugins": sorted(op for op in ops if op in PLUGIN_OPS), "plugin_nodes": _plugin_nodes(built)}
 
 
 def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict[str, tuple[Path, BuiltGraph, GraphFile]],

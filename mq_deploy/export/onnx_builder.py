@@ -11,12 +11,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .op_names import DOMAIN, DOMAIN_VERSION  # noqa: F401 (imported from here by the graph modules)
+
 OPSET = 19                 # FP16 / BF16 Q-DQ scales need opset 19; TensorRT 10 parses it
 IR_VERSION = 9             # function attribute defaults (attribute_proto) need IR 9
 INT4_OPSET = 21            # INT4 tensors and blocked DequantizeLinear (W4A16 graphs only: TensorRT
 INT4_IR_VERSION = 10       # parses opset 21 since 10.x releases that read ModelOpt's INT4 graphs)
-DOMAIN = "mq_deploy"
-DOMAIN_VERSION = 1
 
 FLOAT_TYPES = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16}
 NUMPY_OF = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16, TensorProto.INT8: np.int8,

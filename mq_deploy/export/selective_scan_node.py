@@ -13,10 +13,9 @@ import onnx
 from onnx import TensorProto, helper
 
 from .onnx_builder import DOMAIN, OPSET, GraphBuilder
+from .op_names import PLUGIN_NAMESPACE, PLUGIN_VERSION, SCAN_OP
 
-OP_TYPE = "SelectiveScan"
-PLUGIN_VERSION = "1"
-PLUGIN_NAMESPACE = "mq_deploy"
+OP_TYPE = SCAN_OP
 INPUTS = ("x", "delta", "A", "B", "C", "D", "delta_bias", "z", "gate_scale")
 OUTPUTS = ("y", "final_state")
 FP32_INPUTS = ("A", "D", "delta_bias", "gate_scale")     # the contract's float32 slots

@@ -40,16 +40,9 @@ class ExportSource:
 
 
 def _check_exportable(path: Path, config: QuantConfig, meta: dict) -> None:
-    if config.mode != "deploy":
-        raise MQDeployError(f"{path} is a paper-mode artifact (asymmetric weights, dynamic per-sample activations), "
-                            "which TensorRT cannot run; re-quantize with `mq-deploy quantize --mode deploy` to export it")
-    if config.w_bits not in (4, 8):
-        raise MQDeployError(f"{path} has {config.w_bits}-bit weights; the ONNX export supports 8-bit (W8A8, W8A16) "
-                            "and 4-bit weight-only (W4A16) models; re-quantize with `--w-bits 8` or `--w-bits 4 --a-bits 16`")
-    if config.w_bits == 4 and config.a_bits != 16:
-        raise MQDeployError(f"{path} is W4A{config.a_bits}: TensorRT runs 4-bit weights weight-only (INT4 weights, "
-                            "FP16 activations), it has no INT4 x INT8 GEMM; re-quantize as W4A16 (`--w-bits 4 --a-bits 16`) "
-                            "or W8A8 (`--w-bits 8 --a-bits 8`)")
+    blocker = config.export_blocker()
+    if blocker is not None:
+        raise MQDeployError(f"{path} cannot be exported: {blocker}")
     for point, info in meta["activations"].items():
         if info.get("dynamic") or not info.get("symmetric", False) or info.get("zero_point", 0) != 0:
             raise MQDeployError(f"{path}: activation {point} is not static symmetric per-tensor INT8, which is "

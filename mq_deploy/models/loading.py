@@ -53,9 +53,13 @@ class LoadedModel:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MQDeployError(f"{path} is not valid JSON ({e}); restore the file from the original checkpoint") from None
+    if not isinstance(data, dict):
+        raise MQDeployError(f"{path} holds a JSON {type(data).__name__}, not an object; restore the file from the "
+                            "original checkpoint")
+    return data
 
 
 def _reject_unsupported(raw: dict, where: Path) -> None:
@@ -120,14 +124,29 @@ def load_config(path) -> tuple[MambaConfig, str]:
 
 # --------------------------------------------------------------------------------------- weights
 
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
 def _load_weight_file(file: Path) -> dict[str, torch.Tensor]:
+    """One weight file; a truncated or corrupt file (either format) is one MQDeployError."""
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
-        return load_file(str(file))
+        try:
+            return load_file(str(file))
+        except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, ... : the file is unreadable
+            raise MQDeployError(f"cannot read {file}: it is truncated or not a safetensors file ({_first_line(e)}); "
+                                "restore it from the original checkpoint (re-download or re-copy it)") from None
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # a pickle that is not a plain state_dict, or a truncated file
-        raise MQDeployError(f"cannot read {file} as a PyTorch state_dict ({type(e).__name__}: {e})") from None
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a truncated zip/pickle, or a pickle that is not a state_dict
+        raise MQDeployError(f"cannot read {file} as a PyTorch state_dict: it is truncated, corrupt or not a plain "
+                            f"state_dict ({_first_line(e)}); restore it from the original checkpoint") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise MQDeployError(f"{file} holds a {type(state).__name__}, not a state_dict of tensors; save the model "
+                            "with torch.save(model.state_dict(), ...)")
+    return state
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -136,7 +155,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if not file.is_file():
             continue
         if name.endswith(".index.json"):
-            shards = sorted(set(_read_json(file).get("weight_map", {}).values()))
+            index = _read_json(file)
+            weight_map = index.get("weight_map") if isinstance(index, dict) else None
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise MQDeployError(f"{file} has no weight_map; restore it from the original checkpoint")
+            shards = sorted(set(map(str, weight_map.values())))
             missing = [s for s in shards if not (path / s).is_file()]
             if missing:
                 raise MQDeployError(f"{file} lists shard files that are missing: {', '.join(missing)}")
@@ -179,6 +202,15 @@ def _check_tensors(state: dict, model: MambaLM, config: MambaConfig, where: Path
                             "the weights and config.json must come from the same Mamba-1 checkpoint")
 
 
+def check_finite_weights(state: dict[str, torch.Tensor], where: Path) -> None:
+    """NaN or inf in a weight makes every output NaN; say which tensor, before any work."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise MQDeployError(f"{where}: the weight {name} holds {bad} NaN/inf value(s); the checkpoint is "
+                                "corrupt (or was saved after a diverged training step): restore it from the original")
+
+
 def load_model(path, dtype: torch.dtype = torch.float32) -> LoadedModel:
     """Load a checkpoint directory (HF, mamba_ssm, or ours) as a canonical MambaLM in eval mode."""
     path = Path(path)
@@ -193,6 +225,7 @@ def load_model(path, dtype: torch.dtype = torch.float32) -> LoadedModel:
     with torch.device("meta"):
         model = MambaLM(config)
     _check_tensors(state, model, config, path)
+    check_finite_weights(state, path)
     if config.tie_word_embeddings:
         state["lm_head.weight"] = state["backbone.embeddings.weight"]
     model.load_state_dict(state, strict=True, assign=True)

@@ -9,6 +9,15 @@ from ..errors import MQDeployError
 BYTE_TOKENIZER = "bytes"
 
 
+class NoTokenizerError(MQDeployError):
+    """A model directory with no tokenizer. `reason` is the message without a fix, so the caller
+    can name the option that takes token ids instead."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"{reason}; pass token ids instead of text (a .npy or .json file of integer ids)")
+        self.reason = reason
+
+
 class ByteTokenizer:
     """UTF-8 bytes are the tokens (vocab 256). Decoding replaces invalid sequences."""
 
@@ -31,7 +40,12 @@ class HFTokenizer:
         except ImportError:
             raise MQDeployError(f"{model_dir} has its own tokenizer, which needs transformers: "
                                 "pip install 'mq-deploy[hf]'") from None
-        self._tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        try:
+            self._tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        except Exception as e:  # noqa: BLE001 - transformers raises many types for a broken tokenizer
+            raise MQDeployError(f"cannot read the tokenizer files in {model_dir} ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''}); restore them from the original "
+                                "checkpoint, or remove them and pass token ids") from None
         self.name = type(self._tok).__name__
         self.vocab_size = len(self._tok)
 
@@ -49,7 +63,7 @@ def load_tokenizer(model_dir: Path, declared: str | None):
         return HFTokenizer(model_dir)
     if declared == BYTE_TOKENIZER:
         return ByteTokenizer()
-    raise MQDeployError(
+    raise NoTokenizerError(
         f"no tokenizer for {model_dir}: it has no tokenizer.json and its config.json declares no built-in "
-        "tokenizer. Copy the tokenizer files of the model family into the directory (mamba_ssm checkpoints "
-        "use EleutherAI/gpt-neox-20b's tokenizer.json), or pass token ids instead of text.")
+        "tokenizer (copy the model family's tokenizer files into it: mamba_ssm checkpoints use "
+        "EleutherAI/gpt-neox-20b's tokenizer.json)")

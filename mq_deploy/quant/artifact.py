@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..atomic_dir import atomic_directory
 from ..errors import MQDeployError
-from ..models.loading import load_model, write_model_files
+from ..models.loading import TOKENIZER_FILES, load_model, write_model_files
 from .config import QuantConfig
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
 from .paper_scan import selective_scan_quantized_hc
@@ -34,10 +34,25 @@ from .transforms import HadamardRotation
 
 FORMAT_VERSION = 1
 QUANT_FILE = "quant.json"
+ARTIFACT_FILES = ("config.json", "model.safetensors", "transforms.safetensors", QUANT_FILE, "report.json")
 
 
 def is_quantized_artifact(path) -> bool:
     return (Path(path) / QUANT_FILE).is_file()
+
+
+def is_own_artifact(path) -> bool:
+    """A directory `save_quantized` wrote and nobody added to: a readable quant.json of ours and no
+    file besides the artifact's own (and the tokenizer files it copies). Only such a directory may
+    be replaced (with --force)."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / QUANT_FILE).read_text(encoding="utf-8"))
+        names = {p.name for p in path.iterdir()}
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return (isinstance(meta, dict) and meta.get("format_version") == FORMAT_VERSION
+            and names <= set(ARTIFACT_FILES) | set(TOKENIZER_FILES))
 
 
 def directory_hash(path: Path) -> str:
@@ -52,6 +67,14 @@ def directory_hash(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_made_from(artifact_dir, model_dir) -> None:
+    """The artifact must have been quantized from `model_dir` (quant.json records its sha256)."""
+    recorded = (read_quant_meta(artifact_dir).get("source") or {}).get("sha256")
+    if recorded and directory_hash(Path(model_dir)) != recorded:
+        raise MQDeployError(f"{artifact_dir} was not quantized from {model_dir}: quant.json records the sha256 of "
+                            "another model directory; pass the FP checkpoint the artifact was made from")
+
+
 def _split_state(qm: QuantizedModel):
     """(plain model weights, online-transform tensors) from the transformed FP state."""
     weights, transforms = {}, {}
@@ -63,7 +86,10 @@ def _split_state(qm: QuantizedModel):
     return weights, transforms
 
 
-def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | None = None) -> Path:
+def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | None = None,
+                   replace: bool = False) -> Path:
+    """Write the artifact directory, whole or not at all. An existing non-empty `out_dir` is replaced
+    only with replace=True (the caller checked it is a previous artifact of ours)."""
     from safetensors.torch import save_file
 
     weights, transforms = _split_state(qm)
@@ -79,7 +105,7 @@ def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | 
         "source": {"path": str(source_dir) if source_dir else None,
                    "sha256": directory_hash(Path(source_dir)) if source_dir else None},
     }
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, replace=replace) as tmp:
         write_model_files(tmp, qm.model.config, {k: v.contiguous() for k, v in weights.items()}, source_dir)
         save_file({k: v.contiguous() for k, v in transforms.items()}, str(tmp / "transforms.safetensors"))
         (tmp / QUANT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -28,7 +28,8 @@ def input_point_of(linear: str) -> str:
 @dataclass(frozen=True)
 class QuantConfig:
     w_bits: int = 8
-    a_bits: int = 8                  # 16: activations stay in floating point (W4A16)
+    a_bits: int | None = None        # 16: activations stay in floating point; None: 8 for W8, 16 for W4
+                                     # (W4A16 is what TensorRT runs; W4A8 has no INT4 x INT8 GEMM)
     mode: str = "deploy"             # deploy: what TensorRT runs; paper: the MambaQuant paper's settings
     group_size: int = 128            # 4-bit weights: elements per group along the input dimension
     quantize_lm_head: bool = False
@@ -38,12 +39,24 @@ class QuantConfig:
     batch_size: int = 8              # calibration windows per forward pass
 
     def __post_init__(self):
+        if self.a_bits is None:
+            object.__setattr__(self, "a_bits", 16 if self.w_bits == 4 else 8)
         if (self.w_bits, self.a_bits) not in ((8, 8), (4, 8), (4, 16), (8, 16)):
             raise MQDeployError(f"unsupported bit widths W{self.w_bits}A{self.a_bits}: choose W8A8, W4A8 or W4A16")
         if self.mode not in MODES:
             raise MQDeployError(f"unknown mode {self.mode!r}: choose deploy or paper")
         if not 50.0 < self.act_percentile <= 100.0:
             raise MQDeployError(f"act_percentile must be in (50, 100], got {self.act_percentile}")
+
+    def export_blocker(self) -> str | None:
+        """Why `mq-deploy export` cannot deploy an artifact made with this config, or None."""
+        if self.mode != "deploy":
+            return ("a paper-mode artifact (asymmetric weights, dynamic per-sample activations) is for fake-quant "
+                    "evaluation; TensorRT cannot run it: quantize with --mode deploy to export")
+        if self.w_bits == 4 and self.a_bits != 16:
+            return (f"W4A{self.a_bits}: TensorRT runs 4-bit weights weight-only (INT4 weights, FP16 activations); "
+                    "it has no INT4 x INT8 GEMM: use W4A16 (--w-bits 4 --a-bits 16) or W8A8 (--w-bits 8 --a-bits 8)")
+        return None
 
     @property
     def label(self) -> str:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from ..errors import MQDeployError
 from ..export.files import file_sha256
-from ..export.manifest import MANIFEST_NAME, MANIFEST_VERSION, manifest_path
-from .engine_files import check_engine_path, decode_engine_path
-from .plugin_layers import PluginNode, plugin_nodes_of
+from ..export.export_set import MANIFEST_NAME, MANIFEST_VERSION, manifest_path
+from ..outputs import check_output_files
+from .engine_files import check_engine_path, decode_engine_path, is_own_engine_file, sidecar_path
+from .plugin_layers import PluginNode, plugin_nodes_from_manifest, plugin_nodes_of
 from .profiles import InputProfile, build_profiles
 
 MAX_OPTIMIZATION_LEVEL = 5     # IBuilderConfig::setBuilderOptimizationLevel: 0..5, default 3 (NvInfer.h)
@@ -87,7 +88,8 @@ def _check_options(workspace_mib, optimization_level, timing_cache) -> Path | No
 
 
 def prepare_build(onnx_path, engine_path, shapes: dict | None = None, decode: bool = True, timing_cache=None,
-                  workspace_mib: int | None = None, optimization_level: int | None = None) -> BuildRequest:
+                  workspace_mib: int | None = None, optimization_level: int | None = None,
+                  force: bool = False) -> BuildRequest:
     """Check the inputs and plan one job per engine: the --onnx graph, and its decode graph (from the
     manifest) unless decode=False. `shapes`: {'min'|'opt'|'max': 'name:1x1,...' or {name: dims}}."""
     onnx_path = Path(onnx_path)
@@ -109,6 +111,9 @@ def prepare_build(onnx_path, engine_path, shapes: dict | None = None, decode: bo
     engine_path = check_engine_path(engine_path, inputs=[*sources.values(), mpath])
     engines = {kind: engine_path, **({"decode": decode_engine_path(engine_path)} if "decode" in sources
                                      and kind != "decode" else {})}
+    # never replace a plan or sidecar mq-deploy did not build; ours only with --force
+    check_output_files([f for e in engines.values() for f in (sidecar_path(e), e)], "engine", is_own_engine_file,
+                       force, inputs=[*sources.values(), mpath], option="--engine")
     shapes = dict(shapes or {})
     unknown = set(shapes) - {"min", "opt", "max"}
     if unknown:
@@ -122,7 +127,9 @@ def prepare_build(onnx_path, engine_path, shapes: dict | None = None, decode: bo
         if not matches:
             notes.append(f"{path.name} differs from the file export wrote (sha256 mismatch with {MANIFEST_NAME}); "
                          "its inputs are assumed unchanged")
-        jobs.append(BuildJob(graph, path, engines[graph], profiles[graph], plugin_nodes_of(path), digest, matches))
+        recorded = plugin_nodes_from_manifest(manifest["graphs"][graph]) if matches else None
+        nodes = recorded if recorded is not None else plugin_nodes_of(path)
+        jobs.append(BuildJob(graph, path, engines[graph], profiles[graph], nodes, digest, matches))
     return BuildRequest(manifest, mpath, jobs, cache, workspace_mib, optimization_level, notes)
 
 

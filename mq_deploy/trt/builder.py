@@ -17,9 +17,10 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import MQDeployError
-from ..export.files import file_sha256, write_atomic
+from ..atomic_dir import atomic_files, write_atomic
+from ..export.files import file_sha256
 from .build_request import BuildJob, BuildRequest, prepare_build, print_notes
-from .engine_files import write_engine_files
+from .engine_files import stage_engine_files
 from .plugin_layers import PLUGIN_OPS, check_plugin_layers, network_layers
 from .plugin_library import PLUGIN_ENV
 from .plugin_loading import load_plugin_library, resolve_plugin_library
@@ -32,21 +33,23 @@ ERRORS_SHOWN = 8
 
 
 def build_engine(onnx_path, engine_path, plugins=None, shapes=None, timing_cache=None, workspace_mib=None,
-                 optimization_level=None, progress=True, decode=True) -> dict:
+                 optimization_level=None, progress=True, decode=True, force=False) -> dict:
     """Build `engine_path` from `onnx_path` (and `<stem>.decode.plan` from the manifest's decode graph
     unless decode=False). `shapes`: {'min'|'opt'|'max': 'input_ids:1x1,...'} in trtexec syntax.
     Returns {'tensorrt', 'plugin_library', 'engines': {kind: sidecar}}. Bad inputs raise
-    MQDeployError before TensorRT is imported."""
+    MQDeployError before TensorRT is imported. The engines and sidecars appear together, after the
+    last build succeeded, or not at all; force: replace a previous engine set of ours."""
     request = prepare_build(onnx_path, engine_path, shapes=shapes, decode=decode, timing_cache=timing_cache,
-                            workspace_mib=workspace_mib, optimization_level=optimization_level)
+                            workspace_mib=workspace_mib, optimization_level=optimization_level, force=force)
     print_notes(request)
     trt = import_tensorrt()
     library = None
     if request.required_plugins or plugins:
         library = load_plugin_library(trt, resolve_plugin_library(plugins), request.required_plugins)
     library_info = {"path": str(library), "sha256": file_sha256(library)} if library else None
-    engines = {job.kind: _build_job(trt, request, job, library_info, progress_enabled(progress))
-               for job in request.jobs}
+    with atomic_files() as stage:
+        engines = {job.kind: _build_job(trt, request, job, library_info, progress_enabled(progress), stage)
+                   for job in request.jobs}
     return {"tensorrt": trt.__version__, "plugin_library": library_info, "engines": engines}
 
 
@@ -169,7 +172,8 @@ def _sidecar(trt, request: BuildRequest, job: BuildJob, plan: bytes, seconds: fl
     }
 
 
-def _build_job(trt, request: BuildRequest, job: BuildJob, library_info: dict | None, progress: bool) -> dict:
+def _build_job(trt, request: BuildRequest, job: BuildJob, library_info: dict | None, progress: bool,
+               stage) -> dict:
     start = time.perf_counter()
     logger = shared_logger(trt)
     logger.errors.clear()
@@ -193,7 +197,7 @@ def _build_job(trt, request: BuildRequest, job: BuildJob, library_info: dict | N
     seconds = time.perf_counter() - start
     _save_timing_cache(config, request.timing_cache)
     sidecar = _sidecar(trt, request, job, plan, seconds, network, inputs, plugin_layers, library_info)
-    write_engine_files(job.engine_path, plan, sidecar)
+    stage_engine_files(stage, job.engine_path, plan, sidecar)
     print(f"[build {job.kind}] {job.engine_path} ({len(plan) / 1e6:.1f} MB) in {seconds:.1f} s, "
           f"profile {format_profile(job.profile)}", file=sys.stderr)
     return sidecar

@@ -1,17 +1,18 @@
 """Engine files on disk: `<engine>` (the plan) and `<engine>.json` (the sidecar: what it was built
 from and with), written so that a failed or interrupted build leaves neither half of a pair.
-Both are staged as temporary siblings, fsynced, then renamed (sidecar first, plan last; the
-sidecar carries the plan's sha256, so a reader can tell the two apart should a crash fall between
-the renames)."""
+`build` stages every plan and sidecar it makes (prefill and decode) in one `atomic_files` block:
+all appear together or none does (sidecar before its plan; the sidecar carries the plan's sha256,
+so a reader can tell a stale pair should a crash fall between the renames)."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from ..atomic_dir import StagedFiles, atomic_files
 from ..errors import MQDeployError
+from ..outputs import read_own_json
 
 PLAN_SUFFIX = ".plan"
 
@@ -47,40 +48,32 @@ def check_engine_path(engine_path, inputs=()) -> Path:
     return path
 
 
-def _stage(target: Path, data) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
+def is_own_engine_file(path: Path) -> bool:
+    """A plan whose sidecar says mq-deploy built it under this name, or such a sidecar."""
+    path = Path(path)
+    if path.name.endswith(".json"):
+        return read_own_json(path) is not None
+    sidecar = read_own_json(sidecar_path(path))
+    return sidecar is not None and sidecar.get("engine") == path.name
+
+
+def stage_engine_files(stage: StagedFiles, engine_path, plan: bytes, sidecar: dict) -> None:
+    """Stage a plan and its sidecar in an `atomic_files` block: sidecar first (it carries the plan's
+    sha256, so a reader can tell a stale pair), plan last. The sidecar is serialized before anything
+    is written, so one that cannot be serialized stops the write before any file exists."""
+    path = Path(engine_path)
+    text = (json.dumps(sidecar, indent=2) + "\n").encode("utf-8")
+    stage.file(sidecar_path(path)).write_bytes(text)
+    stage.file(path).write_bytes(plan)
 
 
 def write_engine_files(engine_path, plan: bytes, sidecar: dict) -> tuple[Path, Path]:
-    """Write the plan and its sidecar atomically (see the module docstring). The sidecar is
-    serialized first, so a sidecar that cannot be written stops the write before any file exists."""
+    """Write one plan and its sidecar as a pair (see `mq_deploy.atomic_dir`): a failed or
+    interrupted write leaves the previous pair, or nothing, and no temporary file."""
     path = Path(engine_path)
-    meta = sidecar_path(path)
-    text = (json.dumps(sidecar, indent=2) + "\n").encode("utf-8")
-    staged: list[str] = []
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staged.append(_stage(meta, text))
-        staged.append(_stage(path, plan))
-        os.replace(staged[0], meta)
-        os.replace(staged[1], path)
-        staged.clear()
-    except OSError as e:
-        raise MQDeployError(f"cannot write {path} ({e.strerror or e}); check the path and free disk space") from None
-    finally:
-        for tmp in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return path, meta
+    with atomic_files() as stage:
+        stage_engine_files(stage, path, plan, sidecar)
+    return path, sidecar_path(path)
 
 
 def read_sidecar(engine_path) -> dict | None:

@@ -12,12 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MQDeployError
-from ..export.hadamard_node import OP_TYPE as HADAMARD_OP
-from ..export.onnx_builder import DOMAIN
-from ..export.selective_scan_node import OP_TYPE as SCAN_OP
+from ..export.op_names import DOMAIN, PLUGIN_OPS
 from .plugin_library import PLUGIN_ENV, PLUGIN_LIBRARY
 
-PLUGIN_OPS = (SCAN_OP, HADAMARD_OP)
 PLUGIN_LAYER_TYPE = "PLUGIN_V3"       # trt.LayerType.PLUGIN_V3.name
 SHOWN = 6                             # node names listed in an error before "and N more"
 
@@ -79,12 +76,23 @@ def check_plugin_layers(layers: list[LayerInfo], nodes: list[PluginNode], graph:
     return matches
 
 
+def plugin_nodes_from_manifest(entry: dict) -> list[PluginNode] | None:
+    """The plugin nodes export recorded for a graph (manifest `plugin_nodes`), or None for a manifest
+    written before that field existed. Lets `build` run where only TensorRT is installed."""
+    nodes = entry.get("plugin_nodes")
+    if not isinstance(nodes, list):
+        return None
+    return [PluginNode(n["name"], n["op"], str(n["version"]), n["namespace"]) for n in nodes]
+
+
 def plugin_nodes_of(onnx_path) -> list[PluginNode]:
     """The mq_deploy plugin nodes of an ONNX file's main graph (weights are not loaded)."""
     try:
         import onnx
     except ImportError:
-        raise MQDeployError("reading the ONNX graph needs the onnx package: pip install -e '.[onnx]'") from None
+        raise MQDeployError(f"{onnx_path} is not the file its manifest.json describes, so its plugin nodes must be "
+                            "read from the graph, which needs the onnx package: pip install -e '.[onnx]' (or "
+                            "re-export)") from None
     model = onnx.load(str(Path(onnx_path)), load_external_data=False)
     nodes = []
     for node in model.graph.node:

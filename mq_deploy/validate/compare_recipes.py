@@ -7,12 +7,14 @@ import json
 import time
 from pathlib import Path
 
+from ..atomic_dir import atomic_files
 from ..data.calibration import calibration_batches
 from ..eval import evaluate_model
 from ..models.loading import load_model
 from ..quant.config import QuantConfig
 from ..quant.quantize import quantize
-from ..quant.recipes import RECIPES
+from ..outputs import PRODUCER, check_output_files, read_own_json
+from ..quant.recipes import RECIPES, get_recipe
 
 BIT_SETTINGS = ((8, 8), (4, 8), (4, 16))
 MODES = ("deploy", "paper")
@@ -21,9 +23,14 @@ MODES = ("deploy", "paper")
 def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_settings=BIT_SETTINGS,
                     modes=MODES, calib_samples: int = 32, calib_seq_len: int = 512,
                     eval_max_tokens: int | None = 65536, progress: bool = True, log=print) -> dict:
+    for recipe in recipes:
+        get_recipe(recipe)                       # an unknown name fails now, not after the first recipe
     loaded = load_model(model_dir)
-    batches, calib_label = calibration_batches(loaded.tokenizer, calib, calib_samples, calib_seq_len)
-    fp = evaluate_model(loaded.model, loaded.tokenizer, eval_text, max_tokens=eval_max_tokens, progress=progress)
+    tokenizer = lambda: loaded.tokenizer  # noqa: E731 - a text needs it; token ids do not
+    batches, calib_label = calibration_batches(tokenizer, calib, calib_samples, calib_seq_len,
+                                               loaded.config.vocab_size, option="--calib")
+    fp = evaluate_model(loaded.model, tokenizer, eval_text, max_tokens=eval_max_tokens, progress=progress,
+                        option="--eval")
     rows = []
     for recipe in recipes:
         for w_bits, a_bits in bit_settings:
@@ -32,15 +39,15 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
                 start = time.perf_counter()
                 qm = quantize(loaded.model, recipe, batches, config, progress=progress)
                 seconds = time.perf_counter() - start
-                q = evaluate_model(qm.model, loaded.tokenizer, eval_text, max_tokens=eval_max_tokens,
-                                   progress=progress)
+                q = evaluate_model(qm.model, tokenizer, eval_text, max_tokens=eval_max_tokens,
+                                   progress=progress, option="--eval")
                 row = {"recipe": recipe, "bits": config.label, "mode": mode, "perplexity": q["perplexity"],
                        "change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1),
                        "bits_per_byte": q["bits_per_byte"], "calibration_seconds": seconds}
                 rows.append(row)
                 log(f"{recipe:>11} {config.label} {mode:<6} perplexity {row['perplexity']:.4f} "
                     f"({row['change_percent']:+.2f}%)  calibration {seconds:.1f} s")
-    return {"model": str(model_dir), "calibration": {"text": calib_label, "samples": int(batches.shape[0]),
+    return {"producer": PRODUCER, "model": str(model_dir), "calibration": {"text": calib_label, "samples": int(batches.shape[0]),
                                                      "seq_len": int(batches.shape[1])},
             "eval": {"text": fp["text"], "tokens": fp["scored_tokens"]}, "fp_perplexity": fp["perplexity"],
             "fp_bits_per_byte": fp["bits_per_byte"], "rows": rows}
@@ -58,12 +65,23 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(result: dict, out_prefix) -> tuple[Path, Path]:
+def report_paths(out_prefix) -> tuple[Path, Path]:
     out_prefix = Path(out_prefix)
-    out_prefix.parent.mkdir(parents=True, exist_ok=True)
-    md, js = out_prefix.with_suffix(".md"), out_prefix.with_suffix(".json")
-    for path, text in ((md, to_markdown(result)), (js, json.dumps(result, indent=2) + "\n")):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+    return out_prefix.with_name(out_prefix.name + ".md"), out_prefix.with_name(out_prefix.name + ".json")
+
+
+def check_report_target(out_prefix, force: bool, inputs=()) -> None:
+    """Before any work: <prefix>.md/.json are new, or a previous table of ours and --force."""
+    ours = read_own_json(report_paths(out_prefix)[1]) is not None
+    check_output_files(list(report_paths(out_prefix)), "recipe comparison", lambda p: ours, force, inputs=inputs,
+                       option="--out")
+
+
+def write_report(result: dict, out_prefix, force: bool = False) -> tuple[Path, Path]:
+    """<prefix>.md and <prefix>.json, written together or not at all."""
+    check_report_target(out_prefix, force)
+    md, js = report_paths(out_prefix)
+    with atomic_files() as stage:
+        stage.file(md).write_text(to_markdown(result), encoding="utf-8")
+        stage.file(js).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return md, js

@@ -5,17 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import MQDeployError
+from ..export.probe import onnxruntime_session  # noqa: F401 (the one session factory)
 from .metrics import logits_error
-
-
-def onnxruntime_session(model, providers=("CPUExecutionProvider",)):
-    """An InferenceSession on a path or serialized ModelProto, or one clear error without onnxruntime."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise MQDeployError("running ONNX graphs needs onnxruntime: pip install 'mq-deploy[onnx]'") from None
-    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), providers=list(providers))
 
 
 def torch_logits(torch_model, input_ids: torch.Tensor) -> np.ndarray:

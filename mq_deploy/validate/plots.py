@@ -3,11 +3,13 @@ matplotlib is optional (extra [plot]); it is imported here only."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import torch
 
+from .. import __version__
 from ..errors import MQDeployError
+from ..outputs import PNG_SOFTWARE
 
 
 def _pyplot():
@@ -20,22 +22,28 @@ def _pyplot():
     return plt
 
 
+def figure_png(plt, fig, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes, tagged with our Software entry (mq_deploy.outputs.is_own_png), closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": f"{PNG_SOFTWARE} {__version__}"})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def _outlier_ratio(obs) -> float:
     """max over channels of max|x| divided by the median channel's: 1 = perfectly even channels."""
     absmax = obs.absmax
     return (absmax.max() / absmax.median().clamp(min=1e-30)).item()
 
 
-def plot_channel_ranges(before: dict, after: dict | None, out_dir, title: str = "") -> list[Path]:
-    """One PNG per quantization point: per-layer outlier ratio (left) and, for the layer with the
-    worst ratio before, every channel's variance sorted (right; the paper's variance-alignment
-    picture). `before`/`after` come from `channel_statistics`."""
+def plot_channel_ranges(before: dict, after: dict | None, title: str = "") -> dict[str, bytes]:
+    """One PNG per quantization point, {file name: PNG bytes}: per-layer outlier ratio (left) and, for
+    the layer with the worst ratio before, every channel's variance sorted (right; the paper's
+    variance-alignment picture). `before`/`after` come from `channel_statistics`."""
     plt = _pyplot()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     points = sorted({p for _, p in before})
     layers = sorted({i for i, _ in before})
-    files = []
+    files = {}
     for point in points:
         fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
         series = [("FP model", before, "tab:red")] + ([("after transforms", after, "tab:blue")] if after else [])
@@ -61,18 +69,13 @@ def plot_channel_ranges(before: dict, after: dict | None, out_dir, title: str = 
         if title:
             fig.suptitle(title)
         fig.tight_layout()
-        path = out_dir / f"channels_{point}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files.append(path)
+        files[f"channels_{point}.png"] = figure_png(plt, fig)
     return files
 
 
-def plot_layer_errors(errors: dict[str, list[float]], path, title: str = "") -> Path:
-    """Relative residual-stream error after each block, one line per quantized model."""
+def plot_layer_errors(errors: dict[str, list[float]], title: str = "") -> bytes:
+    """Relative residual-stream error after each block, one line per quantized model (PNG bytes)."""
     plt = _pyplot()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, values in errors.items():
         ax.plot(range(len(values)), values, "o-", label=label)
@@ -84,6 +87,4 @@ def plot_layer_errors(errors: dict[str, list[float]], path, title: str = "") -> 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return figure_png(plt, fig)

@@ -10,15 +10,22 @@ from ..errors import MQDeployError
 from ..models import MambaLM
 from ..models.loading import load_model
 from ..models.tokenizer import load_tokenizer
-from ..quant.artifact import is_quantized_artifact, load_quantized
+from ..quant.artifact import directory_hash, is_quantized_artifact, load_quantized
 
 
 def source_dir(manifest: dict, override=None) -> Path:
-    """The model directory or artifact the graph came from (manifest `source.path`, or `override`)."""
+    """The model directory or artifact the graph came from (manifest `source.path`, or `override`),
+    checked against the sha256 export recorded: a reference made from another model would turn
+    every later figure (token range, logits, perplexity) into a misleading one."""
     path = Path(override or manifest["source"]["path"])
     if not path.is_dir():
         raise MQDeployError(f"the model the graph was exported from is not at {path}; pass --model DIR "
                             "(the FP checkpoint or quantized artifact given to `mq-deploy export`)")
+    recorded = (manifest.get("source") or {}).get("sha256")
+    if recorded and directory_hash(path) != recorded:
+        raise MQDeployError(f"this graph was not exported from {path}: its files' sha256 differs from the one "
+                            f"manifest.json records (export read {manifest['source'].get('path')}); pass --model with "
+                            "the model directory or artifact given to `mq-deploy export`, or re-export from this one")
     return path
 
 

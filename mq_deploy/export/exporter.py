@@ -1,0 +1,88 @@
+"""`export_onnx`: an FP checkpoint or a deploy-mode quantized artifact -> the export set (prefill
+graph, decode graph, external data where needed, manifest.json), checked, probed, written whole."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..atomic_dir import atomic_files
+from ..errors import MQDeployError
+from ..outputs import check_output_files
+from .export_set import candidate_files, decode_path, manifest_path, previous_export
+from .graph_builder import build_graph
+from .graph_files import serialize_graph
+from .manifest import build_manifest, manifest_bytes
+from .probe import probe_export
+from .source import load_export_source
+
+PRECISIONS = ("fp16", "fp32")
+SCANS = ("plugin", "onnx")
+
+
+@dataclass
+class ExportResult:
+    onnx_path: Path
+    decode_path: Path | None
+    manifest_path: Path
+    seconds: float
+    bytes: dict[str, int] = field(default_factory=dict)      # graph kind -> file size
+    manifest: dict = field(default_factory=dict)
+
+
+def check_export_target(onnx_path: Path, model_dir: Path, decode: bool, force: bool) -> set[Path]:
+    """Before any work: may the export set be written at `onnx_path`? Returns the files of a previous
+    export set of ours there (replaced with --force)."""
+    if onnx_path.suffix != ".onnx":
+        raise MQDeployError(f"--onnx {onnx_path}: the output file name must end in .onnx")
+    prefill, previous = previous_export(onnx_path)
+    if prefill is not None and prefill != onnx_path.name:
+        raise MQDeployError(f"--onnx {onnx_path}: {manifest_path(onnx_path)} belongs to the export of {prefill}; "
+                            "one export set per directory: export into another directory")
+    check_output_files(candidate_files(onnx_path, decode), "export set", lambda p: p in previous, force,
+                       inputs=[model_dir], option="--onnx")
+    return previous
+
+
+def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plugin", decode: bool = True,
+                batch_max: int | None = None, seq_max: int | None = None,
+                external_data: bool | None = None, force: bool = False, probe: bool = True) -> ExportResult:
+    """Export to `onnx_path` (+ the decode graph `<stem>.decode.onnx` and manifest.json beside it).
+    The graphs are checked and probed (ONNX Runtime, finite logits) before anything is moved into
+    place; the set appears whole or not at all. external_data: None = weights go to `<file>.data`
+    only for graphs past protobuf's 2 GB limit; True = always; False = never (an error past 2 GB).
+    force: replace a previous export set of ours at that place (never anything else)."""
+    if precision not in PRECISIONS:
+        raise MQDeployError(f"unknown precision {precision!r}: choose fp16 or fp32")
+    if scan not in SCANS:
+        raise MQDeployError(f"unknown scan form {scan!r}: choose plugin (TensorRT plugin + local function) or onnx")
+    for label, value in (("batch_max", batch_max), ("seq_max", seq_max)):
+        if value is not None and value < 1:
+            raise MQDeployError(f"{label} must be a positive integer, got {value}")
+    onnx_path, model_dir = Path(onnx_path), Path(model_dir)
+    if not model_dir.is_dir():
+        raise MQDeployError(f"--model {model_dir} does not exist or is not a directory; pass a model directory or a "
+                            "quantized artifact made by `mq-deploy quantize`")
+    previous = check_export_target(onnx_path, model_dir, decode, force)
+    start = time.perf_counter()
+    source = load_export_source(model_dir)
+    kinds = {"prefill": onnx_path, **({"decode": decode_path(onnx_path)} if decode else {})}
+    graphs = {}
+    with atomic_files() as stage:
+        for kind, path in kinds.items():
+            try:
+                built = build_graph(source, precision, scan, decode=kind == "decode")
+            except ValueError as e:
+                raise MQDeployError(f"cannot export {model_dir}: {e}") from None
+            graphs[kind] = (path, built, serialize_graph(built.model, path, kind, external_data, stage))
+        if probe:
+            probe_export(graphs["prefill"][2].staged, graphs["decode"][2].staged if decode else None,
+                         source.config.vocab_size, precision)
+        seconds = time.perf_counter() - start
+        manifest = build_manifest(source, precision, scan, graphs, seconds, batch_max, seq_max)
+        stage.file(manifest_path(onnx_path)).write_bytes(manifest_bytes(manifest))
+        for old in previous - set(stage.targets):      # files of the previous set the new one drops
+            stage.remove(old)
+    return ExportResult(onnx_path, kinds.get("decode"), manifest_path(onnx_path), seconds,
+                        {k: len(g[2].data) + g[2].external_bytes for k, g in graphs.items()}, manifest)

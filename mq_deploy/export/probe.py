@@ -1,0 +1,65 @@
+"""The probe run every export (and `mq-deploy check`) ends with: ONNX Runtime runs the prefill graph
+on a few tokens, then one decode step from its state, and every logit must be finite. Finite
+weights can still overflow FP16 inside the graph; a graph that returns NaN is not an export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MQDeployError
+
+PROBE_TOKENS = 8
+
+
+def onnxruntime_session(model, providers=("CPUExecutionProvider",)):
+    """An InferenceSession on a path or serialized ModelProto, or one clear error without onnxruntime."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MQDeployError("running ONNX graphs needs onnxruntime: pip install 'mq-deploy[onnx]'") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3          # errors only: our verdicts are the report, not ORT's warnings
+    # Run the graph as written: ORT's CPU QDQ fusions (on from ORT_ENABLE_EXTENDED) replace our
+    # Q/DQ + MatMul with integer kernels whose results differ from the QDQ math (12 % relative on the
+    # logits of a small W8A8 FP32 graph with ORT 1.32; 2e-7 with them off). docs/validation.md.
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=options,
+                                providers=list(providers))
+
+
+def probe_ids(vocab_size: int) -> np.ndarray:
+    """[1, PROBE_TOKENS] ids spread over the vocabulary (deterministic)."""
+    return ((np.arange(PROBE_TOKENS, dtype=np.int64) * 7919 + 13) % vocab_size)[None]
+
+
+def _run(session, feeds: dict) -> dict:
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
+
+
+def probe_export(prefill: Path, decode: Path | None, vocab_size: int, precision: str,
+                 aftermath: str = " (nothing was written)") -> None:
+    """Raise one MQDeployError when the graphs produce NaN/inf logits on the probe input."""
+    ids = probe_ids(vocab_size)
+    try:
+        outputs = {"prefill": _run(onnxruntime_session(prefill), {"input_ids": ids})}
+        if decode is not None:
+            carried = {k.replace("_out", ""): v for k, v in outputs["prefill"].items() if k != "logits"}
+            outputs["decode"] = _run(onnxruntime_session(decode), {"input_ids": ids[:, -1:], **carried})
+    except MQDeployError:
+        raise
+    except Exception as e:  # noqa: BLE001 - ORT's own exception types
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        raise MQDeployError(f"ONNX Runtime cannot run the exported graph on a probe input "
+                            f"({lines[-1] if lines else type(e).__name__}){aftermath}") from None
+    for kind, out in outputs.items():
+        logits = out["logits"]
+        bad = int((~np.isfinite(logits)).sum())
+        if bad:
+            hint = ("an activation overflows FP16 (its range ends at 65504): export with --precision fp32"
+                    if precision == "fp16" else "check the model's weights and activations")
+            raise MQDeployError(f"the exported {kind} graph produces NaN/inf logits on a {PROBE_TOKENS}-token probe "
+                                f"input ({bad} of {logits.size} values) although the weights are finite; {hint}"
+                                f"{aftermath}")
