@@ -103,6 +103,9 @@ def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=(16,
     if batch < 1 or iterations < 1 or warmup < 0 or decode_steps < 0 or not lengths or min(lengths) < 1:
         raise MQDeployError("bench needs --batch >= 1, --iterations >= 1, --warmup >= 0, --decode-steps >= 0 "
                             "and lengths >= 1")
+    if torch_reference:
+        from ..validate.reference_models import source_dir
+        source_dir(manifest)                # provenance before any session starts
     backends = collect_backends(onnx_path, engine, fp_onnx, fp_engine, torch_reference, device, torch_precision,
                                 plugins, decode=decode_steps > 0)
     rows, start = [], time.perf_counter()

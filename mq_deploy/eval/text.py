@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.sources import load_tokens
-from .perplexity import evaluate_perplexity, unigram_bits_per_token
+from ..errors import MQDeployError
+from .perplexity import check_eval_windows, evaluate_perplexity, unigram_bits_per_token
 
 
 def evaluate_model(model, tokenizer, text: str, seq_len: int = 512, batch_size: int = 8,
@@ -14,6 +15,7 @@ def evaluate_model(model, tokenizer, text: str, seq_len: int = 512, batch_size: 
     next to the unigram entropy of the same tokens. Token ids (.npy/.json) are scored as one
     sequence; they have no bytes, so the bits-per-byte figures are None for them.
     `tokenizer`: the model's tokenizer, or a function returning it (only a text needs one)."""
+    check_eval_windows(seq_len, batch_size, max_tokens)
     source = load_tokens(text, tokenizer, model.config.vocab_size, option)
     ids = source.stream
     n_bytes = source.n_bytes
@@ -22,6 +24,9 @@ def evaluate_model(model, tokenizer, text: str, seq_len: int = 512, batch_size: 
             tok = tokenizer if hasattr(tokenizer, "encode") else tokenizer()
             n_bytes = len(tok.decode(ids[:max_tokens]).encode("utf-8"))
         ids = ids[:max_tokens]
+    if ids.size < seq_len:
+        raise MQDeployError(f"{source.label} has {ids.size} tokens, fewer than one window of --seq-len {seq_len}; "
+                            "give a longer text or a smaller --seq-len")
     result = evaluate_perplexity(model, ids, n_bytes, seq_len=seq_len, batch_size=batch_size,
                                  progress=progress, desc=f"eval {Path(source.label).name}", label=source.label)
     unigram = unigram_bits_per_token(ids)

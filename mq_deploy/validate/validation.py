@@ -224,6 +224,9 @@ def validate_export(onnx_path, engine=None, references=None, model_dir=None, tex
     if token_file is not None and text is not None:
         raise MQDeployError("give --text or --tokens, not both")
     check_feed_settings(samples, seq_len, batch)
+    if engine is not None and not Path(engine).is_file():
+        raise MQDeployError(f"engine {engine} does not exist; build it with `mq-deploy build --onnx "
+                            f"{onnx_path} --engine {engine}`")
     changed = modified_files(onnx_path, manifest)
     if changed:
         print(f"note: {', '.join(changed)} differ(s) from the files export wrote (sha256 in manifest.json); "

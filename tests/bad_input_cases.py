@@ -1,0 +1,257 @@
+"""The bad-input table: one row per bad input a user can give a verb, the one error line it must
+produce (an excerpt), and how the inputs are made. tests/test_bad_inputs.py runs every row;
+scripts/errors_doc.py renders docs/errors.md from the same rows.
+
+Placeholders in `argv`: {tmp} is the case's own empty working directory (also the current
+directory while it runs); the others name shared inputs made once (tests/test_bad_inputs.py,
+`make_inputs`): {fp} a byte-level FP model, {q} its MambaQuant W8A8 artifact, {onnx} the artifact's
+export set, {text} a text file, {short} a 9-byte text, {ids} token ids in range, {badids} token ids
+out of range, {notok} a Hugging Face model saved by transformers without tokenizer files, {other}
+another FP model, {nan} a model with a NaN weight, {trunc} / {truncbin} models whose
+model.safetensors / pytorch_model.bin is cut in half, {huge} a model whose finite weights make inf
+logits, {fp16big} a model that is finite in FP32 but overflows FP16, {paper} a paper-mode artifact,
+{w4a8} a W4A8 artifact, {mamba2} a Mamba-2 config.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    verb: str
+    what: str                               # the bad input, in words (docs/errors.md)
+    argv: tuple[str, ...]
+    expect: str                             # a fragment of the single `error:` line
+    setup: Callable[[Path, dict], None] | None = None    # makes the case's files in {tmp}
+    after_work: bool = False                # the problem only shows once the work runs (NaN outputs)
+    needs_no_tensorrt: bool = False         # the row where TensorRT is missing
+
+
+# ---- per-case files, all inside the case's own {tmp} ----------------------------------------------------
+
+def unrelated_file_in(name: str):
+    def setup(tmp: Path, inputs: dict) -> None:
+        (tmp / name).mkdir(parents=True, exist_ok=True)
+        (tmp / name / "notes.txt").write_text("my own notes\n")
+    return setup
+
+
+def a_file(name: str, content: bytes = b"not mq-deploy's\n"):
+    def setup(tmp: Path, inputs: dict) -> None:
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / name).write_bytes(content)
+    return setup
+
+
+def a_directory(name: str):
+    def setup(tmp: Path, inputs: dict) -> None:
+        (tmp / name).mkdir(parents=True)
+    return setup
+
+
+def copy_of(key: str, name: str, drop: tuple[str, ...] = ()):
+    def setup(tmp: Path, inputs: dict) -> None:
+        shutil.copytree(inputs[key], tmp / name)
+        for item in drop:
+            (tmp / name / item).unlink()
+    return setup
+
+
+def lone_graph(tmp: Path, inputs: dict) -> None:
+    (tmp / "lone").mkdir()
+    shutil.copy(inputs["onnx"] / "model.onnx", tmp / "lone" / "model.onnx")
+
+
+def garbage_graph(tmp: Path, inputs: dict) -> None:
+    shutil.copytree(inputs["onnx"], tmp / "onnx")
+    (tmp / "onnx" / "model.onnx").write_bytes(b"\x00\x01 this is no protobuf")
+
+
+def export_whose_model_was_replaced(tmp: Path, inputs: dict) -> None:
+    """The export set is intact, but the directory its manifest names now holds another model."""
+    shutil.copytree(inputs["onnx"], tmp / "onnx")
+    shutil.copytree(inputs["other"], tmp / "model")
+    manifest = json.loads((tmp / "onnx" / "manifest.json").read_text())
+    manifest["source"]["path"] = str(tmp / "model")
+    (tmp / "onnx" / "manifest.json").write_text(json.dumps(manifest))
+
+
+def float_ids(tmp: Path, inputs: dict) -> None:
+    import numpy as np
+    np.save(tmp / "ids.npy", np.linspace(0, 1, 64, dtype=np.float32))
+
+
+def broken_json_ids(tmp: Path, inputs: dict) -> None:
+    (tmp / "ids.json").write_text("[[1, 2,")
+
+
+Q = ("quantize", "--model", "{fp}", "--calib", "{text}", "--calib-samples", "2", "--calib-seq-len", "64")
+V = ("validate", "--onnx", "{onnx}/model.onnx", "--samples", "1", "--seq-len", "32")
+
+CASES = (
+    # ---- quantize ---------------------------------------------------------------------------------------
+    Case("quantize-out-holds-a-users-file", "quantize", "--out names a directory that holds a file of the user's",
+         (*Q, "--out", "{tmp}/out"), "is not an mq-deploy quantized artifact", unrelated_file_in("out")),
+    Case("quantize-force-on-a-users-directory", "quantize", "--force on a directory mq-deploy did not write",
+         (*Q, "--out", "{tmp}/out", "--force"), "never replaces what it did not write", unrelated_file_in("out")),
+    Case("quantize-out-is-the-model", "quantize", "--out equal to --model", ("quantize", "--model", "{fp}",
+         "--out", "{fp}"), "is the input"),
+    Case("quantize-out-inside-the-model", "quantize", "--out inside the --model directory",
+         ("quantize", "--model", "{fp}", "--out", "{fp}/q"), "is inside the input"),
+    Case("quantize-out-dot", "quantize", "--out . (the current directory, which holds files)",
+         (*Q, "--out", "."), "is the current directory", a_file("keep.txt")),
+    Case("quantize-out-under-a-file", "quantize", "--out below an existing file (checked before calibrating)",
+         (*Q, "--out", "{tmp}/afile/q"), "afile is a file, not a directory", a_file("afile")),
+    Case("quantize-previous-artifact-without-force", "quantize", "--out holds a previous artifact, no --force",
+         (*Q, "--out", "{tmp}/prev"), "pass --force to replace it", copy_of("q", "prev")),
+    Case("quantize-truncated-safetensors", "quantize", "model.safetensors cut short",
+         ("quantize", "--model", "{trunc}", "--out", "{tmp}/q"), "truncated or not a safetensors file"),
+    Case("quantize-truncated-bin", "quantize", "pytorch_model.bin cut short",
+         ("quantize", "--model", "{truncbin}", "--out", "{tmp}/q"), "truncated, corrupt or not a plain state_dict"),
+    Case("quantize-nan-weights", "quantize", "a NaN in a weight", ("quantize", "--model", "{nan}", "--out", "{tmp}/q"),
+         "holds 1 NaN/inf value(s)"),
+    Case("quantize-no-tokenizer", "quantize", "text calibration for a model without tokenizer files",
+         ("quantize", "--model", "{notok}", "--calib", "{text}", "--out", "{tmp}/q"), "pass token ids to --calib"),
+    Case("quantize-calib-ids-out-of-range", "quantize", "--calib token ids outside the vocabulary",
+         ("quantize", "--model", "{fp}", "--calib", "{badids}", "--out", "{tmp}/q"), "must lie in [0, 256)"),
+    Case("quantize-calib-ids-not-integers", "quantize", "--calib .npy of floats",
+         ("quantize", "--model", "{fp}", "--calib", "{tmp}/ids.npy", "--out", "{tmp}/q"), "integer token ids",
+         float_ids),
+    Case("quantize-calib-seq-len-1", "quantize", "--calib-seq-len 1",
+         ("quantize", "--model", "{fp}", "--calib-seq-len", "1", "--out", "{tmp}/q"), "need at least 2 tokens"),
+    Case("quantize-calib-samples-0", "quantize", "--calib-samples 0",
+         ("quantize", "--model", "{fp}", "--calib-samples", "0", "--out", "{tmp}/q"), "needs at least one window"),
+    Case("quantize-calib-too-short", "quantize", "a calibration text shorter than one window",
+         ("quantize", "--model", "{fp}", "--calib", "{short}", "--out", "{tmp}/q"), "calibration text too short"),
+    Case("quantize-calib-missing", "quantize", "--calib file that does not exist",
+         ("quantize", "--model", "{fp}", "--calib", "{tmp}/nope.txt", "--out", "{tmp}/q"), "does not exist"),
+    Case("quantize-eval-too-short", "quantize", "--eval text shorter than one window (checked before calibrating)",
+         (*Q, "--eval", "{short}", "--out", "{tmp}/q"), "fewer than one 512-token window"),
+    Case("quantize-w4a8-deploy", "quantize", "--w-bits 4 --a-bits 8 in deploy mode (export cannot deploy it)",
+         (*Q, "--w-bits", "4", "--a-bits", "8", "--out", "{tmp}/q"), "no INT4 x INT8 GEMM"),
+    Case("quantize-mamba2", "quantize", "a Mamba-2 checkpoint", ("quantize", "--model", "{mamba2}", "--out", "{tmp}/q"),
+         "is a Mamba-2 checkpoint"),
+    Case("quantize-unknown-recipe", "quantize", "--recipe that does not exist",
+         ("quantize", "--model", "{fp}", "--recipe", "gptq", "--out", "{tmp}/q"), "invalid choice: 'gptq'"),
+    # ---- eval -------------------------------------------------------------------------------------------
+    Case("eval-seq-len-0", "eval", "--seq-len 0", ("eval", "--model", "{fp}", "--text", "{text}", "--seq-len", "0"),
+         "a window needs at least 2 tokens"),
+    Case("eval-text-shorter-than-a-window", "eval", "a text shorter than one window",
+         ("eval", "--model", "{fp}", "--text", "{short}", "--seq-len", "64"), "fewer than one window of --seq-len 64"),
+    Case("eval-batch-size-0", "eval", "--batch-size 0",
+         ("eval", "--model", "{fp}", "--text", "{text}", "--batch-size", "0"), "--batch-size 0"),
+    Case("eval-truncated-safetensors", "eval", "model.safetensors cut short",
+         ("eval", "--model", "{trunc}", "--text", "{text}"), "truncated or not a safetensors file"),
+    Case("eval-nan-weights", "eval", "a NaN in a weight", ("eval", "--model", "{nan}", "--text", "{text}"),
+         "holds 1 NaN/inf value(s)"),
+    Case("eval-nan-logits", "eval", "finite weights whose logits overflow to inf",
+         ("eval", "--model", "{huge}", "--text", "{text}", "--seq-len", "64", "--max-tokens", "256"),
+         "the model produced NaN/inf logits", after_work=True),
+    Case("eval-no-tokenizer", "eval", "a text for a model without tokenizer files",
+         ("eval", "--model", "{notok}", "--text", "{text}"), "pass token ids to --text"),
+    Case("eval-unreadable-token-file", "eval", "a .json token file that is not JSON",
+         ("eval", "--model", "{fp}", "--text", "{tmp}/ids.json"), "cannot read token ids", broken_json_ids),
+    # ---- export -----------------------------------------------------------------------------------------
+    Case("export-over-a-users-graph", "export", "--onnx names a model.onnx mq-deploy did not write",
+         ("export", "--model", "{q}", "--onnx", "{tmp}/out/model.onnx"), "not from an mq-deploy export set",
+         a_file("out/model.onnx")),
+    Case("export-inside-the-model", "export", "--onnx inside the --model directory",
+         ("export", "--model", "{q}", "--onnx", "{q}/model.onnx"), "is inside the input"),
+    Case("export-previous-set-without-force", "export", "--onnx names a previous export, no --force",
+         ("export", "--model", "{q}", "--onnx", "{tmp}/onnx/model.onnx"), "pass --force to replace it",
+         copy_of("onnx", "onnx")),
+    Case("export-beside-another-export", "export", "--onnx in a directory holding another graph's export set",
+         ("export", "--model", "{q}", "--onnx", "{tmp}/onnx/other.onnx", "--force"),
+         "belongs to the export of model.onnx", copy_of("onnx", "onnx")),
+    Case("export-not-onnx-suffix", "export", "--onnx not ending in .onnx",
+         ("export", "--model", "{q}", "--onnx", "{tmp}/model.bin"), "must end in .onnx"),
+    Case("export-truncated-safetensors", "export", "model.safetensors cut short",
+         ("export", "--model", "{trunc}", "--onnx", "{tmp}/o/model.onnx"), "truncated or not a safetensors file"),
+    Case("export-nan-weights", "export", "a NaN in a weight",
+         ("export", "--model", "{nan}", "--onnx", "{tmp}/o/model.onnx"), "holds 1 NaN/inf value(s)"),
+    Case("export-paper-artifact", "export", "a paper-mode artifact",
+         ("export", "--model", "{paper}", "--onnx", "{tmp}/o/model.onnx"), "paper-mode artifact"),
+    Case("export-w4a8-artifact", "export", "a W4A8 artifact (made with --no-export-check)",
+         ("export", "--model", "{w4a8}", "--onnx", "{tmp}/o/model.onnx"), "no INT4 x INT8 GEMM"),
+    Case("export-fp16-overflow", "export", "a model whose activations overflow FP16 (NaN logits on the probe)",
+         ("export", "--model", "{fp16big}", "--onnx", "{tmp}/o/model.onnx"), "NaN/inf logits on a probe input",
+         after_work=True),
+    Case("export-batch-max-0", "export", "--batch-max 0",
+         ("export", "--model", "{q}", "--onnx", "{tmp}/o/model.onnx", "--batch-max", "0"), "batch_max must be a positive"),
+    # ---- check ------------------------------------------------------------------------------------------
+    Case("check-graph-without-manifest", "check", "a prefill graph without its manifest",
+         ("check", "--onnx", "{tmp}/lone/model.onnx"), "no manifest.json beside", lone_graph),
+    Case("check-decode-graph-missing", "check", "an export set whose decode graph is missing",
+         ("check", "--onnx", "{tmp}/onnx/model.onnx"), "incomplete export set: model.decode.onnx",
+         copy_of("onnx", "onnx", drop=("model.decode.onnx",))),
+    Case("check-not-onnx", "check", "a model.onnx that is not ONNX", ("check", "--onnx", "{tmp}/onnx/model.onnx"),
+         "not a readable ONNX model", garbage_graph),
+    # ---- build ------------------------------------------------------------------------------------------
+    Case("build-onnx-missing", "build", "--onnx that does not exist",
+         ("build", "--onnx", "{tmp}/none.onnx", "--engine", "{tmp}/model.plan"), "does not exist"),
+    Case("build-over-a-users-plan", "build", "--engine names a plan mq-deploy did not build",
+         ("build", "--onnx", "{onnx}/model.onnx", "--engine", "{tmp}/model.plan"), "not from an mq-deploy engine",
+         a_file("model.plan")),
+    Case("build-engine-is-a-directory", "build", "--engine names a directory",
+         ("build", "--onnx", "{onnx}/model.onnx", "--engine", "{tmp}/eng"), "is a directory", a_directory("eng")),
+    Case("build-opt-level-9", "build", "--opt-level out of TensorRT's range",
+         ("build", "--onnx", "{onnx}/model.onnx", "--engine", "{tmp}/model.plan", "--opt-level", "9"), "--opt-level 9"),
+    Case("build-decode-graph-missing", "build", "an export set whose decode graph is missing",
+         ("build", "--onnx", "{tmp}/onnx/model.onnx", "--engine", "{tmp}/model.plan"), "lists the decode graph",
+         copy_of("onnx", "onnx", drop=("model.decode.onnx",))),
+    Case("build-without-tensorrt", "build", "no TensorRT installed",
+         ("build", "--onnx", "{onnx}/model.onnx", "--engine", "{tmp}/model.plan"), "pip install tensorrt",
+         needs_no_tensorrt=True),
+    # ---- validate ---------------------------------------------------------------------------------------
+    Case("validate-wrong-model", "validate", "--model that the graph was not exported from",
+         (*V, "--model", "{other}"), "this graph was not exported from"),
+    Case("validate-ids-out-of-range", "validate", "--tokens outside the vocabulary", (*V, "--tokens", "{badids}"),
+         "must lie in [0, 256)"),
+    Case("validate-seq-len-1", "validate", "--seq-len 1", ("validate", "--onnx", "{onnx}/model.onnx", "--seq-len", "1"),
+         "--seq-len must be at least 2"),
+    Case("validate-text-and-tokens", "validate", "--text and --tokens together",
+         (*V, "--text", "{text}", "--tokens", "{ids}"), "not both"),
+    Case("validate-json-over-a-users-file", "validate", "--json names a file mq-deploy did not write",
+         (*V, "--json", "{tmp}/report.json"), "not from an mq-deploy validation report", a_file("report.json", b"{}")),
+    Case("validate-engine-missing", "validate", "--engine that does not exist",
+         (*V, "--engine", "{tmp}/none.plan"), "does not exist"),
+    # ---- bench ------------------------------------------------------------------------------------------
+    Case("bench-iterations-0", "bench", "--iterations 0",
+         ("bench", "--onnx", "{onnx}/model.onnx", "--iterations", "0", "--out", "{tmp}/b"), "--iterations >= 1"),
+    Case("bench-lengths-not-integers", "bench", "--lengths 8,x",
+         ("bench", "--onnx", "{onnx}/model.onnx", "--lengths", "8,x", "--out", "{tmp}/b"), "comma-separated integers"),
+    Case("bench-out-over-a-users-file", "bench", "--out prefix whose .md is the user's file",
+         ("bench", "--onnx", "{onnx}/model.onnx", "--out", "{tmp}/b"), "not from an mq-deploy bench report",
+         a_file("b.md")),
+    Case("bench-fp-onnx-missing", "bench", "--fp-onnx that does not exist",
+         ("bench", "--onnx", "{onnx}/model.onnx", "--fp-onnx", "{tmp}/none.onnx", "--out", "{tmp}/b"),
+         "does not exist"),
+    Case("bench-model-replaced", "bench", "the model the graph came from was replaced by another",
+         ("bench", "--onnx", "{tmp}/onnx/model.onnx", "--out", "{tmp}/b"), "this graph was not exported from",
+         export_whose_model_was_replaced),
+    # ---- inspect / compare-recipes / demo / doctor ------------------------------------------------------
+    Case("inspect-plot-over-a-users-png", "inspect", "--plot directory holding a PNG of the user's with our name",
+         ("inspect", "--model", "{fp}", "--quantized", "{q}", "--plot", "{tmp}/plots", "--text", "{text}"),
+         "not from an mq-deploy inspect plot", a_file("plots/layer_error.png", b"\x89PNG\r\n\x1a\nmine")),
+    Case("inspect-artifact-of-another-model", "inspect", "--quantized artifact made from another --model",
+         ("inspect", "--model", "{other}", "--quantized", "{q}", "--plot", "{tmp}/plots", "--text", "{text}"),
+         "was not quantized from"),
+    Case("inspect-samples-0", "inspect", "--samples 0",
+         ("inspect", "--model", "{fp}", "--plot", "{tmp}/plots", "--samples", "0"), "--samples 0"),
+    Case("compare-unknown-recipe", "compare-recipes", "--recipes with a name that does not exist",
+         ("compare-recipes", "--model", "{fp}", "--calib", "{text}", "--eval", "{text}", "--recipes", "gptq",
+          "--out", "{tmp}/t"), "unknown recipe 'gptq'"),
+    Case("compare-out-over-a-users-file", "compare-recipes", "--out prefix whose .json is the user's file",
+         ("compare-recipes", "--model", "{fp}", "--calib", "{text}", "--eval", "{text}", "--out", "{tmp}/t"),
+         "not from an mq-deploy recipe comparison", a_file("t.json", b"[]")),
+    Case("demo-negative-max-tokens", "demo", "--max-tokens -5", ("demo", "--max-tokens", "-5"), "--max-tokens -5"),
+    Case("doctor-unknown-option", "doctor", "an option doctor does not have", ("doctor", "--fix"),
+         "unrecognized arguments: --fix"),
+)
