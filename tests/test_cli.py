@@ -20,17 +20,6 @@ def test_help(verb):
     assert out.returncode == 0 and "usage: mq-deploy" in out.stdout
 
 
-def test_doctor_reports_every_stage():
-    out = run("doctor", "--json")
-    assert out.returncode == 0
-    report = json.loads(out.stdout)
-    assert report["versions"]["torch"]
-    assert report["stages"]["load / eval / demo"]["ok"]
-    trt = report["stages"]["TensorRT build / validate / bench"]
-    if not report["versions"]["tensorrt"]:
-        assert not trt["ok"] and "pip install" in trt["message"]
-
-
 def test_eval_json_on_pydoc_topics(demo_model_dir):
     out = run("eval", "--model", str(demo_model_dir), "--text", "pydoc-topics", "--max-tokens", "4096",
               "--seq-len", "256", "--json")
