@@ -84,13 +84,21 @@ def test_fp32_qdq_graph_matches_the_fake_quant_model(model_and_data, artifacts, 
     assert ops.count("QuantizeLinear") == n_linear and ops.count("DequantizeLinear") == 2 * n_linear
     hadamards = ops.count("HadamardTransform")
     assert hadamards == (SIZES["layers"] if recipe in ("quarot", "quamba", "mambaquant") else 0)
-    # the INT8 weight codes are the ones the torch model uses
+    # the INT8 weight codes and scales, recomputed here from the artifact's FP weights with the
+    # symmetric per-output-channel rule written out in numpy (not mq-deploy's quantizer): scale =
+    # max|w| over the row / 127, code = round half to even (w / scale); stored transposed (K, N)
+    from safetensors.numpy import load_file
+    fp_weights = load_file(str(artifacts[recipe] / "model.safetensors"))
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
-    for name in ("backbone.layers.1.mixer.x_proj", "backbone.layers.0.mixer.out_proj"):
-        codes, scale = inits[f"{name}.weight_int8"], inits[f"{name}.weight_scale"]
+    for name in ("backbone.layers.1.mixer.x_proj", "backbone.layers.0.mixer.out_proj",
+                 "backbone.layers.1.mixer.in_proj"):
+        w = fp_weights[f"{name}.weight"].astype(np.float64)             # (N, K) as torch stores it
+        scale = np.abs(w).max(axis=1) / 127
+        expected = np.rint(w / scale[:, None]).astype(np.int8).T
+        codes, graph_scale = inits[f"{name}.weight_int8"], inits[f"{name}.weight_scale"]
         assert codes.dtype == np.int8 and inits[f"{name}.weight_zero_point"].dtype == np.int8
-        torch_weight = reference.get_submodule(name).weight.detach().numpy().T
-        np.testing.assert_allclose(codes * scale, torch_weight, rtol=1e-6, atol=0)
+        assert codes.shape == expected.shape and (codes != expected).sum() == 0, name
+        np.testing.assert_allclose(graph_scale, scale, rtol=1e-7, atol=0)
 
 
 def test_fp16_and_standard_op_forms(model_and_data, artifacts, tmp_path):

@@ -4,6 +4,7 @@ Polygraphy's Comparator, with real numbers; a broken graph must fail; bad input 
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -104,6 +105,34 @@ def test_a_broken_graph_fails(exported, tmp_path):
     assert "FAIL" in r.stdout and "validation FAILED" in r.stdout
     report = json.loads((tmp_path / "report.json").read_text())
     assert not report["passed"] and report["references"][0]["failures"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_one_channel_scale_off_by_ten_percent_fails(exported, tmp_path, precision):
+    """A subtle deployment fault: one output channel's weight scale 10 % off in one linear of one
+    layer (an x row of layer 1's in_proj). The logits barely move (the median and argmax checks
+    alone pass it), but that channel of the layer's conv-window state is scaled by exactly 1.1."""
+    import onnx
+    from onnx import numpy_helper
+    shutil.copytree(exported[precision].onnx_path.parent, tmp_path / "faulty")
+    path = tmp_path / "faulty" / "model.onnx"
+    model = onnx.load(str(path))
+    for i, t in enumerate(model.graph.initializer):
+        if t.name == "backbone.layers.1.mixer.in_proj.weight_scale":
+            scale = numpy_helper.to_array(t).copy()
+            scale[5] *= 1.1
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(scale, t.name))
+    onnx.save(model, str(path))
+    report = validate_export(path, text=str(exported["root"] / "text.txt"), samples=4, seq_len=64,
+                             references=["torch"])
+    (same,) = report["references"]
+    assert not report["passed"]
+    assert same["channel_scale_error"]["conv_state_out.1"]["worst_channel"] == 5
+    assert same["channel_scale_error"]["conv_state_out.1"]["scale"] == pytest.approx(1.1, abs=0.01)
+    assert any(re.search(r"conv_state_out.1 channel 5 is scaled by 1\.(09|10)", f) for f in same["failures"])
+    clean = validate_export(exported[precision].onnx_path, text=str(exported["root"] / "text.txt"), samples=4,
+                            seq_len=64, references=["torch"])
+    assert clean["passed"], clean["references"][0]["failures"]
 
 
 def test_cli_with_token_file_and_json(exported, tmp_path):
