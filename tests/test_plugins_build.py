@@ -79,11 +79,35 @@ def native_build(tmp_path_factory):
     return {"dir": build, "configure_log": configure.stdout, "has_cuda": nvcc is not None}
 
 
-def test_configure_reports_what_it_builds(native_build):
-    log = native_build["configure_log"]
-    assert "mq_plugins:" in log  # built, or SKIPPED with the reason
+def _verdicts(log: str, target: str) -> list[str]:
+    """What configure said about one library: the text after '-- <target>: ' on each line."""
+    return [line.split(f"-- {target}: ", 1)[1] for line in log.splitlines() if f"-- {target}: " in line]
+
+
+def test_configure_says_what_it_builds(native_build):
+    """Configure's line about each library is one verdict, and the build agrees with it: a library
+    said to be built exists after the build, a SKIPPED one does not, and the reason given is true of
+    this machine (no nvcc / no TensorRT headers where it says so)."""
+    log, build = native_build["configure_log"], native_build["dir"]
+    built = {name: any(build.rglob(f"lib{name}.so")) for name in ("mq_kernels", "mq_plugins")}
+    skips = {}
+    for name in built:
+        verdicts = _verdicts(log, name)
+        skipped = [v for v in verdicts if v.startswith("SKIPPED")]
+        assert verdicts and len(skipped) <= 1, (name, verdicts)
+        assert bool(skipped) != built[name], f"configure said {verdicts} about {name}; built: {built[name]}"
+        skips[name] = skipped[0] if skipped else None
+    assert built["mq_kernels"] == native_build["has_cuda"]
     if not native_build["has_cuda"]:
-        assert "mq_kernels: SKIPPED" in log
+        assert "no CUDA compiler" in skips["mq_kernels"] and "needs the CUDA kernels" in skips["mq_plugins"]
+    elif skips["mq_plugins"] is not None and "TensorRT headers not found" in skips["mq_plugins"]:
+        import sysconfig
+        site = pathlib.Path(sysconfig.get_paths()["purelib"])
+        hints = [pathlib.Path("/usr/local/tensorrt/include"), pathlib.Path("/usr/include/x86_64-linux-gnu"),
+                 site / "tensorrt" / "include", site / "tensorrt_libs" / "include"]
+        assert not any((h / "NvInfer.h").is_file() for h in hints), "NvInfer.h is there, yet configure skipped"
+    else:
+        assert built["mq_plugins"] or "libnvinfer not found" in skips["mq_plugins"], skips
 
 
 def test_cpp_unit_tests_pass(native_build):
