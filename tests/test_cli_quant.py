@@ -94,3 +94,23 @@ def test_compare_recipes_table(byte_model, text_file, tmp_path):
     assert {(row["recipe"], row["bits"], row["mode"]) for row in result["rows"]} == {
         (rc, b, m) for rc in ("rtn", "quamba") for b in ("W8A8", "W4A8", "W4A16") for m in ("deploy", "paper")}
     assert "| rtn | W8A8 | deploy |" in (tmp_path / "table.md").read_text()
+
+
+def test_w4_alone_is_the_deployable_w4a16(byte_model, text_file, tmp_path, capsys, monkeypatch):
+    """--w-bits 4 without --a-bits gives W4A16, which exports; asking for W4A8 in deploy mode stops
+    before calibrating unless --no-export-check, and that artifact does not export."""
+    from mq_deploy.cli import main
+    monkeypatch.setenv("MQ_PROGRESS", "0")
+    common = ["--model", str(byte_model), "--calib", str(text_file), "--calib-samples", "2", "--calib-seq-len", "64"]
+    assert main(["quantize", *common, "--w-bits", "4", "--out", str(tmp_path / "w4")]) == 0
+    assert "W4A16 deploy" in capsys.readouterr().out
+    config = json.loads((tmp_path / "w4" / "quant.json").read_text())["config"]
+    assert (config["w_bits"], config["a_bits"], config["mode"]) == (4, 16, "deploy")
+    assert main(["export", "--model", str(tmp_path / "w4"), "--onnx", str(tmp_path / "w4-onnx" / "model.onnx"),
+                 "--precision", "fp32"]) == 0
+    assert main(["quantize", *common, "--w-bits", "4", "--a-bits", "8", "--out", str(tmp_path / "w4a8")]) == 2
+    assert "no INT4 x INT8 GEMM" in capsys.readouterr().err and not (tmp_path / "w4a8").exists()
+    assert main(["quantize", *common, "--w-bits", "4", "--a-bits", "8", "--no-export-check",
+                 "--out", str(tmp_path / "w4a8")]) == 0
+    assert "cannot deploy it" in capsys.readouterr().out
+    assert main(["export", "--model", str(tmp_path / "w4a8"), "--onnx", str(tmp_path / "x" / "model.onnx")]) == 2

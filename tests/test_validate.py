@@ -135,6 +135,25 @@ def test_one_channel_scale_off_by_ten_percent_fails(exported, tmp_path, precisio
     assert clean["passed"], clean["references"][0]["failures"]
 
 
+def test_nan_in_the_graph_is_the_first_reason_given(exported, tmp_path):
+    """A NaN weight scale in the graph: validation fails, and says NaN first (not an argmax figure)."""
+    import onnx
+    from onnx import numpy_helper
+    shutil.copytree(exported["fp32"].onnx_path.parent, tmp_path / "nan")
+    path = tmp_path / "nan" / "model.onnx"
+    model = onnx.load(str(path))
+    for i, t in enumerate(model.graph.initializer):
+        if t.name == "backbone.layers.0.mixer.out_proj.weight_scale":
+            scale = numpy_helper.to_array(t).copy()
+            scale[0] = np.nan
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(scale, t.name))
+    onnx.save(model, str(path))
+    report = validate_export(path, text=str(exported["root"] / "text.txt"), samples=2, seq_len=64,
+                             references=["torch"])
+    (same,) = report["references"]
+    assert not report["passed"] and same["failures"][0].startswith("NaN in logits: the subject's logits hold")
+
+
 def test_cli_with_token_file_and_json(exported, tmp_path):
     ids = np.frombuffer(TEXT.encode()[:128], np.uint8).astype(np.int64).reshape(2, 64)
     (tmp_path / "ids.json").write_text(json.dumps(ids.tolist()))
