@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mq_deploy.models import MambaConfig, MambaLM
-from mq_deploy.quant.transforms import (HadamardRotation, conv_channel_absmax, fold_rmsnorm_weights,
+from mq_deploy.quant.transforms import (HadamardRotation, fold_rmsnorm_weights,
                                         klt_hadamard_rotation, online_hadamard_before_out_proj, random_signs,
                                         rotate_dt_bottleneck, rotate_residual_stream, signed_hadamard_matrix,
                                         smooth_conv_input, smooth_dt_bottleneck, smooth_gate_s_silu,

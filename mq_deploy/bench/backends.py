@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import MQDeployError
-from ..export.manifest import decode_path
+from ..export.export_set import decode_path
 from ..models import MambaLM
 
 

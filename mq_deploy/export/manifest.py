@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from .. import __version__
-from ..errors import MQDeployError
 from .export_set import (MANIFEST_NAME, MANIFEST_VERSION, decode_path, manifest_path,  # noqa: F401 (re-exported)
                          read_manifest, require_manifest)
 from .graph_builder import BuiltGraph

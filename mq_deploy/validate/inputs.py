@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 
 from ..data.calibration import calibration_windows
 from ..data.sources import load_tokens
