@@ -26,10 +26,13 @@ RECIPES = ("rtn", "smoothquant", "quarot", "quamba", "mambaquant")
 
 
 def session(path, basic=False):
-    """basic=True: ORT_ENABLE_BASIC. ORT's extended optimizations rewrite a weight-only
-    DequantizeLinear -> MatMul (no activation Q/DQ) into a dynamically quantized MatMul, which
-    quantizes the activations at run time and no longer computes what the graph says."""
+    """ONNX Runtime running the graph as written: its CPU QDQ fusions off (session.disable_quant_qdq;
+    on CPUs without VNNI their integer kernels give 1e-2 relative error on these graphs, see
+    docs/validation.md). basic=True: also ORT_ENABLE_BASIC. ORT's extended optimizations rewrite a
+    weight-only DequantizeLinear -> MatMul (no activation Q/DQ) into a dynamically quantized MatMul,
+    which quantizes the activations at run time and no longer computes what the graph says."""
     options = ort.SessionOptions()
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
     if basic:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -292,7 +295,11 @@ def test_polygraphy_runs_the_file_and_matches_saved_torch_outputs(model_and_data
     reference.save(str(tmp_path / "reference.json"))
     r = subprocess.run(["polygraphy", "run", str(result.onnx_path), "--onnxrt", "--load-inputs",
                         str(tmp_path / "inputs.json"), "--load-outputs", str(tmp_path / "reference.json"),
-                        # elementwise; 1e-2 absolute covers an INT8 code flip (logits are O(10))
-                        "--atol", "1e-2", "--rtol", "1e-3"], capture_output=True, text=True, timeout=300)
+                        # elementwise; 3e-2 absolute covers an INT8 code flip at a rounding tie (logits
+                        # are O(10); one flip measured 1.25e-2 here, everything else is below 4e-6)
+                        "--atol", "3e-2", "--rtol", "1e-3",
+                        # the graph as written: ORT's QDQ fusions compute something else (docs/validation.md)
+                        "--graph-optimization-level", "ORT_ENABLE_BASIC"],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "PASSED" in r.stdout
