@@ -96,6 +96,36 @@ def test_compare_recipes_table(byte_model, text_file, tmp_path):
     assert "| rtn | W8A8 | deploy |" in (tmp_path / "table.md").read_text()
 
 
+def test_compare_recipes_and_inspect_on_token_ids_and_again_with_force(byte_model, text_file, tmp_path, capsys,
+                                                                      monkeypatch):
+    """Token ids for both texts; a second run over the same outputs needs --force and then replaces
+    exactly them (our PNGs are recognised by their Software tag, our JSON by its producer)."""
+    import numpy as np
+
+    from mq_deploy.cli import main
+    monkeypatch.setenv("MQ_PROGRESS", "0")
+    ids = np.frombuffer(text_file.read_bytes()[:4096], np.uint8).astype(np.int64).reshape(16, 256)
+    np.save(tmp_path / "ids.npy", ids)
+    compare = ["compare-recipes", "--model", str(byte_model), "--calib", str(tmp_path / "ids.npy"), "--eval",
+               str(tmp_path / "ids.npy"), "--recipes", "rtn", "--calib-samples", "2", "--calib-seq-len", "64",
+               "--eval-max-tokens", "1024", "--out", str(tmp_path / "t")]
+    assert main(compare) == 0
+    assert "token ids: no bytes to count" in (tmp_path / "t.md").read_text()
+    assert main(compare) == 2 and "pass --force" in capsys.readouterr().err
+    assert main([*compare, "--force"]) == 0
+    inspect = ["inspect", "--model", str(byte_model), "--plot", str(tmp_path / "plots"), "--text",
+               str(tmp_path / "ids.npy"), "--samples", "2", "--seq-len", "64"]
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "mine.png").write_bytes(b"a user's picture")
+    assert main(inspect) == 0
+    assert main(inspect) == 2 and "pass --force" in capsys.readouterr().err
+    assert main([*inspect, "--force"]) == 0
+    assert (tmp_path / "plots" / "mine.png").read_bytes() == b"a user's picture"
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "channels_dt_proj_input.png", "channels_in_proj_input.png", "channels_out_proj_input.png",
+        "channels_x_proj_input.png", "mine.png"]
+
+
 def test_w4_alone_is_the_deployable_w4a16(byte_model, text_file, tmp_path, capsys, monkeypatch):
     """--w-bits 4 without --a-bits gives W4A16, which exports; asking for W4A8 in deploy mode stops
     before calibrating unless --no-export-check, and that artifact does not export."""

@@ -59,6 +59,10 @@ def test_tokenizer_less_model_through_the_whole_chain(user_files, tmp_path, caps
     assert fp["perplexity"] == pytest.approx(math.exp(nll), rel=1e-5)
     assert fp["bits_per_byte"] is None              # ids have no bytes; nothing is made up
 
+    code, out, err = run(capsys, "eval", "--model", root / "model", "--text", root / "heldout.json", "--seq-len", "64")
+    assert code == 0 and "token ids have no bytes" in out, out + err
+    bits = float(next(line for line in out.splitlines() if line.startswith("bits/token")).split()[1])
+    assert bits == pytest.approx(nll / math.log(2), rel=1e-4)
     code, out, err = run(capsys, "eval", "--model", tmp_path / "q", "--text", root / "heldout.json", "--seq-len", "64",
                          "--json")
     assert code == 0, err

@@ -57,7 +57,9 @@ def to_markdown(result: dict) -> str:
     lines = [f"Model `{result['model']}`; calibration {result['calibration']['samples']}×"
              f"{result['calibration']['seq_len']} tokens of {result['calibration']['text']}; evaluation "
              f"{result['eval']['tokens']:,} tokens of {result['eval']['text']}. "
-             f"FP perplexity {result['fp_perplexity']:.4f} ({result['fp_bits_per_byte']:.4f} bits/byte).", "",
+             f"FP perplexity {result['fp_perplexity']:.4f}"
+             + (f" ({result['fp_bits_per_byte']:.4f} bits/byte)." if result["fp_bits_per_byte"] is not None else
+                " (token ids: no bytes to count)."), "",
              "| recipe | bits | mode | perplexity | vs FP | calibration (s) |", "|---|---|---|---:|---:|---:|"]
     for r in result["rows"]:
         lines.append(f"| {r['recipe']} | {r['bits']} | {r['mode']} | {r['perplexity']:.4f} | "
