@@ -36,8 +36,8 @@ class Stage:
 
 STAGES = (
     Stage("load / eval / quantize / demo",
-          ("mq_deploy.api", "mq_deploy.quant.quantize", "mq_deploy.quant.artifact", "mq_deploy.quant.recipes.mambaquant",
-           "mq_deploy.quant.recipes.smoothquant", "safetensors.torch"),
+          ("mq_deploy.api", "mq_deploy.quant.quantize", "mq_deploy.quant.artifact",
+           "mq_deploy.quant.recipes.mambaquant", "mq_deploy.quant.recipes.smoothquant", "safetensors.torch"),
           "pip install -e ."),
     Stage("models with their own tokenizer.json", ("mq_deploy.models.tokenizer", "transformers"),
           "pip install -e '.[hf]'"),

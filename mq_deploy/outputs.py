@@ -65,7 +65,8 @@ def check_output_dir(out, kind: str, is_ours: Callable[[Path], bool], force: boo
     """An output directory: free (missing or empty), or a previous `kind` of ours and --force."""
     out = Path(out)
     if out.resolve() == Path.cwd().resolve():
-        raise MQDeployError(f"{option} {out} is the current directory; give a new directory name such as out/{kind.split()[-1]}")
+        raise MQDeployError(f"{option} {out} is the current directory; give a new directory name such as "
+                            f"out/{kind.split()[-1]}")
     check_not_an_input(out, inputs, option)
     if out.exists() or out.is_symlink():
         if not out.is_dir():

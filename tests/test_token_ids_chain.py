@@ -81,4 +81,4 @@ def test_tokenizer_less_model_through_the_whole_chain(user_files, tmp_path, caps
     text = tmp_path / "plain.txt"
     text.write_text("a tokenizer-less model cannot read this " * 30)
     code, out, err = run(capsys, "validate", "--onnx", tmp_path / "onnx" / "model.onnx", "--text", text)
-    assert code == 2 and "pass token ids to --text" in err
+    assert code == 2 and "pass token ids to --tokens or --text" in err

@@ -27,8 +27,9 @@ class TokenSource:
         return self.ids.reshape(-1)
 
 
-def load_tokens(spec: str, tokenizer, vocab_size: int, option: str) -> TokenSource:
-    """`tokenizer`: the model's tokenizer, or a function returning it (called only for a text)."""
+def load_tokens(spec: str, tokenizer, vocab_size: int, option: str, ids_options: str | None = None) -> TokenSource:
+    """`tokenizer`: the model's tokenizer, or a function returning it (called only for a text).
+    `ids_options`: the options that take token ids, named when there is no tokenizer (default: option)."""
     if is_token_file(spec):
         ids = read_token_file(spec, option)
         check_token_range(ids, vocab_size, f"{option} {spec}")
@@ -37,8 +38,8 @@ def load_tokens(spec: str, tokenizer, vocab_size: int, option: str) -> TokenSour
     try:
         tok = tokenizer if hasattr(tokenizer, "encode") else tokenizer()
     except NoTokenizerError as e:
-        raise MQDeployError(f"{e.reason}; pass token ids to {option} instead: a .npy or .json file of integer "
-                            "ids (JSON: a list, or a list of lists)") from None
+        raise MQDeployError(f"{e.reason}; pass token ids to {ids_options or option} instead: a .npy or .json file "
+                            "of integer ids (JSON: a list, or a list of lists)") from None
     ids = np.asarray(tok.encode(body), dtype=np.int64)[None]
     if ids.size == 0:
         raise MQDeployError(f"{option} {label}: the tokenizer made no tokens of it")

@@ -30,6 +30,7 @@ def evaluate_model(model, tokenizer, text: str, seq_len: int = 512, batch_size: 
     result = evaluate_perplexity(model, ids, n_bytes, seq_len=seq_len, batch_size=batch_size,
                                  progress=progress, desc=f"eval {Path(source.label).name}", label=source.label)
     unigram = unigram_bits_per_token(ids)
-    return {"text": source.label, "tokenizer": source.tokenizer, "parameters": sum(p.numel() for p in model.parameters()),
+    return {"text": source.label, "tokenizer": source.tokenizer,
+            "parameters": sum(p.numel() for p in model.parameters()),
             **result.to_dict(), "unigram_bits_per_token": unigram,
             "unigram_bits_per_byte": unigram * len(ids) / n_bytes if n_bytes else None}

@@ -60,6 +60,6 @@ def probe_export(prefill: Path, decode: Path | None, vocab_size: int, precision:
         if bad:
             hint = ("an activation overflows FP16 (its range ends at 65504): export with --precision fp32"
                     if precision == "fp16" else "check the model's weights and activations")
-            raise MQDeployError(f"the exported {kind} graph produces NaN/inf logits on a probe input of {PROBE_TOKENS} tokens "
-                                f"({bad} of {logits.size} values) although the weights are finite; {hint}"
+            raise MQDeployError(f"the exported {kind} graph produces NaN/inf logits on a probe input of {PROBE_TOKENS} "
+                                f"tokens ({bad} of {logits.size} values) although the weights are finite; {hint}"
                                 f"{aftermath}")

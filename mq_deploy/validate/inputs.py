@@ -30,7 +30,7 @@ def token_feeds(tokenizer, vocab_size: int, text: str | None = None, token_file=
         ids = read_token_file(token_file, "--tokens")
         check_token_range(ids, vocab_size, f"--tokens {token_file}")
     else:
-        source = load_tokens(text, tokenizer, vocab_size, "--text")
+        source = load_tokens(text, tokenizer, vocab_size, "--text", ids_options="--tokens or --text")
         if source.stream.size < seq_len:
             raise MQDeployError(f"{source.label} has {source.stream.size} tokens, fewer than --seq-len {seq_len}; "
                                 "give a longer text or a smaller --seq-len")
