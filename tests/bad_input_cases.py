@@ -64,6 +64,14 @@ def copy_of(key: str, name: str, drop: tuple[str, ...] = ()):
     return setup
 
 
+def artifact_with_cut(name: str):
+    def setup(tmp: Path, inputs: dict) -> None:
+        shutil.copytree(inputs["q"], tmp / "q")
+        data = (tmp / "q" / name).read_bytes()
+        (tmp / "q" / name).write_bytes(data[: len(data) // 2])
+    return setup
+
+
 def lone_graph(tmp: Path, inputs: dict) -> None:
     (tmp / "lone").mkdir()
     shutil.copy(inputs["onnx"] / "model.onnx", tmp / "lone" / "model.onnx")
@@ -158,6 +166,9 @@ CASES = (
          ("eval", "--model", "{notok}", "--text", "{text}"), "pass token ids to --text"),
     Case("eval-unreadable-token-file", "eval", "a .json token file that is not JSON",
          ("eval", "--model", "{fp}", "--text", "{tmp}/ids.json"), "cannot read token ids", broken_json_ids),
+    Case("eval-artifact-transforms-cut", "eval", "a quantized artifact whose transforms.safetensors is cut short",
+         ("eval", "--model", "{tmp}/q", "--text", "{text}"), "truncated or not a safetensors file",
+         artifact_with_cut("transforms.safetensors")),
     # ---- export -----------------------------------------------------------------------------------------
     Case("export-over-a-users-graph", "export", "--onnx names a model.onnx mq-deploy did not write",
          ("export", "--model", "{q}", "--onnx", "{tmp}/out/model.onnx"), "not from an mq-deploy export set",
@@ -183,6 +194,9 @@ CASES = (
     Case("export-fp16-overflow", "export", "a model whose activations overflow FP16 (NaN logits on the probe)",
          ("export", "--model", "{fp16big}", "--onnx", "{tmp}/o/model.onnx"), "NaN/inf logits on a probe input",
          after_work=True),
+    Case("export-artifact-quant-json-cut", "export", "a quantized artifact whose quant.json is cut short",
+         ("export", "--model", "{tmp}/q", "--onnx", "{tmp}/o/model.onnx"), "is not valid JSON",
+         artifact_with_cut("quant.json")),
     Case("export-batch-max-0", "export", "--batch-max 0",
          ("export", "--model", "{q}", "--onnx", "{tmp}/o/model.onnx", "--batch-max", "0"), "batch_max must be a positive"),
     # ---- check ------------------------------------------------------------------------------------------

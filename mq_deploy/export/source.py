@@ -11,7 +11,7 @@ import torch
 from ..errors import MQDeployError
 from ..models import MambaLM
 from ..models.loading import load_model
-from ..quant.artifact import directory_hash, is_quantized_artifact, load_quantized, read_quant_meta
+from ..quant.artifact import directory_hash, is_quantized_artifact, load_quantized, quant_config_of, read_quant_meta
 from ..quant.config import QuantConfig, input_point_of
 from ..quant.quantizer import QuantSpec
 
@@ -62,7 +62,7 @@ def load_export_source(path) -> ExportSource:
     if not is_quantized_artifact(path):
         return ExportSource(load_model(path).model, path, directory_hash(path))
     meta = read_quant_meta(path)            # unknown format version / recipe raise here
-    config = QuantConfig(**meta["config"])
+    config = quant_config_of(meta, path)
     _check_exportable(path, config, meta)
     qm = load_quantized(path, with_quantizers=False)
     signs = {point: qm.model.get_submodule(point).signs.detach().clone() for point in qm.online_transforms}

@@ -129,7 +129,7 @@ def _first_line(e: Exception) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
-def _load_weight_file(file: Path) -> dict[str, torch.Tensor]:
+def read_weight_file(file: Path) -> dict[str, torch.Tensor]:
     """One weight file; a truncated or corrupt file (either format) is one MQDeployError."""
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -165,9 +165,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 raise MQDeployError(f"{file} lists shard files that are missing: {', '.join(missing)}")
             state = {}
             for shard in shards:
-                state.update(_load_weight_file(path / shard))
+                state.update(read_weight_file(path / shard))
             return state
-        return _load_weight_file(file)
+        return read_weight_file(file)
     raise MQDeployError(f"{path} has no weights: expected one of {', '.join(WEIGHT_FILES)}")
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from ..atomic_dir import atomic_directory
 from ..errors import MQDeployError
-from ..models.loading import TOKENIZER_FILES, load_model, write_model_files
+from ..models.loading import (TOKENIZER_FILES, check_finite_weights, load_model, read_weight_file,
+                              write_model_files)
 from .config import QuantConfig
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
 from .paper_scan import selective_scan_quantized_hc
@@ -34,6 +35,7 @@ from .transforms import HadamardRotation
 
 FORMAT_VERSION = 1
 QUANT_FILE = "quant.json"
+META_KEYS = ("config", "weights", "activations", "online_transforms", "gate_scale_layers")
 ARTIFACT_FILES = ("config.json", "model.safetensors", "transforms.safetensors", QUANT_FILE, "report.json")
 
 
@@ -120,8 +122,10 @@ def read_quant_meta(path) -> dict:
     except FileNotFoundError:
         raise MQDeployError(f"{path} is not a quantized artifact (no {QUANT_FILE}); create one with "
                             "`mq-deploy quantize`") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MQDeployError(f"{path / QUANT_FILE} is not valid JSON ({e}); re-run `mq-deploy quantize`") from None
+    if not isinstance(meta, dict):
+        raise MQDeployError(f"{path / QUANT_FILE} is not a JSON object; re-run `mq-deploy quantize`")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise MQDeployError(f"{path} was written by an unknown quantized-artifact format version {version!r} "
@@ -129,7 +133,19 @@ def read_quant_meta(path) -> dict:
     if meta.get("recipe") not in RECIPES:
         raise MQDeployError(f"{path} was made by an unknown recipe {meta.get('recipe')!r}; "
                             f"known recipes: {', '.join(RECIPES)}")
+    missing = [k for k in META_KEYS if not isinstance(meta.get(k), dict if k != "gate_scale_layers" else list)]
+    if missing:
+        raise MQDeployError(f"{path / QUANT_FILE} lacks {', '.join(missing)} (or holds them in the wrong form): it "
+                            "was edited or cut short; re-run `mq-deploy quantize`")
     return meta
+
+
+def quant_config_of(meta: dict, path: Path) -> QuantConfig:
+    try:
+        return QuantConfig(**meta["config"])
+    except TypeError as e:
+        raise MQDeployError(f"{Path(path) / QUANT_FILE} has settings this mq-deploy does not know ({e}); re-run "
+                            "`mq-deploy quantize`") from None
 
 
 def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
@@ -138,13 +154,20 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
     with_quantizers=False gives the transformed FP model (online transforms in place, no rounding):
     the same function as the original FP model, in the transformed basis.
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
     meta = read_quant_meta(path)
-    config = QuantConfig(**meta["config"])
+    config = quant_config_of(meta, path)
     model = load_model(path).model
-    transforms = load_file(str(path / "transforms.safetensors"))
+    if not (path / "transforms.safetensors").is_file():
+        raise MQDeployError(f"{path} has no transforms.safetensors; the artifact is incomplete: re-run "
+                            "`mq-deploy quantize`")
+    transforms = read_weight_file(path / "transforms.safetensors")
+    check_finite_weights(transforms, path)
+    needed = [f"backbone.layers.{i}.mixer.gate_scale" for i in meta["gate_scale_layers"]] + \
+             [f"{point}.signs" for point in meta["online_transforms"]]
+    if any(name not in transforms for name in needed):
+        raise MQDeployError(f"{path / 'transforms.safetensors'} lacks tensors quant.json refers to; the artifact is "
+                            "inconsistent: re-run `mq-deploy quantize`")
     transformed = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for i in meta["gate_scale_layers"]:
         model.backbone.layers[i].mixer.gate_scale = transforms[f"backbone.layers.{i}.mixer.gate_scale"]
