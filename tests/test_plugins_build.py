@@ -143,6 +143,12 @@ def test_kernels_c_api_checks_arguments_without_launching(kernels_lib):
     assert status(dtype=0, batch=1, seqlen=4096, dim=8, dstate=16, **dummy) == 3  # workspace missing
     assert status(dtype=0, batch=1, seqlen=4096, dim=8, dstate=16, workspace=8, workspace_bytes=1 << 30,
                   **dummy) == 3  # misaligned
+    # the chunked scan refuses overlapping states (its chunks run concurrently; see mq_kernels.h)
+    ws = dict(workspace=1 << 12, workspace_bytes=1 << 30)
+    assert status(dtype=0, batch=1, seqlen=5, dim=8, dstate=16, initial_state=4096, final_state=4096, **ws,
+                  **dummy) == 1
+    assert status(dtype=0, batch=1, seqlen=5, dim=8, dstate=16, initial_state=4096, final_state=4096 + 4 * 127,
+                  **ws, **dummy) == 1  # overlap by one float
     decode = mq.ScanArgs(dtype=0, batch=1, seqlen=2, dim=8, dstate=16, **dummy)
     assert raw.mq_selective_state_update(ctypes.byref(decode), None) == 1  # decode is one token
     assert raw.mq_hadamard_transform(None, None, None, 4, 1000, 0, None) == 2
