@@ -16,6 +16,12 @@ MODES = ("deploy", "paper")
 # The depthwise conv, quantized on request (DESIGN.md §3.3: "optionally conv1d").
 CONV_INPUT = {"conv1d": "conv_input"}
 
+# Deploy mode, 4-bit weights: the INT4 block sizes (along K) of the fused weight-only GEMMs that
+# TensorRT runs INT4 with (NVIDIA's INT4 AWQ recipes use 128; 64 is the other size those kernels
+# take). A linear whose K takes neither stays in floating point: smaller blocks would export, but
+# TensorRT would dequantize them into an FP16 GEMM, paying the accuracy and saving nothing.
+DEPLOY_INT4_BLOCKS = (128, 64)
+
 
 def input_point_of(linear: str) -> str:
     """The activation point that feeds a quantized module ('backbone.layers.0.mixer.in_proj' -> ..._input)."""
@@ -42,6 +48,9 @@ class QuantConfig:
             raise MQDeployError(f"unsupported bit widths W{self.w_bits}A{self.a_bits}: choose W8A8, W4A8 or W4A16")
         if self.mode not in MODES:
             raise MQDeployError(f"unknown mode {self.mode!r}: choose deploy or paper")
+        if self.mode == "deploy" and self.w_bits == 4 and self.group_size not in DEPLOY_INT4_BLOCKS:
+            raise MQDeployError(f"group_size {self.group_size}: TensorRT's fused INT4 weight-only GEMMs take blocks of "
+                                f"{' or '.join(map(str, DEPLOY_INT4_BLOCKS))} along K; choose one, or use --mode paper")
         if not 50.0 < self.act_percentile <= 100.0:
             raise MQDeployError(f"act_percentile must be in (50, 100], got {self.act_percentile}")
 
@@ -54,14 +63,24 @@ class QuantConfig:
         """The paper fake-quantizes h and C at the scan's output contraction (8-bit, per time step)."""
         return self.mode == "paper" and self.a_bits < 16
 
-    def weight_spec(self, in_features: int) -> QuantSpec:
-        """Per output channel at 8 bits; per group along the input at 4 bits (the group shrinks to the
-        largest divisor of in_features, so small layers such as dt_proj stay quantizable)."""
+    def weight_spec(self, in_features: int, linear: str = "") -> QuantSpec | None:
+        """How a linear's weight (K = in_features, `linear` its leaf name) is quantized, or None
+        when it stays in floating point. 8 bits: per output channel. 4 bits, paper mode: per group
+        along K, the group shrinking to the largest divisor of K (every linear quantized, as the
+        paper does). 4 bits, deploy mode: what TensorRT runs as a fused INT4 weight-only GEMM
+        (docs/export.md, "What each linear becomes"): blocks of group_size (128 or 64) along K, or 64
+        when K only takes that; dt_proj (K = dt_rank, a low-rank bottleneck) and linears whose K
+        takes no block stay FP."""
         symmetric = self.mode == "deploy"
         if self.w_bits == 8:
             return QuantSpec(8, symmetric, "channel", axis=0)
-        group = max(d for d in range(1, min(self.group_size, in_features) + 1) if in_features % d == 0)
-        return QuantSpec(self.w_bits, symmetric, "group", group_size=group)
+        if self.mode == "paper":
+            group = max(d for d in range(1, min(self.group_size, in_features) + 1) if in_features % d == 0)
+            return QuantSpec(self.w_bits, symmetric, "group", group_size=group)
+        if linear == "dt_proj":
+            return None
+        group = next((g for g in DEPLOY_INT4_BLOCKS if g <= self.group_size and in_features % g == 0), None)
+        return None if group is None else QuantSpec(self.w_bits, True, "group", group_size=group)
 
     def conv_weight_spec(self) -> QuantSpec:
         """The depthwise conv's K taps per channel: 8 bits per channel at every setting (the weight is

@@ -34,16 +34,19 @@ class QuantizedModel:
 
 
 def quantized_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
-    """{linear module name: the activation point feeding it} for every linear the config quantizes."""
+    """{linear module name: the activation point feeding it} for every linear the config quantizes
+    (a linear whose weight_spec is None stays FP, and so does its input)."""
     out = {}
     for i in range(len(model.backbone.layers)):
         for linear, point in LINEAR_INPUTS.items():
-            out[f"backbone.layers.{i}.mixer.{linear}"] = f"backbone.layers.{i}.mixer.{point}"
+            name = f"backbone.layers.{i}.mixer.{linear}"
+            if config.weight_spec(model.get_submodule(name).in_features, linear) is not None:
+                out[name] = f"backbone.layers.{i}.mixer.{point}"
     if config.quantize_conv:
         for i in range(len(model.backbone.layers)):
             for conv, point in CONV_INPUT.items():
                 out[f"backbone.layers.{i}.mixer.{conv}"] = f"backbone.layers.{i}.mixer.{point}"
-    if config.quantize_lm_head:
+    if config.quantize_lm_head and config.weight_spec(model.lm_head.in_features, "lm_head") is not None:
         out["lm_head"] = "lm_head_input"
     return out
 
@@ -70,7 +73,7 @@ def quantize_weights(model: MambaLM, config: QuantConfig) -> dict[str, QuantSpec
                 linear.weight = nn.Parameter(linear.weight.detach().clone())   # quantize the head only
                 model.config.tie_word_embeddings = False
             spec = (config.conv_weight_spec() if isinstance(linear, nn.Conv1d)
-                    else config.weight_spec(linear.in_features))
+                    else config.weight_spec(linear.in_features, name.rpartition(".")[2]))
             linear.weight.copy_(quantize_tensor(linear.weight, spec).dequantize(linear.weight.dtype))
             specs[name] = spec
     return specs
