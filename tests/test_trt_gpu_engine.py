@@ -19,6 +19,7 @@ if importlib.util.find_spec("tensorrt") is None or not torch.cuda.is_available()
 
 from mq_deploy.errors import MQDeployError  # noqa: E402
 from mq_deploy.trt.plugin_loading import resolve_plugin_library  # noqa: E402
+from mq_deploy.validate.onnxruntime_check import onnxruntime_session  # noqa: E402
 
 try:
     PLUGINS = resolve_plugin_library()
@@ -62,7 +63,7 @@ def test_engines_match_onnx_runtime(engines):
     from mq_deploy.trt.runtime import TrtEngineRunner
     onnx_path, plan, _ = engines
     ids = np.random.default_rng(0).integers(0, 64, size=(2, 48), dtype=np.int64)
-    ref = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    ref = onnxruntime_session(onnx_path)     # ORT_ENABLE_BASIC: the graph's arithmetic (docs/export.md)
     expected = dict(zip([o.name for o in ref.get_outputs()], ref.run(None, {"input_ids": ids})))
     runner = TrtEngineRunner(plan, plugins=PLUGINS)
     got = runner.run({"input_ids": ids})
@@ -73,7 +74,7 @@ def test_engines_match_onnx_runtime(engines):
         err = np.linalg.norm(got[name].astype(np.float32) - value) / np.linalg.norm(value)
         assert err < 2e-2, (name, err)
     step = {"input_ids": ids[:, -1:], **{k.replace("_out", ""): v for k, v in got.items() if "_state_out" in k}}
-    dec_ref = ort.InferenceSession(str(onnx_path.with_name("model.decode.onnx")), providers=["CPUExecutionProvider"])
+    dec_ref = onnxruntime_session(onnx_path.with_name("model.decode.onnx"))
     want = dec_ref.run(["logits"], step)[0]
     have = TrtEngineRunner(plan.with_name("model.decode.plan"), plugins=PLUGINS).run(step)["logits"]
     assert np.linalg.norm(have - want) / np.linalg.norm(want) < 2e-2
