@@ -32,7 +32,7 @@ def _load(name: str, path: pathlib.Path):
 gpu_check = _load("gpu_check", REPO / "plugins" / "selective_scan" / "gpu_check.py")
 plugin_checks = _load("plugin_checks", REPO / "scripts" / "gpu_verify" / "plugin_checks.py")
 model_check = _load("model_check", REPO / "scripts" / "gpu_verify" / "model_check.py")
-import mq_kernels_ctypes  # noqa: E402  (gpu_check put plugins/selective_scan on sys.path)
+from mq_deploy.ops import cuda_kernels as mq_kernels_ctypes  # noqa: E402
 
 
 def _library(env: str) -> pathlib.Path:

@@ -117,8 +117,7 @@ def test_kernels_export_the_c_api(kernels_lib):
 
 
 def test_kernels_c_api_checks_arguments_without_launching(kernels_lib):
-    sys.path.insert(0, str(PLUGINS / "selective_scan"))
-    import mq_kernels_ctypes as mq
+    from mq_deploy.ops import cuda_kernels as mq
 
     lib = mq.MqKernels(kernels_lib)
     raw = lib._lib
@@ -169,8 +168,7 @@ def test_c_api_header_is_c_and_matches_ctypes(tmp_path):
     _run([cc, "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", f"-I{PLUGINS / 'selective_scan'}",
           str(src), "-o", str(exe)])
     size, x_offset, ws_offset = map(int, _run([str(exe)]).stdout.split())
-    sys.path.insert(0, str(PLUGINS / "selective_scan"))
-    import mq_kernels_ctypes as mq
+    from mq_deploy.ops import cuda_kernels as mq
 
     assert (ctypes.sizeof(mq.ScanArgs), mq.ScanArgs.x.offset, mq.ScanArgs.workspace_bytes.offset) == (
         size, x_offset, ws_offset)

@@ -11,6 +11,7 @@ from .quantizer import QuantSpec
 LINEAR_INPUTS = {"in_proj": "in_proj_input", "x_proj": "x_proj_input", "dt_proj": "dt_proj_input",
                  "out_proj": "out_proj_input"}
 MODES = ("deploy", "paper")
+CALIB_DTYPES = ("auto", "float64", "float32")
 
 
 # The depthwise conv, quantized on request (DESIGN.md §3.3: "optionally conv1d").
@@ -42,6 +43,9 @@ class QuantConfig:
     act_percentile: float = 100.0    # static activation range: 100 = min/max
     seed: int = 0                    # random Hadamard signs
     batch_size: int = 8              # calibration windows per forward pass
+    device: str = "cpu"              # where calibration runs and the float64 folds happen: cpu, cuda[:N]
+    calib_dtype: str = "auto"        # the calibration forwards: float64 or float32; auto = float64
+                                     # on a CPU (exact, as the folds), float32 on a GPU
 
     def __post_init__(self):
         if (self.w_bits, self.a_bits) not in ((8, 8), (4, 8), (4, 16), (8, 16)):
@@ -51,8 +55,19 @@ class QuantConfig:
         if self.mode == "deploy" and self.w_bits == 4 and self.group_size not in DEPLOY_INT4_BLOCKS:
             raise MQDeployError(f"group_size {self.group_size}: TensorRT's fused INT4 weight-only GEMMs take blocks of "
                                 f"{' or '.join(map(str, DEPLOY_INT4_BLOCKS))} along K; choose one, or use --mode paper")
+        if self.calib_dtype not in CALIB_DTYPES:
+            raise MQDeployError(f"unknown calibration dtype {self.calib_dtype!r}: choose {', '.join(CALIB_DTYPES)}")
+        if not (self.device == "cpu" or self.device.split(":")[0] == "cuda"):
+            raise MQDeployError(f"unknown device {self.device!r}: choose cpu or cuda (cuda:N)")
         if not 50.0 < self.act_percentile <= 100.0:
             raise MQDeployError(f"act_percentile must be in (50, 100], got {self.act_percentile}")
+
+    @property
+    def forward_dtype(self):
+        """torch dtype of the calibration forwards (statistics are accumulated in float64 anyway)."""
+        import torch
+        name = self.calib_dtype if self.calib_dtype != "auto" else ("float64" if self.device == "cpu" else "float32")
+        return getattr(torch, name)
 
     @property
     def label(self) -> str:

@@ -129,7 +129,8 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
                             "the calibration text was tokenized for another model")
     seconds = {}
     start = time.perf_counter()
-    work = copy.deepcopy(model).double().eval()        # all folds in float64
+    device = _resolve_device(config.device)
+    work = copy.deepcopy(model).to(device=device, dtype=torch.float64).eval()   # all folds in float64
     try:
         percentiles = recipe_impl.transform(work, calib, config, progress=progress) or {}
     except ValueError as e:   # a size the recipe's transforms cannot handle, e.g. no Hadamard of that order
@@ -143,4 +144,14 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     if config.quantizes_scan_output:
         work.set_scan_impl(selective_scan_quantized_hc)
     seconds["quantizers"] = time.perf_counter() - start
+    work = work.cpu()
+    transformed = {k: v.cpu() for k, v in transformed.items()}
     return QuantizedModel(work, recipe, config, specs, ranges, online_transforms_of(work), seconds, transformed)
+
+
+def _resolve_device(name: str) -> torch.device:
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MQDeployError(f"--device {name}: no CUDA GPU is visible to torch {torch.__version__}; "
+                            "use --device cpu (or auto)")
+    return device

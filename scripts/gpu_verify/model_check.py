@@ -15,26 +15,11 @@ DEMO_MODEL = REPO / "samples" / "models" / "mamba-byte-demo"
 HELDOUT = REPO / "samples" / "data" / "wiki_heldout.txt"
 
 
-def cuda_scan(kernels):
-    """A scan implementation with selective_scan's signature that runs libmq_kernels' chunked scan."""
-
-    def scan(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None, delta_softplus=True,
-             initial_state=None, reverse=False, return_final_state=False):
-        c = lambda t: None if t is None else t.contiguous()  # noqa: E731
-        f32 = lambda t: None if t is None else t.float().contiguous()  # noqa: E731
-        dtype = x.dtype
-        y, state = kernels.selective_scan(c(x), c(delta.to(dtype)), f32(A), c(B.to(dtype)), c(C.to(dtype)),
-                                          f32(D), f32(delta_bias), c(None if z is None else z.to(dtype)),
-                                          f32(gate_scale), delta_softplus, f32(initial_state), reverse)
-        return (y, state) if return_final_state else y
-
-    return scan
-
-
 def run(kernels, windows: int = 32, seq_len: int = 512) -> list[dict]:
     import torch
 
     from mq_deploy.eval.perplexity import evaluate_perplexity
+    from mq_deploy.ops.cuda_kernels import cuda_selective_scan
     from mq_deploy.models.loading import load_model
 
     loaded = load_model(DEMO_MODEL)
@@ -44,7 +29,7 @@ def run(kernels, windows: int = 32, seq_len: int = 512) -> list[dict]:
     for dtype in (torch.float32, torch.bfloat16):
         model = loaded.model.to(device="cuda", dtype=dtype).eval()
         results, logits = {}, {}
-        for impl_name, impl in (("torch", "fused"), ("cuda kernel", cuda_scan(kernels))):
+        for impl_name, impl in (("torch", "fused"), ("cuda kernel", cuda_selective_scan(kernels))):
             model.set_scan_impl(impl)
             r = evaluate_perplexity(model, ids.cuda(), total_bytes=ids.numel(), seq_len=seq_len, batch_size=8,
                                     progress=False)

@@ -50,7 +50,7 @@ def load_module(name: str, path: pathlib.Path):
 
 
 gpu_check = load_module("gpu_check", REPO / "plugins" / "selective_scan" / "gpu_check.py")
-import mq_kernels_ctypes  # noqa: E402  (gpu_check put its folder on sys.path)
+from mq_deploy.ops import cuda_kernels as mq_kernels_ctypes  # noqa: E402
 import plugin_checks  # noqa: E402
 
 
