@@ -129,8 +129,7 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
                             "the calibration text was tokenized for another model")
     seconds = {}
     start = time.perf_counter()
-    device = _resolve_device(config.device)
-    work = copy.deepcopy(model).to(device=device, dtype=torch.float64).eval()   # all folds in float64
+    work = _float64_copy(model, _resolve_device(config.device))    # all folds in float64
     try:
         percentiles = recipe_impl.transform(work, calib, config, progress=progress) or {}
     except ValueError as e:   # a size the recipe's transforms cannot handle, e.g. no Hadamard of that order
@@ -147,6 +146,20 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     work = work.cpu()
     transformed = {k: v.cpu() for k, v in transformed.items()}
     return QuantizedModel(work, recipe, config, specs, ranges, online_transforms_of(work), seconds, transformed)
+
+
+def _float64_copy(model: MambaLM, device: torch.device) -> MambaLM:
+    """A float64 copy of `model` on `device`. For a GPU it is built there and filled tensor by
+    tensor, so the host never holds a second (float64) copy of a multi-GB model."""
+    if device.type == "cpu":
+        return copy.deepcopy(model).to(torch.float64).eval()
+    with torch.device(device):
+        work = MambaLM(copy.deepcopy(model.config)).to(torch.float64)
+    work.load_state_dict(model.state_dict())
+    for name, module in model.named_modules():      # non-parameter state, e.g. S-SiLU gate scales
+        if getattr(module, "gate_scale", None) is not None:
+            work.get_submodule(name).gate_scale = module.gate_scale.to(device=device, dtype=torch.float64)
+    return work.eval()
 
 
 def _resolve_device(name: str) -> torch.device:

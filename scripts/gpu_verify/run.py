@@ -13,6 +13,8 @@ Stages (each one a section of the report; a failure never stops the later stages
   timing      copy bandwidth and exp rate (the floors), scan and Hadamard kernel times
   sanitizer   compute-sanitizer memcheck / racecheck / initcheck / synccheck on mq_gpu_sanitize
   pytest-gpu  the GPU tests of the suite (tests/test_gpu_*.py), which skip on machines without one
+  calibration quantize --device cuda agrees with a CPU calibration; calibration time and memory per
+              size (benchmarks/bench_scale.py; --scale-sizes 130m,2.8b for the issue's 2.8b figure)
   tensorrt    engine build and validation, only where TensorRT is importable
 
 Exit status: 0 when every stage that ran passed, 1 otherwise, 2 without a GPU.
@@ -286,12 +288,33 @@ class Verify:
         if not tests:
             return SKIP, "no tests/test_gpu_*.py", ""
         env = dict(os.environ, MQ_KERNELS_LIB=str(self.libs["kernels"]), MQ_PLUGIN_HARNESS_LIB=str(self.libs["harness"]),
+                   MQ_TRT_INCLUDE_ROOT=str(self.args.trt_root or ""),
                    PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         code, out = sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *tests], 300,
                        self.build / "pytest_gpu.log", env=env)
         tail = "\n".join(out.strip().splitlines()[-15:])
         last = out.strip().splitlines()[-1] if out.strip() else "no output"
         return (PASS if code == 0 else FAIL), last, f"```\n{tail}\n```"
+
+    def stage_calibration(self):
+        """quantize --device cuda: the artifact agrees with a CPU calibration; time and memory at scale."""
+        env = dict(os.environ, MQ_KERNELS_LIB=str(self.libs["kernels"]),
+                   PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        code, out = sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "-k", "cuda",
+                        str(REPO / "tests" / "test_quant_calibration_device.py")], 300,
+                       self.build / "pytest_calibration.log", env=env)
+        tests = out.strip().splitlines()[-1] if out.strip() else "no output"
+        scale_json = self.build / "scale_cuda.json"
+        code2, out2 = sh([sys.executable, str(REPO / "benchmarks" / "bench_scale.py"), "--sizes", self.args.scale_sizes,
+                          "--device", "cuda", "--no-export", "--json", str(scale_json)], 900,
+                         self.build / "bench_scale.log", env=env)
+        table = "\n".join(line for line in out2.splitlines() if line.startswith("|"))
+        body = (f"`pytest -k cuda tests/test_quant_calibration_device.py` (cuda vs cpu artifacts: activation scales "
+                f"and transformed weights within 1e-4, fake-quant logits within 1e-3): {tests}\n\n"
+                f"`benchmarks/bench_scale.py --sizes {self.args.scale_sizes} --device cuda --no-export` "
+                f"(mambaquant W8A8, 32 x 512 calibration tokens):\n\n{table or out2[-2000:]}\n")
+        ok = code == 0 and code2 == 0
+        return (PASS if ok else FAIL), f"cuda vs cpu: {tests}; scale benchmark exit {code2}", body
 
     def stage_tensorrt(self):
         code, out = sh([sys.executable, "-c", "import tensorrt; print(tensorrt.__version__)"], 60)
@@ -317,7 +340,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sanitizer-timeout", type=float, default=120)
     parser.add_argument("--commit", default=os.environ.get("MQ_GIT_COMMIT", ""))
-    parser.add_argument("--stages", default="build,kernels,c-api,plugins,model,timing,sanitizer,pytest-gpu,tensorrt")
+    parser.add_argument("--scale-sizes", default="130m", help="sizes the calibration stage times (e.g. 130m,2.8b)")
+    parser.add_argument("--stages",
+                        default="build,kernels,c-api,plugins,model,timing,sanitizer,pytest-gpu,calibration,tensorrt")
     args = parser.parse_args(argv)
 
     import torch
@@ -343,7 +368,7 @@ def main(argv=None) -> int:
     stages = {"build": verify.stage_build, "kernels": verify.stage_kernels, "c-api": verify.stage_c_api,
               "plugins": verify.stage_plugins, "model": verify.stage_model, "timing": verify.stage_timing,
               "sanitizer": verify.stage_sanitizer, "pytest-gpu": verify.stage_pytest_gpu,
-              "tensorrt": verify.stage_tensorrt}
+              "calibration": verify.stage_calibration, "tensorrt": verify.stage_tensorrt}
     for name in args.stages.split(","):
         start = time.time()
         try:
