@@ -7,12 +7,11 @@ tests, MQ_PLUGIN_HARNESS_LIB (libmq_plugin_harness.so); scripts/gpu_verify.sh se
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
-import sys
 
 import pytest
+from conftest import load_module
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
@@ -21,17 +20,11 @@ if not torch.cuda.is_available():
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: pathlib.Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-gpu_check = _load("gpu_check", REPO / "plugins" / "selective_scan" / "gpu_check.py")
-plugin_checks = _load("plugin_checks", REPO / "scripts" / "gpu_verify" / "plugin_checks.py")
-model_check = _load("model_check", REPO / "scripts" / "gpu_verify" / "model_check.py")
+gpu_check = load_module("gpu_check", REPO / "plugins" / "selective_scan" / "gpu_check.py")
+plugin_checks = load_module("plugin_checks", REPO / "scripts" / "gpu_verify" / "plugin_checks.py")
+model_check = load_module("model_check", REPO / "scripts" / "gpu_verify" / "model_check.py")
 from mq_deploy.ops import cuda_kernels as mq_kernels_ctypes  # noqa: E402
 
 

@@ -13,29 +13,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import pytest
+from conftest import load_module
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 VERIFY = REPO / "scripts" / "gpu_verify"
 
 
-def _load(name: str, path: pathlib.Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-plugin_checks = _load("plugin_checks", VERIFY / "plugin_checks.py")
-report_mod = _load("gpu_verify_report", VERIFY / "report.py")
+plugin_checks = load_module("plugin_checks", VERIFY / "plugin_checks.py")
+report_mod = load_module("gpu_verify_report", VERIFY / "report.py")
 
 
 def test_script_parses():

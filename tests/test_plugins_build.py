@@ -9,30 +9,23 @@ the CMake default.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import load_module
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PLUGINS = REPO / "plugins"
 CI_CUDA_ARCH = "80"
 
 
-def _load(name: str, path: pathlib.Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-hadamard_bases = _load("hadamard_bases", PLUGINS / "hadamard" / "hadamard_bases.py")
+hadamard_bases = load_module("hadamard_bases", PLUGINS / "hadamard" / "hadamard_bases.py")
 
 
 # ---- Hadamard base matrices (the one shared definition) ----------------------------------------------
@@ -181,7 +174,7 @@ def test_gpu_check_shell_script_parses():
 
 
 def test_gpu_check_driver_plans_the_issue_shapes():
-    gpu_check = _load("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
+    gpu_check = load_module("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
     cases = gpu_check.correctness_cases()
     assert {c.batch for c in cases} >= {1, 8}
     assert {c.seqlen for c in cases} >= {1, 7, 2048, 8192}
@@ -201,7 +194,7 @@ def test_gpu_check_driver_plans_the_issue_shapes():
 def test_gpu_check_reference_plumbing_on_cpu(case_args, monkeypatch):
     """Inputs, batch slicing and the local fallback agree with mq_deploy's selective_scan_ref."""
     torch = pytest.importorskip("torch")
-    gpu_check = _load("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
+    gpu_check = load_module("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
     case = gpu_check.ScanCase(**case_args)
     inputs = gpu_check.make_inputs(case, seed=5, device="cpu")
     package = gpu_check.load_reference("package")

@@ -13,6 +13,8 @@ import shutil
 import tempfile
 import time
 
+from mq_deploy.markdown import markdown_table
+
 PASS, FAIL, SKIP, ERROR = "pass", "FAIL", "skipped", "ERROR"
 
 
@@ -22,15 +24,6 @@ class StageResult:
     status: str          # PASS / FAIL / SKIP / ERROR
     summary: str         # one line
     seconds: float
-
-
-def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """columns: (title, key, format spec or "")."""
-    head = "| " + " | ".join(title for title, _, _ in columns) + " |"
-    rule = "| " + " | ".join("---" for _ in columns) + " |"
-    body = ["| " + " | ".join(format(r[key], fmt) if fmt else str(r[key]) for _, key, fmt in columns) + " |"
-            for r in rows]
-    return "\n".join([head, rule, *body])
 
 
 class Report:

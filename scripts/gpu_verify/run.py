@@ -40,7 +40,8 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from report import ERROR, FAIL, PASS, SKIP, Report, StageResult, copy_file, markdown_table  # noqa: E402
+from mq_deploy.markdown import markdown_table  # noqa: E402
+from report import ERROR, FAIL, PASS, SKIP, Report, StageResult, copy_file  # noqa: E402
 
 
 def load_module(name: str, path: pathlib.Path):
