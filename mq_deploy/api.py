@@ -79,6 +79,7 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     qm = quantize(loaded.model, recipe, batches, config, progress=progress)
     report = {"recipe": recipe, "config": config.to_dict(), "calibration": {
         "text": calib_label, "samples": int(batches.shape[0]), "seq_len": int(batches.shape[1]),
+        "device": config.device, "forward_dtype": str(config.forward_dtype).replace("torch.", ""),
         "seconds": round(time.perf_counter() - start, 2), "stages": {k: round(v, 2) for k, v in qm.seconds.items()}}}
     if eval_text:
         kwargs = dict(seq_len=EVAL_SEQ_LEN, max_tokens=eval_max_tokens, progress=progress, option="--eval")

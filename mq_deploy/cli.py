@@ -55,6 +55,14 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def resolve_device(name: str) -> str:
+    """--device auto: cuda when torch sees a GPU, else cpu; anything else as given."""
+    if name != "auto":
+        return name
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _cmd_quantize(args) -> int:
     from .api import quantize_checkpoint
     report = quantize_checkpoint(args.model, args.out, recipe=args.recipe, calib=args.calib, w_bits=args.w_bits,
@@ -62,6 +70,7 @@ def _cmd_quantize(args) -> int:
                                  calib_seq_len=args.calib_seq_len, eval_text=args.eval,
                                  eval_max_tokens=args.eval_max_tokens, quantize_lm_head=args.quantize_lm_head,
                                  quantize_conv=args.quantize_conv, act_percentile=args.act_percentile, seed=args.seed,
+                                 device=resolve_device(args.device), calib_dtype=args.calib_dtype,
                                  force=args.force, export_check=not args.no_export_check)
     cal, cfg = report["calibration"], report["config"]
     print(f"wrote {args.out}: {args.recipe} W{cfg['w_bits']}A{cfg['a_bits']} {cfg['mode']}, calibrated on "
@@ -252,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize-conv", action="store_true",
                    help="also quantize the depthwise conv1d (INT8 per-channel weights; its input at A8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random Hadamard signs")
+    p.add_argument("--device", default="auto",
+                   help="where calibration and the float64 folds run: auto (a CUDA GPU when torch sees one), cpu, "
+                        "cuda, cuda:N")
+    p.add_argument("--calib-dtype", default="auto", choices=["auto", "float64", "float32"],
+                   help="dtype of the calibration forwards (statistics are float64 sums either way); auto: "
+                        "float64 on a CPU, float32 on a GPU")
     p.add_argument("--eval", default=None,
                    help="also report FP vs quantized perplexity on this text (or token ids: .npy / .json)")
     p.add_argument("--eval-max-tokens", type=int, default=None)

@@ -48,7 +48,7 @@ STAGES = (
            "polygraphy.comparator", "onnxruntime"),
           "pip install -e '.[onnx]'"),
     Stage("plots (inspect, bench)", ("mq_deploy.validate.plots", "matplotlib.pyplot"), "pip install -e '.[plot]'"),
-    Stage("TensorRT build", ("mq_deploy.trt.builder", "tensorrt"),
+    Stage("TensorRT build", ("mq_deploy.trt.builder", "tensorrt", "onnx"),     # onnx: trt/parser_input.py
           "pip install -e '.[trt]' on a machine with an NVIDIA GPU and driver, and build libmq_plugins.so",
           needs_gpu=True),
     Stage("TensorRT validate / bench", ("mq_deploy.trt.runtime", "mq_deploy.validate.validation", "tensorrt",

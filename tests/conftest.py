@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import pytest
 import torch
+
+
+def load_module(name: str, path):
+    """Import a script that is not part of the package (plugins/, scripts/) by its path."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 def random_hf_mamba(vocab=97, hidden=40, layers=2, state=8, rank=None, seed=0, **kwargs):
     """transformers.MambaForCausalLM with every parameter randomized (norm weights, D, A_log and the

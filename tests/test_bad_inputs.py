@@ -129,6 +129,10 @@ def test_bad_input(case, inputs, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(work)
     monkeypatch.setenv("MQ_PROGRESS", "0")
     if not case.after_work:
+        # import every module first: one imported while another's function is patched would keep the
+        # guard in its namespace for good (from-imports bind at import time)
+        for module, _ in LONG_WORK:
+            importlib.import_module(module)
         for module, attr in LONG_WORK:
             monkeypatch.setattr(f"{module}.{attr}", _long_work_guard(f"{module}.{attr}"))
     before = snapshot(work, inputs["root"])

@@ -24,7 +24,8 @@ SIZES = dict(vocab=256, hidden=48, layers=2, state=8, rank=12)
 
 
 def session(path):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from mq_deploy.validate.onnxruntime_check import onnxruntime_session
+    return onnxruntime_session(path)
 
 
 def rel_err(a, b):

@@ -9,30 +9,23 @@ the CMake default.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import load_module
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PLUGINS = REPO / "plugins"
 CI_CUDA_ARCH = "80"
 
 
-def _load(name: str, path: pathlib.Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-hadamard_bases = _load("hadamard_bases", PLUGINS / "hadamard" / "hadamard_bases.py")
+hadamard_bases = load_module("hadamard_bases", PLUGINS / "hadamard" / "hadamard_bases.py")
 
 
 # ---- Hadamard base matrices (the one shared definition) ----------------------------------------------
@@ -141,8 +134,7 @@ def test_kernels_export_the_c_api(kernels_lib):
 
 
 def test_kernels_c_api_checks_arguments_without_launching(kernels_lib):
-    sys.path.insert(0, str(PLUGINS / "selective_scan"))
-    import mq_kernels_ctypes as mq
+    from mq_deploy.ops import cuda_kernels as mq
 
     lib = mq.MqKernels(kernels_lib)
     raw = lib._lib
@@ -167,6 +159,12 @@ def test_kernels_c_api_checks_arguments_without_launching(kernels_lib):
     assert status(dtype=0, batch=1, seqlen=4096, dim=8, dstate=16, **dummy) == 3  # workspace missing
     assert status(dtype=0, batch=1, seqlen=4096, dim=8, dstate=16, workspace=8, workspace_bytes=1 << 30,
                   **dummy) == 3  # misaligned
+    # the chunked scan refuses overlapping states (its chunks run concurrently; see mq_kernels.h)
+    ws = dict(workspace=1 << 12, workspace_bytes=1 << 30)
+    assert status(dtype=0, batch=1, seqlen=5, dim=8, dstate=16, initial_state=4096, final_state=4096, **ws,
+                  **dummy) == 1
+    assert status(dtype=0, batch=1, seqlen=5, dim=8, dstate=16, initial_state=4096, final_state=4096 + 4 * 127,
+                  **ws, **dummy) == 1  # overlap by one float
     decode = mq.ScanArgs(dtype=0, batch=1, seqlen=2, dim=8, dstate=16, **dummy)
     assert raw.mq_selective_state_update(ctypes.byref(decode), None) == 1  # decode is one token
     assert raw.mq_hadamard_transform(None, None, None, 4, 1000, 0, None) == 2
@@ -187,8 +185,7 @@ def test_c_api_header_is_c_and_matches_ctypes(tmp_path):
     _run([cc, "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", f"-I{PLUGINS / 'selective_scan'}",
           str(src), "-o", str(exe)])
     size, x_offset, ws_offset = map(int, _run([str(exe)]).stdout.split())
-    sys.path.insert(0, str(PLUGINS / "selective_scan"))
-    import mq_kernels_ctypes as mq
+    from mq_deploy.ops import cuda_kernels as mq
 
     assert (ctypes.sizeof(mq.ScanArgs), mq.ScanArgs.x.offset, mq.ScanArgs.workspace_bytes.offset) == (
         size, x_offset, ws_offset)
@@ -201,7 +198,7 @@ def test_gpu_check_shell_script_parses():
 
 
 def test_gpu_check_driver_plans_the_issue_shapes():
-    gpu_check = _load("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
+    gpu_check = load_module("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
     cases = gpu_check.correctness_cases()
     assert {c.batch for c in cases} >= {1, 8}
     assert {c.seqlen for c in cases} >= {1, 7, 2048, 8192}
@@ -221,7 +218,7 @@ def test_gpu_check_driver_plans_the_issue_shapes():
 def test_gpu_check_reference_plumbing_on_cpu(case_args, monkeypatch):
     """Inputs, batch slicing and the local fallback agree with mq_deploy's selective_scan_ref."""
     torch = pytest.importorskip("torch")
-    gpu_check = _load("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
+    gpu_check = load_module("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
     case = gpu_check.ScanCase(**case_args)
     inputs = gpu_check.make_inputs(case, seed=5, device="cpu")
     package = gpu_check.load_reference("package")

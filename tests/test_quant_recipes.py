@@ -58,7 +58,7 @@ def test_recipe_transforms_are_exact_and_quantization_is_installed(model_and_cal
 
 
 @pytest.mark.parametrize("recipe", ["rtn", "mambaquant"])
-@pytest.mark.parametrize("bits, mode", [((8, 8), "paper"), ((4, 8), "deploy"), ((4, 16), "paper")])
+@pytest.mark.parametrize("bits, mode", [((8, 8), "paper"), ((4, 8), "paper"), ((4, 16), "paper")])
 def test_bit_settings_and_modes(model_and_calib, recipe, bits, mode):
     model, calib, ids = model_and_calib
     config = QuantConfig(w_bits=bits[0], a_bits=bits[1], mode=mode, group_size=32)
@@ -79,6 +79,28 @@ def test_bit_settings_and_modes(model_and_calib, recipe, bits, mode):
         assert max(len(torch.unique(row)) for row in w) <= 16     # 4 bits: at most 16 levels per group
     with torch.no_grad():
         assert torch.isfinite(qm.model(ids)).all()
+
+
+@pytest.mark.parametrize("a_bits", [8, 16])
+def test_deploy_int4_takes_tensorrt_blocks_or_stays_fp(a_bits):
+    """Deploy mode at 4 bits quantizes what TensorRT runs as a fused INT4 weight-only GEMM: blocks of
+    128 along K, or 64 where K only takes that; dt_proj (K = dt_rank) and a K that takes no block
+    stay FP, and their inputs get no activation quantizer."""
+    torch.manual_seed(0)
+    model = MambaLM(MambaConfig(vocab_size=64, hidden_size=192, num_hidden_layers=1, state_size=4,
+                                time_step_rank=12)).eval()     # K: in_proj 192, x_proj/out_proj 384, dt_proj 12
+    calib = torch.randint(0, 64, (2, 16))
+    qm = quantize(model, "rtn", calib, QuantConfig(w_bits=4, a_bits=a_bits), progress=False)
+    groups = {name.rsplit(".", 1)[-1]: spec.group_size for name, spec in qm.weight_specs.items()}
+    assert groups == {"in_proj": 64, "x_proj": 128, "out_proj": 128}
+    static = {n.rsplit(".", 1)[-1] for n, m in qm.model.named_modules() if isinstance(m, StaticActivationQuantizer)}
+    assert static == ({"in_proj_input", "x_proj_input", "out_proj_input"} if a_bits == 8 else set())
+    assert torch.equal(qm.model.backbone.layers[0].mixer.dt_proj.weight, model.backbone.layers[0].mixer.dt_proj.weight)
+    small = MambaLM(MambaConfig(vocab_size=64, hidden_size=48, num_hidden_layers=1, state_size=4)).eval()
+    assert quantize(small, "rtn", calib, QuantConfig(w_bits=4, a_bits=16), progress=False).weight_specs == {}
+    with pytest.raises(MQDeployError, match="blocks of 128 or 64"):
+        QuantConfig(w_bits=4, a_bits=16, group_size=32)
+    assert QuantConfig(w_bits=4, a_bits=16, group_size=32, mode="paper").weight_spec(48, "dt_proj").group_size == 24
 
 
 def test_artifact_round_trip_is_bit_identical(model_and_calib, tmp_path):

@@ -66,12 +66,9 @@ def test_onnxruntime_against_torch_passes_with_real_numbers(exported):
     assert set(same["median_abs_per_output"]) >= {"logits", "ssm_state_out.1", "conv_state_out.0"}
     assert list(fp["median_abs_per_output"]) == ["logits"]
     # recompute both NLLs outside the validation code: ORT and the fake-quant torch model directly
-    import onnxruntime as ort
+    from mq_deploy.validate.onnxruntime_check import onnxruntime_session
     ids = torch.tensor(list(TEXT.encode()))[:3 * 96].reshape(3, 96)
-    options = ort.SessionOptions()      # the graph as written: without ORT's own QDQ fusions (docs/validation.md)
-    options.add_session_config_entry("session.disable_quant_qdq", "1")
-    ours = ort.InferenceSession(str(exported["fp32"].onnx_path), options, providers=["CPUExecutionProvider"]).run(
-        ["logits"], {"input_ids": ids.numpy()})[0]
+    ours = onnxruntime_session(exported["fp32"].onnx_path).run(["logits"], {"input_ids": ids.numpy()})[0]
     with torch.no_grad():
         ref = load_quantized(root / "q").model(ids).numpy()
     assert same["nll"]["subject"] == pytest.approx(independent_nll(ours, ids.numpy()), rel=1e-6)

@@ -21,6 +21,7 @@ from onnx import TensorProto, helper
 
 from ..quant.config import input_point_of
 from .hadamard_node import emit_hadamard_inline, emit_hadamard_node, hadamard_function
+from .linear_forms import linear_form, quantizes_input
 from .onnx_builder import (DOMAIN, DOMAIN_VERSION, FLOAT_TYPES, INT4_IR_VERSION, INT4_OPSET, IR_VERSION, NUMPY_OF,
                            OPSET, GraphBuilder)
 from .qdq import emit_activation_qdq, emit_conv_weight, emit_linear, emit_weight
@@ -47,6 +48,7 @@ class BuiltGraph:
     model: onnx.ModelProto
     inputs: list[GraphIO] = field(default_factory=list)
     outputs: list[GraphIO] = field(default_factory=list)
+    linear_forms: dict[str, str] = field(default_factory=dict)      # linear -> form (linear_forms.py)
 
 
 def state_names(layer: int) -> dict[str, str]:
@@ -63,6 +65,7 @@ class MambaGraphEmitter:
         self.scan, self.decode = scan, decode
         self.b = GraphBuilder()
         self.model = source.model
+        self.forms: dict[str, str] = {}          # linear -> form in this graph (linear_forms.py)
 
     # ------------------------------------------------------------------ helpers
     def to_float(self, x: str, name: str) -> str:
@@ -74,9 +77,16 @@ class MambaGraphEmitter:
     def fp(self, tensor: torch.Tensor, name: str, dtype=None) -> str:
         return self.b.const(tensor.detach().double().numpy().astype(dtype or self.np_ft), name)
 
-    def linear(self, x: str, module_name: str) -> str:
+    def form_of(self, module_name: str):
+        """(weight spec, input scale or None, form) of a linear in this graph (linear_forms.py)."""
         spec = self.src.weight_specs.get(module_name)
         scale = self.src.activation_scales.get(self.src.input_point(module_name)) if spec else None
+        form = linear_form(spec, scale, "decode" if self.decode else "prefill")
+        self.forms[module_name] = form
+        return spec, (scale if quantizes_input(form) else None), form
+
+    def linear(self, x: str, module_name: str) -> str:
+        spec, scale, _ = self.form_of(module_name)
         return emit_linear(self.b, x, self.model.get_submodule(module_name), self.ft, module_name, spec, scale,
                            use_bias=not module_name.endswith(".dt_proj"))
 
@@ -212,18 +222,19 @@ class MambaGraphEmitter:
             residual = b.node("Add", [residual, out], name=f"{prefix}.residual_add")
         normed = self.rmsnorm(self.to_float(residual, "backbone.norm_f_input_f32"), self.model.backbone.norm_f,
                               "backbone.norm_f")
-        spec = self.src.weight_specs.get("lm_head")
+        spec, scale, _ = self.form_of("lm_head")
         x = normed
         weight = self.head_weight()
+        if scale is not None:
+            x = emit_activation_qdq(b, x, scale, self.ft, "lm_head")
         if spec is not None:
-            x = emit_activation_qdq(b, x, self.src.activation_scales["lm_head_input"], self.ft, "lm_head")
             weight = emit_weight(b, self.model.lm_head.weight, self.ft, "lm_head", spec)
         logits = emit_linear(b, x, self.model.lm_head, self.ft, "lm_head", weight=weight)
         if self.ft == FLOAT:
             b.node("Identity", [logits], ["logits"], name="logits")
         else:
             b.node("Cast", [logits], ["logits"], name="logits", to=FLOAT)
-        return BuiltGraph(self._model(inputs, outputs), inputs, outputs)
+        return BuiltGraph(self._model(inputs, outputs), inputs, outputs, dict(sorted(self.forms.items())))
 
     def _model(self, inputs: list[GraphIO], outputs: list[GraphIO]) -> onnx.ModelProto:
         b = self.b

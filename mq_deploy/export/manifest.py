@@ -37,7 +37,15 @@ def _graph_entry(path: Path, built: BuiltGraph, graph_file: GraphFile) -> dict:
     return {"file": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             **graph_file.manifest_entry(),
             "inputs": [io.as_dict() for io in built.inputs], "outputs": [io.as_dict() for io in built.outputs],
-            "plugins": sorted(op for op in ops if op in PLUGIN_OPS), "plugin_nodes": _plugin_nodes(built)}
+            "plugins": sorted(op for op in ops if op in PLUGIN_OPS), "plugin_nodes": _plugin_nodes(built),
+            "linear_forms": _form_counts(built.linear_forms), "linears": built.linear_forms}
+
+
+def _form_counts(forms: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for form in forms.values():
+        counts[form] = counts.get(form, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict[str, tuple[Path, BuiltGraph, GraphFile]],

@@ -11,10 +11,17 @@ from .quantizer import QuantSpec
 LINEAR_INPUTS = {"in_proj": "in_proj_input", "x_proj": "x_proj_input", "dt_proj": "dt_proj_input",
                  "out_proj": "out_proj_input"}
 MODES = ("deploy", "paper")
+CALIB_DTYPES = ("auto", "float64", "float32")
 
 
 # The depthwise conv, quantized on request (DESIGN.md §3.3: "optionally conv1d").
 CONV_INPUT = {"conv1d": "conv_input"}
+
+# Deploy mode, 4-bit weights: the INT4 block sizes (along K) of the fused weight-only GEMMs that
+# TensorRT runs INT4 with (NVIDIA's INT4 AWQ recipes use 128; 64 is the other size those kernels
+# take). A linear whose K takes neither stays in floating point: smaller blocks would export, but
+# TensorRT would dequantize them into an FP16 GEMM, paying the accuracy and saving nothing.
+DEPLOY_INT4_BLOCKS = (128, 64)
 
 
 def input_point_of(linear: str) -> str:
@@ -37,6 +44,9 @@ class QuantConfig:
     act_percentile: float = 100.0    # static activation range: 100 = min/max
     seed: int = 0                    # random Hadamard signs
     batch_size: int = 8              # calibration windows per forward pass
+    device: str = "cpu"              # where calibration runs and the float64 folds happen: cpu, cuda[:N]
+    calib_dtype: str = "auto"        # the calibration forwards: float64 or float32; auto = float64
+                                     # on a CPU (exact, as the folds), float32 on a GPU
 
     def __post_init__(self):
         if self.a_bits is None:
@@ -45,6 +55,13 @@ class QuantConfig:
             raise MQDeployError(f"unsupported bit widths W{self.w_bits}A{self.a_bits}: choose W8A8, W4A8 or W4A16")
         if self.mode not in MODES:
             raise MQDeployError(f"unknown mode {self.mode!r}: choose deploy or paper")
+        if self.mode == "deploy" and self.w_bits == 4 and self.group_size not in DEPLOY_INT4_BLOCKS:
+            raise MQDeployError(f"group_size {self.group_size}: TensorRT's fused INT4 weight-only GEMMs take blocks of "
+                                f"{' or '.join(map(str, DEPLOY_INT4_BLOCKS))} along K; choose one, or use --mode paper")
+        if self.calib_dtype not in CALIB_DTYPES:
+            raise MQDeployError(f"unknown calibration dtype {self.calib_dtype!r}: choose {', '.join(CALIB_DTYPES)}")
+        if not (self.device == "cpu" or self.device.split(":")[0] == "cuda"):
+            raise MQDeployError(f"unknown device {self.device!r}: choose cpu or cuda (cuda:N)")
         if not 50.0 < self.act_percentile <= 100.0:
             raise MQDeployError(f"act_percentile must be in (50, 100], got {self.act_percentile}")
 
@@ -59,6 +76,13 @@ class QuantConfig:
         return None
 
     @property
+    def forward_dtype(self):
+        """torch dtype of the calibration forwards (statistics are accumulated in float64 anyway)."""
+        import torch
+        name = self.calib_dtype if self.calib_dtype != "auto" else ("float64" if self.device == "cpu" else "float32")
+        return getattr(torch, name)
+
+    @property
     def label(self) -> str:
         return f"W{self.w_bits}A{self.a_bits}"
 
@@ -67,14 +91,24 @@ class QuantConfig:
         """The paper fake-quantizes h and C at the scan's output contraction (8-bit, per time step)."""
         return self.mode == "paper" and self.a_bits < 16
 
-    def weight_spec(self, in_features: int) -> QuantSpec:
-        """Per output channel at 8 bits; per group along the input at 4 bits (the group shrinks to the
-        largest divisor of in_features, so small layers such as dt_proj stay quantizable)."""
+    def weight_spec(self, in_features: int, linear: str = "") -> QuantSpec | None:
+        """How a linear's weight (K = in_features, `linear` its leaf name) is quantized, or None
+        when it stays in floating point. 8 bits: per output channel. 4 bits, paper mode: per group
+        along K, the group shrinking to the largest divisor of K (every linear quantized, as the
+        paper does). 4 bits, deploy mode: what TensorRT runs as a fused INT4 weight-only GEMM
+        (docs/export.md, "What each linear becomes"): blocks of group_size (128 or 64) along K, or 64
+        when K only takes that; dt_proj (K = dt_rank, a low-rank bottleneck) and linears whose K
+        takes no block stay FP."""
         symmetric = self.mode == "deploy"
         if self.w_bits == 8:
             return QuantSpec(8, symmetric, "channel", axis=0)
-        group = max(d for d in range(1, min(self.group_size, in_features) + 1) if in_features % d == 0)
-        return QuantSpec(self.w_bits, symmetric, "group", group_size=group)
+        if self.mode == "paper":
+            group = max(d for d in range(1, min(self.group_size, in_features) + 1) if in_features % d == 0)
+            return QuantSpec(self.w_bits, symmetric, "group", group_size=group)
+        if linear == "dt_proj":
+            return None
+        group = next((g for g in DEPLOY_INT4_BLOCKS if g <= self.group_size and in_features % g == 0), None)
+        return None if group is None else QuantSpec(self.w_bits, True, "group", group_size=group)
 
     def conv_weight_spec(self) -> QuantSpec:
         """The depthwise conv's K taps per channel: 8 bits per channel at every setting (the weight is

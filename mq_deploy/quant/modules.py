@@ -16,11 +16,12 @@ class StaticActivationQuantizer(nn.Module):
     def __init__(self, spec: QuantSpec, scale: float, zero_point: float = 0.0):
         super().__init__()
         self.spec = spec
+        self.enabled = True      # off: the identity (quant/decode_form.py), never saved
         self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float64))
         self.register_buffer("zero_point", torch.tensor(float(zero_point), dtype=torch.float64))
 
     def forward(self, x):
-        return fake_quantize(x, self.scale, self.zero_point, self.spec)
+        return fake_quantize(x, self.scale, self.zero_point, self.spec) if self.enabled else x
 
     def extra_repr(self):
         return f"int{self.spec.bits} {'sym' if self.spec.symmetric else 'asym'}, scale={self.scale.item():.4g}"

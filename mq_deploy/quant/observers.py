@@ -119,9 +119,8 @@ class HistogramObserver(Observer):
         while self.limit < needed:
             # halving the resolution: bin pairs merge, then the counts sit in the middle half
             merged = self.hist.view(-1, 2).sum(1)
-            quarter = self.bins // 4
-            self.hist = torch.cat([torch.zeros(quarter, dtype=torch.float64), merged,
-                                   torch.zeros(quarter, dtype=torch.float64)])
+            pad = torch.zeros(self.bins // 4, dtype=torch.float64, device=self.hist.device)
+            self.hist = torch.cat([pad, merged, pad])
             self.limit *= 2
 
     def _update(self, rows):
@@ -132,6 +131,7 @@ class HistogramObserver(Observer):
         needed = max(abs(lo.item()), abs(hi.item()), 1e-12)
         if self.limit is None:
             self.limit = needed
+            self.hist = self.hist.to(rows.device)      # accumulate where the activations are
         self._grow(needed)
         self.hist += torch.histc(flat, bins=self.bins, min=-self.limit, max=self.limit).double()
 
@@ -145,10 +145,11 @@ class HistogramObserver(Observer):
         cdf = torch.cumsum(self.hist, 0) / self.hist.sum()
         tail = 1.0 - percentile / 100.0
         width = 2 * self.limit / self.bins
-        lo_bin = int(torch.searchsorted(cdf, torch.tensor(tail, dtype=torch.float64)))
-        hi_bin = int(torch.searchsorted(cdf, torch.tensor(1.0 - tail, dtype=torch.float64)))
-        lo = torch.tensor(-self.limit + lo_bin * width, dtype=torch.float64)
-        hi = torch.tensor(-self.limit + (hi_bin + 1) * width, dtype=torch.float64)
+        as_tensor = lambda v: torch.tensor(v, dtype=torch.float64, device=cdf.device)  # noqa: E731
+        lo_bin = int(torch.searchsorted(cdf, as_tensor(tail)))
+        hi_bin = int(torch.searchsorted(cdf, as_tensor(1.0 - tail)))
+        lo = as_tensor(-self.limit + lo_bin * width)
+        hi = as_tensor(-self.limit + (hi_bin + 1) * width)
         return torch.maximum(lo, self.lo), torch.minimum(hi, self.hi)
 
 

@@ -34,16 +34,19 @@ class QuantizedModel:
 
 
 def quantized_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
-    """{linear module name: the activation point feeding it} for every linear the config quantizes."""
+    """{linear module name: the activation point feeding it} for every linear the config quantizes
+    (a linear whose weight_spec is None stays FP, and so does its input)."""
     out = {}
     for i in range(len(model.backbone.layers)):
         for linear, point in LINEAR_INPUTS.items():
-            out[f"backbone.layers.{i}.mixer.{linear}"] = f"backbone.layers.{i}.mixer.{point}"
+            name = f"backbone.layers.{i}.mixer.{linear}"
+            if config.weight_spec(model.get_submodule(name).in_features, linear) is not None:
+                out[name] = f"backbone.layers.{i}.mixer.{point}"
     if config.quantize_conv:
         for i in range(len(model.backbone.layers)):
             for conv, point in CONV_INPUT.items():
                 out[f"backbone.layers.{i}.mixer.{conv}"] = f"backbone.layers.{i}.mixer.{point}"
-    if config.quantize_lm_head:
+    if config.quantize_lm_head and config.weight_spec(model.lm_head.in_features, "lm_head") is not None:
         out["lm_head"] = "lm_head_input"
     return out
 
@@ -70,7 +73,7 @@ def quantize_weights(model: MambaLM, config: QuantConfig) -> dict[str, QuantSpec
                 linear.weight = nn.Parameter(linear.weight.detach().clone())   # quantize the head only
                 model.config.tie_word_embeddings = False
             spec = (config.conv_weight_spec() if isinstance(linear, nn.Conv1d)
-                    else config.weight_spec(linear.in_features))
+                    else config.weight_spec(linear.in_features, name.rpartition(".")[2]))
             linear.weight.copy_(quantize_tensor(linear.weight, spec).dequantize(linear.weight.dtype))
             specs[name] = spec
     return specs
@@ -126,7 +129,7 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
                             "the calibration text was tokenized for another model")
     seconds = {}
     start = time.perf_counter()
-    work = copy.deepcopy(model).double().eval()        # all folds in float64
+    work = _float64_copy(model, _resolve_device(config.device))    # all folds in float64
     try:
         percentiles = recipe_impl.transform(work, calib, config, progress=progress) or {}
     except ValueError as e:   # a size the recipe's transforms cannot handle, e.g. no Hadamard of that order
@@ -140,4 +143,28 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     if config.quantizes_scan_output:
         work.set_scan_impl(selective_scan_quantized_hc)
     seconds["quantizers"] = time.perf_counter() - start
+    work = work.cpu()
+    transformed = {k: v.cpu() for k, v in transformed.items()}
     return QuantizedModel(work, recipe, config, specs, ranges, online_transforms_of(work), seconds, transformed)
+
+
+def _float64_copy(model: MambaLM, device: torch.device) -> MambaLM:
+    """A float64 copy of `model` on `device`. For a GPU it is built there and filled tensor by
+    tensor, so the host never holds a second (float64) copy of a multi-GB model."""
+    if device.type == "cpu":
+        return copy.deepcopy(model).to(torch.float64).eval()
+    with torch.device(device):
+        work = MambaLM(copy.deepcopy(model.config)).to(torch.float64)
+    work.load_state_dict(model.state_dict())
+    for name, module in model.named_modules():      # non-parameter state, e.g. S-SiLU gate scales
+        if getattr(module, "gate_scale", None) is not None:
+            work.get_submodule(name).gate_scale = module.gate_scale.to(device=device, dtype=torch.float64)
+    return work.eval()
+
+
+def _resolve_device(name: str) -> torch.device:
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MQDeployError(f"--device {name}: no CUDA GPU is visible to torch {torch.__version__}; "
+                            "use --device cpu (or auto)")
+    return device

@@ -2,10 +2,10 @@
 selective scan in our IPluginV3 plugin. TensorRT Python API 10.x and 11.x; every call is listed
 with the binding it was checked against in docs/tensorrt.md.
 
-Steps per graph: strongly typed network, ONNX parser with ENABLE_PLUGIN_OVERRIDE where present,
-parse_from_file, assert every SelectiveScan/HadamardTransform node is a plugin layer, one
-optimization profile, workspace limit, optimization level, timing cache, progress monitor,
-build_serialized_network, then the plan and its sidecar written atomically."""
+Steps per graph: strongly typed network, ONNX parser (no flags) given the graph without its
+mq_deploy local functions (parser_input.py says why), assert every SelectiveScan/HadamardTransform
+node is a plugin layer, one optimization profile, workspace limit, optimization level, timing
+cache, progress monitor, build_serialized_network, then the plan and its sidecar written atomically."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ..atomic_dir import atomic_files, write_atomic
 from ..export.files import file_sha256
 from .build_request import BuildJob, BuildRequest, prepare_build, print_notes
 from .engine_files import stage_engine_files
+from .parser_input import parser_model_bytes
 from .plugin_layers import PLUGIN_OPS, check_plugin_layers, network_layers
 from .plugin_library import PLUGIN_ENV
 from .plugin_loading import load_plugin_library, resolve_plugin_library
@@ -62,9 +63,8 @@ def network_flags(trt) -> int:
 
 
 def _parse(trt, parser, job: BuildJob) -> None:
-    if hasattr(trt.OnnxParserFlag, "ENABLE_PLUGIN_OVERRIDE"):      # 10.15+: prefer a registered plugin
-        parser.set_flag(trt.OnnxParserFlag.ENABLE_PLUGIN_OVERRIDE)  # over the node's local function
-    if parser.parse_from_file(str(job.onnx_path)):
+    # From bytes, so the parser never sees the local functions; `path` locates external data.
+    if parser.parse(parser_model_bytes(job.onnx_path), str(job.onnx_path.resolve())):
         return
     errors = [parser.get_error(i) for i in range(parser.num_errors)]
     lines = [f"node {e.node_name() or '?'} ({e.node_operator() or '?'}): {e.desc()} [{e.code()}]"
@@ -162,7 +162,7 @@ def _sidecar(trt, request: BuildRequest, job: BuildJob, plan: bytes, seconds: fl
                  "matches_manifest": job.matches_manifest},
         "manifest_path": str(request.manifest_path.resolve()), "manifest": request.manifest,
         "tensorrt": {"version": trt.__version__, "strongly_typed": True, "network_flags": network_flags(trt),
-                     "plugin_override_flag": hasattr(trt.OnnxParserFlag, "ENABLE_PLUGIN_OVERRIDE"),
+                     "parser_input": "graph without mq_deploy local functions, no parser flags",
                      "workspace_mib": request.workspace_mib,
                      "builder_optimization_level": request.optimization_level,
                      "timing_cache": str(request.timing_cache) if request.timing_cache else None},

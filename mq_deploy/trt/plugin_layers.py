@@ -1,6 +1,8 @@
-"""Did every SelectiveScan / HadamardTransform node become our plugin? If the plugin library is not
-loaded (or TensorRT prefers the local function), the parser silently inlines the node's ONNX local
-function (a Scan loop) and the engine still builds, only slow. DESIGN.md §3.2 makes that an error.
+"""Did every SelectiveScan / HadamardTransform node become our plugin? The builder hands the parser
+the graph without its local functions (parser_input.py), so a node cannot be inlined from one;
+but a graph parsed another way (a user's own script, Polygraphy, an edited file) can still carry
+them, and a library that registers the same op names can take the nodes. Either way the engine
+still builds, only slow or wrong. DESIGN.md §3.2 makes that an error.
 
 `check_plugin_layers` is pure (layer descriptions in, matches out); `network_layers` is the thin
 TensorRT side and `plugin_nodes_of` the ONNX side."""
@@ -67,8 +69,9 @@ def check_plugin_layers(layers: list[LayerInfo], nodes: list[PluginNode], graph:
             f"{len(inlined)} of {len(nodes)} {'/'.join(ops)} nodes of {graph} were inlined from their ONNX local "
             f"function instead of becoming mq_deploy plugin layers: {_listing(inlined)}. Fix: load {PLUGIN_LIBRARY} "
             f"built for this TensorRT (--plugins PATH or {PLUGIN_ENV}) and keep the nodes' plugin_version/"
-            f"plugin_namespace attributes (mq-deploy check verifies them); the builder also sets the parser flag "
-            f"OnnxParserFlag.ENABLE_PLUGIN_OVERRIDE where TensorRT has it (10.15+)")
+            f"plugin_namespace attributes (mq-deploy check verifies them); a parser given the file itself "
+            f"may prefer the local functions: hand it the graph without them, as mq-deploy build does "
+            f"(mq_deploy.trt.parser_input.parser_model_bytes)")
     if foreign:
         raise MQDeployError(
             f"{len(foreign)} plugin nodes of {graph} became another library's plugin: {_listing(foreign)}. Fix: "

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from ..errors import MQDeployError
 from .plugin_library import PLUGIN_ENV, PLUGIN_LIBRARY, find_library
-from .tensorrt_import import shared_logger
 
 BUILD_HINT = ("build it with `cmake -S . -B build -DTensorRT_ROOT=<TensorRT install dir> && cmake --build build -j` "
               "in the source tree (needs nvcc and TensorRT's headers and libraries; plugins/README.md)")
@@ -47,8 +46,9 @@ def resolve_plugin_library(explicit=None) -> Path:
 
 
 def load_plugin_library(trt, path, required=()) -> Path:
-    """dlopen the library (RTLD_GLOBAL, once per process), initialize TensorRT's own plugins, and check
-    that every (name, version, namespace) in `required` now has a registered creator."""
+    """dlopen the library (RTLD_GLOBAL, once per process) and check that every (name, version,
+    namespace) in `required` now has a registered creator. TensorRT's own plugin library is not
+    initialized: the graphs need none of its plugins (see parser_input.py for what it would break)."""
     path = Path(path).resolve()
     key = str(path)
     if key not in _loaded:
@@ -57,7 +57,6 @@ def load_plugin_library(trt, path, required=()) -> Path:
         except OSError as e:
             raise MQDeployError(f"cannot load {path} ({e}); rebuild it against the installed TensorRT "
                                 f"{trt.__version__}: {BUILD_HINT}") from None
-        trt.init_libnvinfer_plugins(shared_logger(trt), "")
     registry = trt.get_plugin_registry()
     missing = [f"{name} version {version} namespace {namespace!r}" for name, version, namespace in required
                if registry.get_creator(name, version, namespace) is None]

@@ -107,6 +107,13 @@ def _aligned_logits(torch_model, input_ids: torch.Tensor, codes: dict[str, np.nd
             handle.remove()
 
 
+def aligned_torch_logits(torch_model, input_ids: torch.Tensor, codes: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
+    """Logits of the fake-quant torch model with each quantizer emitting the given codes (those of
+    run_with_codes), and the code comparison (_CodeStats.as_dict)."""
+    stats = _CodeStats()
+    return _aligned_logits(torch_model, input_ids, codes, stats), stats.as_dict()
+
+
 def compare_qdq_graph(onnx_path, torch_model, input_ids: torch.Tensor) -> dict:
     """ONNX Runtime on a QDQ graph vs the fake-quant torch model it came from: plain logits error,
     the code comparison, logits error with the codes aligned, and next-token NLL of both."""
@@ -114,9 +121,8 @@ def compare_qdq_graph(onnx_path, torch_model, input_ids: torch.Tensor) -> dict:
     if not codes:
         raise ValueError(f"{onnx_path} has no activation QuantizeLinear nodes; use compare_onnx_with_torch")
     plain_ref = torch_logits(torch_model, input_ids)
-    stats = _CodeStats()
-    aligned_ref = _aligned_logits(torch_model, input_ids, codes, stats)
-    return {"plain": logits_error(ours, plain_ref), "codes": stats.as_dict(),
+    aligned_ref, code_stats = aligned_torch_logits(torch_model, input_ids, codes)
+    return {"plain": logits_error(ours, plain_ref), "codes": code_stats,
             "aligned": logits_error(ours, aligned_ref),
             "nll": {"onnx": next_token_nll(ours, input_ids.numpy()),
                     "torch": next_token_nll(plain_ref, input_ids.numpy())}}

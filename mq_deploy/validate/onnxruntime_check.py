@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..export.probe import onnxruntime_session  # noqa: F401 (the one session factory)
+from ..export.probe import onnxruntime_session, onnxruntime_session_options  # noqa: F401 (the one factory)
 from .metrics import logits_error
 
 

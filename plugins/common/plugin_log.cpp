@@ -13,8 +13,8 @@ nvinfer1::ILogger* find_logger() {
     if (nvinfer1::ILoggerFinder* finder = gLoggerFinder.load()) {
         return finder->findLogger();
     }
-#if defined(MQ_PLUGIN_DYNAMIC_ENTRY)
-    return nullptr;  // a loadLibrary() plugin must not call into libnvinfer itself
+#if defined(MQ_PLUGIN_DYNAMIC_ENTRY) || defined(MQ_PLUGIN_NO_NVINFER)
+    return nullptr;  // a loadLibrary() plugin (or the harness) must not call into libnvinfer itself
 #else
     return ::getLogger();  // libnvinfer's global logger (extern "C", TensorRT >= 10.0)
 #endif

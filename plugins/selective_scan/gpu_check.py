@@ -15,7 +15,7 @@ Timing: median of --reps runs, each bracketed by CUDA events, queued behind a GP
 launch overhead is not timed. Floor = max(bytes moved / measured device-to-device copy bandwidth,
 B*L*D*N exponentials / measured exp rate); ratio = chunked time / floor.
 
-Importing this module needs neither torch nor a GPU (used by the CPU test suite).
+Importing this module needs no GPU (the CPU test suite plans its cases).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(HERE))  # mq_kernels_ctypes
+sys.path.insert(0, str(REPO))
 
-import mq_kernels_ctypes  # noqa: E402  (no torch at import time)
+from mq_deploy.markdown import markdown_table  # noqa: E402
+from mq_deploy.ops import cuda_kernels as mq_kernels_ctypes  # noqa: E402  (the ctypes binding)
 
 Y_TOLERANCE = {"float32": 1e-5, "float16": 2.0**-10, "bfloat16": 2.0**-7}
 STATE_TOLERANCE = 1e-5
@@ -351,14 +352,6 @@ def hadamard_timing(lib, reps: int, bandwidth: float) -> list[dict]:
 
 
 # ---- report ----------------------------------------------------------------------------------------
-
-def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    head = "| " + " | ".join(title for title, _, _ in columns) + " |"
-    rule = "| " + " | ".join("---" for _ in columns) + " |"
-    body = ["| " + " | ".join(format(r[key], fmt) if fmt else str(r[key]) for _, key, fmt in columns) + " |"
-            for r in rows]
-    return "\n".join([head, rule, *body])
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Check and time libmq_kernels on this GPU.")

@@ -61,7 +61,11 @@ typedef enum mq_dtype {
  *   x, delta, z, y: [batch, seqlen, dim]   B, C: [batch, seqlen, dstate]   A: [dim, dstate]
  *   D, delta_bias, gate_scale: [dim]       initial_state, final_state: [batch, dim, dstate]
  * Optional (may be NULL): D, delta_bias, z, gate_scale (needs z; NULL means 1), initial_state,
- * final_state. y may not alias any input. final_state may alias initial_state.
+ * final_state. y may not alias any input. final_state may alias initial_state in
+ * mq_selective_scan_sequential and mq_selective_state_update (each thread reads its own state before
+ * writing it); mq_selective_scan refuses overlapping states with MQ_ERROR_INVALID_ARGUMENT, because
+ * its chunks run concurrently and the last one writes final_state while the first may still be
+ * reading initial_state.
  * seqlen may be 0 (then final_state = initial_state or zeros). 1 <= dstate <= MQ_SELECTIVE_SCAN_MAX_DSTATE,
  * batch <= 65535.
  */

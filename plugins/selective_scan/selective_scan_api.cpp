@@ -62,12 +62,32 @@ mq_status dispatch(mq_selective_scan_args const& a, ScanPlan const& plan, mq_str
     return MQ_ERROR_INVALID_ARGUMENT;
 }
 
+// Whether the [batch, dim, dstate] float32 states overlap in memory.
+bool states_overlap(mq_selective_scan_args const& a) {
+    if (a.initial_state == nullptr || a.final_state == nullptr) {
+        return false;
+    }
+    auto const bytes = static_cast<std::uintptr_t>(a.batch) * static_cast<std::uintptr_t>(a.dim) *
+        static_cast<std::uintptr_t>(a.dstate) * sizeof(float);
+    auto const in = reinterpret_cast<std::uintptr_t>(a.initial_state);
+    auto const out = reinterpret_cast<std::uintptr_t>(a.final_state);
+    return in < out + bytes && out < in + bytes;
+}
+
+enum class StateAlias { kAllowed, kRefused };
+
 template <typename PlanFn>
-mq_status run(mq_selective_scan_args const* args, mq_stream_t stream, PlanFn make_plan) {
+mq_status run(mq_selective_scan_args const* args, mq_stream_t stream, StateAlias alias, PlanFn make_plan) {
     bool nothing_to_do = false;
     mq_status status = check_args(args, &nothing_to_do);
     if (status != MQ_SUCCESS || nothing_to_do) {
         return status;
+    }
+    // The chunked scan's chunks run concurrently: the last one may write final_state before the
+    // first has read initial_state. One thread per channel (sequential, decode) reads its own
+    // state before writing it, so aliasing is safe there.
+    if (alias == StateAlias::kRefused && states_overlap(*args)) {
+        return MQ_ERROR_INVALID_ARGUMENT;
     }
     ScanPlan const plan = make_plan(*args);
     status = check_workspace(*args, plan);
@@ -93,13 +113,13 @@ size_t mq_selective_scan_workspace_bound(int32_t max_batch, int32_t max_seqlen, 
 }
 
 mq_status mq_selective_scan(mq_selective_scan_args const* args, mq_stream_t stream) {
-    return run(args, stream, [](mq_selective_scan_args const& a) {
+    return run(args, stream, StateAlias::kRefused, [](mq_selective_scan_args const& a) {
         return mq::scan::plan_chunked_scan(a.batch, a.seqlen, a.dim, a.dstate);
     });
 }
 
 mq_status mq_selective_scan_sequential(mq_selective_scan_args const* args, mq_stream_t stream) {
-    return run(args, stream, [](mq_selective_scan_args const& a) {
+    return run(args, stream, StateAlias::kAllowed, [](mq_selective_scan_args const& a) {
         return mq::scan::plan_sequential_scan(a.batch, a.seqlen, a.dim, a.dstate);
     });
 }
@@ -110,7 +130,7 @@ mq_status mq_selective_state_update(mq_selective_scan_args const* args, mq_strea
     }
     mq_selective_scan_args a = *args;
     a.reverse = 0;  // one token: direction is meaningless
-    return run(&a, stream, [](mq_selective_scan_args const& s) {
+    return run(&a, stream, StateAlias::kAllowed, [](mq_selective_scan_args const& s) {
         ScanPlan plan = mq::scan::plan_sequential_scan(s.batch, s.seqlen, s.dim, s.dstate);
         plan.layout = mq::scan::decode_layout(s.dstate);
         return plan;

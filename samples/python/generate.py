@@ -32,7 +32,11 @@ class OnnxRuntimeGraphs:
     def __init__(self, onnx_path: Path):
         import onnxruntime as ort
         decode = onnx_path.with_name(f"{onnx_path.stem}.decode{onnx_path.suffix}")
-        self.sessions = {kind: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        # ORT_ENABLE_BASIC: the extended level turns a W8A8 graph's Q/DQ MatMuls into integer kernels
+        # that saturate on AVX2 CPUs without VNNI (mq-deploy docs/export.md, session options)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        self.sessions = {kind: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
                          for kind, p in (("prefill", onnx_path), ("decode", decode))}
 
     def run(self, kind: str, feeds: dict) -> dict:

@@ -1,7 +1,9 @@
-"""ctypes bindings of libmq_kernels (plugins/selective_scan/mq_kernels.h) for torch CUDA tensors.
+"""ctypes bindings of libmq_kernels (plugins/selective_scan/mq_kernels.h) for torch CUDA tensors,
+and the project's CUDA selective scan as a `selective_scan` implementation for the torch model
+(calibration on a GPU, scripts/gpu_verify).
 
-Only this module knows the C layout; callers pass torch tensors. Importing it needs neither torch
-nor a GPU (torch is imported when a call is made).
+Only this module knows the C layout; callers pass torch tensors. Loading the library needs no GPU
+(nothing is launched until a call is made).
 """
 
 from __future__ import annotations
@@ -165,3 +167,41 @@ class ExpRateBench:
         status = self._lib.mq_bench_exp2(_ptr(sink), blocks, iters, _stream_handle())
         if status != MQ_SUCCESS:
             raise MqKernelsError(f"mq_bench_exp2 failed with status {status}")
+
+
+KERNELS_ENV = "MQ_KERNELS_LIB"
+KERNELS_LIBRARY = "libmq_kernels.so"
+
+
+def find_kernels_library() -> pathlib.Path | None:
+    """$MQ_KERNELS_LIB, else a libmq_kernels.so in the source tree's build folders (cmake -B build,
+    scripts/gpu_verify.sh's build/gpu_verify), else None."""
+    import os
+
+    env = os.environ.get(KERNELS_ENV)
+    if env:
+        path = pathlib.Path(env)
+        return path if path.is_file() else None
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    for build in ("build", "build/gpu_verify", "build/gpu_check"):
+        candidate = repo / build / "plugins" / KERNELS_LIBRARY
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def cuda_selective_scan(kernels: MqKernels):
+    """A scan implementation with `mq_deploy.ops.selective_scan`'s signature that runs the chunked
+    CUDA kernel (forward only, no autograd; float32/float16/bfloat16 activations)."""
+
+    def scan(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None, delta_softplus=True,
+             initial_state=None, reverse=False, return_final_state=False):
+        act = x.dtype
+        same = lambda t: None if t is None else t.to(act).contiguous()  # noqa: E731
+        f32 = lambda t: None if t is None else t.float().contiguous()  # noqa: E731
+        y, state = kernels.selective_scan(x.contiguous(), same(delta), f32(A), same(B), same(C), f32(D),
+                                          f32(delta_bias), same(z), f32(gate_scale), delta_softplus,
+                                          f32(initial_state), reverse)
+        return (y, state) if return_final_state else y
+
+    return scan

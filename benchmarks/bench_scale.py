@@ -1,0 +1,139 @@
+"""The published Mamba-1 sizes through the chain on this machine: load, calibrate + quantize
+(mambaquant W8A8, 32 x 512 tokens), export and check, with seconds, peak memory and sizes.
+
+    python benchmarks/bench_scale.py [--sizes 130m,370m,790m] [--device cpu|cuda] [--layers N]
+                                     [--no-export] [--workdir DIR] [--json FILE]
+
+Each size runs in its own process (peak RSS per size): first a random-initialised checkpoint of
+the published config is written (transformers' save_pretrained, not timed), then the measured run.
+Calibration tokens are seeded random ids over the vocabulary: the timing and memory of calibration
+do not depend on the text. --device cuda calibrates on the GPU (statistics and float64 folds there;
+the project's CUDA scan when libmq_kernels is built, MQ_KERNELS_LIB) and adds the peak GPU memory.
+Prints one markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def measure_one(size: str, checkpoint: Path, work: Path, device: str, export: bool, samples: int, seq_len: int) -> dict:
+    import torch
+
+    from mq_deploy.models.loading import load_model
+    from mq_deploy.quant.artifact import save_quantized
+    from mq_deploy.quant.config import QuantConfig
+    from mq_deploy.quant.quantize import quantize
+
+    row = {"size": size, "device": device}
+    start = time.perf_counter()
+    loaded = load_model(checkpoint)
+    row["load_s"] = time.perf_counter() - start
+    row["params_m"] = sum(p.numel() for p in loaded.model.parameters()) / 1e6
+    vocab = loaded.model.config.vocab_size
+    calib = torch.randint(0, vocab, (samples, seq_len), generator=torch.Generator().manual_seed(0))
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    qm = quantize(loaded.model, "mambaquant", calib, QuantConfig(device=device), progress=False)
+    row["quantize_s"] = time.perf_counter() - start
+    row["stages"] = {k: round(v, 1) for k, v in qm.seconds.items()}
+    if device.startswith("cuda"):
+        row["gpu_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    start = time.perf_counter()
+    artifact = save_quantized(qm, work / "q", source_dir=checkpoint)
+    row["save_s"] = time.perf_counter() - start
+    row["source_gb"] = _dir_bytes(checkpoint) / 1e9
+    row["artifact_gb"] = _dir_bytes(artifact) / 1e9
+    del qm, loaded
+    if export:
+        from mq_deploy.export import check_onnx, export_onnx
+        start = time.perf_counter()
+        result = export_onnx(artifact, work / "onnx" / "model.onnx")
+        row["export_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        problems = check_onnx(result.onnx_path)
+        row["check_s"] = time.perf_counter() - start
+        row["check"] = "ok" if not problems else f"{len(problems)} problems"
+        row["export_gb"] = _dir_bytes(result.onnx_path.parent) / 1e9
+    row["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return row
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="130m,370m,790m")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--layers", type=int, help="keep only the first N layers of each size")
+    parser.add_argument("--no-export", action="store_true")
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--workdir", help="where checkpoints and outputs go (default: a temporary folder)")
+    parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--one", nargs=3, metavar=("SIZE", "CHECKPOINT", "WORK"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.one:
+        size, checkpoint, work = args.one
+        row = measure_one(size, Path(checkpoint), Path(work), args.device, not args.no_export, args.samples,
+                          args.seq_len)
+        print("ROW " + json.dumps(row))
+        return 0
+
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        for size in args.sizes.split(","):
+            checkpoint, work = Path(tmp) / f"mamba-{size}-hf", Path(tmp) / f"work-{size}"
+            make = [sys.executable, str(REPO / "scripts" / "make_checkpoint.py"), "--size", size, "--out",
+                    str(checkpoint)] + (["--layers", str(args.layers)] if args.layers else [])
+            start = time.perf_counter()
+            made = _run(make)
+            if made.returncode != 0:
+                rows.append({"size": size, "error": made.stderr.strip().splitlines()[-1:]})
+                continue
+            print(f"[bench_scale] {size}: checkpoint written in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+            cmd = [sys.executable, __file__, "--one", size, str(checkpoint), str(work), "--device", args.device,
+                   "--samples", str(args.samples), "--seq-len", str(args.seq_len)] + (
+                ["--no-export"] if args.no_export else [])
+            result = _run(cmd)
+            found = [line[4:] for line in result.stdout.splitlines() if line.startswith("ROW ")]
+            row = json.loads(found[0]) if found else {"size": size, "error": result.stderr.strip().splitlines()[-3:]}
+            if args.layers:
+                row["layers"] = args.layers
+            rows.append(row)
+            print(f"[bench_scale] {size}: {json.dumps(row)}", file=sys.stderr)
+            subprocess.run(["rm", "-rf", str(checkpoint), str(work)])
+    cols = [("size", "size", ""), ("device", "device", ""), ("params (M)", "params_m", ".0f"), ("load s", "load_s", ".1f"),
+            ("quantize s", "quantize_s", ".1f"), ("export s", "export_s", ".1f"), ("check s", "check_s", ".1f"),
+            ("peak RSS GB", "peak_rss_gb", ".2f"), ("GPU peak GB", "gpu_peak_gb", ".2f"),
+            ("source GB", "source_gb", ".2f"), ("artifact GB", "artifact_gb", ".2f"), ("export GB", "export_gb", ".2f")]
+    print("| " + " | ".join(c[0] for c in cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(format(r[k], f) if k in r and f else str(r.get(k, "—")) for _, k, f in cols) + " |")
+        if "error" in r:
+            print(f"<!-- {r['size']}: {r['error']} -->")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0 if all("error" not in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,604 @@
+// libmq_plugin_harness: see plugin_harness.h. Each entry point walks a plugin through the calls
+// TensorRT makes, in TensorRT's order, and checks every answer against the op contract
+// (DESIGN.md 3.2) computed here independently of the plugin's own argument checks.
+#include "plugin_harness.h"
+
+#include <NvInferRuntime.h>
+
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "folding_expr_builder.h"
+#include "hadamard/hadamard_plugin.h"
+#include "selective_scan/mq_kernels.h"
+#include "selective_scan/selective_scan_plugin.h"
+
+namespace mq::harness {
+namespace {
+
+using nvinfer1::DataType;
+using nvinfer1::Dims;
+using nvinfer1::DimsExprs;
+using nvinfer1::DynamicPluginTensorDesc;
+using nvinfer1::PluginTensorDesc;
+using nvinfer1::TensorFormat;
+
+thread_local std::string gLog;
+thread_local std::string gError;
+
+// A failed step: recorded once, carried out of the walk as an exception (never out of the C API).
+struct StepFailed {
+    std::string what;
+};
+
+void step(std::string const& name) { gLog += name + "\n"; }
+
+void require(bool ok, std::string const& what) {
+    if (!ok) {
+        throw StepFailed{what};
+    }
+}
+
+struct PluginDeleter {
+    void operator()(nvinfer1::IPluginV3* p) const { delete p; }
+};
+using PluginPtr = std::unique_ptr<nvinfer1::IPluginV3, PluginDeleter>;
+
+// No per-context resources are used by our plugins; TensorRT passes a real one.
+class NullResourceContext final : public nvinfer1::IPluginResourceContext {
+public:
+    nvinfer1::IGpuAllocator* getGpuAllocator() const noexcept override { return nullptr; }
+    nvinfer1::IErrorRecorder* getErrorRecorder() const noexcept override { return nullptr; }
+};
+
+DataType to_trt(int64_t mq_dtype) {
+    return mq_dtype == MQ_FLOAT16 ? DataType::kHALF : mq_dtype == MQ_BFLOAT16 ? DataType::kBF16 : DataType::kFLOAT;
+}
+
+bool is_activation(DataType t) { return t == DataType::kFLOAT || t == DataType::kHALF || t == DataType::kBF16; }
+
+Dims make_dims(std::vector<int64_t> const& extents) {
+    Dims d{};
+    d.nbDims = static_cast<int32_t>(extents.size());
+    for (size_t i = 0; i < extents.size(); ++i) {
+        d.d[i] = extents[i];
+    }
+    return d;
+}
+
+PluginTensorDesc make_desc(std::vector<int64_t> const& extents, DataType type) {
+    PluginTensorDesc desc{};
+    desc.dims = make_dims(extents);
+    desc.type = type;
+    desc.format = TensorFormat::kLINEAR;
+    desc.scale = 1.0F;
+    return desc;
+}
+
+// Every type and format TensorRT might offer a plugin (those present in all supported headers).
+constexpr DataType kAllTypes[] = {DataType::kFLOAT, DataType::kHALF, DataType::kINT8, DataType::kINT32,
+    DataType::kBOOL, DataType::kUINT8, DataType::kFP8, DataType::kBF16, DataType::kINT64, DataType::kINT4};
+constexpr TensorFormat kSomeFormats[] = {TensorFormat::kLINEAR, TensorFormat::kCHW2, TensorFormat::kHWC8,
+    TensorFormat::kCHW32, TensorFormat::kHWC};
+
+struct Capabilities {
+    nvinfer1::IPluginV3OneCore* core;
+    nvinfer1::IPluginV3OneBuild* build;
+    nvinfer1::IPluginV3OneRuntime* runtime;
+};
+
+Capabilities capabilities(nvinfer1::IPluginV3* plugin, char const* name) {
+    require(plugin != nullptr, "no plugin");
+    Capabilities c{
+        static_cast<nvinfer1::IPluginV3OneCore*>(plugin->getCapabilityInterface(nvinfer1::PluginCapabilityType::kCORE)),
+        static_cast<nvinfer1::IPluginV3OneBuild*>(plugin->getCapabilityInterface(nvinfer1::PluginCapabilityType::kBUILD)),
+        static_cast<nvinfer1::IPluginV3OneRuntime*>(
+            plugin->getCapabilityInterface(nvinfer1::PluginCapabilityType::kRUNTIME))};
+    require(c.core != nullptr && c.build != nullptr && c.runtime != nullptr, "a capability interface is null");
+    require(std::strcmp(c.core->getPluginName(), name) == 0 && std::strcmp(c.core->getPluginVersion(), "1") == 0 &&
+            std::strcmp(c.core->getPluginNamespace(), "mq_deploy") == 0,
+        "plugin name/version/namespace differ from the ONNX node's");
+    return c;
+}
+
+template <typename Creator>
+void check_creator_names(Creator& creator, char const* name) {
+    require(std::strcmp(creator.getPluginName(), name) == 0 && std::strcmp(creator.getPluginVersion(), "1") == 0 &&
+            std::strcmp(creator.getPluginNamespace(), "mq_deploy") == 0,
+        "creator name/version/namespace differ from the ONNX node's");
+    require(std::strcmp(creator.getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0,
+        std::string("creator interface kind is ") + creator.getInterfaceInfo().kind);
+}
+
+// The fields the ONNX parser builds (onnx-tensorrt loadFields): one per name the creator lists
+// that the node carries, INT attributes as kINT32 of length 1.
+struct ParserFields {
+    std::vector<int32_t> values;
+    std::vector<nvinfer1::PluginField> fields;
+    nvinfer1::PluginFieldCollection collection{};
+};
+
+// ---- SelectiveScan --------------------------------------------------------------------------------
+
+constexpr int32_t kScanInputs = 9;
+constexpr int32_t kScanOutputs = 2;
+enum { kX, kDelta, kA, kB, kC, kD, kDeltaBias, kZ, kGateScale, kY, kState };
+
+bool is_activation_position(int32_t pos) {
+    return pos == kX || pos == kDelta || pos == kB || pos == kC || pos == kZ || pos == kY;
+}
+
+// Expected supportsFormatCombination answer, from the contract alone.
+bool scan_combination_allowed(int32_t pos, DataType type, TensorFormat format, DataType x_type) {
+    if (format != TensorFormat::kLINEAR) {
+        return false;
+    }
+    if (pos == kX) {
+        return is_activation(type);
+    }
+    return is_activation_position(pos) ? type == x_type : type == DataType::kFLOAT;
+}
+
+struct ScanShapes {
+    std::vector<int64_t> extents[kScanInputs + kScanOutputs];
+};
+
+ScanShapes scan_shapes(int64_t b, int64_t l, int64_t d, int64_t n) {
+    ScanShapes s;
+    s.extents[kX] = s.extents[kDelta] = s.extents[kZ] = s.extents[kY] = {b, l, d};
+    s.extents[kB] = s.extents[kC] = {b, l, n};
+    s.extents[kA] = {d, n};
+    s.extents[kD] = s.extents[kDeltaBias] = s.extents[kGateScale] = {d};
+    s.extents[kState] = {b, d, n};
+    return s;
+}
+
+DataType scan_type(int32_t pos, DataType x_type) {
+    return is_activation_position(pos) ? x_type : DataType::kFLOAT;
+}
+
+ParserFields scan_parser_fields(mq::plugin::SelectiveScanCreator& creator, mqh_scan_problem const& p) {
+    nvinfer1::PluginFieldCollection const* names = creator.getFieldNames();
+    require(names != nullptr && names->nbFields == 2 && names->fields != nullptr, "getFieldNames: expected 2 fields");
+    ParserFields pf;
+    pf.values.reserve(2);
+    for (int32_t i = 0; i < names->nbFields; ++i) {
+        std::string const name = names->fields[i].name != nullptr ? names->fields[i].name : "";
+        require(name == "delta_softplus" || name == "reverse", "getFieldNames lists unknown field '" + name + "'");
+        pf.values.push_back(static_cast<int32_t>(name == "reverse" ? p.reverse : p.delta_softplus));
+        pf.fields.push_back(nvinfer1::PluginField{names->fields[i].name, &pf.values.back(),
+            nvinfer1::PluginFieldType::kINT32, 1});
+    }
+    pf.collection.nbFields = static_cast<int32_t>(pf.fields.size());
+    pf.collection.fields = pf.fields.data();
+    return pf;
+}
+
+void check_scan_output_types(nvinfer1::IPluginV3OneBuild& build, DataType x_type) {
+    DataType in[kScanInputs];
+    for (int32_t i = 0; i < kScanInputs; ++i) {
+        in[i] = scan_type(i, x_type);
+    }
+    DataType out[kScanOutputs] = {DataType::kINT8, DataType::kINT8};
+    require(build.getOutputDataTypes(out, kScanOutputs, in, kScanInputs) == 0, "getOutputDataTypes failed");
+    require(out[0] == x_type && out[1] == DataType::kFLOAT, "getOutputDataTypes: y must be x's type, state float32");
+}
+
+// Output shapes with batch and seqlen dynamic (as exported) and with every extent constant.
+void check_scan_output_shapes(nvinfer1::IPluginV3OneBuild& build, mqh_scan_problem const& p) {
+    for (bool dynamic : {true, false}) {
+        FoldingExprBuilder eb;
+        int64_t const b = dynamic ? -1 : p.batch;
+        int64_t const l = dynamic ? -1 : p.seqlen;
+        ScanShapes const s = scan_shapes(b, l, p.dim, p.dstate);
+        DimsExprs in[kScanInputs];
+        for (int32_t i = 0; i < kScanInputs; ++i) {
+            in[i].nbDims = static_cast<int32_t>(s.extents[i].size());
+            for (int32_t k = 0; k < in[i].nbDims; ++k) {
+                in[i].d[k] = eb.dim(s.extents[i][k]);
+            }
+        }
+        DimsExprs out[kScanOutputs]{};
+        require(build.getOutputShapes(in, kScanInputs, nullptr, 0, out, kScanOutputs, eb) == 0, "getOutputShapes failed");
+        for (int32_t o = 0; o < kScanOutputs; ++o) {
+            std::vector<int64_t> const& want = s.extents[kY + o];
+            require(out[o].nbDims == static_cast<int32_t>(want.size()), "getOutputShapes: wrong output rank");
+            for (int32_t k = 0; k < out[o].nbDims; ++k) {
+                DimsExprs const& e = out[o];
+                bool const known = e.d[k] != nullptr && e.d[k]->isConstant();
+                require(known == (want[k] >= 0) && (!known || e.d[k]->getConstantValue() == want[k]),
+                    "getOutputShapes: output " + std::to_string(o) + " extent " + std::to_string(k) + " is wrong");
+            }
+        }
+    }
+}
+
+void check_scan_formats(nvinfer1::IPluginV3OneBuild& build) {
+    int mismatches = 0;
+    std::string first;
+    for (DataType x_type : kAllTypes) {
+        ScanShapes const s = scan_shapes(-1, -1, 8, 16);
+        DynamicPluginTensorDesc io[kScanInputs + kScanOutputs]{};
+        for (int32_t i = 0; i < kScanInputs + kScanOutputs; ++i) {
+            io[i].desc = make_desc(s.extents[i], scan_type(i, x_type));
+        }
+        io[kX].desc.type = x_type;
+        for (int32_t pos = 0; pos < kScanInputs + kScanOutputs; ++pos) {
+            if (pos > kX && !is_activation(x_type)) {
+                break;  // TensorRT never asks about later positions once x is rejected
+            }
+            for (DataType type : kAllTypes) {
+                for (TensorFormat format : kSomeFormats) {
+                    DynamicPluginTensorDesc trial[kScanInputs + kScanOutputs];
+                    std::memcpy(trial, io, sizeof(io));
+                    trial[pos].desc.type = type;
+                    trial[pos].desc.format = format;
+                    bool const got = build.supportsFormatCombination(pos, trial, kScanInputs, kScanOutputs);
+                    bool const want = scan_combination_allowed(pos, type, format, pos == kX ? type : x_type);
+                    if (got != want) {
+                        ++mismatches;
+                        if (first.empty()) {
+                            first = "pos " + std::to_string(pos) + " type " + std::to_string(static_cast<int>(type)) +
+                                " format " + std::to_string(static_cast<int>(format)) + " x type " +
+                                std::to_string(static_cast<int>(x_type));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    require(mismatches == 0, "supportsFormatCombination disagrees with the contract " + std::to_string(mismatches) +
+        " times, first at " + first);
+}
+
+// What configurePlugin and getWorkspaceSize see: runtime extents -1, the profile in min/opt/max.
+void scan_dynamic_descs(mqh_scan_problem const& p, DynamicPluginTensorDesc* io) {
+    DataType const x_type = to_trt(p.dtype);
+    ScanShapes const dyn = scan_shapes(-1, -1, p.dim, p.dstate);
+    ScanShapes const lo = scan_shapes(1, 1, p.dim, p.dstate);
+    ScanShapes const opt = scan_shapes(p.batch, p.seqlen, p.dim, p.dstate);
+    ScanShapes const hi = scan_shapes(p.max_batch, p.max_seqlen, p.dim, p.dstate);
+    for (int32_t i = 0; i < kScanInputs + kScanOutputs; ++i) {
+        io[i].desc = make_desc(dyn.extents[i], scan_type(i, x_type));
+        io[i].min = make_dims(lo.extents[i]);
+        io[i].opt = make_dims(opt.extents[i]);
+        io[i].max = make_dims(hi.extents[i]);
+    }
+}
+
+struct ScanPlugins {
+    mq::plugin::SelectiveScanCreator creator;
+    PluginPtr build;
+    int64_t workspace{-1};
+};
+
+// Creation and every build-phase query. Returns the build-phase plugin and its workspace request.
+void scan_build_phase(mqh_scan_problem const& p, ScanPlugins* out) {
+    require(p.dtype == MQ_FLOAT32 || p.dtype == MQ_FLOAT16 || p.dtype == MQ_BFLOAT16, "bad dtype");
+    require(p.batch >= 1 && p.seqlen >= 1 && p.dim >= 1 && p.dstate >= 1 && p.max_batch >= p.batch &&
+            p.max_seqlen >= p.seqlen, "bad problem sizes");
+    check_creator_names(out->creator, "SelectiveScan");
+    step("creator: name, version, namespace, interface kind");
+    ParserFields const pf = scan_parser_fields(out->creator, p);
+    step("creator: getFieldNames lists delta_softplus, reverse");
+    out->build.reset(out->creator.createPlugin("harness_scan", &pf.collection, nvinfer1::TensorRTPhase::kBUILD));
+    require(out->build != nullptr, "createPlugin(kBUILD) returned null for parser-typed fields");
+    Capabilities const caps = capabilities(out->build.get(), "SelectiveScan");
+    step("createPlugin(kBUILD) from kINT32 fields; capabilities; names");
+    require(caps.build->getNbOutputs() == kScanOutputs, "getNbOutputs != 2");
+    check_scan_output_types(*caps.build, to_trt(p.dtype));
+    step("getOutputDataTypes");
+    check_scan_output_shapes(*caps.build, p);
+    step("getOutputShapes (dynamic and constant extents)");
+    check_scan_formats(*caps.build);
+    step("supportsFormatCombination over every type and format");
+    DynamicPluginTensorDesc io[kScanInputs + kScanOutputs];
+    scan_dynamic_descs(p, io);
+    require(caps.build->configurePlugin(io, kScanInputs, io + kScanInputs, kScanOutputs) == 0, "configurePlugin failed");
+    step("configurePlugin");
+    size_t const ws = caps.build->getWorkspaceSize(io, kScanInputs, io + kScanInputs, kScanOutputs);
+    size_t const need_run = mq_selective_scan_workspace_size(static_cast<int32_t>(p.batch),
+        static_cast<int32_t>(p.seqlen), static_cast<int32_t>(p.dim), static_cast<int32_t>(p.dstate));
+    size_t const need_max = mq_selective_scan_workspace_size(static_cast<int32_t>(p.max_batch),
+        static_cast<int32_t>(p.max_seqlen), static_cast<int32_t>(p.dim), static_cast<int32_t>(p.dstate));
+    require(ws >= need_run && ws >= need_max, "getWorkspaceSize below what enqueue needs");
+    step("getWorkspaceSize at the profile max (" + std::to_string(ws) + " bytes)");
+    require(caps.build->getTimingCacheID() != nullptr && caps.build->getMetadataString() != nullptr,
+        "timing-cache ID or metadata is null");
+    out->workspace = static_cast<int64_t>(ws);
+}
+
+void scan_run(mqh_scan_problem const& p, void const* const* inputs, void* const* outputs, void* workspace,
+    cudaStream_t stream) {
+    ScanPlugins plugins;
+    scan_build_phase(p, &plugins);
+    Capabilities const build = capabilities(plugins.build.get(), "SelectiveScan");
+    // Engine serialization and deserialization: the fields TensorRT stores, read back at runtime.
+    nvinfer1::PluginFieldCollection const* stored = build.runtime->getFieldsToSerialize();
+    require(stored != nullptr, "getFieldsToSerialize returned null");
+    PluginPtr runtime{plugins.creator.createPlugin("harness_scan", stored, nvinfer1::TensorRTPhase::kRUNTIME)};
+    require(runtime != nullptr, "createPlugin(kRUNTIME) refused the serialized fields");
+    Capabilities const rt = capabilities(runtime.get(), "SelectiveScan");
+    require(std::string(rt.build->getTimingCacheID()) == build.build->getTimingCacheID(),
+        "attributes changed through serialization");
+    step("getFieldsToSerialize -> createPlugin(kRUNTIME) round trip");
+    PluginPtr cloned{runtime->clone()};
+    runtime.reset();  // the clone must not depend on the original
+    require(cloned != nullptr, "clone returned null");
+    NullResourceContext context;
+    PluginPtr attached{capabilities(cloned.get(), "SelectiveScan").runtime->attachToContext(&context)};
+    cloned.reset();
+    require(attached != nullptr, "attachToContext returned null");
+    Capabilities const exec = capabilities(attached.get(), "SelectiveScan");
+    step("clone, attachToContext (originals released)");
+    ScanShapes const s = scan_shapes(p.batch, p.seqlen, p.dim, p.dstate);
+    DataType const x_type = to_trt(p.dtype);
+    PluginTensorDesc in[kScanInputs];
+    PluginTensorDesc out[kScanOutputs];
+    for (int32_t i = 0; i < kScanInputs; ++i) {
+        in[i] = make_desc(s.extents[i], scan_type(i, x_type));
+    }
+    for (int32_t o = 0; o < kScanOutputs; ++o) {
+        out[o] = make_desc(s.extents[kY + o], scan_type(kY + o, x_type));
+    }
+    require(exec.runtime->onShapeChange(in, kScanInputs, out, kScanOutputs) == 0, "onShapeChange failed");
+    step("onShapeChange");
+    require(exec.runtime->enqueue(in, out, inputs, outputs, workspace, stream) == 0, "enqueue returned an error");
+    step("enqueue");
+}
+
+// ---- HadamardTransform ------------------------------------------------------------------------------
+
+void hadamard_run(int64_t dtype, std::vector<int64_t> const& x_extents, void const* x, float const* signs, void* y,
+    cudaStream_t stream) {
+    mq::plugin::HadamardTransformCreator creator;
+    check_creator_names(creator, "HadamardTransform");
+    nvinfer1::PluginFieldCollection const* names = creator.getFieldNames();
+    require(names != nullptr && names->nbFields == 0, "HadamardTransform lists fields; the op has none");
+    nvinfer1::PluginFieldCollection const none{0, nullptr};  // what loadFields yields for no fields
+    PluginPtr build{creator.createPlugin("harness_hadamard", &none, nvinfer1::TensorRTPhase::kBUILD)};
+    Capabilities const caps = capabilities(build.get(), "HadamardTransform");
+    step("creator; createPlugin(kBUILD) with no fields");
+    DataType const x_type = to_trt(dtype);
+    int64_t const n = x_extents.back();
+    DataType in_types[2] = {x_type, DataType::kFLOAT};
+    DataType out_type = DataType::kINT8;
+    require(caps.build->getNbOutputs() == 1, "getNbOutputs != 1");
+    require(caps.build->getOutputDataTypes(&out_type, 1, in_types, 2) == 0 && out_type == x_type,
+        "getOutputDataTypes: y must be x's type");
+    for (bool dynamic : {true, false}) {
+        FoldingExprBuilder eb;
+        DimsExprs in[2]{};
+        in[0].nbDims = static_cast<int32_t>(x_extents.size());
+        for (int32_t k = 0; k < in[0].nbDims; ++k) {
+            bool const last = k + 1 == in[0].nbDims;
+            in[0].d[k] = (dynamic && !last) ? eb.unknown() : eb.dim(x_extents[k]);
+        }
+        in[1].nbDims = 1;
+        in[1].d[0] = eb.dim(n);
+        DimsExprs out{};
+        require(caps.build->getOutputShapes(in, 2, nullptr, 0, &out, 1, eb) == 0, "getOutputShapes failed");
+        require(out.nbDims == in[0].nbDims, "getOutputShapes: wrong rank");
+        for (int32_t k = 0; k < out.nbDims; ++k) {
+            require(out.d[k] == in[0].d[k], "getOutputShapes: y must have x's shape");
+        }
+    }
+    step("getOutputDataTypes, getOutputShapes");
+    int mismatches = 0;
+    for (DataType xt : kAllTypes) {
+        for (int32_t pos = 0; pos < 3; ++pos) {
+            if (pos > 0 && !is_activation(xt)) {
+                break;
+            }
+            for (DataType type : kAllTypes) {
+                for (TensorFormat format : kSomeFormats) {
+                    DynamicPluginTensorDesc io[3]{};
+                    io[0].desc = make_desc(x_extents, xt);
+                    io[1].desc = make_desc({n}, DataType::kFLOAT);
+                    io[2].desc = make_desc(x_extents, xt);
+                    io[pos].desc.type = type;
+                    io[pos].desc.format = format;
+                    DataType const x_now = pos == 0 ? type : xt;
+                    bool const want = format == TensorFormat::kLINEAR &&
+                        (pos == 1 ? type == DataType::kFLOAT : (pos == 0 ? is_activation(type) : type == x_now));
+                    mismatches += caps.build->supportsFormatCombination(pos, io, 2, 1) != want;
+                }
+            }
+        }
+    }
+    require(mismatches == 0, "supportsFormatCombination disagrees with the contract " + std::to_string(mismatches) +
+        " times");
+    step("supportsFormatCombination over every type and format");
+    DynamicPluginTensorDesc io[3]{};
+    std::vector<int64_t> dyn_x(x_extents.size(), -1);
+    dyn_x.back() = n;
+    io[0].desc = make_desc(dyn_x, x_type);
+    io[0].min = io[0].opt = io[0].max = make_dims(x_extents);
+    io[1].desc = make_desc({n}, DataType::kFLOAT);
+    io[1].min = io[1].opt = io[1].max = make_dims({n});
+    io[2] = io[0];
+    require(caps.build->configurePlugin(io, 2, io + 2, 1) == 0, "configurePlugin failed");
+    require(caps.build->getWorkspaceSize(io, 2, io + 2, 1) == 0, "the transform needs no workspace");
+    step("configurePlugin, getWorkspaceSize");
+    PluginPtr runtime{creator.createPlugin("harness_hadamard", caps.runtime->getFieldsToSerialize(),
+        nvinfer1::TensorRTPhase::kRUNTIME)};
+    require(runtime != nullptr, "createPlugin(kRUNTIME) refused the serialized fields");
+    PluginPtr cloned{runtime->clone()};
+    runtime.reset();
+    NullResourceContext context;
+    require(cloned != nullptr, "clone returned null");
+    PluginPtr attached{capabilities(cloned.get(), "HadamardTransform").runtime->attachToContext(&context)};
+    cloned.reset();
+    Capabilities const exec = capabilities(attached.get(), "HadamardTransform");
+    step("serialize round trip, clone, attachToContext");
+    PluginTensorDesc const in[2] = {make_desc(x_extents, x_type), make_desc({n}, DataType::kFLOAT)};
+    PluginTensorDesc const out = make_desc(x_extents, x_type);
+    require(exec.runtime->onShapeChange(in, 2, &out, 1) == 0, "onShapeChange failed");
+    void const* inputs[2] = {x, signs};
+    void* outputs[1] = {y};
+    require(exec.runtime->enqueue(in, &out, inputs, outputs, nullptr, stream) == 0, "enqueue returned an error");
+    step("onShapeChange, enqueue");
+}
+
+// ---- negative checks --------------------------------------------------------------------------------
+
+int self_test() {
+    int failed = 0;
+    auto expect = [&](bool as_expected, char const* what) {
+        step(std::string(as_expected ? "ok: " : "WRONG: ") + what);
+        failed += as_expected ? 0 : 1;
+    };
+    mq::plugin::SelectiveScanCreator creator;
+    auto make = [&](std::vector<nvinfer1::PluginField> fields) {
+        nvinfer1::PluginFieldCollection fc{static_cast<int32_t>(fields.size()), fields.data()};
+        return PluginPtr{creator.createPlugin("neg", &fc, nvinfer1::TensorRTPhase::kBUILD)};
+    };
+    int32_t const two = 2;
+    int32_t const one = 1;
+    float const fone = 1.0F;
+    expect(make({{"reverse", &two, nvinfer1::PluginFieldType::kINT32, 1}}) == nullptr, "reverse = 2 refused");
+    expect(make({{"bogus", &one, nvinfer1::PluginFieldType::kINT32, 1}}) == nullptr, "unknown field name refused");
+    expect(make({{"reverse", &fone, nvinfer1::PluginFieldType::kFLOAT32, 1}}) == nullptr, "FLOAT32 attribute refused");
+    expect(make({{"reverse", &one, nvinfer1::PluginFieldType::kINT32, 2}}) == nullptr, "attribute of length 2 refused");
+    PluginPtr plugin = make({});
+    expect(plugin != nullptr, "no fields: defaults accepted");
+    if (plugin == nullptr) {
+        return failed;
+    }
+    Capabilities const caps = capabilities(plugin.get(), "SelectiveScan");
+    DataType in[kScanInputs];
+    for (int32_t i = 0; i < kScanInputs; ++i) {
+        in[i] = scan_type(i, DataType::kHALF);
+    }
+    DataType out[kScanOutputs];
+    in[kDelta] = DataType::kFLOAT;
+    expect(caps.build->getOutputDataTypes(out, kScanOutputs, in, kScanInputs) != 0, "delta of another type than x refused");
+    in[kDelta] = DataType::kHALF;
+    in[kA] = DataType::kHALF;
+    expect(caps.build->getOutputDataTypes(out, kScanOutputs, in, kScanInputs) != 0, "A not float32 refused");
+    in[kA] = DataType::kFLOAT;
+    expect(caps.build->getOutputDataTypes(out, kScanOutputs, in, kScanInputs - 1) != 0, "8 input types refused");
+    auto shapes_refused = [&](ScanShapes const& s, int32_t nb_inputs) {
+        FoldingExprBuilder eb;
+        DimsExprs exprs[kScanInputs];
+        for (int32_t i = 0; i < kScanInputs; ++i) {
+            exprs[i].nbDims = static_cast<int32_t>(s.extents[i].size());
+            for (int32_t k = 0; k < exprs[i].nbDims; ++k) {
+                exprs[i].d[k] = eb.dim(s.extents[i][k]);
+            }
+        }
+        DimsExprs outs[kScanOutputs]{};
+        return caps.build->getOutputShapes(exprs, nb_inputs, nullptr, 0, outs, kScanOutputs, eb) != 0;
+    };
+    ScanShapes bad = scan_shapes(-1, -1, 64, 16);
+    bad.extents[kA] = {65, 16};
+    expect(shapes_refused(bad, kScanInputs), "A [65, N] with x [.., .., 64] refused");
+    bad = scan_shapes(-1, -1, 64, 16);
+    bad.extents[kC] = {-1, -1, 8};
+    expect(shapes_refused(bad, kScanInputs), "C with another N than A refused");
+    expect(shapes_refused(scan_shapes(-1, -1, 64, 65), kScanInputs), "N = 65 (over the kernel limit) refused");
+    bad = scan_shapes(-1, -1, 64, 16);
+    bad.extents[kX] = {-1, 64};
+    expect(shapes_refused(bad, kScanInputs), "x of rank 2 refused");
+    expect(shapes_refused(scan_shapes(-1, -1, 64, 16), kScanInputs - 1), "8 input shapes refused");
+    expect(!shapes_refused(scan_shapes(-1, -1, 64, 16), kScanInputs), "consistent shapes accepted");
+    // enqueue with an unsupported size launches nothing and reports an error.
+    ScanShapes const big = scan_shapes(1, 4, 8, 65);
+    PluginTensorDesc descs[kScanInputs + kScanOutputs];
+    for (int32_t i = 0; i < kScanInputs + kScanOutputs; ++i) {
+        descs[i] = make_desc(big.extents[i], scan_type(i, DataType::kFLOAT));
+    }
+    void const* no_inputs[kScanInputs] = {};
+    void* no_outputs[kScanOutputs] = {};
+    expect(caps.runtime->enqueue(descs, descs + kScanInputs, no_inputs, no_outputs, nullptr, nullptr) != 0,
+        "enqueue with N = 65 refused before any launch");
+
+    mq::plugin::HadamardTransformCreator hc;
+    int32_t const v = 1;
+    nvinfer1::PluginField const field{"order", &v, nvinfer1::PluginFieldType::kINT32, 1};
+    nvinfer1::PluginFieldCollection const with_field{1, &field};
+    expect(PluginPtr{hc.createPlugin("neg", &with_field, nvinfer1::TensorRTPhase::kBUILD)} == nullptr,
+        "HadamardTransform with a field refused");
+    PluginPtr hp{hc.createPlugin("neg", nullptr, nvinfer1::TensorRTPhase::kBUILD)};
+    expect(hp != nullptr, "HadamardTransform from a null field collection accepted");
+    if (hp != nullptr) {
+        Capabilities const h = capabilities(hp.get(), "HadamardTransform");
+        FoldingExprBuilder eb;
+        DimsExprs hin[2]{};
+        hin[0].nbDims = 2;
+        hin[0].d[0] = eb.unknown();
+        hin[0].d[1] = eb.dim(1000);
+        hin[1].nbDims = 1;
+        hin[1].d[0] = eb.dim(1000);
+        DimsExprs hout{};
+        expect(h.build->getOutputShapes(hin, 2, nullptr, 0, &hout, 1, eb) != 0, "Hadamard n = 1000 (no base order) refused");
+        hin[0].d[1] = eb.dim(1536);
+        expect(h.build->getOutputShapes(hin, 2, nullptr, 0, &hout, 1, eb) != 0, "Hadamard signs of another length refused");
+    }
+    return failed;
+}
+
+template <typename Fn>
+int32_t guarded(Fn&& fn) {
+    gLog.clear();
+    gError.clear();
+    try {
+        fn();
+        return 0;
+    } catch (StepFailed const& f) {
+        gError = f.what;
+    } catch (std::exception const& e) {
+        gError = std::string("exception: ") + e.what();
+    } catch (...) {
+        gError = "unknown exception";
+    }
+    step("FAILED: " + gError);
+    return -1;
+}
+
+}  // namespace
+}  // namespace mq::harness
+
+extern "C" {
+
+int64_t mqh_scan_build(mqh_scan_problem const* problem) {
+    int64_t workspace = -1;
+    int32_t const status = mq::harness::guarded([&] {
+        mq::harness::require(problem != nullptr, "null problem");
+        mq::harness::ScanPlugins plugins;
+        mq::harness::scan_build_phase(*problem, &plugins);
+        workspace = plugins.workspace;
+    });
+    return status == 0 ? workspace : -1;
+}
+
+int32_t mqh_scan_run(mqh_scan_problem const* problem, void const* const* inputs, void* const* outputs, void* workspace,
+    void* stream) {
+    return mq::harness::guarded([&] {
+        mq::harness::require(problem != nullptr && inputs != nullptr && outputs != nullptr, "null argument");
+        mq::harness::scan_run(*problem, inputs, outputs, workspace, static_cast<cudaStream_t>(stream));
+    });
+}
+
+int32_t mqh_hadamard_run(int64_t dtype, int32_t rank, int64_t const* dims, void const* x, float const* signs, void* y,
+    void* stream) {
+    return mq::harness::guarded([&] {
+        mq::harness::require(rank >= 1 && rank <= 8 && dims != nullptr, "bad rank");
+        std::vector<int64_t> const extents(dims, dims + rank);
+        mq::harness::hadamard_run(dtype, extents, x, signs, y, static_cast<cudaStream_t>(stream));
+    });
+}
+
+int32_t mqh_self_test(void) {
+    int failed = 0;
+    int32_t const status = mq::harness::guarded([&] { failed = mq::harness::self_test(); });
+    return status == 0 ? failed : -1;
+}
+
+char const* mqh_log(void) { return mq::harness::gLog.c_str(); }
+char const* mqh_error(void) { return mq::harness::gError.c_str(); }
+
+}  // extern "C"

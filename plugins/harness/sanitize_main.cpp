@@ -1,0 +1,233 @@
+// mq_gpu_sanitize: every kernel entry point and both plugins (through the harness) on small
+// problems, for compute-sanitizer (memcheck: out-of-bounds and misaligned accesses; racecheck:
+// shared-memory hazards; initcheck: reads of memory nothing wrote). Numerics are checked
+// elsewhere (scripts/gpu_verify); this program only needs every launch to be clean.
+//
+//   compute-sanitizer --tool memcheck --error-exitcode 1 build/plugins/mq_gpu_sanitize
+//
+// Also exercises the plugins on garbage inputs (random bytes: NaN, Inf, huge values), which must
+// neither crash nor write outside their outputs. Exit status 0 when every call returned success.
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "plugin_harness.h"
+#include "selective_scan/mq_kernels.h"
+
+namespace {
+
+int gFailures = 0;
+
+void expect(bool ok, char const* what) {
+    if (!ok) {
+        std::fprintf(stderr, "FAIL: %s\n", what);
+        ++gFailures;
+    }
+}
+
+bool cuda_ok(cudaError_t e, char const* what) {
+    if (e != cudaSuccess) {
+        std::fprintf(stderr, "CUDA error in %s: %s\n", what, cudaGetErrorString(e));
+        ++gFailures;
+        return false;
+    }
+    return true;
+}
+
+uint64_t gState = 0x9E3779B97F4A7C15ull;
+uint32_t next_u32() {
+    gState ^= gState << 13;
+    gState ^= gState >> 7;
+    gState ^= gState << 17;
+    return static_cast<uint32_t>(gState >> 32);
+}
+float uniform(float lo, float hi) { return lo + (hi - lo) * (static_cast<float>(next_u32() >> 8) / 16777216.0F); }
+
+uint16_t to_half_bits(float f) {  // round-to-nearest is irrelevant here: any finite value will do
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    uint32_t const sign = (u >> 16) & 0x8000u;
+    int32_t const exp = static_cast<int32_t>((u >> 23) & 0xFF) - 127 + 15;
+    uint32_t const mant = (u >> 13) & 0x3FFu;
+    if (exp <= 0) return static_cast<uint16_t>(sign);
+    if (exp >= 31) return static_cast<uint16_t>(sign | 0x7BFFu);
+    return static_cast<uint16_t>(sign | (static_cast<uint32_t>(exp) << 10) | mant);
+}
+uint16_t to_bf16_bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return static_cast<uint16_t>(u >> 16);
+}
+
+size_t dtype_size(mq_dtype d) { return d == MQ_FLOAT32 ? 4 : 2; }
+
+// A device buffer of `count` elements, filled from the host.
+struct Buffer {
+    void* ptr{nullptr};
+    size_t bytes{0};
+    Buffer() = default;
+    Buffer(Buffer const&) = delete;
+    Buffer& operator=(Buffer const&) = delete;
+    ~Buffer() { cudaFree(ptr); }
+    void alloc(size_t n) {
+        bytes = n;
+        cuda_ok(cudaMalloc(&ptr, n > 0 ? n : 16), "cudaMalloc");
+    }
+    void fill_activations(size_t count, mq_dtype d, float lo, float hi) {
+        alloc(count * dtype_size(d));
+        std::vector<uint8_t> host(bytes);
+        for (size_t i = 0; i < count; ++i) {
+            float const v = uniform(lo, hi);
+            if (d == MQ_FLOAT32) {
+                std::memcpy(&host[i * 4], &v, 4);
+            } else {
+                uint16_t const h = d == MQ_FLOAT16 ? to_half_bits(v) : to_bf16_bits(v);
+                std::memcpy(&host[i * 2], &h, 2);
+            }
+        }
+        cuda_ok(cudaMemcpy(ptr, host.data(), bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
+    }
+    void fill_floats(size_t count, float lo, float hi) { fill_activations(count, MQ_FLOAT32, lo, hi); }
+    void fill_garbage(size_t n) {
+        alloc(n);
+        std::vector<uint8_t> host(n);
+        for (auto& b : host) b = static_cast<uint8_t>(next_u32());
+        cuda_ok(cudaMemcpy(ptr, host.data(), n, cudaMemcpyHostToDevice), "cudaMemcpy");
+    }
+};
+
+struct ScanCase {
+    mq_dtype dtype;
+    int batch, seqlen, dim, dstate;
+    int reverse;
+    bool gate, initial_state;
+};
+
+// The kernels through the C API: chunked, sequential and (for L = 1) the in-place decode step.
+void run_kernels(ScanCase const& c, cudaStream_t stream) {
+    size_t const bld = static_cast<size_t>(c.batch) * c.seqlen * c.dim;
+    size_t const bln = static_cast<size_t>(c.batch) * c.seqlen * c.dstate;
+    size_t const bdn = static_cast<size_t>(c.batch) * c.dim * c.dstate;
+    Buffer x, delta, A, B, C, D, bias, z, s, h0, y, state, ws;
+    x.fill_activations(bld, c.dtype, -1, 1);
+    delta.fill_activations(bld, c.dtype, -2, 1);
+    A.fill_floats(static_cast<size_t>(c.dim) * c.dstate, -8, -0.5F);
+    B.fill_activations(bln, c.dtype, -1, 1);
+    C.fill_activations(bln, c.dtype, -1, 1);
+    D.fill_floats(c.dim, 0.5F, 1.5F);
+    bias.fill_floats(c.dim, -4, -1);
+    z.fill_activations(bld, c.dtype, -2, 2);
+    s.fill_floats(c.dim, 0.5F, 1.5F);
+    h0.fill_floats(bdn, -1, 1);
+    y.alloc(bld * dtype_size(c.dtype));
+    state.alloc(bdn * 4);
+    ws.alloc(mq_selective_scan_workspace_size(c.batch, c.seqlen, c.dim, c.dstate));
+    mq_selective_scan_args a{};
+    a.dtype = c.dtype;
+    a.batch = c.batch;
+    a.seqlen = c.seqlen;
+    a.dim = c.dim;
+    a.dstate = c.dstate;
+    a.delta_softplus = 1;
+    a.reverse = c.reverse;
+    a.x = x.ptr;
+    a.delta = delta.ptr;
+    a.A = static_cast<float const*>(A.ptr);
+    a.B = B.ptr;
+    a.C = C.ptr;
+    a.D = static_cast<float const*>(D.ptr);
+    a.delta_bias = static_cast<float const*>(bias.ptr);
+    a.z = c.gate ? z.ptr : nullptr;
+    a.gate_scale = c.gate ? static_cast<float const*>(s.ptr) : nullptr;
+    a.initial_state = c.initial_state ? static_cast<float const*>(h0.ptr) : nullptr;
+    a.y = y.ptr;
+    a.final_state = static_cast<float*>(state.ptr);
+    a.workspace = ws.ptr;
+    a.workspace_bytes = ws.bytes;
+    expect(mq_selective_scan(&a, stream) == MQ_SUCCESS, "mq_selective_scan");
+    expect(mq_selective_scan_sequential(&a, stream) == MQ_SUCCESS, "mq_selective_scan_sequential");
+    if (c.seqlen == 1) {
+        a.initial_state = static_cast<float const*>(state.ptr);  // in place, as decode graphs run it
+        expect(mq_selective_state_update(&a, stream) == MQ_SUCCESS, "mq_selective_state_update");
+    }
+    cuda_ok(cudaStreamSynchronize(stream), "scan kernels");
+}
+
+void run_hadamard(int n, mq_dtype d, cudaStream_t stream) {
+    int64_t const rows = 37;
+    Buffer x, signs, y;
+    x.fill_activations(static_cast<size_t>(rows) * n, d, -1, 1);
+    signs.fill_floats(n, -1, 1);
+    y.alloc(static_cast<size_t>(rows) * n * dtype_size(d));
+    expect(mq_hadamard_transform(x.ptr, static_cast<float const*>(signs.ptr), y.ptr, rows, n, d, stream) == MQ_SUCCESS,
+        "mq_hadamard_transform");
+    expect(mq_hadamard_transform(x.ptr, static_cast<float const*>(signs.ptr), x.ptr, rows, n, d, stream) == MQ_SUCCESS,
+        "mq_hadamard_transform in place");
+    cuda_ok(cudaStreamSynchronize(stream), "hadamard");
+}
+
+// The plugins through the harness, on random bytes: must return cleanly and stay in bounds.
+void run_plugins_on_garbage(ScanCase const& c, cudaStream_t stream) {
+    mqh_scan_problem p{c.dtype, 1, c.reverse, c.batch, c.seqlen, c.dim, c.dstate, c.batch, c.seqlen};
+    int64_t const ws_bytes = mqh_scan_build(&p);
+    expect(ws_bytes >= 0, mqh_error());
+    size_t const act = dtype_size(c.dtype);
+    size_t const bld = static_cast<size_t>(c.batch) * c.seqlen * c.dim;
+    size_t const bln = static_cast<size_t>(c.batch) * c.seqlen * c.dstate;
+    size_t const sizes[9] = {bld * act, bld * act, 4u * c.dim * c.dstate, bln * act, bln * act, 4u * c.dim,
+        4u * c.dim, bld * act, 4u * c.dim};
+    Buffer in[9], y, state, ws;
+    void const* inputs[9];
+    for (int i = 0; i < 9; ++i) {
+        in[i].fill_garbage(sizes[i]);
+        inputs[i] = in[i].ptr;
+    }
+    y.fill_garbage(bld * act);
+    state.fill_garbage(static_cast<size_t>(c.batch) * c.dim * c.dstate * 4);
+    ws.fill_garbage(static_cast<size_t>(ws_bytes > 0 ? ws_bytes : 0));
+    void* outputs[2] = {y.ptr, state.ptr};
+    expect(mqh_scan_run(&p, inputs, outputs, ws.ptr, stream) == 0, mqh_error());
+    cuda_ok(cudaStreamSynchronize(stream), "SelectiveScan plugin on garbage");
+
+    int64_t const dims[3] = {2, 5, 1536};
+    Buffer hx, hs, hy;
+    hx.fill_garbage(2 * 5 * 1536 * act);
+    hs.fill_garbage(1536 * 4);
+    hy.fill_garbage(2 * 5 * 1536 * act);
+    expect(mqh_hadamard_run(c.dtype, 3, dims, hx.ptr, static_cast<float const*>(hs.ptr), hy.ptr, stream) == 0,
+        mqh_error());
+    cuda_ok(cudaStreamSynchronize(stream), "HadamardTransform plugin on garbage");
+}
+
+}  // namespace
+
+int main() {
+    cudaStream_t stream = nullptr;
+    if (!cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate")) {
+        return 2;
+    }
+    ScanCase const cases[] = {
+        {MQ_FLOAT16, 1, 1024, 256, 16, 0, true, true},    // multi-chunk, carried initial state
+        {MQ_BFLOAT16, 2, 700, 130, 16, 1, true, false},   // reverse, D not a multiple of 128, ragged tail
+        {MQ_FLOAT32, 1, 513, 96, 64, 0, true, true},      // N = 64: four threads per channel
+        {MQ_FLOAT32, 3, 77, 40, 5, 1, false, false},      // N = 5 padded, no gate
+        {MQ_FLOAT16, 4, 1, 300, 16, 0, true, true},       // decode
+    };
+    for (ScanCase const& c : cases) {
+        run_kernels(c, stream);
+    }
+    for (int n : {12, 20, 28, 40, 64, 1536, 2560, 5120}) {
+        run_hadamard(n, MQ_FLOAT16, stream);
+    }
+    run_hadamard(768, MQ_BFLOAT16, stream);
+    run_hadamard(1280, MQ_FLOAT32, stream);
+    expect(mqh_self_test() == 0, "harness negative checks");
+    run_plugins_on_garbage(cases[0], stream);
+    run_plugins_on_garbage(cases[1], stream);
+    cudaStreamDestroy(stream);
+    std::printf("mq_gpu_sanitize: %s (%d failures)\n", gFailures == 0 ? "ok" : "FAILED", gFailures);
+    return gFailures == 0 ? 0 : 1;
+}

@@ -1,0 +1,50 @@
+"""The torch model with its selective scan swapped for the project's CUDA kernel (libmq_kernels,
+through the ctypes binding) must score held-out text as the torch reference scan does.
+
+Runs the bundled demo model on samples/data/wiki_heldout.txt on the GPU twice, once with the
+torch scan ("fused", the reference implementation family) and once with the CUDA kernel, in
+float32 and in bfloat16, and compares perplexity and logits.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+DEMO_MODEL = REPO / "samples" / "models" / "mamba-byte-demo"
+HELDOUT = REPO / "samples" / "data" / "wiki_heldout.txt"
+
+
+def run(kernels, windows: int = 32, seq_len: int = 512) -> list[dict]:
+    import torch
+
+    from mq_deploy.eval.perplexity import evaluate_perplexity
+    from mq_deploy.ops.cuda_kernels import cuda_selective_scan
+    from mq_deploy.models.loading import load_model
+
+    loaded = load_model(DEMO_MODEL)
+    text = HELDOUT.read_text(encoding="utf-8")
+    ids = torch.tensor(list(text.encode("utf-8")[: windows * seq_len]), dtype=torch.long)
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16):
+        model = loaded.model.to(device="cuda", dtype=dtype).eval()
+        results, logits = {}, {}
+        for impl_name, impl in (("torch", "fused"), ("cuda kernel", cuda_selective_scan(kernels))):
+            model.set_scan_impl(impl)
+            r = evaluate_perplexity(model, ids.cuda(), total_bytes=ids.numel(), seq_len=seq_len, batch_size=8,
+                                    progress=False)
+            results[impl_name] = r
+            with torch.no_grad():
+                logits[impl_name] = model(ids[: 2 * seq_len].view(2, seq_len).cuda()).double()
+        ref, got = results["torch"], results["cuda kernel"]
+        rel_ppl = abs(got.perplexity / ref.perplexity - 1)
+        diff = (logits["cuda kernel"] - logits["torch"]).norm() / logits["torch"].norm()
+        agree = (logits["cuda kernel"].argmax(-1) == logits["torch"].argmax(-1)).double().mean().item()
+        # float32: both scans are float32 arithmetic (different order); bfloat16: activations are
+        # rounded to bf16 between ops in both, so the two may drift apart by a few bf16 ulps.
+        tol = 1e-4 if dtype == torch.float32 else 5e-3
+        rows.append({"dtype": str(dtype).replace("torch.", ""), "tokens": ref.scored_tokens,
+                     "ppl_torch": ref.perplexity, "ppl_cuda": got.perplexity, "rel_ppl": rel_ppl,
+                     "rel_logits": diff.item(), "argmax": agree, "tol": tol,
+                     "sec_torch": ref.seconds, "sec_cuda": got.seconds, "ok": rel_ppl <= tol})
+    return rows

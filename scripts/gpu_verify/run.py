@@ -1,0 +1,390 @@
+"""scripts/gpu_verify.sh's driver: build for the local GPU, then every check that needs a GPU but
+not TensorRT, then the kernel timings, writing docs/gpu_report.md after every stage.
+
+Stages (each one a section of the report; a failure never stops the later stages):
+  build       CMake: libmq_kernels, the exp-rate benchmark, libmq_plugin_harness and
+              mq_gpu_sanitize (the last two need TensorRT headers, never libnvinfer)
+  kernels     every kernel against the float64 torch reference (plugins/selective_scan/gpu_check.py)
+  c-api       the C API refuses an in-place chunked scan (final_state aliasing initial_state)
+  plugins     both plugins through the harness: creation from parser-typed fields, build queries,
+              serialization, clone, attachToContext, enqueue on a non-default stream; outputs vs
+              the reference; garbage inputs; the Hadamard plugin at every base order
+  model       the demo model's held-out perplexity with the CUDA scan vs the torch scan
+  timing      copy bandwidth and exp rate (the floors), scan and Hadamard kernel times
+  sanitizer   compute-sanitizer memcheck / racecheck / initcheck / synccheck on mq_gpu_sanitize
+  pytest-gpu  the GPU tests of the suite (tests/test_gpu_*.py), which skip on machines without one
+  calibration quantize --device cuda agrees with a CPU calibration; calibration time and memory per
+              size (benchmarks/bench_scale.py; --scale-sizes 130m,2.8b for the issue's 2.8b figure)
+  tensorrt    engine build and validation, only where TensorRT is importable
+
+Exit status: 0 when every stage that ran passed, 1 otherwise, 2 without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import math
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+from mq_deploy.markdown import markdown_table  # noqa: E402
+from report import ERROR, FAIL, PASS, SKIP, Report, StageResult, copy_file  # noqa: E402
+
+
+def load_module(name: str, path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+gpu_check = load_module("gpu_check", REPO / "plugins" / "selective_scan" / "gpu_check.py")
+from mq_deploy.ops import cuda_kernels as mq_kernels_ctypes  # noqa: E402
+import plugin_checks  # noqa: E402
+
+
+def sh(cmd: list[str], timeout: float, log: pathlib.Path | None = None, env=None) -> tuple[int, str]:
+    """Runs cmd; returns (exit status, combined output). 124 on timeout."""
+    try:
+        result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                                env=env)
+        code, out = result.returncode, result.stdout
+    except subprocess.TimeoutExpired as exc:
+        code, out = 124, (exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")) + \
+            f"\n[timed out after {timeout:.0f} s]"
+    except FileNotFoundError as exc:
+        code, out = 127, str(exc)
+    if log is not None:
+        log.write_text(out)
+    return code, out
+
+
+def first_line(cmd: list[str]) -> str:
+    code, out = sh(cmd, 30)
+    return out.strip().splitlines()[0] if code == 0 and out.strip() else "unavailable"
+
+
+class Verify:
+    def __init__(self, args):
+        self.args = args
+        self.build = pathlib.Path(args.build_dir).resolve()
+        self.build.mkdir(parents=True, exist_ok=True)
+        self.out = pathlib.Path(args.copy_to).resolve() if args.copy_to else None
+        self.libs = {}
+
+    # ---- stages ----------------------------------------------------------------------------------
+
+    def stage_build(self):
+        trt = pathlib.Path(self.args.trt_root).resolve() if self.args.trt_root else None
+        have_headers = trt is not None and (trt / "include" / "NvInfer.h").exists()
+        cmd = ["cmake", "-S", str(REPO), "-B", str(self.build), "-DCMAKE_BUILD_TYPE=Release",
+               f"-DCMAKE_CUDA_ARCHITECTURES={self.args.arch}", "-DMQ_BUILD_BENCH=ON", "-DMQ_BUILD_TESTS=OFF",
+               "-DMQ_WERROR=ON"]
+        cmd += [f"-DTensorRT_ROOT={trt}", "-DMQ_TRT_HEADERS_ONLY=ON"] if have_headers else ["-DMQ_BUILD_PLUGINS=OFF"]
+        code, out = sh(cmd, 300, self.build / "configure.log")
+        targets = ["mq_kernels", "mq_kernels_bench"] + (["mq_plugin_harness", "mq_gpu_sanitize"] if have_headers else [])
+        if code == 0:
+            code, out2 = sh(["cmake", "--build", str(self.build), "-j", str(os.cpu_count() or 4), "--target", *targets],
+                            600, self.build / "build.log")
+            out += out2
+        copy_file(self.build / "build.log", self.out)
+        plugins = self.build / "plugins"
+        self.libs = {"kernels": plugins / "libmq_kernels.so", "bench": plugins / "libmq_kernels_bench.so",
+                     "harness": plugins / "libmq_plugin_harness.so", "sanitize": plugins / "mq_gpu_sanitize"}
+        built = [k for k, p in self.libs.items() if p.exists()]
+        headers = f"TensorRT headers {trt} ({self.trt_version(trt)})" if have_headers else \
+            "no TensorRT headers (pass --trt-root): harness and sanitizer driver not built"
+        body = f"`{' '.join(cmd)}`\n\n{headers}. Built: {', '.join(built) or 'nothing'}.\n"
+        if code != 0:
+            body += "\n```\n" + out[-4000:] + "\n```\n"
+            return FAIL, f"build failed (exit {code})", body
+        return PASS, f"built {', '.join(built)} for sm_{self.args.arch}", body
+
+    @staticmethod
+    def trt_version(trt: pathlib.Path | None) -> str:
+        if trt is None:
+            return "?"
+        text = (trt / "include" / "NvInferVersion.h").read_text(errors="replace")
+        import re
+        parts = []
+        for part in ("MAJOR", "MINOR", "PATCH"):
+            m = re.search(rf"#define\s+(?:TRT_{part}_ENTERPRISE|NV_TENSORRT_{part})\s+(\d+)", text)
+            parts.append(m.group(1) if m else "?")
+        return ".".join(parts)
+
+    def kernels(self):
+        return mq_kernels_ctypes.MqKernels(self.libs["kernels"])
+
+    def stage_kernels(self):
+        lib = self.kernels()
+        ref_fn = gpu_check.load_reference("package")
+        rows = gpu_check.correctness(lib, ref_fn, self.args.quick)
+        hadamard, source = gpu_check.check_hadamard(lib)
+        failed = [r for r in rows + hadamard if not r["ok"]]
+        body = "Normwise relative error max|out − ref| / max|ref| against the float64 reference " \
+               "(mq_deploy.ops.selective_scan.selective_scan_ref); outputs and workspace poisoned with NaN.\n\n"
+        body += markdown_table(rows, [("case", "case", ""), ("kernel", "algorithm", ""), ("err y", "err_y", ".2e"),
+                                      ("tol y", "tol_y", ".1e"), ("err state", "err_state", ".2e"), ("ok", "ok", "")])
+        body += f"\n\nfinal_state tolerance {gpu_check.STATE_TOLERANCE:.0e}. Fast Walsh–Hadamard vs dense " \
+                f"x·diag(s)·H_n (H_n from {source}):\n\n"
+        body += markdown_table(hadamard, [("n", "n", ""), ("base m", "m", ""), ("dtype", "dtype", ""),
+                                          ("err", "err", ".2e"), ("ok", "ok", "")])
+        status = PASS if not failed else FAIL
+        return status, f"{len(rows) + len(hadamard) - len(failed)}/{len(rows) + len(hadamard)} checks within tolerance", body
+
+    def stage_c_api(self):
+        import torch
+
+        lib = self.kernels()
+        case = gpu_check.ScanCase(1, 4096, 512, "float16", initial_state=True)  # several chunks
+        inputs = gpu_check.make_inputs(case, seed=7)
+        ws = torch.empty(max(lib.workspace_size(1, 4096, 512, 16), 16), dtype=torch.uint8, device="cuda")
+        y = torch.empty_like(inputs["x"])
+        numel = inputs["initial_state"].numel()
+        buf = torch.empty(numel + 1, device="cuda")
+        verdicts = {}
+        for label, (h0, h1) in {"equal": (buf[:numel], buf[:numel]), "overlapping": (buf[:numel], buf[1:])}.items():
+            h0.copy_(inputs["initial_state"].view(-1))
+            try:
+                lib.selective_scan(**{**inputs, "initial_state": h0.view(case.batch, case.dim, case.dstate)}, y=y,
+                                   final_state=h1.view(case.batch, case.dim, case.dstate), workspace=ws)
+                verdicts[label] = "ACCEPTED"
+            except mq_kernels_ctypes.MqKernelsError as exc:
+                verdicts[label] = "refused" if "invalid argument" in str(exc) else f"error: {exc}"
+        one_case = gpu_check.ScanCase(4, 1, 300, "float16", initial_state=True)
+        one = gpu_check.make_inputs(one_case, seed=8)
+        state = one["initial_state"].clone()
+        lib.selective_scan(**{**one, "initial_state": state}, y=torch.empty_like(one["x"]), final_state=state,
+                           algorithm="decode")
+        torch.cuda.synchronize()
+        _, s_ref = gpu_check.reference(gpu_check.load_reference("package"), one, one_case)
+        decode_ok = gpu_check.normwise_error(state, s_ref) <= gpu_check.STATE_TOLERANCE
+        ok = verdicts == {"equal": "refused", "overlapping": "refused"} and decode_ok
+        body = (f"- mq_selective_scan (L=4096, several chunks) with final_state == initial_state: {verdicts['equal']}\n"
+                f"- with overlapping, unequal state buffers: {verdicts['overlapping']}\n"
+                f"- mq_selective_state_update in place (the decode contract): "
+                f"{'matches the reference' if decode_ok else 'WRONG'}\n")
+        return (PASS if ok else FAIL), ("aliased states refused by the chunked scan, allowed for decode" if ok
+                                        else "state aliasing check failed"), body
+
+    def stage_plugins(self):
+        import torch
+
+        if not self.libs.get("harness", pathlib.Path("/nonexistent")).exists():
+            return SKIP, "harness not built (no TensorRT headers)", "Pass --trt-root with a TensorRT include/ folder."
+        harness = plugin_checks.Harness(self.libs["harness"])
+        failed_negative, log = harness.self_test()
+        ref_fn = gpu_check.load_reference("package")
+        rows = []
+        for i, case in enumerate(plugin_checks.plugin_scan_cases(self.args.quick)):
+            rows.append(plugin_checks.check_scan_case(harness, gpu_check, ref_fn, case, seed=5000 + i))
+            walk = harness.log()
+        for i, case in enumerate(plugin_checks.plugin_scan_cases(True)[:3]):
+            rows.append(plugin_checks.check_scan_case(harness, gpu_check, ref_fn, case, seed=6000 + i, garbage=True))
+        from mq_deploy.quant.transforms.hadamard import hadamard_matrix
+        hrows = []
+        for n in plugin_checks.hadamard_sizes():
+            h = hadamard_matrix(n, torch.float64).cuda()
+            for dtype in gpu_check.DTYPES:
+                hrows.append(plugin_checks.check_hadamard_size(harness, gpu_check, h, dtype, seed=n))
+            del h
+        bad = [r for r in rows + hrows if not r["ok"]]
+        body = "Each row: create from parser-typed fields (kINT32, length 1) → getOutputDataTypes → " \
+               "getOutputShapes (constant-folding IExprBuilder, dynamic and constant extents) → " \
+               "supportsFormatCombination over every type × format → configurePlugin → getWorkspaceSize at " \
+               "the profile max → getFieldsToSerialize → createPlugin(kRUNTIME) → clone → attachToContext → " \
+               "onShapeChange → enqueue on a non-default stream. Outputs NaN-poisoned and fenced by " \
+               f"{plugin_checks.GUARD_BYTES}-byte guards.\n\nSteps of the last scan walk:\n\n```\n{walk}```\n\n"
+        body += markdown_table(rows, [("case", "case", ""), ("workspace B", "workspace", ""), ("err y", "err_y", ".2e"),
+                                      ("tol y", "tol_y", ".1e"), ("err state", "err_state", ".2e"),
+                                      ("guards", "guards", ""), ("ok", "ok", ""), ("note", "note", "")])
+        body += "\n\nHadamardTransform plugin vs dense x·diag(s)·H_n (float64, H_n from " \
+                "mq_deploy.quant.transforms.hadamard), x [3, 5, n]:\n\n"
+        body += markdown_table(hrows, [("n", "n", ""), ("dtype", "dtype", ""), ("err", "err", ".2e"),
+                                       ("guards", "guards", ""), ("ok", "ok", ""), ("note", "note", "")])
+        body += f"\n\nNegative checks ({failed_negative} not refused):\n\n```\n{log}```\n"
+        ok = not bad and failed_negative == 0
+        total = len(rows) + len(hrows)
+        return (PASS if ok else FAIL), f"{total - len(bad)}/{total} plugin runs right; " \
+            f"{failed_negative} negative checks not refused", body
+
+    def stage_model(self):
+        import model_check
+
+        rows = model_check.run(self.kernels())
+        body = f"Demo model ({model_check.DEMO_MODEL.relative_to(REPO)}), {rows[0]['tokens']} scored tokens of " \
+               f"{model_check.HELDOUT.relative_to(REPO)} in windows of 512, on the GPU.\n\n"
+        body += markdown_table(rows, [("dtype", "dtype", ""), ("ppl torch scan", "ppl_torch", ".5f"),
+                                      ("ppl CUDA kernel", "ppl_cuda", ".5f"), ("rel. diff", "rel_ppl", ".1e"),
+                                      ("tol", "tol", ".0e"), ("logits rel. diff", "rel_logits", ".1e"),
+                                      ("argmax agreement", "argmax", ".4f"), ("s torch", "sec_torch", ".2f"),
+                                      ("s CUDA", "sec_cuda", ".2f"), ("ok", "ok", "")])
+        ok = all(r["ok"] for r in rows)
+        return (PASS if ok else FAIL), "; ".join(f"{r['dtype']} ppl {r['ppl_torch']:.4f} vs {r['ppl_cuda']:.4f}"
+                                                for r in rows), body
+
+    def stage_timing(self):
+        lib = self.kernels()
+        bandwidth = gpu_check.copy_bandwidth()
+        exps = gpu_check.exp_rate(mq_kernels_ctypes.ExpRateBench(self.libs["bench"]))
+        perf = gpu_check.timing(lib, self.args.reps, bandwidth, exps, self.args.quick)
+        had = gpu_check.hadamard_timing(lib, self.args.reps, bandwidth)
+        body = f"Measured floors: device-to-device copy {bandwidth / 1e12:.2f} TB/s (read + write), " \
+               f"exp2 (MUFU) {exps / 1e12:.2f} T/s. Median of {self.args.reps} CUDA-event-timed runs queued " \
+               "behind a GPU sleep.\n\n"
+        body += markdown_table(perf, [("case", "case", ""), ("chunked µs", "chunked_us", ".1f"),
+                                      ("sequential µs", "sequential_us", ".1f"), ("speedup", "speedup", ".2f"),
+                                      ("mem floor µs", "mem_floor_us", ".1f"), ("exp floor µs", "exp_floor_us", ".1f"),
+                                      ("chunked / floor", "ratio", ".2f")])
+        body += "\n\nHadamard transform:\n\n" + markdown_table(
+            had, [("input", "shape", ""), ("fwht µs", "fwht_us", ".1f"), ("dense matmul µs", "dense_us", ".1f"),
+                  ("copy floor µs", "floor_us", ".1f")])
+        key = next((r for r in perf if r["case"].startswith("float16 B=1 L=2048 D=1536")), perf[0])
+        return PASS, f"{key['case']}: {key['chunked_us']:.1f} µs = {key['ratio']:.2f}× floor", body
+
+    def stage_sanitizer(self):
+        exe = self.libs.get("sanitize")
+        tool = shutil.which("compute-sanitizer") or next(
+            (str(p) for p in pathlib.Path("/usr/local/cuda/bin").glob("compute-sanitizer") if p.exists()), None)
+        if exe is None or not exe.exists():
+            return SKIP, "mq_gpu_sanitize not built (no TensorRT headers)", ""
+        if tool is None:
+            return SKIP, "compute-sanitizer not found", ""
+        rows, ok = [], True
+        for check in ("memcheck", "racecheck", "initcheck", "synccheck"):
+            log = self.build / f"sanitizer_{check}.log"
+            start = time.time()
+            code, out = sh([tool, "--tool", check, "--error-exitcode", "99", str(exe)], self.args.sanitizer_timeout, log)
+            summary = next((line.split("ERROR SUMMARY:")[-1].strip() for line in out.splitlines()
+                            if "ERROR SUMMARY" in line), "")
+            hazards = next((line.split("RACECHECK SUMMARY:")[-1].strip() for line in out.splitlines()
+                            if "RACECHECK SUMMARY" in line), "")
+            verdict = "clean" if code == 0 else ("timed out" if code == 124 else f"exit {code}")
+            ok &= code == 0
+            rows.append({"tool": check, "verdict": verdict, "summary": hazards or summary or out.strip()[-120:],
+                         "seconds": time.time() - start})
+            copy_file(log, self.out)
+        body = f"`{tool} --tool T --error-exitcode 99 {exe.relative_to(self.build.parent.parent) if self.build.parent.parent in exe.parents else exe}` " \
+               "(every kernel entry point, both plugins through the harness, plugins on garbage inputs):\n\n"
+        body += markdown_table(rows, [("tool", "tool", ""), ("verdict", "verdict", ""), ("summary", "summary", ""),
+                                      ("s", "seconds", ".0f")])
+        return (PASS if ok else FAIL), ", ".join(f"{r['tool']} {r['verdict']}" for r in rows), body
+
+    def stage_pytest_gpu(self):
+        tests = sorted(str(p) for p in (REPO / "tests").glob("test_gpu_*.py"))
+        if not tests:
+            return SKIP, "no tests/test_gpu_*.py", ""
+        env = dict(os.environ, MQ_KERNELS_LIB=str(self.libs["kernels"]), MQ_PLUGIN_HARNESS_LIB=str(self.libs["harness"]),
+                   MQ_TRT_INCLUDE_ROOT=str(self.args.trt_root or ""),
+                   PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        code, out = sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *tests], 300,
+                       self.build / "pytest_gpu.log", env=env)
+        tail = "\n".join(out.strip().splitlines()[-15:])
+        last = out.strip().splitlines()[-1] if out.strip() else "no output"
+        return (PASS if code == 0 else FAIL), last, f"```\n{tail}\n```"
+
+    def stage_calibration(self):
+        """quantize --device cuda: the artifact agrees with a CPU calibration; time and memory at scale."""
+        env = dict(os.environ, MQ_KERNELS_LIB=str(self.libs["kernels"]),
+                   PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        code, out = sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "-k", "cuda",
+                        str(REPO / "tests" / "test_quant_calibration_device.py")], 300,
+                       self.build / "pytest_calibration.log", env=env)
+        tests = out.strip().splitlines()[-1] if out.strip() else "no output"
+        scale_json = self.build / "scale_cuda.json"
+        code2, out2 = sh([sys.executable, str(REPO / "benchmarks" / "bench_scale.py"), "--sizes", self.args.scale_sizes,
+                          "--device", "cuda", "--no-export", "--json", str(scale_json)], 900,
+                         self.build / "bench_scale.log", env=env)
+        table = "\n".join(line for line in out2.splitlines() if line.startswith("|"))
+        body = (f"`pytest -k cuda tests/test_quant_calibration_device.py` (cuda vs cpu artifacts: activation scales "
+                f"and transformed weights within 1e-4, fake-quant logits within 1e-3): {tests}\n\n"
+                f"`benchmarks/bench_scale.py --sizes {self.args.scale_sizes} --device cuda --no-export` "
+                f"(mambaquant W8A8, 32 x 512 calibration tokens):\n\n{table or out2[-2000:]}\n")
+        ok = code == 0 and code2 == 0
+        return (PASS if ok else FAIL), f"cuda vs cpu: {tests}; scale benchmark exit {code2}", body
+
+    def stage_tensorrt(self):
+        code, out = sh([sys.executable, "-c", "import tensorrt; print(tensorrt.__version__)"], 60)
+        if code != 0:
+            return SKIP, "TensorRT is not importable here (no wheel or package in this workplace)", \
+                "Engine build and validation (tests/test_trt_gpu_engine.py) need TensorRT; not run."
+        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        code, out2 = sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                         str(REPO / "tests" / "test_trt_gpu_engine.py")], 600, self.build / "pytest_trt.log", env=env)
+        last = out2.strip().splitlines()[-1] if out2.strip() else "no output"
+        return (PASS if code == 0 else FAIL), f"TensorRT {out.strip()}: {last}", "```\n" + out2[-3000:] + "\n```"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Verify mq-deploy's kernels and plugins on this GPU.")
+    parser.add_argument("--build-dir", default=str(REPO / "build" / "gpu_verify"))
+    parser.add_argument("--trt-root", default=os.environ.get("MQ_TRT_INCLUDE_ROOT", str(REPO / ".trt_headers" / "11.1")),
+                        help="a TensorRT folder with include/NvInfer.h (headers only are enough)")
+    parser.add_argument("--arch", default=os.environ.get("MQ_CUDA_ARCH", "native"))
+    parser.add_argument("--report", default=str(REPO / "docs" / "gpu_report.md"))
+    parser.add_argument("--copy-to", default=os.environ.get("OUT"), help="also copy the report and logs here")
+    parser.add_argument("--reps", type=int, default=50)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sanitizer-timeout", type=float, default=120)
+    parser.add_argument("--commit", default=os.environ.get("MQ_GIT_COMMIT", ""))
+    parser.add_argument("--scale-sizes", default="130m", help="sizes the calibration stage times (e.g. 130m,2.8b)")
+    parser.add_argument("--stages",
+                        default="build,kernels,c-api,plugins,model,timing,sanitizer,pytest-gpu,calibration,tensorrt")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu_verify: no CUDA device visible to torch", file=sys.stderr)
+        return 2
+    props = torch.cuda.get_device_properties(0)
+    header = [
+        f"- GPU: {props.name}, {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB, "
+        f"compute capability {props.major}.{props.minor}",
+        f"- driver: {first_line(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'])}; "
+        f"nvcc: {first_line(['bash', '-c', 'nvcc --version | tail -1'])}",
+        f"- torch {torch.__version__} (CUDA {torch.version.cuda}); python {platform.python_version()}",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; commit: "
+        f"{args.commit or 'unknown'}",
+        "- written by `scripts/gpu_verify.sh` (scripts/gpu_verify/run.py); rerun it to regenerate this file.",
+    ]
+    report_path = pathlib.Path(args.report)
+    copies = [pathlib.Path(args.copy_to) / report_path.name] if args.copy_to else []
+    report = Report(report_path, "GPU verification report", header, copies)
+    verify = Verify(args)
+    stages = {"build": verify.stage_build, "kernels": verify.stage_kernels, "c-api": verify.stage_c_api,
+              "plugins": verify.stage_plugins, "model": verify.stage_model, "timing": verify.stage_timing,
+              "sanitizer": verify.stage_sanitizer, "pytest-gpu": verify.stage_pytest_gpu,
+              "calibration": verify.stage_calibration, "tensorrt": verify.stage_tensorrt}
+    for name in args.stages.split(","):
+        start = time.time()
+        try:
+            if name != "build" and not verify.libs.get("kernels", pathlib.Path("/nonexistent")).exists():
+                status, summary, body = SKIP, "libmq_kernels was not built", ""
+            else:
+                status, summary, body = stages[name]()
+        except Exception as exc:  # a broken stage is reported, and the next one runs
+            status, summary = ERROR, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            body = "```\n" + traceback.format_exc()[-4000:] + "\n```"
+        report.add(StageResult(name, status, summary, time.time() - start), body)
+    report.finish()
+    print(report.text(finished=True).split("\n## ")[0])
+    return 1 if report.failed() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
