@@ -131,17 +131,16 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_check(args) -> int:
+    from .deploy.manifest import Manifest
     from .export import check_onnx
-    from .export.export_set import read_manifest
     from .export.probe import probe_export
     problems = check_onnx(args.onnx)        # an incomplete export set is an error before this
     if not problems:
-        manifest, folder = read_manifest(args.onnx), Path(args.onnx).parent
-        graphs = manifest["graphs"]
+        manifest = Manifest.load(args.onnx)
+        graphs = manifest.graphs
         if "prefill" in graphs:             # the probe runs the set: prefill, then a decode step
-            probe_export(folder / graphs["prefill"]["file"],
-                         folder / graphs["decode"]["file"] if "decode" in graphs else None,
-                         manifest["model"]["vocab_size"], manifest["precision"], aftermath="")
+            probe_export(graphs["prefill"].path, graphs["decode"].path if "decode" in graphs else None,
+                         manifest.vocab_size, manifest.precision, aftermath="")
         print(f"{args.onnx}: ok")
         return 0
     print(f"{args.onnx}: {len(problems)} problem(s)")

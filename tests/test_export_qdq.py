@@ -14,7 +14,8 @@ import torch
 ort = pytest.importorskip("onnxruntime")
 
 from mq_deploy.errors import MQDeployError  # noqa: E402
-from mq_deploy.export import export_onnx, read_manifest  # noqa: E402
+from mq_deploy.deploy.manifest import read_manifest  # noqa: E402
+from mq_deploy.export import export_onnx  # noqa: E402
 from mq_deploy.models import MambaConfig, MambaLM  # noqa: E402
 from mq_deploy.quant.artifact import load_quantized, save_quantized  # noqa: E402
 from mq_deploy.quant.config import QuantConfig  # noqa: E402

@@ -118,18 +118,18 @@ def test_quantize_force_replaces_a_previous_artifact(model, tmp_path):
 
 
 def test_export_force_replaces_the_previous_set_whole(model, tmp_path):
-    from mq_deploy.export import export_onnx, verify_export_set
+    from mq_deploy.deploy.manifest import Manifest
+    from mq_deploy.export import export_onnx
     out = tmp_path / "onnx" / "model.onnx"
     export_onnx(model / "fp", out, precision="fp32", external_data=True)
-    assert listing(tmp_path / "onnx") == ["manifest.json", "model.decode.onnx", "model.decode.onnx.data",
-                                          "model.onnx", "model.onnx.data"]
+    assert listing(tmp_path / "onnx") == ["manifest.json", "model.decode.onnx", "model.onnx", "model.onnx.data"]
     (tmp_path / "onnx" / "README.txt").write_text("a user's file beside the export")
     with pytest.raises(MQDeployError, match="pass --force"):
         export_onnx(model / "fp", out, precision="fp32")
     # the new set has no decode graph and no external data: the old set's files go, the user's stays
-    export_onnx(model / "fp", out, precision="fp32", decode=False, force=True)
+    export_onnx(model / "fp", out, precision="fp32", decode=False, external_data=False, force=True)
     assert listing(tmp_path / "onnx") == ["README.txt", "manifest.json", "model.onnx"]
-    assert list(verify_export_set(out)["graphs"]) == ["prefill"]
+    assert list(Manifest.load(out).require_complete().graphs) == ["prefill"]
 
 
 def test_export_interrupted_before_the_manifest_leaves_no_half_set(model, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from mq_deploy.errors import MQDeployError
-from mq_deploy.export.files import file_sha256
+from mq_deploy.files import file_sha256
 from mq_deploy.trt.engine_files import (
     check_engine_path,
     decode_engine_path,

@@ -2,8 +2,8 @@
 ONNX Runtime also runs (through the nodes' local functions). `export_onnx` is the entry point;
 `check_onnx` the graph check that every export ends with.
 
-Names are loaded on first use, so the onnx-free modules of this package (export_set, files,
-op_names) can be imported on a machine that has only TensorRT (`mq-deploy build`)."""
+Names are loaded on first use: importing this package does not import onnx. What readers of an
+export need (the manifest, file names, the op contract) lives in mq_deploy.deploy."""
 
 from importlib import import_module
 
@@ -13,10 +13,6 @@ _EXPORTS = {
     "check_onnx": "check",
     "check_model": "check",
     "Problem": "check",
-    "manifest_path": "export_set",
-    "decode_path": "export_set",
-    "read_manifest": "export_set",
-    "verify_export_set": "export_set",
 }
 
 __all__ = list(_EXPORTS)

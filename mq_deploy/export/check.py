@@ -242,16 +242,18 @@ def check_onnx(path) -> list[Problem]:
     """check_model on a file of a complete export set (external data is loaded from beside it), plus
     a problem for every file of the set that is not the one export wrote. A graph without its
     manifest, or a manifest that lists a missing file, is one MQDeployError: not an export set."""
+    from ..deploy.manifest import Manifest
     from ..errors import MQDeployError
-    from .export_set import modified_files, verify_export_set
     path = Path(path)
     if not path.is_file():
         raise MQDeployError(f"{path} does not exist; give the .onnx file written by `mq-deploy export`")
-    manifest = verify_export_set(path)
+    manifest = Manifest.load(path)
+    manifest.graph_of(path)
+    manifest.require_complete()
     try:
         model = onnx.load(str(path), load_external_data=False)   # external tensors stay on disk
     except Exception as e:  # noqa: BLE001 - any parse failure is the same user problem
         raise MQDeployError(f"{path} is not a readable ONNX model ({type(e).__name__}: {e}); re-export it") from None
     problems = [Problem(name, "is not the file export wrote (sha256 differs from manifest.json): edited since, or "
-                              "an interrupted write; re-export") for name in modified_files(path, manifest)]
+                              "an interrupted write; re-export") for name in manifest.modified_files()]
     return problems + check_model(model, path=path)

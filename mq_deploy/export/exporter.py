@@ -10,9 +10,10 @@ from pathlib import Path
 from ..atomic_dir import atomic_files
 from ..errors import MQDeployError
 from ..outputs import check_output_files
-from .export_set import candidate_files, decode_path, manifest_path, previous_export
+from ..deploy.naming import decode_path, manifest_path
+from .export_set import candidate_files, previous_export
 from .graph_builder import build_graph
-from .graph_files import serialize_graph
+from .graph_files import serialize_graphs
 from .manifest import build_manifest, manifest_bytes
 from .probe import probe_export
 from .source import load_export_source
@@ -50,8 +51,9 @@ def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plug
                 external_data: bool | None = None, force: bool = False, probe: bool = True) -> ExportResult:
     """Export to `onnx_path` (+ the decode graph `<stem>.decode.onnx` and manifest.json beside it).
     The graphs are checked and probed (ONNX Runtime, finite logits) before anything is moved into
-    place; the set appears whole or not at all. external_data: None = weights go to `<file>.data`
-    only for graphs past protobuf's 2 GB limit; True = always; False = never (an error past 2 GB).
+    place; the set appears whole or not at all. external_data: None or True = the weights of both
+    graphs stored once, in `<file>.data` beside them (graph_files.py); False = each graph one
+    self-contained file (the weights twice; an error past protobuf's 2 GB).
     force: replace a previous export set of ours at that place (never anything else)."""
     if precision not in PRECISIONS:
         raise MQDeployError(f"unknown precision {precision!r}: choose fp16 or fp32")
@@ -68,19 +70,21 @@ def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plug
     start = time.perf_counter()
     source = load_export_source(model_dir)
     kinds = {"prefill": onnx_path, **({"decode": decode_path(onnx_path)} if decode else {})}
-    graphs = {}
+    built = {}
+    for kind in kinds:
+        try:
+            built[kind] = build_graph(source, precision, scan, decode=kind == "decode")
+        except ValueError as e:
+            raise MQDeployError(f"cannot export {model_dir}: {e}") from None
     with atomic_files() as stage:
-        for kind, path in kinds.items():
-            try:
-                built = build_graph(source, precision, scan, decode=kind == "decode")
-            except ValueError as e:
-                raise MQDeployError(f"cannot export {model_dir}: {e}") from None
-            graphs[kind] = (path, built, serialize_graph(built.model, path, kind, external_data, stage))
+        files = serialize_graphs({kind: (built[kind].model, path) for kind, path in kinds.items()}, external_data,
+                                 stage)
+        graphs = {kind: (path, built[kind], files[kind]) for kind, path in kinds.items()}
         if probe:
             probe_export(graphs["prefill"][2].staged, graphs["decode"][2].staged if decode else None,
                          source.config.vocab_size, precision)
         seconds = time.perf_counter() - start
-        manifest = build_manifest(source, precision, scan, graphs, seconds, batch_max, seq_max)
+        manifest = build_manifest(source, precision, scan, graphs, seconds, batch_max, seq_max, onnx_path.parent)
         stage.file(manifest_path(onnx_path)).write_bytes(manifest_bytes(manifest))
         for old in previous - set(stage.targets):      # files of the previous set the new one drops
             stage.remove(old)

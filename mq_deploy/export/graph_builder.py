@@ -19,6 +19,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
+from ..deploy.contract import state_names
 from ..quant.config import input_point_of
 from .hadamard_node import emit_hadamard_inline, emit_hadamard_node, hadamard_function
 from .linear_forms import linear_form, quantizes_input
@@ -49,12 +50,6 @@ class BuiltGraph:
     inputs: list[GraphIO] = field(default_factory=list)
     outputs: list[GraphIO] = field(default_factory=list)
     linear_forms: dict[str, str] = field(default_factory=dict)      # linear -> form (linear_forms.py)
-
-
-def state_names(layer: int) -> dict[str, str]:
-    """Per-layer state tensor names: decode inputs, and the outputs of both graphs."""
-    return {"conv_in": f"conv_state.{layer}", "ssm_in": f"ssm_state.{layer}",
-            "conv_out": f"conv_state_out.{layer}", "ssm_out": f"ssm_state_out.{layer}"}
 
 
 class MambaGraphEmitter:

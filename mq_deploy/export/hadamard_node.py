@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..quant.transforms.hadamard import hadamard_matrix, signed_hadamard_matrix
 from .onnx_builder import DOMAIN, OPSET, GraphBuilder
-from .op_names import HADAMARD_OP, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from ..deploy.contract import HADAMARD_OP, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 OP_TYPE = HADAMARD_OP
 INPUTS = ("x", "signs")

@@ -8,11 +8,10 @@ import json
 from pathlib import Path
 
 from .. import __version__
-from .export_set import (MANIFEST_NAME, MANIFEST_VERSION, decode_path, manifest_path,  # noqa: F401 (re-exported)
-                         read_manifest, require_manifest)
+from ..deploy.manifest import MANIFEST_VERSION, relative_source
 from .graph_builder import BuiltGraph
 from .graph_files import GraphFile
-from .op_names import DOMAIN, DOMAIN_VERSION, PLUGIN_NAMESPACE, PLUGIN_OPS, PLUGIN_VERSION
+from ..deploy.contract import DOMAIN, DOMAIN_VERSION, PLUGIN_NAMESPACE, PLUGIN_OPS, PLUGIN_VERSION
 from .source import ExportSource
 
 SCAN_DEVIATION = ("the scan runs in the graph's float type with an FP32 state; the paper's per-token "
@@ -49,7 +48,8 @@ def _form_counts(forms: dict[str, str]) -> dict[str, int]:
 
 
 def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict[str, tuple[Path, BuiltGraph, GraphFile]],
-                   seconds: float, batch_max: int | None, seq_max: int | None) -> dict:
+                   seconds: float, batch_max: int | None, seq_max: int | None, folder: Path) -> dict:
+    """The manifest of an export set written to `folder` (read back by mq_deploy.deploy.Manifest)."""
     entries = {kind: _graph_entry(*g) for kind, g in graphs.items()}
     first = next(iter(graphs.values()))[1].model         # every graph of an export has the same opset
     opset = next(i.version for i in first.opset_import if i.domain in ("", "ai.onnx"))
@@ -66,8 +66,8 @@ def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict
                  "deviation_from_paper": SCAN_DEVIATION}
     return {
         "manifest_version": MANIFEST_VERSION, "producer": f"mq-deploy {__version__}",
-        "source": {"path": str(source.path), "sha256": source.sha256,
-                   "kind": "quantized artifact" if source.recipe else "FP checkpoint"},
+        "source": {"path": str(Path(source.path).resolve()), "relative_path": relative_source(source.path, folder),
+                   "sha256": source.sha256, "kind": "quantized artifact" if source.recipe else "FP checkpoint"},
         "model": source.config.to_hf_dict(), "quantization": quant,
         "precision": precision, "scan": scan,
         "opset": {"ai.onnx": opset, **({DOMAIN: DOMAIN_VERSION} if used else {})}, "ir_version": ir_version,

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .op_names import DOMAIN, DOMAIN_VERSION  # noqa: F401 (imported from here by the graph modules)
+from ..deploy.contract import DOMAIN, DOMAIN_VERSION  # noqa: F401 (imported from here by the graph modules)
 
 OPSET = 19                 # FP16 / BF16 Q-DQ scales need opset 19; TensorRT 10 parses it
 IR_VERSION = 9             # function attribute defaults (attribute_proto) need IR 9

@@ -13,12 +13,11 @@ import onnx
 from onnx import TensorProto, helper
 
 from .onnx_builder import DOMAIN, OPSET, GraphBuilder
-from .op_names import PLUGIN_NAMESPACE, PLUGIN_VERSION, SCAN_OP
+from ..deploy.contract import (PLUGIN_NAMESPACE, PLUGIN_VERSION, SCAN_FP32_INPUTS, SCAN_INPUTS, SCAN_OP,
+                               SCAN_OUTPUTS)
 
 OP_TYPE = SCAN_OP
-INPUTS = ("x", "delta", "A", "B", "C", "D", "delta_bias", "z", "gate_scale")
-OUTPUTS = ("y", "final_state")
-FP32_INPUTS = ("A", "D", "delta_bias", "gate_scale")     # the contract's float32 slots
+INPUTS, OUTPUTS, FP32_INPUTS = SCAN_INPUTS, SCAN_OUTPUTS, SCAN_FP32_INPUTS
 ATTRIBUTES = {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE,
               "delta_softplus": 1, "reverse": 0}
 INT64_MAX, INT64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MQDeployError
-from ..export.files import file_sha256
+from ..files import file_sha256
 from ..export.export_set import MANIFEST_NAME, MANIFEST_VERSION, manifest_path
 from ..outputs import check_output_files
 from .engine_files import check_engine_path, decode_engine_path, is_own_engine_file, sidecar_path

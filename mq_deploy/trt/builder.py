@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import MQDeployError
 from ..atomic_dir import atomic_files, write_atomic
-from ..export.files import file_sha256
+from ..files import file_sha256
 from .build_request import BuildJob, BuildRequest, prepare_build, print_notes
 from .engine_files import stage_engine_files
 from .parser_input import parser_model_bytes

@@ -1,0 +1,47 @@
+"""The contract between an exported graph, the TensorRT plugins and every program that runs them
+(DESIGN.md §3.2, plugins/*/README.md, docs/export.md). Plain names: no onnx, no torch."""
+
+from __future__ import annotations
+
+# ---- custom ops: ONNX node == TensorRT plugin ------------------------------------------------------
+DOMAIN = "mq_deploy"                 # ONNX domain of the nodes and of their local functions
+DOMAIN_VERSION = 1
+PLUGIN_VERSION = "1"                 # node attribute plugin_version == the plugin's version
+PLUGIN_NAMESPACE = "mq_deploy"       # node attribute plugin_namespace == the plugin's namespace
+
+SCAN_OP = "SelectiveScan"
+SCAN_INPUTS = ("x", "delta", "A", "B", "C", "D", "delta_bias", "z", "gate_scale")   # all present, this order
+SCAN_OUTPUTS = ("y", "final_state")
+SCAN_FP32_INPUTS = ("A", "D", "delta_bias", "gate_scale")
+SCAN_ATTRIBUTES = ("delta_softplus", "reverse")           # int 0/1, besides plugin_version/namespace
+
+HADAMARD_OP = "HadamardTransform"
+HADAMARD_INPUTS = ("x", "signs")
+HADAMARD_OUTPUTS = ("y",)
+
+PLUGIN_OPS = (SCAN_OP, HADAMARD_OP)
+
+# ---- graphs and their state -------------------------------------------------------------------------
+GRAPH_KINDS = ("prefill", "decode")
+INPUT_IDS = "input_ids"
+LOGITS = "logits"
+CONV_STATE = "conv_state"            # [batch, d_inner, conv_kernel - 1], the graph's float type
+SSM_STATE = "ssm_state"              # [batch, d_inner, state_size], float32
+OUT_SUFFIX = "_out"
+
+
+def state_names(layer: int) -> dict[str, str]:
+    """Per-layer state tensor names: decode inputs (`*_in`), and the outputs of both graphs."""
+    return {"conv_in": f"{CONV_STATE}.{layer}", "ssm_in": f"{SSM_STATE}.{layer}",
+            "conv_out": f"{CONV_STATE}{OUT_SUFFIX}.{layer}", "ssm_out": f"{SSM_STATE}{OUT_SUFFIX}.{layer}"}
+
+
+def is_state_output(name: str) -> bool:
+    return name.startswith((f"{CONV_STATE}{OUT_SUFFIX}.", f"{SSM_STATE}{OUT_SUFFIX}."))
+
+
+def carry(outputs: dict) -> dict:
+    """A graph's outputs -> the next decode step's state inputs: `conv_state_out.3` feeds
+    `conv_state.3`, `ssm_state_out.3` feeds `ssm_state.3`; logits are not carried. Values are
+    passed through untouched (numpy arrays or device tensors)."""
+    return {name.replace(OUT_SUFFIX + ".", ".", 1): value for name, value in outputs.items() if is_state_output(name)}
