@@ -6,7 +6,7 @@ Quantizes the model with each recipe (deploy mode, calibrated on samples/data/wi
 exports FP32 and FP16 graphs, runs them in ONNX Runtime on `--samples` x 512 bytes of held-out
 text and compares with the torch model they came from (the FP32 fake-quant model for QDQ graphs,
 next to torch's own FP16-vs-FP32 error for FP16 graphs). For QDQ graphs it also compares the INT8
-activation codes and the logits with the codes aligned (mq_deploy/validate/aligned_codes.py): the
+activation codes and the logits with the codes aligned (mq_deploy/export/aligned_codes.py): the
 share of codes that differ (each by one, at a rounding tie) and what the graph's arithmetic alone
 contributes. Prints one markdown table.
 """
@@ -25,9 +25,10 @@ from mq_deploy.api import load_for_eval, quantize_checkpoint
 from mq_deploy.data.calibration import calibration_batches
 from mq_deploy.export import export_onnx
 from mq_deploy.samples import CALIB_TEXT, HELDOUT_TEXT, demo_model_dir, sample_text
-from mq_deploy.validate.aligned_codes import compare_qdq_graph
-from mq_deploy.validate.metrics import next_token_nll
-from mq_deploy.validate.onnxruntime_check import compare_onnx_with_torch, onnxruntime_session, torch_logits
+from mq_deploy.export.aligned_codes import compare_qdq_graph
+from mq_deploy.metrics import next_token_nll
+from mq_deploy.deploy.onnxruntime_session import onnxruntime_session
+from mq_deploy.export.aligned_codes import compare_onnx_with_torch, torch_logits
 
 
 def torch_half_error(model, ids) -> float:

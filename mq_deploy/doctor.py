@@ -44,15 +44,15 @@ STAGES = (
     Stage("ONNX export and check", ("mq_deploy.export.exporter", "mq_deploy.export.check", "onnxruntime"),
           "pip install -e '.[onnx]'"),
     Stage("validate / bench on ONNX Runtime",
-          ("mq_deploy.validate.validation", "mq_deploy.validate.runners", "mq_deploy.bench.benchmark",
+          ("mq_deploy.validate.validation", "mq_deploy.deploy.polygraphy_runner", "mq_deploy.bench.benchmark",
            "polygraphy.comparator", "onnxruntime"),
           "pip install -e '.[onnx]'"),
     Stage("plots (inspect, bench)", ("mq_deploy.validate.plots", "matplotlib.pyplot"), "pip install -e '.[plot]'"),
     Stage("TensorRT build", ("mq_deploy.trt.builder", "tensorrt", "onnx"),     # onnx: trt/parser_input.py
           "pip install -e '.[trt]' on a machine with an NVIDIA GPU and driver, and build libmq_plugins.so",
           needs_gpu=True),
-    Stage("TensorRT validate / bench", ("mq_deploy.trt.runtime", "mq_deploy.validate.validation", "tensorrt",
-                                        "polygraphy.backend.trt"),
+    Stage("TensorRT validate / bench", ("mq_deploy.trt.session", "mq_deploy.validate.validation", "tensorrt",
+                                        "polygraphy.comparator"),
           "pip install -e '.[trt]' on a machine with an NVIDIA GPU and driver, and build libmq_plugins.so",
           needs_gpu=True),
 )

@@ -15,7 +15,8 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from mq_deploy.bench.backends import TorchBackend, onnxruntime_backend  # noqa: E402
+from mq_deploy.deploy.onnxruntime_session import OnnxruntimeSession  # noqa: E402
+from mq_deploy.deploy.torch_session import TorchSession  # noqa: E402
 from mq_deploy.bench.benchmark import run_bench  # noqa: E402
 from mq_deploy.bench.timing import latency_stats  # noqa: E402
 from mq_deploy.export import export_onnx  # noqa: E402
@@ -38,18 +39,15 @@ def fp_export(tmp_path_factory):
     return model, export_onnx(root / "fp", root / "onnx" / "model.onnx", precision="fp32")
 
 
-def test_graph_backend_prefill_then_decode_is_the_full_forward(fp_export):
+def test_session_prefill_then_decode_is_the_full_forward(fp_export):
     model, exported = fp_export
     ids = np.random.default_rng(0).integers(0, 64, (2, 12), dtype=np.int64)
-    for backend in (onnxruntime_backend(exported.onnx_path, "ort"),
-                    TorchBackend(MambaLM(model.config).eval(), "torch", torch.float32, torch.device("cpu"))):
-        if isinstance(backend, TorchBackend):
-            backend.model.load_state_dict(model.state_dict())
-        out = backend.prefill(ids[:, :8])
-        logits = [np.asarray(out["logits"])]
+    for session in (OnnxruntimeSession(exported.onnx_path, "ort"), TorchSession(model, "fp32", "cpu")):
+        out = session.prefill(ids[:, :8])
+        logits = [session.numpy(out)["logits"]]
         for t in range(8, 12):
-            out = backend.decode(ids[:, t:t + 1], out)
-            logits.append(np.asarray(out["logits"]))
+            out = session.decode(ids[:, t:t + 1], out)
+            logits.append(session.numpy(out)["logits"])
         with torch.no_grad():
             full = model(torch.from_numpy(ids)).numpy()
         np.testing.assert_allclose(np.concatenate(logits, axis=1), full, rtol=1e-4, atol=1e-4)

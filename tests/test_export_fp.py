@@ -26,7 +26,7 @@ SIZES = dict(vocab=256, hidden=48, layers=2, state=8, rank=12)
 
 
 def session(path):
-    from mq_deploy.validate.onnxruntime_check import onnxruntime_session
+    from mq_deploy.deploy.onnxruntime_session import onnxruntime_session
     return onnxruntime_session(path)
 
 

@@ -20,8 +20,8 @@ from mq_deploy.models import MambaConfig, MambaLM  # noqa: E402
 from mq_deploy.quant.artifact import load_quantized, save_quantized  # noqa: E402
 from mq_deploy.quant.config import QuantConfig  # noqa: E402
 from mq_deploy.quant.quantize import quantize  # noqa: E402
-from mq_deploy.validate.aligned_codes import compare_qdq_graph  # noqa: E402
-from mq_deploy.validate.onnxruntime_check import onnxruntime_session, onnxruntime_session_options  # noqa: E402
+from mq_deploy.export.aligned_codes import compare_qdq_graph  # noqa: E402
+from mq_deploy.deploy.onnxruntime_session import onnxruntime_session, onnxruntime_session_options  # noqa: E402
 
 SIZES = dict(vocab=256, hidden=48, layers=2, state=8, rank=12)   # Hadamard-friendly: d_inner 96 = 12*8
 RECIPES = ("rtn", "smoothquant", "quarot", "quamba", "mambaquant")
@@ -354,7 +354,7 @@ def test_polygraphy_runs_the_file_and_matches_saved_torch_outputs(model_and_data
     pytest.importorskip("polygraphy")
     from polygraphy.comparator import IterationResult, RunResults
     from polygraphy.json import save_json
-    from mq_deploy.validate.aligned_codes import aligned_torch_logits, run_with_codes
+    from mq_deploy.export.aligned_codes import aligned_torch_logits, run_with_codes
     if shutil.which("polygraphy") is None:
         pytest.skip("the polygraphy command is not on PATH")
     _, _, ids = model_and_data

@@ -19,7 +19,7 @@ if importlib.util.find_spec("tensorrt") is None or not torch.cuda.is_available()
 
 from mq_deploy.errors import MQDeployError  # noqa: E402
 from mq_deploy.trt.plugin_loading import resolve_plugin_library  # noqa: E402
-from mq_deploy.validate.onnxruntime_check import onnxruntime_session  # noqa: E402
+from mq_deploy.deploy.onnxruntime_session import onnxruntime_session  # noqa: E402
 
 try:
     PLUGINS = resolve_plugin_library()
@@ -80,11 +80,12 @@ def test_engines_match_onnx_runtime(engines):
     assert np.linalg.norm(have - want) / np.linalg.norm(want) < 2e-2
 
 
-def test_polygraphy_runner_runs_the_plan(engines):
+def test_polygraphy_runner_runs_the_session(engines):
     pytest.importorskip("polygraphy")
-    from mq_deploy.trt.runtime import polygraphy_trt_runner
+    from mq_deploy.deploy.polygraphy_runner import SessionRunner
+    from mq_deploy.trt.session import TensorRTSession
     _, plan, _ = engines
-    runner = polygraphy_trt_runner(plan, plugins=PLUGINS, name="mq-trt")
+    runner = SessionRunner(lambda: TensorRTSession(plan, PLUGINS, decode=False), name="mq-trt")
     with runner:
         out = runner.infer({"input_ids": np.ones((1, 5), dtype=np.int64)})
     assert runner.name == "mq-trt" and out["logits"].shape == (1, 5, 64)

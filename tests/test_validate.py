@@ -66,7 +66,7 @@ def test_onnxruntime_against_torch_passes_with_real_numbers(exported):
     assert set(same["median_abs_per_output"]) >= {"logits", "ssm_state_out.1", "conv_state_out.0"}
     assert list(fp["median_abs_per_output"]) == ["logits"]
     # recompute both NLLs outside the validation code: ORT and the fake-quant torch model directly
-    from mq_deploy.validate.onnxruntime_check import onnxruntime_session
+    from mq_deploy.deploy.onnxruntime_session import onnxruntime_session
     ids = torch.tensor(list(TEXT.encode()))[:3 * 96].reshape(3, 96)
     ours = onnxruntime_session(exported["fp32"].onnx_path).run(["logits"], {"input_ids": ids.numpy()})[0]
     with torch.no_grad():
@@ -168,7 +168,7 @@ def test_cli_with_token_file_and_json(exported, tmp_path):
     (["--tokens", "{tmp}/bad.json"], "must lie in [0, 256)"),
     (["--tokens", "{tmp}/missing.json"], "does not exist"),
     (["--model", "{tmp}/nowhere", "--reference", "torch"], "is not at"),
-    (["--reference", "onnx:{tmp}/bad.json"], "running the comparison failed"),
+    (["--reference", "onnx:{tmp}/bad.json"], "no manifest.json beside"),      # an export set of ours, checked first
     (["--seq-len", "1"], "at least 2"),
     (["--tokens", "{tmp}/one.json"], "at least 2 tokens"),
     (["--tokens", "{tmp}/bad.json", "--text", "{tmp}/bad.json"], "not both"),

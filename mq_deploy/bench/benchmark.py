@@ -15,61 +15,50 @@ import torch
 from .. import __version__
 from ..atomic_dir import atomic_files
 from ..errors import MQDeployError
-from ..export.export_set import read_manifest, require_manifest
+from ..deploy.manifest import Manifest
 from ..outputs import check_output_files, read_own_json
 from ..progress import progress_bar
-from .backends import TorchBackend, onnxruntime_backend, tensorrt_backend
 from .timing import latency_stats, time_calls
 
 DECODE_PROMPT = 16
 
 
-def _label(manifest: dict, runtime: str) -> str:
-    q = manifest["quantization"]
-    kind = f"{q['recipe']} W{q['config']['w_bits']}A{q['config']['a_bits']}" if q else "FP"
-    return f"{runtime} {kind} {manifest['precision'].upper()}"
+def _label(manifest: Manifest, runtime: str) -> str:
+    return f"{runtime} {manifest.label} {manifest.precision.upper()}"
 
 
-def _torch_fp_backend(manifest: dict, device: torch.device, precision: str | None):
+def _torch_fp_session(manifest: Manifest, device: torch.device, precision: str | None):
     """The unquantized model: the artifact's FP source checkpoint when it is still there."""
-    from ..models.loading import load_model
-    from ..quant.artifact import directory_hash, is_quantized_artifact, read_quant_meta
-    from ..validate.reference_models import source_dir, torch_model
-    path = source_dir(manifest)                   # checked against the sha256 export recorded
-    if is_quantized_artifact(path):
-        recorded = read_quant_meta(path).get("source") or {}
-        fp_source = recorded.get("path")
-        # the artifact's own FP source if it is still there unchanged; else the artifact's transformed
-        # FP model, which computes the same function
-        same = (fp_source and Path(fp_source, "config.json").is_file()
-                and recorded.get("sha256") in (None, directory_hash(Path(fp_source))))
-        model = load_model(fp_source).model if same else torch_model(path, quantized=False)
-    else:
-        model = torch_model(path)
+    from ..deploy.source import fp_model, source_dir
+    from ..deploy.torch_session import TorchSession
+    model = fp_model(source_dir(manifest))          # checked against the sha256 export recorded
     precision = precision or ("fp16" if device.type == "cuda" else "fp32")
-    dtype = {"fp16": torch.float16, "fp32": torch.float32}[precision]
-    return TorchBackend(model.eval(), f"PyTorch FP {precision.upper()} ({device.type})".replace("FP FP", "FP"), dtype, device)
+    return TorchSession(model, precision, device, name=f"PyTorch FP {precision.upper()} ({device.type})".replace(
+        "FP FP", "FP"), own=True)
 
 
-def collect_backends(onnx_path, engine=None, fp_onnx=None, fp_engine=None, torch_reference: bool = True,
+def collect_sessions(onnx_path, engine=None, fp_onnx=None, fp_engine=None, torch_reference: bool = True,
                      device: str = "auto", torch_precision: str | None = None, plugins=None,
                      decode: bool = True) -> list:
     """With --engine: the engines (+ ONNX Runtime on --fp-onnx if given); without: ONNX Runtime on
     --onnx and --fp-onnx. Then the torch model."""
-    from ..validate.reference_models import torch_device
-    manifest = read_manifest(onnx_path)
-    backends = []
+    from ..deploy.onnxruntime_session import OnnxruntimeSession
+    from ..deploy.torch_session import torch_device
+    manifest = Manifest.load(onnx_path)
+    sessions = []
+    if engine or fp_engine:
+        from ..trt.session import TensorRTSession
     if engine:
-        backends.append(tensorrt_backend(engine, _label(manifest, "TensorRT"), plugins, decode))
+        sessions.append(TensorRTSession(engine, plugins, _label(manifest, "TensorRT"), decode))
     if fp_engine:
-        backends.append(tensorrt_backend(fp_engine, "TensorRT FP (" + Path(fp_engine).name + ")", plugins, decode))
+        sessions.append(TensorRTSession(fp_engine, plugins, "TensorRT FP (" + Path(fp_engine).name + ")", decode))
     if not engine:
-        backends.append(onnxruntime_backend(onnx_path, _label(manifest, "ONNX Runtime"), decode))
+        sessions.append(OnnxruntimeSession(onnx_path, _label(manifest, "ONNX Runtime"), decode, manifest))
     if fp_onnx:
-        backends.append(onnxruntime_backend(fp_onnx, _label(read_manifest(fp_onnx), "ONNX Runtime"), decode))
+        sessions.append(OnnxruntimeSession(fp_onnx, _label(Manifest.load(fp_onnx), "ONNX Runtime"), decode))
     if torch_reference:
-        backends.append(_torch_fp_backend(manifest, torch_device(device), torch_precision))
-    return backends
+        sessions.append(_torch_fp_session(manifest, torch_device(device), torch_precision))
+    return sessions
 
 
 def bench_backend(backend, vocab: int, lengths: list[int], batch: int, iterations: int, warmup: int,
@@ -97,26 +86,27 @@ def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=(16,
               iterations: int = 20, warmup: int = 3, decode_steps: int = 64, torch_reference: bool = True,
               device: str = "auto", torch_precision: str | None = None, plugins=None, progress: bool = True) -> dict:
     onnx_path = Path(onnx_path)
-    manifest = require_manifest(onnx_path)
+    manifest = Manifest.load(onnx_path)
+    manifest.graph_of(onnx_path)
     if fp_onnx:
-        require_manifest(fp_onnx)
+        Manifest.load(fp_onnx).graph_of(fp_onnx)
     if batch < 1 or iterations < 1 or warmup < 0 or decode_steps < 0 or not lengths or min(lengths) < 1:
         raise MQDeployError("bench needs --batch >= 1, --iterations >= 1, --warmup >= 0, --decode-steps >= 0 "
                             "and lengths >= 1")
     if torch_reference:
-        from ..validate.reference_models import source_dir
+        from ..deploy.source import source_dir
         source_dir(manifest)                # provenance before any session starts
-    backends = collect_backends(onnx_path, engine, fp_onnx, fp_engine, torch_reference, device, torch_precision,
+    backends = collect_sessions(onnx_path, engine, fp_onnx, fp_engine, torch_reference, device, torch_precision,
                                 plugins, decode=decode_steps > 0)
     rows, start = [], time.perf_counter()
     with progress_bar(total=len(backends), desc="bench", unit="backend", disable=not progress) as bar:
         for backend in backends:
             bar.set_postfix_str(backend.name)
-            rows += bench_backend(backend, manifest["model"]["vocab_size"], list(lengths), batch, iterations,
+            rows += bench_backend(backend, manifest.vocab_size, list(lengths), batch, iterations,
                                   warmup, decode_steps)
             bar.update()
     return {"onnx": str(onnx_path), "engine": str(engine) if engine else None,
-            "model": {k: manifest["model"].get(k) for k in ("hidden_size", "num_hidden_layers", "intermediate_size",
+            "model": {k: manifest.model_config.get(k) for k in ("hidden_size", "num_hidden_layers", "intermediate_size",
                                                             "state_size", "vocab_size")},
             "settings": {"lengths": list(lengths), "batch": batch, "iterations": iterations, "warmup": warmup,
                          "decode_steps": decode_steps, "decode_prompt": DECODE_PROMPT},

@@ -8,44 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..deploy.contract import carry
+from ..deploy.onnxruntime_session import onnxruntime_session, onnxruntime_session_options  # noqa: F401
 from ..errors import MQDeployError
 
 PROBE_TOKENS = 8
-
-
-def _import_onnxruntime():
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise MQDeployError("running ONNX graphs needs onnxruntime: pip install 'mq-deploy[onnx]'") from None
-    return ort
-
-
-def onnxruntime_session_options():
-    """Session options for every ONNX Runtime run of an exported graph: ORT_ENABLE_BASIC.
-
-    ONNX Runtime here is the reference for what the graph computes (the export's probe, the subject or
-    the same-graph reference of `validate`, the codes check, `bench`, the tests). Its basic level only
-    makes rewrites that keep the graph's arithmetic (constant folding, redundant-node removal). The
-    extended level replaces Q/DQ -> MatMul by integer kernels that do not compute what the graph says:
-    QuantizeLinear + MatMulIntegerToFloat with the INT8 activations shifted to UINT8, which on x86
-    CPUs with AVX2 but no VNNI (this project's machines) sums pairs of u8*s8 products in saturating
-    int16 (VPMADDUBSW) -- 6 % relative error at an in_proj of the test model --, and a weight-only
-    DQ -> MatMul by a dynamically quantized MatMul. docs/export.md, "ONNX Runtime session options".
-    """
-    ort = _import_onnxruntime()
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3          # errors only: our verdicts are the report, not ORT's warnings
-    return options
-
-
-def onnxruntime_session(model, providers=("CPUExecutionProvider",)):
-    """An InferenceSession (onnxruntime_session_options()) on a path or serialized ModelProto, or one
-    clear error without onnxruntime. The one session factory of the package."""
-    ort = _import_onnxruntime()
-    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), onnxruntime_session_options(),
-                                providers=list(providers))
 
 
 def probe_ids(vocab_size: int) -> np.ndarray:
@@ -65,7 +32,7 @@ def probe_export(prefill: Path, decode: Path | None, vocab_size: int, precision:
     try:
         outputs = {"prefill": _run(onnxruntime_session(prefill), {"input_ids": ids})}
         if decode is not None:
-            carried = {k.replace("_out", ""): v for k, v in outputs["prefill"].items() if k != "logits"}
+            carried = carry(outputs["prefill"])
             outputs["decode"] = _run(onnxruntime_session(decode), {"input_ids": ids[:, -1:], **carried})
     except MQDeployError:
         raise

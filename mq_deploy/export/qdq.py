@@ -28,7 +28,7 @@ def _scale_array(values, float_type: int, where: str) -> np.ndarray:
     return scale
 
 
-# An activation QuantizeLinear is named "<linear>.act_quantize" (validate/aligned_codes reads it back).
+# An activation QuantizeLinear is named "<linear>.act_quantize" (export/aligned_codes reads it back).
 ACT_QUANTIZE_SUFFIX = ".act_quantize"
 
 

@@ -8,7 +8,7 @@ _EXPORTS = {
     "build_engine": "builder",
     "prepare_build": "build_request",
     "TrtEngineRunner": "runtime",
-    "polygraphy_trt_runner": "runtime",
+    "TensorRTSession": "session",
     "load_engine": "runtime",
     "import_tensorrt": "tensorrt_import",
     "build_profiles": "profiles",

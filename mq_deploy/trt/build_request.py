@@ -4,14 +4,13 @@ file and manifest logic, so every bad input is one MQDeployError on any machine.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MQDeployError
-from ..files import file_sha256
-from ..export.export_set import MANIFEST_NAME, MANIFEST_VERSION, manifest_path
+from ..deploy.manifest import Manifest
+from ..deploy.naming import MANIFEST_NAME
 from ..outputs import check_output_files
 from .engine_files import check_engine_path, decode_engine_path, is_own_engine_file, sidecar_path
 from .plugin_layers import PluginNode, plugin_nodes_from_manifest, plugin_nodes_of
@@ -47,31 +46,6 @@ class BuildRequest:
         return sorted({(n.op_type, n.version, n.namespace) for job in self.jobs for n in job.plugin_nodes})
 
 
-def read_build_manifest(onnx_path: Path) -> tuple[dict, Path]:
-    path = manifest_path(onnx_path)
-    if not path.is_file():
-        raise MQDeployError(f"no {MANIFEST_NAME} beside {onnx_path}: build reads the graph I/O and profile bounds "
-                            f"from the manifest that mq-deploy export writes there; re-export with "
-                            f"mq-deploy export --model DIR --onnx {onnx_path}")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise MQDeployError(f"{path} is not readable JSON ({e}); re-export with mq-deploy export") from None
-    if not isinstance(manifest, dict) or manifest.get("manifest_version") != MANIFEST_VERSION or "graphs" not in manifest:
-        raise MQDeployError(f"{path} is not a version-{MANIFEST_VERSION} mq-deploy manifest; re-export with "
-                            "this version's mq-deploy export")
-    return manifest, path
-
-
-def _graph_kind(manifest: dict, mpath: Path, onnx_path: Path) -> str:
-    for kind, entry in manifest["graphs"].items():
-        if entry.get("file") == onnx_path.name:
-            return kind
-    files = ", ".join(e.get("file", "?") for e in manifest["graphs"].values())
-    raise MQDeployError(f"{mpath} describes {files}, not {onnx_path.name}; keep the file names export wrote, "
-                        "or re-export")
-
-
 def _check_options(workspace_mib, optimization_level, timing_cache) -> Path | None:
     if workspace_mib is not None and (not isinstance(workspace_mib, int) or workspace_mib < 1):
         raise MQDeployError(f"--workspace-mib {workspace_mib}: give a positive number of MiB (e.g. 4096)")
@@ -96,18 +70,23 @@ def prepare_build(onnx_path, engine_path, shapes: dict | None = None, decode: bo
     if not onnx_path.is_file():
         raise MQDeployError(f"--onnx {onnx_path} does not exist; export one with "
                             f"mq-deploy export --model DIR --onnx {onnx_path}")
-    manifest, mpath = read_build_manifest(onnx_path)
-    kind = _graph_kind(manifest, mpath, onnx_path)
+    loaded = Manifest.load(onnx_path)
+    manifest, mpath = loaded.raw, loaded.path
+    kind = loaded.graph_of(onnx_path).kind
     notes = []
     sources = {kind: onnx_path}
     if decode and kind == "prefill":
-        if "decode" in manifest["graphs"]:
-            sources["decode"] = onnx_path.with_name(manifest["graphs"]["decode"]["file"])
+        if "decode" in loaded.graphs:
+            sources["decode"] = loaded.graph("decode").path
             if not sources["decode"].is_file():
                 raise MQDeployError(f"{mpath} lists the decode graph {sources['decode']}, which is missing; "
                                     "re-export, or pass --no-decode to build the prefill engine alone")
         else:
             notes.append("the export has no decode graph (export --no-decode); building the prefill engine only")
+    for entry in loaded.graphs.values():
+        if entry.path in sources.values() and entry.external_data is not None and not entry.external_data.is_file():
+            raise MQDeployError(f"incomplete export set: {entry.external_data.name} (the weights of "
+                                f"{entry.path.name}) is missing beside {onnx_path}; re-export with mq-deploy export")
     engine_path = check_engine_path(engine_path, inputs=[*sources.values(), mpath])
     engines = {kind: engine_path, **({"decode": decode_engine_path(engine_path)} if "decode" in sources
                                      and kind != "decode" else {})}
@@ -122,7 +101,7 @@ def prepare_build(onnx_path, engine_path, shapes: dict | None = None, decode: bo
     cache = _check_options(workspace_mib, optimization_level, timing_cache)
     jobs = []
     for graph, path in sources.items():
-        digest = file_sha256(path)
+        digest = loaded.sha256_of(path)
         matches = digest == manifest["graphs"][graph].get("sha256")
         if not matches:
             notes.append(f"{path.name} differs from the file export wrote (sha256 mismatch with {MANIFEST_NAME}); "

@@ -156,7 +156,8 @@ def _sidecar(trt, request: BuildRequest, job: BuildJob, plan: bytes, seconds: fl
     return {
         "sidecar_version": SIDECAR_VERSION, "producer": f"mq-deploy {__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "graph": job.kind, "engine": job.engine_path.name, "bytes": len(plan),
+        "graph": job.kind, "engine": job.engine_path.name,
+        "engine_set": {j.kind: j.engine_path.name for j in request.jobs},     # the plans built together "bytes": len(plan),
         "sha256": hashlib.sha256(plan).hexdigest(), "build_seconds": round(seconds, 3),
         "onnx": {"path": str(job.onnx_path.resolve()), "sha256": job.onnx_sha256,
                  "matches_manifest": job.matches_manifest},

@@ -11,23 +11,9 @@ import os
 from pathlib import Path
 
 from ..atomic_dir import StagedFiles, atomic_files
+from ..deploy.naming import PLAN_SUFFIX, decode_engine_path, sidecar_path  # noqa: F401 (re-exported)
 from ..errors import MQDeployError
 from ..outputs import read_own_json
-
-PLAN_SUFFIX = ".plan"
-
-
-def sidecar_path(engine_path) -> Path:
-    """model.plan -> model.plan.json"""
-    path = Path(engine_path)
-    return path.with_name(path.name + ".json")
-
-
-def decode_engine_path(engine_path) -> Path:
-    """model.plan -> model.decode.plan (the single-token step engine)."""
-    path = Path(engine_path)
-    return path.with_name(f"{path.stem}.decode{path.suffix or PLAN_SUFFIX}")
-
 
 def check_engine_path(engine_path, inputs=()) -> Path:
     """Fail before any work if the engine cannot be written where asked, or would overwrite an input."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MQDeployError
-from ..export.op_names import DOMAIN, PLUGIN_OPS
+from ..deploy.contract import DOMAIN, PLUGIN_OPS
 from .plugin_library import PLUGIN_ENV, PLUGIN_LIBRARY
 
 PLUGIN_LAYER_TYPE = "PLUGIN_V3"       # trt.LayerType.PLUGIN_V3.name

@@ -1,10 +1,8 @@
-"""Running a plan: `TrtEngineRunner` (our own small runner: numpy in, numpy out, device memory from
-torch's CUDA allocator, TensorRT's name-based I/O API) and `polygraphy_trt_runner` (Polygraphy's
-TrtRunner over the same plan, for Comparator.run in validate).
-
-Why both: Polygraphy's runner is the reference harness for comparisons (its own CUDA wrapper,
-data loaders, RunResults); ours has no dependency beyond torch and shows the exact calls an
-application makes (set_input_shape, set_tensor_address, execute_async_v3)."""
+"""Running one plan: `TrtEngineRunner` (numpy or torch CUDA tensors in, outputs out, device memory
+from torch's CUDA allocator, TensorRT's name-based I/O API: the exact calls an application makes,
+set_input_shape, set_tensor_address, execute_async_v3). `mq_deploy.trt.session.TensorRTSession`
+runs an engine set (prefill + decode plans) through it; Polygraphy compares it through
+`mq_deploy.deploy.polygraphy_runner.SessionRunner`."""
 
 from __future__ import annotations
 
@@ -162,16 +160,3 @@ class TrtEngineRunner:
         results = self.run_device(feeds, self._stream)
         self._stream.synchronize()
         return {name: (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy() for name, t in results.items()}
-
-
-def polygraphy_trt_runner(plan_path, plugins=None, name: str = "tensorrt"):
-    """A Polygraphy TrtRunner for a plan (plugins loaded first), ready for Comparator.run:
-    `Comparator.run([polygraphy_trt_runner("model.plan"), OnnxrtRunner(...)], data_loader=...)`.
-    The engine is deserialized here, so a bad plan fails now with an MQDeployError rather than
-    inside the comparison; the runner activates it (creates its context) when Comparator runs it."""
-    try:
-        from polygraphy.backend.trt import TrtRunner
-    except ImportError:
-        raise MQDeployError("comparing engines needs Polygraphy: pip install polygraphy (or pip install -e '.[trt]')") from None
-    _, _, engine, _ = load_engine(plan_path, plugins)
-    return TrtRunner(engine, name=name)

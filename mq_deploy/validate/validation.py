@@ -22,9 +22,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import MQDeployError
-from ..export.export_set import modified_files, require_manifest
+from ..deploy.manifest import Manifest
 from ..outputs import check_output_files, read_own_json
-from .metrics import channel_scale_error, logits_error, next_token_nll
+from ..metrics import channel_scale_error, logits_error, next_token_nll
 
 CONV_STATE_PREFIX = "conv_state_out."      # the conv window: a copy of in_proj's x rows, per channel
 
@@ -63,50 +63,63 @@ class Reference:
     runner: object
 
 
-def _parse_reference(spec: str, onnx_path: Path, engine, manifest: dict, model_dir, device: str,
+def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, model_dir, device: str,
                      plugins) -> Reference:
-    from .reference_models import source_dir, torch_device, torch_model
-    from .runners import TorchRunner, onnxruntime_runner
-    precision = manifest["precision"]
+    from ..deploy.onnxruntime_session import OnnxruntimeSession
+    from ..deploy.polygraphy_runner import SessionRunner
+    from ..deploy.source import source_dir, torch_model
+    from ..deploy.torch_session import TorchSession, torch_device
+    precision = manifest.precision
     if spec in ("torch", "torch-fp"):
-        quantized = spec == "torch" and manifest["quantization"] is not None
+        quantized = spec == "torch" and manifest.quantization is not None
         model = torch_model(source_dir(manifest, model_dir), quantized=quantized)
-        kind = "same-graph" if spec == "torch" or manifest["quantization"] is None else "other-model"
+        kind = "same-graph" if spec == "torch" or manifest.quantization is None else "other-model"
+        device = torch_device(device)
+        name = f"{spec}-{precision}"
         return Reference(f"{spec} {precision}", kind,
-                         TorchRunner(model, precision, torch_device(device), name=f"{spec}-{precision}"))
+                         SessionRunner(lambda: TorchSession(model, precision, device, name=name), name=name))
     if spec == "onnxruntime":
         if engine is None:
             raise MQDeployError("--reference onnxruntime compares an engine with ONNX Runtime; without "
                                 "--engine the subject already is ONNX Runtime on that graph")
-        return Reference("onnxruntime", "same-graph", onnxruntime_runner(onnx_path, name="onnxruntime"))
+        return Reference("onnxruntime", "same-graph",
+                         SessionRunner(lambda: OnnxruntimeSession(onnx_path, decode=False, manifest=manifest),
+                                       name="onnxruntime"))
     kind, _, path = spec.partition(":")
     if kind in ("onnx", "engine") and path:
         if not Path(path).is_file():
             raise MQDeployError(f"--reference {spec}: {path} does not exist")
         if kind == "onnx":
-            return Reference(spec, "other-model", onnxruntime_runner(path, name=spec))
-        from ..trt.runtime import polygraphy_trt_runner
-        return Reference(spec, "other-model", polygraphy_trt_runner(path, plugins=plugins, name=spec))
+            Manifest.load(path).graph_of(path)         # an export set of ours: checked now, not mid-comparison
+            return Reference(spec, "other-model",
+                             SessionRunner(lambda: OnnxruntimeSession(path, decode=False), name=spec))
+        from ..trt.session import TensorRTSession
+        return Reference(spec, "other-model",
+                         SessionRunner(lambda: TensorRTSession(path, plugins, decode=False), name=spec))
     raise MQDeployError(f"unknown --reference {spec!r}; use torch, torch-fp, onnxruntime, onnx:PATH or engine:PATH")
 
 
-def default_references(manifest: dict, engine) -> list[str]:
+def default_references(manifest: Manifest, engine) -> list[str]:
     refs = ["onnxruntime"] if engine is not None else []
     refs.append("torch")
-    if manifest["quantization"] is not None:
+    if manifest.quantization is not None:
         refs.append("torch-fp")
     return refs
 
 
-def _subject(onnx_path: Path, engine, plugins):
-    from .runners import onnxruntime_runner
+def _subject(onnx_path: Path, engine, plugins, manifest: Manifest):
+    from ..deploy.onnxruntime_session import OnnxruntimeSession
+    from ..deploy.polygraphy_runner import SessionRunner
     if engine is None:
-        return "onnxruntime", onnxruntime_runner(onnx_path, name="onnxruntime")
+        return "onnxruntime", SessionRunner(lambda: OnnxruntimeSession(onnx_path, decode=False, manifest=manifest),
+                                            name="onnxruntime")
     if not Path(engine).is_file():
         raise MQDeployError(f"engine {engine} does not exist; build it with `mq-deploy build --onnx "
                             f"{onnx_path} --engine {engine}`")
-    from ..trt.runtime import polygraphy_trt_runner
-    return "tensorrt", polygraphy_trt_runner(engine, plugins=plugins, name="tensorrt")
+    from ..trt.runtime import load_engine
+    from ..trt.session import TensorRTSession
+    load_engine(engine, plugins)                # a bad plan fails now with its own error, not mid-comparison
+    return "tensorrt", SessionRunner(lambda: TensorRTSession(engine, plugins, decode=False), name="tensorrt")
 
 
 def _judge(subject: list[dict], reference: list[dict], feeds: list[dict], accuracy, tol: Tolerance) -> dict:
@@ -161,7 +174,8 @@ def _judge(subject: list[dict], reference: list[dict], feeds: list[dict], accura
 
 
 def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | None = None, model_dir=None,
-             device: str = "auto", plugins=None, tolerances: dict[str, Tolerance] | None = None) -> dict:
+             device: str = "auto", plugins=None, tolerances: dict[str, Tolerance] | None = None,
+             manifest: Manifest | None = None) -> dict:
     """Compare the subject with each reference on `feeds` ([{"input_ids": int64 [b, L]}]); report dict."""
     try:
         from polygraphy.comparator import Comparator, SimpleCompareFunc
@@ -169,9 +183,9 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
     except ImportError:
         raise MQDeployError("validate needs Polygraphy 0.53 or newer: pip install 'mq-deploy[onnx]'") from None
     onnx_path = Path(onnx_path)
-    manifest = require_manifest(onnx_path)
+    manifest = manifest or Manifest.load(onnx_path)
     tolerances = {**TOLERANCES, **(tolerances or {})}
-    subject_name, subject = _subject(onnx_path, engine, plugins)
+    subject_name, subject = _subject(onnx_path, engine, plugins, manifest)
     refs = [_parse_reference(s, onnx_path, engine, manifest, model_dir, device, plugins)
             for s in (references or default_references(manifest, engine))]
     start = time.perf_counter()
@@ -187,8 +201,8 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
                             "engine's profile (--seq-len, --batch)") from None
     report = {"producer": f"mq-deploy {__version__}",
               "onnx": str(onnx_path), "engine": str(engine) if engine else None, "subject": subject_name,
-              "precision": manifest["precision"],
-              "recipe": (manifest["quantization"] or {}).get("recipe"),
+              "precision": manifest.precision,
+              "recipe": (manifest.quantization or {}).get("recipe"),
               "inputs": {"batches": len(feeds), "shape": list(feeds[0]["input_ids"].shape),
                          "tokens": int(sum(f["input_ids"].size for f in feeds))},
               "references": []}
@@ -214,33 +228,32 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
 def validate_export(onnx_path, engine=None, references=None, model_dir=None, text=None, token_file=None,
                     samples: int = 4, seq_len: int = 256, batch: int = 1, device: str = "auto", plugins=None) -> dict:
     """`validate` on held-out text windows (default: the bundled held-out text) or given token ids."""
+    from ..data.token_files import is_token_file
+    from ..deploy.source import source_dir, tokenizer_of
     from ..samples import HELDOUT_TEXT, sample_text
-    from .inputs import token_feeds
-    from .reference_models import tokenizer_of
-    from .inputs import check_feed_settings
-    from .reference_models import source_dir
+    from .inputs import check_feed_settings, token_feeds
     onnx_path = Path(onnx_path)
-    manifest = require_manifest(onnx_path)
+    manifest = Manifest.load(onnx_path)
+    manifest.graph_of(onnx_path)
     if token_file is not None and text is not None:
         raise MQDeployError("give --text or --tokens, not both")
     check_feed_settings(samples, seq_len, batch)
     if engine is not None and not Path(engine).is_file():
         raise MQDeployError(f"engine {engine} does not exist; build it with `mq-deploy build --onnx "
                             f"{onnx_path} --engine {engine}`")
-    changed = modified_files(onnx_path, manifest)
+    changed = manifest.modified_files()
     if changed:
         print(f"note: {', '.join(changed)} differ(s) from the files export wrote (sha256 in manifest.json); "
               "validating the files as they are", file=sys.stderr)
     refs = references or default_references(manifest, engine)
-    from ..data.token_files import is_token_file
     needs_tokenizer = token_file is None and not (text is not None and is_token_file(text))
     needs_model = model_dir is not None or needs_tokenizer or any(r in ("torch", "torch-fp") for r in refs)
     model = source_dir(manifest, model_dir) if needs_model else None     # provenance first, then the ids
-    feeds = token_feeds(lambda: tokenizer_of(model, manifest), manifest["model"]["vocab_size"],
+    feeds = token_feeds(lambda: tokenizer_of(model, manifest), manifest.vocab_size,
                         text=text or str(sample_text(HELDOUT_TEXT)), token_file=token_file, samples=samples,
                         seq_len=seq_len, batch=batch)
     return validate(onnx_path, feeds, engine=engine, references=references, model_dir=model_dir, device=device,
-                    plugins=plugins)
+                    plugins=plugins, manifest=manifest)
 
 
 def check_report_path(path, force: bool, inputs=()) -> None:

@@ -6,10 +6,13 @@
     # ONNX Runtime (CPU, no TensorRT): the same loop on the exported graphs
     python samples/python/generate.py --onnx out/model.onnx --prompt "The history of " --max-new-tokens 64
 
-The tokenizer comes from the export's manifest.json (beside model.onnx; for an engine the sidecar
-<plan>.json names it); the I/O names from the graphs themselves; the state carry rule is the
-export's contract (docs/export.md): output `*_out.<i>` feeds decode input `*.<i>`. The loop itself is
-`generate()`: about 15 lines.
+Everything comes from the files and their documented contract (docs/export.md, docs/tensorrt.md),
+not from mq_deploy's code, as in an application that ships the plans alone: the decode graph's file
+from the export's manifest.json (`graphs.decode.file`, beside model.onnx), the decode plan from the
+prefill plan's sidecar (`<plan>.json`: `engine_set.decode`, `manifest_path`), the tokenizer the
+manifest declares (`model.mq_deploy.tokenizer`: "bytes") or the source model's tokenizer.json, the
+I/O names from the graphs themselves, and the state carry rule: output `*_out.<i>` feeds decode
+input `*.<i>`. The loop itself is `generate()`: about 15 lines.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ import numpy as np
 class OnnxRuntimeGraphs:
     """model.onnx (prefill) and model.decode.onnx (one token) in ONNX Runtime; numpy in and out."""
 
-    def __init__(self, onnx_path: Path):
+    def __init__(self, onnx_path: Path, manifest: dict):
         import onnxruntime as ort
-        decode = onnx_path.with_name(f"{onnx_path.stem}.decode{onnx_path.suffix}")
+        decode = onnx_path.with_name(manifest["graphs"]["decode"]["file"])     # the manifest names the set
         # ORT_ENABLE_BASIC: the extended level turns a W8A8 graph's Q/DQ MatMuls into integer kernels
         # that saturate on AVX2 CPUs without VNNI (mq-deploy docs/export.md, session options)
         options = ort.SessionOptions()
@@ -57,7 +60,7 @@ class TensorRTGraphs:
     """model.plan and model.decode.plan in TensorRT. Buffers are torch CUDA tensors, so the state
     goes from one step to the next without leaving the GPU."""
 
-    def __init__(self, plan: Path, plugins: Path):
+    def __init__(self, plan: Path, plugins: Path, decode_plan: Path):
         import tensorrt as trt
         import torch
         self.torch = torch
@@ -65,9 +68,8 @@ class TensorRTGraphs:
         ctypes.CDLL(str(plugins), mode=ctypes.RTLD_GLOBAL)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        decode = plan.with_name(f"{plan.stem}.decode{plan.suffix or '.plan'}")   # what `mq-deploy build` writes
         self.engines, self.contexts = {}, {}
-        for kind, path in (("prefill", plan), ("decode", decode)):
+        for kind, path in (("prefill", plan), ("decode", decode_plan)):
             if not path.is_file():
                 sys.exit(f"error: {path} does not exist; `mq-deploy build` writes it beside the prefill plan")
             engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
@@ -126,7 +128,7 @@ def generate(graphs, prompt_ids: list[int], max_new_tokens: int) -> tuple[list[i
     prefill_s, new = time.perf_counter() - start, [int(token[0, 0])]
     start = time.perf_counter()
     for _ in range(max_new_tokens - 1):
-        state = {name.replace("_out", ""): value for name, value in out.items() if name != "logits"}
+        state = {name.replace("_out.", "."): value for name, value in out.items() if "_out." in name}
         out = graphs.run("decode", {"input_ids": token, **state})
         token = graphs.argmax_last(out["logits"])
         new.append(int(token[0, 0]))
@@ -136,11 +138,44 @@ def generate(graphs, prompt_ids: list[int], max_new_tokens: int) -> tuple[list[i
 
 
 # ---------------------------------------------------------------------------------------- app
-def load_tokenizer(manifest: dict, model_dir: str | None):
-    """The model's tokenizer: the byte-level one of the demo model, or the source model's HF files."""
-    from mq_deploy.models.tokenizer import load_tokenizer as load
-    declared = manifest["model"].get("mq_deploy", {}).get("tokenizer")
-    return load(Path(model_dir or manifest["source"]["path"]), declared)
+class ByteTokenizer:
+    """The demo model's tokenizer (manifest: model.mq_deploy.tokenizer = "bytes"): UTF-8 bytes are ids."""
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: list[int]) -> str:
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+class FileTokenizer:
+    """A Hugging Face tokenizer.json (the `tokenizers` package)."""
+
+    def __init__(self, path: Path):
+        from tokenizers import Tokenizer
+        self.tokenizer = Tokenizer.from_file(str(path))
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+
+def load_tokenizer(manifest: dict, manifest_file: Path, model_dir: str | None):
+    """The byte-level tokenizer the manifest declares, or tokenizer.json of the source model
+    (manifest source.path, else source.relative_path from the manifest's folder, or --model)."""
+    if manifest["model"].get("mq_deploy", {}).get("tokenizer") == "bytes":
+        return ByteTokenizer()
+    source = manifest["source"]
+    candidates = [Path(model_dir)] if model_dir else [Path(source["path"])]
+    if not model_dir and source.get("relative_path"):
+        candidates.append(manifest_file.parent / source["relative_path"])
+    for folder in candidates:
+        if (folder / "tokenizer.json").is_file():
+            return FileTokenizer(folder / "tokenizer.json")
+    sys.exit(f"error: no tokenizer.json in {', '.join(map(str, candidates))}; pass --model DIR with the model's "
+             "tokenizer files")
 
 
 def main(argv=None) -> int:
@@ -161,12 +196,19 @@ def main(argv=None) -> int:
     if not graph.is_file():
         sys.exit(f"error: {graph} does not exist")
     manifest_file = args.manifest or graph.with_name("manifest.json")
-    if args.engine and not args.manifest and Path(f"{graph}.json").is_file():
-        manifest_file = Path(json.loads(Path(f"{graph}.json").read_text()).get("manifest_path", manifest_file))
+    sidecar = {}
+    if args.engine:
+        if not Path(f"{graph}.json").is_file():
+            sys.exit(f"error: {graph}.json (the plan's sidecar, written by `mq-deploy build`) is missing")
+        sidecar = json.loads(Path(f"{graph}.json").read_text())
+        if not args.manifest and not manifest_file.is_file():
+            manifest_file = Path(sidecar.get("manifest_path", manifest_file))
     if not manifest_file.is_file():
         sys.exit(f"error: no manifest at {manifest_file}; pass --manifest (written by `mq-deploy export`)")
     manifest = json.loads(manifest_file.read_text())
-    tokenizer = load_tokenizer(manifest, args.model)
+    if "decode" not in manifest["graphs"]:
+        sys.exit("error: the export has no decode graph (exported with --no-decode); export again without it")
+    tokenizer = load_tokenizer(manifest, manifest_file, args.model)
     if args.engine:
         plugins = args.plugins
         if plugins is not None and plugins.is_dir():
@@ -174,9 +216,13 @@ def main(argv=None) -> int:
         if plugins is None or not plugins.is_file():
             sys.exit("error: the plugin library libmq_plugins.so was not found; pass --plugins PATH or set "
                      "MQ_PLUGIN_PATH (build it: cmake -S . -B build && cmake --build build)")
-        graphs = TensorRTGraphs(args.engine, plugins)
+        decode_plan = (sidecar.get("engine_set") or {}).get("decode")
+        if decode_plan is None:
+            sys.exit(f"error: {graph}.json names no decode plan; build the engines with `mq-deploy build` "
+                     "(without --no-decode)")
+        graphs = TensorRTGraphs(args.engine, plugins, graph.with_name(decode_plan))
     else:
-        graphs = OnnxRuntimeGraphs(args.onnx)
+        graphs = OnnxRuntimeGraphs(args.onnx, manifest)
     if args.max_new_tokens < 1:
         sys.exit("error: --max-new-tokens must be at least 1")
     prompt_ids = tokenizer.encode(args.prompt)

@@ -21,11 +21,23 @@ import numpy as np
 import onnx
 import torch
 
-from ..export.qdq import linear_of_activation_quantize
+from ..deploy.onnxruntime_session import onnxruntime_session
+from ..metrics import logits_error, next_token_nll
 from ..quant.config import input_point_of
 from ..quant.modules import StaticActivationQuantizer
-from .metrics import logits_error, next_token_nll
-from .onnxruntime_check import onnxruntime_session, torch_logits
+from .qdq import linear_of_activation_quantize
+
+
+def torch_logits(torch_model, input_ids: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return torch_model(input_ids).double().numpy()
+
+
+def compare_onnx_with_torch(onnx_path, torch_model, input_ids: torch.Tensor) -> dict:
+    """Logits error of ONNX Runtime (CPU) against `torch_model` on the same token ids [b, L]."""
+    session = onnxruntime_session(onnx_path)
+    ours = session.run(["logits"], {"input_ids": input_ids.numpy().astype(np.int64)})[0]
+    return logits_error(ours, torch_logits(torch_model, input_ids))
 
 
 def _quantizer_at(model: torch.nn.Module, point: str) -> StaticActivationQuantizer:

@@ -1,0 +1,51 @@
+"""One way to run a deployed model, whatever runs it: a `Session` does a prefill (token ids in,
+logits and the state out) and decode steps (one token and the carried state in, the same out).
+
+Every output is named as the exported graphs name it (deploy/contract.py): `logits`,
+`conv_state_out.<layer>`, `ssm_state_out.<layer>`; a decode step carries them into the next with
+`contract.carry`. Values stay where the backend keeps them (numpy for ONNX Runtime, torch tensors
+on the model's device for torch, CUDA tensors for TensorRT, so a decode loop never copies the state
+through the host); `numpy(outputs)` brings them to the host for comparisons.
+
+Implementations: `TorchSession` (deploy/torch_session.py), `OnnxruntimeSession`
+(deploy/onnxruntime_session.py), `TensorRTSession` (mq_deploy.trt.session). validate, bench, the
+demo and `SessionRunner` (deploy/polygraphy_runner.py, Polygraphy's BaseRunner over any session)
+use nothing else."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from .contract import INPUT_IDS, LOGITS, carry
+
+
+class Session(ABC):
+    name: str = "session"
+
+    @abstractmethod
+    def run(self, graph: str, feeds: dict) -> dict:
+        """Run the `graph` ("prefill" or "decode") on named feeds; named outputs."""
+
+    def prefill(self, ids) -> dict:
+        """ids [batch, seqlen] (numpy int64 or a torch tensor) -> logits and the state after the last token."""
+        return self.run("prefill", {INPUT_IDS: ids})
+
+    def decode(self, token, outputs: dict) -> dict:
+        """One token per sequence ([batch, 1]) from the state in `outputs` (of prefill or decode)."""
+        return self.run("decode", {INPUT_IDS: token, **carry(outputs)})
+
+    def numpy(self, outputs: dict) -> dict:
+        """The outputs as host numpy arrays (BF16 as float32)."""
+        return {name: np.asarray(value) for name, value in outputs.items()}
+
+    def next_tokens(self, outputs: dict) -> np.ndarray:
+        """Greedy choice at the last position: [batch, 1] int64."""
+        return self.numpy({LOGITS: outputs[LOGITS]})[LOGITS][:, -1].argmax(-1)[:, None].astype(np.int64)
+
+    def synchronize(self) -> None:
+        """Wait until queued work is done (timing); nothing to do for host backends."""
+
+    def close(self) -> None:
+        """Release what the session holds."""

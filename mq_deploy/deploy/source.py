@@ -1,0 +1,53 @@
+"""The model an export set was made from: found through its manifest (or given), checked against
+the sha256 export recorded, and loaded as the torch model or tokenizer a reference needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import MQDeployError
+from ..models import MambaLM
+from ..models.loading import load_model
+from ..models.tokenizer import load_tokenizer
+from ..quant.artifact import directory_hash, is_quantized_artifact, load_quantized, read_quant_meta
+from .manifest import Manifest
+
+
+def source_dir(manifest: Manifest, override=None) -> Path:
+    """The model directory or artifact the graphs came from (the manifest's source, or `override`),
+    checked against the sha256 export recorded: a reference made from another model would turn
+    every later figure (token range, logits, perplexity) into a misleading one."""
+    path = Path(override) if override else manifest.source_path
+    if not path.is_dir():
+        raise MQDeployError(f"the model the graph was exported from is not at {path}; pass --model DIR "
+                            "(the FP checkpoint or quantized artifact given to `mq-deploy export`)")
+    recorded = manifest.source_sha256
+    if recorded and directory_hash(path) != recorded:
+        raise MQDeployError(f"this graph was not exported from {path}: its files' sha256 differs from the one "
+                            f"manifest.json records (export read {manifest.raw['source'].get('path')}); pass --model "
+                            "with the model directory or artifact given to `mq-deploy export`, or re-export from it")
+    return path
+
+
+def torch_model(path: Path, quantized: bool = True) -> MambaLM:
+    """The fake-quant model of an artifact (quantized=True) or the same function unquantized (the
+    transformed FP model: rotations in place, no rounding); an FP checkpoint's model either way."""
+    if is_quantized_artifact(path):
+        return load_quantized(path, with_quantizers=quantized).model.eval()
+    return load_model(path).model.eval()
+
+
+def fp_model(path: Path) -> MambaLM:
+    """The unquantized model: an artifact's FP source checkpoint when it is still there unchanged,
+    else the artifact's transformed FP model (the same function); an FP checkpoint's model."""
+    if is_quantized_artifact(path):
+        recorded = read_quant_meta(path).get("source") or {}
+        fp_source = recorded.get("path")
+        same = (fp_source and Path(fp_source, "config.json").is_file()
+                and recorded.get("sha256") in (None, directory_hash(Path(fp_source))))
+        return load_model(fp_source).model.eval() if same else torch_model(path, quantized=False)
+    return torch_model(path)
+
+
+def tokenizer_of(path: Path, manifest: Manifest):
+    return load_tokenizer(path, manifest.tokenizer)

@@ -1,0 +1,65 @@
+"""The PyTorch model as a session: the FP checkpoint, or an artifact's fake-quant model (or its
+transformed FP model), in the graph's precision on a CPU or GPU, with the graphs' output names."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from ..errors import MQDeployError
+from ..models import MambaLM
+from ..models.mamba import MambaState
+from .contract import INPUT_IDS, LOGITS, state_names
+from .session import Session
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def torch_device(name: str | None) -> torch.device:
+    """--device auto|cpu|cuda[:N] -> a device torch can use, or one clear error."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MQDeployError(f"--device {name}: torch sees no CUDA device here; use --device cpu")
+    return torch.device(name)
+
+
+class TorchSession(Session):
+    """`model` runs in `precision` on `device`. own=False (default) works on a copy, so casting to
+    FP16 never rounds the caller's weights; own=True moves and casts the given model in place."""
+
+    def __init__(self, model: MambaLM, precision: str = "fp32", device="cpu", name: str = "torch", own: bool = False):
+        self.name, self.device, self.dtype = name, torch.device(device), DTYPES[precision]
+        self.layers = model.config.num_hidden_layers
+        param = next(model.parameters())
+        if self.dtype == param.dtype and self.device == param.device:
+            self.model = model.eval()       # as is: .to() would also round float64 buffers (quantizer scales)
+        else:
+            self.model = (model if own else copy.deepcopy(model)).to(self.device, self.dtype).eval()
+
+    def _ids(self, ids) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(ids) if not isinstance(ids, torch.Tensor) else ids,
+                               dtype=torch.long).to(self.device)
+
+    def run(self, graph: str, feeds: dict) -> dict:
+        state = None
+        if graph == "decode":
+            names = [state_names(i) for i in range(self.layers)]
+            state = MambaState([torch.as_tensor(feeds[n["conv_in"]]).to(self.device, self.dtype) for n in names],
+                               [torch.as_tensor(feeds[n["ssm_in"]]).to(self.device, torch.float32) for n in names])
+        with torch.no_grad():
+            logits, state = self.model(self._ids(feeds[INPUT_IDS]), state, return_state=True)
+        out = {LOGITS: logits.float()}
+        for i, (conv, ssm) in enumerate(zip(state.conv, state.ssm)):
+            names = state_names(i)
+            out[names["conv_out"]], out[names["ssm_out"]] = conv.to(self.dtype), ssm.float()
+        return out
+
+    def numpy(self, outputs: dict) -> dict:
+        return {k: (v.float() if v.dtype == torch.bfloat16 else v).cpu().numpy() for k, v in outputs.items()}
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

@@ -1,0 +1,44 @@
+"""An engine set (the plans `mq-deploy build` writes: `<plan>` for prefill, `<stem>.decode.plan`
+for decode) as a session. Feeds and outputs are torch CUDA tensors (numpy feeds are copied in), so
+a decode loop carries the state from step to step without leaving the GPU; each engine runs on its
+runner's own stream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..deploy.naming import decode_engine_path
+from ..deploy.session import Session
+from ..errors import MQDeployError
+from .runtime import TrtEngineRunner
+
+
+class TensorRTSession(Session):
+    def __init__(self, plan_path, plugins=None, name: str = "tensorrt", decode: bool = True):
+        self.name = name
+        plan = Path(plan_path)
+        self._runners = {"prefill": TrtEngineRunner(plan, plugins)}
+        if decode:
+            decode_plan = decode_engine_path(plan)
+            if not decode_plan.is_file():
+                raise MQDeployError(f"{decode_plan} (the decode engine) does not exist; build without --no-decode "
+                                    "(it is written beside the prefill plan)")
+            self._runners["decode"] = TrtEngineRunner(decode_plan, plugins)
+
+    def run(self, graph: str, feeds: dict) -> dict:
+        if graph not in self._runners:
+            raise MQDeployError(f"this TensorRT session has no {graph} engine")
+        return self._runners[graph].run_device(feeds)
+
+    def numpy(self, outputs: dict) -> dict:
+        import torch
+        torch.cuda.synchronize()
+        return {k: (v.float() if v.dtype == torch.bfloat16 else v).cpu().numpy() for k, v in outputs.items()}
+
+    def next_tokens(self, outputs: dict):
+        """On the device: [batch, 1] int64 CUDA tensor (no host round trip in a decode loop)."""
+        return outputs["logits"][:, -1].argmax(-1, keepdim=True)
+
+    def synchronize(self) -> None:
+        import torch
+        torch.cuda.synchronize()
