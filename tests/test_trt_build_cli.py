@@ -91,8 +91,8 @@ def test_modified_onnx_is_a_note_not_an_error(copy_of, tmp_path):
 
 
 @pytest.mark.parametrize("breakage, message", [
-    ("no manifest", "no manifest.json beside .*re-export with mq-deploy export"),
-    ("bad json", "manifest.json is not readable JSON"),
+    ("no manifest", "no manifest.json beside .*re-export with `mq-deploy export`"),
+    ("bad json", "cannot read .*manifest.json"),
     ("other version", "is not a version-1 mq-deploy manifest"),
     ("renamed", "describes model.onnx, model.decode.onnx, not renamed.onnx"),
     ("decode missing", "lists the decode graph .*missing; re-export, or pass --no-decode"),

@@ -23,8 +23,8 @@ from mq_deploy.trt.plugin_layers import plugin_nodes_of  # noqa: E402
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    """A QuaRot W8A8 export (SelectiveScan + HadamardTransform nodes), once in one file and once
-    with external data."""
+    """A QuaRot W8A8 export (SelectiveScan + HadamardTransform nodes), once self-contained and once
+    with its weights in the shared external data file (the default)."""
     root = tmp_path_factory.mktemp("parser_input")
     # d_inner 96 = 12 * 8 (a Hadamard size); in_proj's 9 KB of INT8 codes go to external data
     model = init_mamba_weights(MambaLM(MambaConfig(vocab_size=256, hidden_size=48, num_hidden_layers=2,
@@ -33,8 +33,8 @@ def exports(tmp_path_factory):
     calib = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(0))
     qm = quantize(model, "quarot", calib, QuantConfig(w_bits=8, a_bits=8), progress=False)
     save_quantized(qm, root / "q", source_dir=root / "fp")
-    return {"single": export_onnx(root / "q", root / "single" / "model.onnx").onnx_path,
-            "external": export_onnx(root / "q", root / "ext" / "model.onnx", external_data=True).onnx_path}
+    return {"single": export_onnx(root / "q", root / "single" / "model.onnx", external_data=False).onnx_path,
+            "external": export_onnx(root / "q", root / "ext" / "model.onnx").onnx_path}
 
 
 def test_parser_gets_the_graph_without_plugin_functions(exports):

@@ -102,11 +102,11 @@ def prepare_build(onnx_path, engine_path, shapes: dict | None = None, decode: bo
     jobs = []
     for graph, path in sources.items():
         digest = loaded.sha256_of(path)
-        matches = digest == manifest["graphs"][graph].get("sha256")
+        matches = digest == loaded.graph(graph).sha256
         if not matches:
             notes.append(f"{path.name} differs from the file export wrote (sha256 mismatch with {MANIFEST_NAME}); "
                          "its inputs are assumed unchanged")
-        recorded = plugin_nodes_from_manifest(manifest["graphs"][graph]) if matches else None
+        recorded = plugin_nodes_from_manifest(loaded.graph(graph).raw) if matches else None
         nodes = recorded if recorded is not None else plugin_nodes_of(path)
         jobs.append(BuildJob(graph, path, engines[graph], profiles[graph], nodes, digest, matches))
     return BuildRequest(manifest, mpath, jobs, cache, workspace_mib, optimization_level, notes)
