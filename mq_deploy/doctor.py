@@ -47,7 +47,7 @@ STAGES = (
           ("mq_deploy.validate.validation", "mq_deploy.deploy.polygraphy_runner", "mq_deploy.bench.benchmark",
            "polygraphy.comparator", "onnxruntime"),
           "pip install -e '.[onnx]'"),
-    Stage("plots (inspect, bench)", ("mq_deploy.validate.plots", "matplotlib.pyplot"), "pip install -e '.[plot]'"),
+    Stage("plots (inspect, bench)", ("mq_deploy.reports.plots", "matplotlib.pyplot"), "pip install -e '.[plot]'"),
     Stage("TensorRT build", ("mq_deploy.trt.builder", "tensorrt", "onnx"),     # onnx: trt/parser_input.py
           "pip install -e '.[trt]' on a machine with an NVIDIA GPU and driver, and build libmq_plugins.so",
           needs_gpu=True),

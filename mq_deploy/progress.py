@@ -9,9 +9,13 @@ import sys
 from tqdm.auto import tqdm
 
 
-def progress_bar(total=None, desc: str = "", unit: str = "it", disable: bool = False):
+def progress_enabled(wanted: bool = True) -> bool:
+    """Whether to show progress: MQ_PROGRESS=0/1 decides when set, else `wanted`. The one reader of
+    MQ_PROGRESS (tqdm bars here, TensorRT's build monitor in trt/progress_monitor.py)."""
     forced = os.environ.get("MQ_PROGRESS")
-    if forced is not None:
-        disable = forced == "0"
-    return tqdm(total=total, desc=desc, unit=unit, disable=disable, file=sys.stderr, dynamic_ncols=True,
-                unit_scale=True, leave=False)
+    return wanted if forced is None else forced != "0"
+
+
+def progress_bar(total=None, desc: str = "", unit: str = "it", disable: bool = False):
+    return tqdm(total=total, desc=desc, unit=unit, disable=not progress_enabled(not disable), file=sys.stderr,
+                dynamic_ncols=True, unit_scale=True, leave=False)

@@ -30,8 +30,8 @@ TEXT = ("The selective scan carries a state from token to token; quantization mu
 # (module, attribute): the long work each verb does once its inputs are checked
 LONG_WORK = [("mq_deploy.quant.quantize", "quantize"), ("mq_deploy.eval.text", "evaluate_perplexity"),
              ("mq_deploy.export.exporter", "build_graph"), ("mq_deploy.validate.validation", "validate"),
-             ("mq_deploy.bench.benchmark", "collect_sessions"), ("mq_deploy.validate.inspection", "channel_statistics"),
-             ("mq_deploy.validate.compare_recipes", "quantize"), ("mq_deploy.demo", "_evaluate")]
+             ("mq_deploy.bench.benchmark", "collect_sessions"), ("mq_deploy.reports.inspection", "channel_statistics"),
+             ("mq_deploy.reports.compare_recipes", "quantize"), ("mq_deploy.demo", "_evaluate")]
 
 
 def _tiny(seed: int = 3, tie: bool = True):

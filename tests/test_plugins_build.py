@@ -216,17 +216,21 @@ def test_gpu_check_driver_plans_the_issue_shapes():
     dict(batch=1, seqlen=6, dim=4, dtype="float16", gate=True, delta_softplus=False),
 ])
 def test_gpu_check_reference_plumbing_on_cpu(case_args, monkeypatch):
-    """Inputs, batch slicing and the local fallback agree with mq_deploy's selective_scan_ref."""
+    """Inputs and batch slicing of the GPU check give what the reference gives on the whole batch,
+    and agree with the fused scan (an independent form) in float64."""
     torch = pytest.importorskip("torch")
+    from mq_deploy.ops.selective_scan import selective_scan_fused
     gpu_check = load_module("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
     case = gpu_check.ScanCase(**case_args)
     inputs = gpu_check.make_inputs(case, seed=5, device="cpu")
-    package = gpu_check.load_reference("package")
-    y_pkg, s_pkg = gpu_check.reference(package, inputs, case)
-    y_loc, s_loc = gpu_check.reference(gpu_check._local_reference, inputs, case)
-    assert y_pkg.dtype == torch.float64 and y_pkg.shape == (case.batch, case.seqlen, case.dim)
-    assert gpu_check.normwise_error(y_loc, y_pkg) < 1e-12 and gpu_check.normwise_error(s_loc, s_pkg) < 1e-12
+    ref = gpu_check.load_reference()
+    y_ref, s_ref = gpu_check.reference(ref, inputs, case)
+    f64 = {k: (v.double() if v is not None else None) for k, v in inputs.items()}
+    y_fast, s_fast = selective_scan_fused(**f64, delta_softplus=case.delta_softplus, reverse=case.reverse,
+                                          return_final_state=True)
+    assert y_ref.dtype == torch.float64 and y_ref.shape == (case.batch, case.seqlen, case.dim)
+    assert gpu_check.normwise_error(y_fast, y_ref) < 1e-12 and gpu_check.normwise_error(s_fast, s_ref) < 1e-12
     monkeypatch.setattr(gpu_check, "REFERENCE_SLICE_ELEMENTS", 0)  # one batch element at a time
-    y_sliced, s_sliced = gpu_check.reference(package, inputs, case)
-    assert gpu_check.normwise_error(y_sliced, y_pkg) < 1e-12 and gpu_check.normwise_error(s_sliced, s_pkg) < 1e-12
-    assert gpu_check.normwise_error(y_pkg.clone().fill_(float("nan")), y_pkg) == float("inf")
+    y_sliced, s_sliced = gpu_check.reference(ref, inputs, case)
+    assert gpu_check.normwise_error(y_sliced, y_ref) < 1e-12 and gpu_check.normwise_error(s_sliced, s_ref) < 1e-12
+    assert gpu_check.normwise_error(y_ref.clone().fill_(float("nan")), y_ref) == float("inf")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..validate.plots import _pyplot, figure_png
+from ..plotting import figure_png, pyplot as _pyplot
 
 
 def plot_bench_png(report: dict) -> bytes:

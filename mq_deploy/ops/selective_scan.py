@@ -1,6 +1,5 @@
-"""Selective scan (the Mamba-1 SSM recurrence) in plain PyTorch.
-
-This is the reference for the SelectiveScan op contract (docs/contracts.md, DESIGN.md §3.2):
+"""Selective scan (the Mamba-1 SSM recurrence) in plain PyTorch: the fast forms, judged against the
+standalone reference in ops/reference_scan.py. The SelectiveScan op contract (DESIGN.md §3.2):
 
     dt  = softplus(delta + delta_bias)            (or delta + delta_bias when delta_softplus=False)
     h_t = exp(dt_t * A) * h_{t-1} + dt_t * x_t * B_t      h_0 = initial_state (zeros by default)
@@ -14,8 +13,8 @@ reverse=True the scan runs from the last token to the first and the final state 
 token 0.
 
 Three implementations with one signature (benchmarks/bench_reference_scan.py compares them):
-- `selective_scan_ref`: the sequential loop, readable and obviously right (mamba_ssm's
-  selective_scan_ref, token-major). The test oracle.
+- `selective_scan_ref` (ops/reference_scan.py, sharing no code with the others): the sequential
+  loop, readable and obviously right (mamba_ssm's selective_scan_ref, token-major). The oracle.
 - `selective_scan_fused` (the default): the same loop with the discretization done per step (so
   every step works on cache-sized [batch, D, N] tensors and no [batch, L, D, N] tensor exists
   unless a gradient is needed) and a hand-written backward (one autograd node for the whole scan).
@@ -31,6 +30,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from .reference_scan import selective_scan_ref
 
 __all__ = ["selective_scan", "selective_scan_ref", "selective_scan_fused", "selective_scan_chunked",
            "SCAN_IMPLS"]
@@ -81,25 +82,6 @@ def _finish(y, x, D, z, gate_scale, acc):
         gz = z if gate_scale is None else gate_scale.to(acc) * z
         y = y * z * torch.sigmoid(gz)
     return y.to(x.dtype)
-
-
-def selective_scan_ref(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None,
-                       delta_softplus=True, initial_state=None, reverse=False,
-                       return_final_state=False, output_fn=None):
-    """Sequential reference. See the module docstring for the contract.
-
-    output_fn(h_t, C_t) -> y_t replaces the contraction <h_t, C_t> (how the paper's fake-quant
-    evaluation quantizes it); the recurrence itself is untouched."""
-    acc, A, B, C, dt, dtx, h = _prepare(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state,
-                                        delta_softplus)
-    batch, length, dim = x.shape
-    ys = [None] * length
-    for t in (range(length - 1, -1, -1) if reverse else range(length)):
-        h = torch.exp(dt[:, t, :, None] * A) * h + dtx[:, t, :, None] * B[:, t, None, :]
-        ys[t] = (h @ C[:, t, :, None]).squeeze(-1) if output_fn is None else output_fn(h, C[:, t])
-    y = torch.stack(ys, dim=1) if length else x.new_zeros(batch, 0, dim, dtype=acc)
-    y = _finish(y, x, D, z, gate_scale, acc)
-    return (y, h) if return_final_state else y
 
 
 def _chunk_states(decay, inp, h0):
@@ -225,4 +207,11 @@ def selective_scan(*args, impl="fused", **kwargs):
         fn = SCAN_IMPLS[impl]
     except KeyError:
         raise ValueError(f"unknown scan implementation {impl!r}; choose one of {sorted(SCAN_IMPLS)}") from None
+    if fn is selective_scan_ref:      # the reference does not check shapes; the dispatcher does
+        _check_call(*args, **kwargs)
     return fn(*args, **kwargs)
+
+
+def _check_call(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None, *args, initial_state=None,
+                **kwargs):
+    _check_shapes(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state)

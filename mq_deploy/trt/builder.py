@@ -26,7 +26,8 @@ from .plugin_layers import PLUGIN_OPS, check_plugin_layers, network_layers
 from .plugin_library import PLUGIN_ENV
 from .plugin_loading import load_plugin_library, resolve_plugin_library
 from .profiles import format_profile
-from .progress_monitor import make_progress_monitor, progress_enabled
+from ..progress import progress_enabled
+from .progress_monitor import make_progress_monitor
 from .tensorrt_import import import_tensorrt, shared_logger, tensorrt_major
 
 SIDECAR_VERSION = 1

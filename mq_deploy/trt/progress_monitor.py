@@ -5,17 +5,11 @@ returns False and TensorRT stops."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
 SHOWN_DEPTH = 1          # top-level phases and their children; deeper ones are TensorRT internals
 SLOW_SECONDS = 1.0       # a finished phase is reported when it took at least this long
-
-
-def progress_enabled(progress: bool) -> bool:
-    forced = os.environ.get("MQ_PROGRESS")
-    return progress if forced is None else forced != "0"
 
 
 def make_progress_monitor(trt, label: str, stream=None):

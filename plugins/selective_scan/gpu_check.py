@@ -119,36 +119,9 @@ def make_inputs(case: ScanCase, seed: int, device: str = "cuda"):
     }
 
 
-def _local_reference(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None, delta_softplus=True,
-                     initial_state=None, reverse=False, return_final_state=False):
-    """Sequential float64 scan with selective_scan_ref's signature (fallback: --reference local)."""
-    import torch
-
-    dt = delta + (delta_bias if delta_bias is not None else 0)
-    if delta_softplus:
-        dt = torch.where(dt > 20, dt, torch.log1p(torch.exp(dt)))
-    h = initial_state.clone() if initial_state is not None else x.new_zeros(x.shape[0], x.shape[2], A.shape[1])
-    y = torch.empty_like(x)
-    steps = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
-    for t in steps:
-        h = torch.exp(dt[:, t, :, None] * A) * h + (dt[:, t] * x[:, t])[:, :, None] * B[:, t, None, :]
-        y[:, t] = (h * C[:, t, None, :]).sum(-1)
-    if D is not None:
-        y = y + D * x
-    if z is not None:
-        y = y * (z * torch.sigmoid((gate_scale if gate_scale is not None else 1) * z))
-    return (y, h) if return_final_state else y
-
-
-def load_reference(kind: str):
-    if kind == "local":
-        return _local_reference
-    sys.path.insert(0, str(REPO))
-    try:
-        from mq_deploy.ops.selective_scan import selective_scan_ref
-    except ImportError as exc:
-        raise SystemExit(f"gpu_check: cannot import mq_deploy.ops.selective_scan.selective_scan_ref ({exc}); "
-                         "run from the repository or pass --reference local") from exc
+def load_reference(kind: str = "package"):
+    """mq_deploy's standalone reference scan (ops/reference_scan.py), the oracle of every form."""
+    from mq_deploy.ops.reference_scan import selective_scan_ref
     return selective_scan_ref
 
 
@@ -358,9 +331,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lib", type=pathlib.Path, required=False, help="path of libmq_kernels.so")
     parser.add_argument("--bench-lib", type=pathlib.Path, help="path of libmq_kernels_bench.so (exp rate)")
     parser.add_argument("--out", type=pathlib.Path, help="also write the report here")
-    parser.add_argument("--reference", choices=("package", "local"), default="package",
-                        help="package: mq_deploy.ops.selective_scan.selective_scan_ref (default); "
-                             "local: this script's sequential float64 loop")
     parser.add_argument("--reps", type=int, default=50, help="timed runs per measurement (median)")
     parser.add_argument("--quick", action="store_true", help="fewer shapes")
     parser.add_argument("--list-cases", action="store_true", help="print the planned cases and exit (no GPU)")
@@ -381,12 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no CUDA device visible to torch; nothing to check")
         return 2
     lib = mq_kernels_ctypes.MqKernels(args.lib)
-    ref_fn = load_reference(args.reference)
+    ref_fn = load_reference()
     props = torch.cuda.get_device_properties(0)
     lines = ["# libmq_kernels GPU check", "",
              f"- device: {props.name}, {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB; "
              f"torch {torch.__version__} (CUDA {torch.version.cuda}); python {platform.python_version()}",
-             f"- library: {args.lib} (version {lib.version}); reference: {args.reference}"]
+             f"- library: {args.lib} (version {lib.version}); reference: mq_deploy.ops.reference_scan"]
 
     bandwidth = copy_bandwidth()
     exps = exp_rate(mq_kernels_ctypes.ExpRateBench(args.bench_lib)) if args.bench_lib else math.inf

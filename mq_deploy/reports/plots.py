@@ -3,31 +3,9 @@ matplotlib is optional (extra [plot]); it is imported here only."""
 
 from __future__ import annotations
 
-import io
-
 import torch
 
-from .. import __version__
-from ..errors import MQDeployError
-from ..outputs import PNG_SOFTWARE
-
-
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise MQDeployError("plots need matplotlib: pip install 'mq-deploy[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def figure_png(plt, fig, dpi: int = 110) -> bytes:
-    """The figure as PNG bytes, tagged with our Software entry (mq_deploy.outputs.is_own_png), closed."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": f"{PNG_SOFTWARE} {__version__}"})
-    plt.close(fig)
-    return buffer.getvalue()
+from ..plotting import figure_png, pyplot as _pyplot  # noqa: F401 (used below)
 
 
 def _outlier_ratio(obs) -> float:

@@ -1,0 +1,51 @@
+"""The `mq-deploy` command: argument parsing only; the work is in the functions it calls. Options
+several verbs share are defined once (cli/args.py); each verb group registers itself."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import MQDeployError
+from . import deploy_verbs, model_verbs, tool_verbs
+from .args import resolve_device  # noqa: F401 (part of the CLI's API)
+
+# the order `mq-deploy --help` lists them in
+VERB_GROUPS = (tool_verbs, model_verbs, deploy_verbs)
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage mistakes are one `error:` line too (exit status 2), pointing at --help."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
+        prog="mq-deploy",
+        description="Quantize Mamba models with MambaQuant and deploy them as TensorRT engines.")
+    parser.add_argument("--version", action="version", version=f"mq-deploy {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for group in VERB_GROUPS:
+        group.register(verbs)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MQDeployError as e:
+        # one line, always: a message listing several problems is joined with "; "
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        print(f"error: {'; '.join(lines)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

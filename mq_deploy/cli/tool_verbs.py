@@ -1,0 +1,42 @@
+"""doctor and demo."""
+
+from __future__ import annotations
+
+from .args import add_json, json_to_stdout, write_json
+
+
+def run_doctor(args) -> int:
+    from ..doctor import collect, format_report
+    report = collect()
+    result = {"versions": report.versions, "facts": report.facts,
+              "stages": {k: {"ok": ok, "message": m} for k, (ok, m) in report.stages.items()}}
+    if json_to_stdout(args):
+        write_json(args, result)
+        return 0
+    print(format_report(report))
+    if args.json:
+        print(f"report: {write_json(args, result)}")
+    return 0
+
+
+def run_demo(args) -> int:
+    from ..demo import run_demo as demo
+    return demo(max_tokens=args.max_tokens)
+
+
+def register(verbs) -> None:
+    p = verbs.add_parser("doctor", help="report versions, what each stage is missing, and the fix",
+                         description="Report installed versions (torch, onnx, onnxruntime, tensorrt, CUDA), "
+                                     "the plugin library, and what each stage of the chain is missing.")
+    add_json(p, "the report")
+    p.set_defaults(func=run_doctor)
+
+    p = verbs.add_parser("demo", help="run the chain on the bundled demo model",
+                         description="The whole chain on the bundled byte-level demo model: evaluate it, quantize "
+                                     "it (MambaQuant W8A8), export and check the ONNX graphs, validate and bench "
+                                     "ONNX Runtime against torch, and where TensorRT, a GPU and the plugin library "
+                                     "are present build and validate the engine. One summary table; exit 1 if a "
+                                     "validation fails.")
+    p.add_argument("--max-tokens", type=int, default=131072,
+                   help="bytes of each text for the perplexity stages (default 131072; 0 = all)")
+    p.set_defaults(func=run_demo)
