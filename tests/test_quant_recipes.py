@@ -113,7 +113,15 @@ def test_artifact_round_trip_is_bit_identical(model_and_calib, tmp_path):
             assert torch.equal(again.model(ids), qm.model(ids))
         meta = json.loads((tmp_path / mode / "quant.json").read_text())
         assert meta["recipe"] == "mambaquant" and meta["config"]["mode"] == mode
-        assert len(meta["online_transforms"]) == SIZES["layers"]
+        kinds = {point: info["kind"] for point, info in meta["online_transforms"].items()}
+        # R2 per layer; the tied head stays tied: R1's exit is one online matrix before it, and the
+        # artifact stores the embedding once (no lm_head.weight)
+        assert kinds == {**{f"backbone.layers.{i}.mixer.out_proj_input": "hadamard" for i in range(SIZES["layers"])},
+                         "lm_head_input": "matrix"}
+        from safetensors import safe_open
+        with safe_open(str(tmp_path / mode / "model.safetensors"), "pt") as f:
+            assert "lm_head.weight" not in f.keys() and "backbone.embeddings.weight" in f.keys()
+        assert again.model.lm_head.weight is again.model.backbone.embeddings.weight
 
 
 def test_outlier_channel_ordering_rtn_hadamard_klt():

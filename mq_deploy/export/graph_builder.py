@@ -219,6 +219,9 @@ class MambaGraphEmitter:
                               "backbone.norm_f")
         spec, scale, _ = self.form_of("lm_head")
         x = normed
+        if "lm_head_input" in self.src.online_matrices:     # a rotated stream's exit into a tied head
+            x = b.node("MatMul", [x, self.fp(self.src.online_matrices["lm_head_input"], "lm_head_input.matrix")],
+                       name="lm_head_input.exit_transform")
         weight = self.head_weight()
         if scale is not None:
             x = emit_activation_qdq(b, x, scale, self.ft, "lm_head")

@@ -60,7 +60,8 @@ def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict
         quant = {"recipe": source.recipe, "config": source.quant_config.to_dict(),
                  "quantized_linears": sorted(source.weight_specs),
                  "activation_scales": source.activation_scales,
-                 "online_transforms": {p: "hadamard" for p in sorted(source.hadamard_signs)},
+                 "online_transforms": {**{p: "hadamard" for p in sorted(source.hadamard_signs)},
+                                       **{p: "matrix" for p in sorted(source.online_matrices)}},
                  "gate_scale_layers": [i for i, layer in enumerate(source.model.backbone.layers)
                                        if layer.mixer.gate_scale is not None],
                  "deviation_from_paper": SCAN_DEVIATION}

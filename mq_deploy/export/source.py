@@ -26,6 +26,7 @@ class ExportSource:
     weight_specs: dict[str, QuantSpec] = field(default_factory=dict)     # linear name -> spec
     activation_scales: dict[str, float] = field(default_factory=dict)    # point name -> per-tensor scale
     hadamard_signs: dict[str, torch.Tensor] = field(default_factory=dict)  # point name -> ±1 signs
+    online_matrices: dict[str, torch.Tensor] = field(default_factory=dict)  # point name -> [n, n] (x·M)
 
     @property
     def config(self):
@@ -48,9 +49,12 @@ def _check_exportable(path: Path, config: QuantConfig, meta: dict) -> None:
             raise MQDeployError(f"{path}: activation {point} is not static symmetric per-tensor INT8, which is "
                                 "all TensorRT's explicit quantization runs; re-quantize with `--mode deploy`")
     for point, info in meta["online_transforms"].items():
-        if info["kind"] != "hadamard" or not point.endswith(".out_proj_input"):
+        exportable = ((info["kind"] == "hadamard" and point.endswith(".out_proj_input"))
+                      or (info["kind"] == "matrix" and point == "lm_head_input"))
+        if not exportable:
             raise MQDeployError(f"{path}: online transform {info['kind']!r} at {point} has no ONNX form; "
-                                "only Hadamard rotations before out_proj are exportable")
+                                "only Hadamard rotations before out_proj and the exit matrix before a tied "
+                                "lm_head are exportable")
 
 
 def load_export_source(path) -> ExportSource:
@@ -65,9 +69,10 @@ def load_export_source(path) -> ExportSource:
     config = quant_config_of(meta, path)
     _check_exportable(path, config, meta)
     qm = load_quantized(path, with_quantizers=False)
-    signs = {point: qm.model.get_submodule(point).signs.detach().clone() for point in qm.online_transforms}
+    online = {point: qm.model.get_submodule(point) for point in qm.online_transforms}
     return ExportSource(
         model=qm.model, path=path, sha256=directory_hash(path), recipe=meta["recipe"], quant_config=config,
         weight_specs={name: QuantSpec(**spec) for name, spec in meta["weights"].items()},
         activation_scales={point: float(info["scale"]) for point, info in meta["activations"].items()},
-        hadamard_signs=signs)
+        hadamard_signs={p: m.signs.detach().clone() for p, m in online.items() if qm.online_transforms[p] == "hadamard"},
+        online_matrices={p: m.matrix.detach().clone() for p, m in online.items() if qm.online_transforms[p] == "matrix"})

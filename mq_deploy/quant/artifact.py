@@ -4,7 +4,8 @@
     model.safetensors       transformed FP weights, before rounding (HF names; transformers reads it,
                             but without the online transforms below it is not the same function)
     transforms.safetensors  online transforms that cannot be folded: per-layer S-SiLU gate scales
-                            (`<mixer>.gate_scale`) and Hadamard sign vectors (`<point>.signs`)
+                            (`<mixer>.gate_scale`), Hadamard sign vectors (`<point>.signs`) and
+                            the exit matrix of a rotated stream into a tied head (`lm_head_input.matrix`)
     quant.json              recipe, settings, weight quantization specs, activation scales, online
                             transforms, the source model's hash
     report.json             calibration time and accuracy figures
@@ -31,9 +32,11 @@ from .paper_scan import selective_scan_quantized_hc
 from .quantize import QuantizedModel, _set_module, _with_quantizer, quantize_weights
 from .quantizer import QuantSpec
 from .recipes import RECIPES
-from .transforms import HadamardRotation
+from .transforms import HadamardRotation, OnlineMatrix
 
 FORMAT_VERSION = 1
+ONLINE_TENSORS = (".signs", ".matrix")        # the tensor of a "hadamard" / "matrix" online transform
+TENSOR_OF_KIND = {"hadamard": "signs", "matrix": "matrix"}
 QUANT_FILE = "quant.json"
 META_KEYS = ("config", "weights", "activations", "online_transforms", "gate_scale_layers")
 ARTIFACT_FILES = ("config.json", "model.safetensors", "transforms.safetensors", QUANT_FILE, "report.json")
@@ -81,7 +84,7 @@ def _split_state(qm: QuantizedModel):
     """(plain model weights, online-transform tensors) from the transformed FP state."""
     weights, transforms = {}, {}
     for key, value in qm.transformed_weights.items():
-        (transforms if key.endswith(".signs") else weights)[key] = value
+        (transforms if key.endswith(ONLINE_TENSORS) else weights)[key] = value
     for i, layer in enumerate(qm.model.backbone.layers):
         if layer.mixer.gate_scale is not None:
             transforms[f"backbone.layers.{i}.mixer.gate_scale"] = layer.mixer.gate_scale.detach().clone()
@@ -101,7 +104,7 @@ def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | 
         "format_version": FORMAT_VERSION, "recipe": qm.recipe, "config": qm.config.to_dict(),
         "weights": {name: dataclasses.asdict(spec) for name, spec in qm.weight_specs.items()},
         "activations": qm.activation_ranges,
-        "online_transforms": {p: {"kind": k, "size": int(transforms[f"{p}.signs"].numel())}
+        "online_transforms": {p: {"kind": k, "size": int(transforms[f"{p}.{TENSOR_OF_KIND[k]}"].shape[0])}
                               for p, k in qm.online_transforms.items()},
         "gate_scale_layers": sorted(int(k.split(".")[2]) for k in transforms if k.endswith("gate_scale")),
         "source": {"path": str(source_dir) if source_dir else None,
@@ -163,18 +166,22 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
                             "`mq-deploy quantize`")
     transforms = read_weight_file(path / "transforms.safetensors")
     check_finite_weights(transforms, path)
+    kinds = {point: info.get("kind") for point, info in meta["online_transforms"].items()}
+    if any(kind not in TENSOR_OF_KIND for kind in kinds.values()):
+        raise MQDeployError(f"{path / QUANT_FILE} names an online transform this mq-deploy does not know "
+                            f"({sorted(set(kinds.values()) - set(TENSOR_OF_KIND))}); re-run `mq-deploy quantize`")
     needed = [f"backbone.layers.{i}.mixer.gate_scale" for i in meta["gate_scale_layers"]] + \
-             [f"{point}.signs" for point in meta["online_transforms"]]
+             [f"{point}.{TENSOR_OF_KIND[kind]}" for point, kind in kinds.items()]
     if any(name not in transforms for name in needed):
         raise MQDeployError(f"{path / 'transforms.safetensors'} lacks tensors quant.json refers to; the artifact is "
                             "inconsistent: re-run `mq-deploy quantize`")
     transformed = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for i in meta["gate_scale_layers"]:
         model.backbone.layers[i].mixer.gate_scale = transforms[f"backbone.layers.{i}.mixer.gate_scale"]
-    for point, info in meta["online_transforms"].items():
-        signs = transforms[f"{point}.signs"]
-        _set_module(model, point, HadamardRotation(signs))
-        transformed[f"{point}.signs"] = signs
+    for point, kind in kinds.items():
+        tensor = transforms[f"{point}.{TENSOR_OF_KIND[kind]}"]
+        _set_module(model, point, HadamardRotation(tensor) if kind == "hadamard" else OnlineMatrix(tensor))
+        transformed[f"{point}.{TENSOR_OF_KIND[kind]}"] = tensor
     if not with_quantizers:
         return QuantizedModel(model, meta["recipe"], config, {}, {}, {p: v["kind"] for p, v in
                                                                       meta["online_transforms"].items()}, {}, transformed)

@@ -109,11 +109,16 @@ def install_activation_quantizers(model: MambaLM, calib: torch.Tensor, config: Q
     return ranges
 
 
+ONLINE_KINDS = {"HadamardRotation": "hadamard", "OnlineMatrix": "matrix"}   # module type -> kind
+
+
 def online_transforms_of(model: MambaLM) -> dict[str, str]:
+    """{activation point: kind} of the online transforms a recipe left in the model."""
     out = {}
     for name, module in model.named_modules():
-        if type(module).__name__ == "HadamardRotation":
-            out[name.removesuffix(".0")] = "hadamard"
+        kind = ONLINE_KINDS.get(type(module).__name__)
+        if kind is not None:
+            out[name.removesuffix(".0")] = kind
     return out
 
 

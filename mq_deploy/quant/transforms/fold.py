@@ -60,20 +60,39 @@ def _lm_head_is_tied(model: MambaLM) -> bool:
 
 # ---------------------------------------------------------------------------------- residual stream
 
+class OnlineMatrix(nn.Module):
+    """x -> x·M over the last dim: an online transform that cannot be folded (the exit of a rotated
+    residual stream into a head tied to the embedding). Computed in x's dtype."""
+
+    def __init__(self, matrix: torch.Tensor):
+        super().__init__()
+        self.register_buffer("matrix", matrix.detach().clone())
+
+    def extra_repr(self) -> str:
+        return f"size={self.matrix.shape[0]}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.matrix.to(x.dtype)
+
+
 @torch.no_grad()
-def fold_rmsnorm_weights(model: MambaLM) -> None:
+def fold_rmsnorm_weights(model: MambaLM, untie_head: bool = True) -> None:
     """Fold every RMSNorm γ into the linear that reads it, and set γ to 1.
 
         RMSNorm(h)·diag(γ)·W_inᵀ = RMSNorm₁(h)·(W_in·diag(γ))ᵀ      (columns of in_proj scaled)
         norm_f likewise into the columns of lm_head.
 
-    lm_head is untied from the embedding first (its own Parameter, config.tie_word_embeddings =
-    False): the embedding must not take norm_f's γ, and R1 later treats the two differently.
+    A head tied to the embedding is untied first (its own Parameter, config.tie_word_embeddings =
+    False) when untie_head: the embedding must not take norm_f's γ. With untie_head=False a tied
+    head stays tied and norm_f keeps its γ: `rotate_residual_stream` then moves γ into the online
+    exit transform, and the model (and its artifact and export) store the embedding once.
     """
     for layer in model.backbone.layers:
         weight = layer.mixer.in_proj.weight
         _store(weight, _f64(weight) * _f64(layer.norm.weight).to(weight.device))
         layer.norm.weight.fill_(1)
+    if _lm_head_is_tied(model) and not untie_head:
+        return
     if _lm_head_is_tied(model):
         head = model.lm_head.weight
         model.lm_head.weight = nn.Parameter(head.detach().clone(), requires_grad=head.requires_grad)
@@ -85,14 +104,12 @@ def fold_rmsnorm_weights(model: MambaLM) -> None:
 
 def _require_folded_norms(model: MambaLM) -> None:
     norms = [(f"backbone.layers.{i}.norm", layer.norm) for i, layer in enumerate(model.backbone.layers)]
-    norms.append(("backbone.norm_f", model.backbone.norm_f))
+    if not _lm_head_is_tied(model):
+        norms.append(("backbone.norm_f", model.backbone.norm_f))
     for name, norm in norms:
         if not torch.all(norm.weight == 1):
             raise ValueError(f"rotate_residual_stream: {name}.weight (γ) is not folded; RMSNorm commutes "
                              "with a rotation only without γ. Call fold_rmsnorm_weights(model) first")
-    if _lm_head_is_tied(model):
-        raise ValueError("rotate_residual_stream: lm_head is tied to the embedding; call "
-                         "fold_rmsnorm_weights(model) first (it unties them)")
 
 
 @torch.no_grad()
@@ -102,16 +119,21 @@ def rotate_residual_stream(model: MambaLM, r1: torch.Tensor) -> None:
         E ← E·R1                                   (the embedding rows enter rotated)
         W_in ← W_in·R1                             (every in_proj reads RMSNorm(h·R1) = RMSNorm(h)·R1)
         W_out ← R1ᵀ·W_out,  b_out ← b_out·R1       (every block writes its output rotated)
-        W_head ← W_head·R1                         (exit)
+        W_head ← W_head·R1                         (exit, an untied head)
 
     Exact because a γ-free RMSNorm commutes with an orthogonal matrix (it preserves each row's
     norm), hence the requirement of folded norms. Unlike the paper, which rotates back with R1ᵀ
-    online before norm_f and then forward again for lm_head, the exit rotation is folded into the
-    untied lm_head: the same function with no online cost.
+    online before norm_f and then forward again for lm_head, the exit rotation is folded into an
+    untied lm_head: the same function with no online cost. A head tied to the embedding (E·R1 is
+    then its weight too) gets one online d×d transform instead, M = R1ᵀ·diag(γ_f)·R1 at
+    `lm_head_input` (norm_f's γ set to 1), since RMSNorm(h·R1)·M·(E·R1)ᵀ = RMSNorm(h)·diag(γ_f)·Eᵀ:
+    the embedding is stored once (the artifact and the export are one table smaller) for one small
+    matrix product before the head.
     """
     _require_folded_norms(model)
     device = model.lm_head.weight.device
     r1 = _rotation(r1, model.config.hidden_size, "R1", device)
+    tied = _lm_head_is_tied(model)
     embedding = model.backbone.embeddings.weight
     _store(embedding, _f64(embedding) @ r1)
     for layer in model.backbone.layers:
@@ -120,7 +142,16 @@ def rotate_residual_stream(model: MambaLM, r1: torch.Tensor) -> None:
         _store(mixer.out_proj.weight, r1.T @ _f64(mixer.out_proj.weight))
         if mixer.out_proj.bias is not None:
             _store(mixer.out_proj.bias, _f64(mixer.out_proj.bias) @ r1)
-    _store(model.lm_head.weight, _f64(model.lm_head.weight) @ r1)
+    if not tied:
+        _store(model.lm_head.weight, _f64(model.lm_head.weight) @ r1)
+        return
+    norm_f = model.backbone.norm_f.weight
+    exit_matrix = r1.T @ (_f64(norm_f).to(device)[:, None] * r1)
+    norm_f.fill_(1)
+    if type(model.lm_head_input).__name__ != "ActivationPoint":
+        raise ValueError("rotate_residual_stream: lm_head_input already holds a transform; a tied head takes the "
+                         "exit transform there")
+    model.lm_head_input = OnlineMatrix(exit_matrix.to(embedding.dtype))
 
 
 # ---------------------------------------------------------------------------------- dt bottleneck
