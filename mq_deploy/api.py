@@ -8,19 +8,8 @@ from pathlib import Path
 from .data.calibration import calibration_batches
 from .errors import MQDeployError
 from .eval import evaluate_model
+from .eval.model_loading import load_for_eval
 from .models.loading import load_model
-from .models.tokenizer import load_tokenizer
-
-
-def load_for_eval(model_dir):
-    """(model, tokenizer, description) for an FP checkpoint or a quantized artifact directory."""
-    from .quant.artifact import is_quantized_artifact, load_quantized
-    if is_quantized_artifact(model_dir):
-        qm = load_quantized(model_dir)
-        label = f"{qm.recipe} {qm.config.label} {qm.config.mode} (fake-quant)"
-        return qm.model, load_tokenizer(Path(model_dir), qm.model.config.tokenizer), label
-    loaded = load_model(model_dir)
-    return loaded.model, loaded.tokenizer, "FP32"
 
 
 def evaluate_text(model_dir, text: str, **kwargs) -> dict:
