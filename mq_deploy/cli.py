@@ -180,6 +180,11 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_lm_eval(args) -> int:
+    from .eval.lm_eval_cli import run_lm_eval
+    return run_lm_eval(args.lm_eval_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mq-deploy",
@@ -355,11 +360,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugins", default=None, help="libmq_plugins.so (default: beside the package or MQ_PLUGIN_PATH)")
     p.add_argument("--out", default="out/bench", help="output prefix for .md/.json/.png (default out/bench)")
     p.set_defaults(func=_cmd_bench)
+
+    # Everything after the verb is lm-eval's own arguments, passed through unparsed (see main).
+    p = verbs.add_parser("lm-eval", add_help=False, usage="mq-deploy lm-eval --model mq-deploy --model_args "
+                         "path=PATH[,backend=torch|onnxruntime|tensorrt] --tasks TASKS [lm_eval options]",
+                         help="lm-evaluation-harness with --model mq-deploy (FP, quantized, ONNX or engine)",
+                         description="lm-eval's command line with the mq-deploy model registered (docs/lm_eval.md).")
+    p.set_defaults(func=_cmd_lm_eval, passes_through=True)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passes_through", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.lm_eval_args = extra
     try:
         return args.func(args)
     except MQDeployError as e:
