@@ -20,13 +20,9 @@ EVAL_SEQ_LEN = 512          # quantize --eval: windows of eval's default length
 def load_for_eval(model_dir):
     """(model, tokenizer getter, description) for an FP checkpoint or a quantized artifact directory.
     The tokenizer is loaded only if a text has to be tokenized (token ids need none)."""
-    from .quant.artifact import is_quantized_artifact, load_quantized
-    if is_quantized_artifact(model_dir):
-        qm = load_quantized(model_dir)
-        label = f"{qm.recipe} {qm.config.label} {qm.config.mode} (fake-quant)"
-        return qm.model, lambda: load_tokenizer(Path(model_dir), qm.model.config.tokenizer), label
-    loaded = load_model(model_dir)
-    return loaded.model, lambda: loaded.tokenizer, "FP32"
+    from .eval.model_loading import load_eval_model
+    model, label = load_eval_model(model_dir)
+    return model, lambda: load_tokenizer(Path(model_dir), model.config.tokenizer), label
 
 
 def evaluate_text(model_dir, text: str, seq_len: int = 512, batch_size: int = 8, max_tokens: int | None = None,

@@ -64,3 +64,8 @@ def re_bits(cell: str) -> tuple[float, float]:
     import re
     m = re.match(r"([0-9.]+) bits/byte \(unigram ([0-9.]+)\)", cell)
     return float(m.group(1)), float(m.group(2))
+
+def test_unknown_arguments_are_refused_by_every_verb_but_lm_eval():
+    """`lm-eval` passes what follows it to lm-eval unparsed; the other verbs still refuse strays."""
+    out = run("doctor", "--bogus")
+    assert out.returncode == 2 and "unrecognized arguments: --bogus" in out.stderr

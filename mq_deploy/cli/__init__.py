@@ -34,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passes_through", False):      # only lm-eval takes foreign arguments
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.lm_eval_args = extra
     try:
         return args.func(args)
     except MQDeployError as e:

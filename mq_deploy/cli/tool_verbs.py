@@ -1,4 +1,4 @@
-"""doctor and demo."""
+"""doctor, demo and lm-eval."""
 
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ def run_demo(args) -> int:
     return demo(max_tokens=args.max_tokens)
 
 
+def run_lm_eval(args) -> int:
+    from ..lm_eval.cli import run_lm_eval as lm_eval
+    return lm_eval(args.lm_eval_args)
+
+
 def register(verbs) -> None:
     p = verbs.add_parser("doctor", help="report versions, what each stage is missing, and the fix",
                          description="Report installed versions (torch, onnx, onnxruntime, tensorrt, CUDA), "
@@ -40,3 +45,10 @@ def register(verbs) -> None:
     p.add_argument("--max-tokens", type=int, default=131072,
                    help="bytes of each text for the perplexity stages (default 131072; 0 = all)")
     p.set_defaults(func=run_demo)
+
+    # Everything after the verb is lm-eval's own arguments, passed through unparsed (see cli.main).
+    p = verbs.add_parser("lm-eval", add_help=False, usage="mq-deploy lm-eval --model mq-deploy --model_args "
+                         "path=PATH[,backend=torch|onnxruntime|tensorrt] --tasks TASKS [lm_eval options]",
+                         help="lm-evaluation-harness with --model mq-deploy (FP, quantized, ONNX or engine)",
+                         description="lm-eval's command line with the mq-deploy model registered (docs/lm_eval.md).")
+    p.set_defaults(func=run_lm_eval, passes_through=True)

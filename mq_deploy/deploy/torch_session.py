@@ -14,7 +14,7 @@ from ..models.mamba import MambaState
 from .contract import INPUT_IDS, LOGITS, state_names
 from .session import Session
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 
 
 def torch_device(name: str | None) -> torch.device:

@@ -23,6 +23,7 @@ class ByteTokenizer:
 
     name = BYTE_TOKENIZER
     vocab_size = 256
+    end_of_text_id = None           # no special tokens: every id is a byte
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
@@ -48,6 +49,7 @@ class HFTokenizer:
                                 "checkpoint, or remove them and pass token ids") from None
         self.name = type(self._tok).__name__
         self.vocab_size = len(self._tok)
+        self.end_of_text_id = self._tok.eos_token_id    # GPT-NeoX's <|endoftext|> for Mamba checkpoints
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False)
@@ -56,10 +58,19 @@ class HFTokenizer:
         return self._tok.decode([int(i) for i in ids])
 
 
+def has_own_tokenizer(model_dir: Path) -> bool:
+    return (Path(model_dir) / "tokenizer.json").is_file() or (Path(model_dir) / "tokenizer_config.json").is_file()
+
+
+def has_tokenizer(model_dir: Path, declared: str | None) -> bool:
+    """Whether load_tokenizer finds a tokenizer (token-id-only checkpoints, e.g. mamba_ssm's, have none)."""
+    return has_own_tokenizer(model_dir) or declared == BYTE_TOKENIZER
+
+
 def load_tokenizer(model_dir: Path, declared: str | None):
     """The tokenizer for a model directory: its own files if present, else the declared built-in."""
     model_dir = Path(model_dir)
-    if (model_dir / "tokenizer.json").is_file() or (model_dir / "tokenizer_config.json").is_file():
+    if has_own_tokenizer(model_dir):
         return HFTokenizer(model_dir)
     if declared == BYTE_TOKENIZER:
         return ByteTokenizer()

@@ -25,6 +25,13 @@ class TensorRTSession(Session):
                                     "(it is written beside the prefill plan)")
             self._runners["decode"] = TrtEngineRunner(decode_plan, plugins)
 
+    def input_profile(self, name: str, graph: str = "prefill") -> tuple:
+        """(min, opt, max) shapes of an input in the engine's optimization profile."""
+        info = next((t for t in self._runners[graph].inputs if t.name == name), None)
+        if info is None:
+            raise MQDeployError(f"the {graph} engine has no input {name}")
+        return info.profile
+
     def run(self, graph: str, feeds: dict) -> dict:
         if graph not in self._runners:
             raise MQDeployError(f"this TensorRT session has no {graph} engine")
