@@ -115,6 +115,14 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int kPending>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
 
+// A value the compiler must keep in a register: loop-invariant per-thread offsets that ptxas
+// would otherwise recompute from threadIdx in every state iteration (~60 integer instructions per
+// state in the SASS before this; see NOTES_onepass.md).
+__device__ __forceinline__ int opaque(int v) {
+    asm volatile("" : "+r"(v));
+    return v;
+}
+
 template <typename T>
 constexpr int min_blocks() {
     // fp16/bf16: 4 blocks (16 warps) per SM fit 64 K registers at <= 128 each and ~51 KB shared
@@ -223,7 +231,7 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
     Raw raw[2][4];
     int const bc_r = 4 * tid;
     float* const bc_dst = s_bc + (bc_r / K) * kOpBcSegStride + bc_r % K;
-    float const* const bc_seg = s_bc + seg * kOpBcSegStride;  // this thread's segment, buffer 0, B, state 0
+    float const* const bc_seg = s_bc + op::opaque(seg * kOpBcSegStride);  // this thread's segment, buffer 0, B, state 0
     int const bc_step = p.reverse ? -N : N;
     auto fetch_bc = [&](int chunk, int group) {
         int const pos0 = chunk * kOpChunk + bc_r;
@@ -262,8 +270,10 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
             *reinterpret_cast<float4*>(dst + kBcState) = make_float4(v0.y, v1.y, v2.y, v3.y);
         }
     };
-    auto load_row = [&](float (&v)[K], int buf, int m, int state_in_group) {
-        float const* const src = bc_seg + ((buf * 2 + m) * kOpStateGroup + state_in_group) * kBcState;
+    // Row of matrix m (0: B, 1: C), state state_in_group, from the group's buffer (bc_group: bc_seg
+    // plus the buffer's offset).
+    auto load_row = [&](float (&v)[K], float const* bc_group, int m, int state_in_group) {
+        float const* const src = bc_group + (m * kOpStateGroup + state_in_group) * kBcState;
 #pragma unroll
         for (int j = 0; j < K; j += 4) {
             float4 const q = *reinterpret_cast<float4 const*>(src + j);
@@ -275,9 +285,13 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
     };
 
     // Per-thread shared-memory addresses, fixed for the whole kernel.
-    float const* const a2_row = s_a2[ci];
-    float2* const agg_out = &s_agg[0][warp][ci];
-    float2 const* const agg_in = &s_agg[0][0][ci];
+    float const* const a2_row = &s_a2[0][0] + op::opaque(ci * kMaxDstate);
+    float2* const agg_out = &s_agg[0][0][0] + op::opaque(warp * kOpChannels + ci);
+    float2 const* const agg_in = &s_agg[0][0][0] + op::opaque(ci);
+    bool const last_seg = op::opaque(seg_in_warp) == kOpSegsPerWarp - 1;  // writes the warp aggregate
+    bool const first_seg = op::opaque(seg_in_warp) == 0;
+    bool const writes_carry = op::opaque(warp) == kOpWarps - 1 && first_seg;
+    int const warp_k = op::opaque(warp);
     constexpr int kAggParity = kOpWarps * kOpChannels;  // float2 elements between the two parities
 
     // Prologue: chunk 0's tiles in flight, B/C group 0 of chunk 0 in buffer 0.
@@ -315,11 +329,12 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
             dtsum += d;
             y[i] = 0.0f;
         }
-        float const* const carry_in = s_carry[chunk & 1][ci];
-        float* const carry_out = s_carry[(chunk + 1) & 1][ci];
+        float const* const carry_in = &s_carry[0][0][0] + op::opaque(((chunk & 1) * kOpChannels + ci) * kMaxDstate);
+        float* const carry_out = &s_carry[0][0][0] + op::opaque((((chunk + 1) & 1) * kOpChannels + ci) * kMaxDstate);
 
         for (int group = 0; group < ngroups; ++group) {
             int const cur = (chunk * ngroups + group) & 1;  // B/C buffer of this group
+            float const* const bc_group = bc_seg + op::opaque(cur * 2 * kOpStateGroup * kBcState);
             bool const next_exists = group + 1 < ngroups || chunk + 1 < nchunks;
             if (next_exists) {
                 fetch_bc(group + 1 < ngroups ? chunk : chunk + 1, group + 1 < ngroups ? group + 1 : 0);
@@ -338,7 +353,7 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
                 ScanPair pr{1.0f, 0.0f};
                 if (live) {
                     float bv[K];
-                    load_row(bv, cur, 0, sig);
+                    load_row(bv, bc_group, 0, sig);
                     pr = segment_pass1<K>(dt, u, bv, a2, dtsum, dec, ub);
 #pragma unroll
                     for (int level = 0; level < kOpScanLevels; ++level) {
@@ -349,7 +364,7 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
                         }
                     }
                 }
-                if (seg_in_warp == kOpSegsPerWarp - 1) {
+                if (last_seg) {
                     agg_out[sig * kAggParity] = make_float2(pr.a, pr.b);
                 }
                 __syncthreads();  // per state: the warps' aggregates
@@ -364,8 +379,8 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
                     agg[k] = ScanPair{g.x, g.y};
                 }
                 float h_warp;
-                float const h_next = chain_warps<kOpWarps>(carry_in[n], agg, warp, &h_warp);
-                if (warp == kOpWarps - 1 && seg_in_warp == 0) {
+                float const h_next = chain_warps<kOpWarps>(carry_in[n], agg, warp_k, &h_warp);
+                if (writes_carry) {
                     carry_out[n] = h_next;
                 }
                 if (live) {
@@ -373,8 +388,8 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
                     float const h_end = fmaf(pr.a, h_warp, pr.b);
                     float const h_prev = __shfl_up_sync(0xffffffffu, h_end, kOpChannels);
                     float cv[K];
-                    load_row(cv, cur, 1, sig);
-                    segment_pass2<K>(seg_in_warp == 0 ? h_warp : h_prev, dec, ub, cv, y);
+                    load_row(cv, bc_group, 1, sig);
+                    segment_pass2<K>(first_seg ? h_warp : h_prev, dec, ub, cv, y);
                 }
             }
         }
