@@ -110,6 +110,9 @@ def test_cpp_unit_tests_pass(native_build):
     assert " 0 failed" in result.stdout
     assert "[PASS] scan_attributes_serialization_round_trip" in result.stdout
     assert "[PASS] chunked_scan_matches_sequential_reference" in result.stdout
+    for name in ("onepass_model_matches_sequential_reference", "onepass_fast_softplus_and_gate_accuracy",
+                 "onepass_combine_is_the_affine_composition"):
+        assert f"[PASS] {name}" in result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +126,8 @@ def kernels_lib(native_build):
 
 def test_kernels_export_the_c_api(kernels_lib):
     lib = ctypes.CDLL(str(kernels_lib))  # loading needs no GPU: nothing is launched
-    for name in ("mq_selective_scan", "mq_selective_scan_sequential", "mq_selective_state_update",
+    for name in ("mq_selective_scan", "mq_selective_scan_sequential", "mq_selective_scan_onepass",
+                 "mq_selective_state_update",
                  "mq_selective_scan_workspace_size", "mq_selective_scan_workspace_bound",
                  "mq_hadamard_transform", "mq_hadamard_base_order", "mq_status_string", "mq_kernels_version"):
         assert hasattr(lib, name), name
@@ -165,6 +169,14 @@ def test_kernels_c_api_checks_arguments_without_launching(kernels_lib):
                   **dummy) == 1
     assert status(dtype=0, batch=1, seqlen=5, dim=8, dstate=16, initial_state=4096, final_state=4096 + 4 * 127,
                   **ws, **dummy) == 1  # overlap by one float
+    onepass = raw.mq_selective_scan_onepass
+    assert onepass(ctypes.byref(mq.ScanArgs(dtype=1, batch=1, seqlen=5, dim=8, dstate=65, **dummy)), None) == 2
+    assert onepass(ctypes.byref(mq.ScanArgs(dtype=9, batch=1, seqlen=5, dim=8, dstate=16, **dummy)), None) == 1
+    assert onepass(ctypes.byref(mq.ScanArgs(dtype=0, batch=0, seqlen=5, dim=8, dstate=16)), None) == 0
+    assert onepass(ctypes.byref(mq.ScanArgs(dtype=0, batch=1, seqlen=5, dim=8, dstate=16, x=16, A=16)), None) == 1
+    # 32-bit offsets inside a batch row: seqlen * dim beyond 2^31 is refused before any launch
+    assert onepass(ctypes.byref(mq.ScanArgs(dtype=1, batch=1, seqlen=1 << 20, dim=1 << 12, dstate=16, **dummy)),
+                   None) == 2
     decode = mq.ScanArgs(dtype=0, batch=1, seqlen=2, dim=8, dstate=16, **dummy)
     assert raw.mq_selective_state_update(ctypes.byref(decode), None) == 1  # decode is one token
     assert raw.mq_hadamard_transform(None, None, None, 4, 1000, 0, None) == 2
@@ -208,6 +220,27 @@ def test_gpu_check_driver_plans_the_issue_shapes():
         assert {getattr(c, flag) for c in cases} == {False, True}
     assert any(c.batch == 1 and c.seqlen == 2048 and c.dim == 1536 for c in gpu_check.timing_cases())
     assert gpu_check.main(["--list-cases", "--quick"]) == 0
+    # issue 15: every N the one-pass kernel distinguishes, in the 16-bit dtypes, over several chunks
+    onepass_n = {c.dstate for c in cases if c.dtype == "float16" and c.seqlen > 1024}
+    assert onepass_n >= {4, 5, 16, 32, 64}
+    assert any(c.dim % 4 for c in cases) and any(c.dstate % 2 for c in cases if c.seqlen > 512)
+
+
+def test_gpu_check_timing_grid_is_issue_15s():
+    """One row per (implementation, B, L, D, N, dtype) over the acceptance grid, with `vs floor`."""
+    gpu_check = load_module("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
+    grid = {(c.batch, c.seqlen, c.dim, c.dstate, c.dtype) for c in gpu_check.timing_cases()}
+    assert grid == {(b, l, d, n, t) for b in (1, 8) for l in (128, 2048, 8192) for d in (1536, 5120)
+                    for n in (16, 64) for t in ("float16", "bfloat16")}
+    assert len(gpu_check.timing_cases()) == len(grid) == 48
+    assert gpu_check.ALGORITHMS == ("onepass", "chunked", "sequential")
+    headers = [h for h, _, _ in gpu_check.TIMING_COLUMNS]
+    assert "vs floor" in headers and {"impl", "dtype", "B", "L", "D", "N"} <= set(headers)
+    quick = {(c.batch, c.seqlen, c.dim) for c in gpu_check.timing_cases(quick=True)}
+    assert quick == {(1, 2048, 1536), (1, 2048, 5120)}
+    assert gpu_check.main(["--list-cases", "--algorithms", "onepass"]) == 0
+    with pytest.raises(SystemExit):
+        gpu_check.main(["--list-cases", "--algorithms", "fastest"])
 
 
 @pytest.mark.parametrize("case_args", [

@@ -63,7 +63,8 @@ class MqKernels:
     def __init__(self, path: str | pathlib.Path):
         self.path = str(path)
         lib = ctypes.CDLL(self.path)
-        for name in ("mq_selective_scan", "mq_selective_scan_sequential", "mq_selective_state_update"):
+        for name in ("mq_selective_scan", "mq_selective_scan_sequential", "mq_selective_scan_onepass",
+                     "mq_selective_state_update"):
             fn = getattr(lib, name)
             fn.argtypes = [ctypes.POINTER(ScanArgs), ctypes.c_void_p]
             fn.restype = ctypes.c_int
@@ -98,7 +99,7 @@ class MqKernels:
     def selective_scan(self, x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None,
                        delta_softplus=True, initial_state=None, reverse=False, *, y=None, final_state=None,
                        workspace=None, algorithm="chunked"):
-        """Runs the scan; returns (y, final_state). algorithm: chunked | sequential | decode.
+        """Runs the scan; returns (y, final_state). algorithm: chunked | onepass | sequential | decode.
 
         y / final_state / workspace are allocated here when not given (allocation is the caller's
         business; the library itself never allocates). For algorithm="decode", x etc. are
@@ -130,6 +131,7 @@ class MqKernels:
             initial_state=_ptr(initial_state), y=_ptr(y), final_state=_ptr(final_state),
             workspace=_ptr(workspace), workspace_bytes=0 if workspace is None else workspace.numel())
         fn = {"chunked": self._lib.mq_selective_scan, "sequential": self._lib.mq_selective_scan_sequential,
+              "onepass": self._lib.mq_selective_scan_onepass,
               "decode": self._lib.mq_selective_state_update}[algorithm]
         self._check(fn(ctypes.byref(args), _stream_handle()), f"selective scan ({algorithm})")
         return y, final_state
@@ -190,9 +192,12 @@ def find_kernels_library() -> pathlib.Path | None:
     return None
 
 
-def cuda_selective_scan(kernels: MqKernels):
-    """A scan implementation with `mq_deploy.ops.selective_scan`'s signature that runs the chunked
-    CUDA kernel (forward only, no autograd; float32/float16/bfloat16 activations)."""
+def cuda_selective_scan(kernels: MqKernels, algorithm: str = "chunked"):
+    """A scan implementation with `mq_deploy.ops.selective_scan`'s signature that runs a CUDA kernel
+    of libmq_kernels (forward only, no autograd; float32/float16/bfloat16 activations).
+    algorithm: chunked (default, what the TensorRT plugin runs) | onepass | sequential."""
+    if algorithm not in ("chunked", "onepass", "sequential"):
+        raise ValueError(f"unknown scan algorithm {algorithm!r} (chunked, onepass or sequential)")
 
     def scan(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None, delta_softplus=True,
              initial_state=None, reverse=False, return_final_state=False):
@@ -201,7 +206,7 @@ def cuda_selective_scan(kernels: MqKernels):
         f32 = lambda t: None if t is None else t.float().contiguous()  # noqa: E731
         y, state = kernels.selective_scan(x.contiguous(), same(delta), f32(A), same(B), same(C), f32(D),
                                           f32(delta_bias), same(z), f32(gate_scale), delta_softplus,
-                                          f32(initial_state), reverse)
+                                          f32(initial_state), reverse, algorithm=algorithm)
         return (y, state) if return_final_state else y
 
     return scan

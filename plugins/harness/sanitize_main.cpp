@@ -106,7 +106,8 @@ struct ScanCase {
     bool gate, initial_state;
 };
 
-// The kernels through the C API: chunked, sequential and (for L = 1) the in-place decode step.
+// The kernels through the C API: chunked, sequential, one-pass (also in place) and (for L = 1) the
+// in-place decode step.
 void run_kernels(ScanCase const& c, cudaStream_t stream) {
     size_t const bld = static_cast<size_t>(c.batch) * c.seqlen * c.dim;
     size_t const bln = static_cast<size_t>(c.batch) * c.seqlen * c.dstate;
@@ -149,6 +150,13 @@ void run_kernels(ScanCase const& c, cudaStream_t stream) {
     a.workspace_bytes = ws.bytes;
     expect(mq_selective_scan(&a, stream) == MQ_SUCCESS, "mq_selective_scan");
     expect(mq_selective_scan_sequential(&a, stream) == MQ_SUCCESS, "mq_selective_scan_sequential");
+    expect(mq_selective_scan_onepass(&a, stream) == MQ_SUCCESS, "mq_selective_scan_onepass");
+    if (c.initial_state) {  // the one-pass scan in place: final_state aliasing initial_state
+        cuda_ok(cudaMemcpyAsync(state.ptr, h0.ptr, bdn * 4, cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync");
+        mq_selective_scan_args in_place = a;
+        in_place.initial_state = static_cast<float const*>(state.ptr);
+        expect(mq_selective_scan_onepass(&in_place, stream) == MQ_SUCCESS, "mq_selective_scan_onepass in place");
+    }
     if (c.seqlen == 1) {
         a.initial_state = static_cast<float const*>(state.ptr);  // in place, as decode graphs run it
         expect(mq_selective_state_update(&a, stream) == MQ_SUCCESS, "mq_selective_state_update");
@@ -215,6 +223,7 @@ int main() {
         {MQ_FLOAT32, 1, 513, 96, 64, 0, true, true},      // N = 64: four threads per channel
         {MQ_FLOAT32, 3, 77, 40, 5, 1, false, false},      // N = 5 padded, no gate
         {MQ_FLOAT16, 4, 1, 300, 16, 0, true, true},       // decode
+        {MQ_BFLOAT16, 1, 1100, 64, 32, 1, true, true},    // one-pass: three chunks, reverse, idle warps in the last
     };
     for (ScanCase const& c : cases) {
         run_kernels(c, stream);

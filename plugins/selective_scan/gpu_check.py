@@ -11,9 +11,12 @@ with the reference computed in float64 from the very same (rounded) inputs. Tole
   final_state:  1e-5 for every dtype (the state is float32 whatever the activation dtype).
 Outputs and workspace are filled with NaN before every run, so unwritten elements fail the check.
 
-Timing: median of --reps runs, each bracketed by CUDA events, queued behind a GPU sleep so host
+Timing: one row per (implementation, B, L, D, N, dtype) over the grid of issue 15 (onepass, chunked,
+sequential; B in {1, 8}, L in {128, 2048, 8192}, D in {1536, 5120}, N in {16, 64}, float16 and
+bfloat16). Each time is the median of up to --reps runs (fewer for slow rows, at least 3; a row gets
+about ROW_BUDGET_S of GPU time), each bracketed by CUDA events and queued behind a GPU sleep so host
 launch overhead is not timed. Floor = max(bytes moved / measured device-to-device copy bandwidth,
-B*L*D*N exponentials / measured exp rate); ratio = chunked time / floor.
+B*L*D*N exponentials / measured exp rate); `vs floor` = median time / floor.
 
 Importing this module needs no GPU (the CPU test suite plans its cases).
 """
@@ -38,6 +41,8 @@ from mq_deploy.ops import cuda_kernels as mq_kernels_ctypes  # noqa: E402  (the 
 Y_TOLERANCE = {"float32": 1e-5, "float16": 2.0**-10, "bfloat16": 2.0**-7}
 STATE_TOLERANCE = 1e-5
 DTYPES = ("float32", "float16", "bfloat16")
+ALGORITHMS = ("onepass", "chunked", "sequential")  # the scan implementations compared (decode apart)
+ROW_BUDGET_S = 0.15  # GPU time one timing row may take (its repetitions), beyond the warm-up
 FLAG_COMBOS = [(r, g, h) for r in (False, True) for g in (False, True) for h in (False, True)]
 REFERENCE_SLICE_ELEMENTS = 2**27  # above this B*L*D*N the reference runs one batch element at a time
 
@@ -77,14 +82,37 @@ def correctness_cases(quick: bool = False) -> list[ScanCase]:
     # Other state layouts (N <= 4, N = 5 padded, 2 and 4 threads per channel) and no softplus.
     cases += [ScanCase(2, 300, 1000, "float32", True, True, True, dstate=n) for n in (4, 5, 32, 64)]
     cases.append(ScanCase(2, 300, 1000, "float16", False, True, True, dstate=16, delta_softplus=False))
+    # The one-pass kernel's chunking (512 positions) and staging: several chunks with a ragged tail,
+    # every N, the 16-bit dtypes; D not a multiple of 4 and odd N (element loads instead of rows).
+    cases += [ScanCase(2, 1300, 1000, dtype, n % 2 == 1, n != 16, True, dstate=n)
+              for dtype in ("float16", "bfloat16") for n in (4, 5, 16, 32, 64)]
+    cases += [ScanCase(2, 777, 1001, "float16", False, True, True, dstate=16),
+              ScanCase(1, 513, 998, "bfloat16", True, True, False, dstate=5),
+              ScanCase(3, 1030, 514, "float32", True, False, True, dstate=33)]
     return cases
 
 
-def timing_cases(quick: bool = False) -> list[ScanCase]:
-    shapes = [(1, 2048, 1536), (8, 2048, 1536), (1, 8192, 2560), (8, 8192, 2560)]
+@dataclasses.dataclass(frozen=True)
+class TimingCase:
+    batch: int
+    seqlen: int
+    dim: int
+    dstate: int
+    dtype: str
+
+    def scan_case(self) -> ScanCase:
+        return ScanCase(self.batch, self.seqlen, self.dim, self.dtype, gate=True, dstate=self.dstate)
+
+    def label(self) -> str:
+        return f"{self.dtype} B={self.batch} L={self.seqlen} D={self.dim} N={self.dstate}"
+
+
+def timing_cases(quick: bool = False) -> list[TimingCase]:
+    """Issue 15's grid (gate on, as deployed): 48 shapes; quick: the two acceptance shapes."""
     if quick:
-        shapes = shapes[:2]
-    return [ScanCase(b, l, d, dtype, gate=True) for b, l, d in shapes for dtype in DTYPES]
+        return [TimingCase(1, 2048, d, 16, dtype) for d in (1536, 5120) for dtype in ("float16", "bfloat16")]
+    return [TimingCase(b, l, d, n, dtype) for b in (1, 8) for l in (128, 2048, 8192) for d in (1536, 5120)
+            for n in (16, 64) for dtype in ("float16", "bfloat16")]
 
 
 # ---- inputs and reference ------------------------------------------------------------------------
@@ -165,13 +193,15 @@ def run_kernel(lib, case: ScanCase, inputs, algorithm: str):
     state = torch.full((case.batch, case.dim, case.dstate), math.nan, device="cuda")
     ws_bytes = lib.workspace_size(case.batch, case.seqlen, case.dim, case.dstate) if algorithm == "chunked" else 0
     workspace = torch.full((max(ws_bytes, 16),), 0xFF, dtype=torch.uint8, device="cuda")  # NaN as float32
-    if algorithm == "decode":
+    kernel = algorithm
+    if algorithm in ("decode", "onepass-inplace"):
         state.copy_(inputs["initial_state"])  # in-place update: state in == state out
         args = dict(inputs, initial_state=state)
+        kernel = "decode" if algorithm == "decode" else "onepass"
     else:
         args = inputs
     lib.selective_scan(**args, delta_softplus=case.delta_softplus, reverse=case.reverse, y=y, final_state=state,
-                       workspace=workspace, algorithm=algorithm)
+                       workspace=workspace, algorithm=kernel)
     torch.cuda.synchronize()
     return y, state
 
@@ -186,11 +216,16 @@ def check_case(lib, ref_fn, case: ScanCase, algorithm: str, seed: int) -> dict:
             "tol_y": Y_TOLERANCE[case.dtype], "ok": ok}
 
 
-def correctness(lib, ref_fn, quick: bool) -> list[dict]:
+def correctness(lib, ref_fn, quick: bool, algorithms=ALGORITHMS) -> list[dict]:
     rows = []
     for i, case in enumerate(correctness_cases(quick)):
-        rows.append(check_case(lib, ref_fn, case, "chunked", seed=1000 + i))
-        if case.seqlen <= 2048 and case.batch == 1:  # the baseline must be right to be a fair baseline
+        if "chunked" in algorithms:
+            rows.append(check_case(lib, ref_fn, case, "chunked", seed=1000 + i))
+        if "onepass" in algorithms:
+            rows.append(check_case(lib, ref_fn, case, "onepass", seed=1000 + i))
+            if case.initial_state and case.seqlen > 1:  # final_state aliasing initial_state
+                rows.append(check_case(lib, ref_fn, case, "onepass-inplace", seed=1000 + i))
+        if "sequential" in algorithms and case.seqlen <= 2048 and case.batch == 1:  # a fair baseline is a right one
             rows.append(check_case(lib, ref_fn, case, "sequential", seed=1000 + i))
     for i, dtype in enumerate(DTYPES):  # decode: one token, state updated in place
         for dim in (1000, 2560):
@@ -281,29 +316,62 @@ def scan_bytes(case: ScanCase, act_bytes: int) -> int:
     return act_bytes * (activations + 2 * b * l * n) + params + 4 * b * d * n * (1 + int(case.initial_state))
 
 
-def timing(lib, reps: int, bandwidth: float, exps_per_s: float, quick: bool) -> list[dict]:
+def timing(lib, reps: int, bandwidth: float, exps_per_s: float, quick: bool, algorithms=ALGORITHMS,
+           progress=None) -> list[dict]:
+    """One row per (implementation, shape): median time, both floors, time / floor, and the
+    speed-up over the sequential kernel when it was timed."""
     import torch
 
     rows = []
-    for i, case in enumerate(timing_cases(quick)):
+    for i, tcase in enumerate(timing_cases(quick)):
+        case = tcase.scan_case()
         inputs = make_inputs(case, seed=3000 + i)
         y = torch.empty_like(inputs["x"])
         state = torch.empty(case.batch, case.dim, case.dstate, device="cuda")
         ws = torch.empty(max(lib.workspace_size(case.batch, case.seqlen, case.dim, case.dstate), 16),
                          dtype=torch.uint8, device="cuda")
-        times = {}
-        for algorithm in ("chunked", "sequential"):
-            times[algorithm] = median_ms(
-                lambda: lib.selective_scan(**inputs, y=y, final_state=state, workspace=ws, algorithm=algorithm), reps)
         act_bytes = inputs["x"].element_size()
         mem_floor = scan_bytes(case, act_bytes) / bandwidth * 1e3
         exp_floor = case.batch * case.seqlen * case.dim * case.dstate / exps_per_s * 1e3
         floor = max(mem_floor, exp_floor)
-        rows.append({"case": case.label(), "chunked_us": times["chunked"] * 1e3,
-                     "sequential_us": times["sequential"] * 1e3,
-                     "speedup": times["sequential"] / times["chunked"], "mem_floor_us": mem_floor * 1e3,
-                     "exp_floor_us": exp_floor * 1e3, "ratio": times["chunked"] / floor})
+        times = {}
+        for algorithm in algorithms:
+            def run(algorithm=algorithm):
+                lib.selective_scan(**inputs, y=y, final_state=state, workspace=ws, algorithm=algorithm)
+            times[algorithm] = adaptive_median_ms(run, reps)
+        for algorithm in algorithms:
+            t = times[algorithm]
+            rows.append({"impl": algorithm, "dtype": tcase.dtype, "B": tcase.batch, "L": tcase.seqlen,
+                         "D": tcase.dim, "N": tcase.dstate, "case": tcase.label(), "time_us": t * 1e3,
+                         "mem_floor_us": mem_floor * 1e3, "exp_floor_us": exp_floor * 1e3,
+                         "vs_floor": t / floor,
+                         "vs_sequential": times["sequential"] / t if "sequential" in times else math.nan})
+        if progress is not None:
+            progress(f"{tcase.label()}: " + ", ".join(f"{a} {times[a] * 1e3:.1f} us" for a in algorithms))
+        del inputs, y, state, ws
     return rows
+
+
+def adaptive_median_ms(fn, reps: int) -> float:
+    """median_ms with as many runs as fit ROW_BUDGET_S (3 .. reps): slow baselines stay affordable."""
+    import torch
+
+    fn()  # warm-up (module load) and a first estimate
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    torch.cuda.synchronize()
+    once_ms = max(start.elapsed_time(end), 1e-3)
+    n = int(min(reps, max(3, ROW_BUDGET_S * 1e3 / once_ms)))
+    return median_ms(fn, n, warmup=1)
+
+
+TIMING_COLUMNS = [("impl", "impl", ""), ("dtype", "dtype", ""), ("B", "B", ""), ("L", "L", ""), ("D", "D", ""),
+                  ("N", "N", ""), ("median µs", "time_us", ".1f"), ("mem floor µs", "mem_floor_us", ".1f"),
+                  ("exp floor µs", "exp_floor_us", ".1f"), ("vs floor", "vs_floor", ".2f"),
+                  ("vs sequential", "vs_sequential", ".2f")]
 
 
 def hadamard_timing(lib, reps: int, bandwidth: float) -> list[dict]:
@@ -333,14 +401,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, help="also write the report here")
     parser.add_argument("--reps", type=int, default=50, help="timed runs per measurement (median)")
     parser.add_argument("--quick", action="store_true", help="fewer shapes")
+    parser.add_argument("--algorithms", default=",".join(ALGORITHMS),
+                        help=f"comma-separated scan implementations to check and time (of {', '.join(ALGORITHMS)})")
+    parser.add_argument("--only-timing", action="store_true", help="skip the correctness checks")
     parser.add_argument("--list-cases", action="store_true", help="print the planned cases and exit (no GPU)")
     args = parser.parse_args(argv)
 
+    algorithms = tuple(a for a in args.algorithms.split(",") if a)
+    if not algorithms or any(a not in ALGORITHMS for a in algorithms):
+        parser.error(f"--algorithms: choose from {', '.join(ALGORITHMS)}")
     if args.list_cases:
         for case in correctness_cases(args.quick):
             print("check", case.label())
         for case in timing_cases(args.quick):
-            print("time ", case.label())
+            print("time ", case.label(), "x", ",".join(algorithms))
         return 0
     if args.lib is None:
         parser.error("--lib is required")
@@ -363,8 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     exp_text = f"exp2 (MUFU) rate {exps / 1e12:.2f} T/s" if math.isfinite(exps) else "exp rate not measured"
     lines.append(f"- measured: device-to-device copy {bandwidth / 1e12:.2f} TB/s (read + write); {exp_text}")
 
-    checks = correctness(lib, ref_fn, args.quick)
-    hadamard, hadamard_source = check_hadamard(lib)
+    checks = [] if args.only_timing else correctness(lib, ref_fn, args.quick, algorithms)
+    hadamard, hadamard_source = ([], "-") if args.only_timing else check_hadamard(lib)
     lines += ["", "## Correctness (normwise relative error vs float64 reference)", "",
               markdown_table(checks, [("case", "case", ""), ("kernel", "algorithm", ""), ("err y", "err_y", ".2e"),
                                       ("tol y", "tol_y", ".1e"), ("err state", "err_state", ".2e"),
@@ -374,12 +448,10 @@ def main(argv: list[str] | None = None) -> int:
               markdown_table(hadamard, [("n", "n", ""), ("base m", "m", ""), ("dtype", "dtype", ""),
                                         ("err", "err", ".2e"), ("ok", "ok", "")])]
 
-    perf = timing(lib, args.reps, bandwidth, exps, args.quick)
+    perf = timing(lib, args.reps, bandwidth, exps, args.quick, algorithms,
+                  progress=lambda line: print(line, file=sys.stderr, flush=True))
     lines += ["", "## Selective scan time (median, microseconds)", "",
-              markdown_table(perf, [("case", "case", ""), ("chunked", "chunked_us", ".1f"),
-                                    ("sequential", "sequential_us", ".1f"), ("speedup", "speedup", ".2f"),
-                                    ("mem floor", "mem_floor_us", ".1f"), ("exp floor", "exp_floor_us", ".1f"),
-                                    ("chunked / floor", "ratio", ".2f")]),
+              markdown_table(perf, TIMING_COLUMNS),
               "", "## Hadamard transform time (median, microseconds)", "",
               markdown_table(hadamard_timing(lib, args.reps, bandwidth),
                              [("input", "shape", ""), ("fwht", "fwht_us", ".1f"), ("dense matmul", "dense_us", ".1f"),

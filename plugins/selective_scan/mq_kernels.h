@@ -62,10 +62,11 @@ typedef enum mq_dtype {
  *   D, delta_bias, gate_scale: [dim]       initial_state, final_state: [batch, dim, dstate]
  * Optional (may be NULL): D, delta_bias, z, gate_scale (needs z; NULL means 1), initial_state,
  * final_state. y may not alias any input. final_state may alias initial_state in
- * mq_selective_scan_sequential and mq_selective_state_update (each thread reads its own state before
- * writing it); mq_selective_scan refuses overlapping states with MQ_ERROR_INVALID_ARGUMENT, because
- * its chunks run concurrently and the last one writes final_state while the first may still be
- * reading initial_state.
+ * mq_selective_scan_sequential, mq_selective_scan_onepass and mq_selective_state_update (each
+ * thread, or each block for its channels, reads its states before writing them);
+ * mq_selective_scan refuses overlapping states with MQ_ERROR_INVALID_ARGUMENT, because its chunks
+ * run concurrently and the last one writes final_state while the first may still be reading
+ * initial_state.
  * seqlen may be 0 (then final_state = initial_state or zeros). 1 <= dstate <= MQ_SELECTIVE_SCAN_MAX_DSTATE,
  * batch <= 65535.
  */
@@ -107,6 +108,14 @@ MQ_API mq_status mq_selective_scan(const mq_selective_scan_args* args, mq_stream
 /* Baseline: one thread per channel walks the whole sequence (the TensorRT-LLM mapping). Same
  * contract; needs no workspace. Kept for benchmarks and as a cross-check. */
 MQ_API mq_status mq_selective_scan_sequential(const mq_selective_scan_args* args, mq_stream_t stream);
+
+/* One-pass scan: one launch, one exponential per (token, channel, state), each input read once,
+ * sequence-parallel inside a thread block (plugins/selective_scan/README.md, "One-pass kernel").
+ * Same contract; needs no workspace (workspace / workspace_bytes are ignored); final_state may
+ * alias initial_state. Any dim, dstate <= MQ_SELECTIVE_SCAN_MAX_DSTATE; 16-byte row loads when
+ * dim % 4 == 0 and x, delta, z, y are aligned to 4 elements, element loads otherwise.
+ * MQ_ERROR_UNSUPPORTED when seqlen * max(dim, dstate) > INT32_MAX (32-bit offsets in a batch row). */
+MQ_API mq_status mq_selective_scan_onepass(const mq_selective_scan_args* args, mq_stream_t stream);
 
 /*
  * Decode step (one token, seqlen == 1): state_in -> state_out, which may be the same buffer

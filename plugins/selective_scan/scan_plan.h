@@ -6,6 +6,13 @@
 #include <cstddef>
 #include <cstdint>
 
+// Plan functions the kernels call too: __host__ __device__ under nvcc, plain constexpr elsewhere.
+#if defined(__CUDACC__)
+#define MQ_PLAN_FN __host__ __device__ constexpr
+#else
+#define MQ_PLAN_FN constexpr
+#endif
+
 namespace mq::scan {
 
 constexpr int kThreadsPerBlock = 128;
@@ -37,7 +44,7 @@ constexpr StateLayout decode_layout(int dstate) {
     return dstate <= 16 ? StateLayout{4, 4} : dstate <= 32 ? StateLayout{8, 4} : StateLayout{16, 4};
 }
 
-constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+MQ_PLAN_FN int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 struct ScanPlan {
     StateLayout layout{4, 1};
@@ -91,5 +98,40 @@ inline std::size_t chunked_workspace_bound(int64_t max_batch, int64_t max_seqlen
     int64_t const rows = std::min(by_parallelism, by_length);
     return static_cast<std::size_t>(rows * (layout.padded() + 1)) * sizeof(float);
 }
+
+
+// ---- one-pass scan (onepass_kernel.cuh; design in README.md) ------------------------------------
+// A block of kOpWarps warps owns kOpChannels channels of one batch row and walks the sequence in
+// chunks of kOpChunk positions. Lane = segment_in_warp * kOpChannels + channel: the kOpChannels
+// lanes of one segment read the same B/C words (shared-memory broadcast), and a warp covers
+// kOpSegsPerWarp consecutive segments of kOpTokensPerThread positions each.
+constexpr int kOpTokensPerThread = 16;                               // K: positions per thread
+constexpr int kOpChannels = 4;                                       // channels per block
+constexpr int kOpWarps = 4;                                          // warps per block, along the sequence
+constexpr int kOpThreads = 32 * kOpWarps;
+constexpr int kOpSegsPerWarp = 32 / kOpChannels;                     // 8
+constexpr int kOpSegments = kOpWarps * kOpSegsPerWarp;               // 32 per chunk
+constexpr int kOpChunk = kOpSegments * kOpTokensPerThread;           // 512 positions per chunk
+constexpr int kOpStateGroup = 2;                                     // states of B/C staged at a time
+constexpr int kOpBcSegStride = kOpTokensPerThread + 4;               // floats; (K + 4) / 4 odd: no bank conflicts
+// Lane offsets of the in-warp (Kogge-Stone) scan: one, two, four segments back.
+constexpr int kOpScanLevels = 3;
+MQ_PLAN_FN int op_scan_offset(int level) { return kOpChannels << level; }
+static_assert(kOpSegsPerWarp == (1 << kOpScanLevels), "the in-warp scan spans the warp's segments");
+static_assert((kOpBcSegStride / 4) % 2 == 1 && kOpTokensPerThread % 4 == 0, "B/C rows: 16-byte reads, conflict-free");
+static_assert(kOpChunk == 4 * kOpThreads, "B/C staging: four positions per thread");
+
+MQ_PLAN_FN int64_t op_chunks(int64_t seqlen) { return ceil_div(seqlen, kOpChunk); }
+
+// Shared memory of the one-pass kernel (bytes): B/C groups (double-buffered, float32) and the
+// x/delta/z tiles (double-buffered, activation dtype, 16 bytes of padding per segment) in dynamic
+// shared memory; per-state A, carried states and warp aggregates in static shared memory.
+MQ_PLAN_FN std::size_t op_bc_bytes() {
+    return std::size_t{2} * 2 * kOpStateGroup * kOpSegments * kOpBcSegStride * sizeof(float);
+}
+MQ_PLAN_FN std::size_t op_row_bytes(std::size_t act_bytes) { return kOpChannels * act_bytes; }
+MQ_PLAN_FN std::size_t op_seg_bytes(std::size_t act_bytes) { return kOpTokensPerThread * op_row_bytes(act_bytes) + 16; }
+MQ_PLAN_FN std::size_t op_tile_bytes(std::size_t act_bytes) { return kOpSegments * op_seg_bytes(act_bytes); }
+MQ_PLAN_FN std::size_t op_dynamic_smem_bytes(std::size_t act_bytes) { return op_bc_bytes() + 2 * 3 * op_tile_bytes(act_bytes); }
 
 }  // namespace mq::scan

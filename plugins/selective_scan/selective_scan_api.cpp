@@ -1,4 +1,6 @@
 // The C API of libmq_kernels for the selective scan: argument checks, plan, dtype dispatch.
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 
 #include "mq_kernels.h"
@@ -122,6 +124,27 @@ mq_status mq_selective_scan_sequential(mq_selective_scan_args const* args, mq_st
     return run(args, stream, StateAlias::kAllowed, [](mq_selective_scan_args const& a) {
         return mq::scan::plan_sequential_scan(a.batch, a.seqlen, a.dim, a.dstate);
     });
+}
+
+mq_status mq_selective_scan_onepass(mq_selective_scan_args const* args, mq_stream_t stream) {
+    bool nothing_to_do = false;
+    mq_status const status = check_args(args, &nothing_to_do);
+    if (status != MQ_SUCCESS || nothing_to_do) {
+        return status;
+    }
+    // Offsets inside one batch row are 32-bit in the one-pass kernel.
+    if (static_cast<int64_t>(args->seqlen) * std::max(args->dim, args->dstate) > INT32_MAX) {
+        return MQ_ERROR_UNSUPPORTED;
+    }
+    // Each block reads its channels' initial state before anything else and writes their final
+    // state last, so final_state may alias initial_state. No workspace.
+    auto const s = reinterpret_cast<cudaStream_t>(stream);
+    switch (args->dtype) {
+    case MQ_FLOAT32: return mq::scan::launch_onepass_f32(*args, s);
+    case MQ_FLOAT16: return mq::scan::launch_onepass_f16(*args, s);
+    case MQ_BFLOAT16: return mq::scan::launch_onepass_bf16(*args, s);
+    }
+    return MQ_ERROR_INVALID_ARGUMENT;
 }
 
 mq_status mq_selective_state_update(mq_selective_scan_args const* args, mq_stream_t stream) {

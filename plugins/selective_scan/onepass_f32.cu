@@ -1,0 +1,12 @@
+// Instantiates the one-pass selective-scan kernel for float activations (one translation unit per
+// dtype, so they compile in parallel).
+#include "onepass_kernel.cuh"
+#include "selective_scan_launch.h"
+
+namespace mq::scan {
+
+mq_status launch_onepass_f32(mq_selective_scan_args const& args, cudaStream_t stream) {
+    return launch_onepass<float>(args, stream);
+}
+
+}  // namespace mq::scan
