@@ -128,7 +128,7 @@ def test_dispatch_and_shape_errors():
     torch.testing.assert_close(selective_scan(**inp, impl="sequential"), selective_scan_chunked(**inp))
     with pytest.raises(ValueError, match="unknown scan implementation"):
         selective_scan(**inp, impl="magic")
-    with pytest.raises(ValueError, match="B must have shape"):
-        selective_scan_ref(**{**inp, "B": inp["B"][:, :, :-1]})
+    with pytest.raises(ValueError, match="B must have shape"):   # the dispatcher checks before the reference runs
+        selective_scan(**{**inp, "B": inp["B"][:, :, :-1]}, impl="sequential")
     with pytest.raises(ValueError, match="initial_state must have shape"):
         selective_scan_fused(**{**inp, "initial_state": inp["initial_state"][:1]})
