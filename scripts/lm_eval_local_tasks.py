@@ -23,9 +23,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="directory of <task>.jsonl files")
     parser.add_argument("--out", required=True, help="directory for the task YAMLs (give it to --include_path)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace task files this script wrote before (never anything else)")
     args = parser.parse_args(argv)
     try:
-        written = write_local_tasks(args.data, args.out)
+        written = write_local_tasks(args.data, args.out, force=args.force)
     except MQDeployError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -169,6 +169,12 @@ CASES = (
     Case("eval-artifact-transforms-cut", "eval", "a quantized artifact whose transforms.safetensors is cut short",
          ("eval", "--model", "{tmp}/q", "--text", "{text}"), "truncated or not a safetensors file",
          artifact_with_cut("transforms.safetensors")),
+    Case("eval-json-over-a-users-file", "eval", "--json names a file mq-deploy did not write (checked before scoring)",
+         ("eval", "--model", "{fp}", "--text", "{text}", "--json", "{tmp}/result.json"),
+         "not from an mq-deploy eval result", a_file("result.json", b"{}")),
+    Case("eval-json-is-the-text", "eval", "--json names the --text file",
+         ("eval", "--model", "{fp}", "--text", "{tmp}/ids.json", "--json", "{tmp}/ids.json"), "is the input",
+         a_file("ids.json", b"[[1, 2, 3]]")),
     # ---- export -----------------------------------------------------------------------------------------
     Case("export-over-a-users-graph", "export", "--onnx names a model.onnx mq-deploy did not write",
          ("export", "--model", "{q}", "--onnx", "{tmp}/out/model.onnx"), "not from an mq-deploy export set",
@@ -268,4 +274,9 @@ CASES = (
     Case("demo-negative-max-tokens", "demo", "--max-tokens -5", ("demo", "--max-tokens", "-5"), "--max-tokens -5"),
     Case("doctor-unknown-option", "doctor", "an option doctor does not have", ("doctor", "--fix"),
          "unrecognized arguments: --fix"),
+    Case("doctor-json-over-a-users-file", "doctor", "--json names a file mq-deploy did not write",
+         ("doctor", "--json", "{tmp}/env.json"), "not from an mq-deploy doctor report", a_file("env.json", b"{}")),
+    Case("doctor-json-previous-report-without-force", "doctor", "--json names a previous report, no --force",
+         ("doctor", "--json", "{tmp}/env.json"), "pass --force to replace it",
+         a_file("env.json", b'{"producer": "mq-deploy 0.1.0"}')),
 )

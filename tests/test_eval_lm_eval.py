@@ -308,6 +308,28 @@ def test_paper_tasks_run_offline_from_local_jsonl(demo_model_dir, tmp_path, monk
     assert paper_average(results) == pytest.approx(sum(five) / 5)
 
 
+def test_local_task_files_never_replace_a_users_file(tmp_path):
+    """All task files or none; a file there already is replaced only if ours and force."""
+    from mq_deploy.lm_eval.tasks import write_local_tasks
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("arc_easy", "piqa"):
+        (data / f"{name}.jsonl").write_text(json.dumps(PAPER_TASK_DOCS[name]) + "\n", encoding="utf-8")
+    out = tmp_path / "tasks"
+    out.mkdir()
+    (out / "piqa.yaml").write_text("task: piqa  # the user's own\n")
+    with pytest.raises(MQDeployError, match="piqa.yaml already exist.*not from an mq-deploy lm-eval task file"):
+        write_local_tasks(data, out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["piqa.yaml"]
+    assert (out / "piqa.yaml").read_text() == "task: piqa  # the user's own\n"
+    (out / "piqa.yaml").unlink()
+    first = write_local_tasks(data, out)
+    with pytest.raises(MQDeployError, match="pass --force"):
+        write_local_tasks(data, out)
+    assert write_local_tasks(data, out, force=True) == first
+    assert json.loads((out / "arc_easy.yaml").read_text())["task"] == "arc_easy"
+
+
 def test_local_tasks_need_task_data(tmp_path):
     from mq_deploy.lm_eval.tasks import write_local_tasks
     with pytest.raises(MQDeployError, match="no task data in .*arc_easy.jsonl"):

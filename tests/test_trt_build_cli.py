@@ -4,6 +4,7 @@ and, where TensorRT is not installed, one `error:` line, exit status 2 and no en
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import re
@@ -70,6 +71,71 @@ def test_prepare_plans_prefill_and_decode_engines(exported, tmp_path):
     assert [j.kind for j in only.jobs] == ["prefill"]
     decode_alone = prepare_build(exported.with_name("model.decode.onnx"), tmp_path / "step.plan")
     assert [(j.kind, j.engine_path.name) for j in decode_alone.jobs] == [("decode", "step.plan")]
+
+
+def _write_engine_set(request, plans: dict) -> dict:
+    """The sidecars `build` writes for `plans` ({kind: plan bytes}), through the shipped record and
+    file layer; the plan bytes stand for plans only as bytes (nothing here deserializes them)."""
+    from mq_deploy.atomic_dir import atomic_files
+    from mq_deploy.trt.builder import sidecar_record
+    from mq_deploy.trt.engine_files import stage_engine_files
+    sidecars = {}
+    with atomic_files() as stage:
+        for job in request.jobs:
+            sidecars[job.kind] = sidecar_record(
+                request, job, plans[job.kind], 1.25, tensorrt={"version": "n/a"}, inputs=[], outputs=[],
+                plugin_layers=[n.name for n in job.plugin_nodes], library_info=None, gpu=None)
+            stage_engine_files(stage, job.engine_path, plans[job.kind], sidecars[job.kind])
+    return sidecars
+
+
+def test_sidecars_carry_what_their_readers_read(exported, tmp_path, capsys):
+    """Each sidecar names its plan, its size and sha256 (computed here independently), the set it was
+    built with, and reads back through the shipped readers: build's summary, is_own_engine_file and
+    TensorRTSession's choice of decode plan."""
+    from mq_deploy.cli.deploy_verbs import print_build_summary
+    from mq_deploy.trt.engine_files import is_own_engine_file
+    from mq_deploy.trt.session import decode_plan_of
+    request = prepare_build(exported, tmp_path / "model.plan")
+    plans = {"prefill": b"p" * 3_000_000, "decode": b"d" * 1_000_000}
+    sidecars = _write_engine_set(request, plans)
+    for kind, name in (("prefill", "model.plan"), ("decode", "model.decode.plan")):
+        on_disk = json.loads((tmp_path / f"{name}.json").read_text())
+        assert on_disk["engine"] == name and on_disk["graph"] == kind
+        assert on_disk["bytes"] == len(plans[kind]) == (tmp_path / name).stat().st_size
+        assert on_disk["sha256"] == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+        assert on_disk["engine_set"] == {"prefill": "model.plan", "decode": "model.decode.plan"}
+        assert is_own_engine_file(tmp_path / name)
+    assert decode_plan_of(tmp_path / "model.plan") == tmp_path / "model.decode.plan"
+    print_build_summary({"tensorrt": "n/a", "plugin_library": None, "engines": sidecars})
+    out = capsys.readouterr().out
+    assert "prefill  model.plan  3.0 MB in 1.2 s, 2 plugin layers" in out
+    assert "decode   model.decode.plan  1.0 MB in 1.2 s, 0 plugin layers" in out
+
+
+def test_a_sidecar_missing_a_key_is_never_written(exported, tmp_path):
+    from mq_deploy.atomic_dir import atomic_files
+    from mq_deploy.trt.builder import sidecar_record
+    from mq_deploy.trt.engine_files import stage_engine_files
+    request = prepare_build(exported, tmp_path / "model.plan", decode=False)
+    job = request.jobs[0]
+    sidecar = sidecar_record(request, job, b"plan", 1.0, tensorrt={}, inputs=[], outputs=[], plugin_layers=[],
+                             library_info=None, gpu=None)
+    del sidecar["bytes"]
+    with pytest.raises(MQDeployError, match=r"lacks \['bytes'\]"):
+        with atomic_files() as stage:
+            stage_engine_files(stage, job.engine_path, b"plan", sidecar)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_session_pairs_the_prefill_plan_with_its_own_decode_plan(exported, tmp_path):
+    """A prefill plan built with --no-decode is never paired with a decode plan left beside it."""
+    from mq_deploy.trt.session import decode_plan_of
+    _write_engine_set(prepare_build(exported, tmp_path / "model.plan"), {"prefill": b"1", "decode": b"2"})
+    _write_engine_set(prepare_build(exported, tmp_path / "model.plan", decode=False, force=True), {"prefill": b"3"})
+    assert (tmp_path / "model.decode.plan").is_file()           # an earlier build's, not this set's
+    with pytest.raises(MQDeployError, match="built without a decode engine .*--decode-steps 0"):
+        decode_plan_of(tmp_path / "model.plan")
 
 
 def test_export_without_decode_graph_is_a_note(copy_of, tmp_path):

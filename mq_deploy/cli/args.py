@@ -47,8 +47,21 @@ def json_to_stdout(args) -> bool:
     return args.json == "-"
 
 
+def check_json_output(args, kind: str, inputs=()) -> None:
+    """Before any work: --json FILE is new, or a previous JSON of ours and --force (never an input,
+    never a file mq-deploy did not write)."""
+    if args.json and args.json != "-":
+        from ..outputs import check_output_files, read_own_json
+        check_output_files([args.json], kind, lambda p: read_own_json(p) is not None, getattr(args, "force", False),
+                           inputs=[i for i in inputs if i], option="--json")
+
+
 def write_json(args, result: dict) -> Path | None:
-    """Write `result` where --json says: stdout for '-', else atomically to the file."""
+    """Write `result` where --json says: stdout for '-', else atomically to the file (with a
+    "producer" key, so a later --force knows the file is ours)."""
+    if "producer" not in result:
+        from .. import __version__
+        result = {"producer": f"mq-deploy {__version__}", **result}
     text = json.dumps(result, indent=2) + "\n"
     if args.json == "-":
         sys.stdout.write(text)

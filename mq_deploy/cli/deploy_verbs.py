@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_device, add_force, add_json, add_onnx, add_plugins, add_text, write_json
+from .args import add_device, add_force, add_json, add_onnx, add_plugins, add_text, check_json_output, write_json
 
 
 def run_export(args) -> int:
@@ -52,6 +52,12 @@ def run_build(args) -> int:
     result = build_engine(args.onnx, args.engine, plugins=args.plugins, shapes=shapes, timing_cache=args.timing_cache,
                           workspace_mib=args.workspace_mib, optimization_level=args.opt_level,
                           decode=not args.no_decode, force=args.force)
+    print_build_summary(result)
+    return 0
+
+
+def print_build_summary(result: dict) -> None:
+    """One line per plan of `build_engine`'s result, from the sidecars it wrote."""
     print(f"TensorRT {result['tensorrt']}, plugins: "
           f"{result['plugin_library']['path'] if result['plugin_library'] else 'none needed'}")
     for kind, sidecar in result["engines"].items():
@@ -61,13 +67,11 @@ def run_build(args) -> int:
                  if first else "static shapes")
         print(f"  {kind:8s} {sidecar['engine']}  {sidecar['bytes'] / 1e6:.1f} MB in {sidecar['build_seconds']:.1f} s, "
               f"{len(sidecar['plugin_layers'])} plugin layers, profile {shown}")
-    return 0
 
 
 def run_validate(args) -> int:
-    from ..validate.validation import check_report_path, format_report, validate_export
-    if args.json and args.json != "-":
-        check_report_path(args.json, args.force, inputs=[args.onnx, args.engine, args.model, args.tokens, args.text])
+    from ..validate.validation import format_report, validate_export
+    check_json_output(args, "validation report", inputs=[args.onnx, args.engine, args.model, args.tokens, args.text])
     report = validate_export(args.onnx, engine=args.engine, references=args.reference, model_dir=args.model,
                              text=args.text, token_file=args.tokens, samples=args.samples, seq_len=args.seq_len,
                              batch=args.batch, device=args.device, plugins=args.plugins)

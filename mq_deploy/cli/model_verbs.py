@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
-from .args import add_device, add_force, add_json, add_text, json_to_stdout, resolve_device, write_json
+from .args import (add_device, add_force, add_json, add_text, check_json_output, json_to_stdout, resolve_device,
+                   write_json)
 
 
 def run_eval(args) -> int:
     from ..api import evaluate_text
+    check_json_output(args, "eval result", inputs=[args.model, args.text])
     result = evaluate_text(args.model, args.text, seq_len=args.seq_len, batch_size=args.batch_size,
                            max_tokens=args.max_tokens, progress=not json_to_stdout(args))
     if json_to_stdout(args):
@@ -90,6 +92,7 @@ def register(verbs) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
     p.add_argument("--max-tokens", type=int, default=None, help="evaluate only the first N tokens")
     add_json(p, "the result")
+    add_force(p)
     p.set_defaults(func=run_eval)
 
     p = verbs.add_parser("quantize", help="calibrate and quantize a model, write a quantized artifact",

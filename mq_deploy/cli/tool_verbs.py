@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from .args import add_json, json_to_stdout, write_json
+from .args import add_force, add_json, check_json_output, json_to_stdout, write_json
 
 
 def run_doctor(args) -> int:
     from ..doctor import collect, format_report
+    check_json_output(args, "doctor report")
     report = collect()
     result = {"versions": report.versions, "facts": report.facts,
               "stages": {k: {"ok": ok, "message": m} for k, (ok, m) in report.stages.items()}}
@@ -34,6 +35,7 @@ def register(verbs) -> None:
                          description="Report installed versions (torch, onnx, onnxruntime, tensorrt, CUDA), "
                                      "the plugin library, and what each stage of the chain is missing.")
     add_json(p, "the report")
+    add_force(p)
     p.set_defaults(func=run_doctor)
 
     p = verbs.add_parser("demo", help="run the chain on the bundled demo model",

@@ -17,7 +17,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic_dir import atomic_files
 from ..errors import MQDeployError
+from ..outputs import check_output_files
 
 
 @dataclass(frozen=True)
@@ -70,20 +72,34 @@ def local_task_config(task: PaperTask, data_file: Path, tasks_dir: Path) -> dict
             "dataset_name": None, "dataset_kwargs": {"data_files": {task.split: str(data_file.resolve())}}, **splits}
 
 
-def write_local_tasks(data_dir, out_dir) -> list[Path]:
-    """One YAML per paper task whose `<name>.jsonl` is in data_dir; the YAML paths written."""
+def is_local_task_file(path: Path) -> bool:
+    """A task file `write_local_tasks` wrote (JSON naming a paper task, reading it from JSONL)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return (isinstance(data, dict) and data.get("task") == Path(path).stem and data.get("dataset_path") == "json"
+            and any(t.name == data["task"] for t in PAPER_TASKS))
+
+
+def write_local_tasks(data_dir, out_dir, force: bool = False) -> list[Path]:
+    """One YAML per paper task whose `<name>.jsonl` is in data_dir; the YAML paths written, all of
+    them or none. A file already there is replaced only if this function wrote it and force."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     found = [(task, data_dir / f"{task.name}.jsonl") for task in PAPER_TASKS]
     found = [(task, data_file) for task, data_file in found if data_file.is_file()]
     if not found:
         raise MQDeployError(f"no task data in {data_dir}: expected one or more of "
                             f"{', '.join(t.name + '.jsonl' for t in PAPER_TASKS)} (docs/lm_eval.md)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MQDeployError(f"--out {out_dir} is a file; give a directory for the task files")
+    paths = [out_dir / f"{task.name}.yaml" for task, _ in found]
+    check_output_files(paths, "lm-eval task file", is_local_task_file, force,
+                       inputs=[data_file for _, data_file in found])
     tasks_dir = lm_eval_tasks_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for task, data_file in found:
-        path = out_dir / f"{task.name}.yaml"
-        # JSON is YAML: no YAML writer needed, and nothing in it needs lm-eval's !function tag
-        path.write_text(json.dumps(local_task_config(task, data_file, tasks_dir), indent=2) + "\n", encoding="utf-8")
-        written.append(path)
-    return written
+    with atomic_files() as stage:
+        for (task, data_file), path in zip(found, paths):
+            # JSON is YAML: no YAML writer needed, and nothing in it needs lm-eval's !function tag
+            text = json.dumps(local_task_config(task, data_file, tasks_dir), indent=2) + "\n"
+            stage.file(path).write_text(text, encoding="utf-8")
+    return paths

@@ -152,25 +152,32 @@ def _configure(trt, builder, request: BuildRequest, job: BuildJob, progress: boo
     return config, monitor
 
 
-def _sidecar(trt, request: BuildRequest, job: BuildJob, plan: bytes, seconds: float, network, inputs: list,
-             plugin_layers: list, library_info: dict | None) -> dict:
+def _tensorrt_record(trt, request: BuildRequest) -> dict:
+    return {"version": trt.__version__, "strongly_typed": True, "network_flags": network_flags(trt),
+            "parser_input": "graph without mq_deploy local functions, no parser flags",
+            "workspace_mib": request.workspace_mib,
+            "builder_optimization_level": request.optimization_level,
+            "timing_cache": str(request.timing_cache) if request.timing_cache else None}
+
+
+def sidecar_record(request: BuildRequest, job: BuildJob, plan: bytes, seconds: float, *, tensorrt: dict,
+                   inputs: list, outputs: list, plugin_layers: list, library_info: dict | None,
+                   gpu: dict | None) -> dict:
+    """The sidecar of one plan: what it was built from and with. Pure (no TensorRT objects), so its
+    keys are checked on any machine; `engine_files.SIDECAR_KEYS` lists those its readers use."""
     return {
         "sidecar_version": SIDECAR_VERSION, "producer": f"mq-deploy {__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "graph": job.kind, "engine": job.engine_path.name,
-        "engine_set": {j.kind: j.engine_path.name for j in request.jobs},     # the plans built together "bytes": len(plan),
+        "engine_set": {j.kind: j.engine_path.name for j in request.jobs},     # the plans built together
+        "bytes": len(plan),
         "sha256": hashlib.sha256(plan).hexdigest(), "build_seconds": round(seconds, 3),
         "onnx": {"path": str(job.onnx_path.resolve()), "sha256": job.onnx_sha256,
                  "matches_manifest": job.matches_manifest},
         "manifest_path": str(request.manifest_path.resolve()), "manifest": request.manifest,
-        "tensorrt": {"version": trt.__version__, "strongly_typed": True, "network_flags": network_flags(trt),
-                     "parser_input": "graph without mq_deploy local functions, no parser flags",
-                     "workspace_mib": request.workspace_mib,
-                     "builder_optimization_level": request.optimization_level,
-                     "timing_cache": str(request.timing_cache) if request.timing_cache else None},
-        "gpu": _gpu(), "plugin_library": library_info, "plugin_layers": plugin_layers,
+        "tensorrt": tensorrt, "gpu": gpu, "plugin_library": library_info, "plugin_layers": plugin_layers,
         "profiles": [{p.name: p.as_dict() for p in job.profile}],
-        "inputs": inputs, "outputs": _network_outputs(network),
+        "inputs": inputs, "outputs": outputs,
     }
 
 
@@ -198,7 +205,9 @@ def _build_job(trt, request: BuildRequest, job: BuildJob, library_info: dict | N
     del serialized
     seconds = time.perf_counter() - start
     _save_timing_cache(config, request.timing_cache)
-    sidecar = _sidecar(trt, request, job, plan, seconds, network, inputs, plugin_layers, library_info)
+    sidecar = sidecar_record(request, job, plan, seconds, tensorrt=_tensorrt_record(trt, request), inputs=inputs,
+                             outputs=_network_outputs(network), plugin_layers=plugin_layers,
+                             library_info=library_info, gpu=_gpu())
     stage_engine_files(stage, job.engine_path, plan, sidecar)
     print(f"[build {job.kind}] {job.engine_path} ({len(plan) / 1e6:.1f} MB) in {seconds:.1f} s, "
           f"profile {format_profile(job.profile)}", file=sys.stderr)

@@ -15,6 +15,12 @@ from ..deploy.naming import PLAN_SUFFIX, decode_engine_path, sidecar_path  # noq
 from ..errors import MQDeployError
 from ..outputs import read_own_json
 
+# The sidecar keys something reads: engine_files (engine), runtime (plugin_layers), TensorRTSession
+# and samples/python/generate.py (engine_set, manifest_path), `build`'s summary (bytes,
+# build_seconds, profiles), anyone checking a plan (sha256, graph).
+SIDECAR_KEYS = ("engine", "graph", "engine_set", "bytes", "sha256", "build_seconds", "manifest_path",
+                "plugin_layers", "profiles")
+
 def check_engine_path(engine_path, inputs=()) -> Path:
     """Fail before any work if the engine cannot be written where asked, or would overwrite an input."""
     path = Path(engine_path)
@@ -48,6 +54,9 @@ def stage_engine_files(stage: StagedFiles, engine_path, plan: bytes, sidecar: di
     sha256, so a reader can tell a stale pair), plan last. The sidecar is serialized before anything
     is written, so one that cannot be serialized stops the write before any file exists."""
     path = Path(engine_path)
+    missing = [key for key in SIDECAR_KEYS if key not in sidecar]
+    if missing:
+        raise MQDeployError(f"internal error: the sidecar of {path.name} lacks {missing}; please report it")
     text = (json.dumps(sidecar, indent=2) + "\n").encode("utf-8")
     stage.file(sidecar_path(path)).write_bytes(text)
     stage.file(path).write_bytes(plan)

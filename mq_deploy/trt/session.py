@@ -7,10 +7,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..deploy.naming import decode_engine_path
+from ..deploy.naming import decode_engine_path, sidecar_path
 from ..deploy.session import Session
 from ..errors import MQDeployError
+from ..outputs import read_own_json
 from .runtime import TrtEngineRunner
+
+
+def decode_plan_of(plan: Path) -> Path:
+    """The decode plan built with `plan`: the one its sidecar's engine_set names (so a decode plan
+    left from an earlier build is never paired with a newer prefill), else `<stem>.decode.plan`."""
+    sidecar = read_own_json(sidecar_path(plan))
+    engine_set = (sidecar or {}).get("engine_set")
+    if engine_set is not None and "decode" not in engine_set:
+        raise MQDeployError(f"{plan} was built without a decode engine (--no-decode); rebuild without "
+                            "--no-decode, or bench with --decode-steps 0")
+    decode_plan = plan.parent / engine_set["decode"] if engine_set else decode_engine_path(plan)
+    if not decode_plan.is_file():
+        raise MQDeployError(f"{decode_plan} (the decode engine built with {plan.name}) does not exist; rebuild "
+                            "without --no-decode (it is written beside the prefill plan), or bench with "
+                            "--decode-steps 0")
+    return decode_plan
 
 
 class TensorRTSession(Session):
@@ -19,11 +36,7 @@ class TensorRTSession(Session):
         plan = Path(plan_path)
         self._runners = {"prefill": TrtEngineRunner(plan, plugins)}
         if decode:
-            decode_plan = decode_engine_path(plan)
-            if not decode_plan.is_file():
-                raise MQDeployError(f"{decode_plan} (the decode engine) does not exist; build without --no-decode "
-                                    "(it is written beside the prefill plan)")
-            self._runners["decode"] = TrtEngineRunner(decode_plan, plugins)
+            self._runners["decode"] = TrtEngineRunner(decode_plan_of(plan), plugins)
 
     def input_profile(self, name: str, graph: str = "prefill") -> tuple:
         """(min, opt, max) shapes of an input in the engine's optimization profile."""

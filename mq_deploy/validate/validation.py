@@ -23,7 +23,6 @@ import numpy as np
 from .. import __version__
 from ..errors import MQDeployError
 from ..deploy.manifest import Manifest
-from ..outputs import check_output_files, read_own_json
 from ..metrics import channel_scale_error, logits_error, next_token_nll
 
 CONV_STATE_PREFIX = "conv_state_out."      # the conv window: a copy of in_proj's x rows, per channel
@@ -254,12 +253,6 @@ def validate_export(onnx_path, engine=None, references=None, model_dir=None, tex
                         seq_len=seq_len, batch=batch)
     return validate(onnx_path, feeds, engine=engine, references=references, model_dir=model_dir, device=device,
                     plugins=plugins, manifest=manifest)
-
-
-def check_report_path(path, force: bool, inputs=()) -> None:
-    """Before any work: --json FILE may be written (new, or a previous report of ours with --force)."""
-    check_output_files([path], "validation report", lambda p: read_own_json(p) is not None, force,
-                       inputs=inputs, option="--json")
 
 
 def format_report(report: dict) -> str:

@@ -216,11 +216,15 @@ def main(argv=None) -> int:
         if plugins is None or not plugins.is_file():
             sys.exit("error: the plugin library libmq_plugins.so was not found; pass --plugins PATH or set "
                      "MQ_PLUGIN_PATH (build it: cmake -S . -B build && cmake --build build)")
-        decode_plan = (sidecar.get("engine_set") or {}).get("decode")
-        if decode_plan is None:
-            sys.exit(f"error: {graph}.json names no decode plan; build the engines with `mq-deploy build` "
-                     "(without --no-decode)")
-        graphs = TensorRTGraphs(args.engine, plugins, graph.with_name(decode_plan))
+        engine_set = sidecar.get("engine_set")
+        if engine_set is not None and "decode" not in engine_set:
+            sys.exit(f"error: {graph} was built without a decode plan (--no-decode); build again without it")
+        # Older sidecars name no set: the decode plan is then <stem>.decode.plan beside the prefill plan.
+        decode_plan = graph.with_name(engine_set["decode"] if engine_set else f"{graph.stem}.decode{graph.suffix or '.plan'}")
+        if not decode_plan.is_file():
+            sys.exit(f"error: {decode_plan} (the decode plan) does not exist; build the engines with "
+                     "`mq-deploy build` (without --no-decode)")
+        graphs = TensorRTGraphs(args.engine, plugins, decode_plan)
     else:
         graphs = OnnxRuntimeGraphs(args.onnx, manifest)
     if args.max_new_tokens < 1:
