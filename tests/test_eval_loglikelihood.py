@@ -85,6 +85,13 @@ def test_greedy_generation_follows_the_argmax_and_stops():
         return logits
     assert greedy_generate(counting, [3], max_new_tokens=4, max_length=32) == [4, 5, 6, 7]
     assert greedy_generate(counting, [3], 10, 32, stop=lambda new: new[-1] == 6) == [4, 5, 6]
+    lengths = []
+    def bounded(ids):                       # an engine whose profile ends at 8 tokens
+        assert ids.shape[1] <= 8, ids.shape
+        lengths.append(ids.shape[1])
+        return counting(ids)
+    assert greedy_generate(bounded, [1, 2, 3], max_new_tokens=20, max_length=8) == [4, 5, 6, 7, 8, 9, 10]
+    assert max(lengths) == 7                # the last id is never fed back
 
 
 def test_token_id_only_checkpoint_cannot_run_text_tasks(tmp_path):

@@ -244,6 +244,18 @@ def test_one_weights_file_for_both_graphs(fp_model, tmp_path):
         check_onnx(result.onnx_path)
 
 
+def test_self_contained_export_leaves_a_users_data_file_alone(fp_model, tmp_path):
+    """Only the files an export will write are claimed: a self-contained set does not write
+    model.onnx.data, so a user's file of that name neither blocks it nor is touched."""
+    _, path = fp_model
+    (tmp_path / "model.onnx.data").write_bytes(b"the user's own")
+    export_onnx(path, tmp_path / "model.onnx", precision="fp32", external_data=False, probe=False)
+    assert (tmp_path / "model.onnx.data").read_bytes() == b"the user's own"
+    with pytest.raises(MQDeployError, match="model.onnx.data already exist.* not from an mq-deploy export set"):
+        export_onnx(path, tmp_path / "model.onnx", precision="fp32", force=True, probe=False)
+    assert (tmp_path / "model.onnx.data").read_bytes() == b"the user's own"
+
+
 def test_demo_export_set_stores_its_weights_once(demo_model_dir, tmp_path):
     """The whole export set of the demo model (both graphs, their data) is at most 1.1x the weights
     of one graph (measured: 1.05x in FP16, 1.02x in FP32; graph structure is the rest)."""

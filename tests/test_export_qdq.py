@@ -325,7 +325,7 @@ def test_demo_model_end_to_end(demo_model_dir_or_skip, tmp_path):
     assert report16["aligned"]["argmax_agreement"] >= 0.995 and report16["aligned"]["relative"] < 2e-3
     assert abs(report16["nll"]["onnx"] - report16["nll"]["torch"]) < 5e-3 * report16["nll"]["torch"]
     fp_export = export_onnx(demo_model_dir_or_skip, tmp_path / "fp" / "model.onnx", precision="fp32", decode=False)
-    # INT8 linears; the embedding, the untied (R1-rotated) head and the SSM parameters stay FP
+    # INT8 linears; the embedding (the tied head, R1ᵀ before it) and the SSM parameters stay FP
     assert fp32.bytes["prefill"] < 0.5 * fp_export.bytes["prefill"]
 
 

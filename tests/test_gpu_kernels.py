@@ -50,7 +50,7 @@ def harness():
                                   gpu_check.ScanCase(2, 77, 96, "float32", gate=False, dstate=5)],
                          ids=lambda c: c.label())
 def test_chunked_kernel_matches_reference(kernels, case):
-    row = gpu_check.check_case(kernels, gpu_check.load_reference("package"), case, "chunked", seed=11)
+    row = gpu_check.check_case(kernels, gpu_check.load_reference(), case, "chunked", seed=11)
     assert row["ok"], row
 
 
@@ -64,7 +64,7 @@ def test_chunked_scan_refuses_aliased_states(kernels):
 
 @pytest.mark.parametrize("case", plugin_checks.plugin_scan_cases(quick=True)[:4], ids=lambda c: c.label())
 def test_selective_scan_plugin_matches_reference(harness, case):
-    row = plugin_checks.check_scan_case(harness, gpu_check, gpu_check.load_reference("package"), case, seed=21)
+    row = plugin_checks.check_scan_case(harness, gpu_check, gpu_check.load_reference(), case, seed=21)
     assert row["ok"], row
 
 

@@ -68,3 +68,14 @@ def test_cuda_calibration_matches_cpu(model_and_data, recipe):
     scales, weights, logits, agreement = _compare(gpu, cpu, ids)
     assert scales < 1e-4 and weights < 1e-4, (scales, weights)
     assert logits < 1e-3 and agreement >= 0.99, (logits, agreement)
+
+
+def test_one_device_rule_for_every_verb():
+    """mq_deploy.devices.torch_device is what quantize, eval, validate and bench resolve --device with."""
+    from mq_deploy.devices import torch_device
+    assert torch_device("auto") == torch_device(None) == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert torch_device("cpu") == torch.device("cpu")
+    with pytest.raises(MQDeployError, match="gpu0: not a device; use auto, cpu, cuda or cuda:N"):
+        torch_device("gpu0")
+    with pytest.raises(MQDeployError, match="runs on cpu or cuda"):
+        torch_device("meta")

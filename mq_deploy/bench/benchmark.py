@@ -43,7 +43,7 @@ def collect_sessions(onnx_path, engine=None, fp_onnx=None, fp_engine=None, torch
     """With --engine: the engines (+ ONNX Runtime on --fp-onnx if given); without: ONNX Runtime on
     --onnx and --fp-onnx. Then the torch model."""
     from ..deploy.onnxruntime_session import OnnxruntimeSession
-    from ..deploy.torch_session import torch_device
+    from ..devices import torch_device
     manifest = Manifest.load(onnx_path)
     sessions = []
     if engine or fp_engine:

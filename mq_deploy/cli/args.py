@@ -30,11 +30,9 @@ def add_device(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def resolve_device(name: str) -> str:
-    """--device auto: cuda when torch sees a GPU, else cpu; anything else as given."""
-    if name != "auto":
-        return name
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """--device auto: cuda when torch sees a GPU, else cpu; anything else as given (checked)."""
+    from ..devices import torch_device
+    return str(torch_device(name))
 
 
 def add_json(parser: argparse.ArgumentParser, what: str) -> None:

@@ -8,9 +8,9 @@ on the model's device for torch, CUDA tensors for TensorRT, so a decode loop nev
 through the host); `numpy(outputs)` brings them to the host for comparisons.
 
 Implementations: `TorchSession` (deploy/torch_session.py), `OnnxruntimeSession`
-(deploy/onnxruntime_session.py), `TensorRTSession` (mq_deploy.trt.session). validate, bench, the
-demo and `SessionRunner` (deploy/polygraphy_runner.py, Polygraphy's BaseRunner over any session)
-use nothing else."""
+(deploy/onnxruntime_session.py), `TensorRTSession` (mq_deploy.trt.session). validate, bench,
+lm-eval and `SessionRunner` (deploy/polygraphy_runner.py, Polygraphy's BaseRunner over any session)
+use nothing else (the demo runs through them)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from .contract import INPUT_IDS, LOGITS, carry
+from .contract import INPUT_IDS, carry
 
 
 class Session(ABC):
@@ -39,10 +39,6 @@ class Session(ABC):
     def numpy(self, outputs: dict) -> dict:
         """The outputs as host numpy arrays (BF16 as float32)."""
         return {name: np.asarray(value) for name, value in outputs.items()}
-
-    def next_tokens(self, outputs: dict) -> np.ndarray:
-        """Greedy choice at the last position: [batch, 1] int64."""
-        return self.numpy({LOGITS: outputs[LOGITS]})[LOGITS][:, -1].argmax(-1)[:, None].astype(np.int64)
 
     def synchronize(self) -> None:
         """Wait until queued work is done (timing); nothing to do for host backends."""

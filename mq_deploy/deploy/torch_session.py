@@ -17,15 +17,6 @@ from .session import Session
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 
 
-def torch_device(name: str | None) -> torch.device:
-    """--device auto|cpu|cuda[:N] -> a device torch can use, or one clear error."""
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MQDeployError(f"--device {name}: torch sees no CUDA device here; use --device cpu")
-    return torch.device(name)
-
-
 class TorchSession(Session):
     """`model` runs in `precision` on `device`. own=False (default) works on a copy, so casting to
     FP16 never rounds the caller's weights; own=True moves and casts the given model in place."""

@@ -15,7 +15,9 @@ def greedy_generate(logits_fn: LogitsFn, prompt: Sequence[int], max_new_tokens: 
 
     Each step re-runs the whole prefill, so every backend works with its prefill graph alone; that is
     quadratic in the generated length, fine for the short answers of generative tasks (the paper's
-    zero-shot protocol generates nothing). The prompt keeps its last max_length - max_new_tokens ids."""
+    zero-shot protocol generates nothing). The prompt keeps its last max_length - max_new_tokens ids;
+    at most max_length - 1 new ids (one prompt id always stays), so no step runs past max_length."""
+    max_new_tokens = min(max_new_tokens, max_length - 1)
     ids = list(prompt)[-max(1, max_length - max_new_tokens):]
     new: list[int] = []
     for _ in range(max_new_tokens):

@@ -23,6 +23,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from . import hadamard_node, selective_scan_node
+from ..deploy.contract import SCAN_ATTRIBUTES
 from .onnx_builder import DOMAIN
 
 HEAVY_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose", "Gather")
@@ -175,7 +176,7 @@ def _check_custom_nodes(model: onnx.ModelProto, types: dict[str, int], float_typ
                 problems.append(Problem(where, f"attribute {key} must be {want.decode()!r} (TensorRT plugin lookup), "
                                                f"got {attrs.get(key)!r}"))
         if node.op_type == selective_scan_node.OP_TYPE:
-            for key in ("delta_softplus", "reverse"):
+            for key in SCAN_ATTRIBUTES:
                 if attrs.get(key) not in (0, 1):
                     problems.append(Problem(where, f"attribute {key} must be 0 or 1, got {attrs.get(key)!r}"))
         if len(node.input) != len(inputs) or not all(node.input) or len(node.output) != n_out:

@@ -12,11 +12,11 @@ from ..errors import MQDeployError
 from ..outputs import read_own_json
 
 
-def candidate_files(onnx_path, decode: bool = True) -> list[Path]:
-    """Every file an export to `onnx_path` may write, in commit order (manifest last). The weights of
-    both graphs live in the prefill graph's external data file."""
+def candidate_files(onnx_path, decode: bool = True, external: bool = True) -> list[Path]:
+    """Every file an export to `onnx_path` may write, in commit order (manifest last). With external
+    data, the weights of both graphs live in the prefill graph's `<file>.data`."""
     graphs = [Path(onnx_path)] + ([decode_path(onnx_path)] if decode else [])
-    return [external_data_path(onnx_path), *graphs, manifest_path(onnx_path)]
+    return [*([external_data_path(onnx_path)] if external else []), *graphs, manifest_path(onnx_path)]
 
 
 def previous_export(onnx_path) -> tuple[str | None, set[Path]]:

@@ -32,7 +32,8 @@ class ExportResult:
     manifest: dict = field(default_factory=dict)
 
 
-def check_export_target(onnx_path: Path, model_dir: Path, decode: bool, force: bool) -> set[Path]:
+def check_export_target(onnx_path: Path, model_dir: Path, decode: bool, force: bool,
+                        external: bool = True) -> set[Path]:
     """Before any work: may the export set be written at `onnx_path`? Returns the files of a previous
     export set of ours there (replaced with --force)."""
     if onnx_path.suffix != ".onnx":
@@ -41,7 +42,7 @@ def check_export_target(onnx_path: Path, model_dir: Path, decode: bool, force: b
     if prefill is not None and prefill != onnx_path.name:
         raise MQDeployError(f"--onnx {onnx_path}: {manifest_path(onnx_path)} belongs to the export of {prefill}; "
                             "one export set per directory: export into another directory")
-    check_output_files(candidate_files(onnx_path, decode), "export set", lambda p: p in previous, force,
+    check_output_files(candidate_files(onnx_path, decode, external), "export set", lambda p: p in previous, force,
                        inputs=[model_dir], option="--onnx")
     return previous
 
@@ -66,7 +67,7 @@ def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plug
     if not model_dir.is_dir():
         raise MQDeployError(f"--model {model_dir} does not exist or is not a directory; pass a model directory or a "
                             "quantized artifact made by `mq-deploy quantize`")
-    previous = check_export_target(onnx_path, model_dir, decode, force)
+    previous = check_export_target(onnx_path, model_dir, decode, force, external=external_data is not False)
     start = time.perf_counter()
     source = load_export_source(model_dir)
     kinds = {"prefill": onnx_path, **({"decode": decode_path(onnx_path)} if decode else {})}

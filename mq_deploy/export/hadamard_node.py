@@ -11,10 +11,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..quant.transforms.hadamard import hadamard_matrix, signed_hadamard_matrix
 from .onnx_builder import DOMAIN, OPSET, GraphBuilder
-from ..deploy.contract import HADAMARD_OP, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from ..deploy.contract import HADAMARD_INPUTS, HADAMARD_OP, HADAMARD_OUTPUTS, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 OP_TYPE = HADAMARD_OP
-INPUTS = ("x", "signs")
+INPUTS, OUTPUTS = HADAMARD_INPUTS, HADAMARD_OUTPUTS
 ATTRIBUTES = {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE}
 
 
@@ -46,7 +46,7 @@ def hadamard_function(size: int) -> onnx.FunctionProto:
         helper.make_node("Mul", ["x_H", "inv_sqrt_n"], ["y_f32"], name="normalize"),
         helper.make_node("CastLike", ["y_f32", "x"], ["y"], name="y_dtype"),
     ]
-    function = helper.make_function(DOMAIN, OP_TYPE, list(INPUTS), ["y"], nodes,
+    function = helper.make_function(DOMAIN, OP_TYPE, list(INPUTS), list(OUTPUTS), nodes,
                                     [helper.make_opsetid("", OPSET)], attributes=[])
     function.attribute_proto.extend(helper.make_attribute(k, v) for k, v in ATTRIBUTES.items())
     return function

@@ -15,6 +15,7 @@ the fake-quant model with those activation quantizers off (quant/decode_form.py 
 
 from __future__ import annotations
 
+from ..deploy.contract import GRAPH_KINDS
 from ..quant.quantizer import QuantSpec
 
 FLOAT = "float"                                    # not quantized: an FP weight, FP activations
@@ -22,7 +23,7 @@ INT8_GEMM = "int8"                                 # INT8 activations x INT8 wei
 INT4_WEIGHT_ONLY = "int4-weight-only"              # FP activations x INT4 blocked weights
 INT8_WEIGHTS_FP_GEMV = "int8-weights-fp-gemv"      # FP activations x INT8 weights dequantized
 
-GRAPHS = ("prefill", "decode")
+GRAPHS = GRAPH_KINDS
 
 
 def linear_form(spec: QuantSpec | None, act_scale: float | None, graph: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..deploy.contract import carry
-from ..deploy.onnxruntime_session import onnxruntime_session, onnxruntime_session_options  # noqa: F401
+from ..deploy.onnxruntime_session import onnxruntime_session
 from ..errors import MQDeployError
 
 PROBE_TOKENS = 8

@@ -96,11 +96,15 @@ def rows_depend_on_each_other(model_dir: Path) -> bool:
 
 
 def _logits_of(session) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda ids: session.numpy(session.prefill(np.asarray(ids, np.int64)))["logits"].astype(np.float32)
+    def logits(ids: np.ndarray) -> np.ndarray:
+        outputs = session.prefill(np.asarray(ids, np.int64))
+        return session.numpy({"logits": outputs["logits"]})["logits"].astype(np.float32)     # not the states
+    return logits
 
 
 def torch_session(path: Path, device=None, dtype: str = "float32", tokenizer_dir=None) -> LogitsSession:
-    from ..deploy.torch_session import TorchSession, torch_device
+    from ..deploy.torch_session import TorchSession
+    from ..devices import torch_device
     from ..eval.model_loading import load_eval_model
     if not path.is_dir():
         raise MQDeployError(f"backend=torch needs a checkpoint directory or quantized artifact; {path} is not a "

@@ -91,6 +91,11 @@ class QuantConfig:
         """The paper fake-quantizes h and C at the scan's output contraction (8-bit, per time step)."""
         return self.mode == "paper" and self.a_bits < 16
 
+    def quantizes_lm_head(self, hidden_size: int) -> bool:
+        """--quantize-lm-head asked for, and its K takes a quantization (else the head stays FP, and
+        a tied head stays tied)."""
+        return self.quantize_lm_head and self.weight_spec(hidden_size, "lm_head") is not None
+
     def weight_spec(self, in_features: int, linear: str = "") -> QuantSpec | None:
         """How a linear's weight (K = in_features, `linear` its leaf name) is quantized, or None
         when it stays in floating point. 8 bits: per output channel. 4 bits, paper mode: per group

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from ..devices import torch_device
 from ..errors import MQDeployError
 from ..models import MambaLM
 from .calibrate import collect_statistics
@@ -46,7 +47,7 @@ def quantized_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
         for i in range(len(model.backbone.layers)):
             for conv, point in CONV_INPUT.items():
                 out[f"backbone.layers.{i}.mixer.{conv}"] = f"backbone.layers.{i}.mixer.{point}"
-    if config.quantize_lm_head and config.weight_spec(model.lm_head.in_features, "lm_head") is not None:
+    if config.quantizes_lm_head(model.lm_head.in_features):
         out["lm_head"] = "lm_head_input"
     return out
 
@@ -134,7 +135,7 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
                             "the calibration text was tokenized for another model")
     seconds = {}
     start = time.perf_counter()
-    work = _float64_copy(model, _resolve_device(config.device))    # all folds in float64
+    work = _float64_copy(model, torch_device(config.device))    # all folds in float64
     try:
         percentiles = recipe_impl.transform(work, calib, config, progress=progress) or {}
     except ValueError as e:   # a size the recipe's transforms cannot handle, e.g. no Hadamard of that order
@@ -167,9 +168,3 @@ def _float64_copy(model: MambaLM, device: torch.device) -> MambaLM:
     return work.eval()
 
 
-def _resolve_device(name: str) -> torch.device:
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MQDeployError(f"--device {name}: no CUDA GPU is visible to torch {torch.__version__}; "
-                            "use --device cpu (or auto)")
-    return device

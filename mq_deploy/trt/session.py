@@ -55,10 +55,6 @@ class TensorRTSession(Session):
         torch.cuda.synchronize()
         return {k: (v.float() if v.dtype == torch.bfloat16 else v).cpu().numpy() for k, v in outputs.items()}
 
-    def next_tokens(self, outputs: dict):
-        """On the device: [batch, 1] int64 CUDA tensor (no host round trip in a decode loop)."""
-        return outputs["logits"][:, -1].argmax(-1, keepdim=True)
-
     def synchronize(self) -> None:
         import torch
         torch.cuda.synchronize()

@@ -67,7 +67,8 @@ def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, mod
     from ..deploy.onnxruntime_session import OnnxruntimeSession
     from ..deploy.polygraphy_runner import SessionRunner
     from ..deploy.source import source_dir, torch_model
-    from ..deploy.torch_session import TorchSession, torch_device
+    from ..deploy.torch_session import TorchSession
+    from ..devices import torch_device
     precision = manifest.precision
     if spec in ("torch", "torch-fp"):
         quantized = spec == "torch" and manifest.quantization is not None

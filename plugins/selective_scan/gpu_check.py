@@ -147,7 +147,7 @@ def make_inputs(case: ScanCase, seed: int, device: str = "cuda"):
     }
 
 
-def load_reference(kind: str = "package"):
+def load_reference():
     """mq_deploy's standalone reference scan (ops/reference_scan.py), the oracle of every form."""
     from mq_deploy.ops.reference_scan import selective_scan_ref
     return selective_scan_ref

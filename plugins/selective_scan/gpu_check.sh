@@ -3,7 +3,7 @@
 # of mq_deploy and times them; prints one markdown report and writes it to build/gpu_check/report.md.
 # Needs an NVIDIA GPU, nvcc, CMake >= 3.24 and python3 with PyTorch (CUDA); no network.
 #
-#   plugins/selective_scan/gpu_check.sh [--quick] [--reps N] [--reference local] [--out FILE]
+#   plugins/selective_scan/gpu_check.sh [--quick] [--reps N] [--out FILE]
 #
 # Environment: MQ_BUILD_DIR (default build/gpu_check), MQ_CUDA_ARCH (default native), PYTHON.
 set -euo pipefail

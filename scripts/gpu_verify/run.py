@@ -138,7 +138,7 @@ class Verify:
 
     def stage_kernels(self):
         lib = self.kernels()
-        ref_fn = gpu_check.load_reference("package")
+        ref_fn = gpu_check.load_reference()
         rows = gpu_check.correctness(lib, ref_fn, self.args.quick, self.algorithms())
         hadamard, source = gpu_check.check_hadamard(lib)
         failed = [r for r in rows + hadamard if not r["ok"]]
@@ -178,7 +178,7 @@ class Verify:
         lib.selective_scan(**{**one, "initial_state": state}, y=torch.empty_like(one["x"]), final_state=state,
                            algorithm="decode")
         torch.cuda.synchronize()
-        _, s_ref = gpu_check.reference(gpu_check.load_reference("package"), one, one_case)
+        _, s_ref = gpu_check.reference(gpu_check.load_reference(), one, one_case)
         decode_ok = gpu_check.normwise_error(state, s_ref) <= gpu_check.STATE_TOLERANCE
         ok = verdicts == {"equal": "refused", "overlapping": "refused"} and decode_ok
         body = (f"- mq_selective_scan (L=4096, several chunks) with final_state == initial_state: {verdicts['equal']}\n"
@@ -195,7 +195,7 @@ class Verify:
             return SKIP, "harness not built (no TensorRT headers)", "Pass --trt-root with a TensorRT include/ folder."
         harness = plugin_checks.Harness(self.libs["harness"])
         failed_negative, log = harness.self_test()
-        ref_fn = gpu_check.load_reference("package")
+        ref_fn = gpu_check.load_reference()
         rows = []
         for i, case in enumerate(plugin_checks.plugin_scan_cases(self.args.quick)):
             rows.append(plugin_checks.check_scan_case(harness, gpu_check, ref_fn, case, seed=5000 + i))

@@ -48,7 +48,7 @@ def transform(model, calib, config, progress=True):
     residual_cov = sum(_scaled_covariance(stats[mixer_point(i, "in_proj_input")]["covariance"].covariance(),
                                           layer.norm.weight.double())
                        for i, layer in enumerate(layers)) / len(layers)
-    fold_rmsnorm_weights(model, untie_head=config.quantize_lm_head)   # a tied head stays tied
+    fold_rmsnorm_weights(model, untie_head=config.quantizes_lm_head(cfg.hidden_size))   # a tied head stays tied
 
     for i, layer in enumerate(layers):
         mixer = layer.mixer

@@ -10,7 +10,7 @@ from ..transforms import (fold_rmsnorm_weights, online_hadamard_before_out_proj,
 
 def transform(model, calib, config, progress=True):
     cfg = model.config
-    fold_rmsnorm_weights(model, untie_head=config.quantize_lm_head)   # a tied head stays tied
+    fold_rmsnorm_weights(model, untie_head=config.quantizes_lm_head(cfg.hidden_size))   # a tied head stays tied
     for i, layer in enumerate(model.backbone.layers):
         online_hadamard_before_out_proj(layer.mixer, random_signs(cfg.intermediate_size, seed=config.seed + 1000 + i))
         rotate_dt_bottleneck(layer.mixer, signed_hadamard_matrix(random_signs(cfg.time_step_rank,
