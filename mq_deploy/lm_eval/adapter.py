@@ -28,7 +28,7 @@ except ImportError as e:
                         f"(or pip install lm-eval){'' if absent else f' ({e})'}") from None
 
 from ..eval.greedy import greedy_generate
-from .sessions import infer_backend, open_logits_session
+from .sessions import check_model_args, infer_backend, open_logits_session
 from ..eval.loglikelihood import score_continuations
 
 MODEL_NAME = "mq-deploy"
@@ -75,12 +75,9 @@ class MQDeployLM(TemplateLM):
                  device=None, dtype="float32", tokenizer=None, plugins=None, max_gen_toks=DEFAULT_MAX_GEN_TOKS,
                  **unknown):
         super().__init__()
-        if unknown:
-            raise MQDeployError(f"unknown --model_args for {MODEL_NAME}: {', '.join(sorted(unknown))}; it takes path, "
-                                "backend, max_length, dtype, tokenizer, plugins, max_gen_toks")
-        if path is None:
-            raise MQDeployError(f"--model {MODEL_NAME} needs --model_args path=DIR (checkpoint or quantized artifact), "
-                                "path=model.onnx or path=model.plan")
+        given = {"path": path, "backend": backend, "max_length": max_length, "dtype": dtype, "tokenizer": tokenizer,
+                 "plugins": plugins, "max_gen_toks": max_gen_toks, **unknown}
+        check_model_args({k: v for k, v in given.items() if v is not None})
         backend = backend or infer_backend(Path(path))
         device = _torch_device(device) if backend == "torch" else None     # the graph backends pick their own
         self.session = open_logits_session(path, backend, device=device, dtype=dtype, tokenizer_dir=tokenizer,

@@ -9,8 +9,34 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import MQDeployError
+from .sessions import check_model_args
+
+
+def option_value(args: list[str], name: str) -> str | None:
+    """The value of `--name V` or `--name=V` in lm-eval's arguments (the last one wins, as in argparse)."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg[len(name) + 1:]
+    return value
+
+
+def parse_model_args(text: str) -> dict:
+    """lm-eval's key=value,key=value form."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    bad = [p[0] for p in pairs if len(p) != 2]
+    if bad:
+        raise MQDeployError(f"--model_args {text}: {', '.join(bad)} is not key=value; write e.g. "
+                            "--model_args path=DIR,backend=torch")
+    return {k.strip(): v.strip() for k, v in pairs}
+
 
 def run_lm_eval(args: list[str]) -> int:
+    if option_value(args, "--model") == "mq-deploy":       # our part checked before lm-eval loads
+        check_model_args(parse_model_args(option_value(args, "--model_args") or ""))
     from . import adapter  # noqa: F401  (registers "mq-deploy"; one clear error without lm-eval)
     from lm_eval.__main__ import cli_evaluate
     saved, sys.argv = sys.argv, ["lm-eval", *args]      # lm-eval's parser reads sys.argv itself

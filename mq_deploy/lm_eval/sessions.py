@@ -22,6 +22,7 @@ from ..errors import MQDeployError
 from ..models.tokenizer import has_tokenizer, load_tokenizer
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
+MODEL_ARGS = ("path", "backend", "max_length", "dtype", "tokenizer", "plugins", "max_gen_toks")
 GRAPH_SUFFIXES = {"onnxruntime": ".onnx", "tensorrt": ".plan"}
 DEFAULT_GRAPH_NAMES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan"}
 TORCH_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}   # -> TorchSession
@@ -36,6 +37,25 @@ class LogitsSession:
     tokenizer: object
     max_batch: int | None = None                      # an engine profile's limits; 1 when rows interact
     max_length: int | None = None
+
+
+def check_model_args(model_args: dict) -> None:
+    """The --model_args of `--model mq-deploy` (strings, as lm-eval passes them), checked before
+    lm-eval loads anything: known keys, a path that exists, a known backend."""
+    unknown = sorted(set(model_args) - set(MODEL_ARGS))
+    if unknown:
+        raise MQDeployError(f"unknown --model_args for mq-deploy: {', '.join(unknown)}; it takes "
+                            f"{', '.join(MODEL_ARGS)}")
+    path = model_args.get("path")
+    if not path:
+        raise MQDeployError("--model mq-deploy needs --model_args path=DIR (checkpoint or quantized artifact), "
+                            "path=model.onnx or path=model.plan")
+    backend = model_args.get("backend") or infer_backend(Path(path))
+    if backend not in BACKENDS:
+        raise MQDeployError(f"--model_args backend={backend}: choose one of {', '.join(BACKENDS)}")
+    if not Path(path).exists():
+        raise MQDeployError(f"--model_args path={path} does not exist; give a checkpoint directory, a quantized "
+                            "artifact, an exported model.onnx or a built model.plan")
 
 
 def infer_backend(path: Path) -> str:
