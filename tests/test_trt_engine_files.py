@@ -10,12 +10,19 @@ import pytest
 from mq_deploy.errors import MQDeployError
 from mq_deploy.files import file_sha256
 from mq_deploy.trt.engine_files import (
+    SIDECAR_KEYS,
     check_engine_path,
     decode_engine_path,
     read_sidecar,
     sidecar_path,
     write_engine_files,
 )
+
+
+def sidecar(**values) -> dict:
+    """A sidecar with every key its readers use (stage_engine_files refuses one without), set to None
+    unless given."""
+    return {**dict.fromkeys(SIDECAR_KEYS), **values}
 
 
 def test_names():
@@ -27,7 +34,7 @@ def test_names():
 
 def test_write_and_read_back(tmp_path):
     plan = bytes(range(256)) * 10
-    engine, meta = write_engine_files(tmp_path / "sub" / "model.plan", plan, {"sha256": hashlib.sha256(plan).hexdigest()})
+    engine, meta = write_engine_files(tmp_path / "sub" / "model.plan", plan, sidecar(sha256=hashlib.sha256(plan).hexdigest()))
     assert engine.read_bytes() == plan and meta == sidecar_path(engine)
     assert read_sidecar(engine)["sha256"] == file_sha256(engine)
     assert sorted(p.name for p in engine.parent.iterdir()) == ["model.plan", "model.plan.json"]
@@ -36,16 +43,16 @@ def test_write_and_read_back(tmp_path):
 
 def test_unserializable_sidecar_writes_nothing(tmp_path):
     with pytest.raises(TypeError):
-        write_engine_files(tmp_path / "model.plan", b"plan", {"bad": object()})
+        write_engine_files(tmp_path / "model.plan", b"plan", sidecar(bad=object()))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_plan_write_keeps_the_previous_pair_and_no_temporaries(tmp_path):
     engine = tmp_path / "model.plan"
-    write_engine_files(engine, b"old plan", {"version": "old"})
+    write_engine_files(engine, b"old plan", sidecar(version="old"))
     with pytest.raises(TypeError):
-        write_engine_files(engine, 12345, {"version": "new"})     # not bytes: fails while staging the plan
-    assert engine.read_bytes() == b"old plan" and read_sidecar(engine) == {"version": "old"}
+        write_engine_files(engine, 12345, sidecar(version="new"))     # not bytes: fails while staging the plan
+    assert engine.read_bytes() == b"old plan" and read_sidecar(engine) == sidecar(version="old")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.plan", "model.plan.json"]
 
 
