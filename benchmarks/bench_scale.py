@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -74,7 +75,9 @@ def measure_one(size: str, checkpoint: Path, work: Path, device: str, export: bo
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True)
+    # the child imports this checkout's mq_deploy, installed or not
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path})
 
 
 def main(argv=None) -> int:

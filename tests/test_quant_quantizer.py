@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from mq_deploy.errors import MQDeployError
-from mq_deploy.quant.observers import ChannelAbsMaxObserver, CovarianceObserver, HistogramObserver, MinMaxObserver
+from mq_deploy.quant.observers import (OBSERVERS, ChannelAbsMaxObserver, CovarianceObserver, HistogramObserver,
+                                        MinMaxObserver)
 from mq_deploy.quant.quantizer import QuantSpec, fake_quantize, quantize, quantize_tensor, scale_and_zero_point
 
 onnx = pytest.importorskip("onnx")
@@ -107,7 +108,33 @@ def test_histogram_is_not_limited_in_size():
     assert 3.5 < hi < 4.2 and -4.2 < lo < -3.5           # N(0,1) 0.01% tails: +-3.72
 
 
-def test_nan_in_activations_is_reported_with_its_place():
-    obs = MinMaxObserver("backbone.layers.3.mixer.x_proj_input")
-    with pytest.raises(MQDeployError, match=r"NaN/inf .* backbone\.layers\.3\.mixer\.x_proj_input"):
-        obs.update(torch.tensor([[1.0, float("nan")]]))
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("observer", sorted(OBSERVERS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nan_in_activations_is_reported_with_its_place(observer, bad, dtype):
+    """Every observer, whatever the activation's dtype, and even after good batches: one NaN or inf
+    among many values is an error naming the place and the count."""
+    obs = OBSERVERS[observer]("backbone.layers.3.mixer.x_proj_input")
+    obs.update(torch.randn(64, 16, dtype=dtype))
+    x = torch.randn(2, 32, 16, dtype=dtype)
+    x[1, 7, 5] = bad
+    with pytest.raises(MQDeployError, match=r"^1 NaN/inf .* backbone\.layers\.3\.mixer\.x_proj_input"):
+        obs.update(x)
+
+
+@pytest.mark.parametrize("observer", sorted(OBSERVERS))
+def test_a_float32_activation_gives_the_statistics_of_its_float64_values(observer):
+    """Observers read an activation in its own dtype: the statistics of a float32 tensor must be
+    those of the same values in float64 (min, max, |max| and histogram counts exactly; the
+    covariance from float64 sums)."""
+    g = torch.Generator().manual_seed(8)
+    batches = [torch.randn(300, 24, generator=g) * torch.linspace(0.1, 5, 24) for _ in range(3)]
+    a, b = OBSERVERS[observer](), OBSERVERS[observer]()
+    for x in batches:
+        a.update(x)
+        b.update(x.double())
+    state = lambda o: {k: v for k, v in vars(o).items() if isinstance(v, torch.Tensor)}  # noqa: E731
+    assert state(a).keys() == state(b).keys() and state(a)
+    for key, value in state(a).items():
+        assert value.dtype == torch.float64, key
+        torch.testing.assert_close(value, state(b)[key], rtol=0, atol=0)

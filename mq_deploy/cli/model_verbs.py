@@ -121,8 +121,9 @@ def register(verbs) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random Hadamard signs")
     add_device(p, "calibration (and the float64 folds)")
     p.add_argument("--calib-dtype", default="auto", choices=["auto", "float64", "float32"],
-                   help="dtype of the calibration forwards (statistics are float64 sums either way); auto: "
-                        "float64 on a CPU, float32 on a GPU")
+                   help="dtype of the calibration forwards (statistics are float64 sums and the folds float64 "
+                        "either way); auto: float32, whose statistics agree with float64 forwards to 1e-4 at half "
+                        "the time on a CPU")
     add_text(p, "--eval", purpose="also report FP vs quantized perplexity on")
     p.add_argument("--eval-max-tokens", type=int, default=None)
     p.set_defaults(func=run_quantize)

@@ -150,16 +150,25 @@ class MambaLM(nn.Module):
         With return_state=True also returns the state after the last token, ready for the next call
         (a decode step is forward(next_token[:, None], state)).
         """
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be [batch, seqlen], got shape {tuple(input_ids.shape)}")
-        hidden = self.backbone.embeddings(input_ids)
+        hidden = self.embed(input_ids)
         new_conv, new_ssm = [], []
         for i, layer in enumerate(self.backbone.layers):
             conv, ssm = (state.conv[i], state.ssm[i]) if state is not None else (None, None)
             hidden, conv, ssm = layer(hidden, conv, ssm)
             new_conv.append(conv)
             new_ssm.append(ssm)
+        logits = self.head(hidden)
+        return (logits, MambaState(new_conv, new_ssm)) if return_state else logits
+
+    # forward's stages, so calibration can run the model a layer at a time (quant/calibrate.py)
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids [b, L] -> the first layer's input [b, L, d]."""
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, seqlen], got shape {tuple(input_ids.shape)}")
+        return self.backbone.embeddings(input_ids)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The last layer's output -> logits."""
         hidden = self.backbone.norm_f(hidden.to(self.backbone.norm_f.weight.dtype))
         logits = self.lm_head(self.lm_head_input(hidden.to(self.dtype)))
-        logits = logits.to(at_least_float32(logits.dtype))
-        return (logits, MambaState(new_conv, new_ssm)) if return_state else logits
+        return logits.to(at_least_float32(logits.dtype))

@@ -26,30 +26,35 @@ def _assert_unquantized(model: torch.nn.Module) -> None:
                                 "gather statistics before quantizing")
 
 
-def _forward_model(model: torch.nn.Module, dtype: torch.dtype | None) -> torch.nn.Module:
-    """The model the calibration forwards run: `model` itself, or a copy in `dtype` on the same
-    device (the folds keep their float64 model)."""
-    param = next(model.parameters())
-    return model if dtype is None or dtype == param.dtype else copy.deepcopy(model).to(dtype)
+def _in_dtype(module: torch.nn.Module, dtype: torch.dtype | None) -> torch.nn.Module:
+    """`module` itself, or a copy of it in `dtype` (one layer at a time: the folds keep their float64
+    model, and the calibration never holds a second copy of the whole model)."""
+    param = next(module.parameters())
+    return module if dtype is None or dtype == param.dtype else copy.deepcopy(module).to(dtype)
 
 
 @contextmanager
-def _fast_scan(model: torch.nn.Module):
-    """On a GPU, below float64, run the project's CUDA selective scan for the duration."""
-    param = next(model.parameters())
-    layers = getattr(getattr(model, "backbone", None), "layers", None)
-    scan = gpu_scan() if param.device.type == "cuda" and param.dtype != torch.float64 and layers else None
-    if scan is None:
-        yield
-        return
-    previous = [layer.mixer.scan_impl for layer in layers]
-    for layer in layers:
-        layer.mixer.scan_impl = scan
+def _observing(root: torch.nn.Module, observers: dict[str, list[Observer]], prefix: str = "", scan=None):
+    """Feed the output of each observed module under `root` (observer names are `prefix` + the name
+    in `root`) to its observers; run the project's CUDA scan in root's mixers when `scan` is given."""
+    handles, previous = [], {}
+    for name, obs_list in observers.items():
+        if name.startswith(prefix) and (prefix or not name.startswith("backbone.layers.")):
+            def hook(module, args, output, obs_list=obs_list):
+                for obs in obs_list:
+                    obs.update(output)
+            handles.append(root.get_submodule(name[len(prefix):]).register_forward_hook(hook))
+    if scan is not None:
+        previous = {m: m.scan_impl for m in root.modules() if hasattr(m, "scan_impl")}
+        for mixer in previous:
+            mixer.scan_impl = scan
     try:
         yield
     finally:
-        for layer, impl in zip(layers, previous):
-            layer.mixer.scan_impl = impl
+        for h in handles:
+            h.remove()
+        for mixer, impl in previous.items():
+            mixer.scan_impl = impl
 
 
 def gpu_scan():
@@ -60,34 +65,54 @@ def gpu_scan():
     return cuda_selective_scan(MqKernels(path)) if path is not None else None
 
 
+def _stages_to_run(model: torch.nn.Module, names) -> tuple[int, bool]:
+    """(how many layers, whether the head) a pass must run so every module in `names` sees its input:
+    statistics of layer i need nothing past layer i, and the vocabulary-sized lm_head (the largest
+    matmul of a small model) runs only when something at the head is observed."""
+    depth, head = 0, False
+    for name in names:
+        parts = name.split(".")
+        if parts[:2] == ["backbone", "layers"]:
+            depth = max(depth, int(parts[2]) + 1)
+        elif parts[:2] != ["backbone", "embeddings"]:
+            head = True
+    return (len(model.backbone.layers), True) if head else (depth, False)
+
+
 @torch.no_grad()
 def collect_statistics(model: torch.nn.Module, batches: torch.Tensor, observers: dict[str, list[Observer]],
                        batch_size: int = 8, progress: bool = True, desc: str = "calibrating",
                        dtype: torch.dtype | None = None) -> dict:
-    """Run `batches` ([n, L] token ids) through `model` (on its device; in `dtype` when given) in
-    chunks of `batch_size` rows, feeding the output of each named module to its observers, which
-    accumulate in float64. Returns `observers`."""
+    """Run `batches` ([n, L] token ids) through `model` (on its device; its layers in `dtype` when
+    given) in chunks of `batch_size` rows, feeding the output of each named module to its observers,
+    which accumulate in float64. Returns `observers`.
+
+    The model runs a layer at a time over all chunks (model.embed, backbone.layers, model.head):
+    each chunk meets the same operations in the same order as in `model(chunk)`, so every observer
+    sees exactly what a whole-model forward would show it, and the pass stops after the last layer
+    anything observes. Holding one hidden state per calibration token costs tokens x hidden_size
+    floats (50 MB for mamba-130m at 32 x 512 tokens in float32). With `dtype`, each layer is copied
+    into it just before it runs; the embedding and the head run in the model's own dtype."""
     _assert_unquantized(model)
-    model = _forward_model(model, dtype)
     device = next(model.parameters()).device
-    modules = dict(model.named_modules())
-    unknown = sorted(set(observers) - set(modules))
+    unknown = sorted(set(observers) - {name for name, _ in model.named_modules()})
     if unknown:
         raise MQDeployError(f"no module named {unknown[0]} in the model (recipe/model mismatch)")
-    handles = []
-    for name, obs_list in observers.items():
-        def hook(module, args, output, obs_list=obs_list):
-            for obs in obs_list:
-                obs.update(output)
-        handles.append(modules[name].register_forward_hook(hook))
-    try:
-        with _fast_scan(model), progress_bar(total=batches.numel(), desc=desc, unit="tok",
-                                             disable=not progress) as bar:
-            for start in range(0, batches.shape[0], batch_size):
-                chunk = batches[start:start + batch_size]
-                model(chunk.to(device))
-                bar.update(chunk.numel())
-    finally:
-        for h in handles:
-            h.remove()
+    depth, head = _stages_to_run(model, observers)
+    forward_dtype = dtype or next(model.parameters()).dtype
+    scan = gpu_scan() if device.type == "cuda" and forward_dtype != torch.float64 else None
+    chunks = list(batches.split(batch_size))
+    with progress_bar(total=(depth + head) * len(chunks), desc=desc, unit="batch", disable=not progress) as bar, \
+            _observing(model, observers):
+        hidden = [model.embed(chunk.to(device)).to(forward_dtype) for chunk in chunks]
+        for i, layer in enumerate(model.backbone.layers[:depth]):
+            run = _in_dtype(layer, dtype)
+            with _observing(run, observers, prefix=f"backbone.layers.{i}.", scan=scan):
+                for j, h in enumerate(hidden):
+                    hidden[j] = run(h)[0]
+                    bar.update(1)
+        if head:
+            for h in hidden:
+                model.head(h)
+                bar.update(1)
     return observers

@@ -1,7 +1,10 @@
 """Observers: running statistics of one activation, fed batch by batch during calibration.
 
 All keep float64 accumulators and reject NaN/inf with an error naming the activation point, so a
-broken model or bad calibration data is caught where it happens, not as a NaN scale later.
+broken model or bad calibration data is caught where it happens, not as a NaN scale later. Each
+reads the activation in its own dtype (min, max and |max| are exact in any float type; only the
+covariance's sums need float64 inputs) and checks its own reduced result for NaN/inf, which NaN and
+inf always reach: no extra pass over the activation and no float64 copy of it unless needed.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ class Observer:
         self.count = 0           # tokens (rows) seen
 
     def update(self, x: torch.Tensor) -> None:
-        _check_finite(x, self.where)
-        rows = x.detach().reshape(-1, x.shape[-1]).double()
+        rows = x.detach().reshape(-1, x.shape[-1])
+        summary = self._update(rows)
+        if not torch.isfinite(summary).all():
+            _check_finite(x, self.where)
         self.count += rows.shape[0]
-        self._update(rows)
 
-    def _update(self, rows: torch.Tensor) -> None:
+    def _update(self, rows: torch.Tensor) -> torch.Tensor:
+        """Fold `rows` [tokens, channels] (the activation's dtype) into the statistics; return a small
+        tensor that holds a NaN or inf whenever `rows` does."""
         raise NotImplementedError
 
     def _require_data(self):
@@ -50,9 +56,10 @@ class MinMaxObserver(Observer):
         self.lo, self.hi = None, None
 
     def _update(self, rows):
-        lo, hi = rows.min(), rows.max()
+        lo, hi = (v.double() for v in torch.aminmax(rows))
         self.lo = lo if self.lo is None else torch.minimum(self.lo, lo)
         self.hi = hi if self.hi is None else torch.maximum(self.hi, hi)
+        return torch.stack([lo, hi])
 
     def range(self):
         self._require_data()
@@ -69,8 +76,9 @@ class ChannelAbsMaxObserver(Observer):
         self.absmax = None
 
     def _update(self, rows):
-        m = rows.abs().amax(dim=0)
+        m = rows.abs().amax(dim=0).double()
         self.absmax = m if self.absmax is None else torch.maximum(self.absmax, m)
+        return m
 
     def value(self) -> torch.Tensor:
         self._require_data()
@@ -89,9 +97,11 @@ class CovarianceObserver(Observer):
         self.gram = None
 
     def _update(self, rows):
+        rows = rows.double()
         s, g = rows.sum(0), rows.T @ rows
         self.sum = s if self.sum is None else self.sum + s
         self.gram = g if self.gram is None else self.gram + g
+        return s
 
     def covariance(self) -> torch.Tensor:
         self._require_data()
@@ -125,7 +135,9 @@ class HistogramObserver(Observer):
 
     def _update(self, rows):
         flat = rows.flatten()
-        lo, hi = flat.min(), flat.max()
+        lo, hi = (v.double() for v in torch.aminmax(flat))
+        if not (torch.isfinite(lo) and torch.isfinite(hi)):
+            return torch.stack([lo, hi])
         self.lo = lo if self.lo is None else torch.minimum(self.lo, lo)
         self.hi = hi if self.hi is None else torch.maximum(self.hi, hi)
         needed = max(abs(lo.item()), abs(hi.item()), 1e-12)
@@ -134,6 +146,7 @@ class HistogramObserver(Observer):
             self.hist = self.hist.to(rows.device)      # accumulate where the activations are
         self._grow(needed)
         self.hist += torch.histc(flat, bins=self.bins, min=-self.limit, max=self.limit).double()
+        return torch.stack([lo, hi])
 
     def percentile_range(self, percentile: float):
         """(lo, hi) clipping (100 - percentile)% of the mass off each tail, never wider than min/max."""

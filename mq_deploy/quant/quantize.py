@@ -155,16 +155,18 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
 
 
 def _float64_copy(model: MambaLM, device: torch.device) -> MambaLM:
-    """A float64 copy of `model` on `device`. For a GPU it is built there and filled tensor by
-    tensor, so the host never holds a second (float64) copy of a multi-GB model."""
-    if device.type == "cpu":
-        return copy.deepcopy(model).to(torch.float64).eval()
-    with torch.device(device):
+    """A float64 copy of `model` on `device`, allocated once in float64 and filled tensor by tensor
+    (no float32 intermediate copy: on a CPU that transient was a third copy of the weights)."""
+    with torch.device("meta"):
         work = MambaLM(copy.deepcopy(model.config)).to(torch.float64)
+    tied = model.lm_head.weight is model.backbone.embeddings.weight
+    if tied:                                        # to_empty would give the head a tensor of its own
+        work.lm_head.register_parameter("weight", None)
+    work = work.to_empty(device=device)
+    if tied:
+        work.lm_head.weight = work.backbone.embeddings.weight
     work.load_state_dict(model.state_dict())
     for name, module in model.named_modules():      # non-parameter state, e.g. S-SiLU gate scales
         if getattr(module, "gate_scale", None) is not None:
             work.get_submodule(name).gate_scale = module.gate_scale.to(device=device, dtype=torch.float64)
     return work.eval()
-
-
