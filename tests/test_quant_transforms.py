@@ -158,13 +158,14 @@ def calibration_ids(vocab: int) -> torch.Tensor:
 
 def transformed_by(recipe: str, model: MambaLM, calib: torch.Tensor) -> MambaLM:
     """A copy of the float64 `model` after recipes/<recipe>.py's transform (what `quantize` runs
-    before any rounding)."""
+    before any rounding), with float64 calibration forwards: these tests recompute the statistics
+    exactly."""
     import copy
 
     from mq_deploy.quant.config import QuantConfig
     from mq_deploy.quant.recipes import get_recipe
     work = copy.deepcopy(model)
-    get_recipe(recipe).transform(work, calib, QuantConfig(), progress=False)
+    get_recipe(recipe).transform(work, calib, QuantConfig(calib_dtype="float64"), progress=False)
     return work
 
 

@@ -22,12 +22,14 @@ class ChannelStatsObserver(Observer):
         self.absmax, self.sum, self.sumsq = None, None, None
 
     def _update(self, rows):
+        rows = rows.double()
         absmax, s, sq = rows.abs().amax(0), rows.sum(0), (rows * rows).sum(0)
         if self.absmax is None:
             self.absmax, self.sum, self.sumsq = absmax, s, sq
         else:
             self.absmax = torch.maximum(self.absmax, absmax)
             self.sum, self.sumsq = self.sum + s, self.sumsq + sq
+        return s
 
     def variance(self) -> torch.Tensor:
         mean = self.sum / self.count

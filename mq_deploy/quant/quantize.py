@@ -17,7 +17,7 @@ from ..models import MambaLM
 from .calibrate import collect_statistics
 from .config import CONV_INPUT, LINEAR_INPUTS, QuantConfig
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
-from .observers import HistogramObserver
+from .observers import HistogramObserver, MinMaxObserver
 from .paper_scan import selective_scan_quantized_hc
 from .quantizer import QuantSpec, quantize_tensor, scale_and_zero_point
 
@@ -94,17 +94,18 @@ def install_activation_quantizers(model: MambaLM, calib: torch.Tensor, config: Q
             _set_module(model, point, _with_quantizer(model.get_submodule(point), DynamicActivationQuantizer(spec)))
             ranges[point] = {"dynamic": True, "bits": spec.bits, "symmetric": spec.symmetric}
         return ranges
-    observers = {p: [HistogramObserver(p)] for p in points}
+    pct = {p: (percentiles or {}).get(p.rsplit(".", 1)[-1], config.act_percentile) for p in points}
+    # min/max needs no histogram (whose percentile_range(100) is the same min and max)
+    observers = {p: [MinMaxObserver(p) if pct[p] == 100.0 else HistogramObserver(p)] for p in points}
     collect_statistics(model, calib, observers, batch_size=config.batch_size, progress=progress,
                        desc="activation ranges")
     for point in points:
-        suffix = point.rsplit(".", 1)[-1]
-        pct = (percentiles or {}).get(suffix, config.act_percentile)
-        lo, hi = observers[point][0].percentile_range(pct)
+        observer = observers[point][0]
+        lo, hi = observer.range() if pct[point] == 100.0 else observer.percentile_range(pct[point])
         scale, zero_point = scale_and_zero_point(lo, hi, spec)
         _set_module(model, point, _with_quantizer(model.get_submodule(point),
                                                   StaticActivationQuantizer(spec, scale.item(), zero_point.item())))
-        ranges[point] = {"scale": scale.item(), "zero_point": zero_point.item(), "percentile": pct,
+        ranges[point] = {"scale": scale.item(), "zero_point": zero_point.item(), "percentile": pct[point],
                          "observed_min": lo.item(), "observed_max": hi.item(), "bits": spec.bits,
                          "symmetric": spec.symmetric}
     return ranges
