@@ -59,6 +59,7 @@ def measure_one(size: str, checkpoint: Path, work: Path, device: str, export: bo
     row["save_s"] = time.perf_counter() - start
     row["source_gb"] = _dir_bytes(checkpoint) / 1e9
     row["artifact_gb"] = _dir_bytes(artifact) / 1e9
+    row["quantize_rss_gb"] = _peak_rss_gb()          # load + quantize + save; export may raise it later
     del qm, loaded
     if export:
         from mq_deploy.export import check_onnx, export_onnx
@@ -70,8 +71,12 @@ def measure_one(size: str, checkpoint: Path, work: Path, device: str, export: bo
         row["check_s"] = time.perf_counter() - start
         row["check"] = "ok" if not problems else f"{len(problems)} problems"
         row["export_gb"] = _dir_bytes(result.onnx_path.parent) / 1e9
-    row["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    row["peak_rss_gb"] = _peak_rss_gb()
     return row
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -125,7 +130,7 @@ def main(argv=None) -> int:
             subprocess.run(["rm", "-rf", str(checkpoint), str(work)])
     cols = [("size", "size", ""), ("device", "device", ""), ("params (M)", "params_m", ".0f"), ("load s", "load_s", ".1f"),
             ("quantize s", "quantize_s", ".1f"), ("export s", "export_s", ".1f"), ("check s", "check_s", ".1f"),
-            ("peak RSS GB", "peak_rss_gb", ".2f"), ("GPU peak GB", "gpu_peak_gb", ".2f"),
+            ("quantize peak RSS GB", "quantize_rss_gb", ".2f"), ("peak RSS GB", "peak_rss_gb", ".2f"), ("GPU peak GB", "gpu_peak_gb", ".2f"),
             ("source GB", "source_gb", ".2f"), ("artifact GB", "artifact_gb", ".2f"), ("export GB", "export_gb", ".2f")]
     print("| " + " | ".join(c[0] for c in cols) + " |")
     print("|" + "---|" * len(cols))

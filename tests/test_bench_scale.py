@@ -1,0 +1,30 @@
+"""benchmarks/bench_scale.py end to end on a one-layer slice of the 130m shape: each size runs in a
+child process that imports this checkout (installed or not), and the table and JSON carry every
+measured stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_one_layer_of_130m_through_load_quantize_export_and_check(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_scale.py"), "--sizes", "130m",
+                           "--layers", "1", "--samples", "2", "--seq-len", "32", "--workdir", str(tmp_path),
+                           "--json", str(tmp_path / "rows.json")], capture_output=True, text=True, timeout=600,
+                          cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = json.loads((tmp_path / "rows.json").read_text())
+    assert row["size"] == "130m" and row["layers"] == 1 and row["check"] == "ok", row
+    for key in ("load_s", "quantize_s", "export_s", "check_s", "quantize_rss_gb", "peak_rss_gb", "artifact_gb",
+                "export_gb"):
+        assert row[key] > 0, key
+    assert 0.9 < row["artifact_gb"] / row["source_gb"] < 1.1     # the tied head is written once
+    assert "| 130m | cpu |" in proc.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.json"]   # the work folder is cleaned up
