@@ -94,6 +94,22 @@ def test_compare_recipes_table(byte_model, text_file, tmp_path):
     assert {(row["recipe"], row["bits"], row["mode"]) for row in result["rows"]} == {
         (rc, b, m) for rc in ("rtn", "quamba") for b in ("W8A8", "W4A8", "W4A16") for m in ("deploy", "paper")}
     assert "| rtn | W8A8 | deploy |" in (tmp_path / "table.md").read_text()
+    # per-window NLL of the FP model, recomputed here from the checkpoint and the text's bytes
+    import torch
+    from mq_deploy.models.loading import load_model
+    model = load_model(byte_model).model
+    windows = torch.tensor(list(text_file.read_text(encoding="utf-8").encode())[:2048]).view(4, 512)
+    with torch.no_grad():
+        logits = model(windows[:, :-1])
+    expected = torch.nn.functional.cross_entropy(logits.transpose(1, 2), windows[:, 1:], reduction="none").mean(1)
+    assert result["fp_window_nll"] == pytest.approx(expected.tolist(), rel=1e-5)
+    for row in result["rows"]:       # the paired mean over equal windows is the perplexity change itself
+        assert row["vs_fp"]["windows"] == 4
+        assert row["vs_fp"]["percent"] == pytest.approx(row["change_percent"], abs=1e-6)
+        assert row["vs_fp"]["low_percent"] <= row["vs_fp"]["percent"] <= row["vs_fp"]["high_percent"]
+    assert {(d["bits"], d["mode"]) for d in result["decisions"]} == {
+        (b, m) for b in ("W8A8", "W4A8", "W4A16") for m in ("deploy", "paper")}
+    assert all(d["best"] in ("rtn", "quamba") for d in result["decisions"])
 
 
 def test_compare_recipes_and_inspect_on_token_ids_and_again_with_force(byte_model, text_file, tmp_path, capsys,
@@ -144,3 +160,26 @@ def test_w4_alone_is_the_deployable_w4a16(byte_model, text_file, tmp_path, capsy
                  "--out", str(tmp_path / "w4a8")]) == 0
     assert "cannot deploy it" in capsys.readouterr().out
     assert main(["export", "--model", str(tmp_path / "w4a8"), "--onnx", str(tmp_path / "x" / "model.onnx")]) == 2
+
+
+def test_a_short_calibration_text_gives_fewer_windows_and_says_so(byte_model, tmp_path):
+    # 3.5 windows of 128 bytes: three distinct windows, not 8 overlapping ones reported as 8x128
+    short = tmp_path / "short.txt"
+    short.write_text(("The quick brown fox jumps over the lazy dog. " * 10)[:448], encoding="ascii")
+    out = tmp_path / "q"
+    r = run("quantize", "--model", byte_model, "--calib", short, "--calib-samples", "8", "--calib-seq-len", "128",
+            "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "holds 3 windows of 128 tokens, not the 8 asked for" in r.stderr
+    assert "calibrated on 3x128 tokens" in r.stdout
+    assert json.loads((out / "report.json").read_text())["calibration"]["samples"] == 3
+
+
+def test_calibration_windows_are_consecutive_slices():
+    from mq_deploy.data.calibration import calibration_windows, short_text_note
+    stream = list(range(1000, 1000 + 450))
+    windows = calibration_windows(stream, 128, 8)
+    assert windows.tolist() == [stream[0:128], stream[128:256], stream[256:384]]
+    assert "holds 3 windows" in short_text_note(windows, 8, "t.txt")
+    assert short_text_note(calibration_windows(stream, 128, 2), 2, "t.txt") is None
+    assert calibration_windows(stream, 128, 2).tolist() == [stream[0:128], stream[128:256]]

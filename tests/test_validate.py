@@ -102,6 +102,69 @@ def test_a_broken_graph_fails(exported, tmp_path):
     assert "FAIL" in r.stdout and "validation FAILED" in r.stdout
     report = json.loads((tmp_path / "report.json").read_text())
     assert not report["passed"] and report["references"][0]["failures"]
+    # and validate says which failure it is: not tie flips, a graph that computes something else
+    explanation = report["references"][0]["explanation"]
+    assert not explanation["graph_correct"] and explanation["codes"]["max_code_difference"] > 1
+    # the first wrong codes are those fed by the tripled scale: layer 0's in_proj output, at the conv
+    assert re.search(r"why torch fp32 failed: graph differs from the model: .* first at "
+                     r"backbone\.layers\.0\.mixer\.x_proj_input", r.stdout), r.stdout
+
+
+def test_a_correct_graph_with_tie_flips_is_explained_as_correct(exported, tmp_path):
+    """Plant tie flips in a correct graph: every activation scale 4e-6 larger (relative), so values
+    within ~5e-4 of a step from a rounding tie get the neighbouring code while the function stays the
+    model's to 4e-6. Held to a tolerance it cannot meet, validate must fail it and say it is correct."""
+    import onnx
+    from onnx import numpy_helper
+    from mq_deploy.validate.validation import Tolerance, validate
+    shutil.copytree(exported["fp32"].onnx_path.parent, tmp_path / "ties")
+    path = tmp_path / "ties" / "model.onnx"
+    model = onnx.load(str(path))
+    planted = 0
+    for i, t in enumerate(model.graph.initializer):
+        if t.name.endswith("act_scale"):
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * (1 + 4e-6), t.name))
+            planted += 1
+    assert planted
+    onnx.save(model, str(path))
+    ids = np.frombuffer(TEXT.encode(), dtype=np.uint8)[:8 * 96].astype(np.int64).reshape(8, 96)
+    feeds = [{"input_ids": ids[i:i + 2]} for i in range(0, 8, 2)]
+    impossible = Tolerance(median_abs=0.0, min_argmax_agreement=1.0, max_nll_increase=0.0, outputs="all")
+    report = validate(path, feeds, references=["torch"], tolerances={"same-graph": impossible})
+    (same,) = report["references"]
+    assert not same["passed"]
+    explanation = same["explanation"]
+    assert explanation["graph_correct"], explanation
+    codes = explanation["codes"]
+    assert codes["differing"] > 0 and codes["max_code_difference"] == 1, codes
+    assert explanation["aligned"]["relative"] < 1e-4
+    assert explanation["explanation"].startswith(f"graph correct; {codes['differing']:,} of {codes['compared']:,} "
+                                                 "INT8 codes flipped at rounding ties")
+    # the clean graph under the same impossible tolerance: correct too, with (almost) no flips
+    clean = validate(exported["fp32"].onnx_path, feeds, references=["torch"], tolerances={"same-graph": impossible})
+    assert clean["references"][0]["explanation"]["codes"]["differing"] < codes["differing"]
+
+
+def test_wrong_arithmetic_between_quantizers_is_explained(exported, tmp_path):
+    """The last layer's out_proj weight scale 1.5x: no activation quantizer follows it (the head is
+    FP), so every code agrees and only the aligned logits show that the graph is not the model."""
+    import onnx
+    from onnx import numpy_helper
+    shutil.copytree(exported["fp32"].onnx_path.parent, tmp_path / "wrong")
+    path = tmp_path / "wrong" / "model.onnx"
+    model = onnx.load(str(path))
+    for i, t in enumerate(model.graph.initializer):
+        if t.name == "backbone.layers.1.mixer.out_proj.weight_scale":
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 1.5, t.name))
+    onnx.save(model, str(path))
+    report = validate_export(path, text=str(exported["root"] / "text.txt"), samples=4, seq_len=64,
+                             references=["torch"])
+    (same,) = report["references"]
+    assert not same["passed"]
+    explanation = same["explanation"]
+    assert not explanation["graph_correct"] and explanation["codes"]["max_code_difference"] <= 1
+    assert explanation["aligned"]["relative"] > 1e-3
+    assert explanation["explanation"].startswith("graph differs from the model (aligned error")
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])

@@ -57,7 +57,7 @@ def run_inspect(args) -> int:
     from ..reports.inspection import inspect_model
     result = inspect_model(args.model, args.plot, quantized_dir=args.quantized, text=args.text,
                            samples=args.samples, seq_len=args.seq_len, force=args.force)
-    print(f"statistics on {args.samples}x{args.seq_len} tokens of {result['text']}")
+    print(f"statistics on {result['samples']}x{result['seq_len']} tokens of {result['text']}")
     print("| activation | worst layer's max/median channel range: FP | after transforms |")
     print("|---|---:|---:|")
     for point, s in result["points"].items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from ..errors import MQDeployError
@@ -18,21 +20,29 @@ def check_window_counts(samples: int, seq_len: int, what: str = "calibration",
         raise MQDeployError(f"{options[0]} {samples}: {what} needs at least one window")
 
 
-def calibration_windows(token_ids, seq_len: int, num_samples: int, seed: int = 0, source: str | None = None,
+def calibration_windows(token_ids, seq_len: int, num_samples: int, source: str | None = None,
                         option: str = "--calib-seq-len") -> torch.Tensor:
-    """`num_samples` windows of `seq_len` tokens, [num_samples, seq_len]. Consecutive non-overlapping
-    windows when the text is long enough for them all, otherwise seeded random offsets."""
+    """Up to `num_samples` consecutive, non-overlapping windows of `seq_len` tokens,
+    [windows, seq_len]: as many as the text holds, never fewer than one. A short text gives fewer
+    windows rather than overlapping ones (repeated tokens add no information and would make
+    "32x512 tokens" a false count); callers report the real count (`short_text_note`)."""
     ids = torch.as_tensor(token_ids, dtype=torch.long).flatten()
     if seq_len < 1 or num_samples < 1:
         raise MQDeployError("calibration needs seq_len >= 1 and at least one sample")
     if ids.numel() < seq_len:
         raise MQDeployError(f"calibration text too short: {source + ' has ' if source else ''}{ids.numel()} tokens, "
                             f"a window needs {seq_len}; give a longer text or a smaller {option}")
-    if ids.numel() >= seq_len * num_samples:
-        return ids[: seq_len * num_samples].view(num_samples, seq_len)
-    g = torch.Generator().manual_seed(seed)
-    offsets = torch.randint(0, ids.numel() - seq_len + 1, (num_samples,), generator=g)
-    return torch.stack([ids[o:o + seq_len] for o in offsets.tolist()])
+    windows = min(num_samples, ids.numel() // seq_len)
+    return ids[: seq_len * windows].view(windows, seq_len)
+
+
+def short_text_note(windows: torch.Tensor, requested: int, label: str, option: str = "--calib") -> str | None:
+    """One line saying the text held fewer windows than asked for, or None when it held them all."""
+    got, seq_len = windows.shape
+    if got >= requested:
+        return None
+    return (f"note: {option} {label} holds {got} windows of {seq_len} tokens, not the {requested} asked for; "
+            f"using {got}x{seq_len} tokens (give a longer text for more)")
 
 
 def calibration_batches(tokenizer, text: str, samples: int, seq_len: int, vocab_size: int | None = None,
@@ -43,4 +53,8 @@ def calibration_batches(tokenizer, text: str, samples: int, seq_len: int, vocab_
     if vocab_size is None:
         vocab_size = (tokenizer if hasattr(tokenizer, "encode") else tokenizer()).vocab_size
     source = load_tokens(text, tokenizer, vocab_size, option)
-    return calibration_windows(source.stream, seq_len, samples, source=source.label), source.label
+    windows = calibration_windows(source.stream, seq_len, samples, source=source.label)
+    note = short_text_note(windows, samples, source.label, option)
+    if note:                                    # said before the long work, on stderr beside the progress bars
+        print(note, file=sys.stderr)
+    return windows, source.label

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,8 @@ class PerplexityResult:
     bits_per_byte: float | None
     seq_len: int
     seconds: float
+    window_nll: list[float] = field(default_factory=list)   # mean NLL (nats) of each window, in text order:
+                                                            # what paired comparisons resample
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,7 +68,7 @@ def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int 
         raise MQDeployError(f"{label} has {ids.numel()} tokens, fewer than one window of --seq-len {seq_len}; "
                             "give a longer text or a smaller --seq-len")
     windows = ids[: n_windows * seq_len].view(n_windows, seq_len)
-    nll, scored = 0.0, 0
+    nll, scored, window_nll = 0.0, 0, []
     start = time.perf_counter()
     with progress_bar(total=n_windows * seq_len, desc=desc, unit="tok", disable=not progress) as bar:
         for i in range(0, n_windows, batch_size):
@@ -78,8 +80,10 @@ def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int 
                                     f"{i + 1}..{i + len(batch)}); no perplexity can be reported. Its weights are "
                                     "finite, so an activation overflows: check the checkpoint (and a quantized "
                                     "artifact's scales)")
-            nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
-                                   reduction="sum").item()
+            token_nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
+                                        reduction="none").view(len(batch), -1).double()
+            nll += token_nll.sum().item()
+            window_nll += token_nll.mean(dim=1).tolist()
             scored += batch[:, 1:].numel()
             bar.update(batch.numel())
     # bytes covered by the scored tokens, assuming bytes spread evenly over tokens
@@ -88,7 +92,7 @@ def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int 
     return PerplexityResult(scored_tokens=scored, scored_bytes=scored_bytes, nll_per_token=mean,
                             perplexity=math.exp(mean),
                             bits_per_byte=nll / math.log(2) / scored_bytes if scored_bytes else None,
-                            seq_len=seq_len, seconds=time.perf_counter() - start)
+                            seq_len=seq_len, seconds=time.perf_counter() - start, window_nll=window_nll)
 
 
 def unigram_bits_per_token(token_ids) -> float:

@@ -81,30 +81,40 @@ class _CodeStats:
         self.compared = self.differing = 0
         self.max_code_difference = 0.0
         self.max_distance_from_tie = 0.0          # in quantization steps, over the differing codes
+        self.per_point = {}                       # point -> the same three figures, in forward order
 
-    def add(self, ratio: torch.Tensor, own: torch.Tensor, given: torch.Tensor):
+    def add(self, point: str, ratio: torch.Tensor, own: torch.Tensor, given: torch.Tensor):
         differs = own != given
+        n = int(differs.sum())
         self.compared += own.numel()
-        self.differing += int(differs.sum())
-        if differs.any():
-            self.max_code_difference = max(self.max_code_difference, float((own - given).abs().max()))
+        self.differing += n
+        mine = self.per_point.setdefault(point, {"differing": 0, "max_code_difference": 0.0,
+                                                 "max_distance_from_tie": 0.0})
+        if n:
+            code_difference = float((own - given).abs().max())
             frac = ratio.abs() - ratio.abs().floor()
-            self.max_distance_from_tie = max(self.max_distance_from_tie, float((frac - 0.5).abs()[differs].max()))
+            distance = float((frac - 0.5).abs()[differs].max())
+            self.max_code_difference = max(self.max_code_difference, code_difference)
+            self.max_distance_from_tie = max(self.max_distance_from_tie, distance)
+            mine["differing"] += n
+            mine["max_code_difference"] = max(mine["max_code_difference"], code_difference)
+            mine["max_distance_from_tie"] = max(mine["max_distance_from_tie"], distance)
 
     def as_dict(self) -> dict:
         return {"compared": self.compared, "differing": self.differing,
                 "fraction": self.differing / max(self.compared, 1),
                 "max_code_difference": self.max_code_difference,
-                "max_distance_from_tie": self.max_distance_from_tie}
+                "max_distance_from_tie": self.max_distance_from_tie,
+                "per_point": {p: v for p, v in self.per_point.items() if v["differing"]}}
 
 
 def _aligned_logits(torch_model, input_ids: torch.Tensor, codes: dict[str, np.ndarray], stats: _CodeStats):
-    def hook_for(given: torch.Tensor):
+    def hook_for(point: str, given: torch.Tensor):
         def hook(quantizer, inputs, output):
             x, spec = inputs[0].double(), quantizer.spec
             ratio = x / quantizer.scale
             own = torch.clamp(torch.round(ratio) + quantizer.zero_point, spec.qmin, spec.qmax)
-            stats.add(ratio, own, given)
+            stats.add(point, ratio, own, given)
             return ((given - quantizer.zero_point) * quantizer.scale).to(output.dtype)
         return hook
 
@@ -112,7 +122,7 @@ def _aligned_logits(torch_model, input_ids: torch.Tensor, codes: dict[str, np.nd
     try:
         for point, values in codes.items():
             given = torch.from_numpy(values.astype(np.float64))
-            handles.append(_quantizer_at(torch_model, point).register_forward_hook(hook_for(given)))
+            handles.append(_quantizer_at(torch_model, point).register_forward_hook(hook_for(point, given)))
         return torch_logits(torch_model, input_ids)
     finally:
         for handle in handles:

@@ -28,6 +28,8 @@ Three implementations with one signature (benchmarks/bench_reference_scan.py com
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -35,6 +37,11 @@ from .reference_scan import selective_scan_ref
 
 __all__ = ["selective_scan", "selective_scan_ref", "selective_scan_fused", "selective_scan_chunked",
            "SCAN_IMPLS"]
+
+
+# time steps whose states the fused scan keeps before contracting them with C in one matmul
+# (16 steps of a [8, 16, 1536] state are 6 MB; 8 and 16 measured alike, 32 slower)
+STATE_BLOCK = 16
 
 
 def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
@@ -126,6 +133,32 @@ def selective_scan_chunked(x, delta, A, B, C, D=None, delta_bias=None, z=None, g
     return (y, h) if return_final_state else y
 
 
+def _scan_state_major(dt, dtx, A, B, C, h0):
+    """The forward recurrence without a gradient, laid out for a CPU: the state is [b, N, D] (D
+    innermost), so <h_t, C_t> is a reduction over an outer axis, which vectorizes, where the
+    [b, D, N] layout reduces 16 elements at a time (2x slower for the whole scan, measured at
+    [8, 512, 1536, 16]); the states of STATE_BLOCK steps are contracted with C in one matmul, and
+    the decay is exp2(dt * A * log2 e), ATen's exp2 being about twice as fast as its exp."""
+    batch, length, dim = dt.shape
+    A2 = (A * math.log2(math.e)).t().contiguous()                  # [N, D]
+    B, C = B.contiguous(), C.contiguous()                          # x_proj's output split: strided views
+    block = max(1, min(STATE_BLOCK, length))
+    blocks = -(-length // block)
+    y = dt.new_empty(blocks, batch, block, dim)                    # contiguous per block: no strided writes
+    h = h0.transpose(1, 2).contiguous()                            # [b, N, D]
+    decay, inp = torch.empty_like(h), torch.empty_like(h)
+    states = h.new_empty(batch, block, *h.shape[1:])
+    for k, start in enumerate(range(0, length, block)):
+        end = min(start + block, length)
+        for t in range(start, end):
+            torch.mul(dt[:, t, None, :], A2, out=decay).exp2_()
+            torch.mul(B[:, t, :, None], dtx[:, t, None, :], out=inp)
+            h = torch.addcmul(inp, decay, h, out=states[:, t - start])
+        torch.matmul(C[:, start:end, None, :], states[:, :end - start], out=y[k, :, :end - start, None, :])
+    y = y.transpose(0, 1).reshape(batch, blocks * block, dim)[:, :length]
+    return y, h.transpose(1, 2).contiguous()
+
+
 class _FusedScan(torch.autograd.Function):
     """The recurrence with discretization fused into the time loop, and a hand-written backward.
 
@@ -138,21 +171,18 @@ class _FusedScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, dt, dtx, A, B, C, h0):
+        if not any(ctx.needs_input_grad):
+            return _scan_state_major(dt, dtx, A, B, C, h0)
         batch, length, dim = dt.shape
-        keep_states = any(ctx.needs_input_grad)
-        states = dt.new_empty(batch, length, dim, A.shape[1]) if keep_states else None
-        y = dt.new_empty(batch, length, dim)
+        states = dt.new_empty(batch, length, dim, A.shape[1])
         h = h0
         for t in range(length):
             decay = torch.exp(dt[:, t, :, None] * A)
             inp = dtx[:, t, :, None] * B[:, t, None, :]
-            h = torch.addcmul(inp, decay, h, out=states[:, t] if keep_states else None)
-            if not keep_states:
-                torch.matmul(h, C[:, t, :, None], out=y[:, t, :, None])
-        if keep_states:
-            torch.matmul(states, C.unsqueeze(-1), out=y.unsqueeze(-1))
-            ctx.save_for_backward(dt, dtx, A, B, C, h0, states)
-        return y, h
+            h = torch.addcmul(inp, decay, h, out=states[:, t])
+        y = torch.matmul(states, C.unsqueeze(-1)).squeeze(-1)
+        ctx.save_for_backward(dt, dtx, A, B, C, h0, states)
+        return y, h.clone()
 
     @staticmethod
     def backward(ctx, dy, dh_last):

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..atomic_dir import atomic_files
 from ..data.calibration import calibration_batches
 from ..eval import evaluate_model
+from ..eval.paired import decisive_best, paired_difference
 from ..models.loading import load_model
 from ..quant.config import QuantConfig
 from ..quant.quantize import quantize
@@ -43,14 +44,29 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
                                    progress=progress, option="--eval")
                 row = {"recipe": recipe, "bits": config.label, "mode": mode, "perplexity": q["perplexity"],
                        "change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1),
-                       "bits_per_byte": q["bits_per_byte"], "calibration_seconds": seconds}
+                       "vs_fp": paired_difference(q["window_nll"], fp["window_nll"]),
+                       "bits_per_byte": q["bits_per_byte"], "calibration_seconds": seconds,
+                       "window_nll": q["window_nll"]}
                 rows.append(row)
                 log(f"{recipe:>11} {config.label} {mode:<6} perplexity {row['perplexity']:.4f} "
                     f"({row['change_percent']:+.2f}%)  calibration {seconds:.1f} s")
     return {"producer": PRODUCER, "model": str(model_dir), "calibration": {"text": calib_label, "samples": int(batches.shape[0]),
                                                      "seq_len": int(batches.shape[1])},
             "eval": {"text": fp["text"], "tokens": fp["scored_tokens"]}, "fp_perplexity": fp["perplexity"],
-            "fp_bits_per_byte": fp["bits_per_byte"], "rows": rows}
+            "fp_bits_per_byte": fp["bits_per_byte"], "fp_window_nll": fp["window_nll"], "rows": rows,
+            "decisions": decisions(rows)}
+
+
+def decisions(rows: list[dict]) -> list[dict]:
+    """Per bit setting and mode: the best recipe, and whether its lead over each other recipe is
+    beyond the paired interval over evaluation windows."""
+    out = []
+    for key in dict.fromkeys((r["bits"], r["mode"]) for r in rows):
+        group = [r for r in rows if (r["bits"], r["mode"]) == key]
+        if len(group) > 1:
+            verdict = decisive_best([r["recipe"] for r in group], {r["recipe"]: r["window_nll"] for r in group})
+            out.append({"bits": key[0], "mode": key[1], **verdict})
+    return out
 
 
 def to_markdown(result: dict) -> str:
@@ -60,11 +76,29 @@ def to_markdown(result: dict) -> str:
              f"FP perplexity {result['fp_perplexity']:.4f}"
              + (f" ({result['fp_bits_per_byte']:.4f} bits/byte)." if result["fp_bits_per_byte"] is not None else
                 " (token ids: no bytes to count)."), "",
-             "| recipe | bits | mode | perplexity | vs FP | calibration (s) |", "|---|---|---|---:|---:|---:|"]
+             f"| recipe | bits | mode | perplexity | vs FP | {_interval_header(result)} | calibration (s) |",
+             "|---|---|---|---:|---:|---|---:|"]
     for r in result["rows"]:
+        v = r["vs_fp"]
         lines.append(f"| {r['recipe']} | {r['bits']} | {r['mode']} | {r['perplexity']:.4f} | "
-                     f"{r['change_percent']:+.2f}% | {r['calibration_seconds']:.1f} |")
+                     f"{r['change_percent']:+.2f}% | {v['low_percent']:+.2f}% … {v['high_percent']:+.2f}% | "
+                     f"{r['calibration_seconds']:.1f} |")
+    if result.get("decisions"):
+        lines += ["", "Best recipe per setting, and whether its lead is beyond the paired interval (the "
+                  "interval of the other recipe's NLL minus the best one's, over the same windows, lies above zero):",
+                  ""]
+        for d in result["decisions"]:
+            unsure = [f"{name} ({v['low_percent']:+.2f}% … {v['high_percent']:+.2f}%)"
+                      for name, v in d["against"].items() if not v["decisive"]]
+            verdict = ("**winner**: better than every other recipe" if d["decisive"] else
+                       "no decisive winner: not distinguishable from " + ", ".join(unsure))
+            lines.append(f"- {d['bits']} {d['mode']}: {d['best']}, {verdict}")
     return "\n".join(lines) + "\n"
+
+
+def _interval_header(result: dict) -> str:
+    v = result["rows"][0]["vs_fp"] if result["rows"] else {"confidence": 0.95, "windows": 0}
+    return f"{100 * v['confidence']:g}% interval ({v['windows']} windows)"
 
 
 def report_paths(out_prefix) -> tuple[Path, Path]:

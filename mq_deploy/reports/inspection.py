@@ -58,4 +58,4 @@ def inspect_model(model_dir, plot_dir, quantized_dir=None, text: str = "pydoc-to
     summary = {p: {"outlier_ratio_before": max(_outlier_ratio(before[(i, p)]) for i in layers),
                    "outlier_ratio_after": (max(_outlier_ratio(after[(i, p)]) for i in layers) if after else None)}
                for p in points}
-    return {"text": label, "files": [str(f) for f in files], "points": summary, "layer_errors": errors}
+    return {"text": label, "samples": int(batches.shape[0]), "seq_len": int(batches.shape[1]), "files": [str(f) for f in files], "points": summary, "layer_errors": errors}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 
-from ..data.calibration import calibration_windows
+from ..data.calibration import calibration_windows, short_text_note
 from ..data.sources import load_tokens
 from ..data.token_files import check_token_range, read_token_file
 from ..errors import MQDeployError
@@ -34,7 +35,11 @@ def token_feeds(tokenizer, vocab_size: int, text: str | None = None, token_file=
         if source.stream.size < seq_len:
             raise MQDeployError(f"{source.label} has {source.stream.size} tokens, fewer than --seq-len {seq_len}; "
                                 "give a longer text or a smaller --seq-len")
-        ids = calibration_windows(source.stream, seq_len, samples).numpy()
+        windows = calibration_windows(source.stream, seq_len, samples)
+        note = short_text_note(windows, samples, source.label, "--text")
+        if note:
+            print(note, file=sys.stderr)
+        ids = windows.numpy()
     if ids.shape[1] < 2:
         raise MQDeployError(f"token sequences must have at least 2 tokens (the next-token loss needs a next "
                             f"token); got length {ids.shape[1]}")

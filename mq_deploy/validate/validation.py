@@ -24,6 +24,7 @@ from .. import __version__
 from ..errors import MQDeployError
 from ..deploy.manifest import Manifest
 from ..metrics import channel_scale_error, logits_error, next_token_nll
+from .explain import explain_qdq_failure, is_qdq_graph
 
 CONV_STATE_PREFIX = "conv_state_out."      # the conv window: a copy of in_proj's x rows, per channel
 
@@ -60,6 +61,7 @@ class Reference:
     name: str
     kind: str                    # a TOLERANCES key
     runner: object
+    fake_quant_model: object = None   # the torch model a QDQ graph was exported from (explains a failure)
 
 
 def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, model_dir, device: str,
@@ -77,7 +79,8 @@ def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, mod
         device = torch_device(device)
         name = f"{spec}-{precision}"
         return Reference(f"{spec} {precision}", kind,
-                         SessionRunner(lambda: TorchSession(model, precision, device, name=name), name=name))
+                         SessionRunner(lambda: TorchSession(model, precision, device, name=name), name=name),
+                         fake_quant_model=model if quantized else None)
     if spec == "onnxruntime":
         if engine is None:
             raise MQDeployError("--reference onnxruntime compares an engine with ONNX Runtime; without "
@@ -219,6 +222,9 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
                 compare_func=SimpleCompareFunc(check_error_stat="median", atol=tol.median_abs, rtol=0.0,
                                                find_output_func=find_output))
         verdict = _judge(results[0][1], results[j][1], feeds, accuracy, tol)
+        if not verdict["passed"] and ref.fake_quant_model is not None and is_qdq_graph(onnx_path):
+            # which failure is it: tie flips the model amplifies, or a graph that computes something else
+            verdict["explanation"] = explain_qdq_failure(onnx_path, ref.fake_quant_model, feeds, manifest.precision)
         report["references"].append({"reference": ref.name, "kind": ref.kind, "tolerance": asdict(tol), **verdict})
     report["seconds"] = round(time.perf_counter() - start, 2)
     report["passed"] = all(r["passed"] for r in report["references"])
@@ -271,6 +277,10 @@ def format_report(report: dict) -> str:
                      f"{m['min_cosine']:.5f} | {100 * m['argmax_agreement']:.2f}% | {worst[1]:.3g} ({worst[0]}) | "
                      f"{r['perplexity']['subject']:.4f} / {r['perplexity']['reference']:.4f} | "
                      f"{'pass' if r['passed'] else 'FAIL: ' + '; '.join(r['failures'])} |")
+    for r in report["references"]:
+        if "explanation" in r:
+            graph = "the ONNX graph: " if report["engine"] else ""
+            lines += ["", f"why {r['reference']} failed: {graph}{r['explanation']['explanation']}"]
     lines += ["", "tolerances: same-graph " + _describe(TOLERANCES["same-graph"]) + "; other-model "
               + _describe(TOLERANCES["other-model"]),
               f"validation {'passed' if report['passed'] else 'FAILED'} in {report['seconds']:.1f} s"]

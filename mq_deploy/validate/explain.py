@@ -1,0 +1,64 @@
+"""Why a QDQ graph failed against its own fake-quant torch model: a correct graph whose INT8 codes
+flipped at rounding ties (and a model that amplifies the flips), or a graph that computes something
+else. The aligned-code comparison (export/aligned_codes.py) tells them apart: ONNX Runtime runs with
+every activation code exposed, torch recomputes each code from its own input, and torch runs again
+emitting ONNX Runtime's codes, so what is left is the graph's arithmetic alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# With the codes aligned, what a correct graph's arithmetic leaves (docs/export.md, "How a QDQ graph
+# is held to the FP tolerances": FP32 graphs 4-6e-7 relative, FP16 graphs 2.4-3.4e-4), with room.
+ALIGNED_LIMIT = {"fp32": 1e-4, "fp16": 2e-3}
+# How far from a rounding tie a flipped code's input may sit, in steps: FP32 last-ulp ties are a few
+# 1e-5 of a step; FP16 inputs move by a few FP16 ulps of |x|/scale <= 128 (docs/export.md).
+TIE_LIMIT = {"fp32": 1e-3, "fp16": 0.3}
+
+
+def explain_qdq_failure(onnx_path, torch_model, feeds: list[dict], precision: str) -> dict:
+    """{"graph_correct": bool, "explanation": one sentence, "codes": ..., "aligned": ...} for a QDQ
+    graph against the fake-quant model it was exported from, on the validation's own feeds."""
+    from ..export.aligned_codes import compare_qdq_graph
+    ids = torch.from_numpy(np.concatenate([f["input_ids"] for f in feeds]).astype(np.int64))
+    report = compare_qdq_graph(onnx_path, torch_model, ids)
+    codes, aligned = report["codes"], report["aligned"]
+    ties_only = codes["max_code_difference"] <= 1 and codes["max_distance_from_tie"] <= TIE_LIMIT[precision]
+    correct = ties_only and aligned["relative"] <= ALIGNED_LIMIT[precision]
+    if correct:
+        flips = (f"{codes['differing']:,} of {codes['compared']:,} INT8 codes flipped at rounding ties (each by one "
+                 f"step, at most {codes['max_distance_from_tie']:.2g} of a step from a tie)"
+                 if codes["differing"] else "no INT8 code differs")
+        text = (f"graph correct; {flips} and the model amplifies them: with ONNX Runtime's codes fed to torch the "
+                f"logits agree to {aligned['relative']:.2g} relative ({100 * aligned['argmax_agreement']:.2f}% "
+                "argmax). The graph computes the model's function; widen the tolerance or recalibrate "
+                "(a model this sensitive to one-step flips will be as sensitive to TensorRT's rounding)")
+    elif not ties_only:
+        point, where = first_point_beyond_ties(codes, precision)
+        text = (f"graph differs from the model: {codes['differing']:,} of {codes['compared']:,} INT8 codes differ, "
+                f"by up to {codes['max_code_difference']:g} steps (a correct graph differs only at rounding ties, by "
+                f"one step), first at {point} ({where['differing']:,} codes, up to "
+                f"{where['max_code_difference']:g} steps): look for a wrong weight, scale or operator before that "
+                "point, or a graph exported from another artifact")
+    else:
+        text = (f"graph differs from the model (aligned error {aligned['relative']:.3g} relative; a correct "
+                f"{precision} graph stays under {ALIGNED_LIMIT[precision]:g} with the codes aligned, and its "
+                f"{codes['differing']:,} differing codes are tie flips): the arithmetic between two quantizers is "
+                "wrong, e.g. a scan, norm or output projection that is not the model's")
+    return {"graph_correct": correct, "explanation": text, "codes": codes, "aligned": aligned}
+
+
+def first_point_beyond_ties(codes: dict, precision: str) -> tuple[str, dict]:
+    """The first activation point (in forward order) whose codes differ by more than a tie flip."""
+    for point, v in codes["per_point"].items():
+        if v["max_code_difference"] > 1 or v["max_distance_from_tie"] > TIE_LIMIT[precision]:
+            return point, v
+    raise ValueError("no point differs beyond rounding ties")
+
+
+def is_qdq_graph(onnx_path) -> bool:
+    """Whether the graph quantizes activations (the case the aligned comparison explains)."""
+    import onnx
+    from ..export.aligned_codes import activation_quantize_outputs
+    return bool(activation_quantize_outputs(onnx.load(str(onnx_path), load_external_data=False)))
