@@ -91,3 +91,33 @@ class _Scale(torch.nn.Module):
 
     def forward(self, x):
         return x * self.factor
+
+
+def test_every_linear_runs_as_its_module(hf_mamba_factory):
+    """Module-swapping quantizers (ModelOpt, torchao) replace nn.Linear modules and quantize only what
+    runs through them: every linear of the model, dt_proj included, must be called as its module, and
+    swapping one for a module that changes its output must change the logits."""
+    hf = hf_mamba_factory(**CONFIGS[0])
+    ours = ours_from(hf)
+    linears = {name for name, m in ours.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert {"backbone.layers.0.mixer.dt_proj", "backbone.layers.1.mixer.x_proj", "lm_head"} <= linears
+    called = set()
+    handles = [ours.get_submodule(name).register_forward_hook(lambda m, i, o, name=name: called.add(name))
+               for name in linears]
+    ids = torch.randint(0, CONFIGS[0]["vocab"], (1, 9), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = ours(ids)
+    for h in handles:
+        h.remove()
+    assert called == linears
+
+    class Doubled(torch.nn.Linear):           # what a swapped-in quantized linear would be, exaggerated
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    dt_proj = ours.backbone.layers[0].mixer.dt_proj
+    swapped = Doubled(dt_proj.in_features, dt_proj.out_features)
+    swapped.load_state_dict(dt_proj.state_dict())
+    ours.backbone.layers[0].mixer.dt_proj = swapped
+    with torch.no_grad():
+        assert rel_err(ours(ids), before) > 1e-5     # random init: dt moves the logits a little, but not 0
