@@ -144,6 +144,8 @@ CASES = (
          (*Q, "--eval", "{short}", "--out", "{tmp}/q"), "fewer than one 512-token window"),
     Case("quantize-w4a8-deploy", "quantize", "--w-bits 4 --a-bits 8 in deploy mode (export cannot deploy it)",
          (*Q, "--w-bits", "4", "--a-bits", "8", "--out", "{tmp}/q"), "no INT4 x INT8 GEMM"),
+    Case("quantize-gptq-paper-mode", "quantize", "--weight-rounding gptq with --mode paper (asymmetric weights)",
+         (*Q, "--mode", "paper", "--weight-rounding", "gptq", "--out", "{tmp}/q"), "takes symmetric weights"),
     Case("quantize-mamba2", "quantize", "a Mamba-2 checkpoint", ("quantize", "--model", "{mamba2}", "--out", "{tmp}/q"),
          "is a Mamba-2 checkpoint"),
     Case("quantize-unknown-recipe", "quantize", "--recipe that does not exist",

@@ -11,6 +11,7 @@ from .quantizer import QuantSpec
 LINEAR_INPUTS = {"in_proj": "in_proj_input", "x_proj": "x_proj_input", "dt_proj": "dt_proj_input",
                  "out_proj": "out_proj_input"}
 MODES = ("deploy", "paper")
+WEIGHT_ROUNDINGS = ("auto", "rtn", "gptq")
 CALIB_DTYPES = ("auto", "float64", "float32")
 
 
@@ -45,6 +46,10 @@ class QuantConfig:
     seed: int = 0                    # random Hadamard signs
     batch_size: int = 8              # calibration windows per forward pass
     device: str = "cpu"              # where calibration runs and the float64 folds happen: cpu, cuda[:N]
+    weight_rounding: str = "auto"    # rtn: round to nearest; gptq: error-compensating rounding (quant/gptq.py),
+                                     # Hessians from the calibration inputs after the recipe's transforms;
+                                     # auto: gptq for 4-bit weights in deploy mode (it won there for every
+                                     # recipe on both held-out texts but one, docs/accuracy.md), else rtn
     calib_dtype: str = "auto"        # the calibration forwards: float64 or float32; auto = float32
                                      # (statistics are float64 sums and the folds float64 either way;
                                      # float64 forwards cost 1.9x on a CPU for changes below 1e-4)
@@ -59,6 +64,13 @@ class QuantConfig:
         if self.mode == "deploy" and self.w_bits == 4 and self.group_size not in DEPLOY_INT4_BLOCKS:
             raise MQDeployError(f"group_size {self.group_size}: TensorRT's fused INT4 weight-only GEMMs take blocks of "
                                 f"{' or '.join(map(str, DEPLOY_INT4_BLOCKS))} along K; choose one, or use --mode paper")
+        if self.weight_rounding not in WEIGHT_ROUNDINGS:
+            raise MQDeployError(f"unknown weight rounding {self.weight_rounding!r}: choose {' or '.join(WEIGHT_ROUNDINGS)}")
+        if self.weight_rounding == "auto":
+            object.__setattr__(self, "weight_rounding", "gptq" if self.w_bits == 4 and self.mode == "deploy" else "rtn")
+        if self.weight_rounding == "gptq" and self.mode != "deploy":
+            raise MQDeployError("--weight-rounding gptq takes symmetric weights (deploy mode); the paper mode's "
+                                "asymmetric weights round to nearest: use --mode deploy or --weight-rounding rtn")
         if self.calib_dtype not in CALIB_DTYPES:
             raise MQDeployError(f"unknown calibration dtype {self.calib_dtype!r}: choose {', '.join(CALIB_DTYPES)}")
         if not (self.device == "cpu" or self.device.split(":")[0] == "cuda"):

@@ -103,6 +103,11 @@ class CovarianceObserver(Observer):
         self.gram = g if self.gram is None else self.gram + g
         return s
 
+    def second_moment(self) -> torch.Tensor:
+        """E[x xᵀ] (not centred): GPTQ's Hessian of a linear's squared output error, up to a factor."""
+        self._require_data()
+        return self.gram / self.count
+
     def covariance(self) -> torch.Tensor:
         self._require_data()
         if self.count < 2:

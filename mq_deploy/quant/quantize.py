@@ -17,7 +17,8 @@ from ..models import MambaLM
 from .calibrate import collect_statistics
 from .config import CONV_INPUT, LINEAR_INPUTS, QuantConfig
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
-from .observers import HistogramObserver, MinMaxObserver
+from .gptq import gptq_quantize
+from .observers import CovarianceObserver, HistogramObserver, MinMaxObserver
 from .paper_scan import selective_scan_quantized_hc
 from .quantizer import QuantSpec, quantize_tensor, scale_and_zero_point
 
@@ -64,8 +65,12 @@ def _with_quantizer(current: nn.Module, quantizer: nn.Module) -> nn.Module:
     return nn.Sequential(current, quantizer)
 
 
-def quantize_weights(model: MambaLM, config: QuantConfig) -> dict[str, QuantSpec]:
-    """Replace each quantized linear's weight by its fake-quantized value; return the specs."""
+def quantize_weights(model: MambaLM, config: QuantConfig, hessians: dict[str, torch.Tensor] | None = None,
+                     stored: dict[str, torch.Tensor] | None = None) -> dict[str, QuantSpec]:
+    """Replace each quantized linear's weight by its fake-quantized value; return the specs.
+    hessians {linear: E[x xᵀ]}: those linears are rounded by GPTQ instead of to nearest, and their
+    GPTQ-rounded weights replace the pre-rounding ones in `stored` (the artifact's weights), from
+    which round-to-nearest gives back the same codes (quant/gptq.py)."""
     specs = {}
     with torch.no_grad():
         for name in quantized_linears(model, config):
@@ -75,16 +80,36 @@ def quantize_weights(model: MambaLM, config: QuantConfig) -> dict[str, QuantSpec
                 model.config.tie_word_embeddings = False
             spec = (config.conv_weight_spec() if isinstance(linear, nn.Conv1d)
                     else config.weight_spec(linear.in_features, name.rpartition(".")[2]))
+            if hessians and name in hessians:
+                rounded = gptq_quantize(linear.weight, hessians[name], spec).to(linear.weight.dtype)
+                linear.weight.copy_(rounded)
+                if stored is not None:
+                    stored[f"{name}.weight"] = rounded.detach().clone()
             linear.weight.copy_(quantize_tensor(linear.weight, spec).dequantize(linear.weight.dtype))
             specs[name] = spec
     return specs
 
 
+def gptq_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
+    """{linear: its input point} of the linears GPTQ rounds: every quantized nn.Linear except the
+    head (the depthwise conv has 4 taps a channel, nothing to compensate across)."""
+    if config.weight_rounding != "gptq":
+        return {}
+    return {name: point for name, point in quantized_linears(model, config).items()
+            if name != "lm_head" and isinstance(model.get_submodule(name), nn.Linear)}
+
+
 def install_activation_quantizers(model: MambaLM, calib: torch.Tensor, config: QuantConfig,
-                                  percentiles: dict[str, float] | None = None, progress=True) -> dict[str, dict]:
+                                  percentiles: dict[str, float] | None = None, progress=True,
+                                  also_observe: dict[str, list] | None = None) -> dict[str, dict]:
     """Static (deploy) ranges from a calibration pass over the transformed FP model, or dynamic
-    (paper) quantizers. `percentiles` overrides config.act_percentile per point-name suffix."""
+    (paper) quantizers. `percentiles` overrides config.act_percentile per point-name suffix.
+    `also_observe` {point: [observers]} ride along in the same pass (one is run for them anyway)."""
     spec = config.activation_spec()
+    if spec is None or config.mode == "paper":
+        if also_observe:
+            collect_statistics(model, calib, also_observe, batch_size=config.batch_size, progress=progress,
+                               desc="weight-rounding statistics")
     if spec is None:
         return {}
     points = sorted(set(quantized_linears(model, config).values()))
@@ -97,6 +122,8 @@ def install_activation_quantizers(model: MambaLM, calib: torch.Tensor, config: Q
     pct = {p: (percentiles or {}).get(p.rsplit(".", 1)[-1], config.act_percentile) for p in points}
     # min/max needs no histogram (whose percentile_range(100) is the same min and max)
     observers = {p: [MinMaxObserver(p) if pct[p] == 100.0 else HistogramObserver(p)] for p in points}
+    for p, extra in (also_observe or {}).items():
+        observers.setdefault(p, []).extend(extra)
     collect_statistics(model, calib, observers, batch_size=config.batch_size, progress=progress,
                        desc="activation ranges")
     for point in points:
@@ -145,8 +172,12 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     transformed = {k: v.detach().clone() for k, v in work.state_dict().items()}
     seconds["transforms"] = time.perf_counter() - start
     start = time.perf_counter()
-    ranges = install_activation_quantizers(work, calib, config, percentiles, progress=progress)
-    specs = quantize_weights(work, config)
+    gptq = gptq_linears(work, config)
+    second_moments = {point: [CovarianceObserver(point)] for point in set(gptq.values())}
+    ranges = install_activation_quantizers(work, calib, config, percentiles, progress=progress,
+                                           also_observe=second_moments)
+    hessians = {name: second_moments[point][0].second_moment() for name, point in gptq.items()}
+    specs = quantize_weights(work, config, hessians, stored=transformed)
     if config.quantizes_scan_output:
         work.set_scan_impl(selective_scan_quantized_hc)
     seconds["quantizers"] = time.perf_counter() - start
