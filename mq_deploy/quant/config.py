@@ -48,8 +48,8 @@ class QuantConfig:
     device: str = "cpu"              # where calibration runs and the float64 folds happen: cpu, cuda[:N]
     weight_rounding: str = "auto"    # rtn: round to nearest; gptq: error-compensating rounding (quant/gptq.py),
                                      # Hessians from the calibration inputs after the recipe's transforms;
-                                     # auto: gptq for 4-bit weights in deploy mode (it won there for every
-                                     # recipe on both held-out texts but one, docs/accuracy.md), else rtn
+                                     # auto: gptq for 4-bit weights in deploy mode (4 of 6 recipe x text
+                                     # cells on the demo model, docs/quantization.md), else rtn
     calib_dtype: str = "auto"        # the calibration forwards: float64 or float32; auto = float32
                                      # (statistics are float64 sums and the folds float64 either way;
                                      # float64 forwards cost 1.9x on a CPU for changes below 1e-4)
