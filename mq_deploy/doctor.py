@@ -23,7 +23,7 @@ from .trt.plugin_library import KERNEL_LIBRARY, PLUGIN_LIBRARY, find_library
 PACKAGES = [("torch", "torch"), ("numpy", "numpy"), ("safetensors", "safetensors"), ("tqdm", "tqdm"),
             ("transformers", "transformers"), ("tokenizers", "tokenizers"), ("onnx", "onnx"),
             ("ml_dtypes", "ml_dtypes"), ("onnxruntime", "onnxruntime"), ("polygraphy", "polygraphy"),
-            ("matplotlib", "matplotlib"), ("tensorrt", "tensorrt")]
+            ("matplotlib", "matplotlib"), ("nvidia-modelopt", "modelopt"), ("tensorrt", "tensorrt")]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ STAGES = (
            "polygraphy.comparator", "onnxruntime"),
           "pip install -e '.[onnx]'"),
     Stage("plots (inspect, bench)", ("mq_deploy.reports.plots", "matplotlib.pyplot"), "pip install -e '.[plot]'"),
+    Stage("compare-recipes' ModelOpt peers", ("mq_deploy.reports.modelopt_peer", "modelopt.torch.quantization"),
+          "pip install -e '.[modelopt]'"),
     Stage("TensorRT build", ("mq_deploy.trt.builder", "tensorrt", "onnx"),     # onnx: trt/parser_input.py
           "pip install -e '.[trt]' on a machine with an NVIDIA GPU and driver, and build libmq_plugins.so",
           needs_gpu=True),

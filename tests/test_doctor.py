@@ -13,7 +13,8 @@ import textwrap
 import pytest
 
 STAGES = ["load / eval / quantize / demo", "models with their own tokenizer.json", "ONNX export and check",
-          "validate / bench on ONNX Runtime", "plots (inspect, bench)", "TensorRT build", "TensorRT validate / bench"]
+          "validate / bench on ONNX Runtime", "plots (inspect, bench)", "compare-recipes' ModelOpt peers",
+          "TensorRT build", "TensorRT validate / bench"]
 
 
 def run_without(blocked: list[str], argv: list[str]) -> subprocess.CompletedProcess:

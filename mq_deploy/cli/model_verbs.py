@@ -75,7 +75,7 @@ def run_compare(args) -> int:
     check_report_target(args.out, args.force, inputs=[args.model, args.calib, args.eval])
     result = compare_recipes(args.model, args.calib, args.eval, recipes=args.recipes,
                              calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
-                             eval_max_tokens=args.eval_max_tokens or None, progress=False)
+                             eval_max_tokens=args.eval_max_tokens or None, progress=False, peers=args.peers)
     md, js = write_report(result, args.out, force=args.force)
     print()
     print(to_markdown(result))
@@ -154,6 +154,10 @@ def register(verbs) -> None:
     add_text(p, "--calib", required=True, purpose="calibration data")
     add_text(p, "--eval", required=True, purpose="held-out evaluation data")
     p.add_argument("--recipes", nargs="+", default=["rtn", "smoothquant", "quarot", "quamba", "mambaquant"])
+    p.add_argument("--peers", nargs="*", default=None, metavar="PEER",
+                   help="NVIDIA ModelOpt configs to run beside the recipes (modelopt-int8-smoothquant, "
+                        "modelopt-int4-awq, modelopt-w4a8-awq); default: all of them when nvidia-modelopt is "
+                        "installed (pip install 'mq-deploy[modelopt]'); --peers alone: none")
     p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--calib-seq-len", type=int, default=512)
     p.add_argument("--eval-max-tokens", type=int, default=65536, help="0 = the whole text")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..atomic_dir import atomic_files
+from ..errors import MQDeployError
 from ..data.calibration import calibration_batches
 from ..eval import evaluate_model
 from ..eval.paired import decisive_best, paired_difference
@@ -23,7 +24,17 @@ MODES = ("deploy", "paper")
 
 def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_settings=BIT_SETTINGS,
                     modes=MODES, calib_samples: int = 32, calib_seq_len: int = 512,
-                    eval_max_tokens: int | None = 65536, progress: bool = True, log=print) -> dict:
+                    eval_max_tokens: int | None = 65536, progress: bool = True, log=print, peers=None) -> dict:
+    """peers: ModelOpt configs to run beside the recipes (reports/modelopt_peer.py); None: all of
+    them when nvidia-modelopt is installed, none otherwise."""
+    from .modelopt_peer import PEERS, modelopt_available, modelopt_quantize
+    if peers is None:
+        peers = list(PEERS) if modelopt_available() else []
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        raise MQDeployError(f"unknown peer {unknown[0]!r}; choose from {', '.join(PEERS)}")
+    if peers and not modelopt_available():
+        raise MQDeployError("ModelOpt peers need nvidia-modelopt: pip install 'mq-deploy[modelopt]'")
     for recipe in recipes:
         get_recipe(recipe)                       # an unknown name fails now, not after the first recipe
     loaded = load_model(model_dir)
@@ -50,6 +61,20 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
                 rows.append(row)
                 log(f"{recipe:>11} {config.label} {mode:<6} perplexity {row['perplexity']:.4f} "
                     f"({row['change_percent']:+.2f}%)  calibration {seconds:.1f} s")
+    labels = {QuantConfig(w_bits=w, a_bits=a).label for w, a in bit_settings}
+    for peer in peers:
+        bits = PEERS[peer][0]
+        if bits not in labels or "deploy" not in modes:
+            continue
+        model, seconds = modelopt_quantize(loaded.model, peer, batches)
+        q = evaluate_model(model, tokenizer, eval_text, max_tokens=eval_max_tokens, progress=progress, option="--eval")
+        rows.append({"recipe": peer, "bits": bits, "mode": "deploy", "perplexity": q["perplexity"],
+                     "change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1),
+                     "vs_fp": paired_difference(q["window_nll"], fp["window_nll"]),
+                     "bits_per_byte": q["bits_per_byte"], "calibration_seconds": seconds,
+                     "window_nll": q["window_nll"]})
+        log(f"{peer} {bits} perplexity {q['perplexity']:.4f} ({rows[-1]['change_percent']:+.2f}%)  "
+            f"calibration {seconds:.1f} s")
     return {"producer": PRODUCER, "model": str(model_dir), "calibration": {"text": calib_label, "samples": int(batches.shape[0]),
                                                      "seq_len": int(batches.shape[1])},
             "eval": {"text": fp["text"], "tokens": fp["scored_tokens"]}, "fp_perplexity": fp["perplexity"],
