@@ -87,7 +87,7 @@ def test_inspect_writes_plots(byte_model, text_file, tmp_path):
 def test_compare_recipes_table(byte_model, text_file, tmp_path):
     r = run("compare-recipes", "--model", byte_model, "--calib", text_file, "--eval", text_file, "--recipes",
             "rtn", "quamba", "--calib-samples", "2", "--calib-seq-len", "128", "--eval-max-tokens", "2048",
-            "--out", tmp_path / "table")
+            "--peers", "--out", tmp_path / "table")   # no ModelOpt peers here: tests/test_modelopt_peer.py
     assert r.returncode == 0, r.stderr
     result = json.loads((tmp_path / "table.json").read_text())
     assert len(result["rows"]) == 2 * 3 * 2
@@ -124,7 +124,7 @@ def test_compare_recipes_and_inspect_on_token_ids_and_again_with_force(byte_mode
     np.save(tmp_path / "ids.npy", ids)
     compare = ["compare-recipes", "--model", str(byte_model), "--calib", str(tmp_path / "ids.npy"), "--eval",
                str(tmp_path / "ids.npy"), "--recipes", "rtn", "--calib-samples", "2", "--calib-seq-len", "64",
-               "--eval-max-tokens", "1024", "--out", str(tmp_path / "t")]
+               "--eval-max-tokens", "1024", "--peers", "--out", str(tmp_path / "t")]
     assert main(compare) == 0
     assert "token ids: no bytes to count" in (tmp_path / "t.md").read_text()
     assert main(compare) == 2 and "pass --force" in capsys.readouterr().err

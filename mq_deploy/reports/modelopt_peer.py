@@ -36,9 +36,15 @@ def modelopt_available() -> bool:
     return True
 
 
+def _int4_linears(model) -> dict[str, int]:
+    """{name: K} of the linears a 4-bit deploy config may quantize (not the head, not dt_proj)."""
+    return {name: m.in_features for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and name != "lm_head" and not name.endswith("dt_proj")}
+
+
 def _int4_block(model) -> int:
-    ks = {m.in_features for name, m in model.named_modules()
-          if isinstance(m, torch.nn.Linear) and name != "lm_head" and not name.endswith("dt_proj")}
+    """One block size for the whole config (ModelOpt's is global): 128 where every K takes it, else 64."""
+    ks = set(_int4_linears(model).values())
     return next((b for b in DEPLOY_INT4_BLOCKS if all(k % b == 0 for k in ks)), min(DEPLOY_INT4_BLOCKS))
 
 
@@ -55,6 +61,9 @@ def peer_config(name: str, model) -> dict:
                 if isinstance(cfg, dict) and "block_sizes" in cfg:
                     cfg["block_sizes"] = {**cfg["block_sizes"], -1: block}
         config["quant_cfg"].append({"quantizer_name": "*dt_proj*", "enable": False})
+        for name, k in _int4_linears(model).items():         # a K that takes no block stays FP, as ours
+            if k % block:
+                config["quant_cfg"].append({"quantizer_name": f"{name}.*", "enable": False})
     return config
 
 
