@@ -82,6 +82,10 @@ def test_fp32_qdq_graph_matches_the_fake_quant_model(model_and_data, artifacts, 
     assert ops.count("QuantizeLinear") == n_linear and ops.count("DequantizeLinear") == 2 * n_linear
     hadamards = ops.count("HadamardTransform")
     assert hadamards == (SIZES["layers"] if recipe in ("quarot", "quamba", "mambaquant") else 0)
+    # SmoothQuant's online channel scale before x_proj (no op before it can absorb it): one Mul a layer
+    smooth = [n for n in model.graph.node if n.op_type == "Mul" and n.name.endswith(".x_proj_smooth")]
+    assert len(smooth) == (SIZES["layers"] if recipe == "smoothquant" else 0)
+    assert sum(kind == "scale" for kind in manifest["quantization"]["online_transforms"].values()) == len(smooth)
     # the INT8 weight codes and scales, recomputed here from the artifact's FP weights with the
     # symmetric per-output-channel rule written out in numpy (not mq-deploy's quantizer): scale =
     # max|w| over the row / 127, code = round half to even (w / scale); stored transposed (K, N)

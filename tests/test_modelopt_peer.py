@@ -61,3 +61,20 @@ def test_compare_recipes_rows_beside_ours(demo_model_dir):
     assert {(d["bits"], frozenset([d["best"], *d["against"]])) for d in result["decisions"]} == {
         ("W8A8", frozenset({"rtn", "modelopt-int8-smoothquant"})), ("W4A16", frozenset({"rtn", "modelopt-int4-awq"}))}
     assert "| modelopt-int4-awq | W4A16 | deploy |" in to_markdown(result)
+
+
+def test_our_smoothquant_matches_modelopts(demo):
+    """The SmoothQuant baseline (every linear's input smoothed, α = 1, static per-tensor INT8) against
+    ModelOpt's INT8 SmoothQuant on the same windows: the same method, so within 0.1 point of
+    perplexity change (issue 17's bar), here on 16 K held-out bytes."""
+    from mq_deploy.eval import evaluate_model
+    from mq_deploy.quant.config import QuantConfig
+    from mq_deploy.quant.quantize import quantize
+    loaded, calib = demo
+    ours = quantize(loaded.model, "smoothquant", calib, QuantConfig(), progress=False).model
+    theirs, _ = modelopt_quantize(loaded.model, "modelopt-int8-smoothquant", calib)
+    text = str(sample_text(HELDOUT_TEXT))
+    ppl = {name: evaluate_model(m, loaded.tokenizer, text, max_tokens=16384, progress=False)["perplexity"]
+           for name, m in (("fp", loaded.model), ("ours", ours), ("modelopt", theirs))}
+    assert abs(ppl["ours"] - ppl["modelopt"]) / ppl["fp"] < 1e-3, ppl
+    assert ppl["ours"] != ppl["fp"]

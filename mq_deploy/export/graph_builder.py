@@ -158,7 +158,11 @@ class MambaGraphEmitter:
         x, conv_state = self.causal_conv(x, mixer.conv1d, prefix, names["conv_in"] if self.decode else None)
         b.node("Identity", [conv_state], [names["conv_out"]], name=f"{prefix}.conv_state_out")
         x = b.node("Mul", [x, b.node("Sigmoid", [x], name=f"{prefix}.conv_sigmoid")], name=f"{prefix}.conv_silu")
-        dbc = self.linear(x, f"{prefix}.x_proj")
+        point, x_proj_in = f"{prefix}.x_proj_input", x
+        if point in self.src.channel_scales:        # SmoothQuant's pre-quantization multiply (x_proj only:
+            x_proj_in = b.node("Mul", [x, self.fp(self.src.channel_scales[point], f"{point}.scale")],   # the scan
+                               name=f"{prefix}.x_proj_smooth")                                       # reads x)
+        dbc = self.linear(x_proj_in, f"{prefix}.x_proj")
         dt, B, C = b.node("Split", [dbc, b.small([mixer.dt_rank, mixer.d_state, mixer.d_state])], 3,
                           name=f"{prefix}.split_dt_B_C", axis=-1)
         delta = self.linear(dt, f"{prefix}.dt_proj")

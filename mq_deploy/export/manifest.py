@@ -61,7 +61,8 @@ def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict
                  "quantized_linears": sorted(source.weight_specs),
                  "activation_scales": source.activation_scales,
                  "online_transforms": {**{p: "hadamard" for p in sorted(source.hadamard_signs)},
-                                       **{p: "matrix" for p in sorted(source.online_matrices)}},
+                                       **{p: "matrix" for p in sorted(source.online_matrices)},
+                                       **{p: "scale" for p in sorted(source.channel_scales)}},
                  "gate_scale_layers": [i for i, layer in enumerate(source.model.backbone.layers)
                                        if layer.mixer.gate_scale is not None],
                  "deviation_from_paper": SCAN_DEVIATION}

@@ -27,6 +27,7 @@ class ExportSource:
     activation_scales: dict[str, float] = field(default_factory=dict)    # point name -> per-tensor scale
     hadamard_signs: dict[str, torch.Tensor] = field(default_factory=dict)  # point name -> ±1 signs
     online_matrices: dict[str, torch.Tensor] = field(default_factory=dict)  # point name -> [n, n] (x·M)
+    channel_scales: dict[str, torch.Tensor] = field(default_factory=dict)   # point name -> [n] (x·diag(s))
 
     @property
     def config(self):
@@ -50,11 +51,12 @@ def _check_exportable(path: Path, config: QuantConfig, meta: dict) -> None:
                                 "all TensorRT's explicit quantization runs; re-quantize with `--mode deploy`")
     for point, info in meta["online_transforms"].items():
         exportable = ((info["kind"] == "hadamard" and point.endswith(".out_proj_input"))
-                      or (info["kind"] == "matrix" and point == "lm_head_input"))
+                      or (info["kind"] == "matrix" and point == "lm_head_input")
+                      or (info["kind"] == "scale" and point.endswith(".x_proj_input")))
         if not exportable:
             raise MQDeployError(f"{path}: online transform {info['kind']!r} at {point} has no ONNX form; "
-                                "only Hadamard rotations before out_proj and the exit matrix before a tied "
-                                "lm_head are exportable")
+                                "only Hadamard rotations before out_proj, channel scales before x_proj and the "
+                                "exit matrix before a tied lm_head are exportable")
 
 
 def load_export_source(path) -> ExportSource:
@@ -75,4 +77,5 @@ def load_export_source(path) -> ExportSource:
         weight_specs={name: QuantSpec(**spec) for name, spec in meta["weights"].items()},
         activation_scales={point: float(info["scale"]) for point, info in meta["activations"].items()},
         hadamard_signs={p: m.signs.detach().clone() for p, m in online.items() if qm.online_transforms[p] == "hadamard"},
-        online_matrices={p: m.matrix.detach().clone() for p, m in online.items() if qm.online_transforms[p] == "matrix"})
+        online_matrices={p: m.matrix.detach().clone() for p, m in online.items() if qm.online_transforms[p] == "matrix"},
+        channel_scales={p: m.scale.detach().clone() for p, m in online.items() if qm.online_transforms[p] == "scale"})

@@ -32,11 +32,12 @@ from .paper_scan import selective_scan_quantized_hc
 from .quantize import QuantizedModel, _set_module, _with_quantizer, quantize_weights
 from .quantizer import QuantSpec
 from .recipes import RECIPES
-from .transforms import HadamardRotation, OnlineMatrix
+from .transforms import ChannelScale, HadamardRotation, OnlineMatrix
 
 FORMAT_VERSION = 1
-ONLINE_TENSORS = (".signs", ".matrix")        # the tensor of a "hadamard" / "matrix" online transform
-TENSOR_OF_KIND = {"hadamard": "signs", "matrix": "matrix"}
+ONLINE_TENSORS = (".signs", ".matrix", ".scale")   # the tensor of a "hadamard" / "matrix" / "scale" online transform
+TENSOR_OF_KIND = {"hadamard": "signs", "matrix": "matrix", "scale": "scale"}
+MODULE_OF_KIND = {"hadamard": HadamardRotation, "matrix": OnlineMatrix, "scale": ChannelScale}
 QUANT_FILE = "quant.json"
 META_KEYS = ("config", "weights", "activations", "online_transforms", "gate_scale_layers")
 ARTIFACT_FILES = ("config.json", "model.safetensors", "transforms.safetensors", QUANT_FILE, "report.json")
@@ -180,7 +181,7 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
         model.backbone.layers[i].mixer.gate_scale = transforms[f"backbone.layers.{i}.mixer.gate_scale"]
     for point, kind in kinds.items():
         tensor = transforms[f"{point}.{TENSOR_OF_KIND[kind]}"]
-        _set_module(model, point, HadamardRotation(tensor) if kind == "hadamard" else OnlineMatrix(tensor))
+        _set_module(model, point, MODULE_OF_KIND[kind](tensor))
         transformed[f"{point}.{TENSOR_OF_KIND[kind]}"] = tensor
     if not with_quantizers:
         return QuantizedModel(model, meta["recipe"], config, {}, {}, {p: v["kind"] for p, v in

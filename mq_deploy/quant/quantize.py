@@ -138,7 +138,7 @@ def install_activation_quantizers(model: MambaLM, calib: torch.Tensor, config: Q
     return ranges
 
 
-ONLINE_KINDS = {"HadamardRotation": "hadamard", "OnlineMatrix": "matrix"}   # module type -> kind
+ONLINE_KINDS = {"HadamardRotation": "hadamard", "OnlineMatrix": "matrix", "ChannelScale": "scale"}   # module type -> kind
 
 
 def online_transforms_of(model: MambaLM) -> dict[str, str]:

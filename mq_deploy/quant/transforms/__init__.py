@@ -5,17 +5,18 @@ Each fold changes a MambaLM's weights in place, in float64 arithmetic, and leave
 unchanged (tests/test_quant_transforms.py).
 """
 
-from .fold import (OnlineMatrix, fold_rmsnorm_weights, online_hadamard_before_out_proj, rotate_dt_bottleneck,
-                   rotate_residual_stream, smooth_conv_input, smooth_dt_bottleneck, smooth_gate_s_silu)
+from .fold import (ChannelScale, OnlineMatrix, fold_rmsnorm_weights, online_hadamard_before_out_proj, rotate_dt_bottleneck,
+                   rotate_residual_stream, smooth_conv_input, smooth_dt_bottleneck, smooth_gate_s_silu,
+                   smooth_x_proj_input_online)
 from .hadamard import (BASE_ORDERS, HadamardRotation, hadamard_factors, hadamard_matrix, load_hadamard_bases,
                        random_signs, signed_hadamard_matrix)
 from .klt import klt_basis, klt_hadamard_rotation
 from .smoothing import conv_channel_absmax, smoothquant_scales, weight_input_absmax
 
 __all__ = [
-    "BASE_ORDERS", "HadamardRotation", "OnlineMatrix", "hadamard_factors", "hadamard_matrix", "load_hadamard_bases",
+    "BASE_ORDERS", "ChannelScale", "HadamardRotation", "OnlineMatrix", "hadamard_factors", "hadamard_matrix", "load_hadamard_bases",
     "random_signs", "signed_hadamard_matrix", "klt_basis", "klt_hadamard_rotation",
     "fold_rmsnorm_weights", "rotate_residual_stream", "rotate_dt_bottleneck", "online_hadamard_before_out_proj",
-    "smooth_gate_s_silu", "smooth_dt_bottleneck", "smooth_conv_input",
+    "smooth_gate_s_silu", "smooth_dt_bottleneck", "smooth_conv_input", "smooth_x_proj_input_online",
     "smoothquant_scales", "weight_input_absmax", "conv_channel_absmax",
 ]

@@ -75,6 +75,22 @@ class OnlineMatrix(nn.Module):
         return x @ self.matrix.to(x.dtype)
 
 
+class ChannelScale(nn.Module):
+    """x -> x·diag(scale) over the last dim: a smoothing scale that no preceding op can absorb (the
+    x_proj input comes out of a SiLU), applied online as SmoothQuant's pre-quantization multiply;
+    the exported graph emits it as one Mul, which TensorRT fuses into the following quantize."""
+
+    def __init__(self, scale: torch.Tensor):
+        super().__init__()
+        self.register_buffer("scale", scale.detach().clone())
+
+    def extra_repr(self) -> str:
+        return f"size={self.scale.shape[0]}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale.to(x.dtype)
+
+
 @torch.no_grad()
 def fold_rmsnorm_weights(model: MambaLM, untie_head: bool = True) -> None:
     """Fold every RMSNorm γ into the linear that reads it, and set γ to 1.
@@ -209,6 +225,21 @@ def smooth_conv_input(mixer: MambaMixer, s: torch.Tensor) -> None:
         _store(mixer.in_proj.bias[:d_inner], _f64(mixer.in_proj.bias[:d_inner]) / s)
     conv = mixer.conv1d.weight                      # [d_inner, 1, kernel]
     _store(conv, _f64(conv) * s[:, None, None])
+
+
+@torch.no_grad()
+def smooth_x_proj_input_online(mixer: MambaMixer, s: torch.Tensor) -> None:
+    """The x_proj input u becomes u/s (s [d_inner] > 0) by an online multiply, its inverse folded:
+
+        mixer.x_proj_input = ChannelScale(1/s)      u -> u/s
+        W_xproj ← W_xproj·diag(s)
+
+    The point must still be the identity (as for the online Hadamard)."""
+    if type(mixer.x_proj_input) is not ActivationPoint:
+        raise ValueError(f"smooth_x_proj_input_online: x_proj_input already holds {type(mixer.x_proj_input).__name__}")
+    s = _scales(s, mixer.d_inner, "x_proj smoothing", mixer.x_proj.weight.device)
+    _store(mixer.x_proj.weight, _f64(mixer.x_proj.weight) * s)
+    mixer.x_proj_input = ChannelScale((1.0 / s).to(torch.promote_types(mixer.x_proj.weight.dtype, torch.float32)))
 
 
 # ---------------------------------------------------------------------------------- out_proj input
