@@ -48,6 +48,12 @@ def test_best_is_decisive_only_where_the_interval_says_so():
     assert decisive_best(["a", "b"], windows)["decisive"]
 
 
+def test_too_few_windows_decide_nothing():
+    fp = np.linspace(1.0, 2.0, 5)
+    verdict = decisive_best(["a", "b"], {"a": fp + 0.5, "b": fp})
+    assert verdict["best"] == "b" and verdict["too_few_windows"] and not verdict["decisive"]
+
+
 def test_mismatched_windows_are_refused():
     with pytest.raises(ValueError, match="paired windows must match"):
         paired_difference([1.0, 2.0], [1.0])

@@ -81,3 +81,22 @@ def test_artifact_export_and_accuracy_on_the_demo_model(demo_model_dir, tmp_path
     ppl = {name: evaluate_model(qm.model, loaded.tokenizer, text, max_tokens=32768, progress=False)["perplexity"]
            for name, qm in (("gptq", gptq), ("rtn", nearest))}
     assert ppl["gptq"] < ppl["rtn"], ppl
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=["int4-group64", "int8-channel"])
+def test_all_zero_rows_and_groups_stay_zero(spec):
+    w = torch.randn(8, 256, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    w[3] = 0.0                         # a pruned row
+    w[5, :64] = 0.0                    # an all-zero group (a part of a row at 8 bits)
+    x = correlated_inputs(n=1024)
+    rounded = gptq_quantize(w, x.T @ x / len(x), spec)
+    assert torch.equal(rounded[3], torch.zeros(256, dtype=torch.float64))
+    assert torch.equal(gptq_quantize(w, torch.eye(256, dtype=torch.float64), spec),
+                       quantize_tensor(w, spec).dequantize(torch.float64))
+
+
+def test_an_old_artifact_without_the_setting_reads_as_round_to_nearest():
+    from pathlib import Path
+    from mq_deploy.quant.artifact import quant_config_of
+    old = {"config": {"w_bits": 4, "a_bits": 16, "mode": "deploy"}}
+    assert quant_config_of(old, Path("x")).weight_rounding == "rtn"

@@ -10,6 +10,10 @@ import numpy as np
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
+# Fewer windows than this decide nothing: a bootstrap over a handful of windows gives intervals far
+# too narrow (one window: zero width). Windows are consecutive slices of one text and treated as
+# independent, so even with enough of them the intervals lean optimistic.
+MIN_WINDOWS = 20
 
 
 def paired_difference(a, b, resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0) -> dict:
@@ -34,11 +38,14 @@ def paired_difference(a, b, resamples: int = RESAMPLES, confidence: float = CONF
 
 def decisive_best(names: list[str], windows: dict[str, list[float]], **kwargs) -> dict:
     """Among models scored on the same windows: the one with the lowest mean NLL, and against each
-    other model whether the interval of (other - best) lies above zero (best is better for sure)."""
+    other model whether the interval of (other - best) lies above zero (best is better for sure).
+    With fewer than MIN_WINDOWS windows nothing is decisive ("too_few_windows")."""
     best = min(names, key=lambda n: float(np.mean(windows[n])))
+    enough = len(windows[best]) >= MIN_WINDOWS
     against = {}
     for other in names:
         if other != best:
             diff = paired_difference(windows[other], windows[best], **kwargs)
-            against[other] = {**diff, "decisive": diff["low_nll"] > 0}
-    return {"best": best, "against": against, "decisive": all(v["decisive"] for v in against.values())}
+            against[other] = {**diff, "decisive": enough and diff["low_nll"] > 0}
+    return {"best": best, "against": against, "too_few_windows": not enough,
+            "decisive": enough and all(v["decisive"] for v in against.values())}

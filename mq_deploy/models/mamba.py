@@ -93,12 +93,17 @@ class MambaMixer(nn.Module):
         dt, B, C = torch.split(self.x_proj(self.x_proj_input(x)), [self.dt_rank, self.d_state, self.d_state],
                                dim=-1)
         # every linear runs as its module (dt_proj included, bias and all, as in transformers' torch
-        # path), so module-swapping quantizers (ModelOpt, torchao) see and quantize all of them; the
-        # exported graph keeps the bias in the SelectiveScan op's delta_bias, the same sum
-        delta = self.dt_proj(self.dt_proj_input(dt))
+        # path), so module-swapping quantizers (ModelOpt, torchao) see and quantize all of them. In
+        # a 16-bit model the bias is instead added in float32 inside the scan, as the exported graph
+        # (SelectiveScan's delta_bias) and the CUDA kernels do: an FP16 ulp at |bias| ~ 4 is 0.004
+        dt = self.dt_proj_input(dt)
+        if self.dt_proj.weight.dtype in (torch.float16, torch.bfloat16):
+            delta, delta_bias = F.linear(dt, self.dt_proj.weight), self.dt_proj.bias.float()
+        else:
+            delta, delta_bias = self.dt_proj(dt), None
         y, ssm_state = selective_scan(
             self.scan_x(x), self.scan_delta(delta), -torch.exp(self.A_log.float()), self.scan_B(B),
-            self.scan_C(C), D=self.D.float(), delta_bias=None, z=self.scan_gate(z),
+            self.scan_C(C), D=self.D.float(), delta_bias=delta_bias, z=self.scan_gate(z),
             gate_scale=self.gate_scale, delta_softplus=True, initial_state=ssm_state,
             return_final_state=True, impl=self.scan_impl)
         return self.out_proj(self.out_proj_input(y.to(hidden.dtype))), conv_state, ssm_state

@@ -16,7 +16,9 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     """
     # token-major multiply-adds, one per tap: twice as fast on a CPU as F.conv1d over a transposed
     # copy, and the output stays contiguous [b, L, D] for what follows
-    weight = weight.reshape(weight.shape[0], -1).to(x.dtype)
+    # (sums in at least float32, as conv1d accumulates: per-tap rounding in FP16 would add ulps)
+    acc = torch.promote_types(x.dtype, torch.float32)
+    weight = weight.reshape(weight.shape[0], -1).to(acc)
     dim, kernel = weight.shape
     length = x.shape[1]
     if conv_state is None:
@@ -24,7 +26,7 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     padded = torch.cat([conv_state.to(x.dtype).transpose(1, 2), x], dim=1)    # [b, K-1+L, D]
     y = padded[:, kernel - 1:] * weight[:, kernel - 1]
     if bias is not None:
-        y += bias.to(x.dtype)
+        y += bias.to(acc)
     for k in range(kernel - 1):
         y.addcmul_(padded[:, k:k + length], weight[:, k])
-    return y, padded[:, padded.shape[1] - (kernel - 1):].transpose(1, 2)
+    return y.to(x.dtype), padded[:, padded.shape[1] - (kernel - 1):].transpose(1, 2)

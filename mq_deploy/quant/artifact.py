@@ -145,8 +145,10 @@ def read_quant_meta(path) -> dict:
 
 
 def quant_config_of(meta: dict, path: Path) -> QuantConfig:
+    # artifacts written before weight rounding was a setting were all rounded to nearest
+    settings = {"weight_rounding": "rtn", **meta["config"]}
     try:
-        return QuantConfig(**meta["config"])
+        return QuantConfig(**settings)
     except TypeError as e:
         raise MQDeployError(f"{Path(path) / QUANT_FILE} has settings this mq-deploy does not know ({e}); re-run "
                             "`mq-deploy quantize`") from None
@@ -156,7 +158,8 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
     """Rebuild the fake-quant model of an artifact, exactly as `quantize` returned it.
 
     with_quantizers=False gives the transformed FP model (online transforms in place, no rounding):
-    the same function as the original FP model, in the transformed basis.
+    the same function as the original FP model, in the transformed basis - except for linears that
+    GPTQ rounded (config.weight_rounding "gptq"), whose stored weights are the rounded ones.
     """
     path = Path(path)
     meta = read_quant_meta(path)

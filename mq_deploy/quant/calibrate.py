@@ -105,7 +105,7 @@ def _stages_to_run(model: torch.nn.Module, names) -> tuple[int, bool]:
 @torch.no_grad()
 def collect_statistics(model: torch.nn.Module, batches: torch.Tensor, observers: dict[str, list[Observer]],
                        batch_size: int = 8, progress: bool = True, desc: str = "calibrating",
-                       dtype: torch.dtype | None = None) -> dict:
+                       dtype: torch.dtype | None = None, after_layer=None) -> dict:
     """Run `batches` ([n, L] token ids) through `model` (on its device; its layers in `dtype` when
     given) in chunks of `batch_size` rows, feeding the output of each named module to its observers,
     which accumulate in float64. Returns `observers`.
@@ -115,7 +115,8 @@ def collect_statistics(model: torch.nn.Module, batches: torch.Tensor, observers:
     sees exactly what a whole-model forward would show it, and the pass stops after the last layer
     anything observes. Holding one hidden state per calibration token costs tokens x hidden_size
     floats (50 MB for mamba-130m at 32 x 512 tokens in float32). With `dtype`, each layer is copied
-    into it just before it runs; the embedding and the head run in the model's own dtype."""
+    into it just before it runs; the embedding and the head run in the model's own dtype.
+    `after_layer(i)`, when given, runs once layer i has seen every chunk."""
     _assert_unquantized(model)
     device = next(model.parameters()).device
     unknown = sorted(set(observers) - {name for name, _ in model.named_modules()})
@@ -134,6 +135,8 @@ def collect_statistics(model: torch.nn.Module, batches: torch.Tensor, observers:
                 for j, h in enumerate(hidden):
                     hidden[j] = run(h)[0]
                     bar.update(1)
+            if after_layer is not None:
+                after_layer(i)
             release_free_memory()       # once a layer: once a chunk cost 20 % more time for 10 % less memory
         if head:
             for h in hidden:

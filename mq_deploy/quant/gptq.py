@@ -21,22 +21,29 @@ DAMP = 0.01        # of the mean diagonal of H, added to the diagonal (the refer
 
 
 def _inverse_hessian_factor(hessian: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Upper Cholesky factor of H⁻¹ after damping; columns no input ever reached get a unit diagonal
-    and their weights zeroed (they multiply zero, whatever they are)."""
+    """Upper Cholesky factor of H⁻¹ after damping; columns no calibration input ever reached get a
+    unit diagonal and their weights zeroed (they multiplied zero on every calibration token: the
+    reference implementation's choice). A Hessian that is still not positive definite gets ten
+    times the damping, up to three times, before giving up with the linear's name."""
     h = hessian.clone()
     dead = torch.diag(h) == 0
     h[dead, dead] = 1.0
     weight[:, dead] = 0.0
-    h += DAMP * torch.diag(h).mean() * torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
-    inverse = torch.cholesky_inverse(torch.linalg.cholesky(h))
-    return torch.linalg.cholesky(inverse, upper=True)
+    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+    mean_diagonal = torch.diag(h).mean()
+    for damp in (DAMP, 10 * DAMP, 100 * DAMP, 1000 * DAMP):
+        factor, info = torch.linalg.cholesky_ex(h + damp * mean_diagonal * eye)
+        if int(info) == 0:
+            return torch.linalg.cholesky(torch.cholesky_inverse(factor), upper=True)
+    raise ValueError("the calibration Hessian is not positive definite even with 1000x damping "
+                     "(NaN or inf activations?)")
 
 
 def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
     """weight [out, in], hessian [in, in] (E[x xᵀ] of the inputs): the GPTQ-rounded weight (q·s, in
     float64), which round-to-nearest from its own absmax (quantize_tensor with `spec`) reproduces."""
     if not spec.symmetric or spec.granularity not in ("channel", "group") or (
-            spec.granularity == "channel" and spec.axis % 2 != 0):
+            spec.granularity == "channel" and spec.axis not in (0, -2)):
         raise ValueError(f"GPTQ takes symmetric per-output-channel or per-group weight specs, not {spec}")
     w = weight.detach().double().clone()
     in_features = w.shape[1]
@@ -45,7 +52,8 @@ def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec) 
     if spec.granularity == "channel":
         block = 128
         scale = (w.abs().amax(dim=1) / qmax).clamp(min=MIN_SCALE)
-        anchor = w.abs().argmax(dim=1)                       # the column holding each row's absmax
+        # the column holding each row's absmax (-1, i.e. none, for an all-zero row: it stays zero)
+        anchor = torch.where(w.abs().amax(dim=1) > 0, w.abs().argmax(dim=1), -1)
     else:
         if in_features % spec.group_size:
             raise ValueError(f"in_features {in_features} is not a multiple of group_size {spec.group_size}")
@@ -57,7 +65,7 @@ def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec) 
         w1 = w[:, start:end].clone()
         if spec.granularity == "group":
             scale = (w1.abs().amax(dim=1) / qmax).clamp(min=MIN_SCALE)
-            anchor = start + w1.abs().argmax(dim=1)
+            anchor = torch.where(w1.abs().amax(dim=1) > 0, start + w1.abs().argmax(dim=1), -1)
         errors = torch.zeros_like(w1)
         u1 = u[start:end, start:end]
         for i in range(end - start):

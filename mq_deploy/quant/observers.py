@@ -103,6 +103,10 @@ class CovarianceObserver(Observer):
         self.gram = g if self.gram is None else self.gram + g
         return s
 
+    def release(self) -> None:
+        """Free the sums once they have been used (GPTQ: one layer's Hessians at a time)."""
+        self.sum = self.gram = None
+
     def second_moment(self) -> torch.Tensor:
         """E[x xᵀ] (not centred): GPTQ's Hessian of a linear's squared output error, up to a factor."""
         self._require_data()

@@ -65,12 +65,29 @@ def _with_quantizer(current: nn.Module, quantizer: nn.Module) -> nn.Module:
     return nn.Sequential(current, quantizer)
 
 
-def quantize_weights(model: MambaLM, config: QuantConfig, hessians: dict[str, torch.Tensor] | None = None,
-                     stored: dict[str, torch.Tensor] | None = None) -> dict[str, QuantSpec]:
+def _weight_spec(model: MambaLM, config: QuantConfig, name: str) -> QuantSpec:
+    linear = model.get_submodule(name)
+    return (config.conv_weight_spec() if isinstance(linear, nn.Conv1d)
+            else config.weight_spec(linear.in_features, name.rpartition(".")[2]))
+
+
+@torch.no_grad()
+def gptq_round(model: MambaLM, config: QuantConfig, name: str, hessian: torch.Tensor,
+               stored: dict[str, torch.Tensor]) -> None:
+    """Round one linear's weight with GPTQ in place, and put the rounded weight in `stored` (the
+    artifact's weights), from which round-to-nearest gives back the same codes (quant/gptq.py)."""
+    linear = model.get_submodule(name)
+    try:
+        rounded = gptq_quantize(linear.weight, hessian, _weight_spec(model, config, name))
+    except ValueError as e:
+        raise MQDeployError(f"GPTQ could not round {name}: {e}; use --weight-rounding rtn") from None
+    linear.weight.copy_(rounded.to(linear.weight.dtype))
+    stored[f"{name}.weight"] = linear.weight.detach().clone()
+
+
+def quantize_weights(model: MambaLM, config: QuantConfig) -> dict[str, QuantSpec]:
     """Replace each quantized linear's weight by its fake-quantized value; return the specs.
-    hessians {linear: E[x xᵀ]}: those linears are rounded by GPTQ instead of to nearest, and their
-    GPTQ-rounded weights replace the pre-rounding ones in `stored` (the artifact's weights), from
-    which round-to-nearest gives back the same codes (quant/gptq.py)."""
+    (Round-to-nearest; a weight GPTQ already rounded comes back unchanged.)"""
     specs = {}
     with torch.no_grad():
         for name in quantized_linears(model, config):
@@ -78,13 +95,7 @@ def quantize_weights(model: MambaLM, config: QuantConfig, hessians: dict[str, to
             if name == "lm_head" and linear.weight is model.backbone.embeddings.weight:
                 linear.weight = nn.Parameter(linear.weight.detach().clone())   # quantize the head only
                 model.config.tie_word_embeddings = False
-            spec = (config.conv_weight_spec() if isinstance(linear, nn.Conv1d)
-                    else config.weight_spec(linear.in_features, name.rpartition(".")[2]))
-            if hessians and name in hessians:
-                rounded = gptq_quantize(linear.weight, hessians[name], spec).to(linear.weight.dtype)
-                linear.weight.copy_(rounded)
-                if stored is not None:
-                    stored[f"{name}.weight"] = rounded.detach().clone()
+            spec = _weight_spec(model, config, name)
             linear.weight.copy_(quantize_tensor(linear.weight, spec).dequantize(linear.weight.dtype))
             specs[name] = spec
     return specs
@@ -101,15 +112,16 @@ def gptq_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
 
 def install_activation_quantizers(model: MambaLM, calib: torch.Tensor, config: QuantConfig,
                                   percentiles: dict[str, float] | None = None, progress=True,
-                                  also_observe: dict[str, list] | None = None) -> dict[str, dict]:
+                                  also_observe: dict[str, list] | None = None, after_layer=None) -> dict[str, dict]:
     """Static (deploy) ranges from a calibration pass over the transformed FP model, or dynamic
     (paper) quantizers. `percentiles` overrides config.act_percentile per point-name suffix.
-    `also_observe` {point: [observers]} ride along in the same pass (one is run for them anyway)."""
+    `also_observe` {point: [observers]} ride along in the same pass, and `after_layer(i)` runs once
+    layer i has seen every chunk (a pass of their own when there are no static ranges to take)."""
     spec = config.activation_spec()
     if spec is None or config.mode == "paper":
         if also_observe:
             collect_statistics(model, calib, also_observe, batch_size=config.batch_size, progress=progress,
-                               desc="weight-rounding statistics")
+                               desc="weight-rounding statistics", after_layer=after_layer)
     if spec is None:
         return {}
     points = sorted(set(quantized_linears(model, config).values()))
@@ -125,7 +137,7 @@ def install_activation_quantizers(model: MambaLM, calib: torch.Tensor, config: Q
     for p, extra in (also_observe or {}).items():
         observers.setdefault(p, []).extend(extra)
     collect_statistics(model, calib, observers, batch_size=config.batch_size, progress=progress,
-                       desc="activation ranges")
+                       desc="activation ranges", after_layer=after_layer)
     for point in points:
         observer = observers[point][0]
         lo, hi = observer.range() if pct[point] == 100.0 else observer.percentile_range(pct[point])
@@ -174,10 +186,19 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     start = time.perf_counter()
     gptq = gptq_linears(work, config)
     second_moments = {point: [CovarianceObserver(point)] for point in set(gptq.values())}
+
+    def round_layer(i: int) -> None:
+        # layer i has run over every chunk: its Hessians are complete and nothing that is still to
+        # run reads its weights, so GPTQ rounds them now and frees them (one layer's H at a time)
+        for name, point in gptq.items():
+            if name.startswith(f"backbone.layers.{i}."):
+                observer = second_moments[point][0]
+                gptq_round(work, config, name, observer.second_moment(), transformed)
+                observer.release()
+
     ranges = install_activation_quantizers(work, calib, config, percentiles, progress=progress,
-                                           also_observe=second_moments)
-    hessians = {name: second_moments[point][0].second_moment() for name, point in gptq.items()}
-    specs = quantize_weights(work, config, hessians, stored=transformed)
+                                           also_observe=second_moments, after_layer=round_layer if gptq else None)
+    specs = quantize_weights(work, config)
     if config.quantizes_scan_output:
         work.set_scan_impl(selective_scan_quantized_hc)
     seconds["quantizers"] = time.perf_counter() - start

@@ -57,7 +57,7 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
                        "change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1),
                        "vs_fp": paired_difference(q["window_nll"], fp["window_nll"]),
                        "bits_per_byte": q["bits_per_byte"], "calibration_seconds": seconds,
-                       "window_nll": q["window_nll"]}
+                       "weight_rounding": config.weight_rounding, "window_nll": q["window_nll"]}
                 rows.append(row)
                 log(f"{recipe:>11} {config.label} {mode:<6} perplexity {row['perplexity']:.4f} "
                     f"({row['change_percent']:+.2f}%)  calibration {seconds:.1f} s")
@@ -65,6 +65,7 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
     for peer in peers:
         bits = PEERS[peer][0]
         if bits not in labels or "deploy" not in modes:
+            log(f"{peer}: skipped ({bits} deploy is not among the settings compared)")
             continue
         model, seconds = modelopt_quantize(loaded.model, peer, batches)
         q = evaluate_model(model, tokenizer, eval_text, max_tokens=eval_max_tokens, progress=progress, option="--eval")
@@ -72,7 +73,7 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
                      "change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1),
                      "vs_fp": paired_difference(q["window_nll"], fp["window_nll"]),
                      "bits_per_byte": q["bits_per_byte"], "calibration_seconds": seconds,
-                     "window_nll": q["window_nll"]})
+                     "weight_rounding": "modelopt", "window_nll": q["window_nll"]})
         log(f"{peer} {bits} perplexity {q['perplexity']:.4f} ({rows[-1]['change_percent']:+.2f}%)  "
             f"calibration {seconds:.1f} s")
     return {"producer": PRODUCER, "model": str(model_dir), "calibration": {"text": calib_label, "samples": int(batches.shape[0]),
@@ -101,22 +102,29 @@ def to_markdown(result: dict) -> str:
              f"FP perplexity {result['fp_perplexity']:.4f}"
              + (f" ({result['fp_bits_per_byte']:.4f} bits/byte)." if result["fp_bits_per_byte"] is not None else
                 " (token ids: no bytes to count)."), "",
-             f"| recipe | bits | mode | perplexity | vs FP | {_interval_header(result)} | calibration (s) |",
-             "|---|---|---|---:|---:|---|---:|"]
+             f"| recipe | bits | mode | weight rounding | perplexity | vs FP | {_interval_header(result)} | "
+             "calibration (s) |", "|---|---|---|---|---:|---:|---|---:|"]
     for r in result["rows"]:
         v = r["vs_fp"]
-        lines.append(f"| {r['recipe']} | {r['bits']} | {r['mode']} | {r['perplexity']:.4f} | "
+        lines.append(f"| {r['recipe']} | {r['bits']} | {r['mode']} | {r.get('weight_rounding', 'rtn')} | "
+                     f"{r['perplexity']:.4f} | "
                      f"{r['change_percent']:+.2f}% | {v['low_percent']:+.2f}% … {v['high_percent']:+.2f}% | "
                      f"{r['calibration_seconds']:.1f} |")
     if result.get("decisions"):
         lines += ["", "Best recipe per setting, and whether its lead is beyond the paired interval (the "
-                  "interval of the other recipe's NLL minus the best one's, over the same windows, lies above zero):",
-                  ""]
+                  "interval of the other recipe's NLL minus the best one's, over the same windows, lies above zero; "
+                  "windows are treated as independent, so the intervals lean optimistic). ModelOpt's W4A8 AWQ "
+                  "quantizes activations to FP8, the recipes' W4A8 to INT8:", ""]
         for d in result["decisions"]:
             unsure = [f"{name} ({v['low_percent']:+.2f}% … {v['high_percent']:+.2f}%)"
                       for name, v in d["against"].items() if not v["decisive"]]
-            verdict = ("**winner**: better than every other recipe" if d["decisive"] else
-                       "no decisive winner: not distinguishable from " + ", ".join(unsure))
+            windows = next(iter(d["against"].values()))["windows"]
+            if d["decisive"]:
+                verdict = "**winner**: better than every other recipe"
+            elif d.get("too_few_windows"):
+                verdict = f"nothing decided: {windows} windows are too few for an interval"
+            else:
+                verdict = "no decisive winner: not distinguishable from " + ", ".join(unsure)
             lines.append(f"- {d['bits']} {d['mode']}: {d['best']}, {verdict}")
     return "\n".join(lines) + "\n"
 

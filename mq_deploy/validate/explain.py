@@ -17,9 +17,30 @@ ALIGNED_LIMIT = {"fp32": 1e-4, "fp16": 2e-3}
 TIE_LIMIT = {"fp32": 1e-3, "fp16": 0.3}
 
 
-def explain_qdq_failure(onnx_path, torch_model, feeds: list[dict], precision: str) -> dict:
-    """{"graph_correct": bool, "explanation": one sentence, "codes": ..., "aligned": ...} for a QDQ
-    graph against the fake-quant model it was exported from, on the validation's own feeds."""
+MAX_FEEDS = 4      # the comparison holds every activation code: a few batches are enough to tell
+
+
+def explain_qdq_failure(onnx_path, torch_model, feeds: list[dict], precision: str,
+                        failures: list[str] = ()) -> dict:
+    """{"graph_correct": bool or None, "explanation": one sentence, "codes": ..., "aligned": ...} for a
+    QDQ graph against the fake-quant model it was exported from, on (the first few of) the
+    validation's own feeds. It explains the logits; `failures` that name a state output are said
+    to lie outside it. None: the comparison itself could not run (the reason is the explanation)."""
+    try:
+        result = _explain(onnx_path, torch_model, feeds[:MAX_FEEDS], precision)
+    except Exception as e:  # noqa: BLE001 - an explanation must never turn a verdict into a traceback
+        lines = [line for line in str(e).strip().splitlines() if line.strip()]
+        return {"graph_correct": None, "explanation": "could not run the aligned-code comparison: "
+                + (lines[-1] if lines else type(e).__name__)}
+    states = sorted({w for f in failures for w in f.replace(",", " ").split() if w.startswith(("ssm_state_out",
+                                                                                                "conv_state_out"))})
+    if states:
+        result["explanation"] += (f". This explains the logits; the failure at {', '.join(states)} is not "
+                                  "covered by it")
+    return result
+
+
+def _explain(onnx_path, torch_model, feeds: list[dict], precision: str) -> dict:
     from ..export.aligned_codes import compare_qdq_graph
     ids = torch.from_numpy(np.concatenate([f["input_ids"] for f in feeds]).astype(np.int64))
     report = compare_qdq_graph(onnx_path, torch_model, ids)
@@ -28,9 +49,9 @@ def explain_qdq_failure(onnx_path, torch_model, feeds: list[dict], precision: st
     correct = ties_only and aligned["relative"] <= ALIGNED_LIMIT[precision]
     if correct:
         flips = (f"{codes['differing']:,} of {codes['compared']:,} INT8 codes flipped at rounding ties (each by one "
-                 f"step, at most {codes['max_distance_from_tie']:.2g} of a step from a tie)"
-                 if codes["differing"] else "no INT8 code differs")
-        text = (f"graph correct; {flips} and the model amplifies them: with ONNX Runtime's codes fed to torch the "
+                 f"step, at most {codes['max_distance_from_tie']:.2g} of a step from a tie) and the model amplifies "
+                 "them" if codes["differing"] else "no INT8 code differs")
+        text = (f"graph correct; {flips}: with ONNX Runtime's codes fed to torch the "
                 f"logits agree to {aligned['relative']:.2g} relative ({100 * aligned['argmax_agreement']:.2f}% "
                 "argmax). The graph computes the model's function; widen the tolerance or recalibrate "
                 "(a model this sensitive to one-step flips will be as sensitive to TensorRT's rounding)")

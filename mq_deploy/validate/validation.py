@@ -224,7 +224,8 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
         verdict = _judge(results[0][1], results[j][1], feeds, accuracy, tol)
         if not verdict["passed"] and ref.fake_quant_model is not None and is_qdq_graph(onnx_path):
             # which failure is it: tie flips the model amplifies, or a graph that computes something else
-            verdict["explanation"] = explain_qdq_failure(onnx_path, ref.fake_quant_model, feeds, manifest.precision)
+            verdict["explanation"] = explain_qdq_failure(onnx_path, ref.fake_quant_model, feeds, manifest.precision,
+                                                         verdict["failures"])
         report["references"].append({"reference": ref.name, "kind": ref.kind, "tolerance": asdict(tol), **verdict})
     report["seconds"] = round(time.perf_counter() - start, 2)
     report["passed"] = all(r["passed"] for r in report["references"])
