@@ -118,9 +118,8 @@ def register(verbs) -> None:
     p.add_argument("--act-percentile", type=float, default=100.0, help="static activation range percentile")
     p.add_argument("--weight-rounding", default="auto", choices=["auto", "rtn", "gptq"],
                    help="rtn: round weights to nearest; gptq: error-compensating rounding from the calibration "
-                        "inputs of each linear after the transforms (deploy mode; holds E[x xT] of every quantized "
-                        "linear's input during calibration: ~1 GB for mamba-130m); auto (default): gptq for "
-                        "4-bit weights in deploy mode, rtn otherwise")
+                        "inputs of each linear after the transforms (deploy mode; one layer's E[x xT] held at a "
+                        "time); auto (default): gptq for 4-bit weights in deploy mode, rtn otherwise")
     p.add_argument("--quantize-lm-head", action="store_true")
     p.add_argument("--quantize-conv", action="store_true",
                    help="also quantize the depthwise conv1d (INT8 per-channel weights; its input at A8)")
