@@ -145,6 +145,19 @@ def test_a_correct_graph_with_tie_flips_is_explained_as_correct(exported, tmp_pa
     assert clean["references"][0]["explanation"]["codes"]["differing"] < codes["differing"]
 
 
+def test_a_correct_fp16_graph_is_explained_as_correct(exported):
+    """FP16 arithmetic moves codes by more than ties do; a correct FP16 graph held to a tolerance it
+    cannot meet is still called correct, with the FP16 wording."""
+    from mq_deploy.validate.validation import Tolerance, validate
+    ids = np.frombuffer(TEXT.encode(), dtype=np.uint8)[:4 * 96].astype(np.int64).reshape(4, 96)
+    impossible = Tolerance(median_abs=0.0, min_argmax_agreement=1.0, max_nll_increase=0.0, outputs="all")
+    report = validate(exported["fp16"].onnx_path, [{"input_ids": ids}], references=["torch"],
+                      tolerances={"same-graph": impossible})
+    explanation = report["references"][0]["explanation"]
+    assert explanation["graph_correct"], explanation
+    assert explanation["codes"]["differing"] == 0 or "by FP16 rounding" in explanation["explanation"]
+
+
 def test_wrong_arithmetic_between_quantizers_is_explained(exported, tmp_path):
     """The last layer's out_proj weight scale 1.5x: no activation quantizer follows it (the head is
     FP), so every code agrees and only the aligned logits show that the graph is not the model."""

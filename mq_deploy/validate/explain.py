@@ -13,8 +13,11 @@ import torch
 # is held to the FP tolerances": FP32 graphs 4-6e-7 relative, FP16 graphs 2.4-3.4e-4), with room.
 ALIGNED_LIMIT = {"fp32": 1e-4, "fp16": 2e-3}
 # How far from a rounding tie a flipped code's input may sit, in steps: FP32 last-ulp ties are a few
-# 1e-5 of a step; FP16 inputs move by a few FP16 ulps of |x|/scale <= 128 (docs/export.md).
-TIE_LIMIT = {"fp32": 1e-3, "fp16": 0.3}
+# 1e-5 of a step. FP16 arithmetic moves values further: on a random-init mamba-130m-shaped model a
+# correct FP16 graph's codes differed from the FP32 model's by up to 2 steps (its FP32 export: 6 tie
+# flips in 2 M codes, aligned error 6e-7), so an FP16 graph is allowed a few steps and no tie test.
+TIE_LIMIT = {"fp32": 1e-3, "fp16": 0.5}
+MAX_STEPS = {"fp32": 1, "fp16": 4}
 
 
 MAX_FEEDS = 4      # the comparison holds every activation code: a few batches are enough to tell
@@ -45,11 +48,15 @@ def _explain(onnx_path, torch_model, feeds: list[dict], precision: str) -> dict:
     ids = torch.from_numpy(np.concatenate([f["input_ids"] for f in feeds]).astype(np.int64))
     report = compare_qdq_graph(onnx_path, torch_model, ids)
     codes, aligned = report["codes"], report["aligned"]
-    ties_only = codes["max_code_difference"] <= 1 and codes["max_distance_from_tie"] <= TIE_LIMIT[precision]
+    ties_only = (codes["max_code_difference"] <= MAX_STEPS[precision]
+                 and codes["max_distance_from_tie"] <= TIE_LIMIT[precision])
     correct = ties_only and aligned["relative"] <= ALIGNED_LIMIT[precision]
     if correct:
-        flips = (f"{codes['differing']:,} of {codes['compared']:,} INT8 codes flipped at rounding ties (each by one "
-                 f"step, at most {codes['max_distance_from_tie']:.2g} of a step from a tie) and the model amplifies "
+        how = ("at rounding ties (each by one step, at most "
+               f"{codes['max_distance_from_tie']:.2g} of a step from a tie)" if precision == "fp32" else
+               f"by FP16 rounding (up to {codes['max_code_difference']:g} steps; an FP32 export of the same artifact "
+               "tells ties from faults that small)")
+        flips = (f"{codes['differing']:,} of {codes['compared']:,} INT8 codes flipped {how} and the model amplifies "
                  "them" if codes["differing"] else "no INT8 code differs")
         text = (f"graph correct; {flips}: with ONNX Runtime's codes fed to torch the "
                 f"logits agree to {aligned['relative']:.2g} relative ({100 * aligned['argmax_agreement']:.2f}% "
@@ -58,8 +65,8 @@ def _explain(onnx_path, torch_model, feeds: list[dict], precision: str) -> dict:
     elif not ties_only:
         point, where = first_point_beyond_ties(codes, precision)
         text = (f"graph differs from the model: {codes['differing']:,} of {codes['compared']:,} INT8 codes differ, "
-                f"by up to {codes['max_code_difference']:g} steps (a correct graph differs only at rounding ties, by "
-                f"one step), first at {point} ({where['differing']:,} codes, up to "
+                f"by up to {codes['max_code_difference']:g} steps (a correct {precision} graph differs by at most "
+                f"{MAX_STEPS[precision]}), first at {point} ({where['differing']:,} codes, up to "
                 f"{where['max_code_difference']:g} steps): look for a wrong weight, scale or operator before that "
                 "point, or a graph exported from another artifact")
     else:
@@ -73,7 +80,7 @@ def _explain(onnx_path, torch_model, feeds: list[dict], precision: str) -> dict:
 def first_point_beyond_ties(codes: dict, precision: str) -> tuple[str, dict]:
     """The first activation point (in forward order) whose codes differ by more than a tie flip."""
     for point, v in codes["per_point"].items():
-        if v["max_code_difference"] > 1 or v["max_distance_from_tie"] > TIE_LIMIT[precision]:
+        if v["max_code_difference"] > MAX_STEPS[precision] or v["max_distance_from_tie"] > TIE_LIMIT[precision]:
             return point, v
     raise ValueError("no point differs beyond rounding ties")
 
