@@ -84,18 +84,26 @@ def test_fp16_graph_against_fp16_torch(exported):
     assert 0 < same["logits"]["relative"] < 2e-2
 
 
-def test_a_broken_graph_fails(exported, tmp_path):
-    """Triple one weight scale in the graph: the validation must fail and the CLI exit 1."""
+def planted(graph, folder, change):
+    """A copy of the export set holding `graph` in `folder`, with each initializer that `change(name,
+    values)` returns an array for replaced by it; the copied graph's path."""
     import onnx
     from onnx import numpy_helper
-    src = exported["fp32"].onnx_path.parent
-    shutil.copytree(src, tmp_path / "broken")
-    path = tmp_path / "broken" / "model.onnx"
+    shutil.copytree(graph.parent, folder)
+    path = folder / graph.name
     model = onnx.load(str(path))
     for i, t in enumerate(model.graph.initializer):
-        if t.name == "backbone.layers.0.mixer.in_proj.weight_scale":
-            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 3, t.name))
+        new = change(t.name, numpy_helper.to_array(t))
+        if new is not None:
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(new, t.name))
     onnx.save(model, str(path))
+    return path
+
+
+def test_a_broken_graph_fails(exported, tmp_path):
+    """Triple one weight scale in the graph: the validation must fail and the CLI exit 1."""
+    path = planted(exported["fp32"].onnx_path, tmp_path / "broken",
+                   lambda name, v: v * 3 if name == "backbone.layers.0.mixer.in_proj.weight_scale" else None)
     r = run("validate", "--onnx", path, "--text", exported["root"] / "text.txt", "--samples", "2", "--seq-len", "64",
             "--reference", "torch", "--json", tmp_path / "report.json")
     assert r.returncode == 1, r.stdout + r.stderr
@@ -114,19 +122,11 @@ def test_a_correct_graph_with_tie_flips_is_explained_as_correct(exported, tmp_pa
     """Plant tie flips in a correct graph: every activation scale 4e-6 larger (relative), so values
     within ~5e-4 of a step from a rounding tie get the neighbouring code while the function stays the
     model's to 4e-6. Held to a tolerance it cannot meet, validate must fail it and say it is correct."""
-    import onnx
-    from onnx import numpy_helper
     from mq_deploy.validate.validation import Tolerance, validate
-    shutil.copytree(exported["fp32"].onnx_path.parent, tmp_path / "ties")
-    path = tmp_path / "ties" / "model.onnx"
-    model = onnx.load(str(path))
-    planted = 0
-    for i, t in enumerate(model.graph.initializer):
-        if t.name.endswith("act_scale"):
-            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * (1 + 4e-6), t.name))
-            planted += 1
-    assert planted
-    onnx.save(model, str(path))
+    scales = []
+    path = planted(exported["fp32"].onnx_path, tmp_path / "ties",
+                   lambda name, v: scales.append(name) or v * (1 + 4e-6) if name.endswith("act_scale") else None)
+    assert scales
     ids = np.frombuffer(TEXT.encode(), dtype=np.uint8)[:8 * 96].astype(np.int64).reshape(8, 96)
     feeds = [{"input_ids": ids[i:i + 2]} for i in range(0, 8, 2)]
     impossible = Tolerance(median_abs=0.0, min_argmax_agreement=1.0, max_nll_increase=0.0, outputs="all")
@@ -161,15 +161,8 @@ def test_a_correct_fp16_graph_is_explained_as_correct(exported):
 def test_wrong_arithmetic_between_quantizers_is_explained(exported, tmp_path):
     """The last layer's out_proj weight scale 1.5x: no activation quantizer follows it (the head is
     FP), so every code agrees and only the aligned logits show that the graph is not the model."""
-    import onnx
-    from onnx import numpy_helper
-    shutil.copytree(exported["fp32"].onnx_path.parent, tmp_path / "wrong")
-    path = tmp_path / "wrong" / "model.onnx"
-    model = onnx.load(str(path))
-    for i, t in enumerate(model.graph.initializer):
-        if t.name == "backbone.layers.1.mixer.out_proj.weight_scale":
-            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 1.5, t.name))
-    onnx.save(model, str(path))
+    path = planted(exported["fp32"].onnx_path, tmp_path / "wrong",
+                   lambda name, v: v * 1.5 if name == "backbone.layers.1.mixer.out_proj.weight_scale" else None)
     report = validate_export(path, text=str(exported["root"] / "text.txt"), samples=4, seq_len=64,
                              references=["torch"])
     (same,) = report["references"]
