@@ -120,6 +120,28 @@ class CovarianceObserver(Observer):
         return (self.gram - self.count * torch.outer(mean, mean)) / (self.count - 1)
 
 
+class CaptureObserver(Observer):
+    """Keeps the activation itself, [tokens, channels] in its own dtype, until `take()`: for a
+    statistic that needs a transform not known yet when the activation goes by (a recipe's range
+    replay, quant/recipes/mambaquant.py)."""
+
+    name = "capture"
+
+    def __init__(self, where="?"):
+        super().__init__(where)
+        self.rows = []
+
+    def _update(self, rows):
+        self.rows.append(rows.clone())      # the activation's storage may be reused once the hook returns
+        return torch.stack(torch.aminmax(rows))
+
+    def take(self) -> torch.Tensor:
+        """Every row seen so far, in order, and forget them."""
+        self._require_data()
+        rows, self.rows = torch.cat(self.rows), []
+        return rows
+
+
 class HistogramObserver(Observer):
     """Per-tensor histogram of x for percentile ranges, with no sample-size limit (unlike
     torch.quantile's 16M-element cap): 2048 bins over a symmetric range that doubles when data

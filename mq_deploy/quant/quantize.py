@@ -33,6 +33,7 @@ class QuantizedModel:
     online_transforms: dict[str, str] = field(default_factory=dict)         # point -> kind
     seconds: dict[str, float] = field(default_factory=dict)
     transformed_weights: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # FP, pre-rounding
+    ranges_replayed: bool = False       # static ranges from the recipe's statistics pass, not a second pass
 
 
 def quantized_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
@@ -110,6 +111,39 @@ def gptq_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
             if name != "lm_head" and isinstance(model.get_submodule(name), nn.Linear)}
 
 
+def range_observers(model: MambaLM, config: QuantConfig, percentiles: dict[str, float] | None = None) -> dict[str, list]:
+    """{activation point: [its range observer]} for every static range the config needs (none for
+    dynamic or 16-bit activations). `percentiles` overrides config.act_percentile per point-name suffix."""
+    spec = config.activation_spec()
+    if spec is None or config.mode == "paper":
+        return {}
+    observers = {}
+    for point in sorted(set(quantized_linears(model, config).values())):
+        pct = (percentiles or {}).get(point.rsplit(".", 1)[-1], config.act_percentile)
+        # min/max needs no histogram (whose percentile_range(100) is the same min and max)
+        observer = MinMaxObserver(point) if pct == 100.0 else HistogramObserver(point)
+        observer.percentile = pct
+        observers[point] = [observer]
+    return observers
+
+
+def install_static_quantizers(model: MambaLM, config: QuantConfig, observers: dict[str, list]) -> dict[str, dict]:
+    """Put a static activation quantizer at each point of `observers` (from `range_observers`, fed by
+    a calibration pass), with the range its observer saw."""
+    spec = config.activation_spec()
+    ranges = {}
+    for point, (observer, *_) in sorted(observers.items()):
+        pct = observer.percentile
+        lo, hi = observer.range() if pct == 100.0 else observer.percentile_range(pct)
+        scale, zero_point = scale_and_zero_point(lo, hi, spec)
+        _set_module(model, point, _with_quantizer(model.get_submodule(point),
+                                                  StaticActivationQuantizer(spec, scale.item(), zero_point.item())))
+        ranges[point] = {"scale": scale.item(), "zero_point": zero_point.item(), "percentile": pct,
+                         "observed_min": lo.item(), "observed_max": hi.item(), "bits": spec.bits,
+                         "symmetric": spec.symmetric}
+    return ranges
+
+
 def install_activation_quantizers(model: MambaLM, calib: torch.Tensor, config: QuantConfig,
                                   percentiles: dict[str, float] | None = None, progress=True,
                                   also_observe: dict[str, list] | None = None, after_layer=None) -> dict[str, dict]:
@@ -118,36 +152,46 @@ def install_activation_quantizers(model: MambaLM, calib: torch.Tensor, config: Q
     `also_observe` {point: [observers]} ride along in the same pass, and `after_layer(i)` runs once
     layer i has seen every chunk (a pass of their own when there are no static ranges to take)."""
     spec = config.activation_spec()
-    if spec is None or config.mode == "paper":
+    observers = range_observers(model, config, percentiles)
+    if not observers:
         if also_observe:
             collect_statistics(model, calib, also_observe, batch_size=config.batch_size, progress=progress,
                                desc="weight-rounding statistics", after_layer=after_layer)
-    if spec is None:
-        return {}
-    points = sorted(set(quantized_linears(model, config).values()))
-    ranges = {}
-    if config.mode == "paper":
-        for point in points:
+        if spec is None:
+            return {}
+        ranges = {}
+        for point in sorted(set(quantized_linears(model, config).values())):     # paper mode
             _set_module(model, point, _with_quantizer(model.get_submodule(point), DynamicActivationQuantizer(spec)))
             ranges[point] = {"dynamic": True, "bits": spec.bits, "symmetric": spec.symmetric}
         return ranges
-    pct = {p: (percentiles or {}).get(p.rsplit(".", 1)[-1], config.act_percentile) for p in points}
-    # min/max needs no histogram (whose percentile_range(100) is the same min and max)
-    observers = {p: [MinMaxObserver(p) if pct[p] == 100.0 else HistogramObserver(p)] for p in points}
+    passes = {p: list(obs) for p, obs in observers.items()}
     for p, extra in (also_observe or {}).items():
-        observers.setdefault(p, []).extend(extra)
-    collect_statistics(model, calib, observers, batch_size=config.batch_size, progress=progress,
+        passes.setdefault(p, []).extend(extra)
+    collect_statistics(model, calib, passes, batch_size=config.batch_size, progress=progress,
                        desc="activation ranges", after_layer=after_layer)
-    for point in points:
-        observer = observers[point][0]
-        lo, hi = observer.range() if pct[point] == 100.0 else observer.percentile_range(pct[point])
-        scale, zero_point = scale_and_zero_point(lo, hi, spec)
-        _set_module(model, point, _with_quantizer(model.get_submodule(point),
-                                                  StaticActivationQuantizer(spec, scale.item(), zero_point.item())))
-        ranges[point] = {"scale": scale.item(), "zero_point": zero_point.item(), "percentile": pct[point],
-                         "observed_min": lo.item(), "observed_max": hi.item(), "bits": spec.bits,
-                         "symmetric": spec.symmetric}
-    return ranges
+    return install_static_quantizers(model, config, observers)
+
+
+def _replayed_range_observers(recipe_impl, work: MambaLM, calib: torch.Tensor, config: QuantConfig,
+                              source_dtype: torch.dtype, range_pass: str) -> dict[str, list] | None:
+    """The range observers the recipe's own statistics pass can feed (its `replays`), or None when
+    the ranges take a second pass over the transformed model. Replayed: on a CPU (where a pass costs
+    most; a GPU's second pass takes seconds), a float32/float64 model (a 16-bit one's second pass runs
+    in its own dtype, which a float32 replay would not match to rounding), and no GPTQ (its Hessians
+    come from the second pass, layer by layer)."""
+    if range_pass not in RANGE_PASSES:
+        raise ValueError(f"range_pass must be one of {RANGE_PASSES}, got {range_pass!r}")
+    if range_pass == "forward" or not hasattr(recipe_impl, "replays") or gptq_linears(work, config):
+        return None
+    if next(work.parameters()).device.type != "cpu" or source_dtype not in (torch.float32, torch.float64):
+        return None
+    observers = range_observers(work, config)
+    if not observers or not recipe_impl.replays(work, calib, observers):
+        return None
+    return observers
+
+
+RANGE_PASSES = ("auto", "forward")
 
 
 ONLINE_KINDS = {"HadamardRotation": "hadamard", "OnlineMatrix": "matrix", "ChannelScale": "scale"}   # module type -> kind
@@ -164,8 +208,12 @@ def online_transforms_of(model: MambaLM) -> dict[str, str]:
 
 
 def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConfig = QuantConfig(),
-             progress: bool = True) -> QuantizedModel:
-    """Quantize a copy of `model` with a named recipe, calibrating on token windows `calib` [n, L]."""
+             progress: bool = True, range_pass: str = "auto") -> QuantizedModel:
+    """Quantize a copy of `model` with a named recipe, calibrating on token windows `calib` [n, L].
+
+    Static activation ranges come from a pass over the transformed model (range_pass="forward"),
+    or, with "auto", from the recipe's own statistics pass where it can map each activation through
+    its transforms (MambaQuant on a CPU: one pass instead of two; the same ranges up to rounding)."""
     from .recipes import get_recipe
     recipe_impl = get_recipe(recipe)
     if calib.dim() != 2 or calib.numel() == 0:
@@ -176,8 +224,14 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     seconds = {}
     start = time.perf_counter()
     work = _float64_copy(model, torch_device(config.device))    # all folds in float64
+    replayed = _replayed_range_observers(recipe_impl, work, calib, config, model.dtype, range_pass)
     try:
-        percentiles = recipe_impl.transform(work, calib, config, progress=progress) or {}
+        if replayed is None:
+            percentiles = recipe_impl.transform(work, calib, config, progress=progress) or {}
+        else:
+            percentiles = recipe_impl.transform(work, calib, config, progress=progress, observe=replayed) or {}
+            if percentiles:
+                raise RuntimeError(f"recipe {recipe} replays its ranges but overrides percentiles")
     except ValueError as e:   # a size the recipe's transforms cannot handle, e.g. no Hadamard of that order
         raise MQDeployError(f"recipe {recipe} cannot be applied to this model: {e}") from None
     work = work.to(model.dtype)
@@ -196,15 +250,19 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
                 gptq_round(work, config, name, observer.second_moment(), transformed)
                 observer.release()
 
-    ranges = install_activation_quantizers(work, calib, config, percentiles, progress=progress,
-                                           also_observe=second_moments, after_layer=round_layer if gptq else None)
+    if replayed is None:
+        ranges = install_activation_quantizers(work, calib, config, percentiles, progress=progress,
+                                               also_observe=second_moments, after_layer=round_layer if gptq else None)
+    else:
+        ranges = install_static_quantizers(work, config, replayed)
     specs = quantize_weights(work, config)
     if config.quantizes_scan_output:
         work.set_scan_impl(selective_scan_quantized_hc)
     seconds["quantizers"] = time.perf_counter() - start
     work = work.cpu()
     transformed = {k: v.cpu() for k, v in transformed.items()}
-    return QuantizedModel(work, recipe, config, specs, ranges, online_transforms_of(work), seconds, transformed)
+    return QuantizedModel(work, recipe, config, specs, ranges, online_transforms_of(work), seconds, transformed,
+                          ranges_replayed=replayed is not None)
 
 
 def _float64_copy(model: MambaLM, device: torch.device) -> MambaLM:

@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import torch
 
+from ..calibrate import collect_statistics
+from ..observers import OBSERVERS, CaptureObserver
+from ..spill import TensorSpill, spill_fits
 from ..transforms import (fold_rmsnorm_weights, klt_hadamard_rotation, online_hadamard_before_out_proj,
                           random_signs, rotate_dt_bottleneck, rotate_residual_stream, smooth_conv_input,
                           smooth_dt_bottleneck, smooth_gate_s_silu, smoothquant_scales)
-from .common import gather, mixer_point
+from .common import mixer_point
 
 ALPHA = 0.5
 
 
-def _statistics(model, calib, config, progress):
+def _requests(n_layers: int) -> dict[str, list[str]]:
     requests = {}
-    for i in range(len(model.backbone.layers)):
+    for i in range(n_layers):
         requests[mixer_point(i, "in_proj_input")] = ["covariance"]
         requests[mixer_point(i, "conv_input")] = ["channel_absmax"]
         requests[mixer_point(i, "dt_proj_input")] = ["channel_absmax", "covariance"]
         requests[mixer_point(i, "out_proj_input")] = ["channel_absmax"]
-    return gather(model, calib, config, requests, progress)
+    return requests
 
 
 def _scaled_covariance(cov: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -38,37 +41,140 @@ def _scaled_covariance(cov: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return cov / torch.outer(s, s)
 
 
+def _transform_layer(model, i: int, stats, config) -> dict[str, torch.Tensor]:
+    """S2 + R2, S5 + R5 and S7 of layer i, from its own statistics alone; returns the factors."""
+    mixer = model.backbone.layers[i].mixer
+    # S2 + R2: smooth the out_proj input through the gate, then rotate it online
+    s2 = smoothquant_scales(stats[mixer_point(i, "out_proj_input")]["channel_absmax"].value(),
+                            mixer.out_proj.weight.abs().amax(dim=0), alpha=ALPHA)
+    smooth_gate_s_silu(mixer, s2)
+    online_hadamard_before_out_proj(mixer, random_signs(model.config.intermediate_size, seed=config.seed + 1000 + i))
+    # S5 then R5 on the dt bottleneck
+    dt_stats = stats[mixer_point(i, "dt_proj_input")]
+    s5 = smoothquant_scales(dt_stats["channel_absmax"].value(), mixer.dt_proj.weight.abs().amax(dim=0), alpha=ALPHA)
+    smooth_dt_bottleneck(mixer, s5)
+    r5 = klt_hadamard_rotation(_scaled_covariance(dt_stats["covariance"].covariance(), s5), seed=config.seed + 2000 + i)
+    rotate_dt_bottleneck(mixer, r5)
+    # S7 between in_proj's x rows and the depthwise conv (max over the kernel taps)
+    s7 = smoothquant_scales(stats[mixer_point(i, "conv_input")]["channel_absmax"].value(),
+                            mixer.conv1d.weight.abs().flatten(1).amax(dim=1), alpha=ALPHA)
+    smooth_conv_input(mixer, s7)
+    return {"s2": s2, "s5": s5, "r5": r5, "s7": s7}
+
+
 @torch.no_grad()
-def transform(model, calib, config, progress=True):
-    cfg = model.config
+def transform(model, calib, config, progress=True, observe=None):
+    """Apply MambaQuant to `model` (float64, in place) from one statistics pass. With `observe`
+    ({point of the transformed model: [observers]}, see `replays`), that pass also feeds those
+    observers what the transformed model would show them, so no second pass is needed."""
     layers = model.backbone.layers
-    stats = _statistics(model, calib, config, progress)
+    stats = {p: {n: OBSERVERS[n](p) for n in names} for p, names in _requests(len(layers)).items()}
+    observers = {p: list(obs.values()) for p, obs in stats.items()}
+    replay = _RangeReplay(model, observe, observers) if observe else None
+    residual_cov = []
 
-    # R1's statistic: the in_proj input with γ divided out is what the folded model rotates
-    residual_cov = sum(_scaled_covariance(stats[mixer_point(i, "in_proj_input")]["covariance"].covariance(),
-                                          layer.norm.weight.double())
-                       for i, layer in enumerate(layers)) / len(layers)
-    fold_rmsnorm_weights(model, untie_head=config.quantizes_lm_head(cfg.hidden_size))   # a tied head stays tied
+    def after_layer(i):
+        # R1's statistic: the in_proj input with γ divided out is what the folded model rotates
+        in_cov = stats[mixer_point(i, "in_proj_input")]["covariance"]
+        residual_cov.append(_scaled_covariance(in_cov.covariance(), layers[i].norm.weight.double()))
+        in_cov.release()
+        factors = _transform_layer(model, i, stats, config)     # a layer's own transforms need no later layer
+        if replay is not None:
+            replay.layer_done(i, factors)
 
-    for i, layer in enumerate(layers):
-        mixer = layer.mixer
-        # S2 + R2: smooth the out_proj input through the gate, then rotate it online
-        s2 = smoothquant_scales(stats[mixer_point(i, "out_proj_input")]["channel_absmax"].value(),
-                                mixer.out_proj.weight.abs().amax(dim=0), alpha=ALPHA)
-        smooth_gate_s_silu(mixer, s2)
-        online_hadamard_before_out_proj(mixer, random_signs(cfg.intermediate_size, seed=config.seed + 1000 + i))
-        # S5 then R5 on the dt bottleneck
-        dt_stats = stats[mixer_point(i, "dt_proj_input")]
-        s5 = smoothquant_scales(dt_stats["channel_absmax"].value(), mixer.dt_proj.weight.abs().amax(dim=0),
-                                alpha=ALPHA)
-        smooth_dt_bottleneck(mixer, s5)
-        r5 = klt_hadamard_rotation(_scaled_covariance(dt_stats["covariance"].covariance(), s5),
-                                   seed=config.seed + 2000 + i)
-        rotate_dt_bottleneck(mixer, r5)
-        # S7 between in_proj's x rows and the depthwise conv (max over the kernel taps)
-        s7 = smoothquant_scales(stats[mixer_point(i, "conv_input")]["channel_absmax"].value(),
-                                mixer.conv1d.weight.abs().flatten(1).amax(dim=1), alpha=ALPHA)
-        smooth_conv_input(mixer, s7)
-
-    rotate_residual_stream(model, klt_hadamard_rotation(residual_cov, seed=config.seed))
+    try:
+        collect_statistics(model, calib, observers, batch_size=config.batch_size, progress=progress,
+                           desc="FP statistics" + (" and ranges" if replay else ""), dtype=config.forward_dtype,
+                           after_layer=after_layer)
+        fold_rmsnorm_weights(model, untie_head=config.quantizes_lm_head(model.config.hidden_size))  # a tied head stays tied
+        r1 = klt_hadamard_rotation(sum(residual_cov) / len(layers), seed=config.seed)
+        rotate_residual_stream(model, r1)
+        if replay is not None:
+            replay.finish(r1)
+    finally:
+        if replay is not None:
+            replay.close()
     return {}
+
+
+_FEED_ROWS = 4096
+_LOCAL_POINTS = ("x_proj_input", "conv_input", "dt_proj_input", "out_proj_input")
+
+
+def replays(model, calib: torch.Tensor, points) -> bool:
+    """Whether transform(observe=...) can feed observers at every one of `points` (activation
+    points of the transformed model) from its one statistics pass: the points inside the layers
+    can, the head's input cannot (its pass would run the vocabulary-sized head in float64), and
+    the in_proj inputs of every layer must fit on disk until R1 is known."""
+    if not all(p.startswith("backbone.layers.") and p.rsplit(".", 1)[-1] in _LOCAL_POINTS + ("in_proj_input",)
+               for p in points):
+        return False
+    spilled = sum(p.endswith(".in_proj_input") for p in points)
+    itemsize = torch.finfo(torch.float32).bits // 8
+    return spill_fits(spilled * calib.numel() * model.config.hidden_size * itemsize)
+
+
+class _RangeReplay:
+    """The transformed model's activations, computed from the FP pass instead of a second pass.
+    Each MambaQuant transform maps an activation point's FP value x by a known function (exact in
+    real arithmetic, so the two differ by float rounding; tests/test_quant_replay.py holds them to
+    the second pass):
+
+        x_proj_input    x                  (S7 scales the conv's input and weights, not its output)
+        conv_input      x / s7
+        dt_proj_input   (x / s5)·R5
+        out_proj_input  (x / s2)·diag(signs)·H   (the point's own HadamardRotation module)
+        in_proj_input   (x / γ)·R1
+
+    All but in_proj's input depend on the layer's own statistics and are fed when the layer is
+    done. R1 is pooled over every layer, so each in_proj input waits on disk (TensorSpill) until
+    the last layer has run: 50 MB a layer for mamba-130m at 32 x 512 tokens, never in memory at once.
+    """
+
+    def __init__(self, model, observe: dict, observers: dict):
+        self.model, self.observe = model, observe
+        self.gammas = {i: layer.norm.weight.detach().double().clone()      # before fold_rmsnorm_weights
+                       for i, layer in enumerate(model.backbone.layers)}
+        self.captures = {}
+        for point, targets in observe.items():
+            if point.endswith(".x_proj_input"):
+                observers.setdefault(point, []).extend(targets)    # the identity: fed in the pass itself
+            else:
+                self.captures[point] = CaptureObserver(point)
+                observers.setdefault(point, []).append(self.captures[point])
+        self.spill = TensorSpill()
+
+    def _feed(self, point: str, x: torch.Tensor, mapping) -> None:
+        """Map x [tokens, channels] a block of rows at a time (the size of a calibration chunk's: the
+        Hadamard butterflies over all 16384 rows at once ran 3x slower, out of cache) into the observers."""
+        for rows in x.split(_FEED_ROWS):
+            y = mapping(rows)
+            for observer in self.observe[point]:
+                observer.update(y)
+
+    def layer_done(self, i: int, factors: dict) -> None:
+        mixer = self.model.backbone.layers[i].mixer
+        for leaf in ("conv_input", "dt_proj_input", "out_proj_input", "in_proj_input"):
+            capture = self.captures.pop(mixer_point(i, leaf), None)
+            if capture is None:
+                continue
+            x = capture.take()
+            if leaf == "in_proj_input":
+                self.spill.put(capture.where, x)
+            elif leaf == "conv_input":
+                self._feed(capture.where, x, lambda rows: rows / factors["s7"].to(rows))
+            elif leaf == "dt_proj_input":
+                self._feed(capture.where, x, lambda rows: ((rows.double() / factors["s5"]) @ factors["r5"]).to(rows.dtype))
+            else:       # the point's HadamardRotation runs in its input's dtype
+                self._feed(capture.where, x, lambda rows: mixer.out_proj_input(rows / factors["s2"].to(rows)))
+
+    def finish(self, r1: torch.Tensor) -> None:
+        for i in range(len(self.model.backbone.layers)):
+            point = mixer_point(i, "in_proj_input")
+            if point in self.observe:
+                x = self.spill.get(point)
+                gamma, rotation = self.gammas[i].to(x), r1.to(x)
+                self._feed(point, x, lambda rows: (rows / gamma) @ rotation)
+
+    def close(self) -> None:
+        self.spill.close()

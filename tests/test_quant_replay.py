@@ -1,0 +1,88 @@
+"""MambaQuant's static ranges replayed from its one statistics pass (quant/recipes/mambaquant.py,
+_RangeReplay) against the reference: a second calibration pass over the transformed model
+(quantize(..., range_pass="forward")), which runs the real transformed forward."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+import torch
+
+from mq_deploy.quant.config import QuantConfig
+from mq_deploy.quant.quantize import quantize
+from mq_deploy.quant.spill import TensorSpill
+
+SIZES = dict(vocab=256, hidden=64, layers=3, state=8, rank=12)
+
+
+@pytest.fixture(scope="module")
+def model_and_data():
+    from conftest import random_hf_mamba
+    from mq_deploy.models import MambaConfig, MambaLM
+    hf = random_hf_mamba(**SIZES, seed=5)
+    model = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
+    model.load_state_dict(hf.state_dict())
+    g = torch.Generator().manual_seed(2)
+    return model, torch.randint(0, 256, (12, 40), generator=g), torch.randint(0, 256, (3, 32), generator=g)
+
+
+CONFIGS = {      # name: (config, quantized activation points a layer)
+    "W8A8": (QuantConfig(), 4),
+    "W8A8 conv": (QuantConfig(quantize_conv=True), 5),
+    "W8A8 percentile": (QuantConfig(act_percentile=99.9), 4),
+    "W4A8 rtn": (QuantConfig(w_bits=4, a_bits=8, weight_rounding="rtn"), 3),     # dt_proj stays FP at 4 bits
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_replayed_ranges_match_a_second_pass(model_and_data, name, tmp_path, monkeypatch):
+    model, calib, ids = model_and_data
+    config, per_layer = CONFIGS[name]
+    reference = quantize(model, "mambaquant", calib, config, progress=False, range_pass="forward")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))       # where the spill file goes
+    replayed = quantize(model, "mambaquant", calib, config, progress=False)
+    assert replayed.ranges_replayed and not reference.ranges_replayed
+    assert os.listdir(tmp_path) == []                               # the spill left nothing behind
+
+    points = sorted(reference.activation_ranges)
+    assert sorted(replayed.activation_ranges) == points and len(points) == SIZES["layers"] * per_layer
+    for point in points:
+        ref, rep = reference.activation_ranges[point], replayed.activation_ranges[point]
+        span = ref["observed_max"] - ref["observed_min"]
+        # min/max agree to float rounding; a percentile may move by a histogram bin (2048 over the range)
+        tol = 1e-5 * span if config.act_percentile == 100.0 else 2 * span / 2048
+        assert abs(rep["observed_min"] - ref["observed_min"]) <= tol, (point, rep, ref)
+        assert abs(rep["observed_max"] - ref["observed_max"]) <= tol, (point, rep, ref)
+    # the transforms themselves are the same code in the same order: bit-identical weights
+    assert all(torch.equal(replayed.transformed_weights[k], v) for k, v in reference.transformed_weights.items())
+    with torch.no_grad():
+        a, b = replayed.model(ids), reference.model(ids)
+    # a scale one rounding off flips a few INT8 ties; a percentile a bin off moves every code a little
+    assert ((a - b).norm() / b.norm()).item() < (1e-3 if config.act_percentile == 100.0 else 1e-2)
+
+
+def test_ranges_take_a_second_pass_where_a_replay_cannot_match(model_and_data):
+    model, calib, _ = model_and_data
+    cases = [("mambaquant", QuantConfig(w_bits=4, a_bits=8, weight_rounding="gptq"), model),  # Hessians: 2nd pass
+             ("mambaquant", QuantConfig(quantize_lm_head=True), model),    # the head's input
+             ("mambaquant", QuantConfig(), model.to(torch.bfloat16)),      # a 16-bit model's own forward
+             ("smoothquant", QuantConfig(), model)]                        # a recipe without a replay
+    try:
+        for recipe, config, m in cases:
+            qm = quantize(m, recipe, calib, config, progress=False)
+            assert qm.activation_ranges and not qm.ranges_replayed, (recipe, config)
+    finally:
+        model.to(torch.float32)
+
+
+def test_spill_gives_back_what_it_took():
+    tensors = {"a": torch.randn(37, 5), "b": torch.arange(11, dtype=torch.float64), "c": torch.randn(3, 4)[:, 1:]}
+    with TensorSpill() as spill:
+        for key, tensor in tensors.items():
+            spill.put(key, tensor)
+        for key in ("c", "a", "b", "a"):        # any order, any number of times
+            assert torch.equal(spill.get(key), tensors[key])
+        with pytest.raises(KeyError):
+            spill.put("a", tensors["a"])
