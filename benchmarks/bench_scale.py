@@ -52,6 +52,7 @@ def measure_one(size: str, checkpoint: Path, work: Path, device: str, export: bo
     qm = quantize(loaded.model, "mambaquant", calib, QuantConfig(device=device), progress=False)
     row["quantize_s"] = time.perf_counter() - start
     row["stages"] = {k: round(v, 1) for k, v in qm.seconds.items()}
+    row["ranges"] = "replayed" if qm.ranges_replayed else "2nd pass"      # calibration passes: 1 or 2
     if device.startswith("cuda"):
         row["gpu_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
     start = time.perf_counter()
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
             print(f"[bench_scale] {size}: {json.dumps(row)}", file=sys.stderr)
             subprocess.run(["rm", "-rf", str(checkpoint), str(work)])
     cols = [("size", "size", ""), ("device", "device", ""), ("params (M)", "params_m", ".0f"), ("load s", "load_s", ".1f"),
-            ("quantize s", "quantize_s", ".1f"), ("export s", "export_s", ".1f"), ("check s", "check_s", ".1f"),
+            ("quantize s", "quantize_s", ".1f"), ("ranges", "ranges", ""), ("export s", "export_s", ".1f"), ("check s", "check_s", ".1f"),
             ("quantize peak RSS GB", "quantize_rss_gb", ".2f"), ("peak RSS GB", "peak_rss_gb", ".2f"), ("GPU peak GB", "gpu_peak_gb", ".2f"),
             ("source GB", "source_gb", ".2f"), ("artifact GB", "artifact_gb", ".2f"), ("export GB", "export_gb", ".2f")]
     print("| " + " | ".join(c[0] for c in cols) + " |")

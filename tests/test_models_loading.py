@@ -104,11 +104,11 @@ def test_untied_head_is_kept(hf_mamba_factory, tmp_path):
 
 def test_save_is_atomic(hf_mamba_factory, tmp_path, monkeypatch):
     loaded = load_model_from_hf(hf_mamba_factory(), tmp_path)
-    import safetensors.torch
+    import mq_deploy.models.loading
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    monkeypatch.setattr(mq_deploy.models.loading, "write_safetensors", broken)
     with pytest.raises(MQDeployError, match="disk full"):    # one line for the user, nothing written
         save_model(loaded.model, tmp_path / "out")
     assert not (tmp_path / "out").exists()

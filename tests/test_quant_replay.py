@@ -12,7 +12,7 @@ import torch
 
 from mq_deploy.quant.config import QuantConfig
 from mq_deploy.quant.quantize import quantize
-from mq_deploy.quant.spill import TensorSpill
+from mq_deploy.quant.spill import SpilledTensors, TensorSpill
 
 SIZES = dict(vocab=256, hidden=64, layers=3, state=8, rank=12)
 
@@ -78,11 +78,26 @@ def test_ranges_take_a_second_pass_where_a_replay_cannot_match(model_and_data):
 
 
 def test_spill_gives_back_what_it_took():
-    tensors = {"a": torch.randn(37, 5), "b": torch.arange(11, dtype=torch.float64), "c": torch.randn(3, 4)[:, 1:]}
+    tensors = {"a": torch.randn(37, 5), "b": torch.arange(11, dtype=torch.float64), "c": torch.randn(3, 4)[:, 1:],
+               "d": torch.randn(4, dtype=torch.bfloat16), "e": torch.zeros(0, 3)}
     with TensorSpill() as spill:
         for key, tensor in tensors.items():
             spill.put(key, tensor)
-        for key in ("c", "a", "b", "a"):        # any order, any number of times
-            assert torch.equal(spill.get(key), tensors[key])
-        with pytest.raises(KeyError):
-            spill.put("a", tensors["a"])
+        for key in ("c", "a", "b", "a", "d", "e"):        # any order, any number of times
+            assert torch.equal(spill.get(key), tensors[key]) and spill.describe(key) == (tensors[key].dtype, tensors[key].shape)
+        spill.put("a", tensors["b"])                      # a key put again reads back the newer tensor
+        assert torch.equal(spill.get("a"), tensors["b"]) and torch.equal(spill.get("c"), tensors["c"])
+
+
+def test_spilled_tensors_behave_as_a_dict():
+    tensors = {"x": torch.randn(5, 3), "y": torch.randn(2)}
+    spilled = SpilledTensors(tensors)
+    assert list(spilled) == ["x", "y"] and len(spilled) == 2
+    assert all(torch.equal(spilled[k], v) for k, v in tensors.items())
+    spilled["x"] = torch.ones(2, 2)
+    view = spilled.subset(["x"])
+    assert list(view) == ["x"] and torch.equal(view["x"], torch.ones(2, 2))
+    with pytest.raises(KeyError):
+        view["y"]
+    with pytest.raises(KeyError):
+        spilled.subset(["z"])

@@ -25,6 +25,7 @@ from ..atomic_dir import atomic_directory
 from ..errors import MQDeployError
 from .config import MambaConfig
 from .mamba import MambaLM
+from .safetensors_io import map_safetensors, write_safetensors
 from .tokenizer import load_tokenizer
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -132,10 +133,9 @@ def _first_line(e: Exception) -> str:
 def read_weight_file(file: Path) -> dict[str, torch.Tensor]:
     """One weight file; a truncated or corrupt file (either format) is one MQDeployError."""
     if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
         try:
-            return load_file(str(file))
-        except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, ... : the file is unreadable
+            return map_safetensors(file)      # mapped, not read: pages come in as the weights are used
+        except (ValueError, OSError) as e:      # malformed header or offsets, unreadable file
             raise MQDeployError(f"cannot read {file}: it is truncated or not a safetensors file ({_first_line(e)}); "
                                 "restore it from the original checkpoint (re-download or re-copy it)") from None
     try:
@@ -252,10 +252,8 @@ def save_model(model: MambaLM, out_dir, copy_tokenizer_from=None) -> Path:
 
 def write_model_files(directory: Path, config: MambaConfig, state: dict, copy_tokenizer_from=None) -> None:
     """config.json, model.safetensors and the tokenizer files (if any) into `directory`."""
-    from safetensors.torch import save_file
-
     (directory / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n", encoding="utf-8")
-    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    write_safetensors(directory / "model.safetensors", state, metadata={"format": "pt"})
     if copy_tokenizer_from is not None:
         for name in TOKENIZER_FILES:
             if (Path(copy_tokenizer_from) / name).is_file():

@@ -26,11 +26,13 @@ from ..atomic_dir import atomic_directory
 from ..errors import MQDeployError
 from ..models.loading import (TOKENIZER_FILES, check_finite_weights, load_model, read_weight_file,
                               write_model_files)
+from ..models.safetensors_io import write_safetensors
 from .config import QuantConfig
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
 from .paper_scan import selective_scan_quantized_hc
 from .quantize import QuantizedModel, _set_module, _with_quantizer, quantize_weights
 from .quantizer import QuantSpec
+from .spill import SpilledTensors
 from .recipes import RECIPES
 from .transforms import ChannelScale, HadamardRotation, OnlineMatrix
 
@@ -83,9 +85,13 @@ def check_made_from(artifact_dir, model_dir) -> None:
 
 def _split_state(qm: QuantizedModel):
     """(plain model weights, online-transform tensors) from the transformed FP state."""
-    weights, transforms = {}, {}
-    for key, value in qm.transformed_weights.items():
-        (transforms if key.endswith(ONLINE_TENSORS) else weights)[key] = value
+    stored = qm.transformed_weights
+    names = [k for k in stored if not k.endswith(ONLINE_TENSORS)]
+    if qm.model.config.tie_word_embeddings and "lm_head.weight" in names:
+        names.remove("lm_head.weight")       # shared with the embedding, as HF saves it
+    # the model weights stay where they are (on disk, in quantize()'s spill) until written
+    weights = stored.subset(names) if isinstance(stored, SpilledTensors) else {k: stored[k] for k in names}
+    transforms = {k: stored[k] for k in stored if k.endswith(ONLINE_TENSORS)}
     for i, layer in enumerate(qm.model.backbone.layers):
         if layer.mixer.gate_scale is not None:
             transforms[f"backbone.layers.{i}.mixer.gate_scale"] = layer.mixer.gate_scale.detach().clone()
@@ -96,11 +102,7 @@ def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | 
                    replace: bool = False) -> Path:
     """Write the artifact directory, whole or not at all. An existing non-empty `out_dir` is replaced
     only with replace=True (the caller checked it is a previous artifact of ours)."""
-    from safetensors.torch import save_file
-
     weights, transforms = _split_state(qm)
-    if qm.model.config.tie_word_embeddings:
-        weights.pop("lm_head.weight", None)       # shared with the embedding, as HF saves it
     meta = {
         "format_version": FORMAT_VERSION, "recipe": qm.recipe, "config": qm.config.to_dict(),
         "weights": {name: dataclasses.asdict(spec) for name, spec in qm.weight_specs.items()},
@@ -112,8 +114,8 @@ def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | 
                    "sha256": directory_hash(Path(source_dir)) if source_dir else None},
     }
     with atomic_directory(out_dir, replace=replace) as tmp:
-        write_model_files(tmp, qm.model.config, {k: v.contiguous() for k, v in weights.items()}, source_dir)
-        save_file({k: v.contiguous() for k, v in transforms.items()}, str(tmp / "transforms.safetensors"))
+        write_model_files(tmp, qm.model.config, weights, source_dir)
+        write_safetensors(tmp / "transforms.safetensors", transforms)
         (tmp / QUANT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         (tmp / "report.json").write_text(json.dumps(report or {}, indent=2) + "\n", encoding="utf-8")
     return Path(out_dir)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -21,6 +22,7 @@ from .gptq import gptq_quantize
 from .observers import CovarianceObserver, HistogramObserver, MinMaxObserver
 from .paper_scan import selective_scan_quantized_hc
 from .quantizer import QuantSpec, quantize_tensor, scale_and_zero_point
+from .spill import SpilledTensors
 
 
 @dataclass
@@ -32,7 +34,7 @@ class QuantizedModel:
     activation_ranges: dict[str, dict] = field(default_factory=dict)        # point -> scale etc.
     online_transforms: dict[str, str] = field(default_factory=dict)         # point -> kind
     seconds: dict[str, float] = field(default_factory=dict)
-    transformed_weights: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # FP, pre-rounding
+    transformed_weights: Mapping[str, torch.Tensor] = field(default_factory=dict, repr=False)  # FP, pre-rounding
     ranges_replayed: bool = False       # static ranges from the recipe's statistics pass, not a second pass
 
 
@@ -223,7 +225,7 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
                             "the calibration text was tokenized for another model")
     seconds = {}
     start = time.perf_counter()
-    work = _float64_copy(model, torch_device(config.device))    # all folds in float64
+    work = _work_copy(model, torch_device(config.device))       # float32 storage, every fold in float64
     replayed = _replayed_range_observers(recipe_impl, work, calib, config, model.dtype, range_pass)
     try:
         if replayed is None:
@@ -235,7 +237,7 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     except ValueError as e:   # a size the recipe's transforms cannot handle, e.g. no Hadamard of that order
         raise MQDeployError(f"recipe {recipe} cannot be applied to this model: {e}") from None
     work = work.to(model.dtype)
-    transformed = {k: v.detach().clone() for k, v in work.state_dict().items()}
+    transformed = SpilledTensors(work.state_dict())       # on disk until the artifact is written
     seconds["transforms"] = time.perf_counter() - start
     start = time.perf_counter()
     gptq = gptq_linears(work, config)
@@ -260,16 +262,19 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
         work.set_scan_impl(selective_scan_quantized_hc)
     seconds["quantizers"] = time.perf_counter() - start
     work = work.cpu()
-    transformed = {k: v.cpu() for k, v in transformed.items()}
     return QuantizedModel(work, recipe, config, specs, ranges, online_transforms_of(work), seconds, transformed,
                           ranges_replayed=replayed is not None)
 
 
-def _float64_copy(model: MambaLM, device: torch.device) -> MambaLM:
-    """A float64 copy of `model` on `device`, allocated once in float64 and filled tensor by tensor
-    (no float32 intermediate copy: on a CPU that transient was a third copy of the weights)."""
+def _work_copy(model: MambaLM, device: torch.device) -> MambaLM:
+    """The copy of `model` that the recipe transforms, on `device`: float32 storage (float64 for a
+    float64 model), allocated once and filled tensor by tensor (no intermediate copy). Each fold
+    computes in float64 from the stored weight and rounds once into it (transforms/fold.py: _f64,
+    _store): a whole float64 copy would take 8 bytes a parameter where this takes 4, 22 GB for
+    mamba-2.8b, and differ by a few float32 roundings (a few 1e-8 relative)."""
+    dtype = torch.float64 if model.dtype == torch.float64 else torch.float32
     with torch.device("meta"):
-        work = MambaLM(copy.deepcopy(model.config)).to(torch.float64)
+        work = MambaLM(copy.deepcopy(model.config)).to(dtype)
     tied = model.lm_head.weight is model.backbone.embeddings.weight
     if tied:                                        # to_empty would give the head a tensor of its own
         work.lm_head.register_parameter("weight", None)
@@ -279,5 +284,5 @@ def _float64_copy(model: MambaLM, device: torch.device) -> MambaLM:
     work.load_state_dict(model.state_dict())
     for name, module in model.named_modules():      # non-parameter state, e.g. S-SiLU gate scales
         if getattr(module, "gate_scale", None) is not None:
-            work.get_submodule(name).gate_scale = module.gate_scale.to(device=device, dtype=torch.float64)
+            work.get_submodule(name).gate_scale = module.gate_scale.to(device=device, dtype=dtype)
     return work.eval()

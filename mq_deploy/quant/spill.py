@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping, MutableMapping
 
 import torch
 
@@ -24,8 +25,7 @@ class TensorSpill:
         self._index: dict[str, tuple[int, torch.dtype, tuple[int, ...]]] = {}
 
     def put(self, key: str, tensor: torch.Tensor) -> None:
-        if key in self._index:
-            raise KeyError(f"{key} is already spilled")
+        """Park `tensor` under `key` (a key put again reads back the newer tensor)."""
         data = tensor.detach().cpu().contiguous()
         offset = self._file.seek(0, 2)
         self._file.write(data.reshape(-1).view(torch.uint8).numpy().data if data.numel() else b"")
@@ -41,6 +41,13 @@ class TensorSpill:
                 raise OSError(f"the spill file ended inside {key}")
         return out
 
+    def describe(self, key: str) -> tuple[torch.dtype, tuple[int, ...]]:
+        _, dtype, shape = self._index[key]
+        return dtype, shape
+
+    def keys(self):
+        return self._index.keys()
+
     def close(self) -> None:
         self._file.close()
 
@@ -49,3 +56,48 @@ class TensorSpill:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class SpilledTensors(MutableMapping):
+    """A {name: tensor} dict whose tensors live in a TensorSpill: a value is read from disk each time
+    it is looked up. quantize() keeps the transformed, pre-rounding weights (the artifact's) this
+    way, so they are not a second copy of the model in memory beside the fake-quant one."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor] | None = None, keys: Iterable[str] | None = None,
+                 spill: TensorSpill | None = None):
+        self._spill = spill or TensorSpill()
+        self._keys = dict.fromkeys(keys or ())
+        for key, tensor in (tensors or {}).items():
+            self[key] = tensor
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._keys:
+            raise KeyError(key)
+        return self._spill.get(key)
+
+    def __setitem__(self, key: str, tensor: torch.Tensor) -> None:
+        self._spill.put(key, tensor)
+        self._keys[key] = None
+
+    def __delitem__(self, key: str) -> None:
+        del self._keys[key]
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def describe(self, key: str) -> tuple[torch.dtype, tuple[int, ...]]:
+        """(dtype, shape) without reading the tensor (safetensors_io.write_safetensors asks)."""
+        if key not in self._keys:
+            raise KeyError(key)
+        return self._spill.describe(key)
+
+    def subset(self, keys: Iterable[str]) -> "SpilledTensors":
+        """A view of some of the tensors (same file, nothing read or copied)."""
+        keys = list(keys)
+        missing = [k for k in keys if k not in self._keys]
+        if missing:
+            raise KeyError(missing[0])
+        return SpilledTensors(keys=keys, spill=self._spill)

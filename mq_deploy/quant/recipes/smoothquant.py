@@ -28,8 +28,9 @@ POINTS = ("in_proj_input", "x_proj_input", "dt_proj_input", "out_proj_input")
 @torch.no_grad()
 def smooth_norm_into_in_proj(layer, s: torch.Tensor) -> None:
     """norm γ ← γ / s, in_proj W ← W·diag(s): in_proj sees x/s, the product is unchanged."""
-    layer.norm.weight.div_(s.to(layer.norm.weight.dtype))
-    layer.mixer.in_proj.weight.mul_(s.to(layer.mixer.in_proj.weight.dtype))
+    s = s.double()                  # computed in float64, stored in the weights' dtype
+    layer.norm.weight.copy_(layer.norm.weight.double() / s)
+    layer.mixer.in_proj.weight.copy_(layer.mixer.in_proj.weight.double() * s)
 
 
 def transform(model, calib, config, progress=True):
