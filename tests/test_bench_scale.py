@@ -23,8 +23,10 @@ def test_one_layer_of_130m_through_load_quantize_export_and_check(tmp_path):
     (row,) = json.loads((tmp_path / "rows.json").read_text())
     assert row["size"] == "130m" and row["layers"] == 1 and row["check"] == "ok", row
     for key in ("load_s", "quantize_s", "export_s", "check_s", "quantize_rss_gb", "peak_rss_gb", "artifact_gb",
-                "export_gb"):
+                "export_gb", "quantize_anon_gb", "peak_anon_gb"):
         assert row[key] > 0, key
+    assert row["quantize_anon_gb"] <= row["peak_anon_gb"] <= row["peak_rss_gb"]
+    assert row["ranges"] == "replayed"          # mambaquant W8A8 on a CPU: one calibration pass
     assert 0.9 < row["artifact_gb"] / row["source_gb"] < 1.1     # the tied head is written once
     assert "| 130m | cpu |" in proc.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["rows.json"]   # the work folder is cleaned up

@@ -39,12 +39,21 @@ def onnxruntime_session_options():
     return options
 
 
-def onnxruntime_session(model, providers=("CPUExecutionProvider",)):
+def onnxruntime_session(model, providers=("CPUExecutionProvider",), lean: bool = False):
     """An InferenceSession (onnxruntime_session_options()) on a path or serialized ModelProto, or one
-    clear error without onnxruntime. The one ONNX Runtime session factory of the package."""
+    clear error without onnxruntime. The one ONNX Runtime session factory of the package.
+
+    lean=True, for one short run (the export's probe): no graph rewrites and no memory arena. The
+    basic level's constant folding turns every DequantizeLinear of a weight into a float copy of it
+    (2 bytes a parameter at FP16, 5.4 GB for mamba-2.8b, held for the session), and the arena keeps
+    every dequantized weight of the run; lean, each is computed when its node runs and freed after."""
     ort = _import_onnxruntime()
-    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), onnxruntime_session_options(),
-                                providers=list(providers))
+    options = onnxruntime_session_options()
+    if lean:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=list(providers))
 
 
 class OnnxruntimeSession(Session):

@@ -3,12 +3,16 @@ graph, decode graph, external data where needed, manifest.json), checked, probed
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
+
 from ..atomic_dir import atomic_files
 from ..errors import MQDeployError
+from ..heap import release_free_memory
 from ..outputs import check_output_files
 from ..deploy.naming import decode_path, manifest_path
 from .export_set import candidate_files, previous_export
@@ -72,16 +76,29 @@ def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plug
     source = load_export_source(model_dir)
     kinds = {"prefill": onnx_path, **({"decode": decode_path(onnx_path)} if decode else {})}
     built = {}
-    for kind in kinds:
+
+    def build(kind):
+        # built when serialize_graphs is ready to store it: a graph's weights leave its proto for the
+        # shared .data file before the next graph is built, so one graph's weights are in memory at a time
+        release_free_memory()          # the previous graph's transient codes, before this one's
         try:
-            built[kind] = build_graph(source, precision, scan, decode=kind == "decode")
+            graph = build_graph(source, precision, scan, decode=kind == "decode")
         except ValueError as e:
             raise MQDeployError(f"cannot export {model_dir}: {e}") from None
+        # serialize_graphs holds the only reference: a proto's arena keeps every weight's bytes even
+        # once they are moved to the .data file, and goes only with the proto itself
+        model, graph.model = graph.model, None
+        built[kind] = graph
+        return model
+
     with atomic_files() as stage:
-        files = serialize_graphs({kind: (built[kind].model, path) for kind, path in kinds.items()}, external_data,
-                                 stage)
+        files = serialize_graphs({kind: (functools.partial(build, kind), path) for kind, path in kinds.items()},
+                                 external_data, stage)
+        for kind, graph in built.items():       # the stored graph, light: its weights are in the .data file
+            graph.model = onnx.load_from_string(files[kind].data)
         graphs = {kind: (path, built[kind], files[kind]) for kind, path in kinds.items()}
         if probe:
+            release_free_memory()
             probe_export(graphs["prefill"][2].staged, graphs["decode"][2].staged if decode else None,
                          source.config.vocab_size, precision)
         seconds = time.perf_counter() - start

@@ -13,6 +13,7 @@ probe run, so a graph on disk always has its data and a failed export leaves not
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,10 +87,11 @@ class SharedWeights:
             self.staged.write_bytes(b"")
 
 
-def serialize_graphs(models: dict[str, tuple[onnx.ModelProto, Path]], external: bool | None,
-                     stage: StagedFiles) -> dict[str, GraphFile]:
-    """Check each graph and write it into `stage`. external (None: shared external data, the
-    default): one weights file for the set; False: self-contained graphs."""
+def serialize_graphs(models: dict[str, tuple[onnx.ModelProto | Callable[[], onnx.ModelProto], Path]],
+                     external: bool | None, stage: StagedFiles) -> dict[str, GraphFile]:
+    """Check each graph and write it into `stage`, in order; a graph given as a function is built
+    just before it is stored. external (None: shared external data, the default): one weights file
+    for the set; False: self-contained graphs."""
     external = True if external is None else external
     files: dict[str, GraphFile] = {}
     shared = None
@@ -98,6 +100,7 @@ def serialize_graphs(models: dict[str, tuple[onnx.ModelProto, Path]], external: 
         target = external_data_path(first)
         shared = SharedWeights(target, stage.file(target))          # registered first: committed first
     for kind, (model, path) in models.items():
+        model = model() if callable(model) else model          # a graph may be built only now
         if shared is None:
             if model.ByteSize() > MAX_PROTO_BYTES:
                 raise MQDeployError(f"the {kind} graph is {model.ByteSize() / 1e9:.1f} GB, over protobuf's 2 GB "

@@ -30,10 +30,10 @@ def probe_export(prefill: Path, decode: Path | None, vocab_size: int, precision:
     """Raise one MQDeployError when the graphs produce NaN/inf logits on the probe input."""
     ids = probe_ids(vocab_size)
     try:
-        outputs = {"prefill": _run(onnxruntime_session(prefill), {"input_ids": ids})}
+        outputs = {"prefill": _run(onnxruntime_session(prefill, lean=True), {"input_ids": ids})}
         if decode is not None:
             carried = carry(outputs["prefill"])
-            outputs["decode"] = _run(onnxruntime_session(decode), {"input_ids": ids[:, -1:], **carried})
+            outputs["decode"] = _run(onnxruntime_session(decode, lean=True), {"input_ids": ids[:, -1:], **carried})
     except MQDeployError:
         raise
     except Exception as e:  # noqa: BLE001 - ORT's own exception types

@@ -181,7 +181,9 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
     if any(name not in transforms for name in needed):
         raise MQDeployError(f"{path / 'transforms.safetensors'} lacks tensors quant.json refers to; the artifact is "
                             "inconsistent: re-run `mq-deploy quantize`")
-    transformed = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    # the weights as stored: the model's own tensors (mapped from the file, nothing copied), or with
+    # quantizers, which round the model's weights in place, a second mapping of the same file
+    transformed = dict((load_model(path).model if with_quantizers else model).state_dict())
     for i in meta["gate_scale_layers"]:
         model.backbone.layers[i].mixer.gate_scale = transforms[f"backbone.layers.{i}.mixer.gate_scale"]
     for point, kind in kinds.items():

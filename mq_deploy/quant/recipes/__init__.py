@@ -1,8 +1,11 @@
 """Quantization recipes, one small module each, all driven by `mq_deploy.quant.quantize`.
 
 A recipe is a module with `transform(model, calib, config, progress) -> {point suffix: percentile}`:
-it applies exact FP transforms to a float64 copy of the model (gathering any statistics it needs on
-the untransformed model first) and may ask for percentile-clipped activation ranges at some points.
+it applies exact FP transforms to the work copy of the model (float32 storage, each fold computed
+in float64; gathering any statistics it needs on the untransformed model first) and may ask for
+percentile-clipped activation ranges at some points. A recipe that can also offer
+`replays(model, calib, points)` and `transform(..., observe={point: [observers]})` feeds the static
+range observers from its own statistics pass, which saves quantize() a second pass (mambaquant).
 """
 
 from __future__ import annotations
