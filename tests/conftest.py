@@ -40,6 +40,21 @@ def random_hf_mamba(vocab=97, hidden=40, layers=2, state=8, rank=None, seed=0, *
     return model
 
 
+def random_mamba_lm(seed=0, **sizes):
+    """Our MambaLM holding the weights of random_hf_mamba(**sizes, seed=seed), in eval mode."""
+    from mq_deploy.models import MambaConfig, MambaLM
+    hf = random_hf_mamba(seed=seed, **sizes)
+    model = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
+    model.load_state_dict(hf.state_dict())
+    return model
+
+
+def token_windows(seed, *shapes, vocab=256):
+    """Seeded random token ids, one tensor per shape."""
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randint(0, vocab, shape, generator=g) for shape in shapes)
+
+
 @pytest.fixture
 def hf_mamba_factory():
     return random_hf_mamba

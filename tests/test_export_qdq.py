@@ -46,12 +46,8 @@ def rel_err(a, b):
 
 @pytest.fixture(scope="module")
 def model_and_data():
-    from conftest import random_hf_mamba
-    hf = random_hf_mamba(**SIZES, seed=5)
-    model = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
-    model.load_state_dict(hf.state_dict())
-    g = torch.Generator().manual_seed(0)
-    return model, torch.randint(0, 256, (6, 64), generator=g), torch.randint(0, 256, (4, 48), generator=g)
+    from conftest import random_mamba_lm, token_windows
+    return (random_mamba_lm(**SIZES, seed=5), *token_windows(0, (6, 64), (4, 48)))
 
 
 @pytest.fixture(scope="module")

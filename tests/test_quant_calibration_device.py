@@ -16,13 +16,8 @@ SIZES = dict(vocab=256, hidden=48, layers=2, state=8, rank=12)
 
 @pytest.fixture(scope="module")
 def model_and_data():
-    from conftest import random_hf_mamba
-    from mq_deploy.models import MambaConfig, MambaLM
-    hf = random_hf_mamba(**SIZES, seed=11)
-    model = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
-    model.load_state_dict(hf.state_dict())
-    g = torch.Generator().manual_seed(1)
-    return model, torch.randint(0, 256, (8, 64), generator=g), torch.randint(0, 256, (4, 48), generator=g)
+    from conftest import random_mamba_lm, token_windows
+    return (random_mamba_lm(**SIZES, seed=11), *token_windows(1, (8, 64), (4, 48)))
 
 
 def _compare(a, b, ids):

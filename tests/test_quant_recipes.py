@@ -22,12 +22,8 @@ SIZES = dict(vocab=256, hidden=48, layers=2, state=8, rank=12)
 
 @pytest.fixture(scope="module")
 def model_and_calib():
-    from conftest import random_hf_mamba
-    hf = random_hf_mamba(**SIZES, seed=5)
-    model = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
-    model.load_state_dict(hf.state_dict())
-    g = torch.Generator().manual_seed(0)
-    return model, torch.randint(0, 256, (6, 64), generator=g), torch.randint(0, 256, (2, 48), generator=g)
+    from conftest import random_mamba_lm, token_windows
+    return (random_mamba_lm(**SIZES, seed=5), *token_windows(0, (6, 64), (2, 48)))
 
 
 def rel_err(a, b):

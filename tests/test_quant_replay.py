@@ -19,13 +19,8 @@ SIZES = dict(vocab=256, hidden=64, layers=3, state=8, rank=12)
 
 @pytest.fixture(scope="module")
 def model_and_data():
-    from conftest import random_hf_mamba
-    from mq_deploy.models import MambaConfig, MambaLM
-    hf = random_hf_mamba(**SIZES, seed=5)
-    model = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
-    model.load_state_dict(hf.state_dict())
-    g = torch.Generator().manual_seed(2)
-    return model, torch.randint(0, 256, (12, 40), generator=g), torch.randint(0, 256, (3, 32), generator=g)
+    from conftest import random_mamba_lm, token_windows
+    return (random_mamba_lm(**SIZES, seed=5), *token_windows(2, (12, 40), (3, 32)))
 
 
 CONFIGS = {      # name: (config, quantized activation points a layer)
@@ -101,3 +96,24 @@ def test_spilled_tensors_behave_as_a_dict():
         view["y"]
     with pytest.raises(KeyError):
         spilled.subset(["z"])
+
+
+def test_a_full_temp_disk_is_one_clear_error(tmp_path):
+    """A write that fails (here: over a file-size limit, as a full disk fails it) names the folder
+    and the fix instead of a traceback from inside the spill."""
+    import subprocess
+    import sys
+    script = ("import resource, signal, torch\n"
+              "from mq_deploy.errors import MQDeployError\n"
+              "from mq_deploy.quant.spill import TensorSpill\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+              "try:\n"
+              "    TensorSpill().put('x', torch.zeros(100_000))\n"
+              "except MQDeployError as e:\n"
+              "    print('ERROR', e)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ERROR cannot write to a temporary file in " + str(tmp_path)), proc.stdout
+    assert "TMPDIR" in proc.stdout

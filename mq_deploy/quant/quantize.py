@@ -22,7 +22,7 @@ from .gptq import gptq_quantize
 from .observers import CovarianceObserver, HistogramObserver, MinMaxObserver
 from .paper_scan import selective_scan_quantized_hc
 from .quantizer import QuantSpec, quantize_tensor, scale_and_zero_point
-from .spill import SpilledTensors
+from .spill import SpilledTensors, spill_fits
 
 
 @dataclass
@@ -237,7 +237,7 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     except ValueError as e:   # a size the recipe's transforms cannot handle, e.g. no Hadamard of that order
         raise MQDeployError(f"recipe {recipe} cannot be applied to this model: {e}") from None
     work = work.to(model.dtype)
-    transformed = SpilledTensors(work.state_dict())       # on disk until the artifact is written
+    transformed = _stored_weights(work)
     seconds["transforms"] = time.perf_counter() - start
     start = time.perf_counter()
     gptq = gptq_linears(work, config)
@@ -264,6 +264,16 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     work = work.cpu()
     return QuantizedModel(work, recipe, config, specs, ranges, online_transforms_of(work), seconds, transformed,
                           ranges_replayed=replayed is not None)
+
+
+def _stored_weights(work: MambaLM) -> Mapping[str, torch.Tensor]:
+    """The transformed weights the artifact stores: on disk until it is written (SpilledTensors), or
+    in memory when the temp folder lacks the room."""
+    state = work.state_dict()
+    nbytes = sum(t.numel() * t.element_size() for t in state.values())
+    if spill_fits(nbytes):
+        return SpilledTensors(state)
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 def _work_copy(model: MambaLM, device: torch.device) -> MambaLM:

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, MutableMapping
 
 import torch
 
+from ..errors import MQDeployError
+
 
 def spill_fits(nbytes: int, margin: float = 1.25) -> bool:
     """Whether the temp folder has room for `nbytes` (with a margin for everything else there)."""
@@ -27,8 +29,14 @@ class TensorSpill:
     def put(self, key: str, tensor: torch.Tensor) -> None:
         """Park `tensor` under `key` (a key put again reads back the newer tensor)."""
         data = tensor.detach().cpu().contiguous()
-        offset = self._file.seek(0, 2)
-        self._file.write(data.reshape(-1).view(torch.uint8).numpy().data if data.numel() else b"")
+        try:
+            offset = self._file.seek(0, 2)
+            self._file.write(data.reshape(-1).view(torch.uint8).numpy().data if data.numel() else b"")
+            self._file.flush()
+        except OSError as e:
+            raise MQDeployError(f"cannot write to a temporary file in {tempfile.gettempdir()} ({e.strerror or e}); "
+                                "quantize parks activations and weights there: free some space, or set TMPDIR "
+                                "to a folder with room") from None
         self._index[key] = (offset, data.dtype, tuple(data.shape))
 
     def get(self, key: str) -> torch.Tensor:
