@@ -7,7 +7,7 @@
 Each size runs in its own process (peak RSS per size): first a random-initialised checkpoint of
 the published config is written (transformers' save_pretrained, not timed), then the measured run.
 Calibration tokens are seeded random ids over the vocabulary: the timing and memory of calibration
-do not depend on the text. --device cuda calibrates on the GPU (statistics and float64 folds there;
+do not depend on the text. --device cuda calibrates on the GPU (statistics and the float64 folds there;
 the project's CUDA scan when libmq_kernels is built, MQ_KERNELS_LIB) and adds the peak GPU memory.
 Memory is given twice: peak RSS (ru_maxrss, which counts the pages of the mapped checkpoint and
 artifact, pages the system drops when it needs the room) and peak anonymous memory (sampled

@@ -36,3 +36,28 @@ def test_a_cut_file_is_a_value_error(tmp_path, cut):
     (tmp_path / "b.safetensors").write_bytes(data[:cut])
     with pytest.raises(ValueError):
         map_safetensors(tmp_path / "b.safetensors")
+
+
+@pytest.mark.parametrize("entry", [{"dtype": "F32", "shape": [2], "data_offsets": ["0", "8"]},
+                                   {"dtype": "F32", "shape": [-1, -2], "data_offsets": [0, 8]},
+                                   {"dtype": "Q7", "shape": [2], "data_offsets": [0, 8]},
+                                   {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}])
+def test_a_malformed_entry_is_a_value_error(tmp_path, entry):
+    import json
+    header = json.dumps({"x": entry}).encode()
+    (tmp_path / "a.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
+    with pytest.raises(ValueError):
+        map_safetensors(tmp_path / "a.safetensors")
+
+
+def test_an_unaligned_tensor_is_copied_not_mapped(tmp_path):
+    import json
+    header = json.dumps({"b": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},
+                         "w": {"dtype": "F32", "shape": [2], "data_offsets": [1, 9]}}).encode()
+    header += b" " * (-len(header) % 8)        # data starts aligned; w sits one byte past it
+    w = torch.tensor([1.5, -2.25])
+    (tmp_path / "a.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\x07" +
+                                             w.numpy().tobytes())
+    mapped = map_safetensors(tmp_path / "a.safetensors")
+    assert torch.equal(mapped["w"], w) and mapped["b"].item() == 7
+    assert torch.equal(load_file(tmp_path / "a.safetensors")["w"], w)     # the package reads it the same

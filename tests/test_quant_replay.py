@@ -4,6 +4,7 @@ _RangeReplay) against the reference: a second calibration pass over the transfor
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 
@@ -36,10 +37,9 @@ def test_replayed_ranges_match_a_second_pass(model_and_data, name, tmp_path, mon
     model, calib, ids = model_and_data
     config, per_layer = CONFIGS[name]
     reference = quantize(model, "mambaquant", calib, config, progress=False, range_pass="forward")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))       # where the spill file goes
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))       # where the spill files go
     replayed = quantize(model, "mambaquant", calib, config, progress=False)
     assert replayed.ranges_replayed and not reference.ranges_replayed
-    assert os.listdir(tmp_path) == []                               # the spill left nothing behind
 
     points = sorted(reference.activation_ranges)
     assert sorted(replayed.activation_ranges) == points and len(points) == SIZES["layers"] * per_layer
@@ -62,14 +62,47 @@ def test_ranges_take_a_second_pass_where_a_replay_cannot_match(model_and_data):
     model, calib, _ = model_and_data
     cases = [("mambaquant", QuantConfig(w_bits=4, a_bits=8, weight_rounding="gptq"), model),  # Hessians: 2nd pass
              ("mambaquant", QuantConfig(quantize_lm_head=True), model),    # the head's input
-             ("mambaquant", QuantConfig(), model.to(torch.bfloat16)),      # a 16-bit model's own forward
+             ("mambaquant", QuantConfig(), copy.deepcopy(model).to(torch.bfloat16)),  # a 16-bit model's own forward
              ("smoothquant", QuantConfig(), model)]                        # a recipe without a replay
-    try:
-        for recipe, config, m in cases:
-            qm = quantize(m, recipe, calib, config, progress=False)
-            assert qm.activation_ranges and not qm.ranges_replayed, (recipe, config)
-    finally:
-        model.to(torch.float32)
+    for recipe, config, m in cases:
+        qm = quantize(m, recipe, calib, config, progress=False)
+        assert qm.activation_ranges and not qm.ranges_replayed, (recipe, config)
+
+
+def _open_files_under(folder) -> list[str]:
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:         # the descriptor listdir itself used, closed by now
+            pass
+    return [link for link in links if link.startswith(str(folder))]
+
+
+def test_temp_files_live_with_the_quantized_model_only(model_and_data, tmp_path, monkeypatch):
+    """The replay's spill is gone when quantize returns; the artifact weights' spill when the
+    QuantizedModel goes. Nothing ever has a name in the folder."""
+    import gc
+    model, calib, _ = model_and_data
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    qm = quantize(model, "mambaquant", calib, QuantConfig(), progress=False)
+    assert qm.ranges_replayed and len(_open_files_under(tmp_path)) == 1      # the transformed weights
+    assert os.listdir(tmp_path) == []
+    del qm
+    gc.collect()
+    assert _open_files_under(tmp_path) == []
+
+
+def test_the_float32_work_copy_matches_float64_folds(model_and_data):
+    """quantize()'s work copy stores float32 between float64 folds: its transformed weights agree with
+    those of a float64 model's (float64 storage throughout) to float32 rounding."""
+    model, calib, _ = model_and_data
+    exact = quantize(copy.deepcopy(model).double(), "mambaquant", calib, QuantConfig(), progress=False)
+    stored = quantize(model, "mambaquant", calib, QuantConfig(), progress=False)
+    assert next(iter(stored.transformed_weights.values())).dtype == torch.float32
+    for key, value in exact.transformed_weights.items():
+        error = (stored.transformed_weights[key].double() - value).norm() / max(value.norm(), 1e-30)
+        assert error < 1e-6, (key, error.item())
 
 
 def test_spill_gives_back_what_it_took():

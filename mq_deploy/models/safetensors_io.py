@@ -51,7 +51,10 @@ def map_safetensors(file) -> dict[str, torch.Tensor]:
         if name == "__metadata__":
             continue
         try:
-            dtype, shape, (begin, end) = DTYPES[info["dtype"]], [int(d) for d in info["shape"]], info["data_offsets"]
+            dtype, (begin, end) = DTYPES[info["dtype"]], info["data_offsets"]
+            shape = [d for d in info["shape"] if type(d) is int and d >= 0]
+            if len(shape) != len(info["shape"]) or type(begin) is not int or type(end) is not int:
+                raise TypeError
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"tensor {name}: unreadable entry {info!r}") from None
         itemsize = torch.empty((), dtype=dtype).element_size()

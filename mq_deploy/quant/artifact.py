@@ -24,8 +24,8 @@ from pathlib import Path
 
 from ..atomic_dir import atomic_directory
 from ..errors import MQDeployError
-from ..models.loading import (TOKENIZER_FILES, check_finite_weights, load_model, read_weight_file,
-                              write_model_files)
+from ..models.loading import (TOKENIZER_FILES, canonical_keys, check_finite_weights, load_model,
+                              read_state_dict, read_weight_file, write_model_files)
 from ..models.safetensors_io import write_safetensors
 from .config import QuantConfig
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
@@ -182,8 +182,11 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
         raise MQDeployError(f"{path / 'transforms.safetensors'} lacks tensors quant.json refers to; the artifact is "
                             "inconsistent: re-run `mq-deploy quantize`")
     # the weights as stored: the model's own tensors (mapped from the file, nothing copied), or with
-    # quantizers, which round the model's weights in place, a second mapping of the same file
-    transformed = dict((load_model(path).model if with_quantizers else model).state_dict())
+    # quantizers, which round the model's weights in place, a second mapping of the same file (the
+    # file was checked above; mapping it reads nothing)
+    transformed = dict(model.state_dict())
+    if with_quantizers:
+        transformed |= canonical_keys(read_state_dict(path))
     for i in meta["gate_scale_layers"]:
         model.backbone.layers[i].mixer.gate_scale = transforms[f"backbone.layers.{i}.mixer.gate_scale"]
     for point, kind in kinds.items():

@@ -34,7 +34,9 @@ class QuantizedModel:
     activation_ranges: dict[str, dict] = field(default_factory=dict)        # point -> scale etc.
     online_transforms: dict[str, str] = field(default_factory=dict)         # point -> kind
     seconds: dict[str, float] = field(default_factory=dict)
-    transformed_weights: Mapping[str, torch.Tensor] = field(default_factory=dict, repr=False)  # FP, pre-rounding
+    # FP, pre-rounding: what the artifact stores. From quantize(), an anonymous temp file holds them
+    # (SpilledTensors) for as long as this object lives
+    transformed_weights: Mapping[str, torch.Tensor] = field(default_factory=dict, repr=False)
     ranges_replayed: bool = False       # static ranges from the recipe's statistics pass, not a second pass
 
 
@@ -188,7 +190,7 @@ def _replayed_range_observers(recipe_impl, work: MambaLM, calib: torch.Tensor, c
     if next(work.parameters()).device.type != "cpu" or source_dtype not in (torch.float32, torch.float64):
         return None
     observers = range_observers(work, config)
-    if not observers or not recipe_impl.replays(work, calib, observers):
+    if not observers or not recipe_impl.replays(work, calib, observers, config):
         return None
     return observers
 

@@ -7,6 +7,7 @@ the process ends, whatever the way it ends.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -16,14 +17,40 @@ import torch
 from ..errors import MQDeployError
 
 
+def _in_memory_fs(folder: str) -> bool:
+    """Whether `folder` is on a tmpfs/ramfs (files there are memory): the longest mount point above it."""
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [line.split()[1:3] for line in f]
+    except OSError:
+        return False
+    folder = os.path.realpath(folder)
+    above = [(point, kind) for point, kind in mounts
+             if folder == point or folder.startswith(point.rstrip("/") + "/")]
+    return bool(above) and max(above, key=lambda m: len(m[0]))[1] in ("tmpfs", "ramfs")
+
+
 def spill_fits(nbytes: int, margin: float = 1.25) -> bool:
-    """Whether the temp folder has room for `nbytes` (with a margin for everything else there)."""
-    return shutil.disk_usage(tempfile.gettempdir()).free >= nbytes * margin
+    """Whether the temp folder is on a disk with room for `nbytes` (and a margin for everything else
+    there). A tmpfs temp folder does not count: parking tensors there would only move them to memory."""
+    try:
+        folder = tempfile.gettempdir()
+        return not _in_memory_fs(folder) and shutil.disk_usage(folder).free >= nbytes * margin
+    except OSError:
+        return False
+
+
+def _temp_error(e: OSError) -> MQDeployError:
+    return MQDeployError(f"cannot write to a temporary file in {tempfile.gettempdir()} ({e.strerror or e}); quantize "
+                         "parks activations and weights there: free some space, or set TMPDIR to a folder with room")
 
 
 class TensorSpill:
     def __init__(self):
-        self._file = tempfile.TemporaryFile()
+        try:
+            self._file = tempfile.TemporaryFile()
+        except OSError as e:
+            raise _temp_error(e) from None
         self._index: dict[str, tuple[int, torch.dtype, tuple[int, ...]]] = {}
 
     def put(self, key: str, tensor: torch.Tensor) -> None:
@@ -34,9 +61,7 @@ class TensorSpill:
             self._file.write(data.reshape(-1).view(torch.uint8).numpy().data if data.numel() else b"")
             self._file.flush()
         except OSError as e:
-            raise MQDeployError(f"cannot write to a temporary file in {tempfile.gettempdir()} ({e.strerror or e}); "
-                                "quantize parks activations and weights there: free some space, or set TMPDIR "
-                                "to a folder with room") from None
+            raise _temp_error(e) from None
         self._index[key] = (offset, data.dtype, tuple(data.shape))
 
     def get(self, key: str) -> torch.Tensor:
@@ -46,7 +71,8 @@ class TensorSpill:
         if out.numel():
             view = out.view(-1).view(torch.uint8).numpy()
             if self._file.readinto(view.data) != view.nbytes:
-                raise OSError(f"the spill file ended inside {key}")
+                raise MQDeployError(f"the temporary file in {tempfile.gettempdir()} lost its data (it ended inside "
+                                    f"{key}); was the folder cleaned while quantize ran?")
         return out
 
     def describe(self, key: str) -> tuple[torch.dtype, tuple[int, ...]]:
@@ -74,14 +100,23 @@ class SpilledTensors(MutableMapping):
     def __init__(self, tensors: Mapping[str, torch.Tensor] | None = None, keys: Iterable[str] | None = None,
                  spill: TensorSpill | None = None):
         self._spill = spill or TensorSpill()
-        self._keys = dict.fromkeys(keys or ())
+        self._keys = dict.fromkeys(keys or ())       # key -> the spilled key it reads (itself, or a tensor it shares)
+        stored = {}
         for key, tensor in (tensors or {}).items():
-            self[key] = tensor
+            same = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.stride())
+            if same in stored:              # shared storage (a tied head): written once
+                self._keys[key] = stored[same]
+            else:
+                self[key] = tensor
+                stored[same] = key
 
-    def __getitem__(self, key: str) -> torch.Tensor:
+    def _source(self, key: str) -> str:
         if key not in self._keys:
             raise KeyError(key)
-        return self._spill.get(key)
+        return self._keys[key] or key
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self._spill.get(self._source(key))
 
     def __setitem__(self, key: str, tensor: torch.Tensor) -> None:
         self._spill.put(key, tensor)
@@ -98,14 +133,10 @@ class SpilledTensors(MutableMapping):
 
     def describe(self, key: str) -> tuple[torch.dtype, tuple[int, ...]]:
         """(dtype, shape) without reading the tensor (safetensors_io.write_safetensors asks)."""
-        if key not in self._keys:
-            raise KeyError(key)
-        return self._spill.describe(key)
+        return self._spill.describe(self._source(key))
 
     def subset(self, keys: Iterable[str]) -> "SpilledTensors":
         """A view of some of the tensors (same file, nothing read or copied)."""
-        keys = list(keys)
-        missing = [k for k in keys if k not in self._keys]
-        if missing:
-            raise KeyError(missing[0])
-        return SpilledTensors(keys=keys, spill=self._spill)
+        view = SpilledTensors(spill=self._spill)
+        view._keys = {k: self._keys[k] for k in keys}      # KeyError for a key not held
+        return view

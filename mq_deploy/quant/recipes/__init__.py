@@ -4,7 +4,7 @@ A recipe is a module with `transform(model, calib, config, progress) -> {point s
 it applies exact FP transforms to the work copy of the model (float32 storage, each fold computed
 in float64; gathering any statistics it needs on the untransformed model first) and may ask for
 percentile-clipped activation ranges at some points. A recipe that can also offer
-`replays(model, calib, points)` and `transform(..., observe={point: [observers]})` feeds the static
+`replays(model, calib, points, config)` and `transform(..., observe={point: [observers]})` feeds the static
 range observers from its own statistics pass, which saves quantize() a second pass (mambaquant).
 """
 

@@ -64,7 +64,7 @@ def _transform_layer(model, i: int, stats, config) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def transform(model, calib, config, progress=True, observe=None):
-    """Apply MambaQuant to `model` (float64, in place) from one statistics pass. With `observe`
+    """Apply MambaQuant to `model` (quantize()'s work copy, in place) from one statistics pass. With `observe`
     ({point of the transformed model: [observers]}, see `replays`), that pass also feeds those
     observers what the transformed model would show them, so no second pass is needed."""
     layers = model.backbone.layers
@@ -101,7 +101,7 @@ _FEED_ROWS = 4096
 _LOCAL_POINTS = ("x_proj_input", "conv_input", "dt_proj_input", "out_proj_input")
 
 
-def replays(model, calib: torch.Tensor, points) -> bool:
+def replays(model, calib: torch.Tensor, points, config) -> bool:
     """Whether transform(observe=...) can feed observers at every one of `points` (activation
     points of the transformed model) from its one statistics pass: the points inside the layers
     can, the head's input cannot (its pass would run the vocabulary-sized head in float64), and
@@ -110,7 +110,7 @@ def replays(model, calib: torch.Tensor, points) -> bool:
                for p in points):
         return False
     spilled = sum(p.endswith(".in_proj_input") for p in points)
-    itemsize = torch.finfo(torch.float32).bits // 8
+    itemsize = torch.finfo(config.forward_dtype).bits // 8          # the captures keep the forward's dtype
     return spill_fits(spilled * calib.numel() * model.config.hidden_size * itemsize)
 
 
