@@ -79,9 +79,6 @@ class TensorSpill:
         _, dtype, shape = self._index[key]
         return dtype, shape
 
-    def keys(self):
-        return self._index.keys()
-
     def close(self) -> None:
         self._file.close()
 
