@@ -87,7 +87,7 @@ def test_inspect_writes_plots(byte_model, text_file, tmp_path):
 def test_compare_recipes_table(byte_model, text_file, tmp_path):
     r = run("compare-recipes", "--model", byte_model, "--calib", text_file, "--eval", text_file, "--recipes",
             "rtn", "quamba", "--calib-samples", "2", "--calib-seq-len", "128", "--eval-max-tokens", "2048",
-            "--peers", "--out", tmp_path / "table")   # no ModelOpt peers here: tests/test_modelopt_peer.py
+            "--seeds", "2", "--peers", "--out", tmp_path / "table")   # no ModelOpt peers here: tests/test_modelopt_peer.py
     assert r.returncode == 0, r.stderr
     result = json.loads((tmp_path / "table.json").read_text())
     assert len(result["rows"]) == 2 * 3 * 2
@@ -107,6 +107,15 @@ def test_compare_recipes_table(byte_model, text_file, tmp_path):
         assert row["vs_fp"]["windows"] == 4
         assert row["vs_fp"]["percent"] == pytest.approx(row["change_percent"], abs=1e-6)
         assert row["vs_fp"]["low_percent"] <= row["vs_fp"]["percent"] <= row["vs_fp"]["high_percent"]
+    for row in result["rows"]:       # quamba's random Hadamard signs: two seeds, two models; rtn: one
+        if row["recipe"] == "rtn":
+            assert "seed_window_nll" not in row and "seed_change_percent" not in row
+            continue
+        seeds = row["seed_window_nll"]
+        assert len(seeds) == 2 and seeds[0] != seeds[1] and len(row["seed_change_percent"]) == 2
+        assert row["window_nll"] == pytest.approx([(a + b) / 2 for a, b in zip(*seeds)], rel=1e-12)
+        assert row["vs_fp"]["seeds"] == [2, 1]
+    assert "| quamba | W8A8 | deploy |" in (tmp_path / "table.md").read_text()
     assert {(d["bits"], d["mode"]) for d in result["decisions"]} == {
         (b, m) for b in ("W8A8", "W4A8", "W4A16") for m in ("deploy", "paper")}
     for d in result["decisions"]:     # 4 windows decide nothing; the best is the lower mean NLL

@@ -175,3 +175,14 @@ def test_paper_scan_quantizes_only_the_output_contraction():
     quantized, h_quantized = selective_scan_quantized_hc(**args, return_final_state=True)
     assert torch.equal(h_quantized, h_exact)            # the recurrence itself is not quantized
     assert 1e-4 < rel_err(quantized, exact) < 3e-2       # 8-bit operands: visible, small
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipes_that_say_they_draw_signs_are_the_ones_whose_weights_change_with_the_seed(model_and_calib, recipe):
+    """compare-recipes runs a recipe at several seeds exactly when `uses_seed` says its result depends on one."""
+    from mq_deploy.quant.recipes import uses_seed
+    model, calib, _ = model_and_calib
+    weights = [quantize(model, recipe, calib, QuantConfig(seed=seed), progress=False).model.state_dict()
+               for seed in (0, 1)]
+    differs = any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert differs == uses_seed(recipe)

@@ -75,7 +75,8 @@ def run_compare(args) -> int:
     check_report_target(args.out, args.force, inputs=[args.model, args.calib, args.eval])
     result = compare_recipes(args.model, args.calib, args.eval, recipes=args.recipes,
                              calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
-                             eval_max_tokens=args.eval_max_tokens or None, progress=False, peers=args.peers)
+                             eval_max_tokens=args.eval_max_tokens or None, progress=False, peers=args.peers,
+                             seeds=args.seeds)
     md, js = write_report(result, args.out, force=args.force)
     print()
     print(to_markdown(result))
@@ -160,6 +161,9 @@ def register(verbs) -> None:
     p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--calib-seq-len", type=int, default=512)
     p.add_argument("--eval-max-tokens", type=int, default=65536, help="0 = the whole text")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="rotation seeds for each recipe with random Hadamard signs (quarot, quamba, mambaquant; "
+                        "default 3): the row is their mean, the intervals cover the spread between them")
     p.add_argument("--out", default="out/compare_recipes", help="output path prefix (.md and .json are added)")
     add_force(p)
     p.set_defaults(func=run_compare)

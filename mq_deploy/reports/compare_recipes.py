@@ -1,9 +1,12 @@
 """`mq-deploy compare-recipes`: every recipe × bit setting × mode on one model and one held-out text,
-in one table (markdown + JSON): perplexity, its change vs FP, and calibration time."""
+in one table (markdown + JSON): perplexity, its change vs FP, and calibration time. A recipe with
+random rotations runs at several seeds: its row is their mean, and the intervals and the winners
+account for the spread between seeds as well as between windows (eval/paired.py)."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -16,17 +19,23 @@ from ..models.loading import load_model
 from ..quant.config import QuantConfig
 from ..quant.quantize import quantize
 from ..outputs import PRODUCER, check_output_files, read_own_json
-from ..quant.recipes import RECIPES, get_recipe
+from ..quant.recipes import RECIPES, get_recipe, uses_seed
 
 BIT_SETTINGS = ((8, 8), (4, 8), (4, 16))
 MODES = ("deploy", "paper")
+SEEDS = 3          # per recipe with random rotations: at W4A16 on the demo model one seed's luck moved
+                   # QuaRot by 0.3 points, more than any window interval
 
 
 def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_settings=BIT_SETTINGS,
                     modes=MODES, calib_samples: int = 32, calib_seq_len: int = 512,
-                    eval_max_tokens: int | None = 65536, progress: bool = True, log=print, peers=None) -> dict:
+                    eval_max_tokens: int | None = 65536, progress: bool = True, log=print, peers=None,
+                    seeds: int = SEEDS) -> dict:
     """peers: ModelOpt configs to run beside the recipes (reports/modelopt_peer.py); None: all of
-    them when nvidia-modelopt is installed, none otherwise."""
+    them when nvidia-modelopt is installed, none otherwise. seeds: how many rotation seeds (0, 1,
+    ...) each recipe with random signs runs at (the others are one model whatever the seed)."""
+    if seeds < 1:
+        raise MQDeployError(f"--seeds {seeds}: give at least 1")
     from .modelopt_peer import PEERS, modelopt_available, modelopt_quantize
     if peers is None:
         peers = list(PEERS) if modelopt_available() else []
@@ -47,20 +56,18 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
     for recipe in recipes:
         for w_bits, a_bits in bit_settings:
             for mode in modes:
-                config = QuantConfig(w_bits=w_bits, a_bits=a_bits, mode=mode)
-                start = time.perf_counter()
-                qm = quantize(loaded.model, recipe, batches, config, progress=progress)
-                seconds = time.perf_counter() - start
-                q = evaluate_model(qm.model, tokenizer, eval_text, max_tokens=eval_max_tokens,
-                                   progress=progress, option="--eval")
-                row = {"recipe": recipe, "bits": config.label, "mode": mode, "perplexity": q["perplexity"],
-                       "change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1),
-                       "vs_fp": paired_difference(q["window_nll"], fp["window_nll"]),
-                       "bits_per_byte": q["bits_per_byte"], "calibration_seconds": seconds,
-                       "weight_rounding": config.weight_rounding, "window_nll": q["window_nll"]}
-                rows.append(row)
-                log(f"{recipe:>11} {config.label} {mode:<6} perplexity {row['perplexity']:.4f} "
-                    f"({row['change_percent']:+.2f}%)  calibration {seconds:.1f} s")
+                runs = []
+                for seed in range(seeds if uses_seed(recipe) else 1):
+                    config = QuantConfig(w_bits=w_bits, a_bits=a_bits, mode=mode, seed=seed)
+                    start = time.perf_counter()
+                    qm = quantize(loaded.model, recipe, batches, config, progress=progress)
+                    seconds = time.perf_counter() - start
+                    q = evaluate_model(qm.model, tokenizer, eval_text, max_tokens=eval_max_tokens,
+                                       progress=progress, option="--eval")
+                    runs.append((q, seconds))
+                    log(f"{recipe:>11} {config.label} {mode:<6} seed {seed} perplexity {q['perplexity']:.4f} "
+                        f"({100 * (q['perplexity'] / fp['perplexity'] - 1):+.2f}%)  calibration {seconds:.1f} s")
+                rows.append(_row(recipe, config, mode, runs, fp))
     labels = {QuantConfig(w_bits=w, a_bits=a).label for w, a in bit_settings}
     for peer in peers:
         bits = PEERS[peer][0]
@@ -83,6 +90,25 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
             "decisions": decisions(rows)}
 
 
+def _row(recipe: str, config: QuantConfig, mode: str, runs: list[tuple[dict, float]], fp: dict) -> dict:
+    """One table row from a recipe's runs (one per seed): the seed-mean NLL, its perplexity and change
+    against FP, each seed's change, and the interval over windows and seeds."""
+    per_seed = [q["window_nll"] for q, _ in runs]
+    mean_nll = sum(q["nll_per_token"] for q, _ in runs) / len(runs)
+    bits_per_byte = [q["bits_per_byte"] for q, _ in runs]
+    row = {"recipe": recipe, "bits": config.label, "mode": mode, "perplexity": math.exp(mean_nll),
+           "change_percent": 100 * (math.exp(mean_nll) / fp["perplexity"] - 1),
+           "vs_fp": paired_difference(per_seed if len(runs) > 1 else per_seed[0], fp["window_nll"]),
+           "bits_per_byte": None if None in bits_per_byte else sum(bits_per_byte) / len(runs),
+           "calibration_seconds": sum(t for _, t in runs) / len(runs),
+           "weight_rounding": config.weight_rounding,
+           "window_nll": [sum(w) / len(runs) for w in zip(*per_seed)]}
+    if len(runs) > 1:
+        row["seed_change_percent"] = [100 * (q["perplexity"] / fp["perplexity"] - 1) for q, _ in runs]
+        row["seed_window_nll"] = per_seed
+    return row
+
+
 def decisions(rows: list[dict]) -> list[dict]:
     """Per bit setting and mode: the best recipe, and whether its lead over each other recipe is
     beyond the paired interval over evaluation windows."""
@@ -90,7 +116,8 @@ def decisions(rows: list[dict]) -> list[dict]:
     for key in dict.fromkeys((r["bits"], r["mode"]) for r in rows):
         group = [r for r in rows if (r["bits"], r["mode"]) == key]
         if len(group) > 1:
-            verdict = decisive_best([r["recipe"] for r in group], {r["recipe"]: r["window_nll"] for r in group})
+            verdict = decisive_best([r["recipe"] for r in group],
+                                    {r["recipe"]: r.get("seed_window_nll", r["window_nll"]) for r in group})
             out.append({"bits": key[0], "mode": key[1], **verdict})
     return out
 
@@ -103,18 +130,22 @@ def to_markdown(result: dict) -> str:
              + (f" ({result['fp_bits_per_byte']:.4f} bits/byte)." if result["fp_bits_per_byte"] is not None else
                 " (token ids: no bytes to count)."), "",
              f"| recipe | bits | mode | weight rounding | perplexity | vs FP | {_interval_header(result)} | "
-             "calibration (s) |", "|---|---|---|---|---:|---:|---|---:|"]
+             "seeds: vs FP each | calibration (s) |", "|---|---|---|---|---:|---:|---|---|---:|"]
     for r in result["rows"]:
         v = r["vs_fp"]
+        each = r.get("seed_change_percent")
+        seeds = f"{len(each)}: " + ", ".join(f"{c:+.2f}%" for c in each) if each else "1"
         lines.append(f"| {r['recipe']} | {r['bits']} | {r['mode']} | {r.get('weight_rounding', 'rtn')} | "
                      f"{r['perplexity']:.4f} | "
                      f"{r['change_percent']:+.2f}% | {v['low_percent']:+.2f}% … {v['high_percent']:+.2f}% | "
-                     f"{r['calibration_seconds']:.1f} |")
+                     f"{seeds} | {r['calibration_seconds']:.1f} |")
     if result.get("decisions"):
-        lines += ["", "Best recipe per setting, and whether its lead is beyond the paired interval (the "
-                  "interval of the other recipe's NLL minus the best one's, over the same windows, lies above zero; "
-                  "windows are treated as independent, so the intervals lean optimistic). ModelOpt's W4A8 AWQ "
-                  "quantizes activations to FP8, the recipes' W4A8 to INT8:", ""]
+        lines += ["", "A recipe with random rotations runs at several seeds: its perplexity is that of the "
+                  "seed-mean NLL, and its intervals resample seeds as well as windows. Best recipe per setting, "
+                  "and whether its lead is beyond the paired interval (the interval of the other recipe's NLL "
+                  "minus the best one's, over the same windows, lies above zero; windows are treated as "
+                  "independent, and a few seeds give a narrow seed bootstrap, so the intervals lean optimistic). "
+                  "ModelOpt's W4A8 AWQ quantizes activations to FP8, the recipes' W4A8 to INT8:", ""]
         for d in result["decisions"]:
             unsure = [f"{name} ({v['low_percent']:+.2f}% … {v['high_percent']:+.2f}%)"
                       for name, v in d["against"].items() if not v["decisive"]]

@@ -23,6 +23,8 @@ from ..transforms import (fold_rmsnorm_weights, klt_hadamard_rotation, online_ha
                           smooth_dt_bottleneck, smooth_gate_s_silu, smoothquant_scales)
 from .common import mixer_point
 
+RANDOM_SIGNS = True        # the Hadamards' signs come from config.seed
+
 ALPHA = 0.5
 
 

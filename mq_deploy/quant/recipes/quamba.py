@@ -7,6 +7,8 @@ from ..transforms import online_hadamard_before_out_proj, random_signs
 
 SCAN_INPUT_PERCENTILE = 99.999
 
+RANDOM_SIGNS = True        # the Hadamards' signs come from config.seed
+
 
 def transform(model, calib, config, progress=True):
     for i, layer in enumerate(model.backbone.layers):

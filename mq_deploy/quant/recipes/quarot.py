@@ -7,6 +7,8 @@ from __future__ import annotations
 from ..transforms import (fold_rmsnorm_weights, online_hadamard_before_out_proj, random_signs,
                           rotate_dt_bottleneck, rotate_residual_stream, signed_hadamard_matrix)
 
+RANDOM_SIGNS = True        # the Hadamards' signs come from config.seed
+
 
 def transform(model, calib, config, progress=True):
     cfg = model.config
