@@ -46,6 +46,7 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     force: replace `out_dir` if it holds a previous artifact of ours (never anything else)."""
     from .quant.artifact import is_own_artifact, save_quantized
     from .quant.config import QuantConfig
+    from .quant.mixed_precision import check_mixed_precision
     from .quant.quantize import quantize
     from .quant.recipes import get_recipe
 
@@ -63,6 +64,7 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
                      inputs=[model_dir, calib, eval_text], option="--out")
     loaded = load_model(model_dir)
     vocab = loaded.config.vocab_size
+    check_mixed_precision(loaded.model, config)
     batches, calib_label = calibration_batches(lambda: loaded.tokenizer, calib, calib_samples, calib_seq_len,
                                                vocab, option="--calib")
     if eval_text:                               # read (and check) it now, not after the calibration
@@ -73,10 +75,14 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
                                 f"--eval-max-tokens), fewer than one {EVAL_SEQ_LEN}-token window; give a longer text")
     start = time.perf_counter()
     qm = quantize(loaded.model, recipe, batches, config, progress=progress)
-    report = {"recipe": recipe, "config": config.to_dict(), "calibration": {
+    report = {"recipe": recipe, "config": qm.config.to_dict(), "calibration": {
         "text": calib_label, "samples": int(batches.shape[0]), "seq_len": int(batches.shape[1]),
         "device": config.device, "forward_dtype": str(config.forward_dtype).replace("torch.", ""),
         "seconds": round(time.perf_counter() - start, 2), "stages": {k: round(v, 2) for k, v in qm.seconds.items()}}}
+    if qm.mixed_precision:
+        report["mixed_precision"] = qm.mixed_precision
+    if qm.awq_alpha:
+        report["awq_alpha"] = qm.awq_alpha
     if eval_text:
         kwargs = dict(seq_len=EVAL_SEQ_LEN, max_tokens=eval_max_tokens, progress=progress, option="--eval")
         fp = evaluate_model(loaded.model, lambda: loaded.tokenizer, eval_text, **kwargs)

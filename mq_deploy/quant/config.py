@@ -12,6 +12,7 @@ LINEAR_INPUTS = {"in_proj": "in_proj_input", "x_proj": "x_proj_input", "dt_proj"
                  "out_proj": "out_proj_input"}
 MODES = ("deploy", "paper")
 WEIGHT_ROUNDINGS = ("auto", "rtn", "gptq")
+WEIGHT_SCALES = ("none", "awq")
 CALIB_DTYPES = ("auto", "float64", "float32")
 
 
@@ -53,6 +54,13 @@ class QuantConfig:
     calib_dtype: str = "auto"        # the calibration forwards: float64 or float32; auto = float32
                                      # (statistics are float64 sums and the folds float64 either way;
                                      # float64 forwards cost 1.9x on a CPU for changes below 1e-4)
+    weight_scales: str = "none"      # awq: activation-aware input-channel scales searched per 4-bit linear
+                                     # before rounding (quant/awq.py); weight-only (A16) settings
+    effective_bits: float | None = None   # 4-bit weights: a size budget, the mean bits per quantized weight;
+                                          # quantize() keeps the linears a sensitivity pass finds most
+                                          # sensitive at 8 bits within it (quant/mixed_precision.py)
+    keep_8bit: tuple[str, ...] = ()  # 4-bit weights: linears (module names) kept at 8 bits per output
+                                     # channel: what the sensitivity pass chose, or the user's list
 
     def __post_init__(self):
         if self.a_bits is None:
@@ -71,12 +79,24 @@ class QuantConfig:
         if self.weight_rounding == "gptq" and self.mode != "deploy":
             raise MQDeployError("--weight-rounding gptq takes symmetric weights (deploy mode); the paper mode's "
                                 "asymmetric weights round to nearest: use --mode deploy or --weight-rounding rtn")
+        if self.weight_scales not in WEIGHT_SCALES:
+            raise MQDeployError(f"unknown weight scales {self.weight_scales!r}: choose {' or '.join(WEIGHT_SCALES)}")
+        if self.weight_scales == "awq" and (self.w_bits, self.a_bits) != (4, 16):
+            raise MQDeployError(f"--weight-scales awq is for 4-bit weight-only quantization (W4A16), not "
+                                f"W{self.w_bits}A{self.a_bits}: its scales would move the quantized activations' ranges")
         if self.calib_dtype not in CALIB_DTYPES:
             raise MQDeployError(f"unknown calibration dtype {self.calib_dtype!r}: choose {', '.join(CALIB_DTYPES)}")
         if not (self.device == "cpu" or self.device.split(":")[0] == "cuda"):
             raise MQDeployError(f"unknown device {self.device!r}: choose cpu or cuda (cuda:N)")
         if not 50.0 < self.act_percentile <= 100.0:
             raise MQDeployError(f"act_percentile must be in (50, 100], got {self.act_percentile}")
+        object.__setattr__(self, "keep_8bit", tuple(sorted(set(self.keep_8bit))))     # JSON gives a list
+        if (self.keep_8bit or self.effective_bits is not None) and self.w_bits != 4:
+            raise MQDeployError(f"--effective-bits and 8-bit exceptions are for 4-bit weights; W{self.w_bits} "
+                                "weights are 8-bit already: use --w-bits 4")
+        if self.effective_bits is not None and not 4.0 <= self.effective_bits <= 8.0:
+            raise MQDeployError(f"--effective-bits {self.effective_bits}: give the mean bits per quantized weight, "
+                                "between 4 (every linear at 4 bits) and 8 (every linear at 8)")
 
     def export_blocker(self) -> str | None:
         """Why `mq-deploy export` cannot deploy an artifact made with this config, or None."""
@@ -109,16 +129,16 @@ class QuantConfig:
         a tied head stays tied)."""
         return self.quantize_lm_head and self.weight_spec(hidden_size, "lm_head") is not None
 
-    def weight_spec(self, in_features: int, linear: str = "") -> QuantSpec | None:
+    def weight_spec(self, in_features: int, linear: str = "", name: str | None = None) -> QuantSpec | None:
         """How a linear's weight (K = in_features, `linear` its leaf name) is quantized, or None
         when it stays in floating point. 8 bits: per output channel. 4 bits, paper mode: per group
         along K, the group shrinking to the largest divisor of K (every linear quantized, as the
         paper does). 4 bits, deploy mode: what TensorRT runs as a fused INT4 weight-only GEMM
         (docs/export.md, "What each linear becomes"): blocks of group_size (128 or 64) along K, or 64
         when K only takes that; dt_proj (K = dt_rank, a low-rank bottleneck) and linears whose K
-        takes no block stay FP."""
+        takes no block stay FP. `name` (the module's full name) in keep_8bit: 8 bits per output channel."""
         symmetric = self.mode == "deploy"
-        if self.w_bits == 8:
+        if self.w_bits == 8 or (name is not None and name in self.keep_8bit):
             return QuantSpec(8, symmetric, "channel", axis=0)
         if self.mode == "paper":
             group = max(d for d in range(1, min(self.group_size, in_features) + 1) if in_features % d == 0)

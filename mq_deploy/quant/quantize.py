@@ -38,6 +38,8 @@ class QuantizedModel:
     # (SpilledTensors) for as long as this object lives
     transformed_weights: Mapping[str, torch.Tensor] = field(default_factory=dict, repr=False)
     ranges_replayed: bool = False       # static ranges from the recipe's statistics pass, not a second pass
+    mixed_precision: dict | None = None  # config.effective_bits: the sensitivities and the linears kept at 8 bits
+    awq_alpha: dict[str, float] = field(default_factory=dict)   # weight_scales="awq": the α chosen per linear
 
 
 def quantized_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
@@ -47,7 +49,7 @@ def quantized_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
     for i in range(len(model.backbone.layers)):
         for linear, point in LINEAR_INPUTS.items():
             name = f"backbone.layers.{i}.mixer.{linear}"
-            if config.weight_spec(model.get_submodule(name).in_features, linear) is not None:
+            if config.weight_spec(model.get_submodule(name).in_features, linear, name) is not None:
                 out[name] = f"backbone.layers.{i}.mixer.{point}"
     if config.quantize_conv:
         for i in range(len(model.backbone.layers)):
@@ -73,7 +75,7 @@ def _with_quantizer(current: nn.Module, quantizer: nn.Module) -> nn.Module:
 def _weight_spec(model: MambaLM, config: QuantConfig, name: str) -> QuantSpec:
     linear = model.get_submodule(name)
     return (config.conv_weight_spec() if isinstance(linear, nn.Conv1d)
-            else config.weight_spec(linear.in_features, name.rpartition(".")[2]))
+            else config.weight_spec(linear.in_features, name.rpartition(".")[2], name))
 
 
 @torch.no_grad()
@@ -113,6 +115,44 @@ def gptq_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
         return {}
     return {name: point for name, point in quantized_linears(model, config).items()
             if name != "lm_head" and isinstance(model.get_submodule(name), nn.Linear)}
+
+
+AWQ_ORDER = ("out_proj", "x_proj", "in_proj")     # out_proj's gate fold rescales in_proj's gate rows: first
+
+
+def awq_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
+    """{linear: its input point} of the 4-bit linears whose input channels AWQ scales (quant/awq.py):
+    in_proj and x_proj always, out_proj where nothing rotates its input online."""
+    if config.weight_scales != "awq":
+        return {}
+    out = {}
+    for name, point in quantized_linears(model, config).items():
+        leaf = name.rpartition(".")[2]
+        if leaf not in AWQ_ORDER or _weight_spec(model, config, name).bits != 4:
+            continue
+        if leaf == "out_proj" and type(model.get_submodule(point)).__name__ != "ActivationPoint":
+            continue
+        out[name] = point
+    return dict(sorted(out.items(), key=lambda kv: (kv[0].rpartition(".")[0], AWQ_ORDER.index(kv[0].rpartition(".")[2]))))
+
+
+@torch.no_grad()
+def awq_scale(model: MambaLM, config: QuantConfig, name: str, hessian: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Search one linear's AWQ scales and fold them (its columns × s, what computes its input ÷ s);
+    returns s and α."""
+    from .awq import search_scales
+    from .transforms import smooth_gate_s_silu, smooth_norm_into_in_proj, smooth_x_proj_input_online
+    linear = model.get_submodule(name)
+    s, alpha, _ = search_scales(linear.weight, hessian, _weight_spec(model, config, name))
+    mixer_name, _, leaf = name.rpartition(".")
+    mixer = model.get_submodule(mixer_name)
+    if leaf == "in_proj":
+        smooth_norm_into_in_proj(model.get_submodule(mixer_name.rpartition(".")[0]), s)
+    elif leaf == "x_proj":
+        smooth_x_proj_input_online(mixer, s)
+    else:
+        smooth_gate_s_silu(mixer, s)
+    return s, alpha
 
 
 def range_observers(model: MambaLM, config: QuantConfig, percentiles: dict[str, float] | None = None) -> dict[str, list]:
@@ -185,7 +225,8 @@ def _replayed_range_observers(recipe_impl, work: MambaLM, calib: torch.Tensor, c
     come from the second pass, layer by layer)."""
     if range_pass not in RANGE_PASSES:
         raise ValueError(f"range_pass must be one of {RANGE_PASSES}, got {range_pass!r}")
-    if range_pass == "forward" or not hasattr(recipe_impl, "replays") or gptq_linears(work, config):
+    if range_pass == "forward" or not hasattr(recipe_impl, "replays") or gptq_linears(work, config) or \
+            awq_linears(work, config):
         return None
     if next(work.parameters()).device.type != "cpu" or source_dtype not in (torch.float32, torch.float64):
         return None
@@ -225,6 +266,10 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     if int(calib.max()) >= model.config.vocab_size or int(calib.min()) < 0:
         raise MQDeployError(f"calibration token ids fall outside the model's vocabulary (0..{model.config.vocab_size - 1}); "
                             "the calibration text was tokenized for another model")
+    from .mixed_precision import check_mixed_precision, quantize_mixed
+    check_mixed_precision(model, config)
+    if config.effective_bits is not None:
+        return quantize_mixed(model, recipe, calib, config, progress, range_pass)
     seconds = {}
     start = time.perf_counter()
     work = _work_copy(model, torch_device(config.device))       # float32 storage, every fold in float64
@@ -243,20 +288,40 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     seconds["transforms"] = time.perf_counter() - start
     start = time.perf_counter()
     gptq = gptq_linears(work, config)
-    second_moments = {point: [CovarianceObserver(point)] for point in set(gptq.values())}
+    awq = awq_linears(work, config)
+    awq_alpha = {}
+    second_moments = {point: [CovarianceObserver(point)] for point in set(gptq.values()) | set(awq.values())}
 
     def round_layer(i: int) -> None:
         # layer i has run over every chunk: its Hessians are complete and nothing that is still to
-        # run reads its weights, so GPTQ rounds them now and frees them (one layer's H at a time)
+        # run reads its weights, so AWQ scales and GPTQ rounds them now and frees them (one layer's
+        # H at a time). AWQ's folds are exact, so the layers still to run see the same inputs.
+        prefix = f"backbone.layers.{i}."
+        hessians = {}
+        for name, point in awq.items():
+            if name.startswith(prefix):
+                h = second_moments[point][0].second_moment()
+                s, awq_alpha[name] = awq_scale(work, config, name, h)
+                s = s.to(h)
+                hessians[name] = h / torch.outer(s, s)          # the second moment of the scaled input
+        if hessians:                    # what the folds changed, as the artifact stores it (before rounding)
+            state = work.backbone.layers[i].state_dict(prefix=prefix)
+            for key in (f"{prefix}norm.weight", f"{prefix}mixer.in_proj.weight", f"{prefix}mixer.x_proj.weight",
+                        f"{prefix}mixer.out_proj.weight", f"{prefix}mixer.x_proj_input.scale"):
+                if key in state:
+                    transformed[key] = state[key].detach().clone()
         for name, point in gptq.items():
-            if name.startswith(f"backbone.layers.{i}."):
-                observer = second_moments[point][0]
-                gptq_round(work, config, name, observer.second_moment(), transformed)
+            if name.startswith(prefix):
+                h = hessians[name] if name in hessians else second_moments[point][0].second_moment()
+                gptq_round(work, config, name, h, transformed)
+        for point, (observer,) in second_moments.items():
+            if point.startswith(prefix):
                 observer.release()
 
     if replayed is None:
         ranges = install_activation_quantizers(work, calib, config, percentiles, progress=progress,
-                                               also_observe=second_moments, after_layer=round_layer if gptq else None)
+                                               also_observe=second_moments,
+                                               after_layer=round_layer if second_moments else None)
     else:
         ranges = install_static_quantizers(work, config, replayed)
     specs = quantize_weights(work, config)
@@ -265,7 +330,7 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     seconds["quantizers"] = time.perf_counter() - start
     work = work.cpu()
     return QuantizedModel(work, recipe, config, specs, ranges, online_transforms_of(work), seconds, transformed,
-                          ranges_replayed=replayed is not None)
+                          ranges_replayed=replayed is not None, awq_alpha=awq_alpha)
 
 
 def _stored_weights(work: MambaLM) -> Mapping[str, torch.Tensor]:

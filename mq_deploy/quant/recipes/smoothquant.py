@@ -16,21 +16,12 @@ ModelOpt's INT8 SmoothQuant to the hundredth of a percent (docs/quantization.md)
 
 from __future__ import annotations
 
-import torch
-
-from ..transforms import smooth_dt_bottleneck, smooth_gate_s_silu, smooth_x_proj_input_online, smoothquant_scales
+from ..transforms import (smooth_dt_bottleneck, smooth_gate_s_silu, smooth_norm_into_in_proj,
+                          smooth_x_proj_input_online, smoothquant_scales)
 from .common import gather, mixer_point
 
 ALPHA = 1.0
 POINTS = ("in_proj_input", "x_proj_input", "dt_proj_input", "out_proj_input")
-
-
-@torch.no_grad()
-def smooth_norm_into_in_proj(layer, s: torch.Tensor) -> None:
-    """norm γ ← γ / s, in_proj W ← W·diag(s): in_proj sees x/s, the product is unchanged."""
-    s = s.double()                  # computed in float64, stored in the weights' dtype
-    layer.norm.weight.copy_(layer.norm.weight.double() / s)
-    layer.mixer.in_proj.weight.copy_(layer.mixer.in_proj.weight.double() * s)
 
 
 def transform(model, calib, config, progress=True):

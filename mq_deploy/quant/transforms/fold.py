@@ -234,12 +234,23 @@ def smooth_x_proj_input_online(mixer: MambaMixer, s: torch.Tensor) -> None:
         mixer.x_proj_input = ChannelScale(1/s)      u -> u/s
         W_xproj ← W_xproj·diag(s)
 
-    The point must still be the identity (as for the online Hadamard)."""
-    if type(mixer.x_proj_input) is not ActivationPoint:
-        raise ValueError(f"smooth_x_proj_input_online: x_proj_input already holds {type(mixer.x_proj_input).__name__}")
+    The point must be the identity or an earlier such scale, which this one multiplies (one Mul)."""
+    current = mixer.x_proj_input
+    if type(current) not in (ActivationPoint, ChannelScale):
+        raise ValueError(f"smooth_x_proj_input_online: x_proj_input already holds {type(current).__name__}")
     s = _scales(s, mixer.d_inner, "x_proj smoothing", mixer.x_proj.weight.device)
     _store(mixer.x_proj.weight, _f64(mixer.x_proj.weight) * s)
-    mixer.x_proj_input = ChannelScale((1.0 / s).to(torch.promote_types(mixer.x_proj.weight.dtype, torch.float32)))
+    inverse = 1.0 / s if type(current) is ActivationPoint else _f64(current.scale) / s
+    mixer.x_proj_input = ChannelScale(inverse.to(torch.promote_types(mixer.x_proj.weight.dtype, torch.float32)))
+
+
+@torch.no_grad()
+def smooth_norm_into_in_proj(layer, s: torch.Tensor) -> None:
+    """The in_proj input becomes itself / s (s [d_model] > 0): norm γ ← γ / s, in_proj W ← W·diag(s)
+    (the norm's output feeds in_proj alone)."""
+    s = _scales(s, layer.norm.weight.shape[0], "in_proj smoothing", layer.norm.weight.device)
+    _store(layer.norm.weight, _f64(layer.norm.weight) / s)
+    _store(layer.mixer.in_proj.weight, _f64(layer.mixer.in_proj.weight) * s)
 
 
 # ---------------------------------------------------------------------------------- out_proj input

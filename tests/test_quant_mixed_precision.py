@@ -1,0 +1,149 @@
+"""Mixed precision under a size budget (quant/mixed_precision.py): the sensitivity of each linear is
+what a real re-quantization with that linear at 8 bits buys (KL against FP, computed here in
+float64), the assembled model is exactly quantize() with the chosen linears named, the budget holds,
+and the artifact and its export carry the 8-bit linears as such."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mq_deploy.errors import MQDeployError
+from mq_deploy.models import MambaConfig, MambaLM
+from mq_deploy.quant.artifact import load_quantized, save_quantized
+from mq_deploy.quant.config import QuantConfig
+from mq_deploy.quant.mixed_precision import choose, effective_bits_of
+from mq_deploy.quant.quantize import quantize
+
+LAYERS = 2
+
+
+@pytest.fixture(scope="module")
+def model_and_calib():
+    """K = 64 (in_proj) and 128 (x_proj, out_proj) take INT4 blocks: three 4-bit linears a layer."""
+    from conftest import random_hf_mamba, token_windows
+    hf = random_hf_mamba(vocab=256, hidden=64, layers=LAYERS, state=8, seed=7)
+    model = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
+    model.load_state_dict(hf.state_dict())
+    return (model, *token_windows(0, (6, 64), (4, 48)))
+
+
+def kl_against_fp(model, fp, ids) -> float:
+    """mean over tokens of KL(FP ‖ model), float64, written out."""
+    with torch.no_grad():
+        p = torch.log_softmax(fp(ids).double(), -1)
+        q = torch.log_softmax(model(ids).double(), -1)
+    return float((p.exp() * (p - q)).sum(-1).mean())
+
+
+def state(qm):
+    return {k: v.clone() for k, v in qm.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("config", [QuantConfig(w_bits=4, a_bits=16, effective_bits=4.8),
+                                    QuantConfig(w_bits=4, a_bits=8, effective_bits=4.8)],
+                         ids=["W4A16-gptq", "W4A8-gptq"])
+def test_mixed_model_is_quantize_with_the_chosen_linears_and_gains_are_real(model_and_calib, config):
+    model, calib, _ = model_and_calib
+    mixed = quantize(model, "mambaquant", calib, config, progress=False)
+    report = mixed.mixed_precision
+    kept = report["kept_8bit"]
+    assert kept and list(mixed.config.keep_8bit) == kept and mixed.config.effective_bits == 4.8
+    assert report["effective_bits"] <= 4.8 + 1e-12
+    # exactly what quantize gives when told the chosen linears
+    named = quantize(model, "mambaquant", calib, QuantConfig(w_bits=4, a_bits=config.a_bits, keep_8bit=tuple(kept)),
+                     progress=False)
+    a, b = state(mixed), state(named)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert mixed.weight_specs == named.weight_specs and mixed.activation_ranges == named.activation_ranges
+    assert {n for n, s in mixed.weight_specs.items() if s.bits == 8} == set(kept)
+    assert all(torch.equal(mixed.transformed_weights[k], named.transformed_weights[k]) for k in named.transformed_weights)
+    # each reported gain is the KL drop of a real re-quantization with that linear alone at 8 bits
+    windows = calib[:report["sensitivity_windows"][0]]
+    all4 = quantize(model, "mambaquant", calib, QuantConfig(w_bits=4, a_bits=config.a_bits), progress=False)
+    base = kl_against_fp(all4.model, model, windows)
+    assert report["kl_all_4bit"] == pytest.approx(base, rel=1e-6)
+    for name in ("backbone.layers.0.mixer.in_proj", "backbone.layers.1.mixer.out_proj"):
+        one = quantize(model, "mambaquant", calib, QuantConfig(w_bits=4, a_bits=config.a_bits, keep_8bit=(name,)),
+                       progress=False)
+        assert report["kl_gain_at_8bit"][name] == pytest.approx(base - kl_against_fp(one.model, model, windows),
+                                                                rel=1e-5, abs=1e-12)
+
+
+def test_choice_spends_the_budget_on_gain_per_weight():
+    sizes = {"a": 100, "b": 100, "c": 400, "d": 50}
+    gains = {"a": 1.0, "b": 3.0, "c": 8.0, "d": -0.1}     # per weight: b 0.03, c 0.02, a 0.01, d < 0
+    assert choose(gains, sizes, 4.0) == []
+    assert choose(gains, sizes, 8.0) == ["a", "b", "c"]      # never d: 8 bits made it worse
+    # 4.6 bits over 650 weights allows 97.5 upgraded weights: b does not fit, a does (greedy skips on)
+    assert choose(gains, sizes, 4.0 + 4 * 100 / 650) == ["b"]
+    assert choose(gains, sizes, 4.0 + 4 * 500 / 650) == ["b", "c"]
+    for budget in np.linspace(4, 8, 17):
+        kept = choose(gains, sizes, float(budget))
+        assert effective_bits_of(sizes, kept) <= budget + 1e-12
+
+
+def test_artifact_and_export_carry_the_8bit_linears(model_and_calib, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from mq_deploy.deploy.manifest import read_manifest
+    from mq_deploy.deploy.onnxruntime_session import onnxruntime_session
+    from mq_deploy.export import export_onnx
+    model, calib, ids = model_and_calib
+    kept = ("backbone.layers.0.mixer.x_proj", "backbone.layers.1.mixer.in_proj")
+    qm = quantize(model, "mambaquant", calib, QuantConfig(w_bits=4, a_bits=16, keep_8bit=kept), progress=False)
+    art = save_quantized(qm, tmp_path / "mixed")
+    assert json.loads((art / "quant.json").read_text())["config"]["keep_8bit"] == list(kept)
+    loaded = load_quantized(art)
+    assert loaded.config.keep_8bit == kept and loaded.weight_specs == qm.weight_specs
+    with torch.no_grad():
+        ref = loaded.model(ids).numpy()
+        assert np.array_equal(ref, qm.model(ids).numpy())
+    result = export_onnx(art, tmp_path / "onnx" / "model.onnx", precision="fp32")
+    manifest = read_manifest(result.onnx_path)
+    assert manifest["quantization"]["config"]["keep_8bit"] == list(kept)
+    for graph in ("prefill", "decode"):
+        forms = manifest["graphs"][graph]["linears"]
+        assert {n for n, f in forms.items() if f == "int8-weights-fp-gemv"} == set(kept)
+        assert manifest["graphs"][graph]["linear_forms"]["int4-weight-only"] == 3 * LAYERS - len(kept)
+    out = onnxruntime_session(result.onnx_path).run(["logits"], {"input_ids": ids.numpy()})[0]
+    assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 1e-4
+
+
+@pytest.mark.parametrize("config, message", [
+    (dict(w_bits=4, keep_8bit=("backbone.layers.0.mixer.dt_proj",)), "not a linear this model quantizes at 4 bits"),
+    (dict(w_bits=4, keep_8bit=("backbone.layers.9.mixer.in_proj",)), "not a linear this model quantizes at 4 bits"),
+    (dict(w_bits=4, effective_bits=4.5, keep_8bit=("backbone.layers.0.mixer.in_proj",)), "not both"),
+])
+def test_bad_exceptions_are_refused_before_any_work(model_and_calib, config, message):
+    model, calib, _ = model_and_calib
+    with pytest.raises(MQDeployError, match=message):
+        quantize(model, "mambaquant", calib, QuantConfig(**config), progress=False)
+
+
+@pytest.mark.parametrize("config, message", [
+    (dict(w_bits=8, effective_bits=6.0), "for 4-bit weights"),
+    (dict(w_bits=4, effective_bits=9.0), "between 4"),
+    (dict(w_bits=4, effective_bits=3.5), "between 4"),
+])
+def test_bad_budgets_are_refused(config, message):
+    with pytest.raises(MQDeployError, match=message):
+        QuantConfig(**config)
+
+
+def test_quantize_command_with_a_budget(model_and_calib, tmp_path, capsys, monkeypatch):
+    from mq_deploy.cli import main
+    from mq_deploy.models.loading import save_model
+    model, calib, _ = model_and_calib
+    monkeypatch.setenv("MQ_PROGRESS", "0")
+    save_model(model, tmp_path / "fp")
+    np.save(tmp_path / "ids.npy", calib.numpy())
+    assert main(["quantize", "--model", str(tmp_path / "fp"), "--calib", str(tmp_path / "ids.npy"), "--calib-samples",
+                 "6", "--calib-seq-len", "64", "--w-bits", "4", "--effective-bits", "4.8",
+                 "--out", str(tmp_path / "q")]) == 0
+    report = json.loads((tmp_path / "q" / "report.json").read_text())["mixed_precision"]
+    kept = json.loads((tmp_path / "q" / "quant.json").read_text())["config"]["keep_8bit"]
+    assert kept == report["kept_8bit"] and kept and report["effective_bits"] <= 4.8
+    assert f"{len(kept)} linears kept at 8 bits" in capsys.readouterr().out
