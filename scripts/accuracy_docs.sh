@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the recipe comparisons in docs/ (issue 17): every recipe x bit setting x mode, and the
 # NVIDIA ModelOpt peers when nvidia-modelopt is installed, on the bundled demo model, calibrated on
-# samples/data/wiki_calib.txt and evaluated on two held-out texts. About 10 minutes a text on 2 cores.
+# samples/data/wiki_calib.txt and evaluated on two held-out texts. About 20 minutes a text on 2 cores (3 seeds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=samples/models/mamba-byte-demo
@@ -10,3 +10,5 @@ python3 -m mq_deploy compare-recipes --model "$model" --calib "$calib" \
     --eval samples/data/wiki_heldout.txt --out docs/compare_recipes_demo_wiki --force
 python3 -m mq_deploy compare-recipes --model "$model" --calib "$calib" \
     --eval pydoc-topics --out docs/compare_recipes_demo_pydoc --force
+# the 4-bit weight options (rtn / gptq / awq, mixed precision) per recipe, both texts: about 30 minutes
+python3 benchmarks/bench_weight_options.py --out docs/weight_options_demo.md

@@ -88,33 +88,49 @@ class MambaMixer(nn.Module):
         """hidden [b, L, d] -> (out [b, L, d], conv_state, ssm_state)."""
         xz = self.in_proj(self.in_proj_input(hidden))
         x, z = xz.chunk(2, dim=-1)
-        x, conv_state = causal_conv1d(self.conv_input(x), self.conv1d.weight, self.conv1d.bias, conv_state)
+        y, conv_state, ssm_state = self.ssm_path(x, z, conv_state, ssm_state)
+        return self.out_proj(self.out_proj_input(y.to(hidden.dtype))), conv_state, ssm_state
+
+    def ssm_path(self, x, z, conv_state=None, ssm_state=None, suffix: str = "", reverse: bool = False):
+        """conv -> SiLU -> x_proj -> dt_proj -> gated selective scan, with the parameters and
+        activation points named with `suffix` ("" here; a bidirectional mixer's backward path, "_b").
+        reverse: the path runs from the last token to the first (an anti-causal conv, a reversed
+        scan), which is the official backward branch without its two flips."""
+        param = lambda name: getattr(self, name + suffix)          # noqa: E731
+        conv = param("conv1d")
+        x = param("conv_input")(x)
+        if reverse:
+            x = causal_conv1d(x.flip(1), conv.weight, conv.bias, None)[0].flip(1)
+        else:
+            x, conv_state = causal_conv1d(x, conv.weight, conv.bias, conv_state)
         x = F.silu(x)
-        dt, B, C = torch.split(self.x_proj(self.x_proj_input(x)), [self.dt_rank, self.d_state, self.d_state],
+        dt, B, C = torch.split(param("x_proj")(param("x_proj_input")(x)), [self.dt_rank, self.d_state, self.d_state],
                                dim=-1)
         # every linear runs as its module (dt_proj included, bias and all, as in transformers' torch
         # path), so module-swapping quantizers (ModelOpt, torchao) see and quantize all of them. In
         # a 16-bit model the bias is instead added in float32 inside the scan, as the exported graph
         # (SelectiveScan's delta_bias) and the CUDA kernels do: an FP16 ulp at |bias| ~ 4 is 0.004
-        dt = self.dt_proj_input(dt)
-        if self.dt_proj.weight.dtype in (torch.float16, torch.bfloat16):
-            delta, delta_bias = F.linear(dt, self.dt_proj.weight), self.dt_proj.bias.float()
+        dt = param("dt_proj_input")(dt)
+        dt_proj = param("dt_proj")
+        if dt_proj.weight.dtype in (torch.float16, torch.bfloat16):
+            delta, delta_bias = F.linear(dt, dt_proj.weight), dt_proj.bias.float()
         else:
-            delta, delta_bias = self.dt_proj(dt), None
+            delta, delta_bias = dt_proj(dt), None
+        a_log = self.A_log if not suffix else getattr(self, f"A{suffix}_log")     # the official A_b_log
         y, ssm_state = selective_scan(
-            self.scan_x(x), self.scan_delta(delta), -torch.exp(self.A_log.float()), self.scan_B(B),
-            self.scan_C(C), D=self.D.float(), delta_bias=delta_bias, z=self.scan_gate(z),
+            param("scan_x")(x), param("scan_delta")(delta), -torch.exp(a_log.float()), param("scan_B")(B),
+            param("scan_C")(C), D=param("D").float(), delta_bias=delta_bias, z=param("scan_gate")(z),
             gate_scale=self.gate_scale, delta_softplus=True, initial_state=ssm_state,
-            return_final_state=True, impl=self.scan_impl)
-        return self.out_proj(self.out_proj_input(y.to(hidden.dtype))), conv_state, ssm_state
+            return_final_state=True, reverse=reverse, impl=self.scan_impl)
+        return y, conv_state, ssm_state
 
 
 class MambaBlock(nn.Module):
-    def __init__(self, config: MambaConfig):
+    def __init__(self, config: MambaConfig, mixer_cls=MambaMixer):
         super().__init__()
         self.residual_in_fp32 = config.residual_in_fp32
         self.norm = RMSNorm(config.hidden_size, config.layer_norm_epsilon)
-        self.mixer = MambaMixer(config)
+        self.mixer = mixer_cls(config)
 
     def forward(self, hidden: torch.Tensor, conv_state=None, ssm_state=None):
         residual = hidden.to(at_least_float32(hidden.dtype)) if self.residual_in_fp32 else hidden

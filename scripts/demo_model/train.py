@@ -48,13 +48,14 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (a larger model trains in minutes on a GPU)")
     args = p.parse_args(argv)
 
     torch.manual_seed(args.seed)
     data = torch.tensor(ByteTokenizer().encode(args.train.read_text(encoding="utf-8")), dtype=torch.long)
     config = MambaConfig(vocab_size=256, hidden_size=args.d_model, num_hidden_layers=args.layers,
                          state_size=args.d_state, tokenizer="bytes")
-    model = init_mamba_weights(MambaLM(config), seed=args.seed).train()
+    model = init_mamba_weights(MambaLM(config), seed=args.seed).to(args.device).train()
     decay = [p_ for n, p_ in model.named_parameters() if p_.dim() >= 2 and "A_log" not in n]
     no_decay = [p_ for n, p_ in model.named_parameters() if p_.dim() < 2 or "A_log" in n]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
@@ -64,7 +65,7 @@ def main(argv=None):
     print(f"training {sum(p_.numel() for p_ in model.parameters()):,} parameters on {len(data):,} bytes")
     for step in range(args.steps):
         offsets = torch.randint(0, len(data) - args.seq_len - 1, (args.batch,), generator=sampler)
-        batch = torch.stack([data[o:o + args.seq_len + 1] for o in offsets.tolist()])
+        batch = torch.stack([data[o:o + args.seq_len + 1] for o in offsets.tolist()]).to(args.device)
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
         logits = model(batch[:, :-1])
@@ -79,7 +80,7 @@ def main(argv=None):
             print(f"step {step:5d}/{args.steps}  loss {recent:.3f} nats/byte ({recent / math.log(2):.3f} bits)"
                   f"  {time.time() - start:.0f}s", flush=True)
 
-    model.eval()
+    model = model.cpu().eval()
     save_model(model, args.out)
     record = {"command": "python scripts/demo_model/train.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "settings": {k: str(v) for k, v in vars(args).items()}, "train_bytes": len(data),
