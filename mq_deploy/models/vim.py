@@ -31,9 +31,6 @@ from .mamba import MIXER_POINTS, ActivationPoint, MambaBlock, MambaMixer, RMSNor
 # The backward path's activation points: every mixer point but the shared in_proj and out_proj inputs.
 BACKWARD_POINTS = tuple(f"{p}_b" for p in MIXER_POINTS if p not in ("in_proj_input", "out_proj_input"))
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)      # timm's IMAGENET_DEFAULT_MEAN / _STD, what Vim was trained with
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 @dataclass
 class VimConfig:
@@ -146,7 +143,7 @@ class VimBackbone(nn.Module):
 
 class VisionMamba(nn.Module):
     """Vim image classifier. `forward(images [b, C, H, W]) -> logits [b, num_classes]` (float32, or
-    float64 for a float64 model); images normalized with IMAGENET_MEAN / IMAGENET_STD."""
+    float64 for a float64 model); images preprocessed as data/images.py does (ImageNet mean and std)."""
 
     def __init__(self, config: VimConfig):
         super().__init__()
@@ -190,9 +187,3 @@ class VisionMamba(nn.Module):
         logits = self.classifier(self.classifier_input(cls))
         return logits.to(at_least_float32(logits.dtype))
 
-
-def normalize_images(images: torch.Tensor) -> torch.Tensor:
-    """[b, 3, H, W] RGB in [0, 1] -> what Vim was trained on (ImageNet mean and std)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=images.dtype).view(1, 3, 1, 1)
-    return (images - mean) / std
