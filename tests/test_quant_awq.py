@@ -74,12 +74,11 @@ def model_and_calib():
     return (model, *token_windows(0, (6, 64), (4, 48)))
 
 
-@pytest.mark.parametrize("recipe", ["rtn", "smoothquant", "quarot", "mambaquant"])
+@pytest.mark.parametrize("recipe", ["rtn", "smoothquant", "quarot", "quamba", "mambaquant"])
 def test_folds_are_exact_and_the_artifact_reproduces_the_model(model_and_calib, recipe, tmp_path):
     model, calib, ids = model_and_calib
     qm = quantize(model, recipe, calib, QuantConfig(w_bits=4, weight_scales="awq", weight_rounding="rtn"),
                   progress=False)
-    plain = quantize(model, recipe, calib, QuantConfig(w_bits=4, weight_rounding="rtn"), progress=False)
     art = save_quantized(qm, tmp_path / "awq")
     with torch.no_grad():
         fp, q = model(ids).double(), qm.model(ids)
@@ -88,7 +87,7 @@ def test_folds_are_exact_and_the_artifact_reproduces_the_model(model_and_calib, 
     assert ((transformed - fp).norm() / fp.norm()).item() < 1e-6        # AWQ's folds keep the FP function
     assert torch.equal(reloaded, q)
     # the scales went where they fold: in_proj and x_proj always, out_proj only without an online Hadamard
-    hadamard = recipe in ("quarot", "mambaquant")
+    hadamard = recipe in ("quarot", "quamba", "mambaquant")
     assert set(qm.awq_alpha) == {f"backbone.layers.{i}.mixer.{leaf}" for i in range(2)
                                  for leaf in ("in_proj", "x_proj") + (() if hadamard else ("out_proj",))}
     assert all(qm.online_transforms[f"backbone.layers.{i}.mixer.x_proj_input"] == "scale" for i in range(2))
@@ -112,6 +111,37 @@ def test_an_outlier_channel_gets_scaled_and_folded_into_the_norm(model_and_calib
     assert err["awq"] < err["rtn"], err
 
 
+@pytest.mark.parametrize("recipe", ["smoothquant", "mambaquant"])
+def test_with_gptq_the_artifact_reloads_bit_exact(model_and_calib, recipe, tmp_path):
+    model, calib, ids = model_and_calib
+    qm = quantize(model, recipe, calib, QuantConfig(w_bits=4, weight_scales="awq"), progress=False)
+    assert qm.config.weight_rounding == "gptq"
+    with torch.no_grad():
+        assert torch.equal(load_quantized(save_quantized(qm, tmp_path / "awq")).model(ids), qm.model(ids))
+
+
+def test_an_in_proj_bias_is_folded_and_stored(tmp_path):
+    """The gate fold divides in_proj's gate bias too: the artifact must carry it (a model with biases)."""
+    from conftest import random_hf_mamba, token_windows
+    hf = random_hf_mamba(vocab=256, hidden=64, layers=2, state=8, seed=9, use_bias=True)
+    model = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
+    model.load_state_dict(hf.state_dict())
+    with torch.no_grad():
+        for layer in model.backbone.layers:
+            layer.mixer.in_proj.bias.normal_(0, 0.5)
+    calib, ids = token_windows(1, (6, 64), (2, 48))
+    qm = quantize(model, "rtn", calib, QuantConfig(w_bits=4, weight_scales="awq", weight_rounding="rtn"), progress=False)
+    art = save_quantized(qm, tmp_path / "awq")
+    with torch.no_grad():
+        fp = model(ids).double()
+        assert rel_err(load_quantized(art, with_quantizers=False).model(ids).double(), fp) < 1e-6
+        assert torch.equal(load_quantized(art).model(ids), qm.model(ids))
+
+
+def rel_err(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
 def test_export_runs_the_awq_model(model_and_calib, tmp_path):
     pytest.importorskip("onnxruntime")
     from mq_deploy.deploy.onnxruntime_session import onnxruntime_session
@@ -127,7 +157,8 @@ def test_export_runs_the_awq_model(model_and_calib, tmp_path):
 
 
 @pytest.mark.parametrize("config", [dict(w_bits=8, weight_scales="awq"), dict(w_bits=4, a_bits=8, weight_scales="awq"),
-                                    dict(w_bits=4, weight_scales="gptq")])
+                                    dict(w_bits=4, weight_scales="gptq"),
+                                    dict(w_bits=4, weight_scales="awq", effective_bits=5.0)])
 def test_awq_outside_weight_only_4bit_is_refused(config):
-    with pytest.raises(MQDeployError, match="weight-only|unknown weight scales"):
+    with pytest.raises(MQDeployError, match="weight-only|unknown weight scales|not supported yet"):
         QuantConfig(**config)

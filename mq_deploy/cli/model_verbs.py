@@ -42,15 +42,15 @@ def run_quantize(args) -> int:
                                  device=resolve_device(args.device), calib_dtype=args.calib_dtype,
                                  weight_rounding=args.weight_rounding, weight_scales=args.weight_scales,
                                  effective_bits=args.effective_bits,
-                                 keep_8bit=tuple(args.keep_8bit or ()),
+                                 keep_linears=tuple(args.keep_linears or ()),
                                  force=args.force, export_check=not args.no_export_check)
     cal, cfg = report["calibration"], report["config"]
     print(f"wrote {args.out}: {args.recipe} W{cfg['w_bits']}A{cfg['a_bits']} {cfg['mode']}, calibrated on "
           f"{cal['samples']}x{cal['seq_len']} tokens of {cal['text']} in {cal['seconds']:.1f} s")
     if "mixed_precision" in report:
         mixed = report["mixed_precision"]
-        print(f"mixed precision: {len(mixed['kept_8bit'])} linears kept at 8 bits, {mixed['effective_bits']:.3f} "
-              f"effective bits (budget {mixed['effective_bits_budget']}): " + (", ".join(mixed["kept_8bit"]) or "none"))
+        print(f"mixed precision: {len(mixed['kept'])} linears kept as {mixed['kept_as']}, {mixed['effective_bits']:.3f} "
+              f"effective bits (budget {mixed['effective_bits_budget']}): " + (", ".join(mixed["kept"]) or "none"))
     if cfg["mode"] != "deploy" or (cfg["w_bits"] == 4 and cfg["a_bits"] != 16):
         print("note: this artifact is for fake-quant evaluation; `mq-deploy export` cannot deploy it")
     if "eval" in report:
@@ -131,11 +131,13 @@ def register(verbs) -> None:
                    help="awq: activation-aware input-channel scales searched per 4-bit linear before rounding "
                         "(W4A16 only; folded into the norm, the gate or one Mul before x_proj)")
     p.add_argument("--effective-bits", type=float, default=None, metavar="B",
-                   help="4-bit weights under a size budget: the mean bits per quantized weight (4 to 8); a "
-                        "sensitivity pass keeps the linears whose 8 bits buy the most accuracy per weight at 8 bits")
-    p.add_argument("--keep-8bit", nargs="+", default=None, metavar="LINEAR",
-                   help="4-bit weights: keep these linears at 8 bits (module names, e.g. "
-                        "backbone.layers.0.mixer.in_proj), instead of letting --effective-bits choose")
+                   help="4-bit weights under a size budget: the mean bits per weight of the 4-bit linears (4 to 16 "
+                        "in deploy mode, where a kept linear is FP16; 4 to 8 in paper mode); a sensitivity pass keeps "
+                        "the linears that buy the most accuracy per weight (W4A16 deploy, or paper mode)")
+    p.add_argument("--keep-linears", nargs="+", default=None, metavar="LINEAR",
+                   help="4-bit weights: keep these linears at higher precision (FP16 in deploy mode, 8 bits in paper "
+                        "mode; module names, e.g. backbone.layers.0.mixer.in_proj) instead of letting "
+                        "--effective-bits choose")
     p.add_argument("--quantize-lm-head", action="store_true")
     p.add_argument("--quantize-conv", action="store_true",
                    help="also quantize the depthwise conv1d (INT8 per-channel weights; its input at A8)")

@@ -56,11 +56,14 @@ class QuantConfig:
                                      # float64 forwards cost 1.9x on a CPU for changes below 1e-4)
     weight_scales: str = "none"      # awq: activation-aware input-channel scales searched per 4-bit linear
                                      # before rounding (quant/awq.py); weight-only (A16) settings
-    effective_bits: float | None = None   # 4-bit weights: a size budget, the mean bits per quantized weight;
-                                          # quantize() keeps the linears a sensitivity pass finds most
-                                          # sensitive at 8 bits within it (quant/mixed_precision.py)
-    keep_8bit: tuple[str, ...] = ()  # 4-bit weights: linears (module names) kept at 8 bits per output
-                                     # channel: what the sensitivity pass chose, or the user's list
+    effective_bits: float | None = None   # 4-bit weights: a size budget, the mean bits per weight of the
+                                          # 4-bit linears; quantize() keeps the linears a sensitivity pass
+                                          # finds most sensitive at higher precision within it
+                                          # (quant/mixed_precision.py)
+    keep_linears: tuple[str, ...] = ()    # 4-bit weights: linears (module names) kept at higher precision:
+                                          # FP16 in deploy mode (TensorRT has no INT8 weight-only GEMM: it
+                                          # runs INT8 weights with FP16 activations as FP16 weights), 8 bits
+                                          # per channel in paper mode; the sensitivity pass's choice or yours
 
     def __post_init__(self):
         if self.a_bits is None:
@@ -90,13 +93,19 @@ class QuantConfig:
             raise MQDeployError(f"unknown device {self.device!r}: choose cpu or cuda (cuda:N)")
         if not 50.0 < self.act_percentile <= 100.0:
             raise MQDeployError(f"act_percentile must be in (50, 100], got {self.act_percentile}")
-        object.__setattr__(self, "keep_8bit", tuple(sorted(set(self.keep_8bit))))     # JSON gives a list
-        if (self.keep_8bit or self.effective_bits is not None) and self.w_bits != 4:
-            raise MQDeployError(f"--effective-bits and 8-bit exceptions are for 4-bit weights; W{self.w_bits} "
-                                "weights are 8-bit already: use --w-bits 4")
-        if self.effective_bits is not None and not 4.0 <= self.effective_bits <= 8.0:
-            raise MQDeployError(f"--effective-bits {self.effective_bits}: give the mean bits per quantized weight, "
-                                "between 4 (every linear at 4 bits) and 8 (every linear at 8)")
+        keep = (self.keep_linears,) if isinstance(self.keep_linears, str) else self.keep_linears
+        object.__setattr__(self, "keep_linears", tuple(sorted(set(keep))))     # JSON gives a list
+        if (self.keep_linears or self.effective_bits is not None) and self.w_bits != 4:
+            raise MQDeployError(f"--effective-bits and --keep-linears are for 4-bit weights; W{self.w_bits} "
+                                "has no lower-precision linears to make exceptions among: use --w-bits 4")
+        if self.effective_bits is not None and self.weight_scales == "awq":
+            raise MQDeployError("--effective-bits with --weight-scales awq is not supported yet (the sensitivity "
+                                "pass compares models without AWQ's folds); use one of them, or --keep-linears with awq")
+        if self.effective_bits is not None and not 4.0 <= self.effective_bits <= self.kept_bits:
+            raise MQDeployError(f"--effective-bits {self.effective_bits}: give the mean bits per weight of the 4-bit "
+                                f"linears, between 4 (all at 4 bits) and {self.kept_bits} (all kept at "
+                                f"{'FP16' if self.kept_bits == 16 else '8 bits'}, what --keep-linears means in "
+                                f"{self.mode} mode)")
 
     def export_blocker(self) -> str | None:
         """Why `mq-deploy export` cannot deploy an artifact made with this config, or None."""
@@ -107,6 +116,11 @@ class QuantConfig:
             return (f"W4A{self.a_bits}: TensorRT runs 4-bit weights weight-only (INT4 weights, FP16 activations); "
                     "it has no INT4 x INT8 GEMM: use W4A16 (--w-bits 4 --a-bits 16) or W8A8 (--w-bits 8 --a-bits 8)")
         return None
+
+    @property
+    def kept_bits(self) -> int:
+        """The bits a linear of keep_linears costs: FP16 in deploy mode, 8 in paper mode."""
+        return 16 if self.mode == "deploy" else 8
 
     @property
     def forward_dtype(self):
@@ -136,9 +150,12 @@ class QuantConfig:
         paper does). 4 bits, deploy mode: what TensorRT runs as a fused INT4 weight-only GEMM
         (docs/export.md, "What each linear becomes"): blocks of group_size (128 or 64) along K, or 64
         when K only takes that; dt_proj (K = dt_rank, a low-rank bottleneck) and linears whose K
-        takes no block stay FP. `name` (the module's full name) in keep_8bit: 8 bits per output channel."""
+        takes no block stay FP. `name` (the module's full name) in keep_linears: FP in deploy mode, 8
+        bits per output channel in paper mode."""
         symmetric = self.mode == "deploy"
-        if self.w_bits == 8 or (name is not None and name in self.keep_8bit):
+        if name is not None and name in self.keep_linears:
+            return None if self.mode == "deploy" else QuantSpec(8, symmetric, "channel", axis=0)
+        if self.w_bits == 8:
             return QuantSpec(8, symmetric, "channel", axis=0)
         if self.mode == "paper":
             group = max(d for d in range(1, min(self.group_size, in_features) + 1) if in_features % d == 0)

@@ -143,6 +143,9 @@ def awq_scale(model: MambaLM, config: QuantConfig, name: str, hessian: torch.Ten
     from .awq import search_scales
     from .transforms import smooth_gate_s_silu, smooth_norm_into_in_proj, smooth_x_proj_input_online
     linear = model.get_submodule(name)
+    if not torch.isfinite(torch.diagonal(hessian)).all():
+        raise MQDeployError(f"AWQ cannot scale {name}: its calibration inputs hold NaN or inf; check the model and "
+                            "the calibration data, or quantize without --weight-scales awq")
     s, alpha, _ = search_scales(linear.weight, hessian, _weight_spec(model, config, name))
     mixer_name, _, leaf = name.rpartition(".")
     mixer = model.get_submodule(mixer_name)
@@ -304,12 +307,9 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
                 s, awq_alpha[name] = awq_scale(work, config, name, h)
                 s = s.to(h)
                 hessians[name] = h / torch.outer(s, s)          # the second moment of the scaled input
-        if hessians:                    # what the folds changed, as the artifact stores it (before rounding)
-            state = work.backbone.layers[i].state_dict(prefix=prefix)
-            for key in (f"{prefix}norm.weight", f"{prefix}mixer.in_proj.weight", f"{prefix}mixer.x_proj.weight",
-                        f"{prefix}mixer.out_proj.weight", f"{prefix}mixer.x_proj_input.scale"):
-                if key in state:
-                    transformed[key] = state[key].detach().clone()
+        if hessians:                    # the folded layer, as the artifact stores it (before rounding)
+            for key, tensor in work.backbone.layers[i].state_dict(prefix=prefix).items():
+                transformed[key] = tensor.detach().clone()
         for name, point in gptq.items():
             if name.startswith(prefix):
                 h = hessians[name] if name in hessians else second_moments[point][0].second_moment()
