@@ -185,21 +185,27 @@ def canonical_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def tensor_mismatches(state: dict, expected: dict[str, tuple[int, ...]], implied: str = "config implies") -> list[str]:
+    """What keeps `state` from loading into a model with `expected` {name: shape}: the missing and
+    unexpected tensors and the shape mismatches, the first few of each named."""
+    def first(names, n):
+        return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k}: checkpoint {tuple(state[k].shape)}, {implied} {expected[k]}"
+             for k in sorted(set(expected) & set(state)) if tuple(state[k].shape) != expected[k]]
+    problems = [f"missing tensors: {first(missing, 5)}"] if missing else []
+    problems += [f"unexpected tensors: {first(unexpected, 5)}"] if unexpected else []
+    if wrong:
+        problems.append("shape mismatches: " + "; ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""))
+    return problems
+
+
 def _check_tensors(state: dict, model: MambaLM, config: MambaConfig, where: Path) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if config.tie_word_embeddings:
         expected.pop("lm_head.weight", None)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k}: checkpoint {tuple(state[k].shape)}, config implies {expected[k]}"
-             for k in sorted(set(expected) & set(state)) if tuple(state[k].shape) != expected[k]]
-    problems = []
-    if missing:
-        problems.append(f"missing tensors: {', '.join(missing[:5])}" + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
-    if unexpected:
-        problems.append(f"unexpected tensors: {', '.join(unexpected[:5])}" + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""))
-    if wrong:
-        problems.append("shape mismatches: " + "; ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""))
+    problems = tensor_mismatches(state, expected)
     if problems:
         raise MQDeployError(f"{where} does not match its config.json ({' | '.join(problems)}); "
                             "the weights and config.json must come from the same Mamba-1 checkpoint")

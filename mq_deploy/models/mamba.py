@@ -72,17 +72,24 @@ class MambaMixer(nn.Module):
                                config.time_step_rank)
         self.d_inner, self.d_state, self.dt_rank = d_inner, n, rank
         self.in_proj = nn.Linear(d, 2 * d_inner, bias=config.use_bias)
-        self.conv1d = nn.Conv1d(d_inner, d_inner, config.conv_kernel, groups=d_inner,
-                                padding=config.conv_kernel - 1, bias=config.use_conv_bias)
-        self.x_proj = nn.Linear(d_inner, rank + 2 * n, bias=False)
-        self.dt_proj = nn.Linear(rank, d_inner, bias=True)
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d_inner, 1))
-        self.D = nn.Parameter(torch.ones(d_inner))
+        self.add_ssm_path(config)
         self.out_proj = nn.Linear(d_inner, d, bias=config.use_bias)
         self.register_buffer("gate_scale", None, persistent=False)
         self.scan_impl = "fused"
         for name in MIXER_POINTS:
             setattr(self, name, ActivationPoint())
+
+    def add_ssm_path(self, config, suffix: str = "") -> None:
+        """The parameters of one SSM path (conv1d, x_proj, dt_proj, A_log, D), named with `suffix`
+        (a bidirectional mixer's backward path: "_b", and A_b_log as the official checkpoints name it)."""
+        d_inner, n, rank = config.intermediate_size, config.state_size, config.time_step_rank
+        setattr(self, f"conv1d{suffix}", nn.Conv1d(d_inner, d_inner, config.conv_kernel, groups=d_inner,
+                                                   padding=config.conv_kernel - 1, bias=config.use_conv_bias))
+        setattr(self, f"x_proj{suffix}", nn.Linear(d_inner, rank + 2 * n, bias=False))
+        setattr(self, f"dt_proj{suffix}", nn.Linear(rank, d_inner, bias=True))
+        setattr(self, f"A{suffix}_log",
+                nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d_inner, 1)))
+        setattr(self, f"D{suffix}", nn.Parameter(torch.ones(d_inner)))
 
     def forward(self, hidden: torch.Tensor, conv_state=None, ssm_state=None):
         """hidden [b, L, d] -> (out [b, L, d], conv_state, ssm_state)."""
@@ -116,7 +123,7 @@ class MambaMixer(nn.Module):
             delta, delta_bias = F.linear(dt, dt_proj.weight), dt_proj.bias.float()
         else:
             delta, delta_bias = dt_proj(dt), None
-        a_log = self.A_log if not suffix else getattr(self, f"A{suffix}_log")     # the official A_b_log
+        a_log = getattr(self, f"A{suffix}_log")
         y, ssm_state = selective_scan(
             param("scan_x")(x), param("scan_delta")(delta), -torch.exp(a_log.float()), param("scan_B")(B),
             param("scan_C")(C), D=param("D").float(), delta_bias=delta_bias, z=param("scan_gate")(z),
@@ -147,7 +154,16 @@ class MambaBackbone(nn.Module):
         self.norm_f = RMSNorm(config.hidden_size, config.layer_norm_epsilon)
 
 
-class MambaLM(nn.Module):
+class LayeredModel(nn.Module):
+    """What every Mamba-family model here shares: `backbone.layers` of MambaBlocks run in order, so
+    calibration and quantization handle them alike."""
+
+    def set_scan_impl(self, impl: str) -> None:
+        for layer in self.backbone.layers:
+            layer.mixer.scan_impl = impl
+
+
+class MambaLM(LayeredModel):
     """Mamba-1 causal LM. `forward(input_ids [b, L]) -> logits [b, L, vocab]` (float32, or float64 for
     a float64 model)."""
 
@@ -163,10 +179,6 @@ class MambaLM(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.lm_head.weight.dtype
-
-    def set_scan_impl(self, impl: str) -> None:
-        for layer in self.backbone.layers:
-            layer.mixer.scan_impl = impl
 
     def forward(self, input_ids: torch.Tensor, state: MambaState | None = None, return_state: bool = False):
         """Logits for input_ids, continuing from `state` (None: start of sequence).

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
-from .mamba import MIXER_POINTS, ActivationPoint, MambaBlock, MambaMixer, RMSNorm, at_least_float32
+from .mamba import MIXER_POINTS, ActivationPoint, LayeredModel, MambaBlock, MambaMixer, RMSNorm, at_least_float32
 
 # The backward path's activation points: every mixer point but the shared in_proj and out_proj inputs.
 BACKWARD_POINTS = tuple(f"{p}_b" for p in MIXER_POINTS if p not in ("in_proj_input", "out_proj_input"))
@@ -96,14 +96,8 @@ class BiMambaMixer(MambaMixer):
 
     def __init__(self, config: VimConfig):
         super().__init__(config)
-        d_inner, n, rank = config.intermediate_size, config.state_size, config.time_step_rank
         self.divide_out = config.divide_out
-        self.conv1d_b = nn.Conv1d(d_inner, d_inner, config.conv_kernel, groups=d_inner,
-                                  padding=config.conv_kernel - 1, bias=config.use_conv_bias)
-        self.x_proj_b = nn.Linear(d_inner, rank + 2 * n, bias=False)
-        self.dt_proj_b = nn.Linear(rank, d_inner, bias=True)
-        self.A_b_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d_inner, 1))
-        self.D_b = nn.Parameter(torch.ones(d_inner))
+        self.add_ssm_path(config, "_b")
         for name in BACKWARD_POINTS:
             setattr(self, name, ActivationPoint())
 
@@ -141,7 +135,7 @@ class VimBackbone(nn.Module):
         self.norm_f = RMSNorm(config.hidden_size, config.layer_norm_epsilon)
 
 
-class VisionMamba(nn.Module):
+class VisionMamba(LayeredModel):
     """Vim image classifier. `forward(images [b, C, H, W]) -> logits [b, num_classes]` (float32, or
     float64 for a float64 model); images preprocessed as data/images.py does (ImageNet mean and std)."""
 
@@ -155,10 +149,6 @@ class VisionMamba(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.classifier.weight.dtype
-
-    def set_scan_impl(self, impl: str) -> None:
-        for layer in self.backbone.layers:
-            layer.mixer.scan_impl = impl
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         hidden = self.embed(images)

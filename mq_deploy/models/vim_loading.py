@@ -23,7 +23,7 @@ import torch
 
 from ..atomic_dir import atomic_directory
 from ..errors import MQDeployError
-from .loading import _first_line, _read_json, check_finite_weights
+from .loading import _first_line, _read_json, check_finite_weights, tensor_mismatches
 from .safetensors_io import map_safetensors, write_safetensors
 from .vim import VimConfig, VisionMamba
 
@@ -123,17 +123,7 @@ def config_from_official(state: dict[str, torch.Tensor], where: Path, img_size: 
 
 
 def _check_vim_tensors(state: dict, model: VisionMamba, where: Path) -> None:
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k}: checkpoint {tuple(state[k].shape)}, expected {expected[k]}"
-             for k in sorted(set(expected) & set(state)) if tuple(state[k].shape) != expected[k]]
-    problems = []
-    for label, names in (("missing tensors", missing), ("unexpected tensors", unexpected)):
-        if names:
-            problems.append(f"{label}: {', '.join(names[:5])}" + (f" and {len(names) - 5} more" if len(names) > 5 else ""))
-    if wrong:
-        problems.append("shape mismatches: " + "; ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""))
+    problems = tensor_mismatches(state, {k: tuple(v.shape) for k, v in model.state_dict().items()}, "expected")
     if problems:
         raise MQDeployError(f"{where} does not hold a consistent Vision Mamba ({' | '.join(problems)}); the file was "
                             "cut short, renamed or mixed from two models: restore it from the original download")
