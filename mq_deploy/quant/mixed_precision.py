@@ -119,7 +119,6 @@ def quantize_mixed(model, recipe: str, calib: torch.Tensor, config, progress: bo
             raise MQDeployError("the two quantize runs of --effective-bits gave different transforms (the recipe is not "
                                 "reproducible on this device); run it with --device cpu, or name the linears with "
                                 "--keep-linears")
-        final = dataclasses.replace(plain, keep_linears=())
 
         def kept_weight(name):          # what the model computes with: FP in deploy mode, 8-bit RTN in paper
             stored = spill.get(name)

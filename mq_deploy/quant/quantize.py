@@ -38,7 +38,7 @@ class QuantizedModel:
     # (SpilledTensors) for as long as this object lives
     transformed_weights: Mapping[str, torch.Tensor] = field(default_factory=dict, repr=False)
     ranges_replayed: bool = False       # static ranges from the recipe's statistics pass, not a second pass
-    mixed_precision: dict | None = None  # config.effective_bits: the sensitivities and the linears kept at 8 bits
+    mixed_precision: dict | None = None  # config.effective_bits: the sensitivities and the linears kept
     awq_alpha: dict[str, float] = field(default_factory=dict)   # weight_scales="awq": the α chosen per linear
 
 
