@@ -10,6 +10,7 @@ from .data.calibration import calibration_batches, check_window_counts
 from .errors import MQDeployError
 from .eval import evaluate_model
 from .eval.perplexity import check_eval_windows
+from .models.checkpoints import is_vision_checkpoint
 from .models.loading import load_config, load_model
 from .models.tokenizer import load_tokenizer
 from .outputs import check_output_dir
@@ -59,6 +60,8 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     if eval_max_tokens is not None:
         check_eval_windows(EVAL_SEQ_LEN, 1, eval_max_tokens)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if is_vision_checkpoint(model_dir):
+        return _quantize_vision(model_dir, out_dir, recipe, calib, config, calib_samples, eval_text, progress, force)
     load_config(model_dir)                      # the model directory first: a clearer error than the output's
     check_output_dir(out_dir, "quantized artifact", is_own_artifact, force,
                      inputs=[model_dir, calib, eval_text], option="--out")
@@ -93,3 +96,52 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
                           "perplexity_change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1)}
     save_quantized(qm, out_dir, source_dir=model_dir, report=report, replace=force)
     return report
+
+
+def _quantize_vision(model_dir: Path, out_dir: Path, recipe: str, calib: str, config, calib_samples: int,
+                     eval_source: str | None, progress: bool, force: bool) -> dict:
+    """quantize_checkpoint for a Vision Mamba: calibration images instead of token windows, top-1 on
+    labelled images instead of perplexity."""
+    from .data.image_sources import BUNDLED, load_image_source
+    from .data.images import top1_agreement, topk_accuracy
+    from .models.vim_loading import load_vim
+    from .quant.artifact import is_own_artifact, save_quantized
+    from .quant.quantize import quantize
+    if config.effective_bits is not None or config.keep_linears:
+        raise MQDeployError("--effective-bits and --keep-linears are not supported for Vision Mamba yet; quantize "
+                            "every linear (drop the option)")
+    if calib == "pydoc-topics" or (not Path(calib).exists() and calib not in BUNDLED):
+        raise MQDeployError(f"--calib {calib}: a Vision Mamba calibrates on images: give a folder of images, a .npy "
+                            f"of preprocessed images, or one of {', '.join(BUNDLED)}")
+    check_output_dir(out_dir, "quantized artifact", is_own_artifact, force, inputs=[model_dir, calib, eval_source],
+                     option="--out")
+    loaded = load_vim(model_dir)
+    size = loaded.config.img_size
+    calib_set = load_image_source(calib, size, calib_samples, option="--calib")
+    evaluation = load_image_source(eval_source, size, None, option="--eval") if eval_source else None
+    if evaluation is not None and evaluation.labels is None:
+        raise MQDeployError(f"--eval {eval_source} has no labels; give a folder in the ImageFolder layout "
+                            "(root/<class>/<image>) or digits:heldout")
+    start = time.perf_counter()
+    qm = quantize(loaded.model, recipe, calib_set.images, config, progress=progress)
+    report = {"recipe": recipe, "config": qm.config.to_dict(), "calibration": {
+        "images": calib_set.label, "samples": int(calib_set.images.shape[0]), "device": config.device,
+        "forward_dtype": str(config.forward_dtype).replace("torch.", ""),
+        "seconds": round(time.perf_counter() - start, 2), "stages": {k: round(v, 2) for k, v in qm.seconds.items()}}}
+    if qm.awq_alpha:
+        report["awq_alpha"] = qm.awq_alpha
+    if evaluation is not None:
+        fp, q = classify(loaded.model, evaluation.images), classify(qm.model, evaluation.images)
+        report["eval"] = {"images": evaluation.label, "count": int(len(evaluation.labels)),
+                          "fp_top1": topk_accuracy(fp, evaluation.labels, ks=(1,))["top1"],
+                          "quantized_top1": topk_accuracy(q, evaluation.labels, ks=(1,))["top1"],
+                          "top1_agreement": top1_agreement(q, fp)}
+    save_quantized(qm, out_dir, source_dir=model_dir, report=report, replace=force)
+    return report
+
+
+def classify(model, images, batch_size: int = 64):
+    """Logits [n, classes] of a vision model over `images`, a batch at a time."""
+    import torch
+    with torch.no_grad():
+        return torch.cat([model(chunk) for chunk in images.split(batch_size)])

@@ -29,3 +29,8 @@ def demo_model_dir() -> Path:
 
 def sample_text(name: str) -> Path:
     return samples_dir() / "data" / name
+
+
+def sample_data(name: str) -> Path:
+    """A bundled data file (samples/data/<name>)."""
+    return samples_dir() / "data" / name

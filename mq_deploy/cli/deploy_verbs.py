@@ -37,7 +37,8 @@ def run_check(args) -> int:
         graphs = manifest.graphs
         if "prefill" in graphs:             # the probe runs the set: prefill, then a decode step
             probe_export(graphs["prefill"].path, graphs["decode"].path if "decode" in graphs else None,
-                         manifest.vocab_size, manifest.precision, aftermath="")
+                         None if manifest.is_vision else manifest.vocab_size, manifest.precision, aftermath="",
+                         image_shape=manifest.image_shape if manifest.is_vision else None)
         print(f"{args.onnx}: ok")
         return 0
     print(f"{args.onnx}: {len(problems)} problem(s)")

@@ -45,15 +45,21 @@ def run_quantize(args) -> int:
                                  keep_linears=tuple(args.keep_linears or ()),
                                  force=args.force, export_check=not args.no_export_check)
     cal, cfg = report["calibration"], report["config"]
+    data = (f"{cal['samples']}x{cal['seq_len']} tokens of {cal['text']}" if "text" in cal
+            else f"{cal['samples']} images of {cal['images']}")
     print(f"wrote {args.out}: {args.recipe} W{cfg['w_bits']}A{cfg['a_bits']} {cfg['mode']}, calibrated on "
-          f"{cal['samples']}x{cal['seq_len']} tokens of {cal['text']} in {cal['seconds']:.1f} s")
+          f"{data} in {cal['seconds']:.1f} s")
     if "mixed_precision" in report:
         mixed = report["mixed_precision"]
         print(f"mixed precision: {len(mixed['kept'])} linears kept as {mixed['kept_as']}, {mixed['effective_bits']:.3f} "
               f"effective bits (budget {mixed['effective_bits_budget']}): " + (", ".join(mixed["kept"]) or "none"))
     if cfg["mode"] != "deploy" or (cfg["w_bits"] == 4 and cfg["a_bits"] != 16):
         print("note: this artifact is for fake-quant evaluation; `mq-deploy export` cannot deploy it")
-    if "eval" in report:
+    if "eval" in report and "fp_top1" in report["eval"]:
+        e = report["eval"]
+        print(f"top-1 on {e['images']}: FP {100 * e['fp_top1']:.2f}% -> quantized {100 * e['quantized_top1']:.2f}% "
+              f"(top-1 agreement {100 * e['top1_agreement']:.2f}%)")
+    elif "eval" in report:
         e = report["eval"]
         print(f"perplexity on {e['text']}: FP {e['fp_perplexity']:.4f} -> quantized {e['quantized_perplexity']:.4f} "
               f"({e['perplexity_change_percent']:+.2f}%)")
@@ -107,7 +113,8 @@ def register(verbs) -> None:
                          description="MambaQuant post-training quantization (or a baseline recipe). Writes a "
                                      "directory with config.json, model.safetensors (transformed FP weights), "
                                      "transforms.safetensors, quant.json and report.json.")
-    p.add_argument("--model", required=True, help="FP model directory")
+    p.add_argument("--model", required=True, help="FP model directory (a language model, or a Vision Mamba: our "
+                                                  "directory or an official vim_*.pth)")
     p.add_argument("--out", required=True, help="artifact directory to write (new or empty; written whole or not at all)")
     add_force(p)
     p.add_argument("--recipe", default="mambaquant", choices=["rtn", "smoothquant", "quarot", "quamba", "mambaquant"])
@@ -119,8 +126,11 @@ def register(verbs) -> None:
                    help="allow deploy-mode settings that export cannot deploy (W4A8), for fake-quant evaluation")
     p.add_argument("--mode", default="deploy", choices=["deploy", "paper"],
                    help="deploy: symmetric static INT8 as TensorRT runs it; paper: the paper's fake-quant settings")
-    add_text(p, "--calib", default="pydoc-topics", purpose="calibration data")
-    p.add_argument("--calib-samples", type=int, default=32, help="calibration windows (default 32)")
+    p.add_argument("--calib", default="pydoc-topics",
+                   help="calibration data: a UTF-8 text file, 'pydoc-topics', or token ids (.npy / .json) (default "
+                        "pydoc-topics); for a Vision Mamba, images: a folder, a .npy of preprocessed images "
+                        "[n, 3, H, W], or 'digits' (the vision demo's)")
+    p.add_argument("--calib-samples", type=int, default=32, help="calibration windows, or images (default 32)")
     p.add_argument("--calib-seq-len", type=int, default=512, help="tokens per window (default 512)")
     p.add_argument("--act-percentile", type=float, default=100.0, help="static activation range percentile")
     p.add_argument("--weight-rounding", default="auto", choices=["auto", "rtn", "gptq"],
@@ -147,7 +157,10 @@ def register(verbs) -> None:
                    help="dtype of the calibration forwards (statistics are float64 sums and the folds float64 "
                         "either way); auto: float32, whose statistics agree with float64 forwards to 1e-4 at half "
                         "the time on a CPU")
-    add_text(p, "--eval", purpose="also report FP vs quantized perplexity on")
+    p.add_argument("--eval", default=None,
+                   help="also report FP vs quantized perplexity on a UTF-8 text file, 'pydoc-topics', or token ids "
+                        "(.npy / .json); for a Vision Mamba, top-1 on labelled images (an ImageFolder folder or "
+                        "'digits:heldout')")
     p.add_argument("--eval-max-tokens", type=int, default=None)
     p.set_defaults(func=run_quantize)
 

@@ -116,6 +116,16 @@ class Manifest:
         return self.raw["model"]
 
     @property
+    def is_vision(self) -> bool:
+        """A Vision Mamba's export: images in, class logits out, no decode graph."""
+        return self.raw["model"].get("model_type") == "vim"
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        m = self.raw["model"]
+        return int(m["in_channels"]), int(m["img_size"]), int(m["img_size"])
+
+    @property
     def vocab_size(self) -> int:
         return int(self.raw["model"]["vocab_size"])
 

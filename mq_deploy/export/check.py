@@ -55,7 +55,8 @@ def _dims(vi) -> list:
 
 def _check_dynamic_dims(model: onnx.ModelProto, inferred: onnx.ModelProto | None, kind: str) -> list[Problem]:
     problems = []
-    dynamic = {0: "batch"} if kind == "decode" else {0: "batch", 1: "seqlen"}
+    # a vision graph's images and logits have a batch dim only
+    dynamic = {0: "batch"} if kind == "decode" or model.graph.name == "vision_mamba" else {0: "batch", 1: "seqlen"}
     declared = {vi.name: _dims(vi) for vi in list(model.graph.input) + list(model.graph.output)}
     after = {vi.name: _dims(vi) for vi in inferred.graph.output} if inferred is not None else {}
     for name, dims in declared.items():

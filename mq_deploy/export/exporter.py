@@ -21,6 +21,7 @@ from .graph_files import serialize_graphs
 from .manifest import build_manifest, manifest_bytes
 from .probe import probe_export
 from .source import load_export_source
+from ..models.checkpoints import is_vision_checkpoint
 
 PRECISIONS = ("fp16", "fp32")
 SCANS = ("plugin", "onnx")
@@ -71,6 +72,8 @@ def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plug
     if not model_dir.is_dir():
         raise MQDeployError(f"--model {model_dir} does not exist or is not a directory; pass a model directory or a "
                             "quantized artifact made by `mq-deploy quantize`")
+    vision = is_vision_checkpoint(model_dir)
+    decode = decode and not vision         # a classifier sees whole images: no decode graph
     previous = check_export_target(onnx_path, model_dir, decode, force, external=external_data is not False)
     start = time.perf_counter()
     source = load_export_source(model_dir)
@@ -99,8 +102,10 @@ def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plug
         graphs = {kind: (path, built[kind], files[kind]) for kind, path in kinds.items()}
         if probe:
             release_free_memory()
+            cfg = source.config
             probe_export(graphs["prefill"][2].staged, graphs["decode"][2].staged if decode else None,
-                         source.config.vocab_size, precision)
+                         getattr(cfg, "vocab_size", None), precision,
+                         image_shape=(cfg.in_channels, cfg.img_size, cfg.img_size) if vision else None)
         seconds = time.perf_counter() - start
         manifest = build_manifest(source, precision, scan, graphs, seconds, batch_max, seq_max, onnx_path.parent)
         stage.file(manifest_path(onnx_path)).write_bytes(manifest_bytes(manifest))

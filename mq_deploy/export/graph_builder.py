@@ -53,6 +53,8 @@ class BuiltGraph:
 
 
 class MambaGraphEmitter:
+    GRAPH_NAME = "mamba_lm"
+
     def __init__(self, source: ExportSource, precision: str, scan: str, decode: bool):
         self.src, self.cfg = source, source.config
         self.precision, self.ft = precision, FLOAT_TYPES[precision]
@@ -83,7 +85,7 @@ class MambaGraphEmitter:
     def linear(self, x: str, module_name: str) -> str:
         spec, scale, _ = self.form_of(module_name)
         return emit_linear(self.b, x, self.model.get_submodule(module_name), self.ft, module_name, spec, scale,
-                           use_bias=not module_name.endswith(".dt_proj"))
+                           use_bias=not module_name.endswith((".dt_proj", ".dt_proj_b")))   # the scan's delta_bias
 
     def rmsnorm(self, residual: str, norm, name: str) -> str:
         """fp32 statistics of the fp32 residual, normalized value cast to the graph type, then γ."""
@@ -98,16 +100,22 @@ class MambaGraphEmitter:
         return b.node("Mul", [normalized, self.fp(norm.weight, f"{name}.weight")], name=f"{name}.scale")
 
     # ------------------------------------------------------------------ mixer
-    def causal_conv(self, x: str, conv: torch.nn.Conv1d, prefix: str, conv_state_in: str | None):
+    def causal_conv(self, x: str, conv: torch.nn.Conv1d, prefix: str, conv_state_in: str | None,
+                    suffix: str = "", reverse: bool = False):
         """Depthwise causal conv on [b, L, D]: pad K-1 steps of history (zeros, or the carried state),
-        Conv with group=D, and return the last K-1 inputs as the new state [b, D, K-1]."""
+        Conv with group=D, and return the last K-1 inputs as the new state [b, D, K-1].
+        reverse: the anti-causal conv of a backward path (the causal conv of the time-flipped input,
+        flipped back): K-1 zeros after the sequence, the kernel's taps in reverse order, no state."""
         b, k = self.b, conv.kernel_size[0]
-        xt = b.node("Transpose", [x], name=f"{prefix}.conv_to_channels", perm=[0, 2, 1])     # [b, D, L]
-        if conv_state_in is None:
+        xt = b.node("Transpose", [x], name=f"{prefix}.conv{suffix}_to_channels", perm=[0, 2, 1])     # [b, D, L]
+        if reverse:
+            padded = b.node("Pad", [xt, b.small([0, 0, 0, 0, 0, k - 1])], name=f"{prefix}.conv{suffix}_pad",
+                            mode="constant")
+        elif conv_state_in is None:
             padded = b.node("Pad", [xt, b.small([0, 0, k - 1, 0, 0, 0])], name=f"{prefix}.conv_pad", mode="constant")
         else:
             padded = b.node("Concat", [conv_state_in, xt], name=f"{prefix}.conv_window", axis=2)
-        name = f"{prefix}.conv1d"
+        name = f"{prefix}.conv1d{suffix}"
         spec = self.src.weight_specs.get(name)
         scale = self.src.activation_scales.get(input_point_of(name)) if spec else None
         if scale is not None:
@@ -115,20 +123,24 @@ class MambaGraphEmitter:
             # is already quantized (re-quantizing a DQ output gives the same code) and the padding
             # is 0, so this is the torch model's per-token quantization of the conv input.
             padded = emit_activation_qdq(b, padded, scale, self.ft, name)
-        weight = emit_conv_weight(b, conv.weight, self.ft, name, spec) if spec else self.fp(conv.weight, f"{name}.weight")
+        taps = conv.weight.flip(-1) if reverse else conv.weight
+        weight = emit_conv_weight(b, taps, self.ft, name, spec) if spec else self.fp(taps, f"{name}.weight")
         inputs = [padded, weight]
         if conv.bias is not None:
             inputs.append(self.fp(conv.bias, f"{name}.bias"))
         y = b.node("Conv", inputs, name=name, group=conv.in_channels, kernel_shape=[k], pads=[0, 0])
+        tokens = b.node("Transpose", [y], name=f"{prefix}.conv{suffix}_to_tokens", perm=[0, 2, 1])
+        if reverse:
+            return tokens, None
         state = b.node("Slice", [padded, b.small([-(k - 1)]), b.small([np.iinfo(np.int64).max]), b.small([2])],
                        name=f"{prefix}.conv_state")
-        return b.node("Transpose", [y], name=f"{prefix}.conv_to_tokens", perm=[0, 2, 1]), state
+        return tokens, state
 
-    def scan_params(self, mixer, prefix: str) -> list[str]:
+    def scan_params(self, mixer, prefix: str, suffix: str = "") -> list[str]:
         gate_scale = mixer.gate_scale if mixer.gate_scale is not None else torch.ones(mixer.d_inner)
-        return [self.fp(-torch.exp(mixer.A_log.double()), f"{prefix}.A", np.float32),
-                self.fp(mixer.D, f"{prefix}.D", np.float32),
-                self.fp(mixer.dt_proj.bias, f"{prefix}.delta_bias", np.float32),
+        return [self.fp(-torch.exp(getattr(mixer, f"A{suffix}_log").double()), f"{prefix}.A{suffix}", np.float32),
+                self.fp(getattr(mixer, "D" + suffix), f"{prefix}.D{suffix}", np.float32),
+                self.fp(getattr(mixer, "dt_proj" + suffix).bias, f"{prefix}.delta_bias{suffix}", np.float32),
                 self.fp(gate_scale, f"{prefix}.gate_scale", np.float32)]
 
     def state_update(self, x, delta, A, B, C, D, delta_bias, z, gate_scale, h_in: str, p: str):
@@ -149,34 +161,42 @@ class MambaGraphEmitter:
         y = self.to_graph_type(b.node("Mul", [y, gate], name=f"{p}.gated"), f"{p}.y")
         return y, h
 
-    def mixer(self, i: int, hidden: str):
-        b, prefix = self.b, f"backbone.layers.{i}.mixer"
-        mixer = self.model.get_submodule(prefix)
-        names = state_names(i)
-        xz = self.linear(hidden, f"{prefix}.in_proj")
-        x, z = b.node("Split", [xz, b.small([mixer.d_inner, mixer.d_inner])], 2, name=f"{prefix}.split_xz", axis=-1)
-        x, conv_state = self.causal_conv(x, mixer.conv1d, prefix, names["conv_in"] if self.decode else None)
-        b.node("Identity", [conv_state], [names["conv_out"]], name=f"{prefix}.conv_state_out")
-        x = b.node("Mul", [x, b.node("Sigmoid", [x], name=f"{prefix}.conv_sigmoid")], name=f"{prefix}.conv_silu")
-        point, x_proj_in = f"{prefix}.x_proj_input", x
+    def ssm_path(self, mixer, prefix: str, x: str, z: str, suffix: str = "", reverse: bool = False,
+                 names: dict | None = None) -> str:
+        """conv -> SiLU -> x_proj -> dt_proj -> SelectiveScan of one SSM path (`suffix` names its
+        parameters: "" or a backward path's "_b", which runs reversed); returns the gated scan output.
+        names: the layer's state I/O names (a language model's graph), None for a stateless graph."""
+        b, p = self.b, f"{prefix}{suffix}"
+        conv_in = names["conv_in"] if names and self.decode else None
+        x, conv_state = self.causal_conv(x, getattr(mixer, "conv1d" + suffix), prefix, conv_in, suffix, reverse)
+        if names:
+            b.node("Identity", [conv_state], [names["conv_out"]], name=f"{prefix}.conv_state_out")
+        x = b.node("Mul", [x, b.node("Sigmoid", [x], name=f"{p}.conv_sigmoid")], name=f"{p}.conv_silu")
+        point, x_proj_in = f"{prefix}.x_proj_input{suffix}", x
         if point in self.src.channel_scales:        # SmoothQuant's pre-quantization multiply (x_proj only:
             x_proj_in = b.node("Mul", [x, self.fp(self.src.channel_scales[point], f"{point}.scale")],   # the scan
-                               name=f"{prefix}.x_proj_smooth")                                       # reads x)
-        dbc = self.linear(x_proj_in, f"{prefix}.x_proj")
+                               name=f"{p}.x_proj_smooth")                                            # reads x)
+        dbc = self.linear(x_proj_in, f"{prefix}.x_proj{suffix}")
         dt, B, C = b.node("Split", [dbc, b.small([mixer.dt_rank, mixer.d_state, mixer.d_state])], 3,
-                          name=f"{prefix}.split_dt_B_C", axis=-1)
-        delta = self.linear(dt, f"{prefix}.dt_proj")
-        inputs = [x, delta] + self.scan_params(mixer, prefix)
+                          name=f"{p}.split_dt_B_C", axis=-1)
+        delta = self.linear(dt, f"{prefix}.dt_proj{suffix}")
+        inputs = [x, delta] + self.scan_params(mixer, prefix, suffix)
         inputs = [inputs[0], inputs[1], inputs[2], B, C, inputs[3], inputs[4], z, inputs[5]]   # contract order
+        state_out = names["ssm_out"] if names else b.unique(f"{p}.scan_final_state")
         if self.decode:
             y, h = self.state_update(*inputs, h_in=names["ssm_in"], p=f"{prefix}.state_update")
-            b.node("Identity", [h], [names["ssm_out"]], name=f"{prefix}.ssm_state_out")
+            b.node("Identity", [h], [state_out], name=f"{prefix}.ssm_state_out")
         elif self.scan == "plugin":
-            y, _ = emit_selective_scan_node(b, inputs, f"{prefix}.selective_scan",
-                                            outputs=[b.unique(f"{prefix}.scan_y"), names["ssm_out"]])
+            y, _ = emit_selective_scan_node(b, inputs, f"{p}.selective_scan", reverse=reverse,
+                                            outputs=[b.unique(f"{p}.scan_y"), state_out])
         else:
-            y, _ = emit_scan_body(b, inputs, [b.unique(f"{prefix}.scan_y"), names["ssm_out"]],
-                                  prefix=f"{prefix}.selective_scan", delta_softplus=1, reverse=0)
+            y, _ = emit_scan_body(b, inputs, [b.unique(f"{p}.scan_y"), state_out],
+                                  prefix=f"{p}.selective_scan", delta_softplus=1, reverse=int(reverse))
+        return y
+
+    def out_projection(self, prefix: str, y: str) -> str:
+        """The out_proj input's online transform (R2's Hadamard), then out_proj."""
+        b = self.b
         point = f"{prefix}.out_proj_input"
         if point in self.src.hadamard_signs:
             signs = self.src.hadamard_signs[point]
@@ -185,6 +205,17 @@ class MambaGraphEmitter:
             else:
                 y = emit_hadamard_inline(b, y, signs, self.ft, f"{prefix}.hadamard")
         return self.linear(y, f"{prefix}.out_proj")
+
+    def split_xz(self, prefix: str, mixer, hidden: str) -> tuple[str, str]:
+        xz = self.linear(hidden, f"{prefix}.in_proj")
+        return self.b.node("Split", [xz, self.b.small([mixer.d_inner, mixer.d_inner])], 2, name=f"{prefix}.split_xz",
+                           axis=-1)
+
+    def mixer(self, i: int, hidden: str):
+        prefix = f"backbone.layers.{i}.mixer"
+        mixer = self.model.get_submodule(prefix)
+        x, z = self.split_xz(prefix, mixer, hidden)
+        return self.out_projection(prefix, self.ssm_path(mixer, prefix, x, z, names=state_names(i)))
 
     # ------------------------------------------------------------------ model
     def head_weight(self) -> str | None:
@@ -242,7 +273,7 @@ class MambaGraphEmitter:
         b = self.b
         io_names = {io.name for io in inputs + outputs} | {t.name for t in b.initializers}
         graph = helper.make_graph(
-            b.nodes, "mamba_lm_decode_step" if self.decode else "mamba_lm",
+            b.nodes, f"{self.GRAPH_NAME}_decode_step" if self.decode else self.GRAPH_NAME,
             [helper.make_tensor_value_info(io.name, io.dtype, io.shape) for io in inputs],
             [helper.make_tensor_value_info(io.name, io.dtype, io.shape) for io in outputs],
             b.initializers, value_info=b.value_infos(io_names))
@@ -271,4 +302,10 @@ class MambaGraphEmitter:
 
 
 def build_graph(source: ExportSource, precision: str = "fp16", scan: str = "plugin", decode: bool = False) -> BuiltGraph:
+    from ..models.vim import VisionMamba
+    if isinstance(source.model, VisionMamba):
+        if decode:
+            raise ValueError("a Vision Mamba has no decode graph: it classifies whole images")
+        from .vim_graph import VimGraphEmitter
+        return VimGraphEmitter(source, precision, scan, decode).build()
     return MambaGraphEmitter(source, precision, scan, decode).build()

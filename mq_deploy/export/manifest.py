@@ -13,9 +13,25 @@ from .graph_builder import BuiltGraph
 from .graph_files import GraphFile
 from ..deploy.contract import DOMAIN, DOMAIN_VERSION, PLUGIN_NAMESPACE, PLUGIN_OPS, PLUGIN_VERSION
 from .source import ExportSource
+from ..models.vim import VimConfig
 
 SCAN_DEVIATION = ("the scan runs in the graph's float type with an FP32 state; the paper's per-token "
                   "quantization of h·C is not deployed (not expressible in a fused scan kernel)")
+
+
+STATE_NOTE = {"conv": "conv_state[.out].<layer> [batch, d_inner, conv_kernel-1], graph float type",
+              "ssm": "ssm_state[.out].<layer> [batch, d_inner, state_size], float32",
+              "carry": "feed prefill's *_out.<layer> outputs to the decode graph's inputs of the same name without _out"}
+
+
+def is_vision(config) -> bool:
+    return isinstance(config, VimConfig)
+
+
+def model_entry(config) -> dict:
+    """The model's config as the manifest records it: a language model's in the HF layout, a Vision
+    Mamba's with model_type "vim"."""
+    return config.to_dict() if is_vision(config) else config.to_hf_dict()
 
 
 def _plugin_nodes(built: BuiltGraph) -> list[dict]:
@@ -70,15 +86,13 @@ def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict
         "manifest_version": MANIFEST_VERSION, "producer": f"mq-deploy {__version__}",
         "source": {"path": str(Path(source.path).resolve()), "relative_path": relative_source(source.path, folder),
                    "sha256": source.sha256, "kind": "quantized artifact" if source.recipe else "FP checkpoint"},
-        "model": source.config.to_hf_dict(), "quantization": quant,
+        "model": model_entry(source.config), "quantization": quant,
         "precision": precision, "scan": scan,
         "opset": {"ai.onnx": opset, **({DOMAIN: DOMAIN_VERSION} if used else {})}, "ir_version": ir_version,
         "plugins": [{"name": p, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE, "domain": DOMAIN}
                     for p in used],
         "graphs": entries,
-        "state": {"conv": "conv_state[.out].<layer> [batch, d_inner, conv_kernel-1], graph float type",
-                  "ssm": "ssm_state[.out].<layer> [batch, d_inner, state_size], float32",
-                  "carry": "feed prefill's *_out.<layer> outputs to the decode graph's inputs of the same name without _out"},
+        **({} if is_vision(source.config) else {"state": STATE_NOTE}),
         "profile": {"batch_max": batch_max, "seq_max": seq_max},
         "export_seconds": round(seconds, 3),
     }

@@ -25,15 +25,28 @@ def _run(session, feeds: dict) -> dict:
     return dict(zip(names, session.run(names, feeds)))
 
 
-def probe_export(prefill: Path, decode: Path | None, vocab_size: int, precision: str,
-                 aftermath: str = " (nothing was written)") -> None:
-    """Raise one MQDeployError when the graphs produce NaN/inf logits on the probe input."""
-    ids = probe_ids(vocab_size)
+def probe_images(shape) -> np.ndarray:
+    """[1, C, H, W] deterministic values in the range of normalized images (about -2 .. 2.6)."""
+    count = int(np.prod(shape))
+    return (((np.arange(count, dtype=np.int64) * 7919 + 13) % 1000) / 1000 * 4.6 - 2.0).astype(np.float32).reshape(
+        (1, *shape))
+
+
+def probe_export(prefill: Path, decode: Path | None, vocab_size: int | None, precision: str,
+                 aftermath: str = " (nothing was written)", image_shape=None) -> None:
+    """Raise one MQDeployError when the graphs produce NaN/inf logits on the probe input: a few
+    tokens (then one decode step), or for a vision graph (image_shape (C, H, W)) one image."""
     try:
-        outputs = {"prefill": _run(onnxruntime_session(prefill, lean=True), {"input_ids": ids})}
-        if decode is not None:
-            carried = carry(outputs["prefill"])
-            outputs["decode"] = _run(onnxruntime_session(decode, lean=True), {"input_ids": ids[:, -1:], **carried})
+        if image_shape is not None:
+            outputs = {"prefill": _run(onnxruntime_session(prefill, lean=True), {"images": probe_images(image_shape)})}
+            what = "a probe image"
+        else:
+            ids = probe_ids(vocab_size)
+            what = f"a probe input of {PROBE_TOKENS} tokens"
+            outputs = {"prefill": _run(onnxruntime_session(prefill, lean=True), {"input_ids": ids})}
+            if decode is not None:
+                carried = carry(outputs["prefill"])
+                outputs["decode"] = _run(onnxruntime_session(decode, lean=True), {"input_ids": ids[:, -1:], **carried})
     except MQDeployError:
         raise
     except Exception as e:  # noqa: BLE001 - ORT's own exception types
@@ -46,6 +59,6 @@ def probe_export(prefill: Path, decode: Path | None, vocab_size: int, precision:
         if bad:
             hint = ("an activation overflows FP16 (its range ends at 65504): export with --precision fp32"
                     if precision == "fp16" else "check the model's weights and activations")
-            raise MQDeployError(f"the exported {kind} graph produces NaN/inf logits on a probe input of {PROBE_TOKENS} "
-                                f"tokens ({bad} of {logits.size} values) although the weights are finite; {hint}"
+            raise MQDeployError(f"the exported {kind} graph produces NaN/inf logits on {what} "
+                                f"({bad} of {logits.size} values) although the weights are finite; {hint}"
                                 f"{aftermath}")

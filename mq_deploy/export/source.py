@@ -10,7 +10,7 @@ import torch
 
 from ..errors import MQDeployError
 from ..models import MambaLM
-from ..models.loading import load_model
+from ..models.checkpoints import load_checkpoint
 from ..quant.artifact import directory_hash, is_quantized_artifact, load_quantized, quant_config_of, read_quant_meta
 from ..quant.config import QuantConfig, input_point_of
 from ..quant.quantizer import QuantSpec
@@ -52,7 +52,7 @@ def _check_exportable(path: Path, config: QuantConfig, meta: dict) -> None:
     for point, info in meta["online_transforms"].items():
         exportable = ((info["kind"] == "hadamard" and point.endswith(".out_proj_input"))
                       or (info["kind"] == "matrix" and point == "lm_head_input")
-                      or (info["kind"] == "scale" and point.endswith(".x_proj_input")))
+                      or (info["kind"] == "scale" and point.endswith((".x_proj_input", ".x_proj_input_b"))))
         if not exportable:
             raise MQDeployError(f"{path}: online transform {info['kind']!r} at {point} has no ONNX form; "
                                 "only Hadamard rotations before out_proj, channel scales before x_proj and the "
@@ -66,7 +66,7 @@ def load_export_source(path) -> ExportSource:
         raise MQDeployError(f"{path} does not exist; pass a model directory or a quantized artifact "
                             "made by `mq-deploy quantize`")
     if not is_quantized_artifact(path):
-        return ExportSource(load_model(path).model, path, directory_hash(path))
+        return ExportSource(load_checkpoint(path).model, path, directory_hash(path))
     meta = read_quant_meta(path)            # unknown format version / recipe raise here
     config = quant_config_of(meta, path)
     _check_exportable(path, config, meta)

@@ -14,29 +14,35 @@ from .mamba import MambaLM
 
 @torch.no_grad()
 def init_mamba_weights(model: MambaLM, seed: int = 0, dt_min: float = 1e-3, dt_max: float = 1e-1) -> MambaLM:
+    """Initialize `model`'s Mamba layers (and a language model's embedding) in place; every SSM path
+    of a bidirectional mixer alike. A Vision Mamba's patch/position embeddings and head are its trainer's."""
     g = torch.Generator().manual_seed(seed)
     cfg = model.config
-    nn.init.normal_(model.backbone.embeddings.weight, std=0.02, generator=g)
+    if isinstance(model, MambaLM):
+        nn.init.normal_(model.backbone.embeddings.weight, std=0.02, generator=g)
     for layer in model.backbone.layers:
         mixer = layer.mixer
-        for linear in (mixer.in_proj, mixer.x_proj, mixer.out_proj):
+        paths = mixer.PATHS
+        for linear in (mixer.in_proj, *(getattr(mixer, "x_proj" + s) for s in paths), mixer.out_proj):
             bound = 1 / math.sqrt(linear.in_features)
             nn.init.uniform_(linear.weight, -bound, bound, generator=g)
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
         mixer.out_proj.weight /= math.sqrt(cfg.num_hidden_layers)
-        bound = 1 / math.sqrt(cfg.conv_kernel)
-        nn.init.uniform_(mixer.conv1d.weight, -bound, bound, generator=g)
-        if mixer.conv1d.bias is not None:
-            nn.init.uniform_(mixer.conv1d.bias, -bound, bound, generator=g)
-        std = cfg.time_step_rank ** -0.5
-        nn.init.uniform_(mixer.dt_proj.weight, -std, std, generator=g)
-        dt = torch.exp(torch.rand(cfg.intermediate_size, generator=g) * (math.log(dt_max) - math.log(dt_min))
-                       + math.log(dt_min)).clamp(min=1e-4)
-        mixer.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))   # inverse softplus
-        mixer.A_log.copy_(torch.log(torch.arange(1, cfg.state_size + 1, dtype=torch.float32)).repeat(
-            cfg.intermediate_size, 1))
-        mixer.D.fill_(1.0)
+        for suffix in paths:
+            conv, dt_proj = getattr(mixer, "conv1d" + suffix), getattr(mixer, "dt_proj" + suffix)
+            bound = 1 / math.sqrt(cfg.conv_kernel)
+            nn.init.uniform_(conv.weight, -bound, bound, generator=g)
+            if conv.bias is not None:
+                nn.init.uniform_(conv.bias, -bound, bound, generator=g)
+            std = cfg.time_step_rank ** -0.5
+            nn.init.uniform_(dt_proj.weight, -std, std, generator=g)
+            dt = torch.exp(torch.rand(cfg.intermediate_size, generator=g) * (math.log(dt_max) - math.log(dt_min))
+                           + math.log(dt_min)).clamp(min=1e-4)
+            dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))   # inverse softplus
+            getattr(mixer, f"A{suffix}_log").copy_(torch.log(torch.arange(1, cfg.state_size + 1, dtype=torch.float32))
+                                                   .repeat(cfg.intermediate_size, 1))
+            getattr(mixer, "D" + suffix).fill_(1.0)
         layer.norm.weight.fill_(1.0)
     model.backbone.norm_f.weight.fill_(1.0)
     return model

@@ -66,6 +66,8 @@ class MambaState:
 
 
 class MambaMixer(nn.Module):
+    PATHS = ("",)            # the name suffixes of its SSM paths (add_ssm_path); a bidirectional mixer: "", "_b"
+
     def __init__(self, config: MambaConfig):
         super().__init__()
         d, d_inner, n, rank = (config.hidden_size, config.intermediate_size, config.state_size,
@@ -156,7 +158,14 @@ class MambaBackbone(nn.Module):
 
 class LayeredModel(nn.Module):
     """What every Mamba-family model here shares: `backbone.layers` of MambaBlocks run in order, so
-    calibration and quantization handle them alike."""
+    calibration and quantization handle them alike. HEAD names the output linear, which reads the
+    activation point HEAD + "_input"."""
+
+    HEAD = "lm_head"
+
+    def check_inputs(self, inputs: torch.Tensor) -> None:
+        """Raise ValueError naming what is wrong when `inputs` cannot be this model's input."""
+        raise NotImplementedError
 
     def set_scan_impl(self, impl: str) -> None:
         for layer in self.backbone.layers:
@@ -179,6 +188,13 @@ class MambaLM(LayeredModel):
     @property
     def dtype(self) -> torch.dtype:
         return self.lm_head.weight.dtype
+
+    def check_inputs(self, input_ids: torch.Tensor) -> None:
+        if input_ids.dim() != 2 or input_ids.numel() == 0 or input_ids.dtype.is_floating_point:
+            raise ValueError("token input must be a non-empty [samples, seq_len] tensor of token ids")
+        if int(input_ids.max()) >= self.config.vocab_size or int(input_ids.min()) < 0:
+            raise ValueError(f"token ids fall outside the model's vocabulary (0..{self.config.vocab_size - 1}); "
+                             "the text was tokenized for another model")
 
     def forward(self, input_ids: torch.Tensor, state: MambaState | None = None, return_state: bool = False):
         """Logits for input_ids, continuing from `state` (None: start of sequence).

@@ -94,6 +94,8 @@ class BiMambaMixer(MambaMixer):
     """The bidirectional ("bimamba v2") mixer: one in_proj, a forward and a backward SSM path, the
     two outputs averaged into one out_proj."""
 
+    PATHS = ("", "_b")
+
     def __init__(self, config: VimConfig):
         super().__init__(config)
         self.divide_out = config.divide_out
@@ -139,6 +141,8 @@ class VisionMamba(LayeredModel):
     """Vim image classifier. `forward(images [b, C, H, W]) -> logits [b, num_classes]` (float32, or
     float64 for a float64 model); images preprocessed as data/images.py does (ImageNet mean and std)."""
 
+    HEAD = "classifier"
+
     def __init__(self, config: VimConfig):
         super().__init__()
         self.config = config
@@ -149,6 +153,17 @@ class VisionMamba(LayeredModel):
     @property
     def dtype(self) -> torch.dtype:
         return self.classifier.weight.dtype
+
+    def check_inputs(self, images: torch.Tensor) -> None:
+        cfg = self.config
+        shape = (cfg.in_channels, cfg.img_size, cfg.img_size)
+        if images.dim() != 4 or tuple(images.shape[1:]) != shape or images.shape[0] == 0:
+            raise ValueError(f"images must be a non-empty [batch, {', '.join(map(str, shape))}] tensor, got shape "
+                             f"{tuple(images.shape)}; preprocess them to the model's image size first")
+        if not images.dtype.is_floating_point:
+            raise ValueError(f"images must be floating point (preprocessed), got {images.dtype}")
+        if not torch.isfinite(images).all():
+            raise ValueError("images hold NaN or inf values")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         hidden = self.embed(images)

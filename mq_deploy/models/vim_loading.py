@@ -171,6 +171,11 @@ def save_vim(model: VisionMamba, out_dir) -> Path:
     """config.json + model.safetensors, written whole or not at all (out_dir new or empty)."""
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
-        (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
-        write_safetensors(tmp / "model.safetensors", {k: v.detach() for k, v in model.state_dict().items()})
+        write_vim_files(tmp, model.config, {k: v.detach() for k, v in model.state_dict().items()})
     return out_dir
+
+
+def write_vim_files(directory: Path, config: VimConfig, state: dict) -> None:
+    """config.json (model_type "vim") and model.safetensors into `directory`."""
+    (directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    write_safetensors(directory / "model.safetensors", state)

@@ -24,8 +24,10 @@ from pathlib import Path
 
 from ..atomic_dir import atomic_directory
 from ..errors import MQDeployError
-from ..models.loading import (TOKENIZER_FILES, canonical_keys, check_finite_weights, load_model,
-                              read_state_dict, read_weight_file, write_model_files)
+from ..models.checkpoints import load_checkpoint, read_canonical_state
+from ..models.loading import TOKENIZER_FILES, check_finite_weights, read_weight_file, write_model_files
+from ..models.vim import VisionMamba
+from ..models.vim_loading import write_vim_files
 from ..models.safetensors_io import write_safetensors
 from .config import QuantConfig
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
@@ -87,7 +89,7 @@ def _split_state(qm: QuantizedModel):
     """(plain model weights, online-transform tensors) from the transformed FP state."""
     stored = qm.transformed_weights
     names = [k for k in stored if not k.endswith(ONLINE_TENSORS)]
-    if qm.model.config.tie_word_embeddings and "lm_head.weight" in names:
+    if getattr(qm.model.config, "tie_word_embeddings", False) and "lm_head.weight" in names:
         names.remove("lm_head.weight")       # shared with the embedding, as HF saves it
     # the model weights stay where they are (on disk, in quantize()'s spill) until written
     weights = stored.subset(names) if isinstance(stored, SpilledTensors) else {k: stored[k] for k in names}
@@ -114,7 +116,10 @@ def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | 
                    "sha256": directory_hash(Path(source_dir)) if source_dir else None},
     }
     with atomic_directory(out_dir, replace=replace) as tmp:
-        write_model_files(tmp, qm.model.config, weights, source_dir)
+        if isinstance(qm.model, VisionMamba):
+            write_vim_files(tmp, qm.model.config, weights)
+        else:
+            write_model_files(tmp, qm.model.config, weights, source_dir)
         write_safetensors(tmp / "transforms.safetensors", transforms)
         (tmp / QUANT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         (tmp / "report.json").write_text(json.dumps(report or {}, indent=2) + "\n", encoding="utf-8")
@@ -166,7 +171,7 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
     path = Path(path)
     meta = read_quant_meta(path)
     config = quant_config_of(meta, path)
-    model = load_model(path).model
+    model = load_checkpoint(path).model
     if not (path / "transforms.safetensors").is_file():
         raise MQDeployError(f"{path} has no transforms.safetensors; the artifact is incomplete: re-run "
                             "`mq-deploy quantize`")
@@ -186,7 +191,7 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
     # file was checked above; mapping it reads nothing)
     transformed = dict(model.state_dict())
     if with_quantizers:
-        transformed |= canonical_keys(read_state_dict(path))
+        transformed |= read_canonical_state(path)
     for i in meta["gate_scale_layers"]:
         model.backbone.layers[i].mixer.gate_scale = transforms[f"backbone.layers.{i}.mixer.gate_scale"]
     for point, kind in kinds.items():

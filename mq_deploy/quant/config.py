@@ -26,12 +26,27 @@ CONV_INPUT = {"conv1d": "conv_input"}
 DEPLOY_INT4_BLOCKS = (128, 64)
 
 
+def path_inputs(table: dict[str, str], paths=("",)) -> dict[str, str]:
+    """`table` {leaf: its input point} for every SSM path of a mixer: the in/out projections are shared
+    by the paths, the others take the path's suffix (a bidirectional mixer's "_b": x_proj_b reads
+    x_proj_input_b)."""
+    out = {}
+    for leaf, point in table.items():
+        for suffix in (("",) if leaf in SHARED_LINEARS else paths):
+            out[leaf + suffix] = point + suffix
+    return out
+
+
+SHARED_LINEARS = ("in_proj", "out_proj")
+
+
 def input_point_of(linear: str) -> str:
-    """The activation point that feeds a quantized module ('backbone.layers.0.mixer.in_proj' -> ..._input)."""
-    if linear == "lm_head":
-        return "lm_head_input"
+    """The activation point that feeds a quantized module ('backbone.layers.0.mixer.in_proj' -> ..._input,
+    'classifier' -> 'classifier_input')."""
     parent, _, leaf = linear.rpartition(".")
-    return f"{parent}.{(LINEAR_INPUTS | CONV_INPUT)[leaf]}"
+    if not parent:
+        return f"{leaf}_input"                  # the head
+    return f"{parent}.{path_inputs(LINEAR_INPUTS | CONV_INPUT, ('', '_b'))[leaf]}"
 
 
 @dataclass(frozen=True)
@@ -160,7 +175,7 @@ class QuantConfig:
         if self.mode == "paper":
             group = max(d for d in range(1, min(self.group_size, in_features) + 1) if in_features % d == 0)
             return QuantSpec(self.w_bits, symmetric, "group", group_size=group)
-        if linear == "dt_proj":
+        if linear in ("dt_proj", "dt_proj_b"):
             return None
         group = next((g for g in DEPLOY_INT4_BLOCKS if g <= self.group_size and in_features % g == 0), None)
         return None if group is None else QuantSpec(self.w_bits, True, "group", group_size=group)

@@ -16,7 +16,7 @@ from ..devices import torch_device
 from ..errors import MQDeployError
 from ..models import MambaLM
 from .calibrate import collect_statistics
-from .config import CONV_INPUT, LINEAR_INPUTS, QuantConfig
+from .config import CONV_INPUT, LINEAR_INPUTS, QuantConfig, path_inputs
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
 from .gptq import gptq_quantize
 from .observers import CovarianceObserver, HistogramObserver, MinMaxObserver
@@ -44,19 +44,20 @@ class QuantizedModel:
 
 def quantized_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
     """{linear module name: the activation point feeding it} for every linear the config quantizes
-    (a linear whose weight_spec is None stays FP, and so does its input)."""
+    (a linear whose weight_spec is None stays FP, and so does its input): each mixer's linears, those
+    of every SSM path (a bidirectional mixer's x_proj_b, dt_proj_b), and the head on request."""
     out = {}
-    for i in range(len(model.backbone.layers)):
-        for linear, point in LINEAR_INPUTS.items():
+    for i, layer in enumerate(model.backbone.layers):
+        for linear, point in path_inputs(LINEAR_INPUTS, layer.mixer.PATHS).items():
             name = f"backbone.layers.{i}.mixer.{linear}"
             if config.weight_spec(model.get_submodule(name).in_features, linear, name) is not None:
                 out[name] = f"backbone.layers.{i}.mixer.{point}"
     if config.quantize_conv:
-        for i in range(len(model.backbone.layers)):
-            for conv, point in CONV_INPUT.items():
+        for i, layer in enumerate(model.backbone.layers):
+            for conv, point in path_inputs(CONV_INPUT, layer.mixer.PATHS).items():
                 out[f"backbone.layers.{i}.mixer.{conv}"] = f"backbone.layers.{i}.mixer.{point}"
-    if config.quantizes_lm_head(model.lm_head.in_features):
-        out["lm_head"] = "lm_head_input"
+    if config.quantizes_lm_head(model.get_submodule(model.HEAD).in_features):
+        out[model.HEAD] = f"{model.HEAD}_input"
     return out
 
 
@@ -99,7 +100,7 @@ def quantize_weights(model: MambaLM, config: QuantConfig) -> dict[str, QuantSpec
     with torch.no_grad():
         for name in quantized_linears(model, config):
             linear = model.get_submodule(name)
-            if name == "lm_head" and linear.weight is model.backbone.embeddings.weight:
+            if name == "lm_head" and linear.weight is getattr(model.backbone, "embeddings", None).weight:
                 linear.weight = nn.Parameter(linear.weight.detach().clone())   # quantize the head only
                 model.config.tie_word_embeddings = False
             spec = _weight_spec(model, config, name)
@@ -114,7 +115,7 @@ def gptq_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
     if config.weight_rounding != "gptq":
         return {}
     return {name: point for name, point in quantized_linears(model, config).items()
-            if name != "lm_head" and isinstance(model.get_submodule(name), nn.Linear)}
+            if name != model.HEAD and isinstance(model.get_submodule(name), nn.Linear)}
 
 
 AWQ_ORDER = ("out_proj", "x_proj", "in_proj")     # out_proj's gate fold rescales in_proj's gate rows: first
@@ -264,11 +265,10 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     its transforms (MambaQuant on a CPU: one pass instead of two; the same ranges up to rounding)."""
     from .recipes import get_recipe
     recipe_impl = get_recipe(recipe)
-    if calib.dim() != 2 or calib.numel() == 0:
-        raise MQDeployError("calibration data must be a non-empty [samples, seq_len] token tensor")
-    if int(calib.max()) >= model.config.vocab_size or int(calib.min()) < 0:
-        raise MQDeployError(f"calibration token ids fall outside the model's vocabulary (0..{model.config.vocab_size - 1}); "
-                            "the calibration text was tokenized for another model")
+    try:
+        model.check_inputs(calib)
+    except ValueError as e:
+        raise MQDeployError(f"calibration data: {e}") from None
     from .mixed_precision import check_mixed_precision, quantize_mixed
     check_mixed_precision(model, config)
     if config.effective_bits is not None:
@@ -351,8 +351,8 @@ def _work_copy(model: MambaLM, device: torch.device) -> MambaLM:
     mamba-2.8b, and differ by a few float32 roundings (a few 1e-8 relative)."""
     dtype = torch.float64 if model.dtype == torch.float64 else torch.float32
     with torch.device("meta"):
-        work = MambaLM(copy.deepcopy(model.config)).to(dtype)
-    tied = model.lm_head.weight is model.backbone.embeddings.weight
+        work = type(model)(copy.deepcopy(model.config)).to(dtype)
+    tied = isinstance(model, MambaLM) and model.lm_head.weight is model.backbone.embeddings.weight
     if tied:                                        # to_empty would give the head a tensor of its own
         work.lm_head.register_parameter("weight", None)
     work = work.to_empty(device=device)

@@ -9,6 +9,12 @@ DESIGN.md §3.4 and without the official code's bugs (reference notes §12):
   becomes t·K·H), with K from that layer's own covariance adjusted for S5;
 - S7: smoothing between in_proj's x rows and the depthwise conv;
 - every fold in float64.
+
+On a Vision Mamba (bidirectional mixers), as the paper's Vim code runs it (reference notes §7):
+K of R1 from the last layer's in_proj input alone; S5 + R5 per SSM path, each with its own
+statistics and KLT; one S2 + R2 per layer on the averaged output of both paths (they share the
+gate z); no S7. The paper's Vim code centres the dt bottleneck (reduce_mean) where this uses S5, as
+the language-model recipe does.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from ..spill import TensorSpill, spill_fits
 from ..transforms import (fold_rmsnorm_weights, klt_hadamard_rotation, online_hadamard_before_out_proj,
                           random_signs, rotate_dt_bottleneck, rotate_residual_stream, smooth_conv_input,
                           smooth_dt_bottleneck, smooth_gate_s_silu, smoothquant_scales)
+from ...models.vim import VisionMamba
 from .common import mixer_point
 
 RANDOM_SIGNS = True        # the Hadamards' signs come from config.seed
@@ -28,12 +35,26 @@ RANDOM_SIGNS = True        # the Hadamards' signs come from config.seed
 ALPHA = 0.5
 
 
-def _requests(n_layers: int) -> dict[str, list[str]]:
+def _r1_layers(model) -> list[int]:
+    """The layers whose in_proj input R1's KLT is computed from: all of them, pooled (language models),
+    or the last (Vision Mamba, as the paper's Vim code)."""
+    n = len(model.backbone.layers)
+    return [n - 1] if isinstance(model, VisionMamba) else list(range(n))
+
+
+def _uses_s7(model) -> bool:
+    return not isinstance(model, VisionMamba)
+
+
+def _requests(model) -> dict[str, list[str]]:
     requests = {}
-    for i in range(n_layers):
-        requests[mixer_point(i, "in_proj_input")] = ["covariance"]
-        requests[mixer_point(i, "conv_input")] = ["channel_absmax"]
-        requests[mixer_point(i, "dt_proj_input")] = ["channel_absmax", "covariance"]
+    for i, layer in enumerate(model.backbone.layers):
+        if i in _r1_layers(model):
+            requests[mixer_point(i, "in_proj_input")] = ["covariance"]
+        if _uses_s7(model):
+            requests[mixer_point(i, "conv_input")] = ["channel_absmax"]
+        for suffix in layer.mixer.PATHS:
+            requests[mixer_point(i, "dt_proj_input" + suffix)] = ["channel_absmax", "covariance"]
         requests[mixer_point(i, "out_proj_input")] = ["channel_absmax"]
     return requests
 
@@ -44,24 +65,32 @@ def _scaled_covariance(cov: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 def _transform_layer(model, i: int, stats, config) -> dict[str, torch.Tensor]:
-    """S2 + R2, S5 + R5 and S7 of layer i, from its own statistics alone; returns the factors."""
+    """S2 + R2, S5 + R5 (each SSM path's) and S7 of layer i, from its own statistics alone; returns
+    the factors (the backward path's named with its suffix: s5_b, r5_b)."""
     mixer = model.backbone.layers[i].mixer
     # S2 + R2: smooth the out_proj input through the gate, then rotate it online
     s2 = smoothquant_scales(stats[mixer_point(i, "out_proj_input")]["channel_absmax"].value(),
                             mixer.out_proj.weight.abs().amax(dim=0), alpha=ALPHA)
     smooth_gate_s_silu(mixer, s2)
     online_hadamard_before_out_proj(mixer, random_signs(model.config.intermediate_size, seed=config.seed + 1000 + i))
-    # S5 then R5 on the dt bottleneck
-    dt_stats = stats[mixer_point(i, "dt_proj_input")]
-    s5 = smoothquant_scales(dt_stats["channel_absmax"].value(), mixer.dt_proj.weight.abs().amax(dim=0), alpha=ALPHA)
-    smooth_dt_bottleneck(mixer, s5)
-    r5 = klt_hadamard_rotation(_scaled_covariance(dt_stats["covariance"].covariance(), s5), seed=config.seed + 2000 + i)
-    rotate_dt_bottleneck(mixer, r5)
-    # S7 between in_proj's x rows and the depthwise conv (max over the kernel taps)
-    s7 = smoothquant_scales(stats[mixer_point(i, "conv_input")]["channel_absmax"].value(),
-                            mixer.conv1d.weight.abs().flatten(1).amax(dim=1), alpha=ALPHA)
-    smooth_conv_input(mixer, s7)
-    return {"s2": s2, "s5": s5, "r5": r5, "s7": s7}
+    factors = {"s2": s2}
+    # S5 then R5 on each path's dt bottleneck
+    for p, suffix in enumerate(mixer.PATHS):
+        dt_stats = stats[mixer_point(i, "dt_proj_input" + suffix)]
+        dt_proj = getattr(mixer, "dt_proj" + suffix)
+        s5 = smoothquant_scales(dt_stats["channel_absmax"].value(), dt_proj.weight.abs().amax(dim=0), alpha=ALPHA)
+        smooth_dt_bottleneck(mixer, s5, suffix)
+        r5 = klt_hadamard_rotation(_scaled_covariance(dt_stats["covariance"].covariance(), s5),
+                                   seed=config.seed + 2000 + 1000 * p + i)
+        rotate_dt_bottleneck(mixer, r5, suffix)
+        factors |= {"s5" + suffix: s5, "r5" + suffix: r5}
+    if _uses_s7(model):
+        # S7 between in_proj's x rows and the depthwise conv (max over the kernel taps)
+        s7 = smoothquant_scales(stats[mixer_point(i, "conv_input")]["channel_absmax"].value(),
+                                mixer.conv1d.weight.abs().flatten(1).amax(dim=1), alpha=ALPHA)
+        smooth_conv_input(mixer, s7)
+        factors["s7"] = s7
+    return factors
 
 
 @torch.no_grad()
@@ -70,16 +99,17 @@ def transform(model, calib, config, progress=True, observe=None):
     ({point of the transformed model: [observers]}, see `replays`), that pass also feeds those
     observers what the transformed model would show them, so no second pass is needed."""
     layers = model.backbone.layers
-    stats = {p: {n: OBSERVERS[n](p) for n in names} for p, names in _requests(len(layers)).items()}
+    stats = {p: {n: OBSERVERS[n](p) for n in names} for p, names in _requests(model).items()}
     observers = {p: list(obs.values()) for p, obs in stats.items()}
     replay = _RangeReplay(model, observe, observers) if observe else None
     residual_cov = []
 
     def after_layer(i):
         # R1's statistic: the in_proj input with γ divided out is what the folded model rotates
-        in_cov = stats[mixer_point(i, "in_proj_input")]["covariance"]
-        residual_cov.append(_scaled_covariance(in_cov.covariance(), layers[i].norm.weight.double()))
-        in_cov.release()
+        if i in _r1_layers(model):
+            in_cov = stats[mixer_point(i, "in_proj_input")]["covariance"]
+            residual_cov.append(_scaled_covariance(in_cov.covariance(), layers[i].norm.weight.double()))
+            in_cov.release()
         factors = _transform_layer(model, i, stats, config)     # a layer's own transforms need no later layer
         if replay is not None:
             replay.layer_done(i, factors)
@@ -89,7 +119,7 @@ def transform(model, calib, config, progress=True, observe=None):
                            desc="FP statistics" + (" and ranges" if replay else ""), dtype=config.forward_dtype,
                            after_layer=after_layer)
         fold_rmsnorm_weights(model, untie_head=config.quantizes_lm_head(model.config.hidden_size))  # a tied head stays tied
-        r1 = klt_hadamard_rotation(sum(residual_cov) / len(layers), seed=config.seed)
+        r1 = klt_hadamard_rotation(sum(residual_cov) / len(residual_cov), seed=config.seed)
         rotate_residual_stream(model, r1)
         if replay is not None:
             replay.finish(r1)

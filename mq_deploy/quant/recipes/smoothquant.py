@@ -5,8 +5,8 @@ division is an online multiply, as ModelOpt does it (its pre_quant_scale):
 
 - in_proj: folded into the RMSNorm γ;
 - x_proj: its input comes out of a SiLU, so an online channel scale (one Mul in the graph, which
-  TensorRT fuses into the following quantize);
-- dt_proj: folded into x_proj's dt rows (the dt bottleneck smoothing);
+  TensorRT fuses into the following quantize); each SSM path's own (a Vision Mamba's x_proj_b);
+- dt_proj: folded into x_proj's dt rows (the dt bottleneck smoothing), each path's own;
 - out_proj: folded through the gate (the S-SiLU form of the gate, exact).
 
 All scales come from one pass over the untransformed FP model (each smoothing leaves the other
@@ -21,13 +21,17 @@ from ..transforms import (smooth_dt_bottleneck, smooth_gate_s_silu, smooth_norm_
 from .common import gather, mixer_point
 
 ALPHA = 1.0
-POINTS = ("in_proj_input", "x_proj_input", "dt_proj_input", "out_proj_input")
+SHARED_POINTS = ("in_proj_input", "out_proj_input")
+PATH_POINTS = ("x_proj_input", "dt_proj_input")          # one per SSM path
 
 
 def transform(model, calib, config, progress=True):
     layers = model.backbone.layers
-    stats = gather(model, calib, config, {mixer_point(i, p): ["channel_absmax"]
-                                          for i in range(len(layers)) for p in POINTS}, progress)
+    requests = {}
+    for i, layer in enumerate(layers):
+        points = SHARED_POINTS + tuple(p + suffix for p in PATH_POINTS for suffix in layer.mixer.PATHS)
+        requests.update({mixer_point(i, p): ["channel_absmax"] for p in points})
+    stats = gather(model, calib, config, requests, progress)
 
     def scales(i, point, linear):
         act = stats[mixer_point(i, point)]["channel_absmax"].value()
@@ -35,10 +39,12 @@ def transform(model, calib, config, progress=True):
 
     for i, layer in enumerate(layers):
         mixer = layer.mixer
-        s_in, s_x = scales(i, "in_proj_input", mixer.in_proj), scales(i, "x_proj_input", mixer.x_proj)
-        s_dt, s_out = scales(i, "dt_proj_input", mixer.dt_proj), scales(i, "out_proj_input", mixer.out_proj)
+        s_in, s_out = scales(i, "in_proj_input", mixer.in_proj), scales(i, "out_proj_input", mixer.out_proj)
+        for suffix in mixer.PATHS:
+            s_x = scales(i, "x_proj_input" + suffix, getattr(mixer, "x_proj" + suffix))
+            s_dt = scales(i, "dt_proj_input" + suffix, getattr(mixer, "dt_proj" + suffix))
+            smooth_x_proj_input_online(mixer, s_x, suffix)
+            smooth_dt_bottleneck(mixer, s_dt, suffix)
         smooth_norm_into_in_proj(layer, s_in)
-        smooth_x_proj_input_online(mixer, s_x)
-        smooth_dt_bottleneck(mixer, s_dt)
         smooth_gate_s_silu(mixer, s_out)
     return {}

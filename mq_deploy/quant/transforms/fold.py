@@ -1,4 +1,4 @@
-"""Exact re-parameterisations of a MambaLM (MambaQuant §3–§6): each function changes weights in place
+"""Exact re-parameterisations of a MambaLM or a VisionMamba (MambaQuant §3–§6): each function changes weights in place
 and leaves the model's function unchanged. The arithmetic is float64 whatever the model's dtype;
 results are cast back to each tensor's own dtype.
 
@@ -55,7 +55,18 @@ def _scales(s: torch.Tensor, size: int, name: str, device: torch.device) -> torc
 
 
 def _lm_head_is_tied(model: MambaLM) -> bool:
-    return model.lm_head.weight is model.backbone.embeddings.weight
+    return isinstance(model, MambaLM) and model.lm_head.weight is model.backbone.embeddings.weight
+
+
+def _head(model) -> nn.Linear:
+    """The output linear: a language model's lm_head, a classifier's classifier (model.HEAD)."""
+    return model.get_submodule(model.HEAD)
+
+
+def _path(mixer: MambaMixer, suffix: str) -> str:
+    if suffix not in mixer.PATHS:
+        raise ValueError(f"the mixer has no SSM path {suffix!r} (its paths: {mixer.PATHS})")
+    return suffix
 
 
 # ---------------------------------------------------------------------------------- residual stream
@@ -96,7 +107,7 @@ def fold_rmsnorm_weights(model: MambaLM, untie_head: bool = True) -> None:
     """Fold every RMSNorm γ into the linear that reads it, and set γ to 1.
 
         RMSNorm(h)·diag(γ)·W_inᵀ = RMSNorm₁(h)·(W_in·diag(γ))ᵀ      (columns of in_proj scaled)
-        norm_f likewise into the columns of lm_head.
+        norm_f likewise into the columns of the head (lm_head, or a classifier's).
 
     A head tied to the embedding is untied first (its own Parameter, config.tie_word_embeddings =
     False) when untie_head: the embedding must not take norm_f's γ. With untie_head=False a tied
@@ -112,8 +123,9 @@ def fold_rmsnorm_weights(model: MambaLM, untie_head: bool = True) -> None:
     if _lm_head_is_tied(model):
         head = model.lm_head.weight
         model.lm_head.weight = nn.Parameter(head.detach().clone(), requires_grad=head.requires_grad)
-    model.config.tie_word_embeddings = False
-    head = model.lm_head.weight
+    if isinstance(model, MambaLM):
+        model.config.tie_word_embeddings = False
+    head = _head(model).weight
     _store(head, _f64(head) * _f64(model.backbone.norm_f.weight).to(head.device))
     model.backbone.norm_f.weight.fill_(1)
 
@@ -132,7 +144,8 @@ def _require_folded_norms(model: MambaLM) -> None:
 def rotate_residual_stream(model: MambaLM, r1: torch.Tensor) -> None:
     """R1: the residual stream h becomes h·R1 everywhere (one orthogonal R1 [d_model, d_model]).
 
-        E ← E·R1                                   (the embedding rows enter rotated)
+        E ← E·R1                                   (the embedding rows enter rotated; a Vision
+                                                    Mamba's patch, class and position embeddings)
         W_in ← W_in·R1                             (every in_proj reads RMSNorm(h·R1) = RMSNorm(h)·R1)
         W_out ← R1ᵀ·W_out,  b_out ← b_out·R1       (every block writes its output rotated)
         W_head ← W_head·R1                         (exit, an untied head)
@@ -147,11 +160,14 @@ def rotate_residual_stream(model: MambaLM, r1: torch.Tensor) -> None:
     matrix product before the head.
     """
     _require_folded_norms(model)
-    device = model.lm_head.weight.device
+    device = _head(model).weight.device
     r1 = _rotation(r1, model.config.hidden_size, "R1", device)
     tied = _lm_head_is_tied(model)
-    embedding = model.backbone.embeddings.weight
-    _store(embedding, _f64(embedding) @ r1)
+    if isinstance(model, MambaLM):
+        embedding = model.backbone.embeddings.weight
+        _store(embedding, _f64(embedding) @ r1)
+    else:
+        _rotate_patch_entry(model.backbone, r1)
     for layer in model.backbone.layers:
         mixer = layer.mixer
         _store(mixer.in_proj.weight, _f64(mixer.in_proj.weight) @ r1)
@@ -159,7 +175,7 @@ def rotate_residual_stream(model: MambaLM, r1: torch.Tensor) -> None:
         if mixer.out_proj.bias is not None:
             _store(mixer.out_proj.bias, _f64(mixer.out_proj.bias) @ r1)
     if not tied:
-        _store(model.lm_head.weight, _f64(model.lm_head.weight) @ r1)
+        _store(_head(model).weight, _f64(_head(model).weight) @ r1)
         return
     norm_f = model.backbone.norm_f.weight
     exit_matrix = r1.T @ (_f64(norm_f).to(device)[:, None] * r1)
@@ -170,10 +186,26 @@ def rotate_residual_stream(model: MambaLM, r1: torch.Tensor) -> None:
     model.lm_head_input = OnlineMatrix(exit_matrix.to(embedding.dtype))
 
 
+def _rotate_patch_entry(backbone, r1: torch.Tensor) -> None:
+    """A Vision Mamba's first layer input (patch embedding + class token, then position embedding)
+    enters rotated: every token h becomes h·R1.
+
+        W_patch ← R1ᵀ·W_patch (output channels; the conv is linear in them), b_patch ← b_patch·R1
+        cls ← cls·R1,   pos ← pos·R1
+    """
+    conv = backbone.patch_embed.proj
+    weight = _f64(conv.weight)
+    _store(conv.weight, (r1.T @ weight.flatten(1)).view_as(weight))
+    if conv.bias is not None:
+        _store(conv.bias, _f64(conv.bias) @ r1)
+    for param in (backbone.cls_token, backbone.pos_embed):
+        _store(param, _f64(param) @ r1)
+
+
 # ---------------------------------------------------------------------------------- dt bottleneck
 
 @torch.no_grad()
-def rotate_dt_bottleneck(mixer: MambaMixer, r5: torch.Tensor) -> None:
+def rotate_dt_bottleneck(mixer: MambaMixer, r5: torch.Tensor, suffix: str = "") -> None:
     """R5: dt_proj's input t becomes t·R5 (orthogonal R5 [dt_rank, dt_rank]).
 
         W_dt ← R5ᵀ·W_dt  (and its bias b ← b·R5)    so  t' = xc·W_dtᵀ·R5 = t·R5
@@ -181,29 +213,32 @@ def rotate_dt_bottleneck(mixer: MambaMixer, r5: torch.Tensor) -> None:
 
     The orientation matters: with R5 = K·H from the covariance of t, t·R5 has equal channel
     variances. The official code folds the transpose (t·R5ᵀ), which loses that property.
+    `suffix` picks the SSM path (a bidirectional mixer's backward one: "_b").
     """
     rank = mixer.dt_rank
-    r5 = _rotation(r5, rank, "R5", mixer.dt_proj.weight.device)
-    w_dt = mixer.x_proj.weight[:rank]
+    x_proj, dt_proj = getattr(mixer, "x_proj" + _path(mixer, suffix)), getattr(mixer, "dt_proj" + suffix)
+    r5 = _rotation(r5, rank, "R5", dt_proj.weight.device)
+    w_dt = x_proj.weight[:rank]
     _store(w_dt, r5.T @ _f64(w_dt))
-    if mixer.x_proj.bias is not None:
-        _store(mixer.x_proj.bias[:rank], _f64(mixer.x_proj.bias[:rank]) @ r5)
-    _store(mixer.dt_proj.weight, _f64(mixer.dt_proj.weight) @ r5)
+    if x_proj.bias is not None:
+        _store(x_proj.bias[:rank], _f64(x_proj.bias[:rank]) @ r5)
+    _store(dt_proj.weight, _f64(dt_proj.weight) @ r5)
 
 
 @torch.no_grad()
-def smooth_dt_bottleneck(mixer: MambaMixer, s: torch.Tensor) -> None:
-    """S5: dt_proj's input t becomes t/s (s [dt_rank] > 0).
+def smooth_dt_bottleneck(mixer: MambaMixer, s: torch.Tensor, suffix: str = "") -> None:
+    """S5: dt_proj's input t becomes t/s (s [dt_rank] > 0), on the SSM path `suffix`.
 
         W_dt ← diag(1/s)·W_dt (and its bias /s),   W_Δ ← W_Δ·diag(s)
     """
     rank = mixer.dt_rank
-    s = _scales(s, rank, "S5", mixer.dt_proj.weight.device)
-    w_dt = mixer.x_proj.weight[:rank]
+    x_proj, dt_proj = getattr(mixer, "x_proj" + _path(mixer, suffix)), getattr(mixer, "dt_proj" + suffix)
+    s = _scales(s, rank, "S5", dt_proj.weight.device)
+    w_dt = x_proj.weight[:rank]
     _store(w_dt, _f64(w_dt) / s[:, None])
-    if mixer.x_proj.bias is not None:
-        _store(mixer.x_proj.bias[:rank], _f64(mixer.x_proj.bias[:rank]) / s)
-    _store(mixer.dt_proj.weight, _f64(mixer.dt_proj.weight) * s)
+    if x_proj.bias is not None:
+        _store(x_proj.bias[:rank], _f64(x_proj.bias[:rank]) / s)
+    _store(dt_proj.weight, _f64(dt_proj.weight) * s)
 
 
 # ---------------------------------------------------------------------------------- conv input
@@ -215,7 +250,8 @@ def smooth_conv_input(mixer: MambaMixer, s: torch.Tensor) -> None:
         W_x ← diag(1/s)·W_x (and b_x/s),   conv1d.weight[c] ← s_c·conv1d.weight[c]
 
     Exact because the conv is depthwise: channel c of the output reads only channel c of the
-    input, so conv(x/s)[c]·s_c = conv(x)[c] up to the bias, which is left as is.
+    input, so conv(x/s)[c]·s_c = conv(x)[c] up to the bias, which is left as is. The paths of a
+    bidirectional mixer read the same x, so every path's conv takes s.
     """
     d_inner = mixer.d_inner
     s = _scales(s, d_inner, "S7", mixer.conv1d.weight.device)
@@ -223,25 +259,29 @@ def smooth_conv_input(mixer: MambaMixer, s: torch.Tensor) -> None:
     _store(w_x, _f64(w_x) / s[:, None])
     if mixer.in_proj.bias is not None:
         _store(mixer.in_proj.bias[:d_inner], _f64(mixer.in_proj.bias[:d_inner]) / s)
-    conv = mixer.conv1d.weight                      # [d_inner, 1, kernel]
-    _store(conv, _f64(conv) * s[:, None, None])
+    for suffix in mixer.PATHS:
+        conv = getattr(mixer, "conv1d" + suffix).weight        # [d_inner, 1, kernel]
+        _store(conv, _f64(conv) * s[:, None, None])
 
 
 @torch.no_grad()
-def smooth_x_proj_input_online(mixer: MambaMixer, s: torch.Tensor) -> None:
-    """The x_proj input u becomes u/s (s [d_inner] > 0) by an online multiply, its inverse folded:
+def smooth_x_proj_input_online(mixer: MambaMixer, s: torch.Tensor, suffix: str = "") -> None:
+    """The x_proj input u becomes u/s (s [d_inner] > 0) by an online multiply, its inverse folded
+    (on the SSM path `suffix`):
 
         mixer.x_proj_input = ChannelScale(1/s)      u -> u/s
         W_xproj ← W_xproj·diag(s)
 
     The point must be the identity or an earlier such scale, which this one multiplies (one Mul)."""
-    current = mixer.x_proj_input
+    point = "x_proj_input" + _path(mixer, suffix)
+    x_proj = getattr(mixer, "x_proj" + suffix)
+    current = getattr(mixer, point)
     if type(current) not in (ActivationPoint, ChannelScale):
-        raise ValueError(f"smooth_x_proj_input_online: x_proj_input already holds {type(current).__name__}")
-    s = _scales(s, mixer.d_inner, "x_proj smoothing", mixer.x_proj.weight.device)
-    _store(mixer.x_proj.weight, _f64(mixer.x_proj.weight) * s)
+        raise ValueError(f"smooth_x_proj_input_online: {point} already holds {type(current).__name__}")
+    s = _scales(s, mixer.d_inner, "x_proj smoothing", x_proj.weight.device)
+    _store(x_proj.weight, _f64(x_proj.weight) * s)
     inverse = 1.0 / s if type(current) is ActivationPoint else _f64(current.scale) / s
-    mixer.x_proj_input = ChannelScale(inverse.to(torch.promote_types(mixer.x_proj.weight.dtype, torch.float32)))
+    setattr(mixer, point, ChannelScale(inverse.to(torch.promote_types(x_proj.weight.dtype, torch.float32))))
 
 
 @torch.no_grad()

@@ -1,0 +1,71 @@
+"""Where a vision model's images come from, named the way the CLI's --calib / --eval / --images name
+them: a folder (ImageFolder layout for labels, or flat), a .npy file of preprocessed images
+[n, 3, H, W], or the bundled digits ("digits", "digits:train", "digits:heldout")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import MQDeployError
+
+BUNDLED = {"digits": "train", "digits:train": "train", "digits:heldout": "heldout"}
+
+
+@dataclass
+class LoadedImages:
+    images: torch.Tensor                 # [n, 3, H, W] float32, preprocessed
+    labels: torch.Tensor | None          # [n] int64, or None for unlabelled images
+    label: str                           # what they are, for reports
+
+
+def _spread(n_total: int, samples: int | None) -> np.ndarray:
+    """`samples` indices spread evenly over n_total (all of them when samples is None or larger):
+    a sorted ImageFolder listing is class after class, so its first images would be one class."""
+    if samples is None or samples >= n_total:
+        return np.arange(n_total)
+    return np.linspace(0, n_total - 1, samples).round().astype(np.int64)
+
+
+def load_image_source(source, img_size: int, samples: int | None = None, option: str = "--calib") -> LoadedImages:
+    """Images at the model's input size; every problem one MQDeployError naming `option`."""
+    text = str(source)
+    if samples is not None and samples < 1:
+        raise MQDeployError(f"{option}: the number of images must be positive, got {samples}")
+    if text in BUNDLED:
+        from ..samples import sample_data
+        from .digits import DIGITS_FILE, digits_split
+        if img_size != 32:
+            raise MQDeployError(f"{option} {text}: the bundled digits are for 32x32 models (the vision demo's); this "
+                                f"model takes {img_size}x{img_size} images: give a folder of images instead")
+        images, labels = digits_split(sample_data(DIGITS_FILE), BUNDLED[text])
+        pick = _spread(len(labels), samples)
+        return LoadedImages(images[pick], labels[pick], f"bundled digits ({BUNDLED[text]} split)")
+    path = Path(text)
+    if not path.exists():
+        raise MQDeployError(f"{option} {path} does not exist; give a folder of images, a .npy of preprocessed "
+                            f"images [n, 3, {img_size}, {img_size}], or one of {', '.join(BUNDLED)}")
+    if path.is_dir():
+        from .images import image_folder, load_images
+        found = image_folder(path)
+        pick = _spread(len(found.paths), samples)
+        images = load_images([found.paths[i] for i in pick], img_size)
+        labels = None if found.labels is None else torch.tensor([found.labels[i] for i in pick])
+        return LoadedImages(images, labels, str(path))
+    if path.suffix != ".npy":
+        raise MQDeployError(f"{option} {path}: give a folder of images or a .npy of preprocessed images, not a "
+                            f"{path.suffix or 'extensionless'} file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise MQDeployError(f"{option} {path} is not a readable .npy file ({e})") from None
+    if array.ndim != 4 or array.shape[1:] != (3, img_size, img_size) or array.dtype.kind != "f":
+        raise MQDeployError(f"{option} {path} holds a {array.dtype} array of shape {array.shape}; the model takes "
+                            f"preprocessed float images [n, 3, {img_size}, {img_size}]")
+    if not np.isfinite(array).all():
+        raise MQDeployError(f"{option} {path} holds NaN or inf values; regenerate it")
+    pick = _spread(len(array), samples)
+    return LoadedImages(torch.from_numpy(np.ascontiguousarray(array[pick], dtype=np.float32)), None, str(path))
