@@ -28,6 +28,14 @@ def next_token_nll(logits: np.ndarray, input_ids: np.ndarray) -> float:
     return float(-np.take_along_axis(log_probs, targets[..., None], -1).mean())
 
 
+def label_nll(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood (nats) of the true classes: logits [n, classes], labels [n]."""
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    return float(-np.take_along_axis(log_probs, np.asarray(labels)[:, None], -1).mean())
+
+
 def channel_scale_error(ours: np.ndarray, ref: np.ndarray, floor: float = 1e-2) -> tuple[float, int]:
     """(α_c, c) for the channel c whose α_c is farthest from 1, over the channels (axis 1) of a [batch, channels, ...] tensor,
     with α_c = <ours_c, ref_c> / <ref_c, ref_c> the least-squares scale of channel c. Channels whose

@@ -21,7 +21,7 @@ def run_export(args) -> int:
             print(f"  {graph:8s} {path}  {result.bytes[graph] / 1e6:.2f} MB")
     data = m["graphs"]["prefill"].get("external_data")
     if data:
-        print(f"  weights  {result.onnx_path.with_name(data['file'])}  {data['bytes'] / 1e6:.2f} MB (both graphs)")
+        print(f"  weights  {result.onnx_path.with_name(data['file'])}  {data['bytes'] / 1e6:.2f} MB" + (" (both graphs)" if result.decode_path else ""))
     print(f"  manifest {result.manifest_path}")
     print("check: ok (contracts; finite logits on a probe input)")
     return 0
@@ -72,10 +72,11 @@ def print_build_summary(result: dict) -> None:
 
 def run_validate(args) -> int:
     from ..validate.validation import format_report, validate_export
-    check_json_output(args, "validation report", inputs=[args.onnx, args.engine, args.model, args.tokens, args.text])
+    check_json_output(args, "validation report", inputs=[args.onnx, args.engine, args.model, args.tokens, args.text,
+                                                         args.images])
     report = validate_export(args.onnx, engine=args.engine, references=args.reference, model_dir=args.model,
                              text=args.text, token_file=args.tokens, samples=args.samples, seq_len=args.seq_len,
-                             batch=args.batch, device=args.device, plugins=args.plugins)
+                             batch=args.batch, device=args.device, plugins=args.plugins, images=args.images)
     if args.json == "-":
         write_json(args, report)
     else:
@@ -173,7 +174,10 @@ def register(verbs) -> None:
     p.add_argument("--tokens", default=None, help="token ids instead of text: .npy or JSON [batch, length]")
     p.add_argument("--samples", type=int, default=4, help="windows of the text (default 4)")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per window (default 256)")
-    p.add_argument("--batch", type=int, default=1, help="windows per run (default 1)")
+    p.add_argument("--batch", type=int, default=1, help="windows (or images) per run (default 1)")
+    p.add_argument("--images", default=None,
+                   help="a vision export's inputs: a folder of images (ImageFolder layout: top-1 too), a .npy of "
+                        "preprocessed images [n, 3, H, W], or digits:heldout (the default for the vision demo)")
     add_device(p, "the torch reference")
     add_plugins(p)
     add_json(p, "the report")

@@ -24,6 +24,7 @@ PLUGIN_OPS = (SCAN_OP, HADAMARD_OP)
 # ---- graphs and their state -------------------------------------------------------------------------
 GRAPH_KINDS = ("prefill", "decode")
 INPUT_IDS = "input_ids"
+IMAGES = "images"                  # a vision graph's input [batch, C, H, W], float32
 LOGITS = "logits"
 CONV_STATE = "conv_state"            # [batch, d_inner, conv_kernel - 1], the graph's float type
 SSM_STATE = "ssm_state"              # [batch, d_inner, state_size], float32

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import MQDeployError
 from ..models import MambaLM
-from ..models.loading import load_model
+from ..models.checkpoints import load_checkpoint
 from ..models.tokenizer import load_tokenizer
 from ..quant.artifact import directory_hash, is_quantized_artifact, load_quantized, read_quant_meta
 from .manifest import Manifest
@@ -34,7 +34,7 @@ def torch_model(path: Path, quantized: bool = True) -> MambaLM:
     transformed FP model: rotations in place, no rounding); an FP checkpoint's model either way."""
     if is_quantized_artifact(path):
         return load_quantized(path, with_quantizers=quantized).model.eval()
-    return load_model(path).model.eval()
+    return load_checkpoint(path).model.eval()
 
 
 def fp_model(path: Path) -> MambaLM:
@@ -45,7 +45,7 @@ def fp_model(path: Path) -> MambaLM:
         fp_source = recorded.get("path")
         same = (fp_source and Path(fp_source, "config.json").is_file()
                 and recorded.get("sha256") in (None, directory_hash(Path(fp_source))))
-        return load_model(fp_source).model.eval() if same else torch_model(path, quantized=False)
+        return load_checkpoint(fp_source).model.eval() if same else torch_model(path, quantized=False)
     return torch_model(path)
 
 

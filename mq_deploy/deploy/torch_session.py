@@ -11,7 +11,7 @@ import torch
 from ..errors import MQDeployError
 from ..models import MambaLM
 from ..models.mamba import MambaState
-from .contract import INPUT_IDS, LOGITS, state_names
+from .contract import IMAGES, INPUT_IDS, LOGITS, state_names
 from .session import Session
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
@@ -35,6 +35,11 @@ class TorchSession(Session):
                                dtype=torch.long).to(self.device)
 
     def run(self, graph: str, feeds: dict) -> dict:
+        if IMAGES in feeds:                 # a vision model: images in, class logits out
+            with torch.no_grad():
+                images = torch.as_tensor(np.asarray(feeds[IMAGES]) if not isinstance(feeds[IMAGES], torch.Tensor)
+                                         else feeds[IMAGES])
+                return {LOGITS: self.model(images.to(self.device, self.dtype)).float()}
         state = None
         if graph == "decode":
             names = [state_names(i) for i in range(self.layers)]

@@ -23,7 +23,8 @@ import numpy as np
 from .. import __version__
 from ..errors import MQDeployError
 from ..deploy.manifest import Manifest
-from ..metrics import channel_scale_error, logits_error, next_token_nll
+from ..deploy.contract import IMAGES
+from ..metrics import channel_scale_error, label_nll, logits_error, next_token_nll
 from .explain import explain_qdq_failure, is_qdq_graph
 
 CONV_STATE_PREFIX = "conv_state_out."      # the conv window: a copy of in_proj's x rows, per channel
@@ -54,6 +55,12 @@ TOLERANCES = {
                             max_channel_scale_error=0.05),
     "other-model": Tolerance(median_abs=0.25, min_argmax_agreement=0.90, max_nll_increase=0.05, outputs="logits"),
 }
+# A classifier's export: top-1 agreement over images (the issue's bar for the same graph: 99 %), the
+# NLL of the true classes when the images are labelled.
+VISION_TOLERANCES = {
+    "same-graph": Tolerance(median_abs=5e-2, min_argmax_agreement=0.99, max_nll_increase=0.01, outputs="logits"),
+    "other-model": Tolerance(median_abs=0.25, min_argmax_agreement=0.95, max_nll_increase=0.05, outputs="logits"),
+}
 
 
 @dataclass
@@ -79,7 +86,8 @@ def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, mod
         device = torch_device(device)
         name = f"{spec}-{precision}"
         return Reference(f"{spec} {precision}", kind,
-                         SessionRunner(lambda: TorchSession(model, precision, device, name=name), name=name),
+                         SessionRunner(lambda: TorchSession(model, precision, device, name=name), name=name,
+                                       images=manifest.is_vision),
                          fake_quant_model=model if quantized else None)
     if spec == "onnxruntime":
         if engine is None:
@@ -87,7 +95,7 @@ def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, mod
                                 "--engine the subject already is ONNX Runtime on that graph")
         return Reference("onnxruntime", "same-graph",
                          SessionRunner(lambda: OnnxruntimeSession(onnx_path, decode=False, manifest=manifest),
-                                       name="onnxruntime"))
+                                       name="onnxruntime", images=manifest.is_vision))
     kind, _, path = spec.partition(":")
     if kind in ("onnx", "engine") and path:
         if not Path(path).is_file():
@@ -95,10 +103,12 @@ def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, mod
         if kind == "onnx":
             Manifest.load(path).graph_of(path)         # an export set of ours: checked now, not mid-comparison
             return Reference(spec, "other-model",
-                             SessionRunner(lambda: OnnxruntimeSession(path, decode=False), name=spec))
+                             SessionRunner(lambda: OnnxruntimeSession(path, decode=False), name=spec,
+                                           images=manifest.is_vision))
         from ..trt.session import TensorRTSession
         return Reference(spec, "other-model",
-                         SessionRunner(lambda: TensorRTSession(path, plugins, decode=False), name=spec))
+                         SessionRunner(lambda: TensorRTSession(path, plugins, decode=False), name=spec,
+                                       images=manifest.is_vision))
     raise MQDeployError(f"unknown --reference {spec!r}; use torch, torch-fp, onnxruntime, onnx:PATH or engine:PATH")
 
 
@@ -115,32 +125,40 @@ def _subject(onnx_path: Path, engine, plugins, manifest: Manifest):
     from ..deploy.polygraphy_runner import SessionRunner
     if engine is None:
         return "onnxruntime", SessionRunner(lambda: OnnxruntimeSession(onnx_path, decode=False, manifest=manifest),
-                                            name="onnxruntime")
+                                            name="onnxruntime", images=manifest.is_vision)
     if not Path(engine).is_file():
         raise MQDeployError(f"engine {engine} does not exist; build it with `mq-deploy build --onnx "
                             f"{onnx_path} --engine {engine}`")
     from ..trt.runtime import load_engine
     from ..trt.session import TensorRTSession
     load_engine(engine, plugins)                # a bad plan fails now with its own error, not mid-comparison
-    return "tensorrt", SessionRunner(lambda: TensorRTSession(engine, plugins, decode=False), name="tensorrt")
+    return "tensorrt", SessionRunner(lambda: TensorRTSession(engine, plugins, decode=False), name="tensorrt",
+                                     images=manifest.is_vision)
 
 
-def _judge(subject: list[dict], reference: list[dict], feeds: list[dict], accuracy, tol: Tolerance) -> dict:
-    """accuracy: Polygraphy's AccuracyResults of this one pair."""
+def _judge(subject: list[dict], reference: list[dict], feeds: list[dict], accuracy, tol: Tolerance,
+           labels=None) -> dict:
+    """accuracy: Polygraphy's AccuracyResults of this one pair. labels: the true classes of a vision
+    model's images (None: unlabelled, or token ids, whose next tokens are the labels)."""
     from polygraphy.comparator.compare import OutputCompareResult
     ours = np.concatenate([r["logits"] for r in subject])
     ref = np.concatenate([r["logits"] for r in reference])
     if ours.shape != ref.shape:
         raise MQDeployError(f"the subject's logits are {list(ours.shape)}, the reference's {list(ref.shape)}: "
                             "they are not the same model (vocabulary) or not a prefill graph")
-    ids = np.concatenate([f["input_ids"] for f in feeds])
+    vision = IMAGES in feeds[0]
+    ids = None if vision else np.concatenate([f["input_ids"] for f in feeds])
     failures = []
     # NaN first: every measure below is meaningless (or silently NaN) once a logit is not finite
     for who, logits in (("subject", ours), ("reference", ref)):
         bad = int((~np.isfinite(logits)).sum())
         if bad:
             failures.append(f"NaN in logits: the {who}'s logits hold {bad} NaN/inf values of {logits.size}")
-    nll_subject, nll_ref = next_token_nll(ours, ids), next_token_nll(ref, ids)
+    if vision:
+        nll_subject, nll_ref = ((label_nll(ours, labels), label_nll(ref, labels)) if labels is not None
+                                else (None, None))
+    else:
+        nll_subject, nll_ref = next_token_nll(ours, ids), next_token_nll(ref, ids)
     metrics = logits_error(ours, ref)
     medians = {}
     for iteration in list(accuracy[0].values())[0]:
@@ -167,19 +185,25 @@ def _judge(subject: list[dict], reference: list[dict], feeds: list[dict], accura
     if metrics["argmax_agreement"] < tol.min_argmax_agreement:
         failures.append(f"argmax agreement {100 * metrics['argmax_agreement']:.2f}% < "
                         f"{100 * tol.min_argmax_agreement:.1f}%")
-    increase = nll_subject / nll_ref - 1
-    if not increase <= tol.max_nll_increase:       # NaN fails too
-        failures.append(f"NLL {100 * increase:+.2f}% vs the reference > {100 * tol.max_nll_increase:+.1f}%")
-    return {"logits": metrics, "median_abs_per_output": medians, "channel_scale_error": scales,
-            "nll": {"subject": nll_subject, "reference": nll_ref, "relative_increase": increase},
-            "perplexity": {"subject": float(np.exp(nll_subject)), "reference": float(np.exp(nll_ref))},
-            "passed": not failures, "failures": failures}
+    verdict = {"logits": metrics, "median_abs_per_output": medians, "channel_scale_error": scales}
+    if nll_subject is not None:
+        increase = nll_subject / nll_ref - 1
+        if not increase <= tol.max_nll_increase:       # NaN fails too
+            failures.append(f"NLL {100 * increase:+.2f}% vs the reference > {100 * tol.max_nll_increase:+.1f}%")
+        verdict["nll"] = {"subject": nll_subject, "reference": nll_ref, "relative_increase": increase}
+        if not vision:
+            verdict["perplexity"] = {"subject": float(np.exp(nll_subject)), "reference": float(np.exp(nll_ref))}
+    if vision and labels is not None:
+        verdict["top1"] = {"subject": float((ours.argmax(-1) == labels).mean()),
+                           "reference": float((ref.argmax(-1) == labels).mean())}
+    return {**verdict, "passed": not failures, "failures": failures}
 
 
 def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | None = None, model_dir=None,
              device: str = "auto", plugins=None, tolerances: dict[str, Tolerance] | None = None,
-             manifest: Manifest | None = None) -> dict:
-    """Compare the subject with each reference on `feeds` ([{"input_ids": int64 [b, L]}]); report dict."""
+             manifest: Manifest | None = None, labels=None) -> dict:
+    """Compare the subject with each reference on `feeds` ([{"input_ids": int64 [b, L]}], or a vision
+    model's [{"images": float32 [b, C, H, W]}] with their `labels` when known); report dict."""
     try:
         from polygraphy.comparator import Comparator, SimpleCompareFunc
         from polygraphy.logger import G_LOGGER
@@ -187,7 +211,8 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
         raise MQDeployError("validate needs Polygraphy 0.53 or newer: pip install 'mq-deploy[onnx]'") from None
     onnx_path = Path(onnx_path)
     manifest = manifest or Manifest.load(onnx_path)
-    tolerances = {**TOLERANCES, **(tolerances or {})}
+    vision = manifest.is_vision
+    tolerances = {**(VISION_TOLERANCES if vision else TOLERANCES), **(tolerances or {})}
     subject_name, subject = _subject(onnx_path, engine, plugins, manifest)
     refs = [_parse_reference(s, onnx_path, engine, manifest, model_dir, device, plugins)
             for s in (references or default_references(manifest, engine))]
@@ -206,8 +231,10 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
               "onnx": str(onnx_path), "engine": str(engine) if engine else None, "subject": subject_name,
               "precision": manifest.precision,
               "recipe": (manifest.quantization or {}).get("recipe"),
-              "inputs": {"batches": len(feeds), "shape": list(feeds[0]["input_ids"].shape),
-                         "tokens": int(sum(f["input_ids"].size for f in feeds))},
+              "inputs": ({"batches": len(feeds), "shape": list(feeds[0][IMAGES].shape),
+                          "images": int(sum(len(f[IMAGES]) for f in feeds))} if vision else
+                         {"batches": len(feeds), "shape": list(feeds[0]["input_ids"].shape),
+                          "tokens": int(sum(f["input_ids"].size for f in feeds))}),
               "references": []}
     for j, ref in enumerate(refs, start=1):
         tol = tolerances[ref.kind]
@@ -221,8 +248,9 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
                 results, comparisons=[(0, j)],
                 compare_func=SimpleCompareFunc(check_error_stat="median", atol=tol.median_abs, rtol=0.0,
                                                find_output_func=find_output))
-        verdict = _judge(results[0][1], results[j][1], feeds, accuracy, tol)
-        if not verdict["passed"] and ref.fake_quant_model is not None and is_qdq_graph(onnx_path):
+        verdict = _judge(results[0][1], results[j][1], feeds, accuracy, tol,
+                         labels=None if labels is None else np.asarray(labels))
+        if not verdict["passed"] and ref.fake_quant_model is not None and not vision and is_qdq_graph(onnx_path):
             # which failure is it: tie flips the model amplifies, or a graph that computes something else
             verdict["explanation"] = explain_qdq_failure(onnx_path, ref.fake_quant_model, feeds, manifest.precision,
                                                          verdict["failures"])
@@ -233,8 +261,11 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
 
 
 def validate_export(onnx_path, engine=None, references=None, model_dir=None, text=None, token_file=None,
-                    samples: int = 4, seq_len: int = 256, batch: int = 1, device: str = "auto", plugins=None) -> dict:
-    """`validate` on held-out text windows (default: the bundled held-out text) or given token ids."""
+                    samples: int = 4, seq_len: int = 256, batch: int = 1, device: str = "auto", plugins=None,
+                    images=None) -> dict:
+    """`validate` on held-out text windows (default: the bundled held-out text) or given token ids; a
+    vision export on `images` (a folder, a .npy of preprocessed images, or digits:heldout, the
+    default for the vision demo's 32x32 model), `batch` images at a time."""
     from ..data.token_files import is_token_file
     from ..deploy.source import source_dir, tokenizer_of
     from ..samples import HELDOUT_TEXT, sample_text
@@ -253,6 +284,10 @@ def validate_export(onnx_path, engine=None, references=None, model_dir=None, tex
         print(f"note: {', '.join(changed)} differ(s) from the files export wrote (sha256 in manifest.json); "
               "validating the files as they are", file=sys.stderr)
     refs = references or default_references(manifest, engine)
+    if manifest.is_vision:
+        return _validate_vision(onnx_path, manifest, images, engine, references, model_dir, batch, device, plugins)
+    if images is not None:
+        raise MQDeployError(f"--images is for a vision export; {onnx_path} takes token ids (--text / --tokens)")
     needs_tokenizer = token_file is None and not (text is not None and is_token_file(text))
     needs_model = model_dir is not None or needs_tokenizer or any(r in ("torch", "torch-fp") for r in refs)
     model = source_dir(manifest, model_dir) if needs_model else None     # provenance first, then the ids
@@ -263,9 +298,31 @@ def validate_export(onnx_path, engine=None, references=None, model_dir=None, tex
                     plugins=plugins, manifest=manifest)
 
 
+def _validate_vision(onnx_path, manifest: Manifest, images, engine, references, model_dir, batch, device,
+                     plugins) -> dict:
+    from ..data.image_sources import load_image_source
+    channels, size, _ = manifest.image_shape
+    if images is None:
+        if size != 32:
+            raise MQDeployError(f"{onnx_path} takes {size}x{size} images: give them with --images (a folder, or a .npy "
+                                "of preprocessed images)")
+        images = "digits:heldout"
+    loaded = load_image_source(images, size, None, option="--images")
+    if loaded.images.shape[1] != channels:
+        raise MQDeployError(f"--images {images}: the graph takes {channels}-channel images")
+    per_batch = max(batch, 1)
+    feeds = [{IMAGES: chunk.numpy()} for chunk in loaded.images.split(per_batch)]
+    report = validate(onnx_path, feeds, engine=engine, references=references, model_dir=model_dir, device=device,
+                      plugins=plugins, manifest=manifest, labels=None if loaded.labels is None else loaded.labels.numpy())
+    report["inputs"]["source"] = loaded.label
+    return report
+
+
 def format_report(report: dict) -> str:
     """A markdown table, one row per reference, then the verdict."""
     inputs = report["inputs"]
+    if "images" in inputs:
+        return _format_vision_report(report)
     lines = [f"{report['subject']} on {report['engine'] or report['onnx']} ({report['precision']}"
              f"{', ' + report['recipe'] if report['recipe'] else ''}), {inputs['tokens']:,} tokens in "
              f"{inputs['batches']} batches of {inputs['shape']}", "",
@@ -288,8 +345,29 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _describe(t: Tolerance) -> str:
+def _format_vision_report(report: dict) -> str:
+    inputs = report["inputs"]
+    lines = [f"{report['subject']} on {report['engine'] or report['onnx']} ({report['precision']}"
+             f"{', ' + report['recipe'] if report['recipe'] else ''}), {inputs['images']:,} images of "
+             f"{inputs.get('source', '?')} in {inputs['batches']} batches", "",
+             "| reference | tolerance | max abs | relative | top-1 agreement | median abs | top-1 (subject / reference) "
+             "| result |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in report["references"]:
+        m = r["logits"]
+        median = max(r["median_abs_per_output"].values(), default=0.0)
+        top1 = (f"{100 * r['top1']['subject']:.2f}% / {100 * r['top1']['reference']:.2f}%" if "top1" in r
+                else "no labels")
+        lines.append(f"| {r['reference']} | {r['kind']} | {m['max_abs']:.3g} | {m['relative']:.3g} | "
+                     f"{100 * m['argmax_agreement']:.2f}% | {median:.3g} | {top1} | "
+                     f"{'pass' if r['passed'] else 'FAIL: ' + '; '.join(r['failures'])} |")
+    lines += ["", "tolerances: same-graph " + _describe(VISION_TOLERANCES["same-graph"], "top-1")
+              + "; other-model " + _describe(VISION_TOLERANCES["other-model"], "top-1"),
+              f"validation {'passed' if report['passed'] else 'FAILED'} in {report['seconds']:.1f} s"]
+    return "\n".join(lines)
+
+
+def _describe(t: Tolerance, agreement: str = "argmax") -> str:
     channels = (f", conv-state channel scales within ±{100 * t.max_channel_scale_error:g}%"
                 if t.max_channel_scale_error is not None else "")
-    return (f"median |Δ| <= {t.median_abs:g} ({t.outputs} outputs), argmax >= {100 * t.min_argmax_agreement:g}%, "
+    return (f"median |Δ| <= {t.median_abs:g} ({t.outputs} outputs), {agreement} >= {100 * t.min_argmax_agreement:g}%, "
             f"NLL <= {100 * t.max_nll_increase:+g}%{channels}")
