@@ -81,7 +81,7 @@ def prepare_build(onnx_path, engine_path, shapes: dict | None = None, decode: bo
             if not sources["decode"].is_file():
                 raise MQDeployError(f"{mpath} lists the decode graph {sources['decode']}, which is missing; "
                                     "re-export, or pass --no-decode to build the prefill engine alone")
-        else:
+        elif not loaded.is_vision:           # a classifier has no decode graph to build
             notes.append("the export has no decode graph (export --no-decode); building the prefill engine only")
     for entry in loaded.graphs.values():
         if entry.path in sources.values() and entry.external_data is not None and not entry.external_data.is_file():
