@@ -10,7 +10,8 @@ out of range, {notok} a Hugging Face model saved by transformers without tokeniz
 another FP model, {nan} a model with a NaN weight, {trunc} / {truncbin} models whose
 model.safetensors / pytorch_model.bin is cut in half, {huge} a model whose finite weights make inf
 logits, {fp16big} a model that is finite in FP32 but overflows FP16, {paper} a paper-mode artifact,
-{w4a8} a W4A8 artifact, {mamba2} a Mamba-2 config.
+{w4a8} a W4A8 artifact, {mamba2} a Mamba-2 config, {vim} a 16x16 Vision Mamba, {images} unlabelled
+images for it (.npy).
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def a_file(name: str, content: bytes = b"not mq-deploy's\n"):
     def setup(tmp: Path, inputs: dict) -> None:
         (tmp / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp / name).write_bytes(content)
+    return setup
+
+
+def an_npy(name: str, shape: tuple[int, ...]):
+    def setup(tmp: Path, inputs: dict) -> None:
+        import numpy as np
+        np.save(tmp / name, np.zeros(shape, np.float32))
     return setup
 
 
@@ -289,6 +297,17 @@ CASES = (
     Case("compare-out-over-a-users-file", "compare-recipes", "--out prefix whose .json is the user's file",
          ("compare-recipes", "--model", "{fp}", "--calib", "{text}", "--eval", "{text}", "--out", "{tmp}/t"),
          "not from an mq-deploy recipe comparison", a_file("t.json", b"[]")),
+    Case("quantize-vision-with-text", "quantize", "a Vision Mamba calibrated on text (the default --calib)",
+         ("quantize", "--model", "{vim}", "--out", "{tmp}/q"), "a Vision Mamba calibrates on images"),
+    Case("quantize-vision-wrong-image-size", "quantize", "--calib images of another size than the model's",
+         ("quantize", "--model", "{vim}", "--calib", "{tmp}/big.npy", "--out", "{tmp}/q"),
+         "the model takes preprocessed float images [n, 3, 16, 16]",
+         an_npy("big.npy", (1, 3, 32, 32))),
+    Case("quantize-vision-eval-unlabelled", "quantize", "--eval images without labels for a Vision Mamba",
+         ("quantize", "--model", "{vim}", "--calib", "{images}", "--eval", "{images}", "--out", "{tmp}/q"),
+         "has no labels"),
+    Case("quantize-vision-digits-wrong-size", "quantize", "--calib digits for a model that is not 32x32",
+         ("quantize", "--model", "{vim}", "--calib", "digits", "--out", "{tmp}/q"), "bundled digits are for 32x32"),
     Case("demo-negative-max-tokens", "demo", "--max-tokens -5", ("demo", "--max-tokens", "-5"), "--max-tokens -5"),
     Case("lm-eval-missing-path", "lm-eval", "--model_args path= that does not exist (checked before lm-eval loads)",
          ("lm-eval", "--model", "mq-deploy", "--model_args", "path={tmp}/nope", "--tasks", "arc_easy"),

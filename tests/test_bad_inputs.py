@@ -91,7 +91,14 @@ def inputs(tmp_path_factory) -> dict:
     quantize_checkpoint(paths["fp"], paths["paper"], mode="paper", **common)
     quantize_checkpoint(paths["fp"], paths["w4a8"], w_bits=4, a_bits=8, export_check=False, **common)
     export_onnx(paths["q"], root / "onnx" / "model.onnx", precision="fp32")
+    from mq_deploy.models.vim import VimConfig, VisionMamba
+    from mq_deploy.models.vim_loading import save_vim
+    torch.manual_seed(0)
+    save_vim(VisionMamba(VimConfig(hidden_size=32, num_hidden_layers=1, img_size=16, patch_size=8, stride=8,
+                                   num_classes=4)), root / "vim")
+    np.save(root / "images.npy", np.zeros((4, 3, 16, 16), np.float32))
     return {**{k: v for k, v in paths.items()}, "onnx": root / "onnx", "text": text, "short": root / "short.txt",
+            "vim": root / "vim", "images": root / "images.npy",
             "ids": root / "ids.npy", "badids": root / "badids.json", "root": root}
 
 

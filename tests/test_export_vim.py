@@ -157,3 +157,13 @@ def test_images_of_the_wrong_size_are_one_error(exported, tmp_path):
     np.save(tmp_path / "big.npy", np.zeros((2, 3, 64, 64), np.float32))
     with pytest.raises(MQDeployError, match=r"shape \(2, 3, 64, 64\).*\[n, 3, 32, 32\]"):
         validate_export(exported["fp-fp32"].onnx_path, images=str(tmp_path / "big.npy"))
+
+
+def test_bench_times_images_for_each_backend(exported, tmp_path):
+    from mq_deploy.bench.benchmark import format_table, run_bench, write_outputs
+    report = run_bench(exported["q-fp32"].onnx_path, batch=4, iterations=2, warmup=1, device="cpu", progress=False)
+    assert [r["phase"] for r in report["rows"]] == ["classify", "classify"]       # ONNX Runtime, then torch FP
+    assert all(r["batch"] == 4 and r["tokens_per_s"] > 0 for r in report["rows"])
+    assert "images/s" in format_table(report)
+    written = write_outputs(report, tmp_path / "bench")
+    assert [p.suffix for p in written] == [".md", ".json"] and "10 classes" in written[0].read_text()

@@ -1,6 +1,7 @@
 """Prefill latency at several lengths and decode-step latency for every backend, in one run:
 the INT8 engine, the FP16 engine and the FP16 torch model on a GPU; without TensorRT, ONNX Runtime
-on the exported graphs and torch on the CPU. Table (markdown + JSON) and a plot."""
+on the exported graphs and torch on the CPU. Table (markdown + JSON) and a plot. A vision export:
+the latency of one batch of images and images per second, for the same backends."""
 
 from __future__ import annotations
 
@@ -82,6 +83,15 @@ def bench_backend(backend, vocab: int, lengths: list[int], batch: int, iteration
     return rows
 
 
+def bench_images(backend, image_shape, batch: int, iterations: int, warmup: int, seed: int = 0) -> list[dict]:
+    """A vision model: the latency of classifying `batch` images (phase "classify", rate in images/s)."""
+    from ..deploy.contract import IMAGES
+    images = np.random.default_rng(seed).standard_normal((batch, *image_shape)).astype(np.float32)
+    seconds = time_calls(lambda: backend.run("prefill", {IMAGES: images}), backend.synchronize, iterations, warmup)
+    return [{"backend": backend.name, "phase": "classify", "length": 1, "batch": batch,
+             **latency_stats(seconds, batch)}]
+
+
 def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=(16, 128, 512), batch: int = 1,
               iterations: int = 20, warmup: int = 3, decode_steps: int = 64, torch_reference: bool = True,
               device: str = "auto", torch_precision: str | None = None, plugins=None, progress: bool = True) -> dict:
@@ -96,18 +106,23 @@ def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=(16,
     if torch_reference:
         from ..deploy.source import source_dir
         source_dir(manifest)                # provenance before any session starts
+    if manifest.is_vision:
+        decode_steps = 0                    # a classifier has one graph
     backends = collect_sessions(onnx_path, engine, fp_onnx, fp_engine, torch_reference, device, torch_precision,
                                 plugins, decode=decode_steps > 0)
     rows, start = [], time.perf_counter()
     with progress_bar(total=len(backends), desc="bench", unit="backend", disable=not progress) as bar:
         for backend in backends:
             bar.set_postfix_str(backend.name)
-            rows += bench_backend(backend, manifest.vocab_size, list(lengths), batch, iterations,
-                                  warmup, decode_steps)
+            if manifest.is_vision:
+                rows += bench_images(backend, manifest.image_shape, batch, iterations, warmup)
+            else:
+                rows += bench_backend(backend, manifest.vocab_size, list(lengths), batch, iterations,
+                                      warmup, decode_steps)
             bar.update()
     return {"onnx": str(onnx_path), "engine": str(engine) if engine else None,
             "model": {k: manifest.model_config.get(k) for k in ("hidden_size", "num_hidden_layers", "intermediate_size",
-                                                            "state_size", "vocab_size")},
+                                                            "state_size", "vocab_size", "num_classes", "img_size")},
             "settings": {"lengths": list(lengths), "batch": batch, "iterations": iterations, "warmup": warmup,
                          "decode_steps": decode_steps, "decode_prompt": DECODE_PROMPT},
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -117,7 +132,8 @@ def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=(16,
 
 
 def format_table(report: dict) -> str:
-    lines = ["| backend | phase | batch × length | median ms | p90 ms | p99 ms | tokens/s |",
+    rate = "images/s" if all(r["phase"] == "classify" for r in report["rows"]) else "tokens/s"
+    lines = [f"| backend | phase | batch × length | median ms | p90 ms | p99 ms | {rate} |",
              "|---|---|---|---:|---:|---:|---:|"]
     for r in report["rows"]:
         lines.append(f"| {r['backend']} | {r['phase']} | {r['batch']} × {r['length']} | {r['median_ms']:.3f} | "
@@ -148,13 +164,17 @@ def write_outputs(report: dict, out_prefix, force: bool = False) -> list[Path]:
     check_outputs(out_prefix, force)
     md, js, png = output_paths(out_prefix)
     m, s = report["model"], report["settings"]
+    vision = m.get("vocab_size") is None
+    what = (f"{m['num_classes']} classes, {m['img_size']}x{m['img_size']} images; {s['iterations']} timed runs of one batch "
+            f"after {s['warmup']} warm-up runs. " if vision else
+            f"vocab {m['vocab_size']}; {s['iterations']} timed runs per prefill length after {s['warmup']} "
+            f"warm-up runs, {s['decode_steps']} decode steps after a {s['decode_prompt']}-token prompt. ")
     header = (f"# mq-deploy bench\n\n{report['onnx']}: d_model {m['hidden_size']}, {m['num_hidden_layers']} layers, "
-              f"vocab {m['vocab_size']}; {s['iterations']} timed runs per prefill length after {s['warmup']} "
-              f"warm-up runs, {s['decode_steps']} decode steps after a {s['decode_prompt']}-token prompt. "
+              f"{what}"
               f"Machine: {report['machine']['gpu'] or report['machine']['processor'] or report['machine']['platform']}"
               f", {report['machine']['cpu_threads']} CPU threads.\n\n")
     try:
-        image = plot_bench_png(report)
+        image = None if vision else plot_bench_png(report)      # a classifier's one row a backend: the table says it
     except MQDeployError as e:
         image = None
         print(f"no plot: {e}")      # matplotlib missing: the table and JSON are the result

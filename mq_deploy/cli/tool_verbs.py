@@ -21,6 +21,9 @@ def run_doctor(args) -> int:
 
 
 def run_demo(args) -> int:
+    if args.vision:
+        from ..vision_demo import run_vision_demo
+        return run_vision_demo()
     from ..demo import run_demo as demo
     return demo(max_tokens=args.max_tokens)
 
@@ -46,6 +49,8 @@ def register(verbs) -> None:
                                      "validation fails.")
     p.add_argument("--max-tokens", type=int, default=131072,
                    help="bytes of each text for the perplexity stages (default 131072; 0 = all)")
+    p.add_argument("--vision", action="store_true",
+                   help="the same chain on the bundled Vision Mamba (digits): top-1 instead of perplexity")
     p.set_defaults(func=run_demo)
 
     # Everything after the verb is lm-eval's own arguments, passed through unparsed (see cli.main).
