@@ -12,3 +12,5 @@ python3 -m mq_deploy compare-recipes --model "$model" --calib "$calib" \
     --eval pydoc-topics --out docs/compare_recipes_demo_pydoc --force
 # the 4-bit weight options (rtn / gptq / awq, mixed precision) per recipe, both texts: about 30 minutes
 python3 benchmarks/bench_weight_options.py --out docs/weight_options_demo.md
+# every recipe on the vision demo model (digits): about 2 minutes
+python3 benchmarks/bench_vision_recipes.py --out docs/vision_recipes_demo.md

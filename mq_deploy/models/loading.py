@@ -73,8 +73,8 @@ def _reject_unsupported(raw: dict, where: Path) -> None:
         raise MQDeployError(f"{where} is a Falcon-Mamba checkpoint, which adds RMS norms of B, C and dt "
                             "inside the mixer; it is not supported yet.")
     if model_type == "vim":
-        raise MQDeployError(f"{where} is a Vision Mamba (Vim) model; the language-model commands do not take it "
-                            "(mq_deploy.models.vim_loading.load_vim reads it; the Vim chain is being built)")
+        raise MQDeployError(f"{where} is a Vision Mamba (Vim) model; this language-model command does not take it: "
+                            "quantize, export, check, validate --images, bench and build do (docs/vision.md)")
     if model_type not in (None, "mamba"):
         raise MQDeployError(f"{where} has model_type {model_type!r}, which is not a Mamba model; "
                             "mq-deploy reads Mamba-1 language models (model_type 'mamba').")
