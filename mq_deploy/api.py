@@ -102,7 +102,7 @@ def _quantize_vision(model_dir: Path, out_dir: Path, recipe: str, calib: str, co
                      eval_source: str | None, progress: bool, force: bool) -> dict:
     """quantize_checkpoint for a Vision Mamba: calibration images instead of token windows, top-1 on
     labelled images instead of perplexity."""
-    from .data.image_sources import BUNDLED, load_image_source
+    from .data.image_sources import BUNDLED, MAX_EVAL_IMAGES, check_labels, load_image_source
     from .data.images import top1_agreement, topk_accuracy
     from .models.vim_loading import load_vim
     from .quant.artifact import is_own_artifact, save_quantized
@@ -118,10 +118,12 @@ def _quantize_vision(model_dir: Path, out_dir: Path, recipe: str, calib: str, co
     loaded = load_vim(model_dir)
     size = loaded.config.img_size
     calib_set = load_image_source(calib, size, calib_samples, option="--calib")
-    evaluation = load_image_source(eval_source, size, None, option="--eval") if eval_source else None
+    evaluation = load_image_source(eval_source, size, MAX_EVAL_IMAGES, option="--eval") if eval_source else None
     if evaluation is not None and evaluation.labels is None:
         raise MQDeployError(f"--eval {eval_source} has no labels; give a folder in the ImageFolder layout "
                             "(root/<class>/<image>) or digits:heldout")
+    if evaluation is not None:
+        check_labels(evaluation, loaded.config.num_classes, "--eval")
     start = time.perf_counter()
     qm = quantize(loaded.model, recipe, calib_set.images, config, progress=progress)
     report = {"recipe": recipe, "config": qm.config.to_dict(), "calibration": {

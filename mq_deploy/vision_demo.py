@@ -18,6 +18,7 @@ from .samples import samples_dir
 
 VISION_DEMO_MODEL = "vim-digits-demo"
 CALIB_IMAGES = 128
+VALIDATE_BATCH = 60          # images per validation run: 6 batches of the 360 held-out digits
 STEPS = 7
 
 
@@ -88,12 +89,12 @@ def _export_validate_bench(summary: Summary, artifact: str, onnx_path: str) -> b
     from .validate.validation import validate_export
     _step(3, "exporting to ONNX (FP16, INT8 QDQ, SelectiveScan nodes, the backward ones reversed) and checking it")
     t = time.perf_counter()
-    result = export_onnx(artifact, onnx_path, precision="fp16")
+    result = export_onnx(artifact, onnx_path, precision="fp16", batch_max=VALIDATE_BATCH)   # the engine's profile
     counts = result.manifest["graphs"]["prefill"]["linear_forms"]
     summary.add("export + check", "FP16 QDQ graph, manifest.json",
                 f"check ok; linears {', '.join(f'{k}: {v}' for k, v in counts.items())}", time.perf_counter() - t)
     _step(4, "validating ONNX Runtime against the torch models (Polygraphy Comparator) on the held-out digits")
-    report = validate_export(onnx_path, batch=60, device="cpu")
+    report = validate_export(onnx_path, batch=VALIDATE_BATCH, device="cpu")
     _validation_rows(summary, report, "ONNX Runtime")
     _step(5, "benchmarking ONNX Runtime against torch on the CPU, batches of 32 images")
     bench = run_bench(onnx_path, batch=32, iterations=5, warmup=1, device="cpu", progress=False)
@@ -121,7 +122,7 @@ def _tensorrt(summary: Summary, onnx_path: str, engine_path: str) -> bool:
     summary.add("TensorRT build", "plan", engine_path, time.perf_counter() - t)
     _step(7, "validating the engine against ONNX Runtime and torch")
     try:
-        report = validate_export(onnx_path, engine=engine_path, batch=60)
+        report = validate_export(onnx_path, engine=engine_path, batch=VALIDATE_BATCH)
     except MQDeployError as e:
         summary.add("validate", "TensorRT", f"FAIL: {e}")
         return False

@@ -167,3 +167,42 @@ def test_bench_times_images_for_each_backend(exported, tmp_path):
     assert "images/s" in format_table(report)
     written = write_outputs(report, tmp_path / "bench")
     assert [p.suffix for p in written] == [".md", ".json"] and "10 classes" in written[0].read_text()
+
+
+def test_a_vision_export_refuses_language_model_options_and_partners(exported, tmp_path):
+    from mq_deploy.bench.benchmark import run_bench
+    onnx_path = exported["q-fp16"].onnx_path
+    with pytest.raises(MQDeployError, match="takes images, not text"):
+        validate_export(onnx_path, text="pydoc-topics")
+    with pytest.raises(MQDeployError, match="--lengths and --decode-steps are for language models"):
+        run_bench(onnx_path, lengths=[7, 9], progress=False)
+    from mq_deploy.models import MambaConfig, MambaLM
+    from mq_deploy.models.loading import save_model
+    save_model(MambaLM(MambaConfig(vocab_size=256, hidden_size=32, num_hidden_layers=1)), tmp_path / "lm")
+    lm = export_onnx(tmp_path / "lm", tmp_path / "lm_onnx" / "model.onnx", decode=False)
+    with pytest.raises(MQDeployError, match="different kinds of model"):
+        run_bench(onnx_path, fp_onnx=lm.onnx_path, progress=False)
+    with pytest.raises(MQDeployError, match="same kind of model"):
+        validate_export(onnx_path, references=[f"onnx:{lm.onnx_path}"], images=str(exported["root"] / "images.npy"))
+
+
+def test_labels_beyond_the_models_classes_are_one_error(exported, tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+    for c in range(12):                                          # the model has 10 classes
+        (tmp_path / "imgs" / f"c{c:02d}").mkdir(parents=True)
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "imgs" / f"c{c:02d}" / "0.png")
+    with pytest.raises(MQDeployError, match="labels go up to 11 but the model has 10 classes"):
+        validate_export(exported["fp-fp32"].onnx_path, images=str(tmp_path / "imgs"))
+
+
+def test_quantize_from_an_official_pth_and_eval_refuses_a_vision_model(exported, tmp_path):
+    from mq_deploy.api import evaluate_text, quantize_checkpoint
+    root = exported["root"]
+    report = quantize_checkpoint(root / "vim_small.pth", tmp_path / "q", recipe="rtn", calib=str(root / "images.npy"),
+                                 calib_samples=8, progress=False)
+    assert report["calibration"]["samples"] == 8 and (tmp_path / "q" / "quant.json").is_file()
+    with pytest.raises(MQDeployError, match="is a Vision Mamba: perplexity and text tasks are for language models"):
+        evaluate_text(tmp_path / "q", "some text " * 100)
+    with pytest.raises(MQDeployError, match="official Vim checkpoint file; export takes a directory"):
+        export_onnx(root / "vim_small.pth", tmp_path / "e" / "model.onnx")

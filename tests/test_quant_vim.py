@@ -84,8 +84,6 @@ def test_mambaquant_transforms_both_paths_with_their_own_statistics(small_vim):
     for suffix in ("", "_b"):
         variances = torch.var(on_calib[m + "dt_proj_input" + suffix].flatten(0, 1), dim=0)
         assert ((variances.max() - variances.min()) / variances.mean()).item() < 1e-9, suffix
-    # the backward path's R5 is not the forward one's
-    assert not torch.allclose(mixer.dt_proj.weight, mixer.dt_proj_b.weight)
 
 
 def test_r1_is_the_klt_of_the_last_layers_input(small_vim):
@@ -108,11 +106,38 @@ def test_r1_is_the_klt_of_the_last_layers_input(small_vim):
     assert hadamard_after_klt_of(1) and not hadamard_after_klt_of(0)
 
 
-def test_smoothquant_scales_each_paths_x_proj_input(small_vim):
+def test_smoothquant_scales_each_paths_x_proj_input_from_its_own_activations(small_vim):
+    """Each path's online x_proj scale is SmoothQuant's max|x|^α / max|W|^(1-α) (α = 1: max|x|) from
+    that path's own x_proj input: using the forward path's statistics for both fails this."""
+    from mq_deploy.quant.recipes.smoothquant import ALPHA
+    m = "backbone.layers.0.mixer."
+    _, fp = captured(small_vim, images(6, 1), [m + "x_proj_input", m + "x_proj_input_b"])
     work = transformed("smoothquant", small_vim)
     mixer = work.backbone.layers[0].mixer
     assert isinstance(mixer.x_proj_input, ChannelScale) and isinstance(mixer.x_proj_input_b, ChannelScale)
-    assert not torch.allclose(mixer.x_proj_input.scale, mixer.x_proj_input_b.scale)
+    for suffix in ("", "_b"):
+        act = fp[m + "x_proj_input" + suffix].abs().flatten(0, 1).amax(0)
+        w = getattr(small_vim.backbone.layers[0].mixer, "x_proj" + suffix).weight.abs().amax(0)
+        expected = act ** ALPHA / w ** (1 - ALPHA)
+        assert torch.allclose(1 / getattr(mixer, "x_proj_input" + suffix).scale.double(), expected, rtol=1e-6), suffix
+
+
+def test_awq_scales_both_paths_x_proj_and_keeps_the_function(small_vim):
+    model = copy.deepcopy(small_vim).float()
+    qm = quantize(model, "rtn", images(8, 1).float(), QuantConfig(w_bits=4, a_bits=16, weight_scales="awq",
+                                                                  weight_rounding="rtn"), progress=False)
+    m = "backbone.layers.0.mixer."
+    assert {m + "x_proj", m + "x_proj_b", m + "in_proj"} <= set(qm.awq_alpha)
+    assert qm.online_transforms.get(m + "x_proj_input_b") == "scale"
+    # the folded FP model (before rounding) computes the same function
+    from mq_deploy.quant.artifact import load_quantized, save_quantized
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        save_quantized(qm, f"{tmp}/q")
+        folded = load_quantized(f"{tmp}/q", with_quantizers=False).model
+        x = images(3, 9).float()
+        with torch.no_grad():
+            assert rel(folded(x).double(), model(x).double()) < 1e-5
 
 
 @pytest.mark.parametrize("recipe", ["rtn", "quarot", "mambaquant"])

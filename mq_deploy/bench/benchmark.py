@@ -22,6 +22,8 @@ from ..progress import progress_bar
 from .timing import latency_stats, time_calls
 
 DECODE_PROMPT = 16
+DEFAULT_LENGTHS = (16, 128, 512)
+DEFAULT_DECODE_STEPS = 64
 
 
 def _label(manifest: Manifest, runtime: str) -> str:
@@ -92,14 +94,21 @@ def bench_images(backend, image_shape, batch: int, iterations: int, warmup: int,
              **latency_stats(seconds, batch)}]
 
 
-def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=(16, 128, 512), batch: int = 1,
-              iterations: int = 20, warmup: int = 3, decode_steps: int = 64, torch_reference: bool = True,
+def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=DEFAULT_LENGTHS, batch: int = 1,
+              iterations: int = 20, warmup: int = 3, decode_steps: int = DEFAULT_DECODE_STEPS, torch_reference: bool = True,
               device: str = "auto", torch_precision: str | None = None, plugins=None, progress: bool = True) -> dict:
     onnx_path = Path(onnx_path)
     manifest = Manifest.load(onnx_path)
     manifest.graph_of(onnx_path)
     if fp_onnx:
-        Manifest.load(fp_onnx).graph_of(fp_onnx)
+        other = Manifest.load(fp_onnx)
+        other.graph_of(fp_onnx)
+        if other.is_vision != manifest.is_vision:
+            raise MQDeployError("--onnx and --fp-onnx are exports of different kinds of model (a Vision Mamba and a "
+                                "language model); give the unquantized export of the same model")
+    if manifest.is_vision and (tuple(lengths) != DEFAULT_LENGTHS or decode_steps not in (0, DEFAULT_DECODE_STEPS)):
+        raise MQDeployError(f"{onnx_path} is a Vision Mamba's export: it times batches of images (--batch); "
+                            "--lengths and --decode-steps are for language models")
     if batch < 1 or iterations < 1 or warmup < 0 or decode_steps < 0 or not lengths or min(lengths) < 1:
         raise MQDeployError("bench needs --batch >= 1, --iterations >= 1, --warmup >= 0, --decode-steps >= 0 "
                             "and lengths >= 1")

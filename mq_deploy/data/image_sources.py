@@ -13,6 +13,9 @@ import torch
 from ..errors import MQDeployError
 
 BUNDLED = {"digits": "train", "digits:train": "train", "digits:heldout": "heldout"}
+# Evaluation and validation take at most this many images, spread over the source: they are held in
+# memory preprocessed (2048 ImageNet images: 1.2 GB), and top-1 on 2048 images is within ±2 points.
+MAX_EVAL_IMAGES = 2048
 
 
 @dataclass
@@ -28,6 +31,14 @@ def _spread(n_total: int, samples: int | None) -> np.ndarray:
     if samples is None or samples >= n_total:
         return np.arange(n_total)
     return np.linspace(0, n_total - 1, samples).round().astype(np.int64)
+
+
+def check_labels(loaded: LoadedImages, num_classes: int, option: str) -> None:
+    """Labels must index the model's classes (an ImageFolder's are positions among its sorted folders)."""
+    if loaded.labels is not None and len(loaded.labels) and int(loaded.labels.max()) >= num_classes:
+        raise MQDeployError(f"{option} {loaded.label}: its labels go up to {int(loaded.labels.max())} but the model has "
+                            f"{num_classes} classes; give a folder with one subfolder per class of the model, in its "
+                            "class order (sorted names)")
 
 
 def load_image_source(source, img_size: int, samples: int | None = None, option: str = "--calib") -> LoadedImages:

@@ -129,12 +129,9 @@ class MambaGraphEmitter:
         if conv.bias is not None:
             inputs.append(self.fp(conv.bias, f"{name}.bias"))
         y = b.node("Conv", inputs, name=name, group=conv.in_channels, kernel_shape=[k], pads=[0, 0])
-        tokens = b.node("Transpose", [y], name=f"{prefix}.conv{suffix}_to_tokens", perm=[0, 2, 1])
-        if reverse:
-            return tokens, None
-        state = b.node("Slice", [padded, b.small([-(k - 1)]), b.small([np.iinfo(np.int64).max]), b.small([2])],
-                       name=f"{prefix}.conv_state")
-        return tokens, state
+        state = None if reverse else b.node("Slice", [padded, b.small([-(k - 1)]), b.small([np.iinfo(np.int64).max]),
+                                                      b.small([2])], name=f"{prefix}.conv_state")
+        return b.node("Transpose", [y], name=f"{prefix}.conv{suffix}_to_tokens", perm=[0, 2, 1]), state
 
     def scan_params(self, mixer, prefix: str, suffix: str = "") -> list[str]:
         gate_scale = mixer.gate_scale if mixer.gate_scale is not None else torch.ones(mixer.d_inner)

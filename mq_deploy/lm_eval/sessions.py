@@ -99,6 +99,9 @@ def directory_tokenizer(model_dir: Path):
 
 def _export_tokenizer(manifest, tokenizer_dir):
     """The tokenizer of the model an export came from: tokenizer=DIR, else the manifest's source."""
+    if manifest is not None and manifest.is_vision:
+        raise MQDeployError(f"{manifest.path.parent} is a Vision Mamba's export: text tasks are for language models; "
+                            "its accuracy is `mq-deploy validate --images IMAGES`")
     if tokenizer_dir is not None:
         return directory_tokenizer(Path(tokenizer_dir))
     return text_tokenizer(manifest.source_path, manifest.tokenizer)
@@ -132,6 +135,9 @@ def torch_session(path: Path, device=None, dtype: str = "float32", tokenizer_dir
     if dtype not in TORCH_DTYPES:
         raise MQDeployError(f"dtype={dtype}: choose one of {', '.join(TORCH_DTYPES)}")
     device = torch_device(device or "auto")
+    from ..models.checkpoints import is_vision_checkpoint
+    if is_vision_checkpoint(path):
+        load_eval_model(path)           # its one-line refusal, before anything about tokenizers
     tokenizer = directory_tokenizer(Path(tokenizer_dir or path))     # fails before a long model load
     model, label = load_eval_model(path)
     session = TorchSession(model, TORCH_DTYPES[dtype], device, own=True)

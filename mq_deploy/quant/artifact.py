@@ -66,10 +66,14 @@ def is_own_artifact(path) -> bool:
 
 
 def directory_hash(path: Path) -> str:
-    """sha256 over the model files of a checkpoint directory (config and weights), in name order."""
+    """sha256 over the model files of a checkpoint directory (config and weights), in name order; a
+    checkpoint that is one file (an official Vim .pth), over that file."""
     h = hashlib.sha256()
-    for file in sorted(p for p in Path(path).iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin")
-                       and p.name not in ("report.json", "training.json")):
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(
+        p for p in path.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin")
+        and p.name not in ("report.json", "training.json"))
+    for file in files:
         h.update(file.name.encode())
         with open(file, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

@@ -118,12 +118,12 @@ def gptq_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
             if name != model.HEAD and isinstance(model.get_submodule(name), nn.Linear)}
 
 
-AWQ_ORDER = ("out_proj", "x_proj", "in_proj")     # out_proj's gate fold rescales in_proj's gate rows: first
+AWQ_ORDER = ("out_proj", "x_proj", "x_proj_b", "in_proj")   # out_proj's gate fold rescales in_proj's gate rows: first
 
 
 def awq_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
     """{linear: its input point} of the 4-bit linears whose input channels AWQ scales (quant/awq.py):
-    in_proj and x_proj always, out_proj where nothing rotates its input online."""
+    in_proj and every path's x_proj always, out_proj where nothing rotates its input online."""
     if config.weight_scales != "awq":
         return {}
     out = {}
@@ -152,8 +152,8 @@ def awq_scale(model: MambaLM, config: QuantConfig, name: str, hessian: torch.Ten
     mixer = model.get_submodule(mixer_name)
     if leaf == "in_proj":
         smooth_norm_into_in_proj(model.get_submodule(mixer_name.rpartition(".")[0]), s)
-    elif leaf == "x_proj":
-        smooth_x_proj_input_online(mixer, s)
+    elif leaf.startswith("x_proj"):
+        smooth_x_proj_input_online(mixer, s, leaf.removeprefix("x_proj"))
     else:
         smooth_gate_s_silu(mixer, s)
     return s, alpha

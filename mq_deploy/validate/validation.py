@@ -101,7 +101,11 @@ def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, mod
         if not Path(path).is_file():
             raise MQDeployError(f"--reference {spec}: {path} does not exist")
         if kind == "onnx":
-            Manifest.load(path).graph_of(path)         # an export set of ours: checked now, not mid-comparison
+            other = Manifest.load(path)
+            other.graph_of(path)                        # an export set of ours: checked now, not mid-comparison
+            if other.is_vision != manifest.is_vision:
+                raise MQDeployError(f"--reference {spec}: one export is a Vision Mamba's and the other a language "
+                                    "model's; compare exports of the same kind of model")
             return Reference(spec, "other-model",
                              SessionRunner(lambda: OnnxruntimeSession(path, decode=False), name=spec,
                                            images=manifest.is_vision))
@@ -285,6 +289,9 @@ def validate_export(onnx_path, engine=None, references=None, model_dir=None, tex
               "validating the files as they are", file=sys.stderr)
     refs = references or default_references(manifest, engine)
     if manifest.is_vision:
+        if text is not None or token_file is not None:
+            raise MQDeployError(f"{onnx_path} is a Vision Mamba's export: it takes images, not text or token ids; "
+                                "give --images (a folder, a .npy of preprocessed images, or digits:heldout)")
         return _validate_vision(onnx_path, manifest, images, engine, references, model_dir, batch, device, plugins)
     if images is not None:
         raise MQDeployError(f"--images is for a vision export; {onnx_path} takes token ids (--text / --tokens)")
@@ -300,16 +307,17 @@ def validate_export(onnx_path, engine=None, references=None, model_dir=None, tex
 
 def _validate_vision(onnx_path, manifest: Manifest, images, engine, references, model_dir, batch, device,
                      plugins) -> dict:
-    from ..data.image_sources import load_image_source
+    from ..data.image_sources import MAX_EVAL_IMAGES, check_labels, load_image_source
     channels, size, _ = manifest.image_shape
     if images is None:
         if size != 32:
             raise MQDeployError(f"{onnx_path} takes {size}x{size} images: give them with --images (a folder, or a .npy "
                                 "of preprocessed images)")
         images = "digits:heldout"
-    loaded = load_image_source(images, size, None, option="--images")
+    loaded = load_image_source(images, size, MAX_EVAL_IMAGES, option="--images")
     if loaded.images.shape[1] != channels:
         raise MQDeployError(f"--images {images}: the graph takes {channels}-channel images")
+    check_labels(loaded, int(manifest.model_config["num_classes"]), "--images")
     per_batch = max(batch, 1)
     feeds = [{IMAGES: chunk.numpy()} for chunk in loaded.images.split(per_batch)]
     report = validate(onnx_path, feeds, engine=engine, references=references, model_dir=model_dir, device=device,

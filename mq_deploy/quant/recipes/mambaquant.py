@@ -138,9 +138,9 @@ def replays(model, calib: torch.Tensor, points, config) -> bool:
     points of the transformed model) from its one statistics pass: the points inside the layers
     can, the head's input cannot (its pass would run the vocabulary-sized head in float64), and
     the in_proj inputs of every layer must fit on disk until R1 is known."""
-    if not all(p.startswith("backbone.layers.") and p.rsplit(".", 1)[-1] in _LOCAL_POINTS + ("in_proj_input",)
-               for p in points):
-        return False
+    if isinstance(model, VisionMamba) or not all(
+            p.startswith("backbone.layers.") and p.rsplit(".", 1)[-1] in _LOCAL_POINTS + ("in_proj_input",) for p in points):
+        return False                # (the replay maps the language model's transforms: one path, S7, pooled R1)
     spilled = sum(p.endswith(".in_proj_input") for p in points)
     itemsize = torch.finfo(config.forward_dtype).bits // 8          # the captures keep the forward's dtype
     return spill_fits(spilled * calib.numel() * model.config.hidden_size * itemsize)
