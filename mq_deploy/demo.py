@@ -127,30 +127,48 @@ def tensorrt_unavailable() -> str | None:
     return None
 
 
-def _tensorrt(summary: Summary, onnx_path: str, engine_path: str) -> bool:
+def skip_without_onnx(summary: Summary) -> bool:
+    """True, with every ONNX stage skipped in the table, when onnx, onnxruntime or polygraphy is missing."""
+    missing = _missing("onnx", "onnxruntime", "polygraphy")
+    if missing:
+        why = f"{', '.join(missing)} not installed: pip install -e '.[onnx]'"
+        for stage in ("export + check", "validate", "bench (CPU)", "TensorRT build"):
+            summary.skip(stage, why)
+    return bool(missing)
+
+
+def tensorrt_stages(summary: Summary, onnx_path: str, engine_path: str, plans: str, validate_options: dict,
+                    validation_rows, step) -> bool:
+    """Build the engine(s) of `onnx_path` and validate them (validate_export(**validate_options)),
+    or say in the table why not; False when a stage failed. step(k, text) announces stage k of 2."""
     why = tensorrt_unavailable()
     if why is not None:
         summary.skip("TensorRT build", why)
-        summary.skip("TensorRT validate / bench", "no engine (see above)")
+        summary.skip("TensorRT validate", "no engine (see above)")
         return True
     from .trt.builder import build_engine
     from .validate.validation import validate_export
-    _step(7, "building the TensorRT engines (prefill + decode)")
+    step(1, f"building the TensorRT engine ({plans})")
     start = time.perf_counter()
     try:
         build_engine(onnx_path, engine_path)
     except MQDeployError as e:       # a broken TensorRT install or plugin library: report, keep the table
-        summary.add("TensorRT build", "prefill + decode plans", f"FAIL: {e}", time.perf_counter() - start)
+        summary.add("TensorRT build", plans, f"FAIL: {e}", time.perf_counter() - start)
         return False
-    summary.add("TensorRT build", "prefill + decode plans", engine_path, time.perf_counter() - start)
-    _step(8, "validating the engine against ONNX Runtime and torch")
+    summary.add("TensorRT build", plans, engine_path, time.perf_counter() - start)
+    step(2, "validating the engine against ONNX Runtime and torch")
     try:
-        report = validate_export(onnx_path, engine=engine_path, samples=4, seq_len=256)
+        report = validate_export(onnx_path, engine=engine_path, **validate_options)
     except MQDeployError as e:
         summary.add("validate", "TensorRT", f"FAIL: {e}")
         return False
-    _validation_rows(summary, report, "TensorRT")
+    validation_rows(summary, report, "TensorRT")
     return report["passed"]
+
+
+def _tensorrt(summary: Summary, onnx_path: str, engine_path: str) -> bool:
+    return tensorrt_stages(summary, onnx_path, engine_path, "prefill + decode plans", dict(samples=4, seq_len=256),
+                           _validation_rows, lambda k, text: _step(6 + k, text))
 
 
 def run_demo(max_tokens: int | None = 131072) -> int:
@@ -164,12 +182,7 @@ def run_demo(max_tokens: int | None = 131072) -> int:
     fp_ppl = _evaluate(summary, model_dir, max_tokens)
     with tempfile.TemporaryDirectory(prefix="mq-demo-") as tmp:
         _quantize(summary, model_dir, f"{tmp}/quantized", fp_ppl, max_tokens)
-        missing = _missing("onnx", "onnxruntime", "polygraphy")
-        if missing:
-            why = f"{', '.join(missing)} not installed: pip install -e '.[onnx]'"
-            for stage in ("export + check", "validate", "bench (CPU)", "TensorRT build"):
-                summary.skip(stage, why)
-        else:
+        if not skip_without_onnx(summary):
             onnx_path = f"{tmp}/onnx/model.onnx"
             _export(summary, f"{tmp}/quantized", onnx_path)
             passed = _validate_and_bench(summary, onnx_path)

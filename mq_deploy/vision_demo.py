@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 import time
 
-from .demo import Summary, _missing, tensorrt_unavailable
+from .demo import Summary, skip_without_onnx, tensorrt_stages
 from .errors import MQDeployError
 from .samples import samples_dir
 
@@ -68,12 +68,7 @@ def run_vision_demo() -> int:
         summary.add("quantized model", f"held-out digits, {e['count']} images",
                     f"top-1 {100 * e['quantized_top1']:.2f}% ({100 * (e['quantized_top1'] - e['fp_top1']):+.2f} points "
                     f"vs FP32), top-1 agreement with FP {100 * e['top1_agreement']:.2f}%")
-        missing = _missing("onnx", "onnxruntime", "polygraphy")
-        if missing:
-            why = f"{', '.join(missing)} not installed: pip install -e '.[onnx]'"
-            for stage in ("export + check", "validate", "bench (CPU)", "TensorRT build"):
-                summary.skip(stage, why)
-        else:
+        if not skip_without_onnx(summary):
             onnx_path = f"{tmp}/onnx/model.onnx"
             passed = _export_validate_bench(summary, f"{tmp}/quantized", onnx_path)
             passed = _tensorrt(summary, onnx_path, f"{tmp}/onnx/model.plan") and passed
@@ -105,26 +100,5 @@ def _export_validate_bench(summary: Summary, artifact: str, onnx_path: str) -> b
 
 
 def _tensorrt(summary: Summary, onnx_path: str, engine_path: str) -> bool:
-    why = tensorrt_unavailable()
-    if why is not None:
-        summary.skip("TensorRT build", why)
-        summary.skip("TensorRT validate", "no engine (see above)")
-        return True
-    from .trt.builder import build_engine
-    from .validate.validation import validate_export
-    _step(6, "building the TensorRT engine")
-    t = time.perf_counter()
-    try:
-        build_engine(onnx_path, engine_path)
-    except MQDeployError as e:
-        summary.add("TensorRT build", "plan", f"FAIL: {e}", time.perf_counter() - t)
-        return False
-    summary.add("TensorRT build", "plan", engine_path, time.perf_counter() - t)
-    _step(7, "validating the engine against ONNX Runtime and torch")
-    try:
-        report = validate_export(onnx_path, engine=engine_path, batch=VALIDATE_BATCH)
-    except MQDeployError as e:
-        summary.add("validate", "TensorRT", f"FAIL: {e}")
-        return False
-    _validation_rows(summary, report, "TensorRT")
-    return report["passed"]
+    return tensorrt_stages(summary, onnx_path, engine_path, "plan", dict(batch=VALIDATE_BATCH), _validation_rows,
+                           lambda k, text: _step(5 + k, text))

@@ -17,6 +17,33 @@ def load_module(name: str, path):
     spec.loader.exec_module(module)
     return module
 
+class ScaleBy(torch.nn.Module):
+    """x -> x * factor: put at an activation point, it must change the model's output."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+def assert_every_point_matters(model, ids, points):
+    """Scaling the activation at each of `points` (module names) by 1.5 changes the logits: every point
+    sits on the data path (a point off it would let a quantizer there do nothing)."""
+    with torch.no_grad():
+        ref = model(ids)
+    for name in points:
+        parent, attr = name.rsplit(".", 1) if "." in name else ("", name)
+        owner = model.get_submodule(parent) if parent else model
+        original = getattr(owner, attr)
+        setattr(owner, attr, ScaleBy(1.5))
+        with torch.no_grad():
+            changed = model(ids)
+        setattr(owner, attr, original)
+        assert not torch.allclose(changed, ref), name
+
+
 def random_hf_mamba(vocab=97, hidden=40, layers=2, state=8, rank=None, seed=0, **kwargs):
     """transformers.MambaForCausalLM with every parameter randomized (norm weights, D, A_log and the
     dt bias too, so no identity shortcut hides a bug)."""
@@ -24,19 +51,29 @@ def random_hf_mamba(vocab=97, hidden=40, layers=2, state=8, rank=None, seed=0, *
     torch.manual_seed(seed)
     config = transformers.MambaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
                                       state_size=state, time_step_rank=rank or "auto", **kwargs)
-    model = transformers.MambaForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight") or name.endswith("norm_f.weight"):
-                p.uniform_(0.5, 1.5)
-            elif name.endswith(".D"):
-                p.normal_()
-            elif name.endswith("A_log"):
-                p.uniform_(-1.0, 2.5)
-            elif name.endswith("dt_proj.bias"):
-                p.uniform_(-4.0, 0.0)
-            elif "embeddings" in name:
-                p.normal_(std=0.5)
+    return randomize_parameters(transformers.MambaForCausalLM(config).eval(), a_log=(-1.0, 2.5),
+                                dt_bias=("dt_proj.bias", (-4.0, 0.0)))
+
+
+@torch.no_grad()
+def randomize_parameters(model, a_log, dt_bias, other_bias_std=None):
+    """Every parameter of a transformers Mamba model away from its init identities: norm weights in
+    0.5..1.5, D normal, A_log and the dt bias (name suffix, range) uniform in the given ranges, the
+    embedding wide; with other_bias_std also every other bias."""
+    suffix, (low, high) = dt_bias
+    for name, p in model.named_parameters():
+        if name.endswith("norm.weight") or name.endswith("norm_f.weight"):
+            p.uniform_(0.5, 1.5)
+        elif name.endswith(".D"):
+            p.normal_()
+        elif name.endswith("A_log"):
+            p.uniform_(*a_log)
+        elif name.endswith(suffix):
+            p.uniform_(low, high)
+        elif other_bias_std is not None and name.endswith("bias"):
+            p.normal_(std=other_bias_std)
+        elif "embeddings" in name:
+            p.normal_(std=0.5)
     return model
 
 

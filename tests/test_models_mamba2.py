@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from mq_deploy.errors import MQDeployError
 from mq_deploy.models.mamba2 import MIXER_POINTS, Mamba2Config, Mamba2LM
 from mq_deploy.models.mamba2_loading import load_mamba2, save_mamba2
+from conftest import assert_every_point_matters, randomize_parameters
 from mq_deploy.ops.ssd_scan import ssd_scan, ssd_scan_chunked, ssd_scan_ref
 
 transformers = pytest.importorskip("transformers")
@@ -40,22 +41,8 @@ def random_hf_mamba2(seed=0, **kwargs):
     dt_bias, conv bias too, so no identity shortcut hides a bug)."""
     torch.manual_seed(seed)
     kwargs = {"expand": 2, "use_conv_bias": True, **kwargs}
-    model = transformers.Mamba2ForCausalLM(transformers.Mamba2Config(**kwargs)).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight") or name.endswith("norm_f.weight"):
-                p.uniform_(0.5, 1.5)
-            elif name.endswith(".D"):
-                p.normal_()
-            elif name.endswith("A_log"):
-                p.uniform_(-1.0, 2.0)
-            elif name.endswith("dt_bias"):
-                p.uniform_(-3.0, 1.0)
-            elif name.endswith("bias"):
-                p.normal_(std=0.3)
-            elif "embeddings" in name:
-                p.normal_(std=0.5)
-    return model
+    return randomize_parameters(transformers.Mamba2ForCausalLM(transformers.Mamba2Config(**kwargs)).eval(),
+                                a_log=(-1.0, 2.0), dt_bias=("dt_bias", (-3.0, 1.0)), other_bias_std=0.3)
 
 
 def rel_err(a, b):
@@ -155,30 +142,13 @@ def test_activation_points_in_data_flow_order_and_on_the_path(hf_models):
     assert order == list(MIXER_POINTS)
     points = [n for n, m in ours.named_modules() if type(m).__name__ == "ActivationPoint"]
     assert len(points) == 2 * len(MIXER_POINTS) + 1
-    for name in points:
-        parent, attr = name.rsplit(".", 1) if "." in name else ("", name)
-        owner = ours.get_submodule(parent) if parent else ours
-        original = getattr(owner, attr)
-        setattr(owner, attr, _Scale(1.5))
-        with torch.no_grad():
-            changed = ours(ids)
-        setattr(owner, attr, original)
-        assert not torch.allclose(changed, ref), name
+    assert_every_point_matters(ours, ids, points)
     # the gate is z * sigmoid(gate_scale * z): 1 is SiLU (to rounding), anything else changes the output
     mixer.gate_scale = torch.ones(ours.config.intermediate_size)
     with torch.no_grad():
         assert rel_err(ours(ids), ref) < 1e-6
         mixer.gate_scale = torch.full((ours.config.intermediate_size,), 1.3)
         assert not torch.allclose(ours(ids), ref)
-
-
-class _Scale(torch.nn.Module):
-    def __init__(self, factor):
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x):
-        return x * self.factor
 
 
 def test_check_inputs(hf_models):

@@ -81,12 +81,17 @@ def _reject_unsupported(raw: dict, where: Path) -> None:
                             "mq-deploy reads Mamba-1 language models (model_type 'mamba').")
 
 
-def _config_from_mamba_ssm(raw: dict, where: Path) -> MambaConfig:
+def reject_mamba_ssm_variants(raw: dict, where: Path, family: str) -> None:
+    """The mamba_ssm configurations no loader here reads: hybrids and LayerNorm models."""
     if raw.get("d_intermediate", 0) or raw.get("attn_layer_idx"):
         raise MQDeployError(f"{where} is a hybrid mamba_ssm model (MLP or attention layers), which is not "
-                            "supported; only pure Mamba-1 stacks are.")
+                            f"supported; only pure {family} stacks are.")
     if not raw.get("rms_norm", True):
-        raise MQDeployError(f"{where} uses LayerNorm (rms_norm=false); only RMSNorm Mamba models are supported.")
+        raise MQDeployError(f"{where} uses LayerNorm (rms_norm=false); only RMSNorm {family} models are supported.")
+
+
+def _config_from_mamba_ssm(raw: dict, where: Path) -> MambaConfig:
+    reject_mamba_ssm_variants(raw, where, "Mamba-1")
     ssm = raw.get("ssm_cfg") or {}
     multiple = raw.get("pad_vocab_size_multiple", 8)
     vocab = raw.get("vocab_size", 50277)
@@ -202,14 +207,14 @@ def tensor_mismatches(state: dict, expected: dict[str, tuple[int, ...]], implied
     return problems
 
 
-def _check_tensors(state: dict, model: MambaLM, config: MambaConfig, where: Path) -> None:
+def _check_tensors(state: dict, model: torch.nn.Module, config, where: Path, family: str) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if config.tie_word_embeddings:
         expected.pop("lm_head.weight", None)
     problems = tensor_mismatches(state, expected)
     if problems:
         raise MQDeployError(f"{where} does not match its config.json ({' | '.join(problems)}); "
-                            "the weights and config.json must come from the same Mamba-1 checkpoint")
+                            f"the weights and config.json must come from the same {family} checkpoint")
 
 
 def check_finite_weights(state: dict[str, torch.Tensor], where: Path) -> None:
@@ -225,6 +230,15 @@ def load_model(path, dtype: torch.dtype = torch.float32) -> LoadedModel:
     """Load a checkpoint directory (HF, mamba_ssm, or ours) as a canonical MambaLM in eval mode."""
     path = Path(path)
     config, source_format = load_config(path)
+    return build_language_model(MambaLM, config, source_format, path, "Mamba-1", dtype)
+
+
+def build_language_model(model_cls, config, source_format: str, path: Path, family: str,
+                         dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """`model_cls(config)` (MambaLM, Mamba2LM) with the weights of the checkpoint at `path`, under our
+    names: a head tied to the embedding stays tied unless the file holds a different one, the
+    tensors are checked against the config (errors name the `family`) and for NaN/inf before they
+    are loaded."""
     state = canonical_keys(read_state_dict(path))
     head, embedding = state.get("lm_head.weight"), state.get("backbone.embeddings.weight")
     if config.tie_word_embeddings and head is not None:
@@ -233,8 +247,8 @@ def load_model(path, dtype: torch.dtype = torch.float32) -> LoadedModel:
         else:
             state.pop("lm_head.weight")
     with torch.device("meta"):
-        model = MambaLM(config)
-    _check_tensors(state, model, config, path)
+        model = model_cls(config)
+    _check_tensors(state, model, config, path, family)
     check_finite_weights(state, path)
     if config.tie_word_embeddings:
         state["lm_head.weight"] = state["backbone.embeddings.weight"]

@@ -23,10 +23,8 @@ from pathlib import Path
 
 import torch
 
-from ..atomic_dir import atomic_directory
 from ..errors import MQDeployError
-from .loading import (LoadedModel, _read_json, canonical_keys, check_finite_weights, read_state_dict,
-                      tensor_mismatches, write_model_files)
+from .loading import LoadedModel, _read_json, build_language_model, reject_mamba_ssm_variants, save_model
 from .mamba2 import Mamba2Config, Mamba2LM
 
 # mamba_ssm's Mamba2.__init__ defaults, for what a checkpoint's ssm_cfg leaves out
@@ -36,11 +34,7 @@ MAMBA_SSM_GATED_NORM_EPS = 1e-5          # RMSNormGated(eps=1e-5) in mamba_ssm's
 
 
 def _config_from_mamba_ssm(raw: dict, where: Path) -> Mamba2Config:
-    if raw.get("d_intermediate", 0) or raw.get("attn_layer_idx"):
-        raise MQDeployError(f"{where} is a hybrid mamba_ssm model (MLP or attention layers), which is not "
-                            "supported; only pure Mamba-2 stacks are")
-    if not raw.get("rms_norm", True):
-        raise MQDeployError(f"{where} uses LayerNorm (rms_norm=false); only RMSNorm Mamba-2 models are supported")
+    reject_mamba_ssm_variants(raw, where, "Mamba-2")
     ssm = {**MAMBA_SSM_DEFAULTS, **raw["ssm_cfg"]}
     d_model = raw["d_model"]
     d_inner = ssm["expand"] * d_model
@@ -102,45 +96,14 @@ def load_mamba2_config(path) -> tuple[Mamba2Config, str]:
     raise MQDeployError(f"{config_path} has model_type {model_type!r}, which is not Mamba-2 (model_type 'mamba2')")
 
 
-def _check_tensors(state: dict, model: Mamba2LM, config: Mamba2Config, where: Path) -> None:
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if config.tie_word_embeddings:
-        expected.pop("lm_head.weight", None)
-    problems = tensor_mismatches(state, expected)
-    if problems:
-        raise MQDeployError(f"{where} does not match its config.json ({' | '.join(problems)}); the weights and "
-                            "config.json must come from the same Mamba-2 checkpoint")
-
-
 def load_mamba2(path, dtype: torch.dtype = torch.float32) -> LoadedModel:
     """Load a Mamba-2 checkpoint directory (HF, mamba_ssm, or ours) as a canonical Mamba2LM in eval mode."""
     path = Path(path)
     config, source_format = load_mamba2_config(path)
-    state = canonical_keys(read_state_dict(path))
-    head, embedding = state.get("lm_head.weight"), state.get("backbone.embeddings.weight")
-    if config.tie_word_embeddings and head is not None:
-        if embedding is not None and not torch.equal(head, embedding):
-            config.tie_word_embeddings = False   # the file says otherwise: believe the weights
-        else:
-            state.pop("lm_head.weight")
-    with torch.device("meta"):
-        model = Mamba2LM(config)
-    _check_tensors(state, model, config, path)
-    check_finite_weights(state, path)
-    if config.tie_word_embeddings:
-        state["lm_head.weight"] = state["backbone.embeddings.weight"]
-    model.load_state_dict(state, strict=True, assign=True)
-    if config.tie_word_embeddings:
-        model.lm_head.weight = model.backbone.embeddings.weight
-    return LoadedModel(model.to(dtype).eval(), config, path, source_format)
+    return build_language_model(Mamba2LM, config, source_format, path, "Mamba-2", dtype)
 
 
 def save_mamba2(model: Mamba2LM, out_dir, copy_tokenizer_from=None) -> Path:
     """Write `model` as config.json + model.safetensors (HF layout, which transformers'
     Mamba2ForCausalLM reads), atomically: the directory appears complete or not at all."""
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    if model.config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)         # shared with the embedding, as HF saves it
-    with atomic_directory(out_dir) as tmp:
-        write_model_files(tmp, model.config, state, copy_tokenizer_from)
-    return Path(out_dir)
+    return save_model(model, out_dir, copy_tokenizer_from)          # the same files as a Mamba-1 model's
