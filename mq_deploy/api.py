@@ -10,8 +10,7 @@ from .data.calibration import calibration_batches, check_window_counts
 from .errors import MQDeployError
 from .eval import evaluate_model
 from .eval.perplexity import check_eval_windows
-from .models.checkpoints import is_vision_checkpoint
-from .models.loading import load_config, load_model
+from .models.checkpoints import is_vision_checkpoint, load_checkpoint, load_language_config
 from .models.tokenizer import load_tokenizer
 from .outputs import check_output_dir
 
@@ -62,10 +61,10 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if is_vision_checkpoint(model_dir):
         return _quantize_vision(model_dir, out_dir, recipe, calib, config, calib_samples, eval_text, progress, force)
-    load_config(model_dir)                      # the model directory first: a clearer error than the output's
+    load_language_config(model_dir)             # the model directory first: a clearer error than the output's
     check_output_dir(out_dir, "quantized artifact", is_own_artifact, force,
                      inputs=[model_dir, calib, eval_text], option="--out")
-    loaded = load_model(model_dir)
+    loaded = load_checkpoint(model_dir)          # Mamba-1 or Mamba-2
     vocab = loaded.config.vocab_size
     check_mixed_precision(loaded.model, config)
     batches, calib_label = calibration_batches(lambda: loaded.tokenizer, calib, calib_samples, calib_seq_len,

@@ -67,9 +67,9 @@ def _reject_unsupported(raw: dict, where: Path) -> None:
     model_type = raw.get("model_type")
     ssm_layer = (raw.get("ssm_cfg") or {}).get("layer", "Mamba1")
     if model_type == "mamba2" or ssm_layer == "Mamba2":
-        raise MQDeployError(f"{where} is a Mamba-2 checkpoint; the commands read Mamba-1 models only so far "
-                            "(mq_deploy.models.mamba2_loading.load_mamba2 reads it in Python; its quantization and "
-                            "export are not built yet). Give a Mamba-1 checkpoint such as state-spaces/mamba-130m-hf.")
+        raise MQDeployError(f"{where} is a Mamba-2 checkpoint; this command reads Mamba-1 models only so far "
+                            "(quantize, eval and compare-recipes take Mamba-2; docs/mamba2.md). Give a Mamba-1 "
+                            "checkpoint such as state-spaces/mamba-130m-hf.")
     if model_type == "falcon_mamba":
         raise MQDeployError(f"{where} is a Falcon-Mamba checkpoint, which adds RMS norms of B, C and dt "
                             "inside the mixer; it is not supported yet.")

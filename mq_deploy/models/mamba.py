@@ -67,6 +67,9 @@ class MambaState:
 
 class MambaMixer(nn.Module):
     PATHS = ("",)            # the name suffixes of its SSM paths (add_ssm_path); a bidirectional mixer: "", "_b"
+    # {linear: the activation point that feeds it}, for one SSM path (quantization reads this)
+    LINEAR_INPUTS = {"in_proj": "in_proj_input", "x_proj": "x_proj_input", "dt_proj": "dt_proj_input",
+                     "out_proj": "out_proj_input"}
 
     def __init__(self, config: MambaConfig):
         super().__init__()
@@ -92,6 +95,16 @@ class MambaMixer(nn.Module):
         setattr(self, f"A{suffix}_log",
                 nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d_inner, 1)))
         setattr(self, f"D{suffix}", nn.Parameter(torch.ones(d_inner)))
+
+    @property
+    def conv_rows(self) -> slice:
+        """The rows of in_proj that feed the depthwise conv (x)."""
+        return slice(0, self.d_inner)
+
+    @property
+    def gate_rows(self) -> slice:
+        """The rows of in_proj that make the gate z."""
+        return slice(self.d_inner, 2 * self.d_inner)
 
     def forward(self, hidden: torch.Tensor, conv_state=None, ssm_state=None):
         """hidden [b, L, d] -> (out [b, L, d], conv_state, ssm_state)."""

@@ -169,6 +169,7 @@ def _gate(z: torch.Tensor, gate_scale: torch.Tensor | None) -> torch.Tensor:
 class Mamba2Mixer(nn.Module):
     PATHS = ("",)            # one SSM path, as MambaMixer
     POINTS = MIXER_POINTS
+    LINEAR_INPUTS = {"in_proj": "in_proj_input", "out_proj": "out_proj_input"}   # no x_proj / dt_proj
 
     def __init__(self, config: Mamba2Config):
         super().__init__()
@@ -192,6 +193,16 @@ class Mamba2Mixer(nn.Module):
         self.scan_chunk_size = CPU_CHUNK_SIZE
         for name in MIXER_POINTS:
             setattr(self, name, ActivationPoint())
+
+    @property
+    def conv_rows(self) -> slice:
+        """The rows of in_proj that feed the depthwise conv (x, B and C)."""
+        return slice(self.d_inner, self.d_inner + self.conv_dim)
+
+    @property
+    def gate_rows(self) -> slice:
+        """The rows of in_proj that make the gate z."""
+        return slice(0, self.d_inner)
 
     def forward(self, hidden: torch.Tensor, conv_state=None, ssm_state=None):
         """hidden [b, L, d] -> (out [b, L, d], conv_state [b, conv_dim, K-1], ssm_state [b, H, P, N])."""

@@ -46,7 +46,8 @@ def _observing(root: torch.nn.Module, observers: dict[str, list[Observer]], pref
                     obs.update(output)
             handles.append(root.get_submodule(name[len(prefix):]).register_forward_hook(hook))
     if scan is not None:
-        previous = {m: m.scan_impl for m in root.modules() if hasattr(m, "scan_impl")}
+        from ..models.mamba import MambaMixer       # the CUDA scan is Mamba-1's (a Mamba-2 mixer keeps its own)
+        previous = {m: m.scan_impl for m in root.modules() if isinstance(m, MambaMixer)}
         for mixer in previous:
             mixer.scan_impl = scan
     try:

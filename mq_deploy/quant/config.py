@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import MQDeployError
+from ..models.mamba import MambaMixer
 from .quantizer import QuantSpec
 
-# Quantized linears and the activation point that feeds each (DESIGN.md §3.3).
-LINEAR_INPUTS = {"in_proj": "in_proj_input", "x_proj": "x_proj_input", "dt_proj": "dt_proj_input",
-                 "out_proj": "out_proj_input"}
+# Quantized linears and the activation point that feeds each (DESIGN.md §3.3): a Mamba-1 mixer's;
+# each mixer class says its own (a Mamba-2 mixer: in_proj and out_proj).
+LINEAR_INPUTS = MambaMixer.LINEAR_INPUTS
 MODES = ("deploy", "paper")
 WEIGHT_ROUNDINGS = ("auto", "rtn", "gptq")
 WEIGHT_SCALES = ("none", "awq")

@@ -16,7 +16,7 @@ from ..devices import torch_device
 from ..errors import MQDeployError
 from ..models import MambaLM
 from .calibrate import collect_statistics
-from .config import CONV_INPUT, LINEAR_INPUTS, QuantConfig, path_inputs
+from .config import CONV_INPUT, QuantConfig, path_inputs
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
 from .gptq import gptq_quantize
 from .observers import CovarianceObserver, HistogramObserver, MinMaxObserver
@@ -48,7 +48,7 @@ def quantized_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
     of every SSM path (a bidirectional mixer's x_proj_b, dt_proj_b), and the head on request."""
     out = {}
     for i, layer in enumerate(model.backbone.layers):
-        for linear, point in path_inputs(LINEAR_INPUTS, layer.mixer.PATHS).items():
+        for linear, point in path_inputs(layer.mixer.LINEAR_INPUTS, layer.mixer.PATHS).items():
             name = f"backbone.layers.{i}.mixer.{linear}"
             if config.weight_spec(model.get_submodule(name).in_features, linear, name) is not None:
                 out[name] = f"backbone.layers.{i}.mixer.{point}"
@@ -59,6 +59,25 @@ def quantized_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
     if config.quantizes_lm_head(model.get_submodule(model.HEAD).in_features):
         out[model.HEAD] = f"{model.HEAD}_input"
     return out
+
+
+def check_family_options(model, config: QuantConfig) -> None:
+    """Settings a model family does not support yet, refused before any work."""
+    from ..models.mamba2 import Mamba2LM
+    if not isinstance(model, Mamba2LM):
+        return
+    if config.mode == "paper":
+        raise MQDeployError("--mode paper fake-quantizes Mamba-1's scan output; a Mamba-2 model quantizes in deploy "
+                            "mode only so far")
+    if config.weight_scales == "awq" or config.effective_bits is not None or config.keep_linears:
+        raise MQDeployError("--weight-scales awq, --effective-bits and --keep-linears are not supported for Mamba-2 "
+                            "yet; drop the option")
+
+
+def is_tied_head(model) -> bool:
+    """A language model whose lm_head is its embedding table (a classifier has no embedding)."""
+    embeddings = getattr(model.backbone, "embeddings", None)
+    return embeddings is not None and model.get_submodule(model.HEAD).weight is embeddings.weight
 
 
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -100,7 +119,7 @@ def quantize_weights(model: MambaLM, config: QuantConfig) -> dict[str, QuantSpec
     with torch.no_grad():
         for name in quantized_linears(model, config):
             linear = model.get_submodule(name)
-            if name == "lm_head" and linear.weight is getattr(model.backbone, "embeddings", None).weight:
+            if name == "lm_head" and is_tied_head(model):
                 linear.weight = nn.Parameter(linear.weight.detach().clone())   # quantize the head only
                 model.config.tie_word_embeddings = False
             spec = _weight_spec(model, config, name)
@@ -269,6 +288,7 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
         model.check_inputs(calib)
     except ValueError as e:
         raise MQDeployError(f"calibration data: {e}") from None
+    check_family_options(model, config)
     from .mixed_precision import check_mixed_precision, quantize_mixed
     check_mixed_precision(model, config)
     if config.effective_bits is not None:
@@ -352,7 +372,7 @@ def _work_copy(model: MambaLM, device: torch.device) -> MambaLM:
     dtype = torch.float64 if model.dtype == torch.float64 else torch.float32
     with torch.device("meta"):
         work = type(model)(copy.deepcopy(model.config)).to(dtype)
-    tied = isinstance(model, MambaLM) and model.lm_head.weight is model.backbone.embeddings.weight
+    tied = is_tied_head(model)
     if tied:                                        # to_empty would give the head a tensor of its own
         work.lm_head.register_parameter("weight", None)
     work = work.to_empty(device=device)

@@ -15,7 +15,8 @@ from ..errors import MQDeployError
 from ..data.calibration import calibration_batches
 from ..eval import evaluate_model
 from ..eval.paired import decisive_best, paired_difference
-from ..models.loading import load_model
+from ..models.checkpoints import load_checkpoint
+from ..quant.quantize import check_family_options
 from ..quant.config import QuantConfig
 from ..quant.quantize import quantize
 from ..outputs import PRODUCER, check_output_files, read_own_json
@@ -46,7 +47,9 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
         raise MQDeployError("ModelOpt peers need nvidia-modelopt: pip install 'mq-deploy[modelopt]'")
     for recipe in recipes:
         get_recipe(recipe)                       # an unknown name fails now, not after the first recipe
-    loaded = load_model(model_dir)
+    loaded = load_checkpoint(model_dir)          # Mamba-1 or Mamba-2
+    for mode in modes:                           # what the family does not support, before any evaluation
+        check_family_options(loaded.model, QuantConfig(mode=mode))
     tokenizer = lambda: loaded.tokenizer  # noqa: E731 - a text needs it; token ids do not
     batches, calib_label = calibration_batches(tokenizer, calib, calib_samples, calib_seq_len,
                                                loaded.config.vocab_size, option="--calib")

@@ -15,6 +15,10 @@ K of R1 from the last layer's in_proj input alone; S5 + R5 per SSM path, each wi
 statistics and KLT; one S2 + R2 per layer on the averaged output of both paths (they share the
 gate z); no S7. The paper's Vim code centres the dt bottleneck (reduce_mean) where this uses S5, as
 the language-model recipe does.
+
+On Mamba-2 (not in the paper; reference notes §7's port): R1 as for Mamba-1; S2 through the gated
+RMSNorm's weight, then R2; S7 over the conv's x, B and C channels; no S5 / R5 (there is no dt
+bottleneck: dt comes out of in_proj per head).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from ..observers import OBSERVERS, CaptureObserver
 from ..spill import TensorSpill, spill_fits
 from ..transforms import (fold_rmsnorm_weights, klt_hadamard_rotation, online_hadamard_before_out_proj,
                           random_signs, rotate_dt_bottleneck, rotate_residual_stream, smooth_conv_input,
-                          smooth_dt_bottleneck, smooth_gate_s_silu, smoothquant_scales)
+                          smooth_dt_bottleneck, smooth_out_proj_input, smoothquant_scales)
+from ...models import MambaLM
 from ...models.vim import VisionMamba
 from .common import mixer_point
 
@@ -46,6 +51,11 @@ def _uses_s7(model) -> bool:
     return not isinstance(model, VisionMamba)
 
 
+def _dt_paths(mixer) -> tuple[str, ...]:
+    """The SSM paths with a dt bottleneck (S5 + R5): every path of a Mamba-1 mixer, none of a Mamba-2 one."""
+    return mixer.PATHS if "dt_proj" in mixer.LINEAR_INPUTS else ()
+
+
 def _requests(model) -> dict[str, list[str]]:
     requests = {}
     for i, layer in enumerate(model.backbone.layers):
@@ -53,7 +63,7 @@ def _requests(model) -> dict[str, list[str]]:
             requests[mixer_point(i, "in_proj_input")] = ["covariance"]
         if _uses_s7(model):
             requests[mixer_point(i, "conv_input")] = ["channel_absmax"]
-        for suffix in layer.mixer.PATHS:
+        for suffix in _dt_paths(layer.mixer):
             requests[mixer_point(i, "dt_proj_input" + suffix)] = ["channel_absmax", "covariance"]
         requests[mixer_point(i, "out_proj_input")] = ["channel_absmax"]
     return requests
@@ -71,11 +81,11 @@ def _transform_layer(model, i: int, stats, config) -> dict[str, torch.Tensor]:
     # S2 + R2: smooth the out_proj input through the gate, then rotate it online
     s2 = smoothquant_scales(stats[mixer_point(i, "out_proj_input")]["channel_absmax"].value(),
                             mixer.out_proj.weight.abs().amax(dim=0), alpha=ALPHA)
-    smooth_gate_s_silu(mixer, s2)
+    smooth_out_proj_input(mixer, s2)
     online_hadamard_before_out_proj(mixer, random_signs(model.config.intermediate_size, seed=config.seed + 1000 + i))
     factors = {"s2": s2}
     # S5 then R5 on each path's dt bottleneck
-    for p, suffix in enumerate(mixer.PATHS):
+    for p, suffix in enumerate(_dt_paths(mixer)):
         dt_stats = stats[mixer_point(i, "dt_proj_input" + suffix)]
         dt_proj = getattr(mixer, "dt_proj" + suffix)
         s5 = smoothquant_scales(dt_stats["channel_absmax"].value(), dt_proj.weight.abs().amax(dim=0), alpha=ALPHA)
@@ -138,7 +148,7 @@ def replays(model, calib: torch.Tensor, points, config) -> bool:
     points of the transformed model) from its one statistics pass: the points inside the layers
     can, the head's input cannot (its pass would run the vocabulary-sized head in float64), and
     the in_proj inputs of every layer must fit on disk until R1 is known."""
-    if isinstance(model, VisionMamba) or not all(
+    if not isinstance(model, MambaLM) or not all(
             p.startswith("backbone.layers.") and p.rsplit(".", 1)[-1] in _LOCAL_POINTS + ("in_proj_input",) for p in points):
         return False                # (the replay maps the language model's transforms: one path, S7, pooled R1)
     spilled = sum(p.endswith(".in_proj_input") for p in points)

@@ -7,7 +7,8 @@ unchanged (tests/test_quant_transforms.py).
 
 from .fold import (ChannelScale, OnlineMatrix, fold_rmsnorm_weights, online_hadamard_before_out_proj, rotate_dt_bottleneck,
                    rotate_residual_stream, smooth_conv_input, smooth_dt_bottleneck, smooth_gate_s_silu,
-                   smooth_norm_into_in_proj, smooth_x_proj_input_online)
+                   smooth_gated_norm_into_out_proj, smooth_norm_into_in_proj, smooth_out_proj_input,
+                   smooth_x_proj_input_online)
 from .hadamard import (BASE_ORDERS, HadamardRotation, hadamard_factors, hadamard_matrix, load_hadamard_bases,
                        random_signs, signed_hadamard_matrix)
 from .klt import klt_basis, klt_hadamard_rotation
@@ -18,6 +19,6 @@ __all__ = [
     "random_signs", "signed_hadamard_matrix", "klt_basis", "klt_hadamard_rotation",
     "fold_rmsnorm_weights", "rotate_residual_stream", "rotate_dt_bottleneck", "online_hadamard_before_out_proj",
     "smooth_gate_s_silu", "smooth_dt_bottleneck", "smooth_conv_input", "smooth_x_proj_input_online",
-    "smooth_norm_into_in_proj",
+    "smooth_norm_into_in_proj", "smooth_gated_norm_into_out_proj", "smooth_out_proj_input",
     "smoothquant_scales", "weight_input_absmax", "conv_channel_absmax",
 ]

@@ -55,7 +55,8 @@ def _scales(s: torch.Tensor, size: int, name: str, device: torch.device) -> torc
 
 
 def _lm_head_is_tied(model: MambaLM) -> bool:
-    return isinstance(model, MambaLM) and model.lm_head.weight is model.backbone.embeddings.weight
+    embeddings = getattr(model.backbone, "embeddings", None)     # a classifier has none
+    return embeddings is not None and _head(model).weight is embeddings.weight
 
 
 def _head(model) -> nn.Linear:
@@ -123,7 +124,7 @@ def fold_rmsnorm_weights(model: MambaLM, untie_head: bool = True) -> None:
     if _lm_head_is_tied(model):
         head = model.lm_head.weight
         model.lm_head.weight = nn.Parameter(head.detach().clone(), requires_grad=head.requires_grad)
-    if isinstance(model, MambaLM):
+    if hasattr(model.config, "tie_word_embeddings"):
         model.config.tie_word_embeddings = False
     head = _head(model).weight
     _store(head, _f64(head) * _f64(model.backbone.norm_f.weight).to(head.device))
@@ -163,7 +164,7 @@ def rotate_residual_stream(model: MambaLM, r1: torch.Tensor) -> None:
     device = _head(model).weight.device
     r1 = _rotation(r1, model.config.hidden_size, "R1", device)
     tied = _lm_head_is_tied(model)
-    if isinstance(model, MambaLM):
+    if hasattr(model.backbone, "embeddings"):
         embedding = model.backbone.embeddings.weight
         _store(embedding, _f64(embedding) @ r1)
     else:
@@ -245,20 +246,21 @@ def smooth_dt_bottleneck(mixer: MambaMixer, s: torch.Tensor, suffix: str = "") -
 
 @torch.no_grad()
 def smooth_conv_input(mixer: MambaMixer, s: torch.Tensor) -> None:
-    """S7: the conv input x becomes x/s (s [d_inner] > 0).
+    """S7: the conv input x becomes x/s (s [conv channels] > 0).
 
         W_x ← diag(1/s)·W_x (and b_x/s),   conv1d.weight[c] ← s_c·conv1d.weight[c]
 
+    W_x: the in_proj rows that feed the conv (mixer.conv_rows: Mamba-1's x; Mamba-2's x, B and C).
     Exact because the conv is depthwise: channel c of the output reads only channel c of the
     input, so conv(x/s)[c]·s_c = conv(x)[c] up to the bias, which is left as is. The paths of a
     bidirectional mixer read the same x, so every path's conv takes s.
     """
-    d_inner = mixer.d_inner
-    s = _scales(s, d_inner, "S7", mixer.conv1d.weight.device)
-    w_x = mixer.in_proj.weight[:d_inner]
+    rows = mixer.conv_rows
+    s = _scales(s, mixer.conv1d.weight.shape[0], "S7", mixer.conv1d.weight.device)
+    w_x = mixer.in_proj.weight[rows]
     _store(w_x, _f64(w_x) / s[:, None])
     if mixer.in_proj.bias is not None:
-        _store(mixer.in_proj.bias[:d_inner], _f64(mixer.in_proj.bias[:d_inner]) / s)
+        _store(mixer.in_proj.bias[rows], _f64(mixer.in_proj.bias[rows]) / s)
     for suffix in mixer.PATHS:
         conv = getattr(mixer, "conv1d" + suffix).weight        # [d_inner, 1, kernel]
         _store(conv, _f64(conv) * s[:, None, None])
@@ -306,16 +308,40 @@ def smooth_gate_s_silu(mixer: MambaMixer, s: torch.Tensor) -> None:
     Composes with an earlier S2: gate_scale multiplies (None counts as ones). gate_scale is a
     non-persistent buffer: whoever saves the model must record it.
     """
-    d_inner = mixer.d_inner
+    if getattr(mixer, "norm", None) is not None:
+        raise ValueError("S-SiLU: this mixer normalizes its gated output (Mamba-2's gated RMSNorm), so scaling z is "
+                         "not exact; smooth its out_proj input through the norm weight (smooth_out_proj_input)")
+    d_inner, rows = mixer.d_inner, mixer.gate_rows
     s = _scales(s, d_inner, "S2", mixer.out_proj.weight.device)
-    w_g = mixer.in_proj.weight[d_inner:]
+    w_g = mixer.in_proj.weight[rows]
     _store(w_g, _f64(w_g) / s[:, None])
     if mixer.in_proj.bias is not None:
-        _store(mixer.in_proj.bias[d_inner:], _f64(mixer.in_proj.bias[d_inner:]) / s)
+        _store(mixer.in_proj.bias[rows], _f64(mixer.in_proj.bias[rows]) / s)
     gate_scale = s if mixer.gate_scale is None else _f64(mixer.gate_scale) * s
     # At least float32, the SelectiveScan contract's gate_scale dtype.
     mixer.gate_scale = gate_scale.to(torch.promote_types(mixer.out_proj.weight.dtype, torch.float32))
     _store(mixer.out_proj.weight, _f64(mixer.out_proj.weight) * s)
+
+
+@torch.no_grad()
+def smooth_gated_norm_into_out_proj(mixer, s: torch.Tensor) -> None:
+    """S2 of a Mamba-2 mixer: the out_proj input norm(y·silu(z))·w becomes itself / s.
+
+        w ← w / s,   W_out ← W_out·diag(s)
+
+    Exact: the gated RMSNorm's weight multiplies its normalized output channel by channel, after the
+    statistics (which it does not enter)."""
+    s = _scales(s, mixer.d_inner, "S2 (gated norm)", mixer.out_proj.weight.device)
+    _store(mixer.norm.weight, _f64(mixer.norm.weight) / s)
+    _store(mixer.out_proj.weight, _f64(mixer.out_proj.weight) * s)
+
+
+def smooth_out_proj_input(mixer, s: torch.Tensor) -> None:
+    """S2 where the mixer allows it: through the gated norm's weight (Mamba-2), else S-SiLU on the gate."""
+    if getattr(mixer, "norm", None) is not None:
+        smooth_gated_norm_into_out_proj(mixer, s)
+    else:
+        smooth_gate_s_silu(mixer, s)
 
 
 @torch.no_grad()
