@@ -206,3 +206,13 @@ def test_quantize_from_an_official_pth_and_eval_refuses_a_vision_model(exported,
         evaluate_text(tmp_path / "q", "some text " * 100)
     with pytest.raises(MQDeployError, match="official Vim checkpoint file; export takes a directory"):
         export_onnx(root / "vim_small.pth", tmp_path / "e" / "model.onnx")
+
+
+def test_decided_agreement_forgives_near_ties_only():
+    from mq_deploy.validate.validation import decided_agreement
+    ref = np.array([[1.0, 0.99, 0.0], [2.0, 0.0, 1.0], [0.0, 3.0, 1.0]])
+    ours = np.array([[0.99, 1.0, 0.0], [2.0, 0.0, 1.0], [0.0, 3.0, 1.0]])      # row 0 flips a 0.01 near-tie
+    assert decided_agreement(ours, ref, tie=0.05) == 1.0
+    assert decided_agreement(ours, ref, tie=0.001) == 2 / 3
+    ours[2] = [3.5, 3.0, 1.0]                                                   # row 2 flips a 3-logit decision
+    assert decided_agreement(ours, ref, tie=0.05) == 0.5

@@ -140,6 +140,17 @@ def _subject(onnx_path: Path, engine, plugins, manifest: Manifest):
                                      images=manifest.is_vision)
 
 
+def decided_agreement(ours: np.ndarray, ref: np.ndarray, tie: float) -> float:
+    """Top-1 agreement over the rows where the reference prefers its top-1 class to the subject's by
+    more than `tie` (rows where the two pick the same class always count as agreeing)."""
+    ref = np.asarray(ref, np.float64)
+    mine, theirs = ours.argmax(-1), ref.argmax(-1)
+    rows = np.arange(len(ref))
+    margin = ref[rows, theirs] - ref[rows, mine]          # 0 where both agree
+    decided = (mine == theirs) | (margin > tie)
+    return float((mine == theirs)[decided].mean()) if decided.any() else 1.0
+
+
 def _judge(subject: list[dict], reference: list[dict], feeds: list[dict], accuracy, tol: Tolerance,
            labels=None) -> dict:
     """accuracy: Polygraphy's AccuracyResults of this one pair. labels: the true classes of a vision
@@ -186,9 +197,15 @@ def _judge(subject: list[dict], reference: list[dict], feeds: list[dict], accura
                 failures.append(f"{name} channel {channel} is scaled by {scale:.3f} against the reference, beyond "
                                 f"±{100 * tol.max_channel_scale_error:g} %: a per-channel fault (e.g. a wrong weight "
                                 "scale) before that layer's conv")
-    if metrics["argmax_agreement"] < tol.min_argmax_agreement:
-        failures.append(f"argmax agreement {100 * metrics['argmax_agreement']:.2f}% < "
-                        f"{100 * tol.min_argmax_agreement:.1f}%")
+    agreement = metrics["argmax_agreement"]
+    if vision:
+        # one image is a large share of a small set: a flip between two classes the reference all but
+        # ties (its top-1 ahead of the subject's by less than the tolerated |Δlogit|) is rounding
+        # noise, not a disagreement
+        agreement = metrics["decided_top1_agreement"] = decided_agreement(ours, ref, tol.median_abs)
+    if agreement < tol.min_argmax_agreement:
+        failures.append(f"{'top-1 agreement (near-ties aside)' if vision else 'argmax agreement'} "
+                        f"{100 * agreement:.2f}% < {100 * tol.min_argmax_agreement:.1f}%")
     verdict = {"logits": metrics, "median_abs_per_output": medians, "channel_scale_error": scales}
     if nll_subject is not None:
         increase = nll_subject / nll_ref - 1
@@ -365,11 +382,16 @@ def _format_vision_report(report: dict) -> str:
         median = max(r["median_abs_per_output"].values(), default=0.0)
         top1 = (f"{100 * r['top1']['subject']:.2f}% / {100 * r['top1']['reference']:.2f}%" if "top1" in r
                 else "no labels")
+        decided = m.get("decided_top1_agreement", m["argmax_agreement"])
+        agreement = f"{100 * m['argmax_agreement']:.2f}%" + (f" ({100 * decided:.2f}% near-ties aside)"
+                                                             if decided != m["argmax_agreement"] else "")
         lines.append(f"| {r['reference']} | {r['kind']} | {m['max_abs']:.3g} | {m['relative']:.3g} | "
-                     f"{100 * m['argmax_agreement']:.2f}% | {median:.3g} | {top1} | "
+                     f"{agreement} | {median:.3g} | {top1} | "
                      f"{'pass' if r['passed'] else 'FAIL: ' + '; '.join(r['failures'])} |")
     lines += ["", "tolerances: same-graph " + _describe(VISION_TOLERANCES["same-graph"], "top-1")
-              + "; other-model " + _describe(VISION_TOLERANCES["other-model"], "top-1"),
+              + "; other-model " + _describe(VISION_TOLERANCES["other-model"], "top-1")
+              + "; a flip between classes the reference separates by less than the median |Δ| tolerance is a "
+              "near-tie, not a disagreement",
               f"validation {'passed' if report['passed'] else 'FAILED'} in {report['seconds']:.1f} s"]
     return "\n".join(lines)
 
