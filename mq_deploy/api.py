@@ -44,8 +44,9 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     a_bits None: 8 with 8-bit weights, 16 with 4-bit weights (W4A16, what TensorRT runs).
     export_check: in deploy mode, refuse settings that `export` cannot deploy (W4A8) before any work.
     force: replace `out_dir` if it holds a previous artifact of ours (never anything else)."""
-    from .quant.artifact import is_own_artifact, save_quantized
+    from .quant.artifact import is_own_artifact, is_quantized_artifact, save_quantized
     from .quant.config import QuantConfig
+    from .quant.quantize import check_family_options
     from .quant.mixed_precision import check_mixed_precision
     from .quant.quantize import quantize
     from .quant.recipes import get_recipe
@@ -59,12 +60,16 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     if eval_max_tokens is not None:
         check_eval_windows(EVAL_SEQ_LEN, 1, eval_max_tokens)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if is_quantized_artifact(model_dir):
+        raise MQDeployError(f"--model {model_dir} is a quantized artifact; quantize the FP checkpoint it was made from "
+                            "(quant.json names it under source)")
     if is_vision_checkpoint(model_dir):
         return _quantize_vision(model_dir, out_dir, recipe, calib, config, calib_samples, eval_text, progress, force)
     load_language_config(model_dir)             # the model directory first: a clearer error than the output's
     check_output_dir(out_dir, "quantized artifact", is_own_artifact, force,
                      inputs=[model_dir, calib, eval_text], option="--out")
     loaded = load_checkpoint(model_dir)          # Mamba-1 or Mamba-2
+    check_family_options(loaded.model, config)
     vocab = loaded.config.vocab_size
     check_mixed_precision(loaded.model, config)
     batches, calib_label = calibration_batches(lambda: loaded.tokenizer, calib, calib_samples, calib_seq_len,

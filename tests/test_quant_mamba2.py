@@ -25,7 +25,7 @@ CONFIGS = {
     "groups2": dict(vocab_size=50, hidden_size=24, num_hidden_layers=2, num_heads=6, head_dim=8, n_groups=2,
                     state_size=16, chunk_size=16, tie_word_embeddings=False),
     "tied-bias": dict(vocab_size=61, hidden_size=32, num_hidden_layers=2, num_heads=8, head_dim=4, expand=1,
-                      n_groups=1, state_size=16, chunk_size=8, use_bias=True, tie_word_embeddings=True),
+                      n_groups=2, state_size=16, chunk_size=8, use_bias=True, tie_word_embeddings=True),
 }
 
 
@@ -58,11 +58,22 @@ def transformed(recipe: str, model):
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_every_recipe_keeps_the_mamba2_logits_in_float64(model_dir, recipe):
+def test_every_recipe_keeps_the_mamba2_logits_in_float64_and_transforms(model_dir, recipe):
     model = load_mamba2(model_dir, dtype=torch.float64).model
     x = ids(model.config.vocab_size, (2, 30), 7)
+    work = transformed(recipe, model)
     with torch.no_grad():
-        assert rel(transformed(recipe, model)(x), model(x)) <= 1e-10
+        assert rel(work(x), model(x)) <= 1e-10
+    # ... and it did what it says (doing nothing would keep the logits too)
+    new, old = work.backbone.layers[1], model.backbone.layers[1]
+    rotated_online = isinstance(new.mixer.out_proj_input, HadamardRotation)
+    assert rotated_online == (recipe in ("quarot", "quamba", "mambaquant")), recipe
+    residual_rotated = not torch.allclose(work.backbone.embeddings.weight, model.backbone.embeddings.weight)
+    assert residual_rotated == (recipe in ("quarot", "mambaquant")), recipe
+    smoothed = not torch.allclose(new.mixer.norm.weight * 1.0, old.mixer.norm.weight * 1.0)
+    assert smoothed == (recipe in ("smoothquant", "mambaquant")), recipe       # S2 through the gated norm
+    if recipe == "smoothquant":
+        assert not torch.allclose(new.norm.weight, old.norm.weight)          # in_proj's input through the block norm
 
 
 def test_mambaquant_on_mamba2_smooths_through_the_gated_norm_and_rotates(model_dir):
@@ -128,3 +139,8 @@ def test_cli_quantize_and_eval_a_mamba2_model_on_token_ids(model_dir, tmp_path):
     assert "perplexity on" in done.stdout
     done = cli("eval", "--model", tmp_path / "q", "--text", tmp_path / "ids.npy", "--seq-len", 64)
     assert done.returncode == 0 and "perplexity" in done.stdout, done.stderr
+    done = cli("compare-recipes", "--model", model_dir, "--calib", tmp_path / "ids.npy", "--eval", tmp_path / "ids.npy",
+               "--calib-samples", 2, "--calib-seq-len", 64, "--eval-max-tokens", 2048, "--recipes", "rtn",
+               "--seeds", 1, "--peers", "--out", tmp_path / "cmp")
+    assert done.returncode == 0, done.stderr
+    assert "paper rows are left out" in done.stderr and (tmp_path / "cmp.md").is_file()

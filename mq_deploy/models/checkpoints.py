@@ -31,8 +31,9 @@ def is_mamba2_checkpoint(path) -> bool:
         raw = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    ssm_cfg = raw.get("ssm_cfg") if isinstance(raw, dict) else None
     return isinstance(raw, dict) and (raw.get("model_type") == "mamba2"
-                                      or (raw.get("ssm_cfg") or {}).get("layer") == "Mamba2")
+                                      or (isinstance(ssm_cfg, dict) and ssm_cfg.get("layer") == "Mamba2"))
 
 
 def load_checkpoint(path, dtype: torch.dtype = torch.float32):

@@ -65,7 +65,8 @@ def _read_json(path: Path) -> dict:
 
 def _reject_unsupported(raw: dict, where: Path) -> None:
     model_type = raw.get("model_type")
-    ssm_layer = (raw.get("ssm_cfg") or {}).get("layer", "Mamba1")
+    ssm_cfg = raw.get("ssm_cfg")
+    ssm_layer = ssm_cfg.get("layer", "Mamba1") if isinstance(ssm_cfg, dict) else "Mamba1"
     if model_type == "mamba2" or ssm_layer == "Mamba2":
         raise MQDeployError(f"{where} is a Mamba-2 checkpoint; this command reads Mamba-1 models only so far "
                             "(quantize, eval and compare-recipes take Mamba-2; docs/mamba2.md). Give a Mamba-1 "

@@ -161,7 +161,7 @@ def awq_scale(model: MambaLM, config: QuantConfig, name: str, hessian: torch.Ten
     """Search one linear's AWQ scales and fold them (its columns × s, what computes its input ÷ s);
     returns s and α."""
     from .awq import search_scales
-    from .transforms import smooth_gate_s_silu, smooth_norm_into_in_proj, smooth_x_proj_input_online
+    from .transforms import smooth_norm_into_in_proj, smooth_out_proj_input, smooth_x_proj_input_online
     linear = model.get_submodule(name)
     if not torch.isfinite(torch.diagonal(hessian)).all():
         raise MQDeployError(f"AWQ cannot scale {name}: its calibration inputs hold NaN or inf; check the model and "
@@ -174,7 +174,7 @@ def awq_scale(model: MambaLM, config: QuantConfig, name: str, hessian: torch.Ten
     elif leaf.startswith("x_proj"):
         smooth_x_proj_input_online(mixer, s, leaf.removeprefix("x_proj"))
     else:
-        smooth_gate_s_silu(mixer, s)
+        smooth_out_proj_input(mixer, s)
     return s, alpha
 
 
