@@ -118,7 +118,10 @@ def ssd_scan_chunked(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt
     causal = torch.ones(q, q, dtype=torch.bool, device=x.device).tril()
     segment = (cum[..., :, None] - cum[..., None, :]).masked_fill_(~causal, float("-inf")).exp_()   # [b,c,G,R,Q,Q]
     scores = (C @ B.transpose(-1, -2))[:, :, :, None]                                               # [b,c,G,1,Q,Q]
-    y = (segment.mul_(scores)) @ dtx                                                                 # [b,c,G,R,Q,P]
+    # in place when nothing differentiates through it (the [..., Q, Q] tensor is the largest here);
+    # training keeps exp's output for its backward
+    weights = segment * scores if torch.is_grad_enabled() and segment.requires_grad else segment.mul_(scores)
+    y = weights @ dtx                                                                                # [b,c,G,R,Q,P]
 
     # 2. what each chunk adds to the state at its end: sum_s exp(cum_last - cum_s) dt_s x_s B_s^T
     to_end = torch.exp(cum[..., -1:] - cum)                                                          # [b,c,G,R,Q]

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from mq_deploy.models import MambaConfig, MambaLM
-from mq_deploy.models.init import init_mamba_weights
+from mq_deploy.models.init import init_mamba2_weights, init_mamba_weights
+from mq_deploy.models.mamba2 import Mamba2Config, Mamba2LM
 from mq_deploy.models.loading import save_model
 from mq_deploy.models.tokenizer import ByteTokenizer
 
@@ -49,13 +50,23 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (a larger model trains in minutes on a GPU)")
+    p.add_argument("--arch", default="mamba", choices=["mamba", "mamba2"],
+                   help="mamba2: a Mamba-2 (SSD) model, heads of --head-dim channels, one group")
+    p.add_argument("--head-dim", type=int, default=32, help="Mamba-2 head size (default 32)")
     args = p.parse_args(argv)
 
     torch.manual_seed(args.seed)
     data = torch.tensor(ByteTokenizer().encode(args.train.read_text(encoding="utf-8")), dtype=torch.long)
-    config = MambaConfig(vocab_size=256, hidden_size=args.d_model, num_hidden_layers=args.layers,
-                         state_size=args.d_state, tokenizer="bytes")
-    model = init_mamba_weights(MambaLM(config), seed=args.seed).to(args.device).train()
+    if args.arch == "mamba2":
+        config = Mamba2Config(vocab_size=256, hidden_size=args.d_model, num_hidden_layers=args.layers,
+                              state_size=args.d_state, num_heads=2 * args.d_model // args.head_dim,
+                              head_dim=args.head_dim, n_groups=1, tie_word_embeddings=True, tokenizer="bytes")
+        model = init_mamba2_weights(Mamba2LM(config), seed=args.seed)
+    else:
+        config = MambaConfig(vocab_size=256, hidden_size=args.d_model, num_hidden_layers=args.layers,
+                             state_size=args.d_state, tokenizer="bytes")
+        model = init_mamba_weights(MambaLM(config), seed=args.seed)
+    model = model.to(args.device).train()
     decay = [p_ for n, p_ in model.named_parameters() if p_.dim() >= 2 and "A_log" not in n]
     no_decay = [p_ for n, p_ in model.named_parameters() if p_.dim() < 2 or "A_log" in n]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
