@@ -14,3 +14,6 @@ python3 -m mq_deploy compare-recipes --model "$model" --calib "$calib" \
 python3 benchmarks/bench_weight_options.py --out docs/weight_options_demo.md
 # every recipe on the vision demo model (digits): about 2 minutes
 python3 benchmarks/bench_vision_recipes.py --out docs/vision_recipes_demo.md
+# the recipes on the Mamba-2 demo model (deploy mode only, so far): about 6 minutes
+python3 -m mq_deploy compare-recipes --model samples/models/mamba2-byte-demo --calib "$calib" \
+    --eval samples/data/wiki_heldout.txt --peers --out docs/compare_recipes_mamba2_demo_wiki --force

@@ -144,3 +144,19 @@ def test_cli_quantize_and_eval_a_mamba2_model_on_token_ids(model_dir, tmp_path):
                "--seeds", 1, "--peers", "--out", tmp_path / "cmp")
     assert done.returncode == 0, done.stderr
     assert "paper rows are left out" in done.stderr and (tmp_path / "cmp.md").is_file()
+
+
+def test_mambaquant_keeps_the_bundled_mamba2_demo_logits_in_float64():
+    from mq_deploy.samples import samples_dir
+    path = samples_dir() / "models" / "mamba2-byte-demo"
+    model = load_mamba2(path, dtype=torch.float64).model
+    text = b"The quick brown fox jumps over the lazy dog; Mamba-2 is a state space dual model. " * 3
+    x = torch.tensor([list(text[:96]), list(text[96:192])])
+    work = copy.deepcopy(model)
+    get_recipe("mambaquant").transform(work, torch.tensor([list(text[i:i + 32]) for i in range(0, 128, 32)]),
+                                       QuantConfig(calib_dtype="float64"), progress=False)
+    with torch.no_grad():
+        assert rel(work(x), model(x)) <= 1e-10
+        # and the trained model predicts this text far better than chance (8 bits a byte)
+        nll = torch.nn.functional.cross_entropy(model(x)[:, :-1].reshape(-1, 256), x[:, 1:].reshape(-1))
+    assert nll.item() / 0.6931 < 4.0
