@@ -15,19 +15,32 @@ SCAN_OUTPUTS = ("y", "final_state")
 SCAN_FP32_INPUTS = ("A", "D", "delta_bias", "gate_scale")
 SCAN_ATTRIBUTES = ("delta_softplus", "reverse")           # int 0/1, besides plugin_version/namespace
 
+# Mamba-2's scan (docs/export.md, plugins/ssd_scan/README.md): its own op, not SelectiveScan with more
+# shapes: A is one scalar per head, dt one value per head, B and C are shared by the heads of a group,
+# the state is [batch, heads, head_dim, N], and the gate lives in the gated RMSNorm after it.
+SSD_SCAN_OP = "SSDScan"
+SSD_SCAN_INPUTS = ("x", "dt", "A", "B", "C", "D", "dt_bias")          # all present, this order
+SSD_SCAN_OUTPUTS = ("y", "final_state")
+SSD_SCAN_FP32_INPUTS = ("A", "D", "dt_bias")
+SSD_SCAN_INT_ATTRIBUTES = ("head_dim", "n_groups")      # positive ints: x is [B, L, heads*head_dim], B/C [B, L, n_groups*N]
+SSD_SCAN_FLAG_ATTRIBUTES = ("dt_softplus",)             # int 0/1
+SSD_SCAN_FLOAT_ATTRIBUTES = ("dt_min", "dt_max")        # dt is clamped to [dt_min, dt_max] (0, inf: no limit)
+
 HADAMARD_OP = "HadamardTransform"
 HADAMARD_INPUTS = ("x", "signs")
 HADAMARD_OUTPUTS = ("y",)
 
-PLUGIN_OPS = (SCAN_OP, HADAMARD_OP)
+PLUGIN_OPS = (SCAN_OP, SSD_SCAN_OP, HADAMARD_OP)
 
 # ---- graphs and their state -------------------------------------------------------------------------
 GRAPH_KINDS = ("prefill", "decode")
 INPUT_IDS = "input_ids"
 IMAGES = "images"                  # a vision graph's input [batch, C, H, W], float32
 LOGITS = "logits"
-CONV_STATE = "conv_state"            # [batch, d_inner, conv_kernel - 1], the graph's float type
-SSM_STATE = "ssm_state"              # [batch, d_inner, state_size], float32
+CONV_STATE = "conv_state"            # [batch, conv channels, conv_kernel - 1], the graph's float type
+                                     # (Mamba-1: d_inner channels; Mamba-2: x, B and C's conv_dim)
+SSM_STATE = "ssm_state"              # float32; Mamba-1 [batch, d_inner, state_size],
+                                     # Mamba-2 [batch, heads, head_dim, state_size]
 OUT_SUFFIX = "_out"
 
 

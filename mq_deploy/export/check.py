@@ -4,7 +4,7 @@
 - QDQ (DESIGN.md §3.3): INT8 weight initializers, INT8 zero zero-points, scales in the graph's float
   type, weights per output channel (axis=1 of the (K, N) weight), activations per tensor, every
   DequantizeLinear feeding a MatMul directly;
-- every mq_deploy node (SelectiveScan, HadamardTransform) has the plugin attributes, its full input
+- every mq_deploy node (SelectiveScan, SSDScan, HadamardTransform) has the plugin attributes, its full input
   list, FP32 where the contract says FP32, and a local function ORT can run;
 - batch (and seqlen in the prefill graph) are symbolic at every input and output, also after shape
   inference (a dimension that became a constant is an error);
@@ -22,8 +22,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from . import hadamard_node, selective_scan_node
-from ..deploy.contract import SCAN_ATTRIBUTES
+from . import hadamard_node, selective_scan_node, ssd_scan_node
+from ..deploy.contract import (SCAN_ATTRIBUTES, SSD_SCAN_FLAG_ATTRIBUTES, SSD_SCAN_FLOAT_ATTRIBUTES,
+                               SSD_SCAN_INT_ATTRIBUTES)
 from .onnx_builder import DOMAIN
 
 HEAVY_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose", "Gather")
@@ -160,6 +161,7 @@ def _check_custom_nodes(model: onnx.ModelProto, types: dict[str, int], float_typ
     functions = {(f.domain, f.name) for f in model.functions}
     opsets = {o.domain: o.version for o in model.opset_import}
     contracts = {selective_scan_node.OP_TYPE: (selective_scan_node.INPUTS, selective_scan_node.FP32_INPUTS, 2),
+                 ssd_scan_node.OP_TYPE: (ssd_scan_node.INPUTS, ssd_scan_node.FP32_INPUTS, 2),
                  hadamard_node.OP_TYPE: (hadamard_node.INPUTS, ("signs",), 1)}
     for node in model.graph.node:
         if node.op_type not in contracts and node.domain != DOMAIN:
@@ -180,6 +182,8 @@ def _check_custom_nodes(model: onnx.ModelProto, types: dict[str, int], float_typ
             for key in SCAN_ATTRIBUTES:
                 if attrs.get(key) not in (0, 1):
                     problems.append(Problem(where, f"attribute {key} must be 0 or 1, got {attrs.get(key)!r}"))
+        if node.op_type == ssd_scan_node.OP_TYPE:
+            problems += _check_ssd_attributes(where, attrs)
         if len(node.input) != len(inputs) or not all(node.input) or len(node.output) != n_out:
             problems.append(Problem(where, f"needs exactly {len(inputs)} non-empty inputs ({', '.join(inputs)}) "
                                            f"and {n_out} outputs, has {len(node.input)} / {len(node.output)}"))
@@ -191,6 +195,20 @@ def _check_custom_nodes(model: onnx.ModelProto, types: dict[str, int], float_typ
                                                f"the contract wants {TensorProto.DataType.Name(want)}"))
         if (DOMAIN, node.op_type) not in functions:
             problems.append(Problem(where, f"no local function {DOMAIN}.{node.op_type}: ONNX Runtime cannot run it"))
+    return problems
+
+
+def _check_ssd_attributes(where: str, attrs: dict) -> list[Problem]:
+    problems = []
+    for key in SSD_SCAN_INT_ATTRIBUTES:
+        if not isinstance(attrs.get(key), int) or attrs[key] < 1:
+            problems.append(Problem(where, f"attribute {key} must be a positive int, got {attrs.get(key)!r}"))
+    for key in SSD_SCAN_FLAG_ATTRIBUTES:
+        if attrs.get(key, 1) not in (0, 1):
+            problems.append(Problem(where, f"attribute {key} must be 0 or 1, got {attrs.get(key)!r}"))
+    limits = [attrs.get(key, default) for key, default in zip(SSD_SCAN_FLOAT_ATTRIBUTES, (0.0, float("inf")))]
+    if not all(isinstance(v, float) for v in limits) or not limits[0] <= limits[1]:
+        problems.append(Problem(where, f"attributes dt_min, dt_max must be floats with dt_min <= dt_max, got {limits}"))
     return problems
 
 

@@ -21,7 +21,7 @@ from .graph_files import serialize_graphs
 from .manifest import build_manifest, manifest_bytes
 from .probe import probe_export
 from .source import load_export_source
-from ..models.checkpoints import is_mamba2_checkpoint, is_vision_checkpoint
+from ..models.checkpoints import is_vision_checkpoint
 
 PRECISIONS = ("fp16", "fp32")
 SCANS = ("plugin", "onnx")
@@ -69,9 +69,6 @@ def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plug
         if value is not None and value < 1:
             raise MQDeployError(f"{label} must be a positive integer, got {value}")
     onnx_path, model_dir = Path(onnx_path), Path(model_dir)
-    if is_mamba2_checkpoint(model_dir):
-        raise MQDeployError(f"--model {model_dir} is a Mamba-2 model: its ONNX export (an SSD scan op and plugin) is "
-                            "not built yet; quantize and evaluate it in PyTorch (mq-deploy quantize --eval, eval)")
     if model_dir.is_file() and is_vision_checkpoint(model_dir):
         raise MQDeployError(f"--model {model_dir} is an official Vim checkpoint file; export takes a directory: "
                             "quantize it first (mq-deploy quantize --model FILE --out DIR), or write it as one with "

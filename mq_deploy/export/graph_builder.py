@@ -27,6 +27,7 @@ from .onnx_builder import (DOMAIN, DOMAIN_VERSION, FLOAT_TYPES, INT4_IR_VERSION,
                            OPSET, GraphBuilder)
 from .qdq import emit_activation_qdq, emit_conv_weight, emit_linear, emit_weight
 from .selective_scan_node import emit_scan_body, emit_selective_scan_node, selective_scan_function
+from .ssd_scan_node import ssd_scan_function
 from .source import ExportSource
 
 FLOAT = TensorProto.FLOAT
@@ -215,6 +216,11 @@ class MambaGraphEmitter:
         return self.out_projection(prefix, self.ssm_path(mixer, prefix, x, z, names=state_names(i)))
 
     # ------------------------------------------------------------------ model
+    def state_shapes(self) -> tuple[list[int], list[int]]:
+        """A layer's conv and SSM state shapes after the batch dim."""
+        cfg = self.cfg
+        return [cfg.intermediate_size, cfg.conv_kernel - 1], [cfg.intermediate_size, cfg.state_size]
+
     def head_weight(self) -> str | None:
         """A tied, unquantized lm_head reads the embedding table through a Transpose (stored once)."""
         if self.model.lm_head.weight is self.model.backbone.embeddings.weight and "lm_head" not in self.src.weight_specs:
@@ -226,14 +232,12 @@ class MambaGraphEmitter:
         seq = 1 if self.decode else SEQLEN
         inputs = [GraphIO("input_ids", TensorProto.INT64, [BATCH, seq])]
         outputs = [GraphIO("logits", FLOAT, [BATCH, seq, cfg.vocab_size])]
-        k = cfg.conv_kernel
+        conv_shape, ssm_shape = self.state_shapes()
         for i in range(cfg.num_hidden_layers):
             n = state_names(i)
             if self.decode:
-                inputs += [GraphIO(n["conv_in"], self.ft, [BATCH, cfg.intermediate_size, k - 1]),
-                           GraphIO(n["ssm_in"], FLOAT, [BATCH, cfg.intermediate_size, cfg.state_size])]
-            outputs += [GraphIO(n["conv_out"], self.ft, [BATCH, cfg.intermediate_size, k - 1]),
-                        GraphIO(n["ssm_out"], FLOAT, [BATCH, cfg.intermediate_size, cfg.state_size])]
+                inputs += [GraphIO(n["conv_in"], self.ft, [BATCH, *conv_shape]), GraphIO(n["ssm_in"], FLOAT, [BATCH, *ssm_shape])]
+            outputs += [GraphIO(n["conv_out"], self.ft, [BATCH, *conv_shape]), GraphIO(n["ssm_out"], FLOAT, [BATCH, *ssm_shape])]
         for io in inputs:
             b._used.add(io.name)
         self.embedding_table = self.fp(self.model.backbone.embeddings.weight, "backbone.embeddings.weight")
@@ -277,6 +281,8 @@ class MambaGraphEmitter:
         functions = []
         if any(n.op_type == "SelectiveScan" for n in b.nodes):
             functions.append(selective_scan_function())
+        if any(n.op_type == "SSDScan" for n in b.nodes):
+            functions.append(ssd_scan_function())
         if any(n.op_type == "HadamardTransform" for n in b.nodes):
             sizes = {s.numel() for s in self.src.hadamard_signs.values()}
             if len(sizes) != 1:
@@ -299,7 +305,11 @@ class MambaGraphEmitter:
 
 
 def build_graph(source: ExportSource, precision: str = "fp16", scan: str = "plugin", decode: bool = False) -> BuiltGraph:
+    from ..models.mamba2 import Mamba2LM
     from ..models.vim import VisionMamba
+    if isinstance(source.model, Mamba2LM):
+        from .mamba2_graph import Mamba2GraphEmitter
+        return Mamba2GraphEmitter(source, precision, scan, decode).build()
     if isinstance(source.model, VisionMamba):
         if decode:
             raise ValueError("a Vision Mamba has no decode graph: it classifies whole images")
