@@ -74,7 +74,7 @@ def _quantize(summary: Summary, model_dir: str, out: str, fp_ppl: float, max_tok
 def _export(summary: Summary, artifact: str, onnx_path: str):
     from .deploy.naming import external_data_path
     from .export import export_onnx
-    _step(4, "exporting to ONNX (FP16, INT8 QDQ, SelectiveScan nodes, decode graph) and checking it")
+    _step(4, "exporting to ONNX (FP16, INT8 QDQ, scan plugin nodes, decode graph) and checking it")
     start = time.perf_counter()
     result = export_onnx(artifact, onnx_path, precision="fp16")
     # the graphs share one weights file: count the files, not each graph's view of the weights
@@ -171,11 +171,15 @@ def _tensorrt(summary: Summary, onnx_path: str, engine_path: str) -> bool:
                            _validation_rows, lambda k, text: _step(6 + k, text))
 
 
-def run_demo(max_tokens: int | None = 131072) -> int:
+FAMILY_LABELS = {"mamba": "Mamba", "mamba2": "Mamba-2"}
+
+
+def run_demo(max_tokens: int | None = 131072, family: str = "mamba") -> int:
+    """The chain on the bundled byte-level demo model of `family` ("mamba" or "mamba2")."""
     if max_tokens is not None and max_tokens != 0 and max_tokens < 512:
         raise MQDeployError(f"--max-tokens {max_tokens}: give 0 (all) or at least one 512-byte window")
     start = time.perf_counter()
-    model_dir = str(demo_model_dir())
+    model_dir = str(demo_model_dir(family))
     print(f"mq-deploy demo: {model_dir}")
     summary = Summary()
     passed = True
@@ -188,7 +192,7 @@ def run_demo(max_tokens: int | None = 131072) -> int:
             passed = _validate_and_bench(summary, onnx_path)
             passed = _tensorrt(summary, onnx_path, f"{tmp}/onnx/model.plan") and passed
     summary.print()
-    print(f"\nmodel: the bundled byte-level Mamba ({model_dir}); unigram = entropy of the text's own byte "
+    print(f"\nmodel: the bundled byte-level {FAMILY_LABELS[family]} ({model_dir}); unigram = entropy of the text's own byte "
           "frequencies (the best any unigram model can do)")
     print(f"demo {'passed' if passed else 'FAILED'} in {time.perf_counter() - start:.1f} s")
     return 0 if passed else 1

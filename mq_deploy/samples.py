@@ -8,6 +8,7 @@ from pathlib import Path
 from .errors import MQDeployError
 
 DEMO_MODEL = "mamba-byte-demo"
+DEMO_MODELS = {"mamba": DEMO_MODEL, "mamba2": "mamba2-byte-demo"}     # the language-model demos, by family
 HELDOUT_TEXT = "wiki_heldout.txt"
 CALIB_TEXT = "wiki_calib.txt"
 
@@ -23,8 +24,8 @@ def samples_dir() -> Path:
                         "checkout with `pip install -e .`, or set MQ_DEPLOY_SAMPLES to the samples/ directory")
 
 
-def demo_model_dir() -> Path:
-    return samples_dir() / "models" / DEMO_MODEL
+def demo_model_dir(family: str = "mamba") -> Path:
+    return samples_dir() / "models" / DEMO_MODELS[family]
 
 
 def sample_text(name: str) -> Path:

@@ -40,8 +40,9 @@ def test_errors_are_one_line(demo_model_dir, args, message):
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
-def test_demo_prints_one_summary_table():
-    out = run("demo", "--max-tokens", "8192")
+@pytest.mark.parametrize("family", [[], ["--mamba2"]], ids=["mamba", "mamba2"])
+def test_demo_prints_one_summary_table(family):
+    out = run("demo", "--max-tokens", "8192", *family)
     assert out.returncode == 0, out.stderr
     header, _, *rows = [line for line in out.stdout.splitlines() if line.startswith("|")]
     assert header == "| stage | what | result | s |"
@@ -57,6 +58,7 @@ def test_demo_prints_one_summary_table():
     from mq_deploy.demo import tensorrt_unavailable
     assert tensorrt and (tensorrt[0][1] == "skipped") == (tensorrt_unavailable() is not None)
     assert "demo passed" in out.stdout
+    assert ("byte-level Mamba-2" in out.stdout) == bool(family)
 
 
 def re_bits(cell: str) -> tuple[float, float]:

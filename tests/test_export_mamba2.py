@@ -162,6 +162,7 @@ def test_graph_layout_check_and_manifest(exports):
     assert not any(n.domain == DOMAIN for n in decode.graph.node)       # the step is standard ops
     manifest = read_manifest(result.onnx_path)
     assert manifest["model"]["model_type"] == "mamba2" and manifest["plugins"][0]["name"] == "SSDScan"
+    assert "[batch, num_heads, head_dim, state_size]" in manifest["state"]["ssm"]
     # a broken node is found: no head_dim, and no local function to run it
     del nodes[0].attribute[[a.name for a in nodes[0].attribute].index("head_dim")]
     del model.functions[:]

@@ -25,7 +25,7 @@ def run_demo(args) -> int:
         from ..vision_demo import run_vision_demo
         return run_vision_demo()
     from ..demo import run_demo as demo
-    return demo(max_tokens=args.max_tokens)
+    return demo(max_tokens=args.max_tokens, family="mamba2" if args.mamba2 else "mamba")
 
 
 def run_lm_eval(args) -> int:
@@ -49,8 +49,12 @@ def register(verbs) -> None:
                                      "validation fails.")
     p.add_argument("--max-tokens", type=int, default=131072,
                    help="bytes of each text for the perplexity stages (default 131072; 0 = all)")
-    p.add_argument("--vision", action="store_true",
-                   help="the same chain on the bundled Vision Mamba (digits): top-1 instead of perplexity")
+    family = p.add_mutually_exclusive_group()
+    family.add_argument("--vision", action="store_true",
+                        help="the same chain on the bundled Vision Mamba (digits): top-1 instead of perplexity")
+    family.add_argument("--mamba2", action="store_true",
+                        help="the same chain on the bundled byte-level Mamba-2 (SSDScan nodes instead of "
+                             "SelectiveScan)")
     p.set_defaults(func=run_demo)
 
     # Everything after the verb is lm-eval's own arguments, passed through unparsed (see cli.main).

@@ -19,13 +19,21 @@ SCAN_DEVIATION = ("the scan runs in the graph's float type with an FP32 state; t
                   "quantization of h·C is not deployed (not expressible in a fused scan kernel)")
 
 
+CARRY_NOTE = "feed prefill's *_out.<layer> outputs to the decode graph's inputs of the same name without _out"
 STATE_NOTE = {"conv": "conv_state[.out].<layer> [batch, d_inner, conv_kernel-1], graph float type",
-              "ssm": "ssm_state[.out].<layer> [batch, d_inner, state_size], float32",
-              "carry": "feed prefill's *_out.<layer> outputs to the decode graph's inputs of the same name without _out"}
+              "ssm": "ssm_state[.out].<layer> [batch, d_inner, state_size], float32", "carry": CARRY_NOTE}
+MAMBA2_STATE_NOTE = {"conv": "conv_state[.out].<layer> [batch, conv_dim (x, B and C), conv_kernel-1], graph float type",
+                     "ssm": "ssm_state[.out].<layer> [batch, num_heads, head_dim, state_size], float32",
+                     "carry": CARRY_NOTE}
 
 
 def is_vision(config) -> bool:
     return isinstance(config, VimConfig)
+
+
+def state_note(config) -> dict:
+    from ..models.mamba2 import Mamba2Config
+    return MAMBA2_STATE_NOTE if isinstance(config, Mamba2Config) else STATE_NOTE
 
 
 def model_entry(config) -> dict:
@@ -92,7 +100,7 @@ def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict
         "plugins": [{"name": p, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE, "domain": DOMAIN}
                     for p in used],
         "graphs": entries,
-        **({} if is_vision(source.config) else {"state": STATE_NOTE}),
+        **({} if is_vision(source.config) else {"state": state_note(source.config)}),
         "profile": {"batch_max": batch_max, "seq_max": seq_max},
         "export_seconds": round(seconds, 3),
     }
