@@ -8,6 +8,7 @@ namespace mq::plugin {
 constexpr char kPluginNamespace[] = "mq_deploy";
 constexpr char kPluginVersion[] = "1";
 constexpr char kSelectiveScanName[] = "SelectiveScan";
+constexpr char kSsdScanName[] = "SSDScan";
 constexpr char kHadamardTransformName[] = "HadamardTransform";
 
 }  // namespace mq::plugin

@@ -18,6 +18,7 @@
 #include "plugin_log.h"
 #include "plugin_names.h"
 #include "selective_scan/selective_scan_plugin.h"
+#include "ssd_scan/ssd_scan_plugin.h"
 
 // Exported C entry points (the library is otherwise built with hidden visibility).
 #define MQ_PLUGIN_EXPORT __attribute__((visibility("default")))
@@ -25,12 +26,14 @@
 namespace mq::plugin {
 namespace {
 
-constexpr int32_t kNumCreators = 2;
+constexpr int32_t kNumCreators = 3;
 
 nvinfer1::IPluginCreatorInterface* const* all_creators() {
     static SelectiveScanCreator scan_creator;
+    static SsdScanCreator ssd_creator;
     static HadamardTransformCreator hadamard_creator;
-    static nvinfer1::IPluginCreatorInterface* const creators[kNumCreators] = {&scan_creator, &hadamard_creator};
+    static nvinfer1::IPluginCreatorInterface* const creators[kNumCreators] = {&scan_creator, &ssd_creator,
+        &hadamard_creator};
     return creators;
 }
 

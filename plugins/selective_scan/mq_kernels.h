@@ -1,5 +1,5 @@
 /*
- * mq_kernels.h: the plain C API of libmq_kernels (selective scan, decode step, fast Hadamard).
+ * mq_kernels.h: the plain C API of libmq_kernels (selective scan, decode step, SSD scan, fast Hadamard).
  *
  * Rules shared by every entry point:
  * - Pointers are raw device pointers (e.g. torch.Tensor.data_ptr()), contiguous, row-major.
@@ -124,6 +124,63 @@ MQ_API mq_status mq_selective_scan_onepass(const mq_selective_scan_args* args, m
  * final_state = state out; args->reverse is ignored and no workspace is needed.
  */
 MQ_API mq_status mq_selective_state_update(const mq_selective_scan_args* args, mq_stream_t stream);
+
+/*
+ * SSD scan, Mamba-2's (the SSDScan op contract, plugins/ssd_scan/README.md), per head h of H:
+ *   dt_t = clamp(softplus(dt_t + dt_bias), dt_min, dt_max)   (no softplus when dt_softplus == 0)
+ *   h_t  = exp(dt_t * A) * h_{t-1} + (dt_t * x_t) B_t^T       h_t [P, N], h_{-1} = initial_state (or 0)
+ *   y_t  = h_t C_t + D * x_t
+ * with A, D, dt_bias one scalar per head and B, C shared by the H / n_groups consecutive heads of a
+ * group (head h reads group h / (H / n_groups)). Token-major shapes:
+ *   x, y: [batch, seqlen, heads * head_dim]   dt: [batch, seqlen, heads]
+ *   B, C: [batch, seqlen, n_groups * dstate]  A, D, dt_bias: [heads]
+ *   initial_state, final_state: [batch, heads, head_dim, dstate]
+ * Optional (may be NULL): D, dt_bias, initial_state, final_state. x, dt, B, C, y share `dtype`.
+ * seqlen may be 0; 1 <= dstate <= MQ_SSD_SCAN_MAX_DSTATE; heads % n_groups == 0; dt_min <= dt_max
+ * (0 and INFINITY: no limit). final_state may alias initial_state in mq_ssd_scan_sequential only.
+ */
+#define MQ_SSD_SCAN_MAX_DSTATE 256
+
+typedef struct mq_ssd_scan_args {
+    mq_dtype dtype;
+    int32_t batch;
+    int32_t seqlen;
+    int32_t heads;
+    int32_t head_dim;
+    int32_t n_groups;
+    int32_t dstate;
+    int32_t dt_softplus; /* 0 or 1 */
+    float dt_min;
+    float dt_max;
+    const void* x;
+    const void* dt;
+    const float* A;
+    const void* B;
+    const void* C;
+    const float* D;
+    const float* dt_bias;
+    const float* initial_state;
+    void* y;
+    float* final_state;
+    void* workspace;        /* device memory, 16-byte aligned, see mq_ssd_scan_workspace_size */
+    size_t workspace_bytes; /* bytes available at workspace */
+} mq_ssd_scan_args;
+
+/* Exact workspace mq_ssd_scan needs for this shape (0 when the sequence is not split). */
+MQ_API size_t mq_ssd_scan_workspace_size(int32_t batch, int32_t seqlen, int32_t heads, int32_t head_dim,
+    int32_t dstate);
+
+/* An upper bound of mq_ssd_scan_workspace_size over batch <= max_batch, seqlen <= max_seqlen. */
+MQ_API size_t mq_ssd_scan_workspace_bound(int32_t max_batch, int32_t max_seqlen, int32_t heads, int32_t head_dim,
+    int32_t dstate);
+
+/* Chunked (sequence-parallel) SSD scan: chunk end states, a carry across chunks, then each chunk
+ * rescans from its carried-in state. Refuses overlapping initial/final states. */
+MQ_API mq_status mq_ssd_scan(const mq_ssd_scan_args* args, mq_stream_t stream);
+
+/* Baseline and decode: one chunk, each block walks the whole sequence; no workspace; final_state
+ * may alias initial_state (each thread reads its states before writing them). */
+MQ_API mq_status mq_ssd_scan_sequential(const mq_ssd_scan_args* args, mq_stream_t stream);
 
 /*
  * Fast Walsh-Hadamard transform of `rows` vectors of length n:

@@ -1,0 +1,107 @@
+// The C API of libmq_kernels for the SSD scan: argument checks, plan, dtype dispatch.
+#include <cmath>
+#include <cstdint>
+
+#include "mq_kernels.h"
+#include "ssd_plan.h"
+#include "ssd_scan_launch.h"
+
+namespace {
+
+using mq::ssd::SsdPlan;
+
+bool is_dtype(mq_dtype d) { return d == MQ_FLOAT32 || d == MQ_FLOAT16 || d == MQ_BFLOAT16; }
+
+// Checks that do not depend on the plan. Sets *nothing_to_do when there is no state to compute.
+mq_status check_ssd_args(mq_ssd_scan_args const* a, bool* nothing_to_do) {
+    if (a == nullptr || !is_dtype(a->dtype) || (a->dt_softplus != 0 && a->dt_softplus != 1)) {
+        return MQ_ERROR_INVALID_ARGUMENT;
+    }
+    if (a->batch < 0 || a->seqlen < 0 || a->heads < 0 || a->head_dim < 0 || a->n_groups < 1 || a->dstate < 1) {
+        return MQ_ERROR_INVALID_ARGUMENT;
+    }
+    if (a->heads % a->n_groups != 0 || std::isnan(a->dt_min) || std::isnan(a->dt_max) || a->dt_min > a->dt_max) {
+        return MQ_ERROR_INVALID_ARGUMENT;
+    }
+    if (a->dstate > MQ_SSD_SCAN_MAX_DSTATE || a->batch > mq::ssd::kSsdMaxGrid || a->heads > mq::ssd::kSsdMaxGrid) {
+        return MQ_ERROR_UNSUPPORTED;
+    }
+    *nothing_to_do = a->batch == 0 || a->heads == 0 || a->head_dim == 0;
+    if (*nothing_to_do) {
+        return MQ_SUCCESS;
+    }
+    if (a->A == nullptr) {
+        return MQ_ERROR_INVALID_ARGUMENT;
+    }
+    if (a->seqlen > 0 && (a->x == nullptr || a->dt == nullptr || a->B == nullptr || a->C == nullptr || a->y == nullptr)) {
+        return MQ_ERROR_INVALID_ARGUMENT;
+    }
+    return MQ_SUCCESS;
+}
+
+bool states_overlap(mq_ssd_scan_args const& a) {
+    if (a.initial_state == nullptr || a.final_state == nullptr) {
+        return false;
+    }
+    auto const bytes = static_cast<std::uintptr_t>(a.batch) * static_cast<std::uintptr_t>(a.heads) *
+        static_cast<std::uintptr_t>(a.head_dim) * static_cast<std::uintptr_t>(a.dstate) * sizeof(float);
+    auto const in = reinterpret_cast<std::uintptr_t>(a.initial_state);
+    auto const out = reinterpret_cast<std::uintptr_t>(a.final_state);
+    return in < out + bytes && out < in + bytes;
+}
+
+mq_status run(mq_ssd_scan_args const* args, mq_stream_t stream, bool chunked) {
+    bool nothing_to_do = false;
+    mq_status const status = check_ssd_args(args, &nothing_to_do);
+    if (status != MQ_SUCCESS || nothing_to_do) {
+        return status;
+    }
+    mq_ssd_scan_args const& a = *args;
+    SsdPlan const plan = chunked ? mq::ssd::plan_ssd_scan(a.batch, a.seqlen, a.heads, a.head_dim, a.dstate)
+                                 : mq::ssd::plan_ssd_scan_sequential(a.batch, a.seqlen, a.heads, a.head_dim, a.dstate);
+    if (a.seqlen == 0 && a.final_state == nullptr) {
+        return MQ_SUCCESS;
+    }
+    // Chunks run concurrently: the last may write final_state while the first still reads
+    // initial_state. With one chunk each thread reads its states before writing them.
+    if (plan.nchunks > 1 && states_overlap(a)) {
+        return MQ_ERROR_INVALID_ARGUMENT;
+    }
+    std::size_t const need = plan.workspace_bytes();
+    if (need > 0 && (a.workspace == nullptr || a.workspace_bytes < need ||
+                        reinterpret_cast<std::uintptr_t>(a.workspace) % 16 != 0)) {
+        return MQ_ERROR_WORKSPACE;
+    }
+    auto const s = reinterpret_cast<cudaStream_t>(stream);
+    switch (a.dtype) {
+    case MQ_FLOAT32: return mq::ssd::launch_ssd_scan_f32(a, plan, s);
+    case MQ_FLOAT16: return mq::ssd::launch_ssd_scan_f16(a, plan, s);
+    case MQ_BFLOAT16: return mq::ssd::launch_ssd_scan_bf16(a, plan, s);
+    }
+    return MQ_ERROR_INVALID_ARGUMENT;
+}
+
+}  // namespace
+
+extern "C" {
+
+size_t mq_ssd_scan_workspace_size(int32_t batch, int32_t seqlen, int32_t heads, int32_t head_dim, int32_t dstate) {
+    if (batch <= 0 || seqlen <= 0 || heads <= 0 || head_dim <= 0 || dstate < 1 || dstate > MQ_SSD_SCAN_MAX_DSTATE) {
+        return 0;
+    }
+    return mq::ssd::plan_ssd_scan(batch, seqlen, heads, head_dim, dstate).workspace_bytes();
+}
+
+size_t mq_ssd_scan_workspace_bound(int32_t max_batch, int32_t max_seqlen, int32_t heads, int32_t head_dim,
+    int32_t dstate) {
+    if (dstate < 1 || dstate > MQ_SSD_SCAN_MAX_DSTATE) {
+        return 0;
+    }
+    return mq::ssd::ssd_workspace_bound(max_batch, max_seqlen, heads, head_dim, dstate);
+}
+
+mq_status mq_ssd_scan(mq_ssd_scan_args const* args, mq_stream_t stream) { return run(args, stream, true); }
+
+mq_status mq_ssd_scan_sequential(mq_ssd_scan_args const* args, mq_stream_t stream) { return run(args, stream, false); }
+
+}  // extern "C"
