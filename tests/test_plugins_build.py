@@ -129,7 +129,8 @@ def test_kernels_export_the_c_api(kernels_lib):
     for name in ("mq_selective_scan", "mq_selective_scan_sequential", "mq_selective_scan_onepass",
                  "mq_selective_state_update",
                  "mq_selective_scan_workspace_size", "mq_selective_scan_workspace_bound",
-                 "mq_hadamard_transform", "mq_hadamard_base_order", "mq_status_string", "mq_kernels_version"):
+                 "mq_hadamard_transform", "mq_hadamard_base_order", "mq_status_string", "mq_kernels_version",
+                 "mq_ssd_scan", "mq_ssd_scan_sequential", "mq_ssd_scan_workspace_size", "mq_ssd_scan_workspace_bound"):
         assert hasattr(lib, name), name
     result = subprocess.run(["nm", "-D", "--defined-only", str(kernels_lib)], capture_output=True, text=True)
     if result.returncode == 0:  # only the C API is exported (hidden visibility elsewhere)
@@ -184,23 +185,60 @@ def test_kernels_c_api_checks_arguments_without_launching(kernels_lib):
     assert raw.mq_status_string(3) == b"workspace missing, too small or not 16-byte aligned"
 
 
+def test_ssd_c_api_checks_arguments_without_launching(kernels_lib):
+    from mq_deploy.ops import cuda_kernels as mq
+
+    raw = mq.MqKernels(kernels_lib)._lib
+    # mamba2-130m's mixer at batch 1 and 2048 tokens is split into chunks; the bound covers it
+    need = raw.mq_ssd_scan_workspace_size(1, 2048, 24, 64, 128)
+    assert 0 < need <= raw.mq_ssd_scan_workspace_bound(8, 8192, 24, 64, 128)
+    assert raw.mq_ssd_scan_workspace_size(64, 2048, 80, 64, 128) == 0       # enough blocks without chunks
+    assert raw.mq_ssd_scan_workspace_size(1, 2048, 24, 64, 257) == 0        # unsupported N
+
+    def status(fn="mq_ssd_scan", **fields):
+        args = mq.SsdArgs(**{"dt_max": float("inf"), "dt_softplus": 1, "n_groups": 1, **fields})
+        return getattr(raw, fn)(ctypes.byref(args), None)
+
+    dummy = dict(x=16, dt=16, A=16, B=16, C=16, y=16)  # never dereferenced: checks fail first
+    shape = dict(batch=1, seqlen=5, heads=6, head_dim=8, dstate=16)
+    assert status(dtype=1, **{**shape, "batch": 0}) == 0                      # empty batch: nothing to do
+    assert status(dtype=1, **{**shape, "dstate": 257}, **dummy) == 2          # N > 256: unsupported
+    assert status(dtype=9, **shape, **dummy) == 1                             # bad dtype
+    assert status(dtype=0, **shape, n_groups=4, **dummy) == 1                 # 6 heads in 4 groups
+    assert status(dtype=0, **shape, dt_min=0.5, dt_max=0.1, **dummy) == 1     # limits swapped
+    assert status(dtype=0, **shape, dt_min=float("nan"), **dummy) == 1
+    assert status(dtype=0, **shape, dt_softplus=2, **dummy) == 1
+    assert status(dtype=0, **shape, x=16, A=16) == 1                          # missing inputs
+    assert status(dtype=0, **{**shape, "seqlen": 2048, "heads": 24, "head_dim": 64, "dstate": 128},
+                  **dummy) == 3                                               # workspace missing
+    # the chunked scan refuses overlapping states; the sequential one updates in place
+    ws = dict(workspace=1 << 12, workspace_bytes=1 << 30)
+    long = {**shape, "seqlen": 4096, "heads": 1}
+    assert status(dtype=0, **long, initial_state=1 << 20, final_state=1 << 20, **ws, **dummy) == 1
+    assert status("mq_ssd_scan_sequential", dtype=0, **{**shape, "seqlen": 0}, A=16, initial_state=1 << 20,
+                  final_state=None) == 0                                      # no tokens, no state out: no launch
+
+
 def test_c_api_header_is_c_and_matches_ctypes(tmp_path):
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler")
     src = tmp_path / "layout.c"
     src.write_text('#include "mq_kernels.h"\n#include <stddef.h>\n#include <stdio.h>\n'
-                   'int main(void) { printf("%zu %zu %zu", sizeof(mq_selective_scan_args), '
-                   'offsetof(mq_selective_scan_args, x), offsetof(mq_selective_scan_args, workspace_bytes));'
-                   ' return 0; }\n')
+                   'int main(void) { printf("%zu %zu %zu %zu %zu %zu %zu", sizeof(mq_selective_scan_args), '
+                   'offsetof(mq_selective_scan_args, x), offsetof(mq_selective_scan_args, workspace_bytes), '
+                   'sizeof(mq_ssd_scan_args), offsetof(mq_ssd_scan_args, dt_max), offsetof(mq_ssd_scan_args, x), '
+                   'offsetof(mq_ssd_scan_args, workspace_bytes)); return 0; }\n')
     exe = tmp_path / "layout"
     _run([cc, "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", f"-I{PLUGINS / 'selective_scan'}",
           str(src), "-o", str(exe)])
-    size, x_offset, ws_offset = map(int, _run([str(exe)]).stdout.split())
+    size, x_offset, ws_offset, *ssd = map(int, _run([str(exe)]).stdout.split())
     from mq_deploy.ops import cuda_kernels as mq
 
     assert (ctypes.sizeof(mq.ScanArgs), mq.ScanArgs.x.offset, mq.ScanArgs.workspace_bytes.offset) == (
         size, x_offset, ws_offset)
+    assert [ctypes.sizeof(mq.SsdArgs), mq.SsdArgs.dt_max.offset, mq.SsdArgs.x.offset,
+            mq.SsdArgs.workspace_bytes.offset] == ssd
 
 
 # ---- the GPU script, as far as a CPU can check it --------------------------------------------------------
@@ -267,3 +305,40 @@ def test_gpu_check_reference_plumbing_on_cpu(case_args, monkeypatch):
     y_sliced, s_sliced = gpu_check.reference(ref, inputs, case)
     assert gpu_check.normwise_error(y_sliced, y_ref) < 1e-12 and gpu_check.normwise_error(s_sliced, s_ref) < 1e-12
     assert gpu_check.normwise_error(y_ref.clone().fill_(float("nan")), y_ref) == float("inf")
+
+
+# ---- the SSD (Mamba-2) GPU check, as far as a CPU can check it ------------------------------------------
+
+ssd_check = load_module("ssd_check", PLUGINS / "ssd_scan" / "ssd_check.py")
+
+
+def test_ssd_check_plans_cases_that_reach_every_kernel_path():
+    cases = ssd_check.correctness_cases()
+    assert {c.dtype for c in cases} == set(ssd_check.DTYPES)
+    assert {c.dstate for c in cases} >= {5, 16, 64, 128, 256}          # states per lane 1 .. 32
+    assert any(c.head_dim % 16 for c in cases) and any(c.groups > 1 for c in cases)
+    assert any(c.initial_state for c in cases) and any(c.dt_limit for c in cases)
+    assert {c.seqlen for c in cases} >= {1, 7, 2048, 8192}
+    grid = {(c.batch, c.seqlen, c.heads, c.dtype) for c in ssd_check.timing_cases()}
+    assert grid == {(b, l, h, t) for b in (1, 8) for l in (2048, 8192) for h in (24, 48, 80)
+                    for t in ("float16", "bfloat16")}
+
+
+@pytest.mark.parametrize("case", [ssd_check.SsdCase(2, 7, 6, 8, 3, 5, "float32", initial_state=True),
+                                  ssd_check.SsdCase(1, 130, 4, 8, 2, 16, "bfloat16", dt_limit=(0.01, 0.2))],
+                         ids=lambda c: c.label())
+def test_ssd_check_reference_plumbing_on_cpu(case):
+    """The check's inputs and float64 reference are the model's scan on the same numbers, and the
+    error measure sees a wrong answer."""
+    torch = pytest.importorskip("torch")
+    from mq_deploy.ops.ssd_scan import ssd_scan_ref
+    gpu_check = load_module("gpu_check", PLUGINS / "selective_scan" / "gpu_check.py")
+    inputs = ssd_check.make_inputs(case, seed=4, device="cpu")
+    assert inputs["x"].dtype == getattr(torch, case.dtype) and inputs["A"].dtype == torch.float32
+    y, state = ssd_check.reference(inputs, case)
+    f64 = {k: None if v is None else v.double() for k, v in inputs.items()}
+    y_ref, state_ref = ssd_scan_ref(**f64, dt_softplus=True, dt_limit=case.dt_limit)
+    assert y.dtype == torch.float64 and y.shape == (case.batch, case.seqlen, case.heads, case.head_dim)
+    assert gpu_check.normwise_error(y, y_ref) < 1e-12 and gpu_check.normwise_error(state, state_ref) < 1e-12
+    assert 0 < state.abs().max() < 1e3                                   # decaying, not exploding
+    assert gpu_check.normwise_error(y + 1e-3 * y.abs().max(), y_ref) > 5e-4

@@ -1,5 +1,5 @@
 """ctypes bindings of libmq_kernels (plugins/selective_scan/mq_kernels.h) for torch CUDA tensors,
-and the project's CUDA selective scan as a `selective_scan` implementation for the torch model
+and the project's CUDA scans as `selective_scan` / `ssd_scan` implementations for the torch models
 (calibration on a GPU, scripts/gpu_verify).
 
 Only this module knows the C layout; callers pass torch tensors. Loading the library needs no GPU
@@ -43,6 +43,35 @@ class ScanArgs(ctypes.Structure):
     ]
 
 
+class SsdArgs(ctypes.Structure):
+    """Mirror of struct mq_ssd_scan_args (field order and types must match the header)."""
+
+    _fields_ = [
+        ("dtype", ctypes.c_int),
+        ("batch", ctypes.c_int32),
+        ("seqlen", ctypes.c_int32),
+        ("heads", ctypes.c_int32),
+        ("head_dim", ctypes.c_int32),
+        ("n_groups", ctypes.c_int32),
+        ("dstate", ctypes.c_int32),
+        ("dt_softplus", ctypes.c_int32),
+        ("dt_min", ctypes.c_float),
+        ("dt_max", ctypes.c_float),
+        ("x", ctypes.c_void_p),
+        ("dt", ctypes.c_void_p),
+        ("A", ctypes.c_void_p),
+        ("B", ctypes.c_void_p),
+        ("C", ctypes.c_void_p),
+        ("D", ctypes.c_void_p),
+        ("dt_bias", ctypes.c_void_p),
+        ("initial_state", ctypes.c_void_p),
+        ("y", ctypes.c_void_p),
+        ("final_state", ctypes.c_void_p),
+        ("workspace", ctypes.c_void_p),
+        ("workspace_bytes", ctypes.c_size_t),
+    ]
+
+
 class MqKernelsError(RuntimeError):
     pass
 
@@ -72,6 +101,13 @@ class MqKernels:
         lib.mq_selective_scan_workspace_size.restype = ctypes.c_size_t
         lib.mq_selective_scan_workspace_bound.argtypes = [ctypes.c_int32] * 4
         lib.mq_selective_scan_workspace_bound.restype = ctypes.c_size_t
+        for name in ("mq_ssd_scan", "mq_ssd_scan_sequential"):
+            fn = getattr(lib, name)
+            fn.argtypes = [ctypes.POINTER(SsdArgs), ctypes.c_void_p]
+            fn.restype = ctypes.c_int
+        for name in ("mq_ssd_scan_workspace_size", "mq_ssd_scan_workspace_bound"):
+            getattr(lib, name).argtypes = [ctypes.c_int32] * 5
+            getattr(lib, name).restype = ctypes.c_size_t
         lib.mq_hadamard_transform.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                                               ctypes.c_int32, ctypes.c_int, ctypes.c_void_p]
         lib.mq_hadamard_transform.restype = ctypes.c_int
@@ -134,6 +170,38 @@ class MqKernels:
               "onepass": self._lib.mq_selective_scan_onepass,
               "decode": self._lib.mq_selective_state_update}[algorithm]
         self._check(fn(ctypes.byref(args), _stream_handle()), f"selective scan ({algorithm})")
+        return y, final_state
+
+    def ssd_scan(self, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=True, dt_limit=None, initial_state=None,
+                 *, y=None, final_state=None, workspace=None, algorithm="chunked"):
+        """The SSD (Mamba-2) scan on ops/ssd_scan.py's shapes: x [b, L, H, P], dt [b, L, H], A, D,
+        dt_bias [H], B and C [b, L, G, N], states [b, H, P, N]. Returns (y like x, final_state).
+        algorithm: chunked | sequential (final_state may be initial_state there: in place)."""
+        import torch
+
+        batch, seqlen, heads, head_dim = x.shape
+        groups, dstate = B.shape[2], B.shape[3]
+        dtype_name = str(x.dtype).replace("torch.", "")
+        if dtype_name not in _DTYPE_CODES:
+            raise MqKernelsError(f"unsupported activation dtype {x.dtype}")
+        for t in (x, dt, A, B, C, D, dt_bias, initial_state, y, final_state):
+            if t is not None and (not t.is_cuda or not t.is_contiguous()):
+                raise MqKernelsError("every tensor must be a contiguous CUDA tensor")
+        y = torch.empty_like(x) if y is None else y
+        if final_state is None:
+            final_state = torch.empty(batch, heads, head_dim, dstate, device=x.device, dtype=torch.float32)
+        if workspace is None and algorithm == "chunked":
+            ws = self._lib.mq_ssd_scan_workspace_size(batch, seqlen, heads, head_dim, dstate)
+            workspace = torch.empty(max(ws, 16), device=x.device, dtype=torch.uint8) if ws else None
+        low, high = (0.0, float("inf")) if dt_limit is None else dt_limit
+        args = SsdArgs(
+            dtype=_DTYPE_CODES[dtype_name], batch=batch, seqlen=seqlen, heads=heads, head_dim=head_dim,
+            n_groups=groups, dstate=dstate, dt_softplus=int(bool(dt_softplus)), dt_min=low, dt_max=high,
+            x=_ptr(x), dt=_ptr(dt), A=_ptr(A), B=_ptr(B), C=_ptr(C), D=_ptr(D), dt_bias=_ptr(dt_bias),
+            initial_state=_ptr(initial_state), y=_ptr(y), final_state=_ptr(final_state), workspace=_ptr(workspace),
+            workspace_bytes=0 if workspace is None else workspace.numel())
+        fn = {"chunked": self._lib.mq_ssd_scan, "sequential": self._lib.mq_ssd_scan_sequential}[algorithm]
+        self._check(fn(ctypes.byref(args), _stream_handle()), f"SSD scan ({algorithm})")
         return y, final_state
 
     def hadamard_transform(self, x, signs=None, out=None):
@@ -208,5 +276,25 @@ def cuda_selective_scan(kernels: MqKernels, algorithm: str = "chunked"):
                                           f32(delta_bias), same(z), f32(gate_scale), delta_softplus,
                                           f32(initial_state), reverse, algorithm=algorithm)
         return (y, state) if return_final_state else y
+
+    return scan
+
+
+def cuda_ssd_scan(kernels: MqKernels, algorithm: str = "chunked"):
+    """An SSD scan implementation with `mq_deploy.ops.ssd_scan`'s callable signature (a Mamba2Mixer's
+    `scan_impl`) that runs libmq_kernels' SSD kernel: forward only, float32/float16/bfloat16.
+    algorithm: chunked (what the TensorRT plugin runs) | sequential."""
+    if algorithm not in ("chunked", "sequential"):
+        raise ValueError(f"unknown SSD scan algorithm {algorithm!r} (chunked or sequential)")
+
+    def scan(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None, initial_state=None,
+             chunk_size=None):
+        act = x.dtype
+        same = lambda t: t.to(act).contiguous()  # noqa: E731
+        f32 = lambda t: None if t is None else t.float().contiguous()  # noqa: E731
+        # no limit is what the kernel's defaults (0, inf) mean only after a softplus
+        limit = dt_limit if dt_limit is not None or dt_softplus else (float("-inf"), float("inf"))
+        return kernels.ssd_scan(x.contiguous(), same(dt), f32(A), same(B), same(C), f32(D), f32(dt_bias), dt_softplus,
+                                limit, f32(initial_state), algorithm=algorithm)
 
     return scan

@@ -1,9 +1,10 @@
-"""The torch model with its selective scan swapped for the project's CUDA kernel (libmq_kernels,
-through the ctypes binding) must score held-out text as the torch reference scan does.
+"""The torch model with its scan swapped for the project's CUDA kernel (libmq_kernels, through the
+ctypes binding) must score held-out text as the torch reference scan does.
 
-Runs the bundled demo model on samples/data/wiki_heldout.txt on the GPU twice, once with the
-torch scan ("fused", the reference implementation family) and once with the CUDA kernel, in
-float32 and in bfloat16, and compares perplexity and logits.
+Runs a bundled demo model (the Mamba-1 one with the selective scan, or with family="mamba2" the
+Mamba-2 one with the SSD scan) on samples/data/wiki_heldout.txt on the GPU twice, once with the
+torch scan and once with the CUDA kernel, in float32 and in bfloat16, and compares perplexity and
+logits.
 """
 
 from __future__ import annotations
@@ -12,24 +13,26 @@ import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DEMO_MODEL = REPO / "samples" / "models" / "mamba-byte-demo"
+DEMO_MODELS = {"mamba": DEMO_MODEL, "mamba2": REPO / "samples" / "models" / "mamba2-byte-demo"}
 HELDOUT = REPO / "samples" / "data" / "wiki_heldout.txt"
 
 
-def run(kernels, windows: int = 32, seq_len: int = 512) -> list[dict]:
+def run(kernels, windows: int = 32, seq_len: int = 512, family: str = "mamba") -> list[dict]:
     import torch
 
     from mq_deploy.eval.perplexity import evaluate_perplexity
-    from mq_deploy.ops.cuda_kernels import cuda_selective_scan
-    from mq_deploy.models.loading import load_model
+    from mq_deploy.ops.cuda_kernels import cuda_selective_scan, cuda_ssd_scan
+    from mq_deploy.models.checkpoints import load_checkpoint
 
-    loaded = load_model(DEMO_MODEL)
+    loaded = load_checkpoint(DEMO_MODELS[family])
+    cuda_scan = cuda_ssd_scan(kernels) if family == "mamba2" else cuda_selective_scan(kernels)
     text = HELDOUT.read_text(encoding="utf-8")
     ids = torch.tensor(list(text.encode("utf-8")[: windows * seq_len]), dtype=torch.long)
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
         model = loaded.model.to(device="cuda", dtype=dtype).eval()
         results, logits = {}, {}
-        for impl_name, impl in (("torch", "fused"), ("cuda kernel", cuda_selective_scan(kernels))):
+        for impl_name, impl in (("torch", "fused"), ("cuda kernel", cuda_scan)):
             model.set_scan_impl(impl)
             r = evaluate_perplexity(model, ids.cuda(), total_bytes=ids.numel(), seq_len=seq_len, batch_size=8,
                                     progress=False)

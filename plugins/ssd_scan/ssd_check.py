@@ -1,0 +1,172 @@
+"""The SSD (Mamba-2) scan kernels on a GPU: correctness against the float64 reference
+(mq_deploy.ops.ssd_scan) and timing at the real Mamba-2 sizes, for scripts/gpu_verify's `ssd` stage
+and tests/test_gpu_kernels.py. The CPU can check everything here but the launches
+(tests/test_plugins_build.py).
+
+Errors are normwise, max|out - ref| / max|ref|, with the selective scan's tolerances
+(plugins/selective_scan/gpu_check.py: one FP16/BF16 ulp of the output, 1e-5 for FP32 and the state).
+Timing: the kernels' median time beside the memory floor (x, dt, B, C read once, y written, the
+final state written, at the copy rate measured on the same GPU); the recurrence's 2 FMAs per state
+element per token are reported as achieved TFLOP/s, since a scalar kernel's compute bound and not
+the memory floor limits it at N = 128 (the tensor-core chunked SSD form is the way past that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+DTYPES = ("float32", "float16", "bfloat16")
+ALGORITHMS = ("chunked", "sequential")
+
+
+@dataclasses.dataclass(frozen=True)
+class SsdCase:
+    batch: int
+    seqlen: int
+    heads: int
+    head_dim: int
+    groups: int
+    dstate: int
+    dtype: str
+    initial_state: bool = False
+    dt_limit: tuple | None = None
+
+    def label(self) -> str:
+        flags = ("h" if self.initial_state else "") + ("l" if self.dt_limit else "")
+        return (f"{self.dtype} B={self.batch} L={self.seqlen} H={self.heads} P={self.head_dim} G={self.groups} "
+                f"N={self.dstate}{' ' + flags if flags else ''}")
+
+
+def correctness_cases(quick: bool = False) -> list[SsdCase]:
+    """Every states-per-lane width (N 5 .. 256), rows past head_dim (P 50), several groups, chunked
+    lengths and one token, an initial state and a biting dt limit, in every dtype."""
+    cases = []
+    for dtype in DTYPES:
+        cases += [SsdCase(2, 7, 6, 8, 3, 5, dtype, initial_state=True),
+                  SsdCase(1, 1, 24, 64, 1, 128, dtype, initial_state=True),
+                  SsdCase(1, 2048, 24, 64, 1, 128, dtype),
+                  SsdCase(2, 333, 8, 50, 2, 64, dtype, initial_state=True, dt_limit=(0.01, 0.2)),
+                  SsdCase(1, 4096, 4, 64, 4, 16, dtype, initial_state=True)]
+        if not quick:
+            cases += [SsdCase(1, 8192, 12, 32, 1, 256, dtype),
+                      SsdCase(4, 1000, 16, 64, 8, 128, dtype, initial_state=True)]
+    return cases
+
+
+def timing_cases(quick: bool = False) -> list[SsdCase]:
+    """mamba2-130m / -780m / -2.7b mixers (heads x 64, N 128, one group) at B 1 and 8, L 2048 and 8192."""
+    sizes = [(24,), (80,)] if quick else [(24,), (48,), (80,)]
+    lengths = (2048,) if quick else (2048, 8192)
+    return [SsdCase(b, l, h, 64, 1, 128, dtype) for (h,) in sizes for b in (1, 8) for l in lengths
+            for dtype in ("float16", "bfloat16")]
+
+
+def make_inputs(case: SsdCase, seed: int, device: str = "cuda") -> dict:
+    """Inputs in ops/ssd_scan.py's shapes: dt around softplus's knee, A in -[1, 16] (mamba_ssm's init)."""
+    import torch
+
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    act = getattr(torch, case.dtype)
+    b, l, h, p, groups, n = case.batch, case.seqlen, case.heads, case.head_dim, case.groups, case.dstate
+    rand = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
+    out = {"x": rand(b, l, h, p), "dt": rand(b, l, h) * 0.5 - 2.0, "A": -torch.rand(h, generator=g) * 15 - 1,
+           "B": rand(b, l, groups, n) / math.sqrt(n), "C": rand(b, l, groups, n), "D": rand(h),
+           "dt_bias": rand(h) * 0.5, "initial_state": rand(b, h, p, n) if case.initial_state else None}
+    fp32 = ("A", "D", "dt_bias", "initial_state")
+    return {k: None if v is None else v.to(device, torch.float32 if k in fp32 else act).contiguous()
+            for k, v in out.items()}
+
+
+def reference(inputs: dict, case: SsdCase):
+    """float64 (y, final_state): the sequential recurrence for short sequences, the chunked SSD form
+    (equal to it to rounding, tests/test_models_mamba2.py) for long ones."""
+    from mq_deploy.ops.ssd_scan import ssd_scan_chunked, ssd_scan_ref
+
+    f64 = {k: None if v is None else v.double() for k, v in inputs.items()}
+    fn = ssd_scan_ref if case.seqlen <= 64 else ssd_scan_chunked
+    return fn(**f64, dt_softplus=True, dt_limit=case.dt_limit)
+
+
+def run_kernel(lib, case: SsdCase, inputs: dict, algorithm: str):
+    """One algorithm with NaN-poisoned outputs and workspace; "sequential-inplace" updates the
+    initial state in place. Returns (y, final_state)."""
+    import torch
+
+    y = torch.full_like(inputs["x"], math.nan)
+    state = torch.full((case.batch, case.heads, case.head_dim, case.dstate), math.nan, device=inputs["x"].device)
+    ws = lib._lib.mq_ssd_scan_workspace_size(case.batch, case.seqlen, case.heads, case.head_dim, case.dstate)
+    workspace = torch.full((max(ws, 16),), 0xFF, dtype=torch.uint8, device=inputs["x"].device)
+    args = dict(inputs)
+    kernel = algorithm
+    if algorithm == "sequential-inplace":
+        state.copy_(inputs["initial_state"])
+        args["initial_state"], kernel = state, "sequential"
+    lib.ssd_scan(**args, dt_softplus=True, dt_limit=case.dt_limit, y=y, final_state=state, workspace=workspace,
+                 algorithm=kernel)
+    torch.cuda.synchronize()
+    return y, state
+
+
+def check_case(lib, case: SsdCase, algorithm: str, seed: int, normwise_error, y_tolerance: dict,
+               state_tolerance: float) -> dict:
+    inputs = make_inputs(case, seed)
+    y, state = run_kernel(lib, case, inputs, algorithm)
+    y_ref, state_ref = reference(inputs, case)
+    err_y, err_s = normwise_error(y, y_ref), normwise_error(state, state_ref)
+    ok = err_y <= y_tolerance[case.dtype] and err_s <= state_tolerance
+    return {"case": case.label(), "algorithm": algorithm, "err_y": err_y, "err_state": err_s,
+            "tol_y": y_tolerance[case.dtype], "ok": ok}
+
+
+def correctness(lib, gpu_check, quick: bool) -> list[dict]:
+    rows = []
+    for i, case in enumerate(correctness_cases(quick)):
+        algorithms = list(ALGORITHMS) + (["sequential-inplace"] if case.initial_state else [])
+        for algorithm in algorithms:
+            rows.append(check_case(lib, case, algorithm, 7000 + i, gpu_check.normwise_error, gpu_check.Y_TOLERANCE,
+                                   gpu_check.STATE_TOLERANCE))
+    return rows
+
+
+def ssd_bytes(case: SsdCase, act_bytes: int) -> int:
+    """Unavoidable traffic: x and y, dt, B and C in the activation type; the final state in float32."""
+    b, l, h, p, g, n = case.batch, case.seqlen, case.heads, case.head_dim, case.groups, case.dstate
+    return act_bytes * (2 * b * l * h * p + b * l * h + 2 * b * l * g * n) + 4 * b * h * p * n
+
+
+def timing(lib, gpu_check, reps: int, bandwidth: float, quick: bool, progress=None) -> list[dict]:
+    import torch
+
+    rows = []
+    for i, case in enumerate(timing_cases(quick)):
+        inputs = make_inputs(case, seed=9000 + i)
+        y = torch.empty_like(inputs["x"])
+        state = torch.empty(case.batch, case.heads, case.head_dim, case.dstate, device="cuda")
+        ws = torch.empty(max(lib._lib.mq_ssd_scan_workspace_size(case.batch, case.seqlen, case.heads, case.head_dim,
+                                                                   case.dstate), 16), dtype=torch.uint8, device="cuda")
+        floor_ms = ssd_bytes(case, inputs["x"].element_size()) / bandwidth * 1e3
+        flops = 4 * case.batch * case.seqlen * case.heads * case.head_dim * case.dstate
+        times = {}
+        for algorithm in ALGORITHMS:
+            def run(algorithm=algorithm):
+                lib.ssd_scan(**inputs, y=y, final_state=state, workspace=ws, algorithm=algorithm)
+            times[algorithm] = gpu_check.adaptive_median_ms(run, reps)
+        for algorithm in ALGORITHMS:
+            t = times[algorithm]
+            rows.append({"impl": algorithm, "dtype": case.dtype, "B": case.batch, "L": case.seqlen, "H": case.heads,
+                         "P": case.head_dim, "N": case.dstate, "time_us": t * 1e3, "mem_floor_us": floor_ms * 1e3,
+                         "vs_floor": t / floor_ms, "tflops": flops / (t * 1e-3) / 1e12,
+                         "vs_sequential": times["sequential"] / t})
+        if progress is not None:
+            progress(f"{case.label()}: " + ", ".join(f"{a} {times[a] * 1e3:.1f} us" for a in ALGORITHMS))
+        del inputs, y, state, ws
+    return rows
+
+
+CORRECTNESS_COLUMNS = [("case", "case", ""), ("kernel", "algorithm", ""), ("err y", "err_y", ".2e"),
+                       ("tol y", "tol_y", ".1e"), ("err state", "err_state", ".2e"), ("ok", "ok", "")]
+TIMING_COLUMNS = [("impl", "impl", ""), ("dtype", "dtype", ""), ("B", "B", ""), ("L", "L", ""), ("H", "H", ""),
+                  ("P", "P", ""), ("N", "N", ""), ("median µs", "time_us", ".1f"),
+                  ("mem floor µs", "mem_floor_us", ".1f"), ("vs floor", "vs_floor", ".2f"),
+                  ("TFLOP/s", "tflops", ".2f"), ("vs sequential", "vs_sequential", ".2f")]
