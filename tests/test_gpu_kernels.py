@@ -23,6 +23,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 gpu_check = load_module("gpu_check", REPO / "plugins" / "selective_scan" / "gpu_check.py")
+ssd_check = load_module("ssd_check", REPO / "plugins" / "ssd_scan" / "ssd_check.py")
 plugin_checks = load_module("plugin_checks", REPO / "scripts" / "gpu_verify" / "plugin_checks.py")
 model_check = load_module("model_check", REPO / "scripts" / "gpu_verify" / "model_check.py")
 from mq_deploy.ops import cuda_kernels as mq_kernels_ctypes  # noqa: E402
@@ -86,4 +87,40 @@ def test_hadamard_plugin_matches_python_transform(harness, n):
 
 def test_demo_model_perplexity_with_the_cuda_scan(kernels):
     for row in model_check.run(kernels, windows=8):
+        assert row["ok"], row
+
+
+# ---- SSD (Mamba-2) ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ssd_check.correctness_cases(quick=True)[:5], ids=lambda c: c.label())
+@pytest.mark.parametrize("algorithm", ["chunked", "sequential"])
+def test_ssd_kernels_match_reference(kernels, case, algorithm):
+    row = ssd_check.check_case(kernels, case, algorithm, 17, gpu_check.normwise_error, gpu_check.Y_TOLERANCE,
+                               gpu_check.STATE_TOLERANCE)
+    assert row["ok"], row
+
+
+def test_ssd_sequential_scan_updates_the_state_in_place(kernels):
+    case = ssd_check.SsdCase(3, 1, 24, 64, 1, 128, "float16", initial_state=True)
+    row = ssd_check.check_case(kernels, case, "sequential-inplace", 18, gpu_check.normwise_error,
+                               gpu_check.Y_TOLERANCE, gpu_check.STATE_TOLERANCE)
+    assert row["ok"], row
+
+
+def test_ssd_chunked_scan_refuses_aliased_states(kernels):
+    case = ssd_check.SsdCase(1, 4096, 4, 64, 1, 128, "float16", initial_state=True)
+    inputs = ssd_check.make_inputs(case, seed=3)
+    with pytest.raises(mq_kernels_ctypes.MqKernelsError, match="invalid argument"):
+        kernels.ssd_scan(**inputs, final_state=inputs["initial_state"])
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_ssd_plugin_matches_reference(harness, index):
+    case = plugin_checks.plugin_ssd_cases(ssd_check, quick=True)[index]
+    row = plugin_checks.check_ssd_case(harness, ssd_check, gpu_check, case, seed=23)
+    assert row["ok"], row
+
+
+def test_mamba2_demo_perplexity_with_the_cuda_ssd_scan(kernels):
+    for row in model_check.run(kernels, windows=8, family="mamba2"):
         assert row["ok"], row

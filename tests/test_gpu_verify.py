@@ -117,13 +117,15 @@ def test_harness_compiles_against_every_header_version(harness_build):
     if cuda is None:
         pytest.skip("CUDA headers not found")
     cxx = shutil.which("g++") or shutil.which("c++")
-    sources = [REPO / "plugins" / p for p in ("harness/plugin_harness.cpp", "selective_scan/selective_scan_plugin.cpp",
+    sources = [REPO / "plugins" / p for p in ("harness/plugin_harness.cpp", "harness/ssd_harness.cpp",
+                                             "selective_scan/selective_scan_plugin.cpp", "ssd_scan/ssd_scan_plugin.cpp",
                                              "hadamard/hadamard_plugin.cpp", "common/plugin_log.cpp")]
     for root in harness_build["roots"]:
         for src in sources:
             cmd = [cxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
                    "-DMQ_PLUGIN_NO_NVINFER", f"-isystem{root / 'include'}", f"-isystem{cuda}",
                    f"-I{REPO / 'plugins'}", f"-I{REPO / 'plugins' / 'selective_scan'}",
+                   f"-I{REPO / 'plugins' / 'ssd_scan'}",
                    f"-I{REPO / 'plugins' / 'hadamard'}", f"-I{REPO / 'plugins' / 'harness'}", str(src)]
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             assert result.returncode == 0, f"{root}: {src.name}\n{result.stderr[-3000:]}"
@@ -134,6 +136,29 @@ def test_harness_negative_checks_on_cpu(harness_build):
     failed, log = harness.self_test()
     assert failed == 0, log
     assert log.count("ok: ") >= 15 and "WRONG" not in log
+
+
+def test_ssd_plugin_negative_checks_and_build_phase_on_cpu(harness_build):
+    """SSDScan through the harness without a GPU: bad fields, shapes and types refused; every planned
+    case's build phase (parser-typed INT and FLOAT fields, state shape [b, heads, head_dim, N] through
+    FLOOR_DIV, every format, the workspace at the profile maximum) passes."""
+    import ctypes
+
+    ssd_check = load_module("ssd_check", REPO / "plugins" / "ssd_scan" / "ssd_check.py")
+    harness = plugin_checks.Harness(harness_build["lib"])
+    failed, log = harness.ssd_self_test()
+    assert failed == 0 and log.count("ok: ") >= 10 and "WRONG" not in log, log
+    kernels = ctypes.CDLL(str(harness_build["lib"]))
+    kernels.mq_ssd_scan_workspace_size.argtypes = [ctypes.c_int32] * 5
+    kernels.mq_ssd_scan_workspace_size.restype = ctypes.c_size_t
+    for case in plugin_checks.plugin_ssd_cases(ssd_check):
+        problem = plugin_checks.ssd_problem(case)
+        ws = harness.ssd_build(problem)
+        assert ws >= 0, (case, harness.error())
+        assert ws >= kernels.mq_ssd_scan_workspace_size(1, problem.max_seqlen, case.heads, case.head_dim, case.dstate)
+        assert "state [b, heads, head_dim, N]" in harness.log()
+    bad = plugin_checks.ssd_problem(ssd_check.SsdCase(1, 8, 4, 64, 3, 128, "float16"))   # 4 heads in 3 groups
+    assert harness.ssd_build(bad) == -1 and harness.error()
 
 
 def test_harness_build_phase_of_every_planned_case_on_cpu(harness_build):

@@ -44,6 +44,33 @@ MQH_API int64_t mqh_scan_build(const mqh_scan_problem* problem);
 MQH_API int32_t mqh_scan_run(const mqh_scan_problem* problem, const void* const* inputs, void* const* outputs,
     void* workspace, void* stream);
 
+/* One SSDScan problem (Mamba-2); int64 fields, then the two float attributes as doubles. */
+typedef struct mqh_ssd_problem {
+    int64_t dtype;          /* mq_dtype of x, dt, B, C, y */
+    int64_t head_dim;       /* node attributes */
+    int64_t n_groups;
+    int64_t dt_softplus;
+    int64_t batch;
+    int64_t seqlen;
+    int64_t heads;
+    int64_t dstate;
+    int64_t max_batch;      /* optimization-profile maximum (>= the run's extents) */
+    int64_t max_seqlen;
+    double dt_min;          /* node attributes (FLOAT, sent as kFLOAT32 by the parser) */
+    double dt_max;
+} mqh_ssd_problem;
+
+/* Build phase only; the workspace bytes the plugin reserves at the profile maximum, or -1. */
+MQH_API int64_t mqh_ssd_build(const mqh_ssd_problem* problem);
+
+/* Whole lifecycle, then enqueue. inputs: the 7 device pointers in contract order (x, dt, A, B, C,
+ * D, dt_bias); outputs: y, final_state; workspace: at least mqh_ssd_build() bytes. 0 on success. */
+MQH_API int32_t mqh_ssd_run(const mqh_ssd_problem* problem, const void* const* inputs, void* const* outputs,
+    void* workspace, void* stream);
+
+/* SSDScan's negative checks, as mqh_self_test's. Launches nothing. */
+MQH_API int32_t mqh_ssd_self_test(void);
+
 /* HadamardTransform: x of shape dims[0..rank) and dtype (mq_dtype), signs [n] float32, y like x. */
 MQH_API int32_t mqh_hadamard_run(int64_t dtype, int32_t rank, const int64_t* dims, const void* x, const float* signs,
     void* y, void* stream);

@@ -1,4 +1,4 @@
-// mq_gpu_sanitize: every kernel entry point and both plugins (through the harness) on small
+// mq_gpu_sanitize: every kernel entry point and the three plugins (through the harness) on small
 // problems, for compute-sanitizer (memcheck: out-of-bounds and misaligned accesses; racecheck:
 // shared-memory hazards; initcheck: reads of memory nothing wrote). Numerics are checked
 // elsewhere (scripts/gpu_verify); this program only needs every launch to be clean.
@@ -210,6 +210,91 @@ void run_plugins_on_garbage(ScanCase const& c, cudaStream_t stream) {
     cuda_ok(cudaStreamSynchronize(stream), "HadamardTransform plugin on garbage");
 }
 
+struct SsdCase {
+    mq_dtype dtype;
+    int batch, seqlen, heads, head_dim, groups, dstate;
+    bool initial_state;
+};
+
+// The SSD kernels through the C API: chunked (several chunks when long), sequential, and the
+// sequential scan in place (final_state == initial_state, as a decode step runs it).
+void run_ssd_kernels(SsdCase const& c, cudaStream_t stream) {
+    size_t const blp = static_cast<size_t>(c.batch) * c.seqlen * c.heads * c.head_dim;
+    size_t const blh = static_cast<size_t>(c.batch) * c.seqlen * c.heads;
+    size_t const bln = static_cast<size_t>(c.batch) * c.seqlen * c.groups * c.dstate;
+    size_t const states = static_cast<size_t>(c.batch) * c.heads * c.head_dim * c.dstate;
+    Buffer x, dt, A, B, C, D, bias, h0, y, state, ws;
+    x.fill_activations(blp, c.dtype, -1, 1);
+    dt.fill_activations(blh, c.dtype, -3, 0);
+    A.fill_floats(c.heads, -8, -0.5F);
+    B.fill_activations(bln, c.dtype, -1, 1);
+    C.fill_activations(bln, c.dtype, -1, 1);
+    D.fill_floats(c.heads, -1, 1);
+    bias.fill_floats(c.heads, -1, 1);
+    if (c.initial_state) {
+        h0.fill_floats(states, -1, 1);
+    }
+    y.alloc(blp * dtype_size(c.dtype));
+    state.alloc(states * 4);
+    size_t const need = mq_ssd_scan_workspace_size(c.batch, c.seqlen, c.heads, c.head_dim, c.dstate);
+    ws.alloc(need);
+    mq_ssd_scan_args a{};
+    a.dtype = c.dtype;
+    a.batch = c.batch;
+    a.seqlen = c.seqlen;
+    a.heads = c.heads;
+    a.head_dim = c.head_dim;
+    a.n_groups = c.groups;
+    a.dstate = c.dstate;
+    a.dt_softplus = 1;
+    a.dt_min = 0.0F;
+    a.dt_max = 1e30F;
+    a.x = x.ptr;
+    a.dt = dt.ptr;
+    a.A = static_cast<float const*>(A.ptr);
+    a.B = B.ptr;
+    a.C = C.ptr;
+    a.D = static_cast<float const*>(D.ptr);
+    a.dt_bias = static_cast<float const*>(bias.ptr);
+    a.initial_state = c.initial_state ? static_cast<float const*>(h0.ptr) : nullptr;
+    a.y = y.ptr;
+    a.final_state = static_cast<float*>(state.ptr);
+    a.workspace = ws.ptr;
+    a.workspace_bytes = need;
+    expect(mq_ssd_scan(&a, stream) == MQ_SUCCESS, "mq_ssd_scan");
+    expect(mq_ssd_scan_sequential(&a, stream) == MQ_SUCCESS, "mq_ssd_scan_sequential");
+    if (c.initial_state) {
+        cuda_ok(cudaMemcpyAsync(state.ptr, h0.ptr, states * 4, cudaMemcpyDeviceToDevice, stream), "copy state");
+        a.initial_state = static_cast<float const*>(state.ptr);
+        expect(mq_ssd_scan_sequential(&a, stream) == MQ_SUCCESS, "mq_ssd_scan_sequential in place");
+    }
+    cuda_ok(cudaStreamSynchronize(stream), "SSD kernels");
+}
+
+// The SSDScan plugin through the harness, on random bytes: clean return, in bounds.
+void run_ssd_plugin_on_garbage(SsdCase const& c, cudaStream_t stream) {
+    mqh_ssd_problem p{c.dtype, c.head_dim, c.groups, 1, c.batch, c.seqlen, c.heads, c.dstate, c.batch, c.seqlen,
+        0.0, 1e30};
+    int64_t const ws_bytes = mqh_ssd_build(&p);
+    expect(ws_bytes >= 0, mqh_error());
+    size_t const act = dtype_size(c.dtype);
+    size_t const bl = static_cast<size_t>(c.batch) * c.seqlen;
+    size_t const sizes[7] = {bl * c.heads * c.head_dim * act, bl * c.heads * act, 4u * c.heads,
+        bl * c.groups * c.dstate * act, bl * c.groups * c.dstate * act, 4u * c.heads, 4u * c.heads};
+    Buffer in[7], y, state, ws;
+    void const* inputs[7];
+    for (int i = 0; i < 7; ++i) {
+        in[i].fill_garbage(sizes[i]);
+        inputs[i] = in[i].ptr;
+    }
+    y.fill_garbage(sizes[0]);
+    state.fill_garbage(static_cast<size_t>(c.batch) * c.heads * c.head_dim * c.dstate * 4);
+    ws.fill_garbage(static_cast<size_t>(ws_bytes > 0 ? ws_bytes : 0));
+    void* outputs[2] = {y.ptr, state.ptr};
+    expect(mqh_ssd_run(&p, inputs, outputs, ws.ptr, stream) == 0, mqh_error());
+    cuda_ok(cudaStreamSynchronize(stream), "SSDScan plugin on garbage");
+}
+
 }  // namespace
 
 int main() {
@@ -236,6 +321,16 @@ int main() {
     expect(mqh_self_test() == 0, "harness negative checks");
     run_plugins_on_garbage(cases[0], stream);
     run_plugins_on_garbage(cases[1], stream);
+    SsdCase const ssd_cases[] = {
+        {MQ_FLOAT16, 1, 1500, 4, 64, 1, 128, true},   // several chunks, carried initial state
+        {MQ_BFLOAT16, 2, 70, 6, 50, 3, 5, false},     // rows past head_dim, N = 5 (one state per lane)
+        {MQ_FLOAT32, 3, 1, 8, 8, 2, 256, true},       // one token (decode), N = 256
+    };
+    for (SsdCase const& c : ssd_cases) {
+        run_ssd_kernels(c, stream);
+    }
+    expect(mqh_ssd_self_test() == 0, "harness SSDScan negative checks");
+    run_ssd_plugin_on_garbage(ssd_cases[0], stream);
     cudaStreamDestroy(stream);
     std::printf("mq_gpu_sanitize: %s (%d failures)\n", gFailures == 0 ? "ok" : "FAILED", gFailures);
     return gFailures == 0 ? 0 : 1;

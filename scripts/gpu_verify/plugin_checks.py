@@ -25,6 +25,14 @@ class ScanProblem(ctypes.Structure):
         "dtype", "delta_softplus", "reverse", "batch", "seqlen", "dim", "dstate", "max_batch", "max_seqlen")]
 
 
+class SsdProblem(ctypes.Structure):
+    """Mirror of mqh_ssd_problem (plugins/harness/plugin_harness.h): ten int64 fields, two doubles."""
+
+    _fields_ = [(name, ctypes.c_int64) for name in (
+        "dtype", "head_dim", "n_groups", "dt_softplus", "batch", "seqlen", "heads", "dstate", "max_batch",
+        "max_seqlen")] + [("dt_min", ctypes.c_double), ("dt_max", ctypes.c_double)]
+
+
 DTYPE_CODES = {"float32": 0, "float16": 1, "bfloat16": 2}
 
 
@@ -39,6 +47,12 @@ class Harness:
         lib.mqh_hadamard_run.argtypes = [ctypes.c_int64, ctypes.c_int32, ctypes.POINTER(ctypes.c_int64),
                                          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         lib.mqh_hadamard_run.restype = ctypes.c_int32
+        lib.mqh_ssd_build.argtypes = [ctypes.POINTER(SsdProblem)]
+        lib.mqh_ssd_build.restype = ctypes.c_int64
+        lib.mqh_ssd_run.argtypes = [ctypes.POINTER(SsdProblem), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                    ctypes.c_void_p]
+        lib.mqh_ssd_run.restype = ctypes.c_int32
+        lib.mqh_ssd_self_test.restype = ctypes.c_int32
         lib.mqh_self_test.restype = ctypes.c_int32
         lib.mqh_log.restype = ctypes.c_char_p
         lib.mqh_error.restype = ctypes.c_char_p
@@ -52,6 +66,18 @@ class Harness:
 
     def self_test(self) -> tuple[int, str]:
         return self._lib.mqh_self_test(), self.log()
+
+    def ssd_self_test(self) -> tuple[int, str]:
+        return self._lib.mqh_ssd_self_test(), self.log()
+
+    def ssd_build(self, problem: SsdProblem) -> int:
+        return self._lib.mqh_ssd_build(ctypes.byref(problem))
+
+    def ssd_run(self, problem: SsdProblem, inputs: list[int], outputs: list[int], workspace: int, stream: int) -> int:
+        ins = (ctypes.c_void_p * 7)(*inputs)
+        outs = (ctypes.c_void_p * 2)(*outputs)
+        return self._lib.mqh_ssd_run(ctypes.byref(problem), ins, outs, ctypes.c_void_p(workspace or None),
+                                     ctypes.c_void_p(stream))
 
     def scan_build(self, problem: ScanProblem) -> int:
         return self._lib.mqh_scan_build(ctypes.byref(problem))
@@ -196,3 +222,58 @@ def check_hadamard_size(harness: Harness, gpu_check, h_dense, dtype: str, seed: 
     err = gpu_check.normwise_error(out.view(x.dtype, shape), ref)
     tol = gpu_check.Y_TOLERANCE[dtype]
     return {**row, "err": err, "ok": row["guards"] and err <= tol, "note": ""}
+
+
+# ---- SSDScan (Mamba-2) ----------------------------------------------------------------------------------
+
+def plugin_ssd_cases(ssd_check, quick: bool = False) -> list:
+    """SsdCase rows for the plugin: one chunk and several (the profile's seqlen twice the run's),
+    groups > 1, N 64 / 128, a dt limit, every dtype (no initial state: the op has none)."""
+    cases = [ssd_check.SsdCase(2, 37, 6, 8, 3, 64, "float32", dt_limit=(0.01, 0.2)),
+             ssd_check.SsdCase(1, 2048, 24, 64, 1, 128, "float16"),
+             ssd_check.SsdCase(3, 300, 8, 64, 2, 128, "bfloat16")]
+    if not quick:
+        cases += [ssd_check.SsdCase(1, 4096, 48, 64, 1, 128, "bfloat16"),
+                  ssd_check.SsdCase(8, 512, 24, 64, 1, 128, "float16")]
+    return cases
+
+
+def ssd_problem(case) -> SsdProblem:
+    low, high = case.dt_limit or (0.0, math.inf)
+    return SsdProblem(DTYPE_CODES[case.dtype], case.head_dim, case.groups, 1, case.batch, case.seqlen, case.heads,
+                      case.dstate, case.batch, 2 * case.seqlen, low, high)
+
+
+def check_ssd_case(harness: Harness, ssd_check, gpu_check, case, seed: int) -> dict:
+    """One SSDScan run through the harness against the float64 reference, NaN-poisoned and guarded."""
+    import torch
+
+    inputs = ssd_check.make_inputs(case, seed)
+    problem = ssd_problem(case)
+    ws_bytes = harness.ssd_build(problem)
+    row = {"case": "SSDScan " + case.label()}
+    if ws_bytes < 0:
+        return {**row, "ok": False, "err_y": math.nan, "err_state": math.nan, "tol_y": math.nan,
+                "note": "build phase: " + harness.error()}
+    act = inputs["x"].element_size()
+    y = Guarded(inputs["x"].numel() * act, 0xFF)
+    state = Guarded(case.batch * case.heads * case.head_dim * case.dstate * 4, 0xFF)
+    workspace = Guarded(ws_bytes, 0xFF)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    flat = {k: v.reshape(v.shape[0], v.shape[1], -1) if k in ("x", "B", "C") else v for k, v in inputs.items()}
+    order = ["x", "dt", "A", "B", "C", "D", "dt_bias"]
+    status = harness.ssd_run(problem, [flat[n].data_ptr() for n in order], [y.ptr(), state.ptr()],
+                             workspace.ptr() if ws_bytes else 0, stream.cuda_stream)
+    stream.synchronize()
+    guards = y.guards_intact() and state.guards_intact() and workspace.guards_intact()
+    row.update(workspace=ws_bytes, guards=guards)
+    if status != 0:
+        return {**row, "ok": False, "err_y": math.nan, "err_state": math.nan, "tol_y": math.nan,
+                "note": harness.error()}
+    y_ref, state_ref = ssd_check.reference(inputs, case)
+    err_y = gpu_check.normwise_error(y.view(inputs["x"].dtype, inputs["x"].shape), y_ref)
+    err_s = gpu_check.normwise_error(state.view(torch.float32, tuple(state_ref.shape)), state_ref)
+    tol = gpu_check.Y_TOLERANCE[case.dtype]
+    ok = guards and err_y <= tol and err_s <= gpu_check.STATE_TOLERANCE
+    return {**row, "ok": ok, "err_y": err_y, "err_state": err_s, "tol_y": tol, "note": "" if guards else "GUARDS"}

@@ -8,7 +8,7 @@ Stages (each one a section of the report; a failure never stops the later stages
   c-api       the C API refuses an in-place chunked scan (final_state aliasing initial_state)
   ssd         the SSD (Mamba-2) kernels against the float64 reference, the Mamba-2 demo model's
               perplexity with the CUDA SSD scan, their timing at the mamba2-130m/780m/2.7b mixer sizes
-  plugins     both plugins through the harness: creation from parser-typed fields, build queries,
+  plugins     the three plugins through the harness: creation from parser-typed fields, build queries,
               serialization, clone, attachToContext, enqueue on a non-default stream; outputs vs
               the reference; garbage inputs; the Hadamard plugin at every base order
   model       the demo model's held-out perplexity with the CUDA scan vs the torch scan
@@ -231,6 +231,11 @@ class Verify:
             walk = harness.log()
         for i, case in enumerate(plugin_checks.plugin_scan_cases(True)[:3]):
             rows.append(plugin_checks.check_scan_case(harness, gpu_check, ref_fn, case, seed=6000 + i, garbage=True))
+        ssd_failed, ssd_log = harness.ssd_self_test()
+        failed_negative += ssd_failed
+        log += ssd_log
+        for i, case in enumerate(plugin_checks.plugin_ssd_cases(ssd_check, self.args.quick)):
+            rows.append(plugin_checks.check_ssd_case(harness, ssd_check, gpu_check, case, seed=6500 + i))
         from mq_deploy.quant.transforms.hadamard import hadamard_matrix
         hrows = []
         for n in plugin_checks.hadamard_sizes():
