@@ -323,7 +323,7 @@ class Verify:
                          "seconds": time.time() - start})
             copy_file(log, self.out)
         body = f"`{tool} --tool T --error-exitcode 99 {exe.relative_to(self.build.parent.parent) if self.build.parent.parent in exe.parents else exe}` " \
-               "(every kernel entry point, both plugins through the harness, plugins on garbage inputs):\n\n"
+               "(every kernel entry point, the three plugins through the harness, plugins on garbage inputs):\n\n"
         body += markdown_table(rows, [("tool", "tool", ""), ("verdict", "verdict", ""), ("summary", "summary", ""),
                                       ("s", "seconds", ".0f")])
         return (PASS if ok else FAIL), ", ".join(f"{r['tool']} {r['verdict']}" for r in rows), body
