@@ -260,3 +260,37 @@ def test_missing_manifest_and_missing_graph(exported, tmp_path):
     assert r.returncode == 2 and "no manifest.json" in r.stderr
     r = run("validate", "--onnx", tmp_path / "none.onnx")
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def _scale_state_output(graph, folder, name: str, factor: float):
+    """A copy of the export set whose graph returns `name` multiplied by `factor` (the logits untouched)."""
+    import onnx
+    from onnx import helper, numpy_helper
+    shutil.copytree(graph.parent, folder)
+    path = folder / graph.name
+    model = onnx.load(str(path))
+    producer = next(n for n in model.graph.node if name in n.output)
+    producer.output[list(producer.output).index(name)] = name + "_unscaled"
+    model.graph.initializer.append(numpy_helper.from_array(np.array(factor, np.float32), "planted_factor"))
+    model.graph.node.append(helper.make_node("Mul", [name + "_unscaled", "planted_factor"], [name], name="planted"))
+    onnx.save(model, str(path))
+    return path
+
+
+def test_failing_states_are_covered_by_the_aligned_comparison_only_when_the_graph_computes_them(exported, tmp_path):
+    """A correct graph's state outputs agree with torch once the codes are aligned, so a state
+    failure that came from amplified flips is explained with the logits; a graph that returns a
+    wrong state (conv_state_out.0 scaled by 1.1, logits untouched) is not covered, and says so."""
+    from mq_deploy.validate.explain import explain_qdq_failure
+    model = load_quantized(exported["root"] / "q").model.eval()
+    ids = np.frombuffer(TEXT.encode(), dtype=np.uint8)[:2 * 96].astype(np.int64).reshape(2, 96)
+    failures = ["conv_state_out.0 channel 3 is scaled by 0.7 against the reference, beyond ±5 %"]
+    good = explain_qdq_failure(exported["fp32"].onnx_path, model, [{"input_ids": ids}], "fp32", failures)
+    assert good["graph_correct"] and max(good["aligned_states"].values()) < 1e-4, good
+    assert set(good["aligned_states"]) == {f"{k}_state_out.{i}" for k in ("conv", "ssm") for i in range(2)}
+    assert "The failing states (conv_state_out.0) are covered too" in good["explanation"]
+    wrong = _scale_state_output(exported["fp32"].onnx_path, tmp_path / "wrong_state", "conv_state_out.0", 1.1)
+    bad = explain_qdq_failure(wrong, model, [{"input_ids": ids}], "fp32", failures)
+    assert bad["graph_correct"] and bad["aligned_states"]["conv_state_out.0"] == pytest.approx(0.1, rel=1e-3)
+    assert ("the failure at conv_state_out.0 is not covered by it (with the codes aligned, conv_state_out.0 still "
+            "differs by 0.1)") in bad["explanation"], bad["explanation"]

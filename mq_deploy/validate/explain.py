@@ -12,6 +12,9 @@ import torch
 # With the codes aligned, what a correct graph's arithmetic leaves (docs/export.md, "How a QDQ graph
 # is held to the FP tolerances": FP32 graphs 4-6e-7 relative, FP16 graphs 2.4-3.4e-4), with room.
 ALIGNED_LIMIT = {"fp32": 1e-4, "fp16": 2e-3}
+# The same for a state output with the codes aligned: float32 SSM states and (FP16 graph) the conv
+# window stored in FP16, whose rounding alone is 2^-11 relative.
+STATE_LIMIT = {"fp32": 1e-4, "fp16": 2e-3}
 # How far from a rounding tie a flipped code's input may sit, in steps: FP32 last-ulp ties are a few
 # 1e-5 of a step. FP16 arithmetic moves values further: on a random-init mamba-130m-shaped model a
 # correct FP16 graph's codes differed from the FP32 model's by up to 2 steps (its FP32 export: 6 tie
@@ -38,9 +41,23 @@ def explain_qdq_failure(onnx_path, torch_model, feeds: list[dict], precision: st
     states = sorted({w for f in failures for w in f.replace(",", " ").split() if w.startswith(("ssm_state_out",
                                                                                                 "conv_state_out"))})
     if states:
-        result["explanation"] += (f". This explains the logits; the failure at {', '.join(states)} is not "
-                                  "covered by it")
+        result["explanation"] += ". " + _states_verdict(result, states, precision)
     return result
+
+
+def _states_verdict(result: dict, states: list[str], precision: str) -> str:
+    """Whether the aligned comparison also covers the failing state outputs: with the graph's codes
+    fed to torch, a state the graph computes right agrees within the graph's float tolerance."""
+    aligned = result.get("aligned_states") or {}
+    errors = {name: aligned[name] for name in states if name in aligned}
+    if result.get("graph_correct") and len(errors) == len(states) and max(errors.values()) <= STATE_LIMIT[precision]:
+        return (f"The failing states ({', '.join(states)}) are covered too: with the codes aligned they agree to "
+                f"{max(errors.values()):.2g} relative (limit {STATE_LIMIT[precision]:g}), so they diverged with the "
+                "amplified flips, not through the graph")
+    beyond = {n: e for n, e in errors.items() if e > STATE_LIMIT[precision]}
+    detail = (f" (with the codes aligned, {', '.join(f'{n} still differs by {e:.2g}' for n, e in sorted(beyond.items())[:3])})"
+              if beyond else "")
+    return f"This explains the logits; the failure at {', '.join(states)} is not covered by it{detail}"
 
 
 def _explain(onnx_path, torch_model, feeds: list[dict], precision: str) -> dict:
@@ -74,7 +91,8 @@ def _explain(onnx_path, torch_model, feeds: list[dict], precision: str) -> dict:
                 f"{precision} graph stays under {ALIGNED_LIMIT[precision]:g} with the codes aligned, and its "
                 f"{codes['differing']:,} differing codes are tie flips): the arithmetic between two quantizers is "
                 "wrong, e.g. a scan, norm or output projection that is not the model's")
-    return {"graph_correct": correct, "explanation": text, "codes": codes, "aligned": aligned}
+    return {"graph_correct": correct, "explanation": text, "codes": codes, "aligned": aligned,
+            "aligned_states": report.get("aligned_states", {})}
 
 
 def first_point_beyond_ties(codes: dict, precision: str) -> tuple[str, dict]:
