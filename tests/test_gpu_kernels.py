@@ -92,7 +92,7 @@ def test_demo_model_perplexity_with_the_cuda_scan(kernels):
 
 # ---- SSD (Mamba-2) ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", ssd_check.correctness_cases(quick=True)[:5], ids=lambda c: c.label())
+@pytest.mark.parametrize("case", ssd_check.correctness_cases(quick=True)[:9], ids=lambda c: c.label())
 @pytest.mark.parametrize("algorithm", ["chunked", "sequential"])
 def test_ssd_kernels_match_reference(kernels, case, algorithm):
     row = ssd_check.check_case(kernels, case, algorithm, 17, gpu_check.normwise_error, gpu_check.Y_TOLERANCE,

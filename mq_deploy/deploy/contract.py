@@ -24,7 +24,8 @@ SSD_SCAN_OUTPUTS = ("y", "final_state")
 SSD_SCAN_FP32_INPUTS = ("A", "D", "dt_bias")
 SSD_SCAN_INT_ATTRIBUTES = ("head_dim", "n_groups")      # positive ints: x is [B, L, heads*head_dim], B/C [B, L, n_groups*N]
 SSD_SCAN_FLAG_ATTRIBUTES = ("dt_softplus",)             # int 0/1
-SSD_SCAN_FLOAT_ATTRIBUTES = ("dt_min", "dt_max")        # dt is clamped to [dt_min, dt_max] (0, inf: no limit)
+SSD_SCAN_FLOAT_ATTRIBUTES = ("dt_min", "dt_max")        # dt is always clamped to [dt_min, dt_max] (the
+                                                        # defaults 0, inf change nothing after the softplus)
 
 HADAMARD_OP = "HadamardTransform"
 HADAMARD_INPUTS = ("x", "signs")

@@ -176,7 +176,8 @@ class MqKernels:
                  *, y=None, final_state=None, workspace=None, algorithm="chunked"):
         """The SSD (Mamba-2) scan on ops/ssd_scan.py's shapes: x [b, L, H, P], dt [b, L, H], A, D,
         dt_bias [H], B and C [b, L, G, N], states [b, H, P, N]. Returns (y like x, final_state).
-        algorithm: chunked | sequential (final_state may be initial_state there: in place)."""
+        dt_limit None: no clamp (ssd_scan_ref's meaning). algorithm: chunked | sequential
+        (final_state may be initial_state there: in place)."""
         import torch
 
         batch, seqlen, heads, head_dim = x.shape
@@ -187,13 +188,22 @@ class MqKernels:
         for t in (x, dt, A, B, C, D, dt_bias, initial_state, y, final_state):
             if t is not None and (not t.is_cuda or not t.is_contiguous()):
                 raise MqKernelsError("every tensor must be a contiguous CUDA tensor")
+        wrong = [n for n, t, want in (("dt", dt, x.dtype), ("B", B, x.dtype), ("C", C, x.dtype), ("y", y, x.dtype),
+                                      ("A", A, torch.float32), ("D", D, torch.float32), ("dt_bias", dt_bias, torch.float32),
+                                      ("initial_state", initial_state, torch.float32),
+                                      ("final_state", final_state, torch.float32))
+                 if t is not None and t.dtype != want]
+        if wrong:
+            raise MqKernelsError(f"{', '.join(wrong)}: dt, B, C and y must have x's dtype; A, D, dt_bias and the "
+                                 "states float32")
         y = torch.empty_like(x) if y is None else y
         if final_state is None:
             final_state = torch.empty(batch, heads, head_dim, dstate, device=x.device, dtype=torch.float32)
         if workspace is None and algorithm == "chunked":
             ws = self._lib.mq_ssd_scan_workspace_size(batch, seqlen, heads, head_dim, dstate)
             workspace = torch.empty(max(ws, 16), device=x.device, dtype=torch.uint8) if ws else None
-        low, high = (0.0, float("inf")) if dt_limit is None else dt_limit
+        # None: no clamp, as ssd_scan_ref (the kernel always clamps; (0, inf) is a no-op only after softplus)
+        low, high = (float("-inf"), float("inf")) if dt_limit is None else dt_limit
         args = SsdArgs(
             dtype=_DTYPE_CODES[dtype_name], batch=batch, seqlen=seqlen, heads=heads, head_dim=head_dim,
             n_groups=groups, dstate=dstate, dt_softplus=int(bool(dt_softplus)), dt_min=low, dt_max=high,
@@ -292,9 +302,7 @@ def cuda_ssd_scan(kernels: MqKernels, algorithm: str = "chunked"):
         act = x.dtype
         same = lambda t: t.to(act).contiguous()  # noqa: E731
         f32 = lambda t: None if t is None else t.float().contiguous()  # noqa: E731
-        # no limit is what the kernel's defaults (0, inf) mean only after a softplus
-        limit = dt_limit if dt_limit is not None or dt_softplus else (float("-inf"), float("inf"))
         return kernels.ssd_scan(x.contiguous(), same(dt), f32(A), same(B), same(C), f32(D), f32(dt_bias), dt_softplus,
-                                limit, f32(initial_state), algorithm=algorithm)
+                                dt_limit, f32(initial_state), algorithm=algorithm)
 
     return scan

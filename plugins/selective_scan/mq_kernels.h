@@ -136,8 +136,10 @@ MQ_API mq_status mq_selective_state_update(const mq_selective_scan_args* args, m
  *   B, C: [batch, seqlen, n_groups * dstate]  A, D, dt_bias: [heads]
  *   initial_state, final_state: [batch, heads, head_dim, dstate]
  * Optional (may be NULL): D, dt_bias, initial_state, final_state. x, dt, B, C, y share `dtype`.
- * seqlen may be 0; 1 <= dstate <= MQ_SSD_SCAN_MAX_DSTATE; heads % n_groups == 0; dt_min <= dt_max
- * (0 and INFINITY: no limit). final_state may alias initial_state in mq_ssd_scan_sequential only.
+ * seqlen may be 0; 1 <= dstate <= MQ_SSD_SCAN_MAX_DSTATE; heads % n_groups == 0; dt_min <= dt_max.
+ * The clamp always applies: (0, INFINITY) changes nothing after a softplus; without one, pass
+ * (-INFINITY, INFINITY) for no limit. final_state may equal initial_state (the same buffer, in
+ * place) in mq_ssd_scan_sequential only; any other overlap of the two is refused.
  */
 #define MQ_SSD_SCAN_MAX_DSTATE 256
 
@@ -175,11 +177,12 @@ MQ_API size_t mq_ssd_scan_workspace_bound(int32_t max_batch, int32_t max_seqlen,
     int32_t dstate);
 
 /* Chunked (sequence-parallel) SSD scan: chunk end states, a carry across chunks, then each chunk
- * rescans from its carried-in state. Refuses overlapping initial/final states. */
+ * rescans from its carried-in state. Refuses overlapping initial/final states (whatever the shape). */
 MQ_API mq_status mq_ssd_scan(const mq_ssd_scan_args* args, mq_stream_t stream);
 
 /* Baseline and decode: one chunk, each block walks the whole sequence; no workspace; final_state
- * may alias initial_state (each thread reads its states before writing them). */
+ * may be initial_state (each thread reads its states before writing them); a partial overlap is
+ * refused. */
 MQ_API mq_status mq_ssd_scan_sequential(const mq_ssd_scan_args* args, mq_stream_t stream);
 
 /*

@@ -31,27 +31,30 @@ class SsdCase:
     dtype: str
     initial_state: bool = False
     dt_limit: tuple | None = None
+    dt_softplus: bool = True
+    skip: bool = True          # D and dt_bias given (False: both NULL)
 
     def label(self) -> str:
-        flags = ("h" if self.initial_state else "") + ("l" if self.dt_limit else "")
+        flags = (("h" if self.initial_state else "") + ("l" if self.dt_limit else "")
+                 + ("" if self.dt_softplus else "r") + ("" if self.skip else "0"))
         return (f"{self.dtype} B={self.batch} L={self.seqlen} H={self.heads} P={self.head_dim} G={self.groups} "
                 f"N={self.dstate}{' ' + flags if flags else ''}")
 
 
 def correctness_cases(quick: bool = False) -> list[SsdCase]:
-    """Every states-per-lane width (N 5 .. 256), rows past head_dim (P 50), several groups, chunked
-    lengths and one token, an initial state and a biting dt limit, in every dtype."""
-    cases = []
-    for dtype in DTYPES:
-        cases += [SsdCase(2, 7, 6, 8, 3, 5, dtype, initial_state=True),
-                  SsdCase(1, 1, 24, 64, 1, 128, dtype, initial_state=True),
-                  SsdCase(1, 2048, 24, 64, 1, 128, dtype),
-                  SsdCase(2, 333, 8, 50, 2, 64, dtype, initial_state=True, dt_limit=(0.01, 0.2)),
-                  SsdCase(1, 4096, 4, 64, 4, 16, dtype, initial_state=True)]
-        if not quick:
-            cases += [SsdCase(1, 8192, 12, 32, 1, 256, dtype),
-                      SsdCase(4, 1000, 16, 64, 8, 128, dtype, initial_state=True)]
-    return cases
+    """Every states-per-lane width (N 5, 16, 24, 64, 128, 256: 1 .. 32 per lane), rows past head_dim
+    (P 50), several groups, chunked lengths and one token, an initial state, a biting dt limit, no
+    softplus with no limit, no D and dt_bias; in every dtype, dtypes interleaved so any prefix of
+    the list has all three."""
+    shapes = [SsdCase(2, 7, 6, 8, 3, 5, "", initial_state=True),
+              SsdCase(1, 2048, 24, 64, 1, 128, ""),
+              SsdCase(2, 333, 8, 50, 2, 64, "", initial_state=True, dt_limit=(0.01, 0.2)),
+              SsdCase(1, 1, 24, 64, 1, 128, "", initial_state=True),
+              SsdCase(1, 4096, 4, 64, 4, 16, "", initial_state=True),
+              SsdCase(3, 200, 6, 16, 2, 24, "", dt_softplus=False, dt_limit=(-math.inf, math.inf), skip=False)]
+    if not quick:
+        shapes += [SsdCase(1, 8192, 12, 32, 1, 256, ""), SsdCase(4, 1000, 16, 64, 8, 128, "", initial_state=True)]
+    return [dataclasses.replace(c, dtype=dtype) for c in shapes for dtype in DTYPES]
 
 
 def timing_cases(quick: bool = False) -> list[SsdCase]:
@@ -70,9 +73,12 @@ def make_inputs(case: SsdCase, seed: int, device: str = "cuda") -> dict:
     act = getattr(torch, case.dtype)
     b, l, h, p, groups, n = case.batch, case.seqlen, case.heads, case.head_dim, case.groups, case.dstate
     rand = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
-    out = {"x": rand(b, l, h, p), "dt": rand(b, l, h) * 0.5 - 2.0, "A": -torch.rand(h, generator=g) * 15 - 1,
-           "B": rand(b, l, groups, n) / math.sqrt(n), "C": rand(b, l, groups, n), "D": rand(h),
-           "dt_bias": rand(h) * 0.5, "initial_state": rand(b, h, p, n) if case.initial_state else None}
+    # without softplus dt is used as given: keep it positive and small, as a softplus would
+    dt = rand(b, l, h) * 0.5 - 2.0 if case.dt_softplus else torch.rand(b, l, h, generator=g) * 0.2
+    out = {"x": rand(b, l, h, p), "dt": dt, "A": -torch.rand(h, generator=g) * 15 - 1,
+           "B": rand(b, l, groups, n) / math.sqrt(n), "C": rand(b, l, groups, n),
+           "D": rand(h) if case.skip else None, "dt_bias": rand(h) * 0.5 if case.skip else None,
+           "initial_state": rand(b, h, p, n) if case.initial_state else None}
     fp32 = ("A", "D", "dt_bias", "initial_state")
     return {k: None if v is None else v.to(device, torch.float32 if k in fp32 else act).contiguous()
             for k, v in out.items()}
@@ -85,7 +91,7 @@ def reference(inputs: dict, case: SsdCase):
 
     f64 = {k: None if v is None else v.double() for k, v in inputs.items()}
     fn = ssd_scan_ref if case.seqlen <= 64 else ssd_scan_chunked
-    return fn(**f64, dt_softplus=True, dt_limit=case.dt_limit)
+    return fn(**f64, dt_softplus=case.dt_softplus, dt_limit=case.dt_limit)
 
 
 def run_kernel(lib, case: SsdCase, inputs: dict, algorithm: str):
@@ -102,8 +108,8 @@ def run_kernel(lib, case: SsdCase, inputs: dict, algorithm: str):
     if algorithm == "sequential-inplace":
         state.copy_(inputs["initial_state"])
         args["initial_state"], kernel = state, "sequential"
-    lib.ssd_scan(**args, dt_softplus=True, dt_limit=case.dt_limit, y=y, final_state=state, workspace=workspace,
-                 algorithm=kernel)
+    lib.ssd_scan(**args, dt_softplus=case.dt_softplus, dt_limit=case.dt_limit, y=y, final_state=state,
+                 workspace=workspace, algorithm=kernel)
     torch.cuda.synchronize()
     return y, state
 

@@ -68,7 +68,7 @@ inline SsdPlan finish_ssd_plan(int64_t batch, int64_t seqlen, int64_t heads, int
 inline SsdPlan plan_ssd_scan(int64_t batch, int64_t seqlen, int64_t heads, int64_t head_dim, int64_t dstate) {
     int64_t const threads = std::max<int64_t>(1, batch * heads * ssd_ceil_div(head_dim, kSsdRowsPerBlock) * kSsdThreads);
     int64_t const wanted = ssd_ceil_div(kSsdTargetThreads, threads);
-    int64_t const most = std::max<int64_t>(1, ssd_ceil_div(seqlen, kSsdMinChunkLen));
+    int64_t const most = std::max<int64_t>(1, seqlen / kSsdMinChunkLen);
     return finish_ssd_plan(batch, seqlen, heads, head_dim, dstate, std::min(wanted, most));
 }
 
@@ -79,7 +79,7 @@ inline SsdPlan plan_ssd_scan_sequential(int64_t batch, int64_t seqlen, int64_t h
 }
 
 // Upper bound of plan_ssd_scan(...).workspace_bytes() over batch <= max_batch, seqlen <= max_seqlen:
-// batch * (nchunks - 1) < kSsdTargetThreads / threads-per-batch-row and nchunks <= ceil(seqlen / 64).
+// batch * (nchunks - 1) < kSsdTargetThreads / threads-per-batch-row and nchunks <= seqlen / 64.
 inline std::size_t ssd_workspace_bound(int64_t max_batch, int64_t max_seqlen, int64_t heads, int64_t head_dim,
     int64_t dstate) {
     if (max_batch <= 0 || max_seqlen <= 0 || heads <= 0 || head_dim <= 0 || dstate <= 0) {
@@ -87,7 +87,7 @@ inline std::size_t ssd_workspace_bound(int64_t max_batch, int64_t max_seqlen, in
     }
     int64_t const per_row = heads * ssd_ceil_div(head_dim, kSsdRowsPerBlock) * kSsdThreads;
     int64_t const by_parallelism = kSsdTargetThreads / per_row + 1;
-    int64_t const by_length = max_batch * (ssd_ceil_div(max_seqlen, kSsdMinChunkLen) - 1);
+    int64_t const by_length = max_batch * std::max<int64_t>(0, max_seqlen / kSsdMinChunkLen - 1);
     int64_t const carried = std::min(by_parallelism, by_length);
     return static_cast<std::size_t>(carried * heads * (head_dim * dstate + 1)) * sizeof(float);
 }

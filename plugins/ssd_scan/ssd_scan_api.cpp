@@ -62,9 +62,12 @@ mq_status run(mq_ssd_scan_args const* args, mq_stream_t stream, bool chunked) {
     if (a.seqlen == 0 && a.final_state == nullptr) {
         return MQ_SUCCESS;
     }
-    // Chunks run concurrently: the last may write final_state while the first still reads
-    // initial_state. With one chunk each thread reads its states before writing them.
-    if (plan.nchunks > 1 && states_overlap(a)) {
+    // The chunked scan's chunks run concurrently (the last may write final_state while the first
+    // still reads initial_state): no overlap, whatever this shape's plan. The sequential scan may
+    // update in place, each thread reading its own states before writing them, but a partial
+    // overlap would let one block overwrite states another has yet to read.
+    bool const same_buffer = a.initial_state != nullptr && a.initial_state == a.final_state;
+    if (states_overlap(a) && (chunked || !same_buffer)) {
         return MQ_ERROR_INVALID_ARGUMENT;
     }
     std::size_t const need = plan.workspace_bytes();

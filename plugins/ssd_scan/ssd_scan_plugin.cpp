@@ -226,7 +226,9 @@ int32_t SsdScanPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
         args.y = outputs[ssd::kY];
         args.final_state = static_cast<float*>(outputs[ssd::kFinalState]);
         args.workspace = workspace;
-        // getWorkspaceSize reserved the bound over the profile, which covers this shape.
+        // getWorkspaceSize reserved the bound over the profile, which covers this shape (tested for
+        // every plan in plugins/tests/test_ssd_scan_args.cpp); TensorRT does not tell enqueue the
+        // size it allocated, so the C API's size check sees this shape's need, not the buffer.
         args.workspace_bytes =
             mq_ssd_scan_workspace_size(args.batch, args.seqlen, args.heads, args.head_dim, args.dstate);
         mq_status const status = mq_ssd_scan(&args, reinterpret_cast<mq_stream_t>(stream));

@@ -168,17 +168,18 @@ TEST(ssd_plan_covers_the_sequence_and_stays_under_its_bound) {
     CHECK_EQ(plan_ssd_scan_sequential(1, 2048, 24, 64, 128).workspace_bytes(), std::size_t{0});
     // a large batch fills the GPU without chunks
     CHECK_EQ(plan_ssd_scan(64, 2048, 80, 64, 128).nchunks, 1);
-    int64_t const heads[] = {1, 6, 24, 80};
-    int64_t const dims[] = {8, 64};
+    int64_t const heads[] = {1, 6, 24, 48, 80};
+    int64_t const dims[] = {8, 50, 64};
     for (int64_t h : heads) {
         for (int64_t p : dims) {
             std::size_t const bound = ssd_workspace_bound(8, 8192, h, p, 128);
             for (int64_t b = 1; b <= 8; ++b) {
-                for (int64_t l : {1, 63, 64, 65, 1000, 4096, 8192}) {
+                for (int64_t l : {1, 63, 64, 65, 127, 128, 129, 333, 1000, 2047, 4096, 8191, 8192}) {
                     SsdPlan const plan = plan_ssd_scan(b, l, h, p, 128);
                     CHECK(plan.workspace_bytes() <= bound);
                     CHECK(static_cast<int64_t>(plan.nchunks) * plan.chunk_len >= l);
                     CHECK(plan.nchunks == 1 || static_cast<int64_t>(plan.nchunks - 1) * plan.chunk_len < l);
+                    CHECK(plan.nchunks == 1 || plan.chunk_len >= kSsdMinChunkLen);
                     CHECK(b * plan.nchunks <= kSsdMaxGrid);
                 }
             }
