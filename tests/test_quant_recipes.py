@@ -186,3 +186,33 @@ def test_recipes_that_say_they_draw_signs_are_the_ones_whose_weights_change_with
                for seed in (0, 1)]
     differs = any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert differs == uses_seed(recipe)
+
+
+def test_mambaquant_r1_hadamard_is_the_signed_hadamard_alone_and_exact(model_and_calib):
+    """--r1 hadamard (the KLT ablation): the residual stream is rotated by the seed's signed Hadamard
+    alone, the transform stays exact in float64, and the default is the paper's K·H (not that)."""
+    import copy
+
+    from mq_deploy.quant.recipes import get_recipe
+    from mq_deploy.quant.transforms import random_signs, signed_hadamard_matrix
+    model, calib, ids = model_and_calib
+    fp = copy.deepcopy(model).double().eval()
+    rotations = {}
+    for r1 in ("klt", "hadamard"):
+        work = copy.deepcopy(fp)
+        get_recipe("mambaquant").transform(work, calib, QuantConfig(calib_dtype="float64", r1=r1, seed=3),
+                                           progress=False)
+        with torch.no_grad():
+            assert rel_err(work(ids), fp(ids)) < 1e-10, r1
+        # the embedding carries R1 alone (γ folds into the linears after the norms, not into it)
+        rotations[r1] = torch.linalg.lstsq(fp.backbone.embeddings.weight.detach(),
+                                           work.backbone.embeddings.weight.detach()).solution
+    hadamard = signed_hadamard_matrix(random_signs(SIZES["hidden"], 3, torch.float64))
+    assert torch.allclose(rotations["hadamard"], hadamard, atol=1e-8)
+    assert (rotations["klt"] - hadamard).abs().max() > 0.1
+    assert torch.allclose(rotations["klt"] @ rotations["klt"].T, torch.eye(SIZES["hidden"], dtype=torch.float64),
+                          atol=1e-8)
+    with pytest.raises(MQDeployError, match="--r1 hadamard is MambaQuant's choice"):
+        quantize(model, "quarot", calib, QuantConfig(r1="hadamard"), progress=False)
+    with pytest.raises(MQDeployError, match="unknown R1 rotation 'pca'"):
+        QuantConfig(r1="pca")

@@ -41,7 +41,7 @@ def run_quantize(args) -> int:
                                  quantize_conv=args.quantize_conv, act_percentile=args.act_percentile, seed=args.seed,
                                  device=resolve_device(args.device), calib_dtype=args.calib_dtype,
                                  weight_rounding=args.weight_rounding, weight_scales=args.weight_scales,
-                                 effective_bits=args.effective_bits,
+                                 effective_bits=args.effective_bits, r1=args.r1,
                                  keep_linears=tuple(args.keep_linears or ()),
                                  force=args.force, export_check=not args.no_export_check)
     cal, cfg = report["calibration"], report["config"]
@@ -140,6 +140,9 @@ def register(verbs) -> None:
     p.add_argument("--weight-scales", default="none", choices=["none", "awq"],
                    help="awq: activation-aware input-channel scales searched per 4-bit linear before rounding "
                         "(W4A16 only; folded into the norm, the gate or one Mul before x_proj)")
+    p.add_argument("--r1", default="klt", choices=["klt", "hadamard"],
+                   help="MambaQuant's residual rotation: klt (default, the paper's K·H) or hadamard (the random "
+                        "Hadamard alone; measured in docs/r1_ablation_demo.md)")
     p.add_argument("--effective-bits", type=float, default=None, metavar="B",
                    help="4-bit weights under a size budget: the mean bits per weight of the 4-bit linears (4 to 16 "
                         "in deploy mode, where a kept linear is FP16; 4 to 8 in paper mode); a sensitivity pass keeps "

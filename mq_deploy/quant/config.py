@@ -14,6 +14,7 @@ LINEAR_INPUTS = MambaMixer.LINEAR_INPUTS
 MODES = ("deploy", "paper")
 WEIGHT_ROUNDINGS = ("auto", "rtn", "gptq")
 WEIGHT_SCALES = ("none", "awq")
+R1_ROTATIONS = ("klt", "hadamard")   # MambaQuant's residual rotation: K·H (the paper), or H alone
 CALIB_DTYPES = ("auto", "float64", "float32")
 
 
@@ -80,6 +81,9 @@ class QuantConfig:
                                           # FP16 in deploy mode (TensorRT has no INT8 weight-only GEMM: it
                                           # runs INT8 weights with FP16 activations as FP16 weights), 8 bits
                                           # per channel in paper mode; the sensitivity pass's choice or yours
+    r1: str = "klt"                       # MambaQuant's R1: klt = K·H (K the KLT of the residual stream, the
+                                          # paper's); hadamard = the random Hadamard alone (an ablation:
+                                          # docs/r1_ablation_demo.md). Other recipes take klt only (no KLT)
 
     def __post_init__(self):
         if self.a_bits is None:
@@ -103,6 +107,8 @@ class QuantConfig:
         if self.weight_scales == "awq" and (self.w_bits, self.a_bits) != (4, 16):
             raise MQDeployError(f"--weight-scales awq is for 4-bit weight-only quantization (W4A16), not "
                                 f"W{self.w_bits}A{self.a_bits}: its scales would move the quantized activations' ranges")
+        if self.r1 not in R1_ROTATIONS:
+            raise MQDeployError(f"unknown R1 rotation {self.r1!r}: choose {' or '.join(R1_ROTATIONS)}")
         if self.calib_dtype not in CALIB_DTYPES:
             raise MQDeployError(f"unknown calibration dtype {self.calib_dtype!r}: choose {', '.join(CALIB_DTYPES)}")
         if not (self.device == "cpu" or self.device.split(":")[0] == "cuda"):

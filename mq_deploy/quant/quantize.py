@@ -284,6 +284,9 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     its transforms (MambaQuant on a CPU: one pass instead of two; the same ranges up to rounding)."""
     from .recipes import get_recipe
     recipe_impl = get_recipe(recipe)
+    if config.r1 != "klt" and recipe != "mambaquant":
+        raise MQDeployError(f"--r1 {config.r1} is MambaQuant's choice of residual rotation; the {recipe} recipe has "
+                            "none to choose: leave --r1 out")
     try:
         model.check_inputs(calib)
     except ValueError as e:

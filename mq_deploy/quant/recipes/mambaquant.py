@@ -3,7 +3,8 @@ DESIGN.md §3.4 and without the official code's bugs (reference notes §12):
 
 - statistics come from the untransformed FP model with quantization off, in one pass;
 - R1 = K·H on the residual stream after folding every RMSNorm γ; K from the covariance of the
-  γ-free normalized residual (the tensor R1 actually rotates), pooled over all layers;
+  γ-free normalized residual (the tensor R1 actually rotates), pooled over all layers
+  (`config.r1 = "hadamard"`: H alone, an ablation; docs/r1_ablation_demo.md);
 - S2 + R2: S-SiLU smoothing of the out_proj input (α = 0.5), then an online Hadamard;
 - S5 then R5 = K·H on the dt bottleneck, per layer, in the correct orientation (dt_proj's input
   becomes t·K·H), with K from that layer's own covariance adjusted for S5;
@@ -29,8 +30,8 @@ from ..calibrate import collect_statistics
 from ..observers import OBSERVERS, CaptureObserver
 from ..spill import TensorSpill, spill_fits
 from ..transforms import (fold_rmsnorm_weights, klt_hadamard_rotation, online_hadamard_before_out_proj,
-                          random_signs, rotate_dt_bottleneck, rotate_residual_stream, smooth_conv_input,
-                          smooth_dt_bottleneck, smooth_out_proj_input, smoothquant_scales)
+                          random_signs, rotate_dt_bottleneck, rotate_residual_stream, signed_hadamard_matrix,
+                          smooth_conv_input, smooth_dt_bottleneck, smooth_out_proj_input, smoothquant_scales)
 from ...models import MambaLM
 from ...models.vim import VisionMamba
 from .common import mixer_point
@@ -56,10 +57,10 @@ def _dt_paths(mixer) -> tuple[str, ...]:
     return mixer.PATHS if "dt_proj" in mixer.LINEAR_INPUTS else ()
 
 
-def _requests(model) -> dict[str, list[str]]:
+def _requests(model, config) -> dict[str, list[str]]:
     requests = {}
     for i, layer in enumerate(model.backbone.layers):
-        if i in _r1_layers(model):
+        if config.r1 == "klt" and i in _r1_layers(model):
             requests[mixer_point(i, "in_proj_input")] = ["covariance"]
         if _uses_s7(model):
             requests[mixer_point(i, "conv_input")] = ["channel_absmax"]
@@ -109,14 +110,14 @@ def transform(model, calib, config, progress=True, observe=None):
     ({point of the transformed model: [observers]}, see `replays`), that pass also feeds those
     observers what the transformed model would show them, so no second pass is needed."""
     layers = model.backbone.layers
-    stats = {p: {n: OBSERVERS[n](p) for n in names} for p, names in _requests(model).items()}
+    stats = {p: {n: OBSERVERS[n](p) for n in names} for p, names in _requests(model, config).items()}
     observers = {p: list(obs.values()) for p, obs in stats.items()}
     replay = _RangeReplay(model, observe, observers) if observe else None
     residual_cov = []
 
     def after_layer(i):
         # R1's statistic: the in_proj input with γ divided out is what the folded model rotates
-        if i in _r1_layers(model):
+        if config.r1 == "klt" and i in _r1_layers(model):
             in_cov = stats[mixer_point(i, "in_proj_input")]["covariance"]
             residual_cov.append(_scaled_covariance(in_cov.covariance(), layers[i].norm.weight.double()))
             in_cov.release()
@@ -129,7 +130,10 @@ def transform(model, calib, config, progress=True, observe=None):
                            desc="FP statistics" + (" and ranges" if replay else ""), dtype=config.forward_dtype,
                            after_layer=after_layer)
         fold_rmsnorm_weights(model, untie_head=config.quantizes_lm_head(model.config.hidden_size))  # a tied head stays tied
-        r1 = klt_hadamard_rotation(sum(residual_cov) / len(residual_cov), seed=config.seed)
+        if config.r1 == "klt":
+            r1 = klt_hadamard_rotation(sum(residual_cov) / len(residual_cov), seed=config.seed)
+        else:       # the ablation: the same signed Hadamard without the KLT basis in front
+            r1 = signed_hadamard_matrix(random_signs(model.config.hidden_size, config.seed, torch.float64))
         rotate_residual_stream(model, r1)
         if replay is not None:
             replay.finish(r1)
