@@ -167,6 +167,8 @@ CASES = (
     Case("quantize-effective-bits-with-awq", "quantize", "--effective-bits together with --weight-scales awq",
          (*Q, "--w-bits", "4", "--weight-scales", "awq", "--effective-bits", "4.5", "--out", "{tmp}/q"),
          "is not supported yet"),
+    Case("quantize-r1-other-recipe", "quantize", "--r1 hadamard with a recipe that has no KLT to drop",
+         (*Q, "--recipe", "quarot", "--r1", "hadamard", "--out", "{tmp}/q"), "is MambaQuant's choice"),
     Case("quantize-an-artifact", "quantize", "--model a quantized artifact instead of the FP checkpoint",
          ("quantize", "--model", "{q}", "--out", "{tmp}/q2"), "is a quantized artifact; quantize the FP checkpoint"),
     Case("quantize-mamba2-incomplete-config", "quantize", "a Mamba-2 config.json without its sizes",

@@ -3,6 +3,9 @@
 
 #include <NvInferRuntime.h>
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <vector>
 
 #include "plugin_fields.h"
@@ -53,6 +56,9 @@ inline TensorShape to_shape(nvinfer1::Dims const& dims) {
     }
     return shape;
 }
+
+// A profile extent as the kernels' int32 sizes (workspace bounds): negative as 0, huge as INT32_MAX.
+inline int32_t clamp_to_int32(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, 0, INT32_MAX)); }
 
 inline FieldView to_field_view(nvinfer1::PluginField const& f) {
     return FieldView{f.name, f.data, static_cast<FieldType>(f.type), f.length};

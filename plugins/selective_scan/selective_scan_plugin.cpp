@@ -42,8 +42,6 @@ std::string check_inputs(Desc const* in, GetDesc get, scan::ScanSizes* sizes) {
     return err.empty() ? scan::check_scan_shapes(shapes, kNumScanInputs, sizes) : err;
 }
 
-int32_t clamp_to_int32(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, 0, INT32_MAX)); }
-
 }  // namespace
 
 SelectiveScanPlugin::SelectiveScanPlugin(scan::ScanAttributes attrs)

@@ -15,33 +15,13 @@
 
 #include <cstdint>
 
+#include "activation_convert.cuh"
 #include "mq_kernels.h"
 #include "scan_math.cuh"
 #include "ssd_plan.h"
 #include "ssd_scan_launch.h"
 
 namespace mq::ssd {
-
-template <typename T>
-struct Load;
-
-template <>
-struct Load<float> {
-    __device__ static float get(float const* p) { return __ldg(p); }
-    __device__ static void put(float* p, float v) { *p = v; }
-};
-
-template <>
-struct Load<__half> {
-    __device__ static float get(__half const* p) { return __half2float(__ldg(p)); }
-    __device__ static void put(__half* p, float v) { *p = __float2half_rn(v); }
-};
-
-template <>
-struct Load<__nv_bfloat16> {
-    __device__ static float get(__nv_bfloat16 const* p) { return __bfloat162float(__ldg(p)); }
-    __device__ static void put(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-};
 
 template <typename T>
 struct SsdTensors {
@@ -116,11 +96,11 @@ MQ_UNROLL
     float decay_sum = 0.0f;
     for (int tok = begin; tok < end; ++tok) {
         int64_t const at = static_cast<int64_t>(b) * t.seqlen + tok;
-        float const step = time_step(Load<T>::get(t.dt + at * t.heads + h), bias, t.dt_softplus, t.dt_min, t.dt_max);
+        float const step = time_step(scan::Convert<T>::load(t.dt + at * t.heads + h), bias, t.dt_softplus, t.dt_min, t.dt_max);
         float const log_decay = step * a;
         decay_sum += log_decay;
         float const decay = scan::exp2_fast(log_decay * scan::kLog2e);
-        float const xv = row ? Load<T>::get(t.x + at * width + static_cast<int64_t>(h) * t.head_dim + p) : 0.0f;
+        float const xv = row ? scan::Convert<T>::load(t.x + at * width + static_cast<int64_t>(h) * t.head_dim + p) : 0.0f;
         float const u = step * xv;
         T const* bt = t.B + at * bc_width + static_cast<int64_t>(g) * t.dstate;
         T const* ct = t.C + at * bc_width + static_cast<int64_t>(g) * t.dstate;
@@ -129,9 +109,9 @@ MQ_UNROLL
         for (int k = 0; k < NS; ++k) {
             int const n = lane + k * kSsdLanesPerRow;
             if (n < t.dstate) {
-                state[k] = fmaf(state[k], decay, u * Load<T>::get(bt + n));
+                state[k] = fmaf(state[k], decay, u * scan::Convert<T>::load(bt + n));
                 if (kPass == Pass::kOutput) {
-                    hc = fmaf(state[k], Load<T>::get(ct + n), hc);
+                    hc = fmaf(state[k], scan::Convert<T>::load(ct + n), hc);
                 }
             }
         }
@@ -141,7 +121,7 @@ MQ_UNROLL
             hc += __shfl_xor_sync(0xffffffffu, hc, 2);
             hc += __shfl_xor_sync(0xffffffffu, hc, 1);
             if (row && lane == 0) {
-                Load<T>::put(t.y + at * width + static_cast<int64_t>(h) * t.head_dim + p, fmaf(skip, xv, hc));
+                scan::Convert<T>::store(t.y + at * width + static_cast<int64_t>(h) * t.head_dim + p, fmaf(skip, xv, hc));
             }
         }
     }

@@ -42,8 +42,6 @@ std::string check_inputs(Desc const* in, GetDesc get, ssd::SsdAttributes const& 
     return err.empty() ? ssd::check_ssd_shapes(shapes, kNumSsdInputs, attrs, sizes) : err;
 }
 
-int32_t clamp_to_int32(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, 0, INT32_MAX)); }
-
 }  // namespace
 
 SsdScanPlugin::SsdScanPlugin(ssd::SsdAttributes attrs) : mAttrs(attrs), mDescription(ssd::describe(attrs)) {}
