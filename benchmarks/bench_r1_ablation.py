@@ -72,7 +72,7 @@ def run(seeds: int, max_tokens: int, log=print) -> dict:
 def to_markdown(result: dict) -> str:
     rows = result["rows"]
     table = markdown_table(rows, [("model", "model", ""), ("setting", "bits", ""),
-                                  ("K·H vs FP", "klt_percent", "+.2f"), ("H vs FP", "hadamard_percent", "+.2f"),
+                                  ("K·H vs FP %", "klt_percent", "+.2f"), ("H vs FP %", "hadamard_percent", "+.2f"),
                                   ("K·H − H (95 % interval)", "diff", ""), ("verdict", "verdict", "")])
     return (f"# MambaQuant's KLT, ablated (R1 = K·H vs R1 = H)\n\n"
             f"Written by `python benchmarks/bench_r1_ablation.py --seeds {result['seeds']} --max-tokens "
