@@ -46,13 +46,14 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     force: replace `out_dir` if it holds a previous artifact of ours (never anything else)."""
     from .quant.artifact import is_own_artifact, is_quantized_artifact, save_quantized
     from .quant.config import QuantConfig
-    from .quant.quantize import check_family_options
+    from .quant.quantize import check_family_options, check_recipe_options
     from .quant.mixed_precision import check_mixed_precision
     from .quant.quantize import quantize
     from .quant.recipes import get_recipe
 
     config = QuantConfig(w_bits=w_bits, a_bits=a_bits, mode=mode, **quant_options)
     get_recipe(recipe)
+    check_recipe_options(recipe, config)
     if export_check and mode == "deploy" and config.export_blocker():
         raise MQDeployError(f"{config.label} in deploy mode cannot be exported: {config.export_blocker()}; or pass "
                             "--no-export-check to write a fake-quant-only artifact")

@@ -83,3 +83,12 @@ def test_long_lists_are_shortened():
     nodes = [PluginNode(f"scan{i}", "SelectiveScan", "1", "mq_deploy") for i in range(20)]
     with pytest.raises(MQDeployError, match="scan5 and 14 more"):
         check_plugin_layers([], nodes)
+
+
+def test_ssd_scan_nodes_are_held_to_the_same_rule():
+    """Mamba-2's SSDScan nodes: plugin layers pass, an inlined one is an error that names it."""
+    ssd = [PluginNode(f"backbone.layers.{i}.mixer.ssd_scan", "SSDScan", "1", "mq_deploy") for i in range(2)]
+    matches = check_plugin_layers([plugin_layer(n.name, "SSDScan") for n in ssd], ssd)
+    assert [m["plugin"] for m in matches] == ["SSDScan", "SSDScan"]
+    with pytest.raises(MQDeployError, match=f"1 of 2 SSDScan nodes .*: {ssd[1].name}"):
+        check_plugin_layers([plugin_layer(ssd[0].name, "SSDScan"), *inlined_body(ssd[1].name)], ssd)

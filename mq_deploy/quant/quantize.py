@@ -61,6 +61,13 @@ def quantized_linears(model: MambaLM, config: QuantConfig) -> dict[str, str]:
     return out
 
 
+def check_recipe_options(recipe: str, config: QuantConfig) -> None:
+    """Settings that only one recipe takes, refused before any work."""
+    if config.r1 != "klt" and recipe != "mambaquant":
+        raise MQDeployError(f"--r1 {config.r1} is MambaQuant's choice of residual rotation; the {recipe} recipe has "
+                            "none to choose: leave --r1 out")
+
+
 def check_family_options(model, config: QuantConfig) -> None:
     """Settings a model family does not support yet, refused before any work."""
     from ..models.mamba2 import Mamba2LM
@@ -284,9 +291,7 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
     its transforms (MambaQuant on a CPU: one pass instead of two; the same ranges up to rounding)."""
     from .recipes import get_recipe
     recipe_impl = get_recipe(recipe)
-    if config.r1 != "klt" and recipe != "mambaquant":
-        raise MQDeployError(f"--r1 {config.r1} is MambaQuant's choice of residual rotation; the {recipe} recipe has "
-                            "none to choose: leave --r1 out")
+    check_recipe_options(recipe, config)
     try:
         model.check_inputs(calib)
     except ValueError as e:

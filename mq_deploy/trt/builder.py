@@ -3,8 +3,8 @@ selective scan in our IPluginV3 plugin. TensorRT Python API 10.x and 11.x; every
 with the binding it was checked against in docs/tensorrt.md.
 
 Steps per graph: strongly typed network, ONNX parser (no flags) given the graph without its
-mq_deploy local functions (parser_input.py says why), assert every SelectiveScan/HadamardTransform
-node is a plugin layer, one optimization profile, workspace limit, optimization level, timing
+mq_deploy local functions (parser_input.py says why), assert every mq_deploy node (SelectiveScan,
+SSDScan, HadamardTransform) is a plugin layer, one optimization profile, workspace limit, optimization level, timing
 cache, progress monitor, build_serialized_network, then the plan and its sidecar written atomically."""
 
 from __future__ import annotations
