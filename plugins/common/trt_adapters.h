@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "plugin_fields.h"
@@ -59,6 +60,38 @@ inline TensorShape to_shape(nvinfer1::Dims const& dims) {
 
 // A profile extent as the kernels' int32 sizes (workspace bounds): negative as 0, huge as INT32_MAX.
 inline int32_t clamp_to_int32(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, 0, INT32_MAX)); }
+
+// Shapes and element types of `count` tensors as the TensorRT-independent checks take them; `get`
+// maps each descriptor (PluginTensorDesc or DynamicPluginTensorDesc) to its PluginTensorDesc.
+template <typename Desc, typename GetDesc>
+void describe_tensors(Desc const* descs, GetDesc get, int32_t count, TensorShape* shapes, ScalarType* types) {
+    for (int32_t i = 0; i < count; ++i) {
+        nvinfer1::PluginTensorDesc const& d = get(descs[i]);
+        shapes[i] = to_shape(d.dims);
+        types[i] = to_scalar_type(d.type);
+    }
+}
+
+// getOutputShapes' view of its inputs: ranks always, extents where they are build-time constants
+// (-1 where they are runtime dimensions).
+inline void known_extents(nvinfer1::DimsExprs const* inputs, int32_t count, TensorShape* shapes) {
+    for (int32_t i = 0; i < count; ++i) {
+        nvinfer1::DimsExprs const& e = inputs[i];
+        shapes[i].rank = (e.nbDims >= 0 && e.nbDims <= kMaxRank) ? e.nbDims : -1;
+        for (int32_t d = 0; d < shapes[i].rank; ++d) {
+            shapes[i].dims[d] = (e.d[d] != nullptr && e.d[d]->isConstant()) ? e.d[d]->getConstantValue() : -1;
+        }
+    }
+}
+
+// "expected N inputs and M outputs, got ..." or "" when the counts are the op's.
+inline std::string arity_problem(int32_t nbInputs, int32_t nbOutputs, int32_t wantInputs, int32_t wantOutputs) {
+    if (nbInputs == wantInputs && nbOutputs == wantOutputs) {
+        return {};
+    }
+    return "expected " + std::to_string(wantInputs) + " inputs and " + std::to_string(wantOutputs) + " outputs, got " +
+        std::to_string(nbInputs) + " and " + std::to_string(nbOutputs);
+}
 
 inline FieldView to_field_view(nvinfer1::PluginField const& f) {
     return FieldView{f.name, f.data, static_cast<FieldType>(f.type), f.length};

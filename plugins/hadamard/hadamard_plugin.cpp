@@ -80,13 +80,7 @@ int32_t HadamardTransformPlugin::getOutputShapes(nvinfer1::DimsExprs const* inpu
             return -1;
         }
         TensorShape shapes[kNumHadamardInputs];
-        for (int32_t i = 0; i < kNumHadamardInputs; ++i) {
-            nvinfer1::DimsExprs const& e = inputs[i];
-            shapes[i].rank = (e.nbDims >= 0 && e.nbDims <= kMaxRank) ? e.nbDims : -1;
-            for (int32_t d = 0; d < shapes[i].rank; ++d) {
-                shapes[i].dims[d] = (e.d[d] != nullptr && e.d[d]->isConstant()) ? e.d[d]->getConstantValue() : -1;
-            }
-        }
+        known_extents(inputs, kNumHadamardInputs, shapes);
         int64_t n = -1;
         std::string const err = hadamard::check_hadamard_shapes(shapes, kNumHadamardInputs, &n);
         if (!err.empty()) {

@@ -21,11 +21,11 @@ constexpr char const* kName = kSelectiveScanName;
 void report(std::string const& message) noexcept { log_error(kName, message.c_str()); }
 
 bool has_expected_arity(int32_t nbInputs, int32_t nbOutputs) {
-    if (nbInputs == kNumScanInputs && nbOutputs == kNumScanOutputs) {
-        return true;
+    std::string const problem = arity_problem(nbInputs, nbOutputs, kNumScanInputs, kNumScanOutputs);
+    if (!problem.empty()) {
+        report(problem);
     }
-    report("expected 9 inputs and 2 outputs, got " + std::to_string(nbInputs) + " and " + std::to_string(nbOutputs));
-    return false;
+    return problem.empty();
 }
 
 // Shapes and types of the inputs as the TensorRT-independent checks see them.
@@ -33,11 +33,7 @@ template <typename Desc, typename GetDesc>
 std::string check_inputs(Desc const* in, GetDesc get, scan::ScanSizes* sizes) {
     TensorShape shapes[kNumScanInputs];
     ScalarType types[kNumScanInputs];
-    for (int32_t i = 0; i < kNumScanInputs; ++i) {
-        nvinfer1::PluginTensorDesc const& d = get(in[i]);
-        shapes[i] = to_shape(d.dims);
-        types[i] = to_scalar_type(d.type);
-    }
+    describe_tensors(in, get, kNumScanInputs, shapes, types);
     std::string err = scan::check_scan_types(types, kNumScanInputs);
     return err.empty() ? scan::check_scan_shapes(shapes, kNumScanInputs, sizes) : err;
 }
@@ -97,15 +93,8 @@ int32_t SelectiveScanPlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, 
         if (inputs == nullptr || outputs == nullptr || !has_expected_arity(nbInputs, nbOutputs)) {
             return -1;
         }
-        // Ranks always, extents where they are build-time constants.
         TensorShape shapes[kNumScanInputs];
-        for (int32_t i = 0; i < kNumScanInputs; ++i) {
-            nvinfer1::DimsExprs const& e = inputs[i];
-            shapes[i].rank = (e.nbDims >= 0 && e.nbDims <= kMaxRank) ? e.nbDims : -1;
-            for (int32_t d = 0; d < shapes[i].rank; ++d) {
-                shapes[i].dims[d] = (e.d[d] != nullptr && e.d[d]->isConstant()) ? e.d[d]->getConstantValue() : -1;
-            }
-        }
+        known_extents(inputs, kNumScanInputs, shapes);
         scan::ScanSizes sizes;
         std::string const err = scan::check_scan_shapes(shapes, kNumScanInputs, &sizes);
         if (!err.empty()) {

@@ -21,11 +21,11 @@ constexpr char const* kName = kSsdScanName;
 void report(std::string const& message) noexcept { log_error(kName, message.c_str()); }
 
 bool has_expected_arity(int32_t nbInputs, int32_t nbOutputs) {
-    if (nbInputs == kNumSsdInputs && nbOutputs == kNumSsdOutputs) {
-        return true;
+    std::string const problem = arity_problem(nbInputs, nbOutputs, kNumSsdInputs, kNumSsdOutputs);
+    if (!problem.empty()) {
+        report(problem);
     }
-    report("expected 7 inputs and 2 outputs, got " + std::to_string(nbInputs) + " and " + std::to_string(nbOutputs));
-    return false;
+    return problem.empty();
 }
 
 // Shapes and types of the inputs as the TensorRT-independent checks see them.
@@ -33,11 +33,7 @@ template <typename Desc, typename GetDesc>
 std::string check_inputs(Desc const* in, GetDesc get, ssd::SsdAttributes const& attrs, ssd::SsdSizes* sizes) {
     TensorShape shapes[kNumSsdInputs];
     ScalarType types[kNumSsdInputs];
-    for (int32_t i = 0; i < kNumSsdInputs; ++i) {
-        nvinfer1::PluginTensorDesc const& d = get(in[i]);
-        shapes[i] = to_shape(d.dims);
-        types[i] = to_scalar_type(d.type);
-    }
+    describe_tensors(in, get, kNumSsdInputs, shapes, types);
     std::string err = ssd::check_ssd_types(types, kNumSsdInputs);
     return err.empty() ? ssd::check_ssd_shapes(shapes, kNumSsdInputs, attrs, sizes) : err;
 }
@@ -95,15 +91,8 @@ int32_t SsdScanPlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_
         if (inputs == nullptr || outputs == nullptr || !has_expected_arity(nbInputs, nbOutputs)) {
             return -1;
         }
-        // Ranks always, extents where they are build-time constants.
         TensorShape shapes[kNumSsdInputs];
-        for (int32_t i = 0; i < kNumSsdInputs; ++i) {
-            nvinfer1::DimsExprs const& e = inputs[i];
-            shapes[i].rank = (e.nbDims >= 0 && e.nbDims <= kMaxRank) ? e.nbDims : -1;
-            for (int32_t d = 0; d < shapes[i].rank; ++d) {
-                shapes[i].dims[d] = (e.d[d] != nullptr && e.d[d]->isConstant()) ? e.d[d]->getConstantValue() : -1;
-            }
-        }
+        known_extents(inputs, kNumSsdInputs, shapes);
         ssd::SsdSizes sizes;
         std::string const err = ssd::check_ssd_shapes(shapes, kNumSsdInputs, mAttrs, &sizes);
         if (!err.empty()) {
