@@ -133,12 +133,13 @@ def selective_scan_chunked(x, delta, A, B, C, D=None, delta_bias=None, z=None, g
     return (y, h) if return_final_state else y
 
 
-def _scan_state_major(dt, dtx, A, B, C, h0):
-    """The forward recurrence without a gradient, laid out for a CPU: the state is [b, N, D] (D
-    innermost), so <h_t, C_t> is a reduction over an outer axis, which vectorizes, where the
-    [b, D, N] layout reduces 16 elements at a time (2x slower for the whole scan, measured at
-    [8, 512, 1536, 16]); the states of STATE_BLOCK steps are contracted with C in one matmul, and
-    the decay is exp2(dt * A * log2 e), ATen's exp2 being about twice as fast as its exp."""
+def _scan_state_major(dt, dtx, A, B, C, h0, keep_states=False):
+    """The forward recurrence, laid out for a CPU: the state is [b, N, D] (D innermost), so <h_t, C_t>
+    is a reduction over an outer axis, which vectorizes, where the [b, D, N] layout reduces 16
+    elements at a time (2x slower for the whole scan, measured at [8, 512, 1536, 16]); the states
+    of STATE_BLOCK steps are contracted with C in one matmul, and the decay is exp2(dt * A * log2 e),
+    ATen's exp2 being about twice as fast as its exp. With keep_states the whole state history
+    [b, L, N, D] comes back too (what the backward needs); otherwise only a block's worth exists."""
     batch, length, dim = dt.shape
     A2 = (A * math.log2(math.e)).t().contiguous()                  # [N, D]
     B, C = B.contiguous(), C.contiguous()                          # x_proj's output split: strided views
@@ -147,16 +148,67 @@ def _scan_state_major(dt, dtx, A, B, C, h0):
     y = dt.new_empty(blocks, batch, block, dim)                    # contiguous per block: no strided writes
     h = h0.transpose(1, 2).contiguous()                            # [b, N, D]
     decay, inp = torch.empty_like(h), torch.empty_like(h)
-    states = h.new_empty(batch, block, *h.shape[1:])
+    history = h.new_empty(batch, length, *h.shape[1:]) if keep_states else None
+    states = h.new_empty(batch, block, *h.shape[1:]) if not keep_states else None
     for k, start in enumerate(range(0, length, block)):
         end = min(start + block, length)
+        window = history[:, start:end] if keep_states else states[:, :end - start]
         for t in range(start, end):
             torch.mul(dt[:, t, None, :], A2, out=decay).exp2_()
             torch.mul(B[:, t, :, None], dtx[:, t, None, :], out=inp)
-            h = torch.addcmul(inp, decay, h, out=states[:, t - start])
-        torch.matmul(C[:, start:end, None, :], states[:, :end - start], out=y[k, :, :end - start, None, :])
+            h = torch.addcmul(inp, decay, h, out=window[:, t - start])
+        torch.matmul(C[:, start:end, None, :], window, out=y[k, :, :end - start, None, :])
     y = y.transpose(0, 1).reshape(batch, blocks * block, dim)[:, :length]
-    return y, h.transpose(1, 2).contiguous()
+    h_last = h.transpose(1, 2).contiguous()
+    return (y, h_last, history) if keep_states else (y, h_last)
+
+
+def _scan_backward_state_major(dy, dh_last, dt, dtx, A, B, C, h0, history):
+    """The adjoint recurrence g_t = C_t dy_t + exp(dt_{t+1} A) g_{t+1}, backwards in time, in the
+    forward's [b, N, D] layout. The per-step adjoints live only in a STATE_BLOCK-step buffer that is
+    contracted into the input gradients once per block, so no [b, L, D, N] gradient tensor exists
+    (the training step's cost was these full-length tensors, not the loop)."""
+    batch, length, dim = dt.shape
+    n = A.shape[1]
+    A_t = A.t().contiguous()                                       # [N, D]
+    A2 = A_t * math.log2(math.e)
+    B, C = B.contiguous(), C.contiguous()
+    dy = dy.contiguous() if dy is not None else dt.new_zeros(batch, length, dim)
+    h0 = h0.transpose(1, 2).contiguous()
+    g = (dh_last.transpose(1, 2).contiguous() if dh_last is not None
+         else dt.new_zeros(batch, n, dim))
+    block = max(1, min(STATE_BLOCK, length))
+    adjoints = dt.new_empty(batch, block, n, dim)                  # g_t of one block
+    log_decay_grads = torch.empty_like(adjoints)                   # dLoss/d(dt_t * A) of one block
+    d_dt, d_dtx = torch.empty_like(dt), torch.empty_like(dt)
+    d_B = B.new_empty(batch, length, n)
+    d_A = A_t.new_zeros(n, dim)
+    decay, next_decay = torch.empty_like(g), None
+    for start in reversed(range(0, length, block)):
+        end = min(start + block, length)
+        for t in range(end - 1, start - 1, -1):
+            g_t = adjoints[:, t - start]
+            torch.mul(C[:, t, :, None], dy[:, t, None, :], out=g_t)
+            if next_decay is None:
+                g_t.add_(g)
+            else:
+                g_t.addcmul_(next_decay, g)
+            g = g_t
+            torch.mul(dt[:, t, None, :], A2, out=decay).exp2_()
+            previous = history[:, t - 1] if t > 0 else h0
+            torch.mul(g, previous, out=log_decay_grads[:, t - start]).mul_(decay)
+            if next_decay is None:
+                next_decay = torch.empty_like(decay)
+            decay, next_decay = next_decay, decay
+        window, grads = adjoints[:, :end - start], log_decay_grads[:, :end - start]
+        d_dtx[:, start:end] = torch.matmul(B[:, start:end, None, :], window).squeeze(2)
+        d_B[:, start:end] = torch.matmul(window, dtx[:, start:end, :, None]).squeeze(-1)
+        d_dt[:, start:end] = (grads * A_t).sum(2)
+        d_A += (grads * dt[:, start:end, None, :]).sum((0, 1))
+        g = g.clone()                                              # the buffer is rewritten by the next block
+    d_h0 = (next_decay * g).transpose(1, 2).contiguous() if next_decay is not None else g.transpose(1, 2)
+    d_C = torch.matmul(history, dy[..., None]).squeeze(-1)          # [b, L, N]
+    return d_dt, d_dtx, d_A.t().contiguous(), d_B, d_C, d_h0
 
 
 class _FusedScan(torch.autograd.Function):
@@ -164,49 +216,22 @@ class _FusedScan(torch.autograd.Function):
 
     Inputs (accumulation dtype): dt, dtx [b, L, D]; A [D, N]; B, C [b, L, N]; h0 [b, D, N].
     Returns y [b, L, D] (= <h_t, C_t>, before D and the gate) and h_L [b, D, N].
-    Each step touches only [b, D, N]-sized tensors, which stay in cache; the [b, L, D, N] state
-    history is kept only when a gradient is needed. The backward runs the adjoint recurrence
-    g_t = dy_t*C_t + exp(dt_{t+1}*A)*g_{t+1} backwards in time.
+    Each step touches only [b, N, D]-sized tensors, which stay in cache; the state history is kept
+    only when a gradient is needed. The backward (_scan_backward_state_major) runs the adjoint
+    recurrence backwards in time.
     """
 
     @staticmethod
     def forward(ctx, dt, dtx, A, B, C, h0):
         if not any(ctx.needs_input_grad):
             return _scan_state_major(dt, dtx, A, B, C, h0)
-        batch, length, dim = dt.shape
-        states = dt.new_empty(batch, length, dim, A.shape[1])
-        h = h0
-        for t in range(length):
-            decay = torch.exp(dt[:, t, :, None] * A)
-            inp = dtx[:, t, :, None] * B[:, t, None, :]
-            h = torch.addcmul(inp, decay, h, out=states[:, t])
-        y = torch.matmul(states, C.unsqueeze(-1)).squeeze(-1)
-        ctx.save_for_backward(dt, dtx, A, B, C, h0, states)
-        return y, h.clone()
+        y, h, history = _scan_state_major(dt, dtx, A, B, C, h0, keep_states=True)
+        ctx.save_for_backward(dt, dtx, A, B, C, h0, history)
+        return y, h
 
     @staticmethod
     def backward(ctx, dy, dh_last):
-        dt, dtx, A, B, C, h0, states = ctx.saved_tensors
-        length = dt.shape[1]
-        grad_h = torch.empty_like(states)       # dLoss/dh_t
-        grad_log_decay = torch.empty_like(states)  # dLoss/d(dt_t * A), per element
-        g = dh_last.clone() if dh_last is not None else torch.zeros_like(h0)
-        next_decay = None
-        for t in range(length - 1, -1, -1):
-            direct = dy[:, t, :, None] * C[:, t, None, :]
-            g = direct + g if next_decay is None else torch.addcmul(direct, next_decay, g)
-            grad_h[:, t] = g
-            decay = torch.exp(dt[:, t, :, None] * A)
-            previous = states[:, t - 1] if t > 0 else h0
-            torch.mul(g * previous, decay, out=grad_log_decay[:, t])
-            next_decay = decay
-        d_h0 = next_decay * g
-        d_dt = (grad_log_decay * A).sum(-1)                                        # [b, L, D]
-        d_A = torch.einsum("bldn,bld->dn", grad_log_decay, dt)
-        d_dtx = (grad_h @ B.unsqueeze(-1)).squeeze(-1)                             # [b, L, D]
-        d_B = (dtx.unsqueeze(-2) @ grad_h).squeeze(-2)                             # [b, L, N]
-        d_C = (dy.unsqueeze(-2) @ states).squeeze(-2)                              # [b, L, N]
-        return d_dt, d_dtx, d_A, d_B, d_C, d_h0
+        return _scan_backward_state_major(dy, dh_last, *ctx.saved_tensors)
 
 
 def selective_scan_fused(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None,
