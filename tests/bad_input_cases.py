@@ -175,8 +175,10 @@ CASES = (
          ("quantize", "--model", "{mamba2}", "--out", "{tmp}/q"), "is not a valid Mamba-2 config"),
     Case("export-mamba2-incomplete-config", "export", "a Mamba-2 config.json without its sizes",
          ("export", "--model", "{mamba2}", "--onnx", "{tmp}/e/model.onnx"), "is not a valid Mamba-2 config"),
-    Case("inspect-mamba2", "inspect", "a Mamba-2 model given to a Mamba-1-only command",
-         ("inspect", "--model", "{mamba2}", "--plot", "{tmp}/p"), "is a Mamba-2 checkpoint"),
+    Case("inspect-mamba2-incomplete-config", "inspect", "a Mamba-2 config.json without its sizes",
+         ("inspect", "--model", "{mamba2}", "--plot", "{tmp}/p"), "is not a valid Mamba-2 config"),
+    Case("inspect-vim", "inspect", "a Vision Mamba given to inspect (it reads text)",
+         ("inspect", "--model", "{vim}", "--plot", "{tmp}/p"), "is a Vision Mamba: inspect reads text"),
     Case("quantize-unknown-recipe", "quantize", "--recipe that does not exist",
          ("quantize", "--model", "{fp}", "--recipe", "gptq", "--out", "{tmp}/q"), "invalid choice: 'gptq'"),
     # ---- eval -------------------------------------------------------------------------------------------

@@ -116,8 +116,93 @@ def test_unsupported_settings_are_one_error_before_any_work(model_dir):
     calib = ids(model.config.vocab_size, (2, 16), 1)
     with pytest.raises(MQDeployError, match="Mamba-2 model quantizes in deploy mode only"):
         quantize(model, "rtn", calib, QuantConfig(mode="paper"), progress=False)
-    with pytest.raises(MQDeployError, match="not supported for Mamba-2 yet"):
-        quantize(model, "rtn", calib, QuantConfig(w_bits=4, weight_scales="awq"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def int4_model_dir(tmp_path_factory):
+    """A Mamba-2 whose linears take INT4 blocks of 64 (d_model 64, d_inner 128), with biases and
+    groups, written by transformers."""
+    torch.manual_seed(11)
+    hf = transformers.Mamba2ForCausalLM(transformers.Mamba2Config(
+        vocab_size=256, hidden_size=64, num_hidden_layers=2, num_heads=8, head_dim=16, n_groups=2, state_size=16,
+        chunk_size=16, use_bias=True, use_conv_bias=True, tie_word_embeddings=True))
+    randomize_parameters(hf.eval(), a_log=(-1.0, 2.0), dt_bias=("dt_bias", (-3.0, 1.0)), other_bias_std=0.3)
+    with torch.no_grad():
+        hf.backbone.layers[0].norm.weight[5] *= 30.0            # in_proj's input channel 5: an outlier
+    path = tmp_path_factory.mktemp("mamba2_int4")
+    hf.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("recipe", ["rtn", "smoothquant", "quarot", "mambaquant"])
+def test_awq_on_mamba2_folds_exactly_through_both_norms(int4_model_dir, recipe, tmp_path):
+    """AWQ's 1/s goes into the block's RMSNorm (in_proj) and the gated norm's weight (out_proj, where
+    no online Hadamard rotates its input): the FP function is unchanged and the artifact reproduces
+    the model; the outlier channel is divided down in the norm."""
+    model = load_mamba2(int4_model_dir).model
+    calib, x = ids(256, (6, 64), 1), ids(256, (2, 40), 9)
+    qm = quantize(model, recipe, calib, QuantConfig(w_bits=4, weight_scales="awq", weight_rounding="rtn"),
+                  progress=False)
+    rotated = recipe in ("quarot", "mambaquant")
+    assert set(qm.awq_alpha) == {f"backbone.layers.{i}.mixer.{leaf}" for i in range(2)
+                                 for leaf in ("in_proj",) + (() if rotated else ("out_proj",))}
+    art = save_quantized(qm, tmp_path / "awq", source_dir=int4_model_dir)
+    with torch.no_grad():
+        fp = model(x).double()
+        assert rel(load_quantized(art, with_quantizers=False).model(x).double(), fp) < 1e-6
+        assert torch.equal(load_quantized(art).model(x), qm.model(x))
+    if recipe == "rtn":      # nothing else moved the norm: the outlier's γ went down by AWQ's scale
+        assert qm.awq_alpha["backbone.layers.0.mixer.in_proj"] > 0
+        assert qm.model.backbone.layers[0].norm.weight[5] < model.backbone.layers[0].norm.weight[5]
+        plain = quantize(model, "rtn", calib, QuantConfig(w_bits=4, weight_rounding="rtn"), progress=False)
+        with torch.no_grad():
+            assert rel(qm.model(x), model(x)) < rel(plain.model(x), model(x))
+
+
+def test_mamba2_mixed_precision_artifact_and_export_carry_the_kept_linears(int4_model_dir, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from mq_deploy.deploy.manifest import read_manifest
+    from mq_deploy.deploy.onnxruntime_session import onnxruntime_session
+    from mq_deploy.export import export_onnx
+    model = load_mamba2(int4_model_dir).model
+    calib, x = ids(256, (6, 64), 1), ids(256, (2, 40), 9)
+    kept = ("backbone.layers.0.mixer.out_proj", "backbone.layers.1.mixer.in_proj")
+    qm = quantize(model, "mambaquant", calib, QuantConfig(w_bits=4, keep_linears=kept, weight_scales="awq"),
+                  progress=False)
+    assert all(qm.weight_specs[n] is None or qm.weight_specs[n].bits != 4 for n in kept if n in qm.weight_specs)
+    art = save_quantized(qm, tmp_path / "mixed", source_dir=int4_model_dir)
+    with torch.no_grad():
+        ref = load_quantized(art).model(x).numpy()
+        assert np.array_equal(ref, qm.model(x).numpy())
+    result = export_onnx(art, tmp_path / "onnx" / "model.onnx", precision="fp32")
+    manifest = read_manifest(result.onnx_path)
+    assert manifest["quantization"]["config"]["keep_linears"] == list(kept)
+    for graph in ("prefill", "decode"):
+        forms = manifest["graphs"][graph]["linears"]
+        assert {forms[n] for n in kept} == {"float"}
+        assert manifest["graphs"][graph]["linear_forms"]["int4-weight-only"] == 4 - len(kept)
+    out = onnxruntime_session(result.onnx_path).run(["logits"], {"input_ids": x.numpy()})[0]
+    assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 1e-4
+
+
+def test_mamba2_effective_bits_keeps_what_pays(int4_model_dir):
+    """The sensitivity pass on Mamba-2: every linear is scored, what is kept pays (KL gain > 0) and fits
+    the budget, and nothing left out with a gain would still fit (the greedy fills it)."""
+    model = load_mamba2(int4_model_dir).model
+    calib = ids(256, (8, 64), 1)
+    qm = quantize(model, "rtn", calib, QuantConfig(w_bits=4, effective_bits=8.0, weight_rounding="rtn"),
+                  progress=False)
+    record = qm.mixed_precision
+    gains = record["kl_gain_when_kept"]
+    assert set(gains) == {f"backbone.layers.{i}.mixer.{leaf}" for i in range(2) for leaf in ("in_proj", "out_proj")}
+    assert record["kept"] and record["effective_bits"] <= 8.0
+    assert all(gains[n] > 0 for n in record["kept"])
+    sizes = {n: model.get_submodule(n).weight.numel() for n in gains}
+    spare = (8.0 - 4) * sum(sizes.values()) - (16 - 4) * sum(sizes[n] for n in record["kept"])
+    assert spare >= 0
+    assert all((16 - 4) * sizes[n] > spare for n in gains if n not in record["kept"] and gains[n] > 0)
 
 
 def test_cli_quantize_and_eval_a_mamba2_model_on_token_ids(model_dir, tmp_path):
@@ -160,3 +245,22 @@ def test_mambaquant_keeps_the_bundled_mamba2_demo_logits_in_float64():
         # and the trained model predicts this text far better than chance (8 bits a byte)
         nll = torch.nn.functional.cross_entropy(model(x)[:, :-1].reshape(-1, 256), x[:, 1:].reshape(-1))
     assert nll.item() / 0.6931 < 4.0
+
+
+def test_inspect_shows_a_mamba2_outlier_and_what_the_rotation_did_to_it(int4_model_dir, tmp_path):
+    """inspect on Mamba-2: its two linear inputs are plotted, the planted outlier channel (×30 in the
+    first block's norm) shows in the FP ratio, and MambaQuant's rotation flattens it."""
+    import numpy as np
+
+    from mq_deploy.reports.inspection import inspect_model
+    np.save(tmp_path / "ids.npy", ids(256, (4, 64), 2).numpy())
+    qm = quantize(load_mamba2(int4_model_dir).model, "mambaquant", ids(256, (6, 64), 1), QuantConfig(),
+                  progress=False)
+    art = save_quantized(qm, tmp_path / "q", source_dir=int4_model_dir)
+    report = inspect_model(int4_model_dir, tmp_path / "plots", quantized_dir=art, text=str(tmp_path / "ids.npy"),
+                           samples=4, seq_len=64, progress=False)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "channels_in_proj_input.png", "channels_out_proj_input.png", "layer_error.png"]
+    ratio = report["points"]["in_proj_input"]
+    assert ratio["outlier_ratio_before"] > 10 > ratio["outlier_ratio_after"]
+    assert len(report["layer_errors"]) == 2 and all(0 < e < 0.2 for e in report["layer_errors"])

@@ -6,10 +6,14 @@ from __future__ import annotations
 import torch
 
 from .calibrate import collect_statistics
-from .config import LINEAR_INPUTS
+from .config import path_inputs
 from .observers import Observer
 
-INSPECTED_POINTS = tuple(LINEAR_INPUTS.values())
+
+def inspected_points(mixer) -> tuple[str, ...]:
+    """A mixer's (class or instance) quantized-linear input points, in its order: Mamba-1's in_proj,
+    x_proj, dt_proj and out_proj inputs; Mamba-2's in_proj and out_proj inputs."""
+    return tuple(dict.fromkeys(path_inputs(mixer.LINEAR_INPUTS, mixer.PATHS).values()))
 
 
 class ChannelStatsObserver(Observer):
@@ -49,7 +53,7 @@ def channel_statistics(model, batches: torch.Tensor, batch_size: int = 8, progre
     quantizer-free (an FP or transformed-FP model)."""
     observers = {}
     for i in range(len(model.backbone.layers)):
-        for point in INSPECTED_POINTS:
+        for point in inspected_points(model.backbone.layers[i].mixer):
             name = _quantizer_input_module(model, f"backbone.layers.{i}.mixer.{point}")
             observers[name] = [ChannelStatsObserver(name)]
     collect_statistics(model, batches, observers, batch_size=batch_size, progress=progress, desc=desc)

@@ -76,9 +76,6 @@ def check_family_options(model, config: QuantConfig) -> None:
     if config.mode == "paper":
         raise MQDeployError("--mode paper fake-quantizes Mamba-1's scan output; a Mamba-2 model quantizes in deploy "
                             "mode only so far")
-    if config.weight_scales == "awq" or config.effective_bits is not None or config.keep_linears:
-        raise MQDeployError("--weight-scales awq, --effective-bits and --keep-linears are not supported for Mamba-2 "
-                            "yet; drop the option")
 
 
 def is_tied_head(model) -> bool:

@@ -8,18 +8,20 @@ from pathlib import Path
 from ..atomic_dir import atomic_files
 from ..data.calibration import calibration_batches, check_window_counts
 from ..errors import MQDeployError
-from ..models.loading import load_model
+from ..models.mamba import MambaMixer
+from ..models.mamba2 import Mamba2Mixer
+from ..models.checkpoints import is_mamba2_checkpoint, is_vision_checkpoint, load_checkpoint
 from ..outputs import check_output_files, is_own_png
 from ..quant.artifact import check_made_from, load_quantized, read_quant_meta
-from ..quant.inspect import INSPECTED_POINTS, channel_statistics, layer_errors
+from ..quant.inspect import channel_statistics, inspected_points, layer_errors
 from .plots import _outlier_ratio, plot_channel_ranges, plot_layer_errors
 
 
 
 
-def plot_files(plot_dir, with_errors: bool) -> list[Path]:
-    """The PNG files inspect writes into `plot_dir`."""
-    names = [f"channels_{p}.png" for p in sorted(INSPECTED_POINTS)] + (["layer_error.png"] if with_errors else [])
+def plot_files(plot_dir, points, with_errors: bool) -> list[Path]:
+    """The PNG files inspect writes into `plot_dir` for a model with these inspected points."""
+    names = [f"channels_{p}.png" for p in sorted(points)] + (["layer_error.png"] if with_errors else [])
     return [Path(plot_dir) / n for n in names]
 
 
@@ -27,10 +29,14 @@ def inspect_model(model_dir, plot_dir, quantized_dir=None, text: str = "pydoc-to
                   seq_len: int = 512, progress: bool = True, force: bool = False) -> dict:
     check_window_counts(samples, seq_len, "inspection", ("--samples", "--seq-len"))
     plot_dir = Path(plot_dir)
+    if is_vision_checkpoint(model_dir):
+        raise MQDeployError(f"{model_dir} is a Vision Mamba: inspect reads text; its channel ranges and per-layer "
+                            "errors are in benchmarks/bench_vision_recipes.py")
+    points = inspected_points(Mamba2Mixer if is_mamba2_checkpoint(model_dir) else MambaMixer)
     # the plots go into a directory that may hold other files: only our own PNGs may be replaced
-    check_output_files(plot_files(plot_dir, quantized_dir is not None), "inspect plot", is_own_png, force,
+    check_output_files(plot_files(plot_dir, points, quantized_dir is not None), "inspect plot", is_own_png, force,
                        inputs=[model_dir, quantized_dir, text], option="--plot")
-    loaded = load_model(model_dir)
+    loaded = load_checkpoint(model_dir)
     if quantized_dir is not None:
         check_made_from(quantized_dir, model_dir)
     batches, label = calibration_batches(lambda: loaded.tokenizer, text, samples, seq_len,
@@ -47,7 +53,7 @@ def inspect_model(model_dir, plot_dir, quantized_dir=None, text: str = "pydoc-to
     images = plot_channel_ranges(before, after, title=title)
     if errors is not None:
         images["layer_error.png"] = plot_layer_errors({title: errors}, title=title)
-    files = plot_files(plot_dir, errors is not None)
+    files = plot_files(plot_dir, points, errors is not None)
     if sorted(images) != sorted(p.name for p in files):
         raise MQDeployError(f"internal: inspect made {sorted(images)}, expected {[p.name for p in files]}")
     with atomic_files() as stage:
