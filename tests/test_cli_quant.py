@@ -142,6 +142,11 @@ def test_compare_recipes_and_inspect_on_token_ids_and_again_with_force(byte_mode
     assert "token ids: no bytes to count" in (tmp_path / "t.md").read_text()
     assert main(compare) == 2 and "pass --force" in capsys.readouterr().err
     assert main([*compare, "--force"]) == 0
+    assert {(r["bits"], r["mode"]) for r in json.loads((tmp_path / "t.json").read_text())["rows"]} == {
+        (b, m) for b in ("W8A8", "W4A8", "W4A16") for m in ("deploy", "paper")}
+    assert main([*compare, "--bits", "w4a16", "W8A8", "--modes", "deploy", "--force"]) == 0
+    assert [(r["bits"], r["mode"]) for r in json.loads((tmp_path / "t.json").read_text())["rows"]] == [
+        ("W8A8", "deploy"), ("W4A16", "deploy")]
     inspect = ["inspect", "--model", str(byte_model), "--plot", str(tmp_path / "plots"), "--text",
                str(tmp_path / "ids.npy"), "--samples", "2", "--seq-len", "64"]
     (tmp_path / "plots").mkdir()

@@ -85,7 +85,9 @@ def run_inspect(args) -> int:
 def run_compare(args) -> int:
     from ..reports.compare_recipes import check_report_target, compare_recipes, to_markdown, write_report
     check_report_target(args.out, args.force, inputs=[args.model, args.calib, args.eval])
+    from ..reports.compare_recipes import parse_bit_settings
     result = compare_recipes(args.model, args.calib, args.eval, recipes=args.recipes,
+                             bit_settings=parse_bit_settings(args.bits), modes=args.modes,
                              calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
                              eval_max_tokens=args.eval_max_tokens or None, progress=False, peers=args.peers,
                              seeds=args.seeds)
@@ -180,13 +182,18 @@ def register(verbs) -> None:
     p.add_argument("--seq-len", type=int, default=512)
     p.set_defaults(func=run_inspect)
 
-    p = verbs.add_parser("compare-recipes", help="every recipe x {W8A8, W4A8, W4A16} x {deploy, paper} in one table",
+    p = verbs.add_parser("compare-recipes", help="every recipe x {W8A8, W4A8, W4A16} x {deploy, paper} in one table "
+                                                 "(--bits / --modes for fewer)",
                          description="Quantize with every recipe, bit setting and mode, evaluate held-out "
                                      "perplexity, and write one table as markdown and JSON.")
     p.add_argument("--model", required=True)
     add_text(p, "--calib", required=True, purpose="calibration data")
     add_text(p, "--eval", required=True, purpose="held-out evaluation data")
     p.add_argument("--recipes", nargs="+", default=["rtn", "smoothquant", "quarot", "quamba", "mambaquant"])
+    p.add_argument("--bits", nargs="+", default=["W8A8", "W4A8", "W4A16"], metavar="WxAy",
+                   help="bit settings to compare (default: W8A8 W4A8 W4A16)")
+    p.add_argument("--modes", nargs="+", default=["deploy", "paper"], choices=["deploy", "paper"],
+                   help="quantization modes to compare (default: both)")
     p.add_argument("--peers", nargs="*", default=None, metavar="PEER",
                    help="NVIDIA ModelOpt configs to run beside the recipes (modelopt-int8-smoothquant, "
                         "modelopt-int4-awq, modelopt-w4a8-awq); default: all of them when nvidia-modelopt is "

@@ -30,6 +30,16 @@ SEEDS = 3          # per recipe with random rotations: at W4A16 on the demo mode
                    # QuaRot by 0.3 points, more than any window interval
 
 
+def parse_bit_settings(labels) -> tuple[tuple[int, int], ...]:
+    """("W8A8", "W4A16", ...) -> ((8, 8), (4, 16), ...): the settings compare-recipes knows, in its order."""
+    known = {QuantConfig(w_bits=w, a_bits=a).label: (w, a) for w, a in BIT_SETTINGS}
+    wanted = [label.upper() for label in labels]
+    unknown = [label for label in wanted if label not in known]
+    if unknown:
+        raise MQDeployError(f"--bits {unknown[0]}: choose from {', '.join(known)}")
+    return tuple(known[label] for label in known if label in wanted)
+
+
 def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_settings=BIT_SETTINGS,
                     modes=MODES, calib_samples: int = 32, calib_seq_len: int = 512,
                     eval_max_tokens: int | None = 65536, progress: bool = True, log=print, peers=None,
