@@ -101,3 +101,23 @@ def hf_mamba_factory():
 def demo_model_dir():
     from mq_deploy.samples import demo_model_dir as find
     return find()
+
+
+def assert_export_keeps_linears_float(art, onnx_path, kept, n_int4: int, ids, ref) -> None:
+    """Export a mixed-precision artifact (FP32 graph): the manifest records the kept linears, both
+    graphs carry them as `float` and the rest as INT4 weight-only, and ONNX Runtime reproduces `ref`
+    (the artifact's fake-quant logits on `ids`) within 1e-4."""
+    import numpy as np
+
+    from mq_deploy.deploy.manifest import read_manifest
+    from mq_deploy.deploy.onnxruntime_session import onnxruntime_session
+    from mq_deploy.export import export_onnx
+    result = export_onnx(art, onnx_path, precision="fp32")
+    manifest = read_manifest(result.onnx_path)
+    assert manifest["quantization"]["config"]["keep_linears"] == list(kept)
+    for graph in ("prefill", "decode"):
+        forms = manifest["graphs"][graph]["linears"]
+        assert {forms[n] for n in kept} == {"float"}
+        assert manifest["graphs"][graph]["linear_forms"]["int4-weight-only"] == n_int4
+    out = onnxruntime_session(result.onnx_path).run(["logits"], {"input_ids": ids.numpy()})[0]
+    assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 1e-4

@@ -163,9 +163,7 @@ def test_mamba2_mixed_precision_artifact_and_export_carry_the_kept_linears(int4_
     pytest.importorskip("onnxruntime")
     import numpy as np
 
-    from mq_deploy.deploy.manifest import read_manifest
-    from mq_deploy.deploy.onnxruntime_session import onnxruntime_session
-    from mq_deploy.export import export_onnx
+    from conftest import assert_export_keeps_linears_float
     model = load_mamba2(int4_model_dir).model
     calib, x = ids(256, (6, 64), 1), ids(256, (2, 40), 9)
     kept = ("backbone.layers.0.mixer.out_proj", "backbone.layers.1.mixer.in_proj")
@@ -176,15 +174,7 @@ def test_mamba2_mixed_precision_artifact_and_export_carry_the_kept_linears(int4_
     with torch.no_grad():
         ref = load_quantized(art).model(x).numpy()
         assert np.array_equal(ref, qm.model(x).numpy())
-    result = export_onnx(art, tmp_path / "onnx" / "model.onnx", precision="fp32")
-    manifest = read_manifest(result.onnx_path)
-    assert manifest["quantization"]["config"]["keep_linears"] == list(kept)
-    for graph in ("prefill", "decode"):
-        forms = manifest["graphs"][graph]["linears"]
-        assert {forms[n] for n in kept} == {"float"}
-        assert manifest["graphs"][graph]["linear_forms"]["int4-weight-only"] == 4 - len(kept)
-    out = onnxruntime_session(result.onnx_path).run(["logits"], {"input_ids": x.numpy()})[0]
-    assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 1e-4
+    assert_export_keeps_linears_float(art, tmp_path / "onnx" / "model.onnx", kept, 4 - len(kept), x, ref)
 
 
 def test_mamba2_effective_bits_keeps_what_pays(int4_model_dir):

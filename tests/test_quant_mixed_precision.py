@@ -97,9 +97,7 @@ def test_choice_spends_the_budget_on_gain_per_weight(kept_bits):
 
 def test_artifact_and_export_carry_the_kept_linears(model_and_calib, tmp_path):
     pytest.importorskip("onnxruntime")
-    from mq_deploy.deploy.manifest import read_manifest
-    from mq_deploy.deploy.onnxruntime_session import onnxruntime_session
-    from mq_deploy.export import export_onnx
+    from conftest import assert_export_keeps_linears_float
     model, calib, ids = model_and_calib
     kept = ("backbone.layers.0.mixer.x_proj", "backbone.layers.1.mixer.in_proj")
     qm = quantize(model, "mambaquant", calib, QuantConfig(w_bits=4, a_bits=16, keep_linears=kept), progress=False)
@@ -110,15 +108,7 @@ def test_artifact_and_export_carry_the_kept_linears(model_and_calib, tmp_path):
     with torch.no_grad():
         ref = loaded.model(ids).numpy()
         assert np.array_equal(ref, qm.model(ids).numpy())
-    result = export_onnx(art, tmp_path / "onnx" / "model.onnx", precision="fp32")
-    manifest = read_manifest(result.onnx_path)
-    assert manifest["quantization"]["config"]["keep_linears"] == list(kept)
-    for graph in ("prefill", "decode"):
-        forms = manifest["graphs"][graph]["linears"]
-        assert {forms[n] for n in kept} == {"float"}
-        assert manifest["graphs"][graph]["linear_forms"]["int4-weight-only"] == 3 * LAYERS - len(kept)
-    out = onnxruntime_session(result.onnx_path).run(["logits"], {"input_ids": ids.numpy()})[0]
-    assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 1e-4
+    assert_export_keeps_linears_float(art, tmp_path / "onnx" / "model.onnx", kept, 3 * LAYERS - len(kept), ids, ref)
 
 
 @pytest.mark.parametrize("config, message", [

@@ -234,19 +234,25 @@ class _FusedScan(torch.autograd.Function):
         return _scan_backward_state_major(dy, dh_last, *ctx.saved_tensors)
 
 
-def selective_scan_fused(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None,
-                         delta_softplus=True, initial_state=None, reverse=False,
-                         return_final_state=False):
-    """Sequential scan with discretization fused into the loop and a hand-written backward."""
+def scan_with_recurrence(recurrence, x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None,
+                         delta_softplus=True, initial_state=None, reverse=False, return_final_state=False):
+    """The SelectiveScan contract around a recurrence `(dt, dtx, A, B, C, h0) -> (<h_t, C_t>, h_L)`
+    (_FusedScan.apply, or another implementation of it such as train.py's compiled one): the
+    discretization inputs, the reversal, the D skip and the gate are done here once."""
     acc, A, B, C, dt, dtx, h0 = _prepare(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state,
                                          delta_softplus)
     if reverse:  # a reversed scan is a forward scan over time-flipped inputs
         dt, dtx, B, C = (t.flip(1) for t in (dt, dtx, B, C))
-    y, h = _FusedScan.apply(dt, dtx, A, B, C, h0)
+    y, h = recurrence(dt, dtx, A, B, C, h0)
     if reverse:
         y = y.flip(1)
     y = _finish(y, x, D, z, gate_scale, acc)
     return (y, h) if return_final_state else y
+
+
+def selective_scan_fused(*args, **kwargs):
+    """Sequential scan with discretization fused into the loop and a hand-written backward."""
+    return scan_with_recurrence(_FusedScan.apply, *args, **kwargs)
 
 
 SCAN_IMPLS = {"sequential": selective_scan_ref, "fused": selective_scan_fused,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from mq_deploy.ops.selective_scan import _finish, _prepare
+from mq_deploy.ops.selective_scan import scan_with_recurrence
 
 SOURCE = Path(__file__).with_name("cpu_scan.c")
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
@@ -108,17 +108,8 @@ class _CompiledScan(torch.autograd.Function):
                 d_h0.transpose(1, 2).contiguous())
 
 
-def compiled_selective_scan(x, delta, A, B, C, D=None, delta_bias=None, z=None, gate_scale=None,
-                            delta_softplus=True, initial_state=None, reverse=False, return_final_state=False):
+def compiled_selective_scan(x, *args, **kwargs):
     """The SelectiveScan contract (mq_deploy.ops.selective_scan) on the compiled loop; float32 only."""
     if x.dtype != torch.float32 or x.device.type != "cpu":
         raise ValueError(f"the compiled training scan runs float32 on the CPU, got {x.dtype} on {x.device}")
-    acc, A, B, C, dt, dtx, h0 = _prepare(x, delta, A, B, C, D, delta_bias, z, gate_scale, initial_state,
-                                         delta_softplus)
-    if reverse:
-        dt, dtx, B, C = (t.flip(1) for t in (dt, dtx, B, C))
-    y, h = _CompiledScan.apply(dt, dtx, A, B, C, h0)
-    if reverse:
-        y = y.flip(1)
-    y = _finish(y, x, D, z, gate_scale, acc)
-    return (y, h) if return_final_state else y
+    return scan_with_recurrence(_CompiledScan.apply, x, *args, **kwargs)
