@@ -49,6 +49,12 @@ def run_variant(loaded, batches, text, fp, recipe, options, seeds, max_tokens):
             "seconds": sum(seconds) / len(seconds), "effective_bits": kept}
 
 
+def regenerate_args(argv):
+    """The command line as given, with the repository's own paths made relative, for the report header."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return " ".join(a.replace(str(REPO) + "/", "") for a in args)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(REPO / "samples/models/mamba-byte-demo"))
@@ -69,7 +75,7 @@ def main(argv=None):
              f"Calibration 32×512 tokens of {Path(calib_label).name}; {args.seeds} rotation seeds for recipes with "
              "random Hadamard signs. Change in perplexity against FP, the paired 95 % interval over evaluation "
              "windows and seeds, and each seed's change. Regenerate: `python benchmarks/bench_weight_options.py "
-             "--out docs/weight_options_demo.md` (about 15 minutes a text on 2 cores).", ""]
+             f"{regenerate_args(argv)}` (about 15 minutes a text on 2 cores for the demo model).", ""]
     for text in args.texts:
         fp = evaluate_model(loaded.model, loaded.tokenizer, text, max_tokens=args.max_tokens, progress=False)
         lines += [f"## {Path(fp['text']).name}: {fp['scored_tokens']:,} tokens, FP perplexity {fp['perplexity']:.4f}", "",

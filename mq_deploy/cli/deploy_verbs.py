@@ -11,7 +11,7 @@ def run_export(args) -> int:
     from ..export import export_onnx
     result = export_onnx(args.model, args.onnx, precision=args.precision, scan=args.scan, decode=not args.no_decode,
                          batch_max=args.batch_max, seq_max=args.seq_max, external_data=args.external_data,
-                         force=args.force)
+                         force=args.force, fuse_quantize=args.fuse_quantize)
     m = result.manifest
     kind = (f"{m['quantization']['recipe']} W{m['quantization']['config']['w_bits']}A{m['quantization']['config']['a_bits']}"
             if m["quantization"] else "FP")
@@ -23,6 +23,8 @@ def run_export(args) -> int:
     if data:
         print(f"  weights  {result.onnx_path.with_name(data['file'])}  {data['bytes'] / 1e6:.2f} MB" + (" (both graphs)" if result.decode_path else ""))
     print(f"  manifest {result.manifest_path}")
+    if m.get("fused_quantize"):
+        print(f"  {len(m['fused_quantize'])} out_proj input quantizers fused into HadamardQuantize nodes")
     print("check: ok (contracts; finite logits on a probe input)")
     return 0
 
@@ -123,6 +125,10 @@ def register(verbs) -> None:
     p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"], help="graph float type (default fp16)")
     p.add_argument("--scan", default="plugin", choices=["plugin", "onnx"],
                    help="plugin: SelectiveScan/HadamardTransform nodes with local functions; onnx: standard ops only")
+    p.add_argument("--fuse-quantize", action="store_true",
+                   help="emit each online Hadamard before out_proj together with out_proj's INT8 input quantizer "
+                        "as one HadamardQuantize plugin node (INT8 codes out, one kernel and one FP16 round trip "
+                        "fewer); needs --scan plugin and a plugin library with HadamardQuantize")
     p.add_argument("--batch-max", type=int, default=None, help="largest batch (recorded for the engine profile)")
     p.add_argument("--seq-max", type=int, default=None, help="longest sequence (recorded for the engine profile)")
     p.add_argument("--no-decode", action="store_true", help="skip the single-token decode graph")

@@ -31,7 +31,14 @@ HADAMARD_OP = "HadamardTransform"
 HADAMARD_INPUTS = ("x", "signs")
 HADAMARD_OUTPUTS = ("y",)
 
-PLUGIN_OPS = (SCAN_OP, SSD_SCAN_OP, HADAMARD_OP)
+# The Hadamard with out_proj's input quantization in its epilogue (export --fuse-quantize): INT8 codes
+# saturate(round_half_even(float32(x·diag(signs)·H_n) / float32(scale))), scale a scalar in x's type (the
+# same initializer the DequantizeLinear after it reads), so the graph keeps DQ -> MatMul for TensorRT.
+HADAMARD_QUANTIZE_OP = "HadamardQuantize"
+HADAMARD_QUANTIZE_INPUTS = ("x", "signs", "scale")
+HADAMARD_QUANTIZE_OUTPUTS = ("y",)
+
+PLUGIN_OPS = (SCAN_OP, SSD_SCAN_OP, HADAMARD_OP, HADAMARD_QUANTIZE_OP)
 
 # ---- graphs and their state -------------------------------------------------------------------------
 GRAPH_KINDS = ("prefill", "decode")

@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 import torch
 
-from ..deploy.contract import is_state_output, state_names
+from ..deploy.contract import HADAMARD_QUANTIZE_OP, is_state_output, state_names
 from ..deploy.onnxruntime_session import onnxruntime_session
 from ..metrics import logits_error, next_token_nll
 from ..quant.config import input_point_of
@@ -53,10 +53,11 @@ def _quantizer_at(model: torch.nn.Module, point: str) -> StaticActivationQuantiz
 
 
 def activation_quantize_outputs(model: onnx.ModelProto) -> dict[str, str]:
-    """{activation point: QuantizeLinear output name} of an exported QDQ graph."""
+    """{activation point: QuantizeLinear (or fused HadamardQuantize) output name} of an exported QDQ graph."""
     out = {}
     for node in model.graph.node:
-        linear = linear_of_activation_quantize(node.name) if node.op_type == "QuantizeLinear" else None
+        quantizes = node.op_type in ("QuantizeLinear", HADAMARD_QUANTIZE_OP)
+        linear = linear_of_activation_quantize(node.name) if quantizes else None
         if linear is not None:
             out[input_point_of(linear)] = node.output[0]
     return out

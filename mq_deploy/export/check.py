@@ -4,8 +4,9 @@
 - QDQ (DESIGN.md §3.3): INT8 weight initializers, INT8 zero zero-points, scales in the graph's float
   type, weights per output channel (axis=1 of the (K, N) weight), activations per tensor, every
   DequantizeLinear feeding a MatMul directly;
-- every mq_deploy node (SelectiveScan, SSDScan, HadamardTransform) has the plugin attributes, its full input
-  list, FP32 where the contract says FP32, and a local function ORT can run;
+- every mq_deploy node (SelectiveScan, SSDScan, HadamardTransform, HadamardQuantize) has the plugin
+  attributes, its full input list, FP32 where the contract says FP32, and a local function ORT can run;
+  an activation DequantizeLinear reads a QuantizeLinear's codes or a HadamardQuantize's, at their scale;
 - batch (and seqlen in the prefill graph) are symbolic at every input and output, also after shape
   inference (a dimension that became a constant is an error);
 - FP16 graphs: no FP32 island, i.e. no MatMul / Conv / Gather / Q / DQ / plugin activation in FP32.
@@ -23,11 +24,12 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from . import hadamard_node, selective_scan_node, ssd_scan_node
-from ..deploy.contract import (SCAN_ATTRIBUTES, SSD_SCAN_FLAG_ATTRIBUTES, SSD_SCAN_FLOAT_ATTRIBUTES,
-                               SSD_SCAN_INT_ATTRIBUTES)
+from ..deploy.contract import (HADAMARD_QUANTIZE_INPUTS, HADAMARD_QUANTIZE_OP, SCAN_ATTRIBUTES,
+                               SSD_SCAN_FLAG_ATTRIBUTES, SSD_SCAN_FLOAT_ATTRIBUTES, SSD_SCAN_INT_ATTRIBUTES)
 from .onnx_builder import DOMAIN
 
 HEAVY_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose", "Gather")
+ACTIVATION_QUANTIZERS = ("QuantizeLinear", HADAMARD_QUANTIZE_OP)     # what an activation DequantizeLinear reads
 META_GRAPH, META_PRECISION = "mq_deploy.graph", "mq_deploy.precision"
 
 
@@ -147,8 +149,11 @@ def _check_qdq(graph: onnx.GraphProto, float_type: int) -> list[Problem]:
             if source in inits:                       # a weight
                 problems += _check_weight_dq(where, inits[source], scale, node, axis,
                                              conv=any(c.op_type == "Conv" for c, _ in feeds))
-            elif source not in producers or producers[source].op_type != "QuantizeLinear":
+            elif source not in producers or producers[source].op_type not in ACTIVATION_QUANTIZERS:
                 problems.append(Problem(where, "activation DequantizeLinear is not fed by a QuantizeLinear"))
+            elif producers[source].op_type == HADAMARD_QUANTIZE_OP and producers[source].input[2] != node.input[1]:
+                problems.append(Problem(where, f"dequantizes {producers[source].name}'s codes with another scale "
+                                               "than the one they were quantized with"))
             elif scale.dims:
                 problems.append(Problem(where, "activation scale must be per tensor (a scalar)"))
         elif scale.dims:
@@ -162,7 +167,8 @@ def _check_custom_nodes(model: onnx.ModelProto, types: dict[str, int], float_typ
     opsets = {o.domain: o.version for o in model.opset_import}
     contracts = {selective_scan_node.OP_TYPE: (selective_scan_node.INPUTS, selective_scan_node.FP32_INPUTS, 2),
                  ssd_scan_node.OP_TYPE: (ssd_scan_node.INPUTS, ssd_scan_node.FP32_INPUTS, 2),
-                 hadamard_node.OP_TYPE: (hadamard_node.INPUTS, ("signs",), 1)}
+                 hadamard_node.OP_TYPE: (hadamard_node.INPUTS, ("signs",), 1),
+                 HADAMARD_QUANTIZE_OP: (HADAMARD_QUANTIZE_INPUTS, ("signs",), 1)}
     for node in model.graph.node:
         if node.op_type not in contracts and node.domain != DOMAIN:
             continue

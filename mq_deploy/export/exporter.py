@@ -54,17 +54,23 @@ def check_export_target(onnx_path: Path, model_dir: Path, decode: bool, force: b
 
 def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plugin", decode: bool = True,
                 batch_max: int | None = None, seq_max: int | None = None,
-                external_data: bool | None = None, force: bool = False, probe: bool = True) -> ExportResult:
+                external_data: bool | None = None, force: bool = False, probe: bool = True,
+                fuse_quantize: bool = False) -> ExportResult:
     """Export to `onnx_path` (+ the decode graph `<stem>.decode.onnx` and manifest.json beside it).
     The graphs are checked and probed (ONNX Runtime, finite logits) before anything is moved into
     place; the set appears whole or not at all. external_data: None or True = the weights of both
     graphs stored once, in `<file>.data` beside them (graph_files.py); False = each graph one
     self-contained file (the weights twice; an error past protobuf's 2 GB).
-    force: replace a previous export set of ours at that place (never anything else)."""
+    force: replace a previous export set of ours at that place (never anything else).
+    fuse_quantize: emit each online Hadamard and the INT8 quantizer of the out_proj input after it as one
+    HadamardQuantize plugin node (needs scan="plugin" and an artifact with such a pair)."""
     if precision not in PRECISIONS:
         raise MQDeployError(f"unknown precision {precision!r}: choose fp16 or fp32")
     if scan not in SCANS:
         raise MQDeployError(f"unknown scan form {scan!r}: choose plugin (TensorRT plugin + local function) or onnx")
+    if fuse_quantize and scan != "plugin":
+        raise MQDeployError("--fuse-quantize needs --scan plugin: the fused Hadamard + quantize step is a plugin "
+                            "(HadamardQuantize); with --scan onnx the graph has standard ops only")
     for label, value in (("batch_max", batch_max), ("seq_max", seq_max)):
         if value is not None and value < 1:
             raise MQDeployError(f"{label} must be a positive integer, got {value}")
@@ -81,6 +87,10 @@ def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plug
     previous = check_export_target(onnx_path, model_dir, decode, force, external=external_data is not False)
     start = time.perf_counter()
     source = load_export_source(model_dir)
+    if fuse_quantize and not source.fusable_quantizers():
+        raise MQDeployError(f"--fuse-quantize: nothing to fuse in {model_dir}: it has no online Hadamard followed by "
+                            "an INT8 out_proj input (recipes mambaquant, quarot and quamba at 8-bit activations "
+                            "have one); drop --fuse-quantize")
     kinds = {"prefill": onnx_path, **({"decode": decode_path(onnx_path)} if decode else {})}
     built = {}
 
@@ -89,7 +99,7 @@ def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plug
         # shared .data file before the next graph is built, so one graph's weights are in memory at a time
         release_free_memory()          # the previous graph's transient codes, before this one's
         try:
-            graph = build_graph(source, precision, scan, decode=kind == "decode")
+            graph = build_graph(source, precision, scan, decode=kind == "decode", fuse_quantize=fuse_quantize)
         except ValueError as e:
             raise MQDeployError(f"cannot export {model_dir}: {e}") from None
         # serialize_graphs holds the only reference: a proto's arena keeps every weight's bytes even

@@ -8,6 +8,10 @@ exactly these types. In an FP32 graph the Casts vanish.
 
 `decode=True` builds the single-token step: conv and SSM states are inputs and outputs, and the
 state update is standard ops instead of the SelectiveScan node.
+
+`fuse_quantize=True` (plugin graphs) emits out_proj's online Hadamard and its INT8 input quantizer as
+one HadamardQuantize node (codes out, DequantizeLinear -> MatMul after it), instead of
+HadamardTransform -> QuantizeLinear -> DequantizeLinear.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from onnx import TensorProto, helper
 
 from ..deploy.contract import state_names
 from ..quant.config import input_point_of
-from .hadamard_node import emit_hadamard_inline, emit_hadamard_node, hadamard_function
+from .hadamard_node import (emit_hadamard_inline, emit_hadamard_node, emit_hadamard_quantize_node, hadamard_function,
+                            hadamard_quantize_function)
 from .linear_forms import linear_form, quantizes_input
 from .onnx_builder import (DOMAIN, DOMAIN_VERSION, FLOAT_TYPES, INT4_IR_VERSION, INT4_OPSET, IR_VERSION, NUMPY_OF,
                            OPSET, GraphBuilder)
-from .qdq import emit_activation_qdq, emit_conv_weight, emit_linear, emit_weight
+from .qdq import (ACT_QUANTIZE_SUFFIX, activation_scale_consts, emit_activation_dequantize, emit_activation_qdq,
+                  emit_conv_weight, emit_linear, emit_weight)
 from .selective_scan_node import emit_scan_body, emit_selective_scan_node, selective_scan_function
 from .ssd_scan_node import ssd_scan_function
 from .source import ExportSource
@@ -56,8 +62,9 @@ class BuiltGraph:
 class MambaGraphEmitter:
     GRAPH_NAME = "mamba_lm"
 
-    def __init__(self, source: ExportSource, precision: str, scan: str, decode: bool):
+    def __init__(self, source: ExportSource, precision: str, scan: str, decode: bool, fuse_quantize: bool = False):
         self.src, self.cfg = source, source.config
+        self.fuse_quantize = fuse_quantize and scan == "plugin"
         self.precision, self.ft = precision, FLOAT_TYPES[precision]
         self.np_ft = NUMPY_OF[self.ft]
         self.scan, self.decode = scan, decode
@@ -193,16 +200,24 @@ class MambaGraphEmitter:
         return y
 
     def out_projection(self, prefix: str, y: str) -> str:
-        """The out_proj input's online transform (R2's Hadamard), then out_proj."""
-        b = self.b
+        """The out_proj input's online transform (R2's Hadamard), then out_proj; with fuse_quantize and
+        a quantized input, the transform emits the INT8 codes itself (HadamardQuantize)."""
+        b, name = self.b, f"{prefix}.out_proj"
         point = f"{prefix}.out_proj_input"
         if point in self.src.hadamard_signs:
             signs = self.src.hadamard_signs[point]
             if self.scan == "plugin":
-                y = emit_hadamard_node(b, y, self.fp(signs, f"{point}.signs", np.float32), f"{prefix}.hadamard")
+                signs = self.fp(signs, f"{point}.signs", np.float32)
+                spec, scale, _ = self.form_of(name)
+                if self.fuse_quantize and scale is not None:
+                    s, zp = activation_scale_consts(b, scale, self.ft, name)
+                    codes = emit_hadamard_quantize_node(b, y, signs, s, f"{name}{ACT_QUANTIZE_SUFFIX}")
+                    return emit_linear(b, emit_activation_dequantize(b, codes, s, zp, name),
+                                       self.model.get_submodule(name), self.ft, name, spec)
+                y = emit_hadamard_node(b, y, signs, f"{prefix}.hadamard")
             else:
                 y = emit_hadamard_inline(b, y, signs, self.ft, f"{prefix}.hadamard")
-        return self.linear(y, f"{prefix}.out_proj")
+        return self.linear(y, name)
 
     def split_xz(self, prefix: str, mixer, hidden: str) -> tuple[str, str]:
         xz = self.linear(hidden, f"{prefix}.in_proj")
@@ -283,11 +298,13 @@ class MambaGraphEmitter:
             functions.append(selective_scan_function())
         if any(n.op_type == "SSDScan" for n in b.nodes):
             functions.append(ssd_scan_function())
-        if any(n.op_type == "HadamardTransform" for n in b.nodes):
-            sizes = {s.numel() for s in self.src.hadamard_signs.values()}
-            if len(sizes) != 1:
-                raise ValueError(f"online Hadamard transforms of several sizes {sorted(sizes)}; one is supported")
-            functions.append(hadamard_function(sizes.pop()))
+        for op, function_of in (("HadamardTransform", hadamard_function),
+                                ("HadamardQuantize", hadamard_quantize_function)):
+            if any(n.op_type == op for n in b.nodes):
+                sizes = {s.numel() for s in self.src.hadamard_signs.values()}
+                if len(sizes) != 1:
+                    raise ValueError(f"online Hadamard transforms of several sizes {sorted(sizes)}; one is supported")
+                functions.append(function_of(sizes.pop()))
         int4 = any(t.data_type == TensorProto.INT4 for t in b.initializers)
         opset = INT4_OPSET if int4 else OPSET
         for function in functions:                 # a function imports the model's ai.onnx version
@@ -304,15 +321,16 @@ class MambaGraphEmitter:
         return model
 
 
-def build_graph(source: ExportSource, precision: str = "fp16", scan: str = "plugin", decode: bool = False) -> BuiltGraph:
+def build_graph(source: ExportSource, precision: str = "fp16", scan: str = "plugin", decode: bool = False,
+                fuse_quantize: bool = False) -> BuiltGraph:
     from ..models.mamba2 import Mamba2LM
     from ..models.vim import VisionMamba
     if isinstance(source.model, Mamba2LM):
-        from .mamba2_graph import Mamba2GraphEmitter
-        return Mamba2GraphEmitter(source, precision, scan, decode).build()
-    if isinstance(source.model, VisionMamba):
+        from .mamba2_graph import Mamba2GraphEmitter as emitter
+    elif isinstance(source.model, VisionMamba):
         if decode:
             raise ValueError("a Vision Mamba has no decode graph: it classifies whole images")
-        from .vim_graph import VimGraphEmitter
-        return VimGraphEmitter(source, precision, scan, decode).build()
-    return MambaGraphEmitter(source, precision, scan, decode).build()
+        from .vim_graph import VimGraphEmitter as emitter
+    else:
+        emitter = MambaGraphEmitter
+    return emitter(source, precision, scan, decode, fuse_quantize).build()

@@ -11,7 +11,8 @@ from .. import __version__
 from ..deploy.manifest import MANIFEST_VERSION, relative_source
 from .graph_builder import BuiltGraph
 from .graph_files import GraphFile
-from ..deploy.contract import DOMAIN, DOMAIN_VERSION, PLUGIN_NAMESPACE, PLUGIN_OPS, PLUGIN_VERSION
+from ..deploy.contract import (DOMAIN, DOMAIN_VERSION, HADAMARD_QUANTIZE_OP, PLUGIN_NAMESPACE, PLUGIN_OPS,
+                               PLUGIN_VERSION)
 from .source import ExportSource
 from ..models.vim import VimConfig
 
@@ -96,6 +97,9 @@ def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict
                    "sha256": source.sha256, "kind": "quantized artifact" if source.recipe else "FP checkpoint"},
         "model": model_entry(source.config), "quantization": quant,
         "precision": precision, "scan": scan,
+        # out_proj input quantizers fused into the Hadamard before them (HadamardQuantize nodes)
+        "fused_quantize": sorted({n["name"] for e in entries.values() for n in e["plugin_nodes"]
+                                  if n["op"] == HADAMARD_QUANTIZE_OP}),
         "opset": {"ai.onnx": opset, **({DOMAIN: DOMAIN_VERSION} if used else {})}, "ir_version": ir_version,
         "plugins": [{"name": p, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE, "domain": DOMAIN}
                     for p in used],

@@ -37,12 +37,22 @@ def linear_of_activation_quantize(node_name: str) -> str | None:
     return node_name[:-len(ACT_QUANTIZE_SUFFIX)] if node_name.endswith(ACT_QUANTIZE_SUFFIX) else None
 
 
+def activation_scale_consts(b: GraphBuilder, scale: float, float_type: int, name: str) -> tuple[str, str]:
+    """(scale, zero point) of a static per-tensor symmetric INT8 activation quantizer: a scalar in the
+    graph's float type and an INT8 zero."""
+    return (b.const(_scale_array(scale, float_type, name), f"{name}.act_scale"),
+            b.const(np.zeros((), np.int8), f"{name}.act_zero_point"))
+
+
+def emit_activation_dequantize(b: GraphBuilder, codes: str, scale: str, zero_point: str, name: str) -> str:
+    return b.node("DequantizeLinear", [codes, scale, zero_point], name=f"{name}.act_dequantize")
+
+
 def emit_activation_qdq(b: GraphBuilder, x: str, scale: float, float_type: int, name: str) -> str:
     """Static per-tensor symmetric INT8 Q -> DQ (scale a scalar in the graph's float type)."""
-    s = b.const(_scale_array(scale, float_type, name), f"{name}.act_scale")
-    zp = b.const(np.zeros((), np.int8), f"{name}.act_zero_point")
+    s, zp = activation_scale_consts(b, scale, float_type, name)
     q = b.node("QuantizeLinear", [x, s, zp], name=f"{name}{ACT_QUANTIZE_SUFFIX}")
-    return b.node("DequantizeLinear", [q, s, zp], name=f"{name}.act_dequantize")
+    return emit_activation_dequantize(b, q, s, zp, name)
 
 
 def weight_codes(weight: torch.Tensor, spec: QuantSpec) -> tuple[np.ndarray, np.ndarray]:

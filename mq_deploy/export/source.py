@@ -40,6 +40,13 @@ class ExportSource:
     def input_point(self, linear: str) -> str:
         return input_point_of(linear)
 
+    def fusable_quantizers(self) -> list[str]:
+        """The quantized out_proj linears whose input passes an online Hadamard and then a static INT8
+        quantizer: what `export --fuse-quantize` emits as HadamardQuantize nodes."""
+        return sorted(linear for linear in self.weight_specs
+                      if linear.endswith("out_proj") and self.input_point(linear) in self.hadamard_signs
+                      and self.activation_scales.get(self.input_point(linear)) is not None)
+
 
 def _check_exportable(path: Path, config: QuantConfig, meta: dict) -> None:
     blocker = config.export_blocker()
