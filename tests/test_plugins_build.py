@@ -130,7 +130,8 @@ def test_kernels_export_the_c_api(kernels_lib):
     for name in ("mq_selective_scan", "mq_selective_scan_sequential", "mq_selective_scan_onepass",
                  "mq_selective_state_update",
                  "mq_selective_scan_workspace_size", "mq_selective_scan_workspace_bound",
-                 "mq_hadamard_transform", "mq_hadamard_base_order", "mq_status_string", "mq_kernels_version",
+                 "mq_hadamard_transform", "mq_hadamard_quantize", "mq_hadamard_base_order", "mq_status_string",
+                 "mq_kernels_version",
                  "mq_ssd_scan", "mq_ssd_scan_sequential", "mq_ssd_scan_workspace_size", "mq_ssd_scan_workspace_bound"):
         assert hasattr(lib, name), name
     result = subprocess.run(["nm", "-D", "--defined-only", str(kernels_lib)], capture_output=True, text=True)
@@ -183,6 +184,12 @@ def test_kernels_c_api_checks_arguments_without_launching(kernels_lib):
     assert raw.mq_selective_state_update(ctypes.byref(decode), None) == 1  # decode is one token
     assert raw.mq_hadamard_transform(None, None, None, 4, 1000, 0, None) == 2
     assert raw.mq_hadamard_transform(None, None, None, 0, 1536, 0, None) == 0
+    # the quantizing variant: same size rule; a scale is required and the INT8 output is never x
+    assert raw.mq_hadamard_quantize(16, None, 16, 32, 4, 1000, 0, None) == 2
+    assert raw.mq_hadamard_quantize(None, None, None, None, 0, 1536, 0, None) == 0
+    assert raw.mq_hadamard_quantize(16, None, None, 32, 4, 1536, 0, None) == 1        # no scale
+    assert raw.mq_hadamard_quantize(16, None, 16, 16, 4, 1536, 0, None) == 1          # y == x
+    assert raw.mq_hadamard_quantize(16, None, 16, 32, 4, 1536, 9, None) == 1          # bad dtype
     assert raw.mq_status_string(3) == b"workspace missing, too small or not 16-byte aligned"
 
 

@@ -111,6 +111,9 @@ class MqKernels:
         lib.mq_hadamard_transform.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                                               ctypes.c_int32, ctypes.c_int, ctypes.c_void_p]
         lib.mq_hadamard_transform.restype = ctypes.c_int
+        lib.mq_hadamard_quantize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                             ctypes.c_int64, ctypes.c_int32, ctypes.c_int, ctypes.c_void_p]
+        lib.mq_hadamard_quantize.restype = ctypes.c_int
         lib.mq_hadamard_base_order.argtypes = [ctypes.c_int32]
         lib.mq_hadamard_base_order.restype = ctypes.c_int32
         lib.mq_status_string.argtypes = [ctypes.c_int]
@@ -224,6 +227,19 @@ class MqKernels:
         status = self._lib.mq_hadamard_transform(_ptr(x), _ptr(signs), _ptr(out), x.numel() // n, n,
                                                  _DTYPE_CODES[dtype_name], _stream_handle())
         self._check(status, "hadamard transform")
+        return out
+
+    def hadamard_quantize(self, x, signs, scale, out=None):
+        """x [..., n] -> INT8 codes of x diag(signs) H_n at `scale` (a one-element tensor of x's dtype
+        on the GPU): QuantizeLinear of the float32 transform (HadamardQuantize)."""
+        import torch
+
+        n = x.shape[-1]
+        out = torch.empty(x.shape, dtype=torch.int8, device=x.device) if out is None else out
+        dtype_name = str(x.dtype).replace("torch.", "")
+        status = self._lib.mq_hadamard_quantize(_ptr(x), _ptr(signs), _ptr(scale), _ptr(out), x.numel() // n, n,
+                                                _DTYPE_CODES[dtype_name], _stream_handle())
+        self._check(status, "hadamard quantize")
         return out
 
 

@@ -4,8 +4,9 @@ with the binding it was checked against in docs/tensorrt.md.
 
 Steps per graph: strongly typed network, ONNX parser (no flags) given the graph without its
 mq_deploy local functions (parser_input.py says why), assert every mq_deploy node (SelectiveScan,
-SSDScan, HadamardTransform) is a plugin layer, one optimization profile, workspace limit, optimization level, timing
-cache, progress monitor, build_serialized_network, then the plan and its sidecar written atomically."""
+SSDScan, HadamardTransform, HadamardQuantize) is a plugin layer, one optimization profile, workspace
+limit, optimization level, timing cache, progress monitor, build_serialized_network, then the plan
+and its sidecar written atomically."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def _parse(trt, parser, job: BuildJob) -> None:
     hint = ("run mq-deploy check --onnx on the file; it must be an unmodified mq-deploy export")
     if any(e.node_operator() in PLUGIN_OPS for e in errors):
         hint = (f"the failing nodes are mq_deploy plugins: load libmq_plugins.so built for TensorRT "
-                f"{trt.__version__} (--plugins PATH or {PLUGIN_ENV})")
+                f"{trt.__version__} (--plugins PATH or {PLUGIN_ENV}), rebuilt from this mq-deploy's plugins/ "
+                "(an older library lacks HadamardQuantize, which export --fuse-quantize emits)")
     raise MQDeployError(f"TensorRT's ONNX parser rejected {job.onnx_path} ({len(errors)} error(s)); {hint}:\n  "
                         + "\n  ".join(lines) + more)
 

@@ -1,8 +1,8 @@
 """What TensorRT's ONNX parser is given: the exported graph without its model-local functions.
 
-Each mq_deploy node (SelectiveScan, SSDScan, HadamardTransform) carries a local function (standard ops) so ONNX Runtime
-can run the file as is. TensorRT's parser must instead turn the node into our plugin, and which it
-picks depends on the version (onnx-tensorrt ModelImporter parseNode):
+Each mq_deploy node (SelectiveScan, SSDScan, HadamardTransform, HadamardQuantize) carries a local
+function (standard ops) so ONNX Runtime can run the file as is. TensorRT's parser must instead turn
+the node into our plugin, and which it picks depends on the version (onnx-tensorrt ModelImporter parseNode):
 - 10.0-10.6: a local function always wins over a registered plugin, so the plugin is never used;
 - later: a node with a `plugin_namespace` attribute (ours always has one) goes to the plugin
   registry first, the local function only when no creator matches.

@@ -1,5 +1,5 @@
-"""Did every mq_deploy node (SelectiveScan, SSDScan, HadamardTransform) become our plugin? The
-builder hands the parser the graph without its local functions (parser_input.py), so a node cannot
+"""Did every mq_deploy node (SelectiveScan, SSDScan, HadamardTransform, HadamardQuantize) become our
+plugin? The builder hands the parser the graph without its local functions (parser_input.py), so a node cannot
 be inlined from one; but a graph parsed another way (a user's own script, Polygraphy, an edited file) can still carry
 them, and a library that registers the same op names can take the nodes. Either way the engine
 still builds, only slow or wrong. DESIGN.md §3.2 makes that an error.

@@ -40,7 +40,8 @@ def resolve_plugin_library(explicit=None) -> Path:
         return path
     found = find_library(PLUGIN_LIBRARY)
     if found is None:
-        raise MQDeployError(f"{PLUGIN_LIBRARY} (the SelectiveScan/SSDScan/HadamardTransform TensorRT plugins) was not found: "
+        raise MQDeployError(f"{PLUGIN_LIBRARY} (the mq_deploy TensorRT plugins: SelectiveScan, SSDScan, "
+                            "HadamardTransform, HadamardQuantize) was not found: "
                             f"pass --plugins PATH or set {PLUGIN_ENV}=PATH, or {BUILD_HINT}")
     return found
 

@@ -10,5 +10,6 @@ constexpr char kPluginVersion[] = "1";
 constexpr char kSelectiveScanName[] = "SelectiveScan";
 constexpr char kSsdScanName[] = "SSDScan";
 constexpr char kHadamardTransformName[] = "HadamardTransform";
+constexpr char kHadamardQuantizeName[] = "HadamardQuantize";
 
 }  // namespace mq::plugin

@@ -26,14 +26,15 @@
 namespace mq::plugin {
 namespace {
 
-constexpr int32_t kNumCreators = 3;
+constexpr int32_t kNumCreators = 4;
 
 nvinfer1::IPluginCreatorInterface* const* all_creators() {
     static SelectiveScanCreator scan_creator;
     static SsdScanCreator ssd_creator;
     static HadamardTransformCreator hadamard_creator;
+    static HadamardQuantizeCreator hadamard_quantize_creator;
     static nvinfer1::IPluginCreatorInterface* const creators[kNumCreators] = {&scan_creator, &ssd_creator,
-        &hadamard_creator};
+        &hadamard_creator, &hadamard_quantize_creator};
     return creators;
 }
 

@@ -7,6 +7,7 @@ char const* scalar_type_name(ScalarType type) {
     case ScalarType::kFloat32: return "float32";
     case ScalarType::kFloat16: return "float16";
     case ScalarType::kBFloat16: return "bfloat16";
+    case ScalarType::kInt8: return "int8";
     case ScalarType::kOther: return "unsupported type";
     }
     return "invalid";

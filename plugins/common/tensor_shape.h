@@ -6,7 +6,7 @@
 
 namespace mq::plugin {
 
-enum class ScalarType : int32_t { kFloat32, kFloat16, kBFloat16, kOther };
+enum class ScalarType : int32_t { kFloat32, kFloat16, kBFloat16, kInt8, kOther };
 
 constexpr int kMaxRank = 8;  // nvinfer1::Dims::MAX_DIMS
 

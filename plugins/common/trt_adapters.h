@@ -38,6 +38,7 @@ inline ScalarType to_scalar_type(nvinfer1::DataType type) {
     case nvinfer1::DataType::kFLOAT: return ScalarType::kFloat32;
     case nvinfer1::DataType::kHALF: return ScalarType::kFloat16;
     case nvinfer1::DataType::kBF16: return ScalarType::kBFloat16;
+    case nvinfer1::DataType::kINT8: return ScalarType::kInt8;
     default: return ScalarType::kOther;
     }
 }

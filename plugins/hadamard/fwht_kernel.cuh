@@ -2,6 +2,8 @@
 // One thread block per row: the row (float32) sits in shared memory, log2(p) butterfly stages apply
 // S_p inside every block of p consecutive entries, then each output column c mixes the m blocks
 // with the base matrix: y[j p + c] = sum_i H_m[i][j] u[i p + c] (y = x H, so H_m is read by column).
+// Quantize = true is HadamardQuantize: each float32 result goes straight to INT8 at a per-tensor scale
+// (QuantizeLinear's rule), so out_proj's input leaves the kernel as codes.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -56,18 +58,35 @@ __device__ __forceinline__ T from_float(float v) {
     }
 }
 
+// QuantizeLinear with zero point 0: round half to even of v / scale (IEEE division), saturated.
+__device__ __forceinline__ int8_t quantize_int8(float v, float scale) {
+    float const q = rintf(__fdiv_rn(v, scale));
+    return static_cast<int8_t>(fminf(fmaxf(q, -128.0f), 127.0f));
+}
+
+template <typename T, bool Quantize>
+__device__ __forceinline__ void store_output(void* y, int64_t index, float v, float quant_scale) {
+    if constexpr (Quantize) {
+        static_cast<int8_t*>(y)[index] = quantize_int8(v, quant_scale);
+    } else {
+        static_cast<T*>(y)[index] = from_float<T>(v);
+    }
+}
+
 constexpr int kFwhtThreads = 256;
 constexpr int kOutputsPerItem = 4;  // base-mix outputs one thread computes from one loaded column
 
-// x and y may be the same buffer: a row is fully read before any of it is written.
-template <typename T, int M>
-__global__ void __launch_bounds__(kFwhtThreads) fwht_kernel(T const* x, float const* signs, T* y, int64_t rows,
-    int n, int log2p, float scale) {
+// x and y may be the same buffer (Quantize = false): a row is fully read before any of it is written.
+// y: T [rows, n], or int8 [rows, n] codes at *quant_scale (one element of T) when Quantize.
+template <typename T, int M, bool Quantize = false>
+__global__ void __launch_bounds__(kFwhtThreads) fwht_kernel(T const* x, float const* signs, void* y, int64_t rows,
+    int n, int log2p, float scale, T const* quant_scale) {
     extern __shared__ float s_row[];
     int const p = 1 << log2p;
+    float const q_scale = Quantize ? to_float(quant_scale[0]) : 1.0f;
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
         T const* xr = x + row * n;
-        T* yr = y + row * n;
+        int64_t const yr = row * n;  // the output row's first index
         for (int i = threadIdx.x; i < n; i += blockDim.x) {
             s_row[i] = to_float(xr[i]) * (signs != nullptr ? signs[i] : 1.0f);
         }
@@ -85,7 +104,7 @@ __global__ void __launch_bounds__(kFwhtThreads) fwht_kernel(T const* x, float co
         }
         if constexpr (M == 1) {
             for (int i = threadIdx.x; i < n; i += blockDim.x) {
-                yr[i] = from_float<T>(s_row[i] * scale);
+                store_output<T, Quantize>(y, yr + i, s_row[i] * scale, q_scale);
             }
         } else {
             constexpr int kGroups = (M + kOutputsPerItem - 1) / kOutputsPerItem;
@@ -106,7 +125,7 @@ __global__ void __launch_bounds__(kFwhtThreads) fwht_kernel(T const* x, float co
                         for (int i = 0; i < M; ++i) {
                             acc = fmaf(base_entry<M>(i * M + j), u[i], acc);
                         }
-                        yr[j * p + c] = from_float<T>(acc * scale);
+                        store_output<T, Quantize>(y, yr + j * p + c, acc * scale, q_scale);
                     }
                 }
             }

@@ -11,40 +11,62 @@
 namespace mq::plugin {
 namespace {
 
-using hadamard::kNumHadamardInputs;
+using hadamard::hadamard_inputs;
 using hadamard::kNumHadamardOutputs;
 using nvinfer1::DataType;
 
-void report(std::string const& message) noexcept { log_error(kHadamardTransformName, message.c_str()); }
+template <bool Quantize>
+void report(std::string const& message) noexcept {
+    log_error(HadamardPlugin<Quantize>::kName, message.c_str());
+}
 
+template <bool Quantize>
 bool has_expected_arity(int32_t nbInputs, int32_t nbOutputs) {
-    if (nbInputs == kNumHadamardInputs && nbOutputs == kNumHadamardOutputs) {
+    if (nbInputs == hadamard_inputs(Quantize) && nbOutputs == kNumHadamardOutputs) {
         return true;
     }
-    report("expected 2 inputs and 1 output, got " + std::to_string(nbInputs) + " and " + std::to_string(nbOutputs));
+    report<Quantize>("expected " + std::to_string(hadamard_inputs(Quantize)) + " inputs and 1 output, got " +
+        std::to_string(nbInputs) + " and " + std::to_string(nbOutputs));
     return false;
 }
 
-std::string check_inputs(nvinfer1::PluginTensorDesc const& x, nvinfer1::PluginTensorDesc const& signs, int64_t* n) {
-    ScalarType const types[kNumHadamardInputs] = {to_scalar_type(x.type), to_scalar_type(signs.type)};
-    TensorShape const shapes[kNumHadamardInputs] = {to_shape(x.dims), to_shape(signs.dims)};
-    std::string err = hadamard::check_hadamard_types(types, kNumHadamardInputs);
-    return err.empty() ? hadamard::check_hadamard_shapes(shapes, kNumHadamardInputs, n) : err;
+// in: the op's input descriptors (2 or 3 of them, checked by the caller).
+template <bool Quantize>
+std::string check_inputs(nvinfer1::PluginTensorDesc const* in, int64_t* n) {
+    constexpr int32_t count = hadamard_inputs(Quantize);
+    ScalarType types[count];
+    TensorShape shapes[count];
+    for (int32_t i = 0; i < count; ++i) {
+        types[i] = to_scalar_type(in[i].type);
+        shapes[i] = to_shape(in[i].dims);
+    }
+    std::string err = hadamard::check_hadamard_types(types, count);
+    return err.empty() ? hadamard::check_hadamard_shapes(shapes, count, n) : err;
+}
+
+template <bool Quantize>
+std::string check_inputs(nvinfer1::DynamicPluginTensorDesc const* in, int64_t* n) {
+    nvinfer1::PluginTensorDesc desc[hadamard_inputs(Quantize)];
+    for (int32_t i = 0; i < hadamard_inputs(Quantize); ++i) {
+        desc[i] = in[i].desc;
+    }
+    return check_inputs<Quantize>(desc, n);
 }
 
 }  // namespace
 
 
-int32_t HadamardTransformPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+template <bool Quantize>
+int32_t HadamardPlugin<Quantize>::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
     nvinfer1::DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept {
     try {
-        if (in == nullptr || !has_expected_arity(nbInputs, nbOutputs)) {
+        if (in == nullptr || !has_expected_arity<Quantize>(nbInputs, nbOutputs)) {
             return -1;
         }
         int64_t n = -1;
-        std::string const err = check_inputs(in[hadamard::kHadamardX].desc, in[hadamard::kHadamardSigns].desc, &n);
+        std::string const err = check_inputs<Quantize>(in, &n);
         if (!err.empty()) {
-            report(err);
+            report<Quantize>(err);
             return -1;
         }
         return 0;
@@ -53,38 +75,43 @@ int32_t HadamardTransformPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDe
     }
 }
 
-int32_t HadamardTransformPlugin::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs,
+template <bool Quantize>
+int32_t HadamardPlugin<Quantize>::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs,
     DataType const* inputTypes, int32_t nbInputs) const noexcept {
     try {
-        if (outputTypes == nullptr || inputTypes == nullptr || !has_expected_arity(nbInputs, nbOutputs)) {
+        if (outputTypes == nullptr || inputTypes == nullptr || !has_expected_arity<Quantize>(nbInputs, nbOutputs)) {
             return -1;
         }
-        ScalarType const types[kNumHadamardInputs] = {to_scalar_type(inputTypes[0]), to_scalar_type(inputTypes[1])};
-        std::string const err = hadamard::check_hadamard_types(types, kNumHadamardInputs);
+        ScalarType types[hadamard_inputs(Quantize)];
+        for (int32_t i = 0; i < nbInputs; ++i) {
+            types[i] = to_scalar_type(inputTypes[i]);
+        }
+        std::string const err = hadamard::check_hadamard_types(types, nbInputs);
         if (!err.empty()) {
-            report(err);
+            report<Quantize>(err);
             return -1;
         }
-        outputTypes[0] = inputTypes[hadamard::kHadamardX];
+        outputTypes[0] = Quantize ? DataType::kINT8 : inputTypes[hadamard::kHadamardX];
         return 0;
     } catch (...) {
         return -1;
     }
 }
 
-int32_t HadamardTransformPlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs,
+template <bool Quantize>
+int32_t HadamardPlugin<Quantize>::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs,
     nvinfer1::DimsExprs const* /*shapeInputs*/, int32_t /*nbShapeInputs*/, nvinfer1::DimsExprs* outputs,
     int32_t nbOutputs, nvinfer1::IExprBuilder& /*exprBuilder*/) noexcept {
     try {
-        if (inputs == nullptr || outputs == nullptr || !has_expected_arity(nbInputs, nbOutputs)) {
+        if (inputs == nullptr || outputs == nullptr || !has_expected_arity<Quantize>(nbInputs, nbOutputs)) {
             return -1;
         }
-        TensorShape shapes[kNumHadamardInputs];
-        known_extents(inputs, kNumHadamardInputs, shapes);
+        TensorShape shapes[hadamard_inputs(Quantize)];
+        known_extents(inputs, nbInputs, shapes);
         int64_t n = -1;
-        std::string const err = hadamard::check_hadamard_shapes(shapes, kNumHadamardInputs, &n);
+        std::string const err = hadamard::check_hadamard_shapes(shapes, nbInputs, &n);
         if (!err.empty()) {
-            report(err);
+            report<Quantize>(err);
             return -1;
         }
         outputs[0] = inputs[hadamard::kHadamardX];
@@ -94,9 +121,10 @@ int32_t HadamardTransformPlugin::getOutputShapes(nvinfer1::DimsExprs const* inpu
     }
 }
 
-bool HadamardTransformPlugin::supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut,
+template <bool Quantize>
+bool HadamardPlugin<Quantize>::supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut,
     int32_t nbInputs, int32_t nbOutputs) noexcept {
-    if (inOut == nullptr || nbInputs != kNumHadamardInputs || nbOutputs != kNumHadamardOutputs || pos < 0 ||
+    if (inOut == nullptr || nbInputs != hadamard_inputs(Quantize) || nbOutputs != kNumHadamardOutputs || pos < 0 ||
         pos >= nbInputs + nbOutputs) {
         return false;
     }
@@ -106,23 +134,30 @@ bool HadamardTransformPlugin::supportsFormatCombination(int32_t pos, nvinfer1::D
     }
     ScalarType const type = to_scalar_type(desc.type);
     ScalarType const x_type = pos == hadamard::kHadamardX ? type : to_scalar_type(inOut[0].desc.type);
-    return hadamard::hadamard_io_type_supported(pos, type, x_type);
+    return hadamard::hadamard_io_type_supported(pos, type, x_type, Quantize);
 }
 
-int32_t HadamardTransformPlugin::getNbOutputs() const noexcept { return kNumHadamardOutputs; }
+template <bool Quantize>
+int32_t HadamardPlugin<Quantize>::getNbOutputs() const noexcept {
+    return kNumHadamardOutputs;
+}
 
-char const* HadamardTransformPlugin::getTimingCacheID() noexcept { return ""; }  // no attributes
+template <bool Quantize>
+char const* HadamardPlugin<Quantize>::getTimingCacheID() noexcept {
+    return "";  // no attributes
+}
 
-int32_t HadamardTransformPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
+template <bool Quantize>
+int32_t HadamardPlugin<Quantize>::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
     nvinfer1::PluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept {
     try {
-        if (in == nullptr || !has_expected_arity(nbInputs, nbOutputs)) {
+        if (in == nullptr || !has_expected_arity<Quantize>(nbInputs, nbOutputs)) {
             return -1;
         }
         int64_t n = -1;
-        std::string const err = check_inputs(in[hadamard::kHadamardX], in[hadamard::kHadamardSigns], &n);
+        std::string const err = check_inputs<Quantize>(in, &n);
         if (!err.empty()) {
-            report(err);
+            report<Quantize>(err);
             return -1;
         }
         return 0;
@@ -131,7 +166,8 @@ int32_t HadamardTransformPlugin::onShapeChange(nvinfer1::PluginTensorDesc const*
     }
 }
 
-int32_t HadamardTransformPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
+template <bool Quantize>
+int32_t HadamardPlugin<Quantize>::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
     nvinfer1::PluginTensorDesc const* /*outputDesc*/, void const* const* inputs, void* const* outputs,
     void* /*workspace*/, cudaStream_t stream) noexcept {
     try {
@@ -140,17 +176,24 @@ int32_t HadamardTransformPlugin::enqueue(nvinfer1::PluginTensorDesc const* input
         }
         nvinfer1::PluginTensorDesc const& x = inputDesc[hadamard::kHadamardX];
         int64_t n = -1;
-        std::string const err = check_inputs(x, inputDesc[hadamard::kHadamardSigns], &n);
+        std::string const err = check_inputs<Quantize>(inputDesc, &n);
         if (!err.empty() || n < 0) {
-            report(err.empty() ? std::string("unknown transform size at enqueue") : err);
+            report<Quantize>(err.empty() ? std::string("unknown transform size at enqueue") : err);
             return -1;
         }
         int64_t const rows = hadamard::hadamard_rows(to_shape(x.dims));
-        mq_status const status = mq_hadamard_transform(inputs[hadamard::kHadamardX],
-            static_cast<float const*>(inputs[hadamard::kHadamardSigns]), outputs[0], rows, static_cast<int32_t>(n),
-            to_mq_dtype(x.type), reinterpret_cast<mq_stream_t>(stream));
+        auto const* signs = static_cast<float const*>(inputs[hadamard::kHadamardSigns]);
+        auto const s = reinterpret_cast<mq_stream_t>(stream);
+        mq_status status;
+        if constexpr (Quantize) {
+            status = mq_hadamard_quantize(inputs[hadamard::kHadamardX], signs, inputs[hadamard::kHadamardScale],
+                static_cast<int8_t*>(outputs[0]), rows, static_cast<int32_t>(n), to_mq_dtype(x.type), s);
+        } else {
+            status = mq_hadamard_transform(inputs[hadamard::kHadamardX], signs, outputs[0], rows,
+                static_cast<int32_t>(n), to_mq_dtype(x.type), s);
+        }
         if (status != MQ_SUCCESS) {
-            report(std::string("enqueue failed: ") + mq_status_string(status));
+            report<Quantize>(std::string("enqueue failed: ") + mq_status_string(status));
             return -1;
         }
         return 0;
@@ -159,24 +202,38 @@ int32_t HadamardTransformPlugin::enqueue(nvinfer1::PluginTensorDesc const* input
     }
 }
 
-nvinfer1::PluginFieldCollection const* HadamardTransformPlugin::getFieldsToSerialize() noexcept { return &mNoFields; }
+template <bool Quantize>
+nvinfer1::PluginFieldCollection const* HadamardPlugin<Quantize>::getFieldsToSerialize() noexcept {
+    return &mNoFields;
+}
 
-nvinfer1::IPluginV3* HadamardTransformCreator::createPlugin(
+template <bool Quantize>
+nvinfer1::IPluginV3* HadamardCreator<Quantize>::createPlugin(
     char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase /*phase*/) noexcept {
     try {
         std::vector<FieldView> const views = to_field_views(fc);
-        std::string const err = hadamard::parse_hadamard_attributes(views.data(), static_cast<int32_t>(views.size()));
+        std::string const err =
+            hadamard::parse_hadamard_attributes(views.data(), static_cast<int32_t>(views.size()), Quantize);
         if (!err.empty()) {
-            report(std::string("cannot create plugin for node '") + (name != nullptr ? name : "") + "': " + err);
+            report<Quantize>(
+                std::string("cannot create plugin for node '") + (name != nullptr ? name : "") + "': " + err);
             return nullptr;
         }
-        return new HadamardTransformPlugin();
+        return new HadamardPlugin<Quantize>();
     } catch (std::exception const& e) {
-        report(std::string("createPlugin failed: ") + e.what());
+        report<Quantize>(std::string("createPlugin failed: ") + e.what());
     }
     return nullptr;
 }
 
-nvinfer1::PluginFieldCollection const* HadamardTransformCreator::getFieldNames() noexcept { return &mFieldCollection; }
+template <bool Quantize>
+nvinfer1::PluginFieldCollection const* HadamardCreator<Quantize>::getFieldNames() noexcept {
+    return &mFieldCollection;
+}
+
+template class HadamardPlugin<false>;
+template class HadamardPlugin<true>;
+template class HadamardCreator<false>;
+template class HadamardCreator<true>;
 
 }  // namespace mq::plugin

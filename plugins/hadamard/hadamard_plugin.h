@@ -1,5 +1,7 @@
-// TensorRT IPluginV3 wrapper of the fast Walsh-Hadamard kernel: op "HadamardTransform", version "1",
-// namespace "mq_deploy". Inputs x [..., n] and signs [n] float32; output x diag(signs) H_n, x's type.
+// TensorRT IPluginV3 wrappers of the fast Walsh-Hadamard kernel, namespace "mq_deploy", version "1":
+// - "HadamardTransform": inputs x [..., n] and signs [n] float32; output x diag(signs) H_n, x's type;
+// - "HadamardQuantize": the same plus scale (one element, x's type); output the INT8 codes of that
+//   transform at scale (QuantizeLinear of the float32 result), which a DequantizeLinear -> MatMul reads.
 #pragma once
 
 #include <NvInferRuntime.h>
@@ -9,14 +11,15 @@
 
 namespace mq::plugin {
 
-class HadamardTransformPlugin final : public PluginV3Base<HadamardTransformPlugin> {
+template <bool Quantize>
+class HadamardPlugin final : public PluginV3Base<HadamardPlugin<Quantize>> {
 public:
-    static constexpr char const* kName = kHadamardTransformName;
+    static constexpr char const* kName = Quantize ? kHadamardQuantizeName : kHadamardTransformName;
 
-    HadamardTransformPlugin() = default;
-    HadamardTransformPlugin(HadamardTransformPlugin const&) = default;
-    HadamardTransformPlugin& operator=(HadamardTransformPlugin const&) = delete;
-    ~HadamardTransformPlugin() override = default;
+    HadamardPlugin() = default;
+    HadamardPlugin(HadamardPlugin const&) = default;
+    HadamardPlugin& operator=(HadamardPlugin const&) = delete;
+    ~HadamardPlugin() override = default;
 
     // IPluginV3OneBuild
     int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
@@ -39,10 +42,14 @@ public:
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
 private:
-    nvinfer1::PluginFieldCollection mNoFields{};  // the op has no attributes
+    nvinfer1::PluginFieldCollection mNoFields{};  // the ops have no attributes
 };
 
-class HadamardTransformCreator final : public PluginCreatorBase<HadamardTransformPlugin> {
+using HadamardTransformPlugin = HadamardPlugin<false>;
+using HadamardQuantizePlugin = HadamardPlugin<true>;
+
+template <bool Quantize>
+class HadamardCreator final : public PluginCreatorBase<HadamardPlugin<Quantize>> {
 public:
     nvinfer1::IPluginV3* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
         nvinfer1::TensorRTPhase phase) noexcept override;
@@ -51,5 +58,13 @@ public:
 private:
     nvinfer1::PluginFieldCollection mFieldCollection{};
 };
+
+using HadamardTransformCreator = HadamardCreator<false>;
+using HadamardQuantizeCreator = HadamardCreator<true>;
+
+extern template class HadamardPlugin<false>;
+extern template class HadamardPlugin<true>;
+extern template class HadamardCreator<false>;
+extern template class HadamardCreator<true>;
 
 }  // namespace mq::plugin

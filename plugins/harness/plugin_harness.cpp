@@ -249,28 +249,33 @@ void scan_run(mqh_scan_problem const& p, void const* const* inputs, void* const*
     step("enqueue");
 }
 
-// ---- HadamardTransform ------------------------------------------------------------------------------
+// ---- HadamardTransform / HadamardQuantize -----------------------------------------------------------
 
-void hadamard_run(int64_t dtype, std::vector<int64_t> const& x_extents, void const* x, float const* signs, void* y,
-    cudaStream_t stream) {
-    mq::plugin::HadamardTransformCreator creator;
-    check_creator_names(creator, "HadamardTransform");
+// Quantize: HadamardQuantize, a third input `scale` (one element of x's type) and INT8 codes out.
+template <bool Quantize>
+void hadamard_run(int64_t dtype, std::vector<int64_t> const& x_extents, void const* x, float const* signs,
+    void const* scale, void* y, cudaStream_t stream) {
+    constexpr int32_t kIn = Quantize ? 3 : 2;
+    char const* const op = Quantize ? "HadamardQuantize" : "HadamardTransform";
+    mq::plugin::HadamardCreator<Quantize> creator;
+    check_creator_names(creator, op);
     nvinfer1::PluginFieldCollection const* names = creator.getFieldNames();
-    require(names != nullptr && names->nbFields == 0, "HadamardTransform lists fields; the op has none");
+    require(names != nullptr && names->nbFields == 0, std::string(op) + " lists fields; the op has none");
     nvinfer1::PluginFieldCollection const none{0, nullptr};  // what loadFields yields for no fields
     PluginPtr build{creator.createPlugin("harness_hadamard", &none, nvinfer1::TensorRTPhase::kBUILD)};
-    Capabilities const caps = capabilities(build.get(), "HadamardTransform");
+    Capabilities const caps = capabilities(build.get(), op);
     step("creator; createPlugin(kBUILD) with no fields");
     DataType const x_type = to_trt(dtype);
+    DataType const y_type = Quantize ? DataType::kINT8 : x_type;
     int64_t const n = x_extents.back();
-    DataType in_types[2] = {x_type, DataType::kFLOAT};
-    DataType out_type = DataType::kINT8;
+    DataType in_types[3] = {x_type, DataType::kFLOAT, x_type};
+    DataType out_type = Quantize ? DataType::kFLOAT : DataType::kINT8;  // anything but the answer
     require(caps.build->getNbOutputs() == 1, "getNbOutputs != 1");
-    require(caps.build->getOutputDataTypes(&out_type, 1, in_types, 2) == 0 && out_type == x_type,
-        "getOutputDataTypes: y must be x's type");
+    require(caps.build->getOutputDataTypes(&out_type, 1, in_types, kIn) == 0 && out_type == y_type,
+        Quantize ? "getOutputDataTypes: y must be int8" : "getOutputDataTypes: y must be x's type");
     for (bool dynamic : {true, false}) {
         FoldingExprBuilder eb;
-        DimsExprs in[2]{};
+        DimsExprs in[3]{};
         in[0].nbDims = static_cast<int32_t>(x_extents.size());
         for (int32_t k = 0; k < in[0].nbDims; ++k) {
             bool const last = k + 1 == in[0].nbDims;
@@ -278,8 +283,9 @@ void hadamard_run(int64_t dtype, std::vector<int64_t> const& x_extents, void con
         }
         in[1].nbDims = 1;
         in[1].d[0] = eb.dim(n);
+        in[2].nbDims = 0;  // the scale: a scalar
         DimsExprs out{};
-        require(caps.build->getOutputShapes(in, 2, nullptr, 0, &out, 1, eb) == 0, "getOutputShapes failed");
+        require(caps.build->getOutputShapes(in, kIn, nullptr, 0, &out, 1, eb) == 0, "getOutputShapes failed");
         require(out.nbDims == in[0].nbDims, "getOutputShapes: wrong rank");
         for (int32_t k = 0; k < out.nbDims; ++k) {
             require(out.d[k] == in[0].d[k], "getOutputShapes: y must have x's shape");
@@ -288,22 +294,26 @@ void hadamard_run(int64_t dtype, std::vector<int64_t> const& x_extents, void con
     step("getOutputDataTypes, getOutputShapes");
     int mismatches = 0;
     for (DataType xt : kAllTypes) {
-        for (int32_t pos = 0; pos < 3; ++pos) {
+        for (int32_t pos = 0; pos <= kIn; ++pos) {
             if (pos > 0 && !is_activation(xt)) {
                 break;
             }
             for (DataType type : kAllTypes) {
                 for (TensorFormat format : kSomeFormats) {
-                    DynamicPluginTensorDesc io[3]{};
+                    DynamicPluginTensorDesc io[4]{};
                     io[0].desc = make_desc(x_extents, xt);
                     io[1].desc = make_desc({n}, DataType::kFLOAT);
-                    io[2].desc = make_desc(x_extents, xt);
+                    io[2].desc = make_desc({}, xt);
+                    io[kIn].desc = make_desc(x_extents, Quantize ? DataType::kINT8 : xt);
                     io[pos].desc.type = type;
                     io[pos].desc.format = format;
                     DataType const x_now = pos == 0 ? type : xt;
                     bool const want = format == TensorFormat::kLINEAR &&
-                        (pos == 1 ? type == DataType::kFLOAT : (pos == 0 ? is_activation(type) : type == x_now));
-                    mismatches += caps.build->supportsFormatCombination(pos, io, 2, 1) != want;
+                        (pos == 0   ? is_activation(type)
+                            : pos == 1 ? type == DataType::kFLOAT
+                            : pos == kIn ? type == (Quantize ? DataType::kINT8 : x_now)
+                                         : type == x_now);  // the scale
+                    mismatches += caps.build->supportsFormatCombination(pos, io, kIn, 1) != want;
                 }
             }
         }
@@ -311,16 +321,19 @@ void hadamard_run(int64_t dtype, std::vector<int64_t> const& x_extents, void con
     require(mismatches == 0, "supportsFormatCombination disagrees with the contract " + std::to_string(mismatches) +
         " times");
     step("supportsFormatCombination over every type and format");
-    DynamicPluginTensorDesc io[3]{};
+    DynamicPluginTensorDesc io[4]{};
     std::vector<int64_t> dyn_x(x_extents.size(), -1);
     dyn_x.back() = n;
     io[0].desc = make_desc(dyn_x, x_type);
     io[0].min = io[0].opt = io[0].max = make_dims(x_extents);
     io[1].desc = make_desc({n}, DataType::kFLOAT);
     io[1].min = io[1].opt = io[1].max = make_dims({n});
-    io[2] = io[0];
-    require(caps.build->configurePlugin(io, 2, io + 2, 1) == 0, "configurePlugin failed");
-    require(caps.build->getWorkspaceSize(io, 2, io + 2, 1) == 0, "the transform needs no workspace");
+    io[2].desc = make_desc({}, x_type);
+    io[2].min = io[2].opt = io[2].max = make_dims({});
+    io[kIn] = io[0];
+    io[kIn].desc.type = y_type;
+    require(caps.build->configurePlugin(io, kIn, io + kIn, 1) == 0, "configurePlugin failed");
+    require(caps.build->getWorkspaceSize(io, kIn, io + kIn, 1) == 0, "the transform needs no workspace");
     step("configurePlugin, getWorkspaceSize");
     PluginPtr runtime{creator.createPlugin("harness_hadamard", caps.runtime->getFieldsToSerialize(),
         nvinfer1::TensorRTPhase::kRUNTIME)};
@@ -329,14 +342,15 @@ void hadamard_run(int64_t dtype, std::vector<int64_t> const& x_extents, void con
     runtime.reset();
     NullResourceContext context;
     require(cloned != nullptr, "clone returned null");
-    PluginPtr attached{capabilities(cloned.get(), "HadamardTransform").runtime->attachToContext(&context)};
+    PluginPtr attached{capabilities(cloned.get(), op).runtime->attachToContext(&context)};
     cloned.reset();
-    Capabilities const exec = capabilities(attached.get(), "HadamardTransform");
+    Capabilities const exec = capabilities(attached.get(), op);
     step("serialize round trip, clone, attachToContext");
-    PluginTensorDesc const in[2] = {make_desc(x_extents, x_type), make_desc({n}, DataType::kFLOAT)};
-    PluginTensorDesc const out = make_desc(x_extents, x_type);
-    require(exec.runtime->onShapeChange(in, 2, &out, 1) == 0, "onShapeChange failed");
-    void const* inputs[2] = {x, signs};
+    PluginTensorDesc const in[3] = {make_desc(x_extents, x_type), make_desc({n}, DataType::kFLOAT),
+        make_desc({}, x_type)};
+    PluginTensorDesc const out = make_desc(x_extents, y_type);
+    require(exec.runtime->onShapeChange(in, kIn, &out, 1) == 0, "onShapeChange failed");
+    void const* inputs[3] = {x, signs, scale};
     void* outputs[1] = {y};
     require(exec.runtime->enqueue(in, &out, inputs, outputs, nullptr, stream) == 0, "enqueue returned an error");
     step("onShapeChange, enqueue");
@@ -437,6 +451,30 @@ int self_test() {
         hin[0].d[1] = eb.dim(1536);
         expect(h.build->getOutputShapes(hin, 2, nullptr, 0, &hout, 1, eb) != 0, "Hadamard signs of another length refused");
     }
+    mq::plugin::HadamardQuantizeCreator qc;
+    PluginPtr qp{qc.createPlugin("neg", nullptr, nvinfer1::TensorRTPhase::kBUILD)};
+    expect(qp != nullptr, "HadamardQuantize from a null field collection accepted");
+    if (qp != nullptr) {
+        Capabilities const q = capabilities(qp.get(), "HadamardQuantize");
+        FoldingExprBuilder eb;
+        DimsExprs qin[3]{};
+        qin[0].nbDims = 2;
+        qin[0].d[0] = eb.unknown();
+        qin[0].d[1] = eb.dim(1536);
+        qin[1].nbDims = 1;
+        qin[1].d[0] = eb.dim(1536);
+        qin[2].nbDims = 1;
+        qin[2].d[0] = eb.dim(1536);  // a per-channel scale
+        DimsExprs qout{};
+        expect(q.build->getOutputShapes(qin, 3, nullptr, 0, &qout, 1, eb) != 0,
+            "HadamardQuantize per-channel scale refused");
+        expect(q.build->getOutputShapes(qin, 2, nullptr, 0, &qout, 1, eb) != 0,
+            "HadamardQuantize without a scale refused");
+        DataType const fp32_scale[3] = {DataType::kHALF, DataType::kFLOAT, DataType::kFLOAT};
+        DataType out_type = DataType::kINT8;
+        expect(q.build->getOutputDataTypes(&out_type, 1, fp32_scale, 3) != 0,
+            "HadamardQuantize float32 scale with float16 x refused");
+    }
     return failed;
 }
 
@@ -469,7 +507,16 @@ int32_t mqh_hadamard_run(int64_t dtype, int32_t rank, int64_t const* dims, void 
     return mq::harness::guarded([&] {
         mq::harness::require(rank >= 1 && rank <= 8 && dims != nullptr, "bad rank");
         std::vector<int64_t> const extents(dims, dims + rank);
-        mq::harness::hadamard_run(dtype, extents, x, signs, y, static_cast<cudaStream_t>(stream));
+        mq::harness::hadamard_run<false>(dtype, extents, x, signs, nullptr, y, static_cast<cudaStream_t>(stream));
+    });
+}
+
+int32_t mqh_hadamard_quantize_run(int64_t dtype, int32_t rank, int64_t const* dims, void const* x, float const* signs,
+    void const* scale, void* y, void* stream) {
+    return mq::harness::guarded([&] {
+        mq::harness::require(rank >= 1 && rank <= 8 && dims != nullptr, "bad rank");
+        std::vector<int64_t> const extents(dims, dims + rank);
+        mq::harness::hadamard_run<true>(dtype, extents, x, signs, scale, y, static_cast<cudaStream_t>(stream));
     });
 }
 

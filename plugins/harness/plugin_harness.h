@@ -75,6 +75,10 @@ MQH_API int32_t mqh_ssd_self_test(void);
 MQH_API int32_t mqh_hadamard_run(int64_t dtype, int32_t rank, const int64_t* dims, const void* x, const float* signs,
     void* y, void* stream);
 
+/* HadamardQuantize: as mqh_hadamard_run plus scale (one element of dtype, device memory); y int8 like x. */
+MQH_API int32_t mqh_hadamard_quantize_run(int64_t dtype, int32_t rank, const int64_t* dims, const void* x,
+    const float* signs, const void* scale, void* y, void* stream);
+
 /* Negative checks (bad attributes, types, shapes, arity, unsupported sizes): each must be refused
  * cleanly, and a few valid controls accepted. Returns the number that went otherwise; mqh_log()
  * lists them all. Launches nothing, so it also runs on a machine without a GPU. */

@@ -262,9 +262,37 @@ def check_hadamard(lib) -> tuple[list[dict], str]:
             lib.hadamard_transform(in_place, signs, in_place)
             torch.cuda.synchronize()
             err = max(normwise_error(out, ref), normwise_error(in_place, ref))
+            flips, off_tie = check_hadamard_quantize(lib, x, signs, ref)
             rows.append({"n": n, "m": lib.hadamard_base_order(n), "dtype": dtype, "err": err,
-                         "ok": err <= Y_TOLERANCE[dtype]})
+                         "q_flips": flips, "ok": err <= Y_TOLERANCE[dtype] and not off_tie})
     return rows, source
+
+
+def clipping_scale(ref, dtype):
+    """A per-tensor scale (one element of `dtype`) that clips the largest 1 % of |ref| to ±127."""
+    return (ref.abs().flatten().kthvalue(int(0.99 * ref.numel())).values / 127).to(dtype).reshape(1)
+
+
+def compare_codes(codes, ref, scale) -> tuple[int, bool]:
+    """INT8 codes against round-half-even(ref / scale) saturated (ref float64). Returns (codes off,
+    whether any is off by more than one or where the float64 value is not within float32 rounding of
+    a tie)."""
+    exact = ref / scale.double()
+    want = exact.round().clamp(-128, 127)               # torch rounds half to even
+    diff = (codes.double() - want).abs()
+    near_tie = ((exact - exact.floor()) - 0.5).abs() < 1e-4 * exact.abs().clamp(min=1)
+    return int((diff > 0).sum()), bool((diff > 1).any() or ((diff > 0) & ~near_tie).any())
+
+
+def check_hadamard_quantize(lib, x, signs, ref) -> tuple[int, bool]:
+    """mq_hadamard_quantize (HadamardQuantize's kernel) against compare_codes' reference."""
+    import torch
+
+    scale = clipping_scale(ref, x.dtype)
+    codes = torch.full(x.shape, 99, dtype=torch.int8, device=x.device)   # 99: poison, not a saturated code
+    lib.hadamard_quantize(x, signs, scale, codes)
+    torch.cuda.synchronize()
+    return compare_codes(codes, ref, scale)
 
 
 # ---- timing ------------------------------------------------------------------------------------------
@@ -446,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
               "", f"final_state tolerance {STATE_TOLERANCE:.0e} for every dtype.", "",
               f"## Fast Walsh-Hadamard transform vs dense x diag(s) H_n (float64, H_n from {hadamard_source})", "",
               markdown_table(hadamard, [("n", "n", ""), ("base m", "m", ""), ("dtype", "dtype", ""),
-                                        ("err", "err", ".2e"), ("ok", "ok", "")])]
+                                        ("err", "err", ".2e"), ("codes off", "q_flips", ""), ("ok", "ok", "")])]
 
     perf = timing(lib, args.reps, bandwidth, exps, args.quick, algorithms,
                   progress=lambda line: print(line, file=sys.stderr, flush=True))

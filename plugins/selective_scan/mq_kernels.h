@@ -195,6 +195,16 @@ MQ_API mq_status mq_ssd_scan_sequential(const mq_ssd_scan_args* args, mq_stream_
 MQ_API mq_status mq_hadamard_transform(const void* x, const float* signs, void* y, int64_t rows, int32_t n,
     mq_dtype dtype, mq_stream_t stream);
 
+/*
+ * The same transform with the INT8 quantization of its result in the epilogue (HadamardQuantize):
+ *   y[r, j] = saturate_int8(round_half_even(v[r, j] / s)),  v = float32(x[r, :] * diag(signs) * H_n),
+ * s = float32(*scale), one element of `dtype` in device memory (the graph's activation scale), i.e.
+ * ONNX QuantizeLinear with zero point 0 applied to the float32 transform (no rounding to `dtype`
+ * in between). y: [rows, n] int8, never x.
+ */
+MQ_API mq_status mq_hadamard_quantize(const void* x, const float* signs, const void* scale, int8_t* y, int64_t rows,
+    int32_t n, mq_dtype dtype, mq_stream_t stream);
+
 /* Base order m used for size n, or 0 when n is not supported. */
 MQ_API int32_t mq_hadamard_base_order(int32_t n);
 

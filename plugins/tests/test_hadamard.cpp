@@ -1,5 +1,5 @@
 // Hadamard: the embedded base matrices (generated from hadamard_bases.txt) are orthogonal, the
-// size rule, and the HadamardTransform plugin argument checks.
+// size rule, and the HadamardTransform / HadamardQuantize plugin argument checks.
 #include <cstdint>
 #include <vector>
 
@@ -98,4 +98,34 @@ TEST(hadamard_shapes_and_types) {
     mq::plugin::FieldView const field{"n", &one, mq::plugin::FieldType::kINT32, 1};
     CHECK_OK(parse_hadamard_attributes(nullptr, 0));
     CHECK_ERROR(parse_hadamard_attributes(&field, 1), "takes no attributes");
+    CHECK_ERROR(check_hadamard_shapes(ok, 1, &n), "HadamardTransform takes 2 inputs");
+}
+
+TEST(hadamard_quantize_shapes_and_types) {
+    int64_t n = 0;
+    TensorShape ok[] = {shape({2, 7, 1536}), shape({1536}), shape({})};
+    CHECK_OK(check_hadamard_shapes(ok, 3, &n));
+    CHECK_EQ(n, 1536);
+    TensorShape one[] = {shape({2, 7, 1536}), shape({1536}), shape({1, 1})};
+    CHECK_OK(check_hadamard_shapes(one, 3, &n));
+    TensorShape per_channel[] = {shape({2, 7, 1536}), shape({1536}), shape({1536})};
+    CHECK_ERROR(check_hadamard_shapes(per_channel, 3, &n), "scale must hold one element");
+    TensorShape unsupported[] = {shape({4, 1000}), shape({1000}), shape({})};
+    CHECK_ERROR(check_hadamard_shapes(unsupported, 3, &n), "Hadamard size 1000 is not supported");
+
+    ScalarType const types[] = {ScalarType::kFloat16, ScalarType::kFloat32, ScalarType::kFloat16};
+    CHECK_OK(check_hadamard_types(types, 3));
+    ScalarType const fp32_scale[] = {ScalarType::kFloat16, ScalarType::kFloat32, ScalarType::kFloat32};
+    CHECK_ERROR(check_hadamard_types(fp32_scale, 3), "scale must have x's type (float16), got float32");
+    // positions x, signs, scale, y: y is int8 codes, never x's type
+    CHECK(hadamard_io_type_supported(kHadamardScale, ScalarType::kFloat16, ScalarType::kFloat16, true));
+    CHECK(!hadamard_io_type_supported(kHadamardScale, ScalarType::kFloat32, ScalarType::kFloat16, true));
+    CHECK(hadamard_io_type_supported(3, ScalarType::kInt8, ScalarType::kFloat16, true));
+    CHECK(!hadamard_io_type_supported(3, ScalarType::kFloat16, ScalarType::kFloat16, true));
+    CHECK(!hadamard_io_type_supported(4, ScalarType::kInt8, ScalarType::kFloat16, true));
+    CHECK(!hadamard_io_type_supported(kNumHadamardInputs, ScalarType::kInt8, ScalarType::kFloat16, false));
+
+    int32_t const value = 1;
+    mq::plugin::FieldView const field{"n", &value, mq::plugin::FieldType::kINT32, 1};
+    CHECK_ERROR(parse_hadamard_attributes(&field, 1, true), "HadamardQuantize takes no attributes");
 }

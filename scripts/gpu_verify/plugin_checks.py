@@ -47,6 +47,10 @@ class Harness:
         lib.mqh_hadamard_run.argtypes = [ctypes.c_int64, ctypes.c_int32, ctypes.POINTER(ctypes.c_int64),
                                          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         lib.mqh_hadamard_run.restype = ctypes.c_int32
+        lib.mqh_hadamard_quantize_run.argtypes = [ctypes.c_int64, ctypes.c_int32, ctypes.POINTER(ctypes.c_int64),
+                                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                                  ctypes.c_void_p]
+        lib.mqh_hadamard_quantize_run.restype = ctypes.c_int32
         lib.mqh_ssd_build.argtypes = [ctypes.POINTER(SsdProblem)]
         lib.mqh_ssd_build.restype = ctypes.c_int64
         lib.mqh_ssd_run.argtypes = [ctypes.POINTER(SsdProblem), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
@@ -92,6 +96,13 @@ class Harness:
         dims = (ctypes.c_int64 * len(shape))(*shape)
         return self._lib.mqh_hadamard_run(DTYPE_CODES[dtype], len(shape), dims, ctypes.c_void_p(x),
                                           ctypes.c_void_p(signs), ctypes.c_void_p(y), ctypes.c_void_p(stream))
+
+    def hadamard_quantize_run(self, dtype: str, shape: tuple[int, ...], x: int, signs: int, scale: int, y: int,
+                              stream: int) -> int:
+        dims = (ctypes.c_int64 * len(shape))(*shape)
+        return self._lib.mqh_hadamard_quantize_run(DTYPE_CODES[dtype], len(shape), dims, ctypes.c_void_p(x),
+                                                   ctypes.c_void_p(signs), ctypes.c_void_p(scale), ctypes.c_void_p(y),
+                                                   ctypes.c_void_p(stream))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,13 +226,23 @@ def check_hadamard_size(harness: Harness, gpu_check, h_dense, dtype: str, seed: 
     stream.wait_stream(torch.cuda.current_stream())
     status = harness.hadamard_run(dtype, shape, x.data_ptr(), signs.data_ptr(), out.ptr(), stream.cuda_stream)
     stream.synchronize()
-    row = {"n": n, "dtype": dtype, "guards": out.guards_intact()}
+    row = {"n": n, "dtype": dtype, "guards": out.guards_intact(), "q_flips": "-"}
     if status != 0:
         return {**row, "err": math.nan, "ok": False, "note": harness.error()}
     ref = (x.double() * signs.double()) @ h_dense
     err = gpu_check.normwise_error(out.view(x.dtype, shape), ref)
     tol = gpu_check.Y_TOLERANCE[dtype]
-    return {**row, "err": err, "ok": row["guards"] and err <= tol, "note": ""}
+    # HadamardQuantize on the same input: INT8 codes at a scale that clips the top 1 %
+    scale = gpu_check.clipping_scale(ref, x.dtype)
+    codes = Guarded(x.numel(), 99)                         # 99: poison, not a saturated code
+    status = harness.hadamard_quantize_run(dtype, shape, x.data_ptr(), signs.data_ptr(), scale.data_ptr(),
+                                           codes.ptr(), stream.cuda_stream)
+    stream.synchronize()
+    if status != 0:
+        return {**row, "err": err, "ok": False, "note": "HadamardQuantize: " + harness.error()}
+    flips, off_tie = gpu_check.compare_codes(codes.view(torch.int8, shape), ref, scale)
+    row["guards"] = row["guards"] and codes.guards_intact()
+    return {**row, "err": err, "q_flips": flips, "ok": row["guards"] and err <= tol and not off_tie, "note": ""}
 
 
 # ---- SSDScan (Mamba-2) ----------------------------------------------------------------------------------

@@ -150,9 +150,11 @@ class Verify:
         body += markdown_table(rows, [("case", "case", ""), ("kernel", "algorithm", ""), ("err y", "err_y", ".2e"),
                                       ("tol y", "tol_y", ".1e"), ("err state", "err_state", ".2e"), ("ok", "ok", "")])
         body += f"\n\nfinal_state tolerance {gpu_check.STATE_TOLERANCE:.0e}. Fast Walsh–Hadamard vs dense " \
-                f"x·diag(s)·H_n (H_n from {source}):\n\n"
+                f"x·diag(s)·H_n (H_n from {source}); `codes off` counts HadamardQuantize's INT8 codes that " \
+                "differ (by one, at float32 rounding of a tie: anything else fails the row) from " \
+                "round-half-even of the float64 transform over a scale that clips the top 1 %:\n\n"
         body += markdown_table(hadamard, [("n", "n", ""), ("base m", "m", ""), ("dtype", "dtype", ""),
-                                          ("err", "err", ".2e"), ("ok", "ok", "")])
+                                          ("err", "err", ".2e"), ("codes off", "q_flips", ""), ("ok", "ok", "")])
         status = PASS if not failed else FAIL
         return status, f"{len(rows) + len(hadamard) - len(failed)}/{len(rows) + len(hadamard)} checks within tolerance", body
 
@@ -254,8 +256,11 @@ class Verify:
                                       ("tol y", "tol_y", ".1e"), ("err state", "err_state", ".2e"),
                                       ("guards", "guards", ""), ("ok", "ok", ""), ("note", "note", "")])
         body += "\n\nHadamardTransform plugin vs dense x·diag(s)·H_n (float64, H_n from " \
-                "mq_deploy.quant.transforms.hadamard), x [3, 5, n]:\n\n"
+                "mq_deploy.quant.transforms.hadamard), x [3, 5, n]; `codes off`: the HadamardQuantize plugin's " \
+                "INT8 codes that differ from round-half-even of the float64 transform (by one at a tie, else " \
+                "the row fails):\n\n"
         body += markdown_table(hrows, [("n", "n", ""), ("dtype", "dtype", ""), ("err", "err", ".2e"),
+                                       ("codes off", "q_flips", ""),
                                        ("guards", "guards", ""), ("ok", "ok", ""), ("note", "note", "")])
         body += f"\n\nNegative checks ({failed_negative} not refused):\n\n```\n{log}```\n"
         ok = not bad and failed_negative == 0
