@@ -13,19 +13,32 @@ namespace {
 
 static_assert(kMaxSize == MQ_HADAMARD_MAX_SIZE, "C API and kernel disagree on the largest size");
 
-constexpr int64_t kMaxBlocks = 1 << 20;  // rows beyond this are walked by a grid-stride loop
 constexpr std::size_t kDefaultSharedLimit = 48 * 1024;
+constexpr int kResidentBlocksPerSm = 2048 / kFwhtThreads;  // the most blocks of 256 threads an SM holds
+
+// Blocks to launch: enough to fill every SM, each then walks rows (grid-stride), so the base matrix
+// is copied to shared memory once per block rather than once per row.
+int64_t block_count(int64_t rows) {
+    int device = 0;
+    int sms = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms < 1) {
+        sms = 132;  // an H100/H200's count; only the block count depends on it, never the result
+    }
+    int64_t const fill = static_cast<int64_t>(sms) * kResidentBlocksPerSm;
+    return rows < fill ? rows : fill;
+}
 
 template <typename T, int M, bool Quantize>
 mq_status launch(void const* x, float const* signs, void const* quant_scale, void* y, int64_t rows, int n, int log2p,
     cudaStream_t stream) {
     auto const kernel = fwht_kernel<T, M, Quantize>;
-    std::size_t const smem = static_cast<std::size_t>(n) * sizeof(float);
+    std::size_t const smem = static_cast<std::size_t>(n + (M > 1 ? M * M : 0)) * sizeof(float);
     if (smem > kDefaultSharedLimit &&
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess) {
         return MQ_ERROR_CUDA;
     }
-    unsigned const blocks = static_cast<unsigned>(rows < kMaxBlocks ? rows : kMaxBlocks);
+    auto const blocks = static_cast<unsigned>(block_count(rows));
     float const scale = 1.0f / std::sqrt(static_cast<float>(n));
     kernel<<<blocks, kFwhtThreads, smem, stream>>>(static_cast<T const*>(x), signs, y, rows, n, log2p, scale,
         static_cast<T const*>(quant_scale));

@@ -1,7 +1,10 @@
 // Fast Walsh-Hadamard transform with a non-power-of-two base: y = x diag(signs) kron(H_m, S_p) / sqrt(n).
-// One thread block per row: the row (float32) sits in shared memory, log2(p) butterfly stages apply
-// S_p inside every block of p consecutive entries, then each output column c mixes the m blocks
-// with the base matrix: y[j p + c] = sum_i H_m[i][j] u[i p + c] (y = x H, so H_m is read by column).
+// A thread block walks rows (grid-stride): the row (float32) sits in shared memory, log2(p) butterfly
+// stages apply S_p inside every block of p consecutive entries, then each output column c mixes the
+// m blocks with the base matrix: y[j p + c] = sum_i H_m[i][j] u[i p + c] (y = x H, so H_m is read by
+// column). The base matrix is copied to shared memory once per block: read from __constant__, its
+// m * 4 distinct entries per output group (6.4 KB at m = 40, all four bases 11.7 KB) overflow the
+// constant cache, the suspected cause of base 40 running 14x slower than base 12 (docs/gpu_report.md).
 // Quantize = true is HadamardQuantize: each float32 result goes straight to INT8 at a per-tensor scale
 // (QuantizeLinear's rule), so out_proj's input leaves the kernel as codes.
 #pragma once
@@ -81,7 +84,14 @@ constexpr int kOutputsPerItem = 4;  // base-mix outputs one thread computes from
 template <typename T, int M, bool Quantize = false>
 __global__ void __launch_bounds__(kFwhtThreads) fwht_kernel(T const* x, float const* signs, void* y, int64_t rows,
     int n, int log2p, float scale, T const* quant_scale) {
-    extern __shared__ float s_row[];
+    extern __shared__ float s_mem[];
+    float* const s_row = s_mem;       // n floats
+    float* const s_base = s_mem + n;  // M * M floats (M > 1): read once the first row's __syncthreads passed
+    if constexpr (M > 1) {
+        for (int i = threadIdx.x; i < M * M; i += blockDim.x) {
+            s_base[i] = base_entry<M>(i);
+        }
+    }
     int const p = 1 << log2p;
     float const q_scale = Quantize ? to_float(quant_scale[0]) : 1.0f;
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
@@ -123,7 +133,7 @@ __global__ void __launch_bounds__(kFwhtThreads) fwht_kernel(T const* x, float co
                         float acc = 0.0f;
 #pragma unroll
                         for (int i = 0; i < M; ++i) {
-                            acc = fmaf(base_entry<M>(i * M + j), u[i], acc);
+                            acc = fmaf(s_base[i * M + j], u[i], acc);  // one j per warp: a broadcast
                         }
                         store_output<T, Quantize>(y, yr + j * p + c, acc * scale, q_scale);
                     }
