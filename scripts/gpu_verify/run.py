@@ -297,9 +297,8 @@ class Verify:
                f"to {self.args.reps} CUDA-event-timed runs (at least 3; about {gpu_check.ROW_BUDGET_S:.2f} s of GPU " \
                "time per row) queued behind a GPU sleep; gate on; inputs as in the correctness checks.\n\n"
         body += markdown_table(perf, gpu_check.TIMING_COLUMNS)
-        body += "\n\nHadamard transform:\n\n" + markdown_table(
-            had, [("input", "shape", ""), ("fwht µs", "fwht_us", ".1f"), ("dense matmul µs", "dense_us", ".1f"),
-                  ("copy floor µs", "floor_us", ".1f")])
+        body += "\n\nHadamard transform (floors: FP16 read + FP16 write, and FP16 read + INT8 write):\n\n" + \
+            markdown_table(had, gpu_check.HADAMARD_TIMING_COLUMNS)
         key = [r for r in perf if r["dtype"] == "float16" and (r["B"], r["L"], r["D"], r["N"]) == (1, 2048, 1536, 16)]
         summary = "; ".join(f"{r['impl']} {r['time_us']:.1f} µs = {r['vs_floor']:.2f}× floor" for r in key) or \
             f"{len(perf)} rows"
