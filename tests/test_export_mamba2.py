@@ -226,3 +226,18 @@ def test_quantized_fp16_export_passes_check_and_validate(quantized):
     assert report["passed"], report
     torch_ref = next(r for r in report["references"] if r["reference"] == "torch fp16")
     assert torch_ref["kind"] == "same-graph" and torch_ref["logits"]["argmax_agreement"] >= 0.97
+
+
+def test_fused_quantize_export_of_mamba2_validates(quantized):
+    """--fuse-quantize on Mamba-2: the Hadamard after the gated norm takes out_proj's quantizer, and
+    validate (ONNX Runtime against the torch fake-quant model) still passes."""
+    root, qm = quantized
+    result = export_onnx(root / "q", root / "fused" / "model.onnx", precision="fp32", fuse_quantize=True)
+    ops = [n.op_type for n in onnx.load(str(result.onnx_path)).graph.node]
+    assert ops.count("HadamardQuantize") == CONFIG["num_hidden_layers"] and "HadamardTransform" not in ops
+    tokens = ids(CONFIG["vocab_size"], (2, 40), seed=8)
+    with torch.no_grad():
+        expected = qm.model.eval()(tokens)
+    assert rel_err(run(result.onnx_path, {"input_ids": tokens.numpy()})["logits"], expected) < 2e-3
+    report = validate_export(result.onnx_path, token_file=str(root / "tokens.npy"), seq_len=96, samples=4)
+    assert report["passed"], report
