@@ -71,7 +71,7 @@ def _explain(onnx_path, torch_model, feeds: list[dict], precision: str) -> dict:
     if correct:
         how = ("at rounding ties (each by one step, at most "
                f"{codes['max_distance_from_tie']:.2g} of a step from a tie)" if precision == "fp32" else
-               f"by FP16 rounding (up to {codes['max_code_difference']:g} steps; an FP32 export of the same artifact "
+               f"by FP16 rounding (up to {codes['max_code_difference']:g} step{'' if codes['max_code_difference'] == 1 else 's'}; an FP32 export of the same artifact "
                "tells ties from faults that small)")
         flips = (f"{codes['differing']:,} of {codes['compared']:,} INT8 codes flipped {how} and the model amplifies "
                  "them" if codes["differing"] else "no INT8 code differs")
