@@ -72,7 +72,7 @@ def main(argv=None):
     loaded = load_model(args.model)
     batches, calib_label = calibration_batches(loaded.tokenizer, args.calib, 32, 512, loaded.config.vocab_size)
     lines = [f"# 4-bit weight options (W4A16 deploy) on `{Path(args.model).name}`", "",
-             f"Calibration 32×512 tokens of {Path(calib_label).name}; {args.seeds} rotation seeds for recipes with "
+             f"Calibration 32×512 tokens of {Path(calib_label).name}; {args.seeds} rotation seed{'s' if args.seeds != 1 else ''} for recipes with "
              "random Hadamard signs. Change in perplexity against FP, the paired 95 % interval over evaluation "
              "windows and seeds, and each seed's change. Regenerate: `python benchmarks/bench_weight_options.py "
              f"{regenerate_args(argv)}` (about 15 minutes a text on 2 cores for the demo model).", ""]

@@ -19,9 +19,9 @@ for text in samples/data/wiki_heldout.txt pydoc-topics; do
 done
 # the 4-bit weight options (rtn / gptq / awq, mixed precision) per recipe, both texts: about 30 minutes
 python3 benchmarks/bench_weight_options.py --out docs/weight_options_demo.md
-# the same on the comparison model, wiki only, one seed: about 25 minutes
+# the same on the comparison model, wiki only, rtn and mambaquant, one seed: about 10 minutes
 python3 benchmarks/bench_weight_options.py --model samples/models/mamba-byte-8m \
-    --texts samples/data/wiki_heldout.txt --seeds 1 --mixed --out docs/weight_options_8m.md
+    --texts samples/data/wiki_heldout.txt --recipes rtn mambaquant --seeds 1 --mixed --out docs/weight_options_8m.md
 # every recipe on the vision demo model (digits): about 2 minutes
 python3 benchmarks/bench_vision_recipes.py --out docs/vision_recipes_demo.md
 # the recipes on the Mamba-2 demo model (deploy mode only, so far): about 6 minutes
