@@ -356,6 +356,15 @@ void hadamard_run(int64_t dtype, std::vector<int64_t> const& x_extents, void con
     step("onShapeChange, enqueue");
 }
 
+// x [unknown rows, n_x] and signs [n_signs]: the first two inputs of a Hadamard op's getOutputShapes.
+void set_hadamard_dims(DimsExprs* in, FoldingExprBuilder& eb, int64_t n_x, int64_t n_signs) {
+    in[0].nbDims = 2;
+    in[0].d[0] = eb.unknown();
+    in[0].d[1] = eb.dim(n_x);
+    in[1].nbDims = 1;
+    in[1].d[0] = eb.dim(n_signs);
+}
+
 // ---- negative checks --------------------------------------------------------------------------------
 
 int self_test() {
@@ -441,11 +450,7 @@ int self_test() {
         Capabilities const h = capabilities(hp.get(), "HadamardTransform");
         FoldingExprBuilder eb;
         DimsExprs hin[2]{};
-        hin[0].nbDims = 2;
-        hin[0].d[0] = eb.unknown();
-        hin[0].d[1] = eb.dim(1000);
-        hin[1].nbDims = 1;
-        hin[1].d[0] = eb.dim(1000);
+        set_hadamard_dims(hin, eb, 1000, 1000);
         DimsExprs hout{};
         expect(h.build->getOutputShapes(hin, 2, nullptr, 0, &hout, 1, eb) != 0, "Hadamard n = 1000 (no base order) refused");
         hin[0].d[1] = eb.dim(1536);
@@ -458,11 +463,7 @@ int self_test() {
         Capabilities const q = capabilities(qp.get(), "HadamardQuantize");
         FoldingExprBuilder eb;
         DimsExprs qin[3]{};
-        qin[0].nbDims = 2;
-        qin[0].d[0] = eb.unknown();
-        qin[0].d[1] = eb.dim(1536);
-        qin[1].nbDims = 1;
-        qin[1].d[0] = eb.dim(1536);
+        set_hadamard_dims(qin, eb, 1536, 1536);
         qin[2].nbDims = 1;
         qin[2].d[0] = eb.dim(1536);  // a per-channel scale
         DimsExprs qout{};
