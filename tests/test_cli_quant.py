@@ -123,6 +123,33 @@ def test_compare_recipes_table(byte_model, text_file, tmp_path):
         rows = {r["recipe"]: r for r in result["rows"] if (r["bits"], r["mode"]) == (d["bits"], d["mode"])}
         assert d["best"] == min(rows, key=lambda name: sum(rows[name]["window_nll"]))
     assert {r["weight_rounding"] for r in result["rows"] if r["bits"] == "W4A16" and r["mode"] == "deploy"} == {"gptq"}
+    # fidelity: RTN W8A8 is one model whatever the seed; quantized again here, its KL(FP ‖ q) per window
+    # is scipy's relative entropy of the two softmaxes
+    from scipy.special import rel_entr, softmax
+
+    from mq_deploy.data.calibration import calibration_batches
+    from mq_deploy.quant.config import QuantConfig
+    from mq_deploy.quant.quantize import quantize
+    loaded = load_model(byte_model)
+    batches, _ = calibration_batches(loaded.tokenizer, str(text_file), 2, 128, 256)
+    rtn = quantize(loaded.model, "rtn", batches, QuantConfig(w_bits=8, a_bits=8, mode="deploy"), progress=False)
+    with torch.no_grad():
+        p_q = softmax(rtn.model(windows[:, :-1]).double().numpy(), axis=-1)
+    p_fp = softmax(logits.double().numpy(), axis=-1)
+    row = next(r for r in result["rows"] if (r["recipe"], r["bits"], r["mode"]) == ("rtn", "W8A8", "deploy"))
+    assert row["window_kl"] == pytest.approx(rel_entr(p_fp, p_q).sum(-1).mean(-1).tolist(), rel=1e-4)
+    for row in result["rows"]:       # a seeded recipe's KL is its seeds' mean; its interval holds it
+        # (deploy-mode INT4 blocks do not fit this model's K = 48 and 96: those linears stay FP, and so
+        # does the whole model, up to rounding of the rotations)
+        assert row["kl"] > (1e-7 if row["perplexity"] != pytest.approx(result["fp_perplexity"], rel=1e-6) else -1e-12)
+        assert row["kl"] == pytest.approx(sum(row["window_kl"]) / 4, rel=1e-9)
+        assert row["kl_interval"]["low"] <= row["kl"] <= row["kl_interval"]["high"]
+        if "seed_window_kl" in row:
+            assert row["window_kl"] == pytest.approx([(a + b) / 2 for a, b in zip(*row["seed_window_kl"])])
+    for d in result["decisions"]:
+        rows = {r["recipe"]: r for r in result["rows"] if (r["bits"], r["mode"]) == (d["bits"], d["mode"])}
+        assert d["fidelity"]["best"] == min(rows, key=lambda name: rows[name]["kl"])
+    assert "KL(FP ‖ q) per token" in (tmp_path / "table.md").read_text()
 
 
 def test_compare_recipes_and_inspect_on_token_ids_and_again_with_force(byte_model, text_file, tmp_path, capsys,

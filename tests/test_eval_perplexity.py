@@ -39,6 +39,38 @@ def test_max_tokens_and_too_short_text(hf_mamba_factory):
         evaluate_perplexity(ours, ids, 100, seq_len=1, progress=False)
 
 
+def test_kl_to_the_fp_model_against_scipy(hf_mamba_factory):
+    """KL(FP ‖ q) per window against scipy's relative entropy of transformers' softmax (float64), for a
+    perturbed copy of the model; zero for the FP model itself; the same whether the FP log-probs are
+    kept or recomputed per batch."""
+    from scipy.special import rel_entr, softmax
+
+    from mq_deploy.eval.fidelity import FPReference
+    hf = hf_mamba_factory(vocab=256)
+    fp = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
+    fp.load_state_dict(hf.state_dict())
+    q = MambaLM(MambaConfig.from_hf_dict(hf.config.to_dict())).eval()
+    torch.manual_seed(0)
+    q.load_state_dict({k: v + 0.1 * torch.randn_like(v) for k, v in hf.state_dict().items()})
+    ids = torch.randint(0, 256, (5 * 16,), generator=torch.Generator().manual_seed(1))
+    reference = FPReference(fp)
+    own = evaluate_perplexity(fp, ids, None, seq_len=16, batch_size=2, progress=False, reference=reference)
+    assert own.window_kl == [0.0] * 5 and own.kl_per_token == 0.0
+    result = evaluate_perplexity(q, ids, None, seq_len=16, batch_size=2, progress=False, reference=reference)
+    recomputed = evaluate_perplexity(q, ids, None, seq_len=16, batch_size=2, progress=False,
+                                     reference=FPReference(fp, cache_bytes=0))
+    with torch.no_grad():
+        windows = ids.view(5, 16)[:, :-1]
+        p_fp = softmax(hf(windows).logits.double().numpy(), axis=-1)
+        p_q = softmax(q(windows).double().numpy(), axis=-1)
+    expected = rel_entr(p_fp, p_q).sum(-1).mean(-1)
+    assert min(expected) > 1e-4                      # the perturbation is visible
+    assert result.window_kl == pytest.approx(expected.tolist(), rel=1e-4)
+    assert result.kl_per_token == pytest.approx(expected.mean(), rel=1e-4)
+    assert recomputed.window_kl == pytest.approx(result.window_kl, rel=1e-9)
+    assert evaluate_perplexity(q, ids, None, seq_len=16, progress=False).window_kl is None
+
+
 def test_unigram_entropy_by_hand():
     assert unigram_bits_per_token([7, 7, 7, 7]) == 0.0
     assert unigram_bits_per_token([1, 2]) == pytest.approx(1.0)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..errors import MQDeployError
 from ..progress import progress_bar
+from .fidelity import FPReference, window_kl
 
 
 @dataclass
@@ -30,6 +31,8 @@ class PerplexityResult:
     seconds: float
     window_nll: list[float] = field(default_factory=list)   # mean NLL (nats) of each window, in text order:
                                                             # what paired comparisons resample
+    kl_per_token: float | None = None       # mean KL(FP ‖ this model) per scored token, nats (given a reference)
+    window_kl: list[float] | None = None    # its mean per window, in text order
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,12 +53,14 @@ def check_eval_windows(seq_len: int, batch_size: int = 1, max_tokens: int | None
 @torch.no_grad()
 def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int = 512, batch_size: int = 8,
                         max_tokens: int | None = None, progress: bool = True, desc: str = "perplexity",
-                        label: str = "the text"):
+                        label: str = "the text", reference: FPReference | None = None):
     """Evaluate `model` (ids [b, L] -> logits [b, L, V]) on a 1-D token sequence.
 
     total_bytes: UTF-8 length of the text the tokens came from (for bits per byte; None: not known).
     max_tokens: evaluate only the first max_tokens tokens (bytes are scaled to match).
     A logit that is NaN or inf stops the evaluation with one error: a perplexity of NaN is not a result.
+    reference: the FP model's log-probs (eval/fidelity.py) to measure KL(FP ‖ model) against; evaluating
+    the reference's own model fills it without a second forward (and scores KL 0).
     """
     check_eval_windows(seq_len, batch_size, max_tokens)
     ids = torch.as_tensor(token_ids, dtype=torch.long).flatten()
@@ -68,7 +73,7 @@ def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int 
         raise MQDeployError(f"{label} has {ids.numel()} tokens, fewer than one window of --seq-len {seq_len}; "
                             "give a longer text or a smaller --seq-len")
     windows = ids[: n_windows * seq_len].view(n_windows, seq_len)
-    nll, scored, window_nll = 0.0, 0, []
+    nll, scored, window_nll, kl = 0.0, 0, [], []
     start = time.perf_counter()
     with progress_bar(total=n_windows * seq_len, desc=desc, unit="tok", disable=not progress) as bar:
         for i in range(0, n_windows, batch_size):
@@ -84,6 +89,9 @@ def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int 
                                         reduction="none").view(len(batch), -1).double()
             nll += token_nll.sum().item()
             window_nll += token_nll.mean(dim=1).tolist()
+            if reference is not None:
+                own = logits if reference.model is model else None
+                kl += window_kl(reference.logprobs(i, batch[:, :-1], own), logits).tolist()
             scored += batch[:, 1:].numel()
             bar.update(batch.numel())
     # bytes covered by the scored tokens, assuming bytes spread evenly over tokens
@@ -92,7 +100,9 @@ def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int 
     return PerplexityResult(scored_tokens=scored, scored_bytes=scored_bytes, nll_per_token=mean,
                             perplexity=math.exp(mean),
                             bits_per_byte=nll / math.log(2) / scored_bytes if scored_bytes else None,
-                            seq_len=seq_len, seconds=time.perf_counter() - start, window_nll=window_nll)
+                            seq_len=seq_len, seconds=time.perf_counter() - start, window_nll=window_nll,
+                            # equal-length windows: the mean of window means is the mean per token
+                            kl_per_token=sum(kl) / len(kl) if kl else None, window_kl=kl or None)
 
 
 def unigram_bits_per_token(token_ids) -> float:

@@ -10,11 +10,13 @@ from .perplexity import check_eval_windows, evaluate_perplexity, unigram_bits_pe
 
 
 def evaluate_model(model, tokenizer, text: str, seq_len: int = 512, batch_size: int = 8,
-                   max_tokens: int | None = None, progress: bool = True, option: str = "--text") -> dict:
+                   max_tokens: int | None = None, progress: bool = True, option: str = "--text",
+                   reference=None) -> dict:
     """Perplexity and bits per byte of a loaded model on a text (a file path or 'pydoc-topics'),
     next to the unigram entropy of the same tokens. Token ids (.npy/.json) are scored as one
     sequence; they have no bytes, so the bits-per-byte figures are None for them.
-    `tokenizer`: the model's tokenizer, or a function returning it (only a text needs one)."""
+    `tokenizer`: the model's tokenizer, or a function returning it (only a text needs one).
+    reference: an eval.fidelity.FPReference, to add KL(FP ‖ model) per token and per window."""
     check_eval_windows(seq_len, batch_size, max_tokens)
     source = load_tokens(text, tokenizer, model.config.vocab_size, option)
     ids = source.stream
@@ -28,7 +30,8 @@ def evaluate_model(model, tokenizer, text: str, seq_len: int = 512, batch_size: 
         raise MQDeployError(f"{source.label} has {ids.size} tokens, fewer than one window of --seq-len {seq_len}; "
                             "give a longer text or a smaller --seq-len")
     result = evaluate_perplexity(model, ids, n_bytes, seq_len=seq_len, batch_size=batch_size,
-                                 progress=progress, desc=f"eval {Path(source.label).name}", label=source.label)
+                                 progress=progress, desc=f"eval {Path(source.label).name}", label=source.label,
+                                 reference=reference)
     unigram = unigram_bits_per_token(ids)
     return {"text": source.label, "tokenizer": source.tokenizer,
             "parameters": sum(p.numel() for p in model.parameters()),

@@ -1,5 +1,6 @@
 """`mq-deploy compare-recipes`: every recipe × bit setting × mode on one model and one held-out text,
-in one table (markdown + JSON): perplexity, its change vs FP, and calibration time. A recipe with
+in one table (markdown + JSON): perplexity, its change vs FP, KL(FP ‖ quantized) per token (how far the
+next-token distributions moved: eval/fidelity.py), and calibration time. A recipe with
 random rotations runs at several seeds: its row is their mean, and the intervals and the winners
 account for the spread between seeds as well as between windows (eval/paired.py)."""
 
@@ -9,12 +10,15 @@ import json
 import sys
 import math
 import time
+
+import numpy as np
 from pathlib import Path
 
 from ..atomic_dir import atomic_files
 from ..errors import MQDeployError
 from ..data.calibration import calibration_batches
 from ..eval import evaluate_model
+from ..eval.fidelity import FPReference
 from ..eval.paired import decisive_best, paired_difference
 from ..models.checkpoints import load_checkpoint
 from ..quant.artifact import is_quantized_artifact
@@ -74,8 +78,9 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
     tokenizer = lambda: loaded.tokenizer  # noqa: E731 - a text needs it; token ids do not
     batches, calib_label = calibration_batches(tokenizer, calib, calib_samples, calib_seq_len,
                                                loaded.config.vocab_size, option="--calib")
+    reference = FPReference(loaded.model)
     fp = evaluate_model(loaded.model, tokenizer, eval_text, max_tokens=eval_max_tokens, progress=progress,
-                        option="--eval")
+                        option="--eval", reference=reference)
     rows = []
     for recipe in recipes:
         for w_bits, a_bits in bit_settings:
@@ -87,10 +92,11 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
                     qm = quantize(loaded.model, recipe, batches, config, progress=progress)
                     seconds = time.perf_counter() - start
                     q = evaluate_model(qm.model, tokenizer, eval_text, max_tokens=eval_max_tokens,
-                                       progress=progress, option="--eval")
+                                       progress=progress, option="--eval", reference=reference)
                     runs.append((q, seconds))
                     log(f"{recipe:>11} {config.label} {mode:<6} seed {seed} perplexity {q['perplexity']:.4f} "
-                        f"({100 * (q['perplexity'] / fp['perplexity'] - 1):+.2f}%)  calibration {seconds:.1f} s")
+                        f"({100 * (q['perplexity'] / fp['perplexity'] - 1):+.2f}%)  KL {q['kl_per_token']:.2e}  "
+                        f"calibration {seconds:.1f} s")
                 rows.append(_row(recipe, config, mode, runs, fp))
     labels = {QuantConfig(w_bits=w, a_bits=a).label for w, a in bit_settings}
     for peer in peers:
@@ -99,14 +105,16 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
             log(f"{peer}: skipped ({bits} deploy is not among the settings compared)")
             continue
         model, seconds = modelopt_quantize(loaded.model, peer, batches)
-        q = evaluate_model(model, tokenizer, eval_text, max_tokens=eval_max_tokens, progress=progress, option="--eval")
+        q = evaluate_model(model, tokenizer, eval_text, max_tokens=eval_max_tokens, progress=progress, option="--eval",
+                           reference=reference)
         rows.append({"recipe": peer, "bits": bits, "mode": "deploy", "perplexity": q["perplexity"],
                      "change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1),
                      "vs_fp": paired_difference(q["window_nll"], fp["window_nll"]),
+                     "kl": q["kl_per_token"], "kl_interval": kl_interval(q["window_kl"]),
                      "bits_per_byte": q["bits_per_byte"], "calibration_seconds": seconds,
-                     "weight_rounding": "modelopt", "window_nll": q["window_nll"]})
+                     "weight_rounding": "modelopt", "window_nll": q["window_nll"], "window_kl": q["window_kl"]})
         log(f"{peer} {bits} perplexity {q['perplexity']:.4f} ({rows[-1]['change_percent']:+.2f}%)  "
-            f"calibration {seconds:.1f} s")
+            f"KL {q['kl_per_token']:.2e}  calibration {seconds:.1f} s")
     return {"producer": PRODUCER, "model": str(model_dir), "calibration": {"text": calib_label, "samples": int(batches.shape[0]),
                                                      "seq_len": int(batches.shape[1])},
             "eval": {"text": fp["text"], "tokens": fp["scored_tokens"]}, "fp_perplexity": fp["perplexity"],
@@ -126,30 +134,48 @@ def _row(recipe: str, config: QuantConfig, mode: str, runs: list[tuple[dict, flo
     """One table row from a recipe's runs (one per seed): the seed-mean NLL, its perplexity and change
     against FP, each seed's change, and the interval over windows and seeds."""
     per_seed = [q["window_nll"] for q, _ in runs]
+    kl_per_seed = [q["window_kl"] for q, _ in runs]
     mean_nll = sum(q["nll_per_token"] for q, _ in runs) / len(runs)
     bits_per_byte = [q["bits_per_byte"] for q, _ in runs]
     row = {"recipe": recipe, "bits": config.label, "mode": mode, "perplexity": math.exp(mean_nll),
            "change_percent": 100 * (math.exp(mean_nll) / fp["perplexity"] - 1),
            "vs_fp": paired_difference(per_seed if len(runs) > 1 else per_seed[0], fp["window_nll"]),
+           "kl": sum(q["kl_per_token"] for q, _ in runs) / len(runs),
+           "kl_interval": kl_interval(kl_per_seed if len(runs) > 1 else kl_per_seed[0]),
            "bits_per_byte": None if None in bits_per_byte else sum(bits_per_byte) / len(runs),
            "calibration_seconds": sum(t for _, t in runs) / len(runs),
            "weight_rounding": config.weight_rounding,
-           "window_nll": [sum(w) / len(runs) for w in zip(*per_seed)]}
+           "window_nll": [sum(w) / len(runs) for w in zip(*per_seed)],
+           "window_kl": [sum(w) / len(runs) for w in zip(*kl_per_seed)]}
     if len(runs) > 1:
         row["seed_change_percent"] = [100 * (q["perplexity"] / fp["perplexity"] - 1) for q, _ in runs]
         row["seed_window_nll"] = per_seed
+        row["seed_window_kl"] = kl_per_seed
+    return row
+
+
+def kl_interval(window_kl) -> dict:
+    """The bootstrap interval of a model's mean KL per token (over windows, and seeds when several):
+    the paired difference against an FP model, whose KL against itself is zero in every window."""
+    kl = np.asarray(window_kl, dtype=np.float64)
+    v = paired_difference(kl, np.zeros(kl.shape[-1]))
+    return {"low": v["low_nll"], "high": v["high_nll"], "confidence": v["confidence"]}
     return row
 
 
 def decisions(rows: list[dict]) -> list[dict]:
     """Per bit setting and mode: the best recipe, and whether its lead over each other recipe is
-    beyond the paired interval over evaluation windows."""
+    beyond the paired interval over evaluation windows; by perplexity (NLL), and by fidelity to FP
+    (the lowest KL(FP ‖ q), under "fidelity", where the rows measured it)."""
     out = []
     for key in dict.fromkeys((r["bits"], r["mode"]) for r in rows):
         group = [r for r in rows if (r["bits"], r["mode"]) == key]
         if len(group) > 1:
-            verdict = decisive_best([r["recipe"] for r in group],
-                                    {r["recipe"]: r.get("seed_window_nll", r["window_nll"]) for r in group})
+            names = [r["recipe"] for r in group]
+            verdict = decisive_best(names, {r["recipe"]: r.get("seed_window_nll", r["window_nll"]) for r in group})
+            if all(r.get("window_kl") for r in group):
+                verdict["fidelity"] = decisive_best(names, {r["recipe"]: r.get("seed_window_kl", r["window_kl"])
+                                                            for r in group})
             out.append({"bits": key[0], "mode": key[1], **verdict})
     return out
 
@@ -162,7 +188,7 @@ def to_markdown(result: dict) -> str:
              + (f" ({result['fp_bits_per_byte']:.4f} bits/byte)." if result["fp_bits_per_byte"] is not None else
                 " (token ids: no bytes to count)."), "",
              f"| recipe | bits | mode | weight rounding | perplexity | vs FP | {_interval_header(result)} | "
-             "seeds: vs FP each | calibration (s) |", "|---|---|---|---|---:|---:|---|---|---:|"]
+             "KL(FP ‖ q) per token | seeds: vs FP each | calibration (s) |", "|---|---|---|---|---:|---:|---|---:|---|---:|"]
     for r in result["rows"]:
         v = r["vs_fp"]
         each = r.get("seed_change_percent")
@@ -170,26 +196,48 @@ def to_markdown(result: dict) -> str:
         lines.append(f"| {r['recipe']} | {r['bits']} | {r['mode']} | {r.get('weight_rounding', 'rtn')} | "
                      f"{r['perplexity']:.4f} | "
                      f"{r['change_percent']:+.2f}% | {v['low_percent']:+.2f}% … {v['high_percent']:+.2f}% | "
-                     f"{seeds} | {r['calibration_seconds']:.1f} |")
+                     f"{_kl(r.get('kl'))} | {seeds} | {r['calibration_seconds']:.1f} |")
     if result.get("decisions"):
         lines += ["", "A recipe with random rotations runs at several seeds: its perplexity is that of the "
                   "seed-mean NLL, and its intervals resample seeds as well as windows. Best recipe per setting, "
                   "and whether its lead is beyond the paired interval (the interval of the other recipe's NLL "
                   "minus the best one's, over the same windows, lies above zero; windows are treated as "
                   "independent, and a few seeds give a narrow seed bootstrap, so the intervals lean optimistic). "
-                  "ModelOpt's W4A8 AWQ quantizes activations to FP8, the recipes' W4A8 to INT8:", ""]
+                  "ModelOpt's W4A8 AWQ quantizes activations to FP8, the recipes' W4A8 to INT8.", "",
+                  "Two questions, two verdicts. *Perplexity*: which model scores the text best. *Fidelity*: which "
+                  "model's next-token distributions stay closest to FP's, by mean KL(FP ‖ q) per token (nats), "
+                  "the same paired test on the per-window KL. Where a quantized model scores below FP (an "
+                  "out-of-domain text), perplexity rewards drift; fidelity does not, and it is what a deployment "
+                  "that must behave as the FP model did asks for:", ""]
         for d in result["decisions"]:
-            unsure = [f"{name} ({v['low_percent']:+.2f}% … {v['high_percent']:+.2f}%)"
-                      for name, v in d["against"].items() if not v["decisive"]]
-            windows = next(iter(d["against"].values()))["windows"]
-            if d["decisive"]:
-                verdict = "**winner**: better than every other recipe"
-            elif d.get("too_few_windows"):
-                verdict = f"nothing decided: {windows} windows are too few for an interval"
-            else:
-                verdict = "no decisive winner: not distinguishable from " + ", ".join(unsure)
-            lines.append(f"- {d['bits']} {d['mode']}: {d['best']}, {verdict}")
+            lines.append(f"- {d['bits']} {d['mode']}, perplexity: {d['best']}, {_verdict(d, _percent_interval)}")
+            if d.get("fidelity"):
+                f = d["fidelity"]
+                lines.append(f"- {d['bits']} {d['mode']}, fidelity: {f['best']}, {_verdict(f, _kl_interval_text)}")
     return "\n".join(lines) + "\n"
+
+
+def _verdict(d: dict, interval) -> str:
+    unsure = [f"{name} ({interval(v)})" for name, v in d["against"].items() if not v["decisive"]]
+    windows = next(iter(d["against"].values()))["windows"]
+    if d["decisive"]:
+        return "**winner**: better than every other recipe"
+    if d.get("too_few_windows"):
+        return f"nothing decided: {windows} windows are too few for an interval"
+    return "no decisive winner: not distinguishable from " + ", ".join(unsure)
+
+
+def _percent_interval(v: dict) -> str:
+    return f"{v['low_percent']:+.2f}% … {v['high_percent']:+.2f}%"
+
+
+def _kl_interval_text(v: dict) -> str:
+    """The other recipe's excess KL over the best one's."""
+    return f"excess KL {v['low_nll']:+.1e} … {v['high_nll']:+.1e}"
+
+
+def _kl(value) -> str:
+    return "—" if value is None else f"{value:.2e}"
 
 
 def _interval_header(result: dict) -> str:
