@@ -11,12 +11,14 @@ python3 -m mq_deploy compare-recipes --model "$model" --calib "$calib" \
 python3 -m mq_deploy compare-recipes --model "$model" --calib "$calib" \
     --eval pydoc-topics --out docs/compare_recipes_demo_pydoc --force
 # the larger comparison model (samples/models/mamba-byte-8m, 7.8 M parameters, outlier channels), deploy mode:
-# about 30 minutes a text on 2 cores
+# about 40 minutes a text on 2 cores
 for text in samples/data/wiki_heldout.txt pydoc-topics; do
     name=$([ "$text" = pydoc-topics ] && echo pydoc || echo wiki)
     python3 -m mq_deploy compare-recipes --model samples/models/mamba-byte-8m --calib "$calib" --eval "$text" \
         --modes deploy --out "docs/compare_recipes_8m_$name" --force
 done
+# MambaQuant at W4A16 with and without its smoothings (docs/comparison_model.md, "W4A16"): about 15 minutes
+python3 benchmarks/bench_a16_smoothing.py
 # the 4-bit weight options (rtn / gptq / awq, mixed precision) per recipe, both texts: about 30 minutes
 python3 benchmarks/bench_weight_options.py --out docs/weight_options_demo.md
 # the same on the comparison model, wiki only, rtn and mambaquant, one seed: about 10 minutes
