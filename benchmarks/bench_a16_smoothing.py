@@ -1,12 +1,13 @@
 """Ablation: MambaQuant at W4A16 with and without its smoothings (S2, S5, S7), by perplexity change and
 KL(FP ‖ quantized) per token, on the comparison model and both held-out texts (docs/comparison_model.md,
 "W4A16"). With 16-bit activations smoothing has nothing to protect and only moves activation range
-into the 4-bit weights; this measures what that costs.
+into the 4-bit weights, so the recipe leaves them out at 16-bit activations
+(mambaquant.SMOOTH_WEIGHT_ONLY = False, the default); this measures what smoothing would cost.
 
     python benchmarks/bench_a16_smoothing.py [--model samples/models/mamba-byte-8m] [--seeds 3]
 
-The "off" variant replaces the recipe's three smoothing steps by no-ops for this process only (an
-ablation, not a shipped option). About 15 minutes on 2 cores; prints a markdown table.
+"on" sets mambaquant.SMOOTH_WEIGHT_ONLY for this process only (an ablation, not a shipped option).
+About 15 minutes on 2 cores; prints a markdown table.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from mq_deploy.models.checkpoints import load_checkpoint  # noqa: E402
 from mq_deploy.quant.config import QuantConfig  # noqa: E402
 from mq_deploy.quant.quantize import quantize  # noqa: E402
 
-SMOOTHINGS = ("smooth_out_proj_input", "smooth_dt_bottleneck", "smooth_conv_input")
-
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,14 +38,12 @@ def main(argv=None):
     loaded = load_checkpoint(args.model)
     tokenizer = lambda: loaded.tokenizer  # noqa: E731
     batches, _ = calibration_batches(tokenizer, args.calib, 32, 512, loaded.config.vocab_size)
-    originals = {name: getattr(mambaquant, name) for name in SMOOTHINGS}
     print("| text | smoothing | perplexity vs FP (per seed) | KL(FP ‖ q) per token (seed mean) |\n|---|---|---|---:|")
     for text in args.texts:
         reference = FPReference(loaded.model)
         fp = evaluate_model(loaded.model, tokenizer, text, max_tokens=65536, progress=False, reference=reference)
         for smoothing in ("on", "off"):
-            for name in SMOOTHINGS:
-                setattr(mambaquant, name, originals[name] if smoothing == "on" else (lambda *a, **k: None))
+            mambaquant.SMOOTH_WEIGHT_ONLY = smoothing == "on"
             changes, kls = [], []
             for seed in range(args.seeds):
                 qm = quantize(loaded.model, "mambaquant", batches, QuantConfig(w_bits=4, a_bits=16, seed=seed),
@@ -56,8 +53,7 @@ def main(argv=None):
                 kls.append(q["kl_per_token"])
             print(f"| {Path(text).name} | {smoothing} | {', '.join(f'{c:+.2f} %' for c in changes)} | "
                   f"{sum(kls) / len(kls):.2e} |", flush=True)
-    for name in SMOOTHINGS:
-        setattr(mambaquant, name, originals[name])
+    mambaquant.SMOOTH_WEIGHT_ONLY = False
 
 
 if __name__ == "__main__":

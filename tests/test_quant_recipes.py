@@ -216,3 +216,23 @@ def test_mambaquant_r1_hadamard_is_the_signed_hadamard_alone_and_exact(model_and
         quantize(model, "quarot", calib, QuantConfig(r1="hadamard"), progress=False)
     with pytest.raises(MQDeployError, match="unknown R1 rotation 'pca'"):
         QuantConfig(r1="pca")
+
+
+@pytest.mark.parametrize("bits, smoothed", [((8, 8), True), ((4, 8), True), ((4, 16), False)])
+def test_mambaquant_smooths_only_where_activations_are_quantized(model_and_calib, bits, smoothed):
+    """S7 rescales the depthwise conv's channels (and S2 the gate, S5 the dt bottleneck): at 16-bit
+    activations MambaQuant leaves them out, so the conv weights are the FP model's bit for bit, while
+    the transform stays exact either way."""
+    import copy
+
+    from mq_deploy.quant.recipes import get_recipe
+    model, calib, ids = model_and_calib
+    fp = copy.deepcopy(model).double().eval()
+    work = copy.deepcopy(fp)
+    get_recipe("mambaquant").transform(work, calib, QuantConfig(w_bits=bits[0], a_bits=bits[1], calib_dtype="float64"),
+                                       progress=False)
+    with torch.no_grad():
+        assert rel_err(work(ids), fp(ids)) < 1e-10
+    for i in range(SIZES["layers"]):
+        same = torch.equal(work.backbone.layers[i].mixer.conv1d.weight, fp.backbone.layers[i].mixer.conv1d.weight)
+        assert same != smoothed, i

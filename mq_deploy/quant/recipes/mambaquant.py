@@ -9,7 +9,11 @@ DESIGN.md §3.4 and without the official code's bugs (reference notes §12):
 - S5 then R5 = K·H on the dt bottleneck, per layer, in the correct orientation (dt_proj's input
   becomes t·K·H), with K from that layer's own covariance adjusted for S5;
 - S7: smoothing between in_proj's x rows and the depthwise conv;
-- every fold in float64.
+- every fold in float64;
+- the smoothings (S2, S5, S7) only where activations are quantized: with 16-bit activations
+  (W4A16) their scales are 1. Smoothing moves activation range into the weights, which 4-bit
+  weights pay for while FP16 activations gain nothing: on the comparison model at W4A16 it cost
+  12-16 % more KL(FP ‖ q) (docs/comparison_model.md; `benchmarks/bench_a16_smoothing.py`).
 
 On a Vision Mamba (bidirectional mixers), as the paper's Vim code runs it (reference notes §7):
 K of R1 from the last layer's in_proj input alone; S5 + R5 per SSM path, each with its own
@@ -39,6 +43,14 @@ from .common import mixer_point
 RANDOM_SIGNS = True        # the Hadamards' signs come from config.seed
 
 ALPHA = 0.5
+SMOOTH_WEIGHT_ONLY = False   # smooth at 16-bit activations too (the ablation's "on"); see the docstring
+
+
+def _smoothing_scales(act_absmax: torch.Tensor, weight_absmax: torch.Tensor, config) -> torch.Tensor:
+    """SmoothQuant scales (α = ALPHA) where activations are quantized, ones (no smoothing) where not."""
+    if config.a_bits >= 16 and not SMOOTH_WEIGHT_ONLY:
+        return torch.ones(act_absmax.shape, dtype=torch.float64, device=act_absmax.device)
+    return smoothquant_scales(act_absmax, weight_absmax, alpha=ALPHA)
 
 
 def _r1_layers(model) -> list[int]:
@@ -80,8 +92,8 @@ def _transform_layer(model, i: int, stats, config) -> dict[str, torch.Tensor]:
     the factors (the backward path's named with its suffix: s5_b, r5_b)."""
     mixer = model.backbone.layers[i].mixer
     # S2 + R2: smooth the out_proj input through the gate, then rotate it online
-    s2 = smoothquant_scales(stats[mixer_point(i, "out_proj_input")]["channel_absmax"].value(),
-                            mixer.out_proj.weight.abs().amax(dim=0), alpha=ALPHA)
+    s2 = _smoothing_scales(stats[mixer_point(i, "out_proj_input")]["channel_absmax"].value(),
+                           mixer.out_proj.weight.abs().amax(dim=0), config)
     smooth_out_proj_input(mixer, s2)
     online_hadamard_before_out_proj(mixer, random_signs(model.config.intermediate_size, seed=config.seed + 1000 + i))
     factors = {"s2": s2}
@@ -89,7 +101,7 @@ def _transform_layer(model, i: int, stats, config) -> dict[str, torch.Tensor]:
     for p, suffix in enumerate(_dt_paths(mixer)):
         dt_stats = stats[mixer_point(i, "dt_proj_input" + suffix)]
         dt_proj = getattr(mixer, "dt_proj" + suffix)
-        s5 = smoothquant_scales(dt_stats["channel_absmax"].value(), dt_proj.weight.abs().amax(dim=0), alpha=ALPHA)
+        s5 = _smoothing_scales(dt_stats["channel_absmax"].value(), dt_proj.weight.abs().amax(dim=0), config)
         smooth_dt_bottleneck(mixer, s5, suffix)
         r5 = klt_hadamard_rotation(_scaled_covariance(dt_stats["covariance"].covariance(), s5),
                                    seed=config.seed + 2000 + 1000 * p + i)
@@ -97,8 +109,8 @@ def _transform_layer(model, i: int, stats, config) -> dict[str, torch.Tensor]:
         factors |= {"s5" + suffix: s5, "r5" + suffix: r5}
     if _uses_s7(model):
         # S7 between in_proj's x rows and the depthwise conv (max over the kernel taps)
-        s7 = smoothquant_scales(stats[mixer_point(i, "conv_input")]["channel_absmax"].value(),
-                                mixer.conv1d.weight.abs().flatten(1).amax(dim=1), alpha=ALPHA)
+        s7 = _smoothing_scales(stats[mixer_point(i, "conv_input")]["channel_absmax"].value(),
+                               mixer.conv1d.weight.abs().flatten(1).amax(dim=1), config)
         smooth_conv_input(mixer, s7)
         factors["s7"] = s7
     return factors
