@@ -13,7 +13,7 @@ DESIGN.md §3.4 and without the official code's bugs (reference notes §12):
 - the smoothings (S2, S5, S7) only where activations are quantized: with 16-bit activations
   (W4A16) their scales are 1. Smoothing moves activation range into the weights, which 4-bit
   weights pay for while FP16 activations gain nothing: on the comparison model at W4A16 it cost
-  12-16 % more KL(FP ‖ q) (docs/comparison_model.md; `benchmarks/bench_a16_smoothing.py`).
+  11-15 % more KL(FP ‖ q) (docs/comparison_model.md; `benchmarks/bench_a16_smoothing.py`).
 
 On a Vision Mamba (bidirectional mixers), as the paper's Vim code runs it (reference notes §7):
 K of R1 from the last layer's in_proj input alone; S5 + R5 per SSM path, each with its own
