@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from mq_deploy.api import classify  # noqa: E402
 from mq_deploy.data.image_sources import load_image_source  # noqa: E402
+from mq_deploy.eval.fidelity import fp_logprobs, kl_per_position  # noqa: E402
 from mq_deploy.eval.paired import decisive_best, paired_difference  # noqa: E402
 from mq_deploy.models.vim_loading import load_vim  # noqa: E402
 from mq_deploy.quant.config import QuantConfig  # noqa: E402
@@ -44,10 +45,9 @@ SETTINGS = {"W8A8 deploy": dict(w_bits=8, a_bits=8), "W4A16 deploy": dict(w_bits
 def per_image(logits: torch.Tensor, fp_logits: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
     """Per image: wrong (1) or right (0), the NLL of the label, KL(FP ‖ this), agreement with FP's top-1."""
     log_p = torch.log_softmax(logits.double(), -1)
-    log_fp = torch.log_softmax(fp_logits.double(), -1)
     return {"error": (logits.argmax(-1) != labels).double().numpy(),
             "nll": (-log_p.gather(1, labels[:, None])[:, 0]).numpy(),
-            "kl": (log_fp.exp() * (log_fp - log_p)).sum(-1).numpy(),
+            "kl": kl_per_position(fp_logprobs(fp_logits), logits).numpy(),
             "agree": (logits.argmax(-1) == fp_logits.argmax(-1)).double().numpy()}
 
 

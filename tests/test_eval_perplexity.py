@@ -71,6 +71,24 @@ def test_kl_to_the_fp_model_against_scipy(hf_mamba_factory):
     assert evaluate_perplexity(q, ids, None, seq_len=16, progress=False).window_kl is None
 
 
+def test_kl_per_position_resolves_tiny_kl_against_scipy():
+    """The one KL primitive (perplexity windows, mixed-precision sensitivities and the vision benchmark
+    all use it) at class logits whose KL is ~1e-9, below float32's resolution of a log-probability:
+    scipy's relative entropy of float64 softmaxes, per position."""
+    from scipy.special import rel_entr, softmax
+
+    from mq_deploy.eval.fidelity import fp_logprobs, kl_per_position
+    g = torch.Generator().manual_seed(3)
+    fp = torch.randn(7, 10, generator=g)
+    q = fp + 1e-4 * torch.randn(7, 10, generator=g, dtype=torch.float64).float()
+    expected = rel_entr(softmax(fp.double().numpy(), -1), softmax(q.double().numpy(), -1)).sum(-1)
+    assert expected.max() < 1e-7
+    got = kl_per_position(fp_logprobs(fp), q)
+    assert got.dtype == torch.float64 and got.shape == (7,)
+    assert got.numpy() == pytest.approx(expected, rel=1e-6, abs=1e-15)
+    assert kl_per_position(fp_logprobs(fp), fp).abs().max() == 0
+
+
 def test_unigram_entropy_by_hand():
     assert unigram_bits_per_token([7, 7, 7, 7]) == 0.0
     assert unigram_bits_per_token([1, 2]) == pytest.approx(1.0)

@@ -39,7 +39,7 @@ class FPReference:
         if logits is None:
             with torch.no_grad():
                 logits = self.model(inputs)
-        lp = F.log_softmax(logits.double(), dim=-1)
+        lp = fp_logprobs(logits)
         size = lp.numel() * lp.element_size()
         if self._cached_bytes + size <= self.cache_bytes:
             self._cache[key] = lp
@@ -47,11 +47,22 @@ class FPReference:
         return lp
 
 
-def window_kl(reference_logprobs: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """[b] mean over each window's tokens of KL(FP ‖ q) = Σ_v p_FP(v) (log p_FP(v) - log p_q(v)), in
-    nats, float64 throughout: a well-quantized model's KL per token is 1e-5 to 1e-4, the size of a
-    float32 log-softmax's rounding summed over the vocabulary (0.1 % off at 1.6e-5). The same
-    arithmetic for both sides, so the FP model scores exactly 0."""
+def kl_per_position(reference_logprobs: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """[...] KL(FP ‖ q) = Σ_v p_FP(v) (log p_FP(v) - log p_q(v)) at every position (the last dimension is
+    the vocabulary or the classes), in nats, float64 throughout: a well-quantized model's KL per token
+    is 1e-5 to 1e-4, the size of a float32 log-softmax's rounding summed over the vocabulary (0.1 % off
+    at 1.6e-5). The same arithmetic for both sides, so the FP model scores exactly 0.
+    `reference_logprobs`: the FP model's float64 log-softmax (`fp_logprobs`); `logits`: the model's."""
     ref = reference_logprobs
     lq = F.log_softmax(logits.double(), dim=-1)
-    return (ref.exp() * (ref - lq)).sum(-1).mean(-1)
+    return (ref.exp() * (ref - lq)).sum(-1)
+
+
+def fp_logprobs(logits: torch.Tensor) -> torch.Tensor:
+    """The reference side of `kl_per_position`: float64 log-probs of the FP model's logits."""
+    return F.log_softmax(logits.double(), dim=-1)
+
+
+def window_kl(reference_logprobs: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """[b] mean over each window's tokens of `kl_per_position`."""
+    return kl_per_position(reference_logprobs, logits).mean(-1)

@@ -27,9 +27,9 @@ import dataclasses
 import time
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import MQDeployError
+from ..eval.fidelity import fp_logprobs, kl_per_position
 from ..progress import progress_bar
 from .quantizer import quantize_tensor
 from .spill import TensorSpill, spill_fits
@@ -62,9 +62,7 @@ def effective_bits_of(sizes: dict[str, int], kept: list[str], kept_bits: int) ->
 def _kl_sum(reference_logits: torch.Tensor, logits: torch.Tensor) -> float:
     """Σ over tokens of KL(reference ‖ model), in float64 (a KL of 1e-9 per token, a small model's
     4-bit error, is below float32's resolution of a log-probability)."""
-    reference = F.log_softmax(reference_logits.double(), dim=-1)
-    quantized = F.log_softmax(logits.double(), dim=-1)
-    return float((reference.exp() * (reference - quantized)).sum())
+    return float(kl_per_position(fp_logprobs(reference_logits), logits).sum())
 
 
 @torch.no_grad()
