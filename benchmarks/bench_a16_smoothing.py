@@ -2,11 +2,11 @@
 KL(FP ‖ quantized) per token, on the comparison model and both held-out texts (docs/comparison_model.md,
 "W4A16"). With 16-bit activations smoothing has nothing to protect and only moves activation range
 into the 4-bit weights, so the recipe leaves them out at 16-bit activations
-(mambaquant.SMOOTH_WEIGHT_ONLY = False, the default); this measures what smoothing would cost.
+(mambaquant.SMOOTHING = "quantized-activations", the default); this measures what smoothing would cost.
 
     python benchmarks/bench_a16_smoothing.py [--model samples/models/mamba-byte-8m] [--seeds 3]
 
-"on" sets mambaquant.SMOOTH_WEIGHT_ONLY for this process only (an ablation, not a shipped option).
+"on" sets mambaquant.SMOOTHING = "always" for this process only (an ablation, not a shipped option).
 About 15 minutes on 2 cores; prints a markdown table.
 """
 
@@ -43,7 +43,7 @@ def main(argv=None):
         reference = FPReference(loaded.model)
         fp = evaluate_model(loaded.model, tokenizer, text, max_tokens=65536, progress=False, reference=reference)
         for smoothing in ("on", "off"):
-            mambaquant.SMOOTH_WEIGHT_ONLY = smoothing == "on"
+            mambaquant.SMOOTHING = "always" if smoothing == "on" else "quantized-activations"
             changes, kls = [], []
             for seed in range(args.seeds):
                 qm = quantize(loaded.model, "mambaquant", batches, QuantConfig(w_bits=4, a_bits=16, seed=seed),
@@ -53,7 +53,7 @@ def main(argv=None):
                 kls.append(q["kl_per_token"])
             print(f"| {Path(text).name} | {smoothing} | {', '.join(f'{c:+.2f} %' for c in changes)} | "
                   f"{sum(kls) / len(kls):.2e} |", flush=True)
-    mambaquant.SMOOTH_WEIGHT_ONLY = False
+    mambaquant.SMOOTHING = "quantized-activations"
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from .errors import MQDeployError
 DEMO_MODEL = "mamba-byte-demo"
 DEMO_MODELS = {"mamba": DEMO_MODEL, "mamba2": "mamba2-byte-demo"}     # the language-model demos, by family
 COMPARISON_MODEL = "mamba-byte-8m"    # the larger Mamba-1 the recipe comparisons also run on (docs/comparison_model.md)
+COMPARISON_MODELS = {"mamba": COMPARISON_MODEL, "mamba2": "mamba2-byte-8m"}   # larger models with outliers, by family
 HELDOUT_TEXT = "wiki_heldout.txt"
 CALIB_TEXT = "wiki_calib.txt"
 
@@ -29,8 +30,8 @@ def demo_model_dir(family: str = "mamba") -> Path:
     return samples_dir() / "models" / DEMO_MODELS[family]
 
 
-def comparison_model_dir() -> Path:
-    return samples_dir() / "models" / COMPARISON_MODEL
+def comparison_model_dir(family: str = "mamba") -> Path:
+    return samples_dir() / "models" / COMPARISON_MODELS[family]
 
 
 def sample_text(name: str) -> Path:

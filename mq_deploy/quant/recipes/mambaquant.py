@@ -43,12 +43,17 @@ from .common import mixer_point
 RANDOM_SIGNS = True        # the Hadamards' signs come from config.seed
 
 ALPHA = 0.5
-SMOOTH_WEIGHT_ONLY = False   # smooth at 16-bit activations too (the ablation's "on"); see the docstring
+# Where the smoothings (S2, S5, S7) apply: "quantized-activations" (the recipe; see the docstring),
+# "always" (at 16-bit activations too) or "never". The last two serve the ablations in benchmarks/
+# (bench_a16_smoothing.py, bench_mambaquant_components.py); they are not a shipped option.
+SMOOTHING = "quantized-activations"
 
 
 def _smoothing_scales(act_absmax: torch.Tensor, weight_absmax: torch.Tensor, config) -> torch.Tensor:
     """SmoothQuant scales (α = ALPHA) where activations are quantized, ones (no smoothing) where not."""
-    if config.a_bits >= 16 and not SMOOTH_WEIGHT_ONLY:
+    if SMOOTHING not in ("quantized-activations", "always", "never"):
+        raise ValueError(f"mambaquant.SMOOTHING = {SMOOTHING!r}")
+    if SMOOTHING == "never" or (config.a_bits >= 16 and SMOOTHING == "quantized-activations"):
         return torch.ones(act_absmax.shape, dtype=torch.float64, device=act_absmax.device)
     return smoothquant_scales(act_absmax, weight_absmax, alpha=ALPHA)
 
