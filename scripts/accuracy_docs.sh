@@ -29,3 +29,12 @@ python3 benchmarks/bench_vision_recipes.py --out docs/vision_recipes_demo.md
 # the recipes on the Mamba-2 demo model (deploy mode only, so far): about 6 minutes
 python3 -m mq_deploy compare-recipes --model samples/models/mamba2-byte-demo --calib "$calib" \
     --eval samples/data/wiki_heldout.txt --peers --out docs/compare_recipes_mamba2_demo_wiki --force
+# the larger Mamba-2 comparison model (samples/models/mamba2-byte-8m, 7.7 M parameters, outlier channels),
+# deploy mode, both texts: about 21 minutes a text on 2 cores
+for text in samples/data/wiki_heldout.txt pydoc-topics; do
+    name=$([ "$text" = pydoc-topics ] && echo pydoc || echo wiki)
+    python3 -m mq_deploy compare-recipes --model samples/models/mamba2-byte-8m --calib "$calib" --eval "$text" \
+        --modes deploy --peers --out "docs/compare_recipes_mamba2_8m_$name" --force
+done
+# MambaQuant's parts (R1's KLT, the smoothings) ablated on it, W8A8 and W4A8: about 20 minutes
+python3 benchmarks/bench_mambaquant_components.py --out docs/mambaquant_components_mamba2_8m

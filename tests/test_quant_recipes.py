@@ -218,14 +218,20 @@ def test_mambaquant_r1_hadamard_is_the_signed_hadamard_alone_and_exact(model_and
         QuantConfig(r1="pca")
 
 
-@pytest.mark.parametrize("bits, smoothed", [((8, 8), True), ((4, 8), True), ((4, 16), False)])
-def test_mambaquant_smooths_only_where_activations_are_quantized(model_and_calib, bits, smoothed):
+@pytest.mark.parametrize("bits, smoothing, smoothed", [
+    ((8, 8), "quantized-activations", True), ((4, 8), "quantized-activations", True),
+    ((4, 16), "quantized-activations", False),
+    ((4, 16), "always", True), ((8, 8), "never", False)])     # the ablation switch (benchmarks/)
+def test_mambaquant_smooths_only_where_activations_are_quantized(model_and_calib, bits, smoothing, smoothed,
+                                                                 monkeypatch):
     """S7 rescales the depthwise conv's channels (and S2 the gate, S5 the dt bottleneck): at 16-bit
     activations MambaQuant leaves them out, so the conv weights are the FP model's bit for bit, while
     the transform stays exact either way."""
     import copy
 
+    import mq_deploy.quant.recipes.mambaquant as mambaquant
     from mq_deploy.quant.recipes import get_recipe
+    monkeypatch.setattr(mambaquant, "SMOOTHING", smoothing)
     model, calib, ids = model_and_calib
     fp = copy.deepcopy(model).double().eval()
     work = copy.deepcopy(fp)
