@@ -122,12 +122,13 @@ def test_backend_and_path_errors(demo_model_dir, tmp_path):
         open_logits_session(tmp_path / "missing")
 
 
-def test_package_imports_without_lm_eval_and_the_verb_says_what_to_install():
+def test_package_imports_without_lm_eval_and_the_verb_says_what_to_install(demo_model_dir):
     """lm-eval is an optional extra: blocked here, the package and CLI still import, and
-    `mq-deploy lm-eval` fails with one line naming the install."""
+    `mq-deploy lm-eval` on a valid command fails with one line naming the install."""
     code = ("import sys; sys.modules['lm_eval'] = None\n"
             "import mq_deploy, mq_deploy.api, mq_deploy.cli, mq_deploy.eval, mq_deploy.lm_eval.sessions\n"
-            "sys.exit(mq_deploy.cli.main(['lm-eval', '--model', 'mq-deploy', '--tasks', 'arc_easy']))")
+            "sys.exit(mq_deploy.cli.main(['lm-eval', '--model', 'mq-deploy', '--model_args', "
+            f"'path={demo_model_dir}', '--tasks', 'arc_easy']))")
     repo = Path(__file__).resolve().parent.parent
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(repo)})

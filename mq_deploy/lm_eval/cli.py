@@ -7,7 +7,6 @@ registers the adapter, then runs lm-eval's entry point on the same arguments, un
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 from ..errors import MQDeployError
@@ -35,17 +34,11 @@ def parse_model_args(text: str) -> dict:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
-def lm_eval_installed() -> bool:
-    try:
-        return importlib.util.find_spec("lm_eval") is not None
-    except ValueError:          # sys.modules["lm_eval"] is None: imports of it are blocked
-        return False
-
-
 def run_lm_eval(args: list[str]) -> int:
-    # without lm-eval the adapter's import below names the install; with it, our part of the command
-    # is checked before lm-eval's slow import
-    if lm_eval_installed() and option_value(args, "--model") == "mq-deploy":
+    # our part of the command is checked first, with or without lm-eval installed (the same error for
+    # the same command everywhere, and before lm-eval's slow import); then the adapter's import below
+    # names the install where lm-eval is missing
+    if option_value(args, "--model") == "mq-deploy":
         check_model_args(parse_model_args(option_value(args, "--model_args") or ""))
     from . import adapter  # noqa: F401  (registers "mq-deploy"; one clear error without lm-eval)
     from lm_eval.__main__ import cli_evaluate
