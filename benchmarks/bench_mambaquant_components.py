@@ -91,7 +91,7 @@ def run(model: str, bits: list[str], seeds: int, max_tokens: int, log=print) -> 
                              "verdict": verdict, "windows": diff["windows"]})
     finally:
         mambaquant.SMOOTHING = "quantized-activations"
-    return {"model": model, "seeds": seeds, "max_tokens": max_tokens, "fp_perplexity": fp["perplexity"],
+    return {"model": model, "seeds": seeds, "tokens": fp["scored_tokens"], "fp_perplexity": fp["perplexity"],
             "rows": rows}
 
 
@@ -102,7 +102,7 @@ def to_markdown(result: dict, command: str) -> str:
         ("verdict", "verdict", "")])
     return (f"# MambaQuant's parts, ablated on `{result['model']}`\n\n"
             f"Written by `{command}`. Deploy mode, calibration 32×512 tokens of samples/data/{CALIB_TEXT}, "
-            f"evaluation on the first {result['max_tokens']:,} tokens of samples/data/{HELDOUT_TEXT} in "
+            f"evaluation on the first {result['tokens']:,} scored tokens of samples/data/{HELDOUT_TEXT} in "
             f"{result['rows'][0]['windows']} windows (FP perplexity {result['fp_perplexity']:.4f}), "
             f"{result['seeds']} rotation seeds per variant; 4-bit weights with GPTQ rounding (the default). "
             "Perplexity changes and KL are seed means; the difference column is the variant's per-window KL "
@@ -112,14 +112,17 @@ def to_markdown(result: dict, command: str) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(comparison_model_dir("mamba2").relative_to(REPO)))
+    p.add_argument("--model", default=None, help="default: the bundled Mamba-2 comparison model")
     p.add_argument("--bits", nargs="+", default=["W8A8", "W4A8"])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--max-tokens", type=int, default=65536)
     p.add_argument("--out", type=Path, default=None, help="also write the report here (.md, and a .json beside it)")
     args = p.parse_args(argv)
     command = "python benchmarks/bench_mambaquant_components.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = run(args.model, args.bits, args.seeds, args.max_tokens)
+    model = args.model or str(comparison_model_dir("mamba2"))
+    if Path(model).resolve().is_relative_to(REPO):
+        model = str(Path(model).resolve().relative_to(REPO))      # as the report names it
+    result = run(model, args.bits, args.seeds, args.max_tokens)
     report = to_markdown(result, command.strip())
     print(report)
     if args.out is not None:

@@ -128,7 +128,7 @@ def test_package_imports_without_lm_eval_and_the_verb_says_what_to_install(demo_
     code = ("import sys; sys.modules['lm_eval'] = None\n"
             "import mq_deploy, mq_deploy.api, mq_deploy.cli, mq_deploy.eval, mq_deploy.lm_eval.sessions\n"
             "sys.exit(mq_deploy.cli.main(['lm-eval', '--model', 'mq-deploy', '--model_args', "
-            f"'path={demo_model_dir}', '--tasks', 'arc_easy']))")
+            f"{'path=' + str(demo_model_dir)!r}, '--tasks', 'arc_easy']))")
     repo = Path(__file__).resolve().parent.parent
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(repo)})

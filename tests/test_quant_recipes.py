@@ -242,3 +242,10 @@ def test_mambaquant_smooths_only_where_activations_are_quantized(model_and_calib
     for i in range(SIZES["layers"]):
         same = torch.equal(work.backbone.layers[i].mixer.conv1d.weight, fp.backbone.layers[i].mixer.conv1d.weight)
         assert same != smoothed, i
+
+
+def test_mambaquant_smoothing_switch_refuses_an_unknown_value(monkeypatch):
+    import mq_deploy.quant.recipes.mambaquant as mambaquant
+    monkeypatch.setattr(mambaquant, "SMOOTHING", "sometimes")
+    with pytest.raises(ValueError, match="SMOOTHING = 'sometimes'"):
+        mambaquant._smoothing_scales(torch.ones(3), torch.ones(3), QuantConfig())
