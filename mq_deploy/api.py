@@ -126,7 +126,7 @@ def _quantize_vision(model_dir: Path, out_dir: Path, recipe: str, calib: str, co
     evaluation = load_image_source(eval_source, size, MAX_EVAL_IMAGES, option="--eval") if eval_source else None
     if evaluation is not None and evaluation.labels is None:
         raise MQDeployError(f"--eval {eval_source} has no labels; give a folder in the ImageFolder layout "
-                            "(root/<class>/<image>) or digits:heldout")
+                            "(root/<class>/<image>), digits:heldout or mnist:heldout")
     if evaluation is not None:
         check_labels(evaluation, loaded.config.num_classes, "--eval")
     start = time.perf_counter()

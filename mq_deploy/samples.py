@@ -10,7 +10,8 @@ from .errors import MQDeployError
 DEMO_MODEL = "mamba-byte-demo"
 DEMO_MODELS = {"mamba": DEMO_MODEL, "mamba2": "mamba2-byte-demo"}     # the language-model demos, by family
 COMPARISON_MODEL = "mamba-byte-8m"    # the larger Mamba-1 the recipe comparisons also run on (docs/comparison_model.md)
-COMPARISON_MODELS = {"mamba": COMPARISON_MODEL, "mamba2": "mamba2-byte-8m"}   # larger models with outliers, by family
+# larger models with outliers, by family (the vision one: a Vim-T-wide model on 5,000 MNIST digits)
+COMPARISON_MODELS = {"mamba": COMPARISON_MODEL, "mamba2": "mamba2-byte-8m", "vim": "vim-mnist-comparison"}
 HELDOUT_TEXT = "wiki_heldout.txt"
 CALIB_TEXT = "wiki_calib.txt"
 

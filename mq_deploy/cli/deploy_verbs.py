@@ -183,7 +183,8 @@ def register(verbs) -> None:
     p.add_argument("--batch", type=int, default=1, help="windows (or images) per run (default 1)")
     p.add_argument("--images", default=None,
                    help="a vision export's inputs: a folder of images (ImageFolder layout: top-1 too), a .npy of "
-                        "preprocessed images [n, 3, H, W], or digits:heldout (the default for the vision demo)")
+                        "preprocessed images [n, 3, H, W], or digits:heldout (the default for 32x32 models) / "
+                        "mnist:heldout")
     add_device(p, "the torch reference")
     add_plugins(p)
     add_json(p, "the report")

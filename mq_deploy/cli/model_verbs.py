@@ -69,8 +69,8 @@ def run_quantize(args) -> int:
 def run_inspect(args) -> int:
     from ..reports.inspection import inspect_model
     result = inspect_model(args.model, args.plot, quantized_dir=args.quantized, text=args.text,
-                           samples=args.samples, seq_len=args.seq_len, force=args.force)
-    print(f"statistics on {result['samples']}x{result['seq_len']} tokens of {result['text']}")
+                           samples=args.samples, seq_len=args.seq_len, force=args.force, images=args.images)
+    print(f"statistics on {result['data']}")
     print("| activation | worst layer's max/median channel range: FP | after transforms |")
     print("|---|---:|---:|")
     for point, s in result["points"].items():
@@ -131,7 +131,7 @@ def register(verbs) -> None:
     p.add_argument("--calib", default="pydoc-topics",
                    help="calibration data: a UTF-8 text file, 'pydoc-topics', or token ids (.npy / .json) (default "
                         "pydoc-topics); for a Vision Mamba, images: a folder, a .npy of preprocessed images "
-                        "[n, 3, H, W], or 'digits' (the vision demo's)")
+                        "[n, 3, H, W], or a bundled set's training images: 'digits' (the vision demo's) or 'mnist'")
     p.add_argument("--calib-samples", type=int, default=32, help="calibration windows, or images (default 32)")
     p.add_argument("--calib-seq-len", type=int, default=512, help="tokens per window (default 512)")
     p.add_argument("--act-percentile", type=float, default=100.0, help="static activation range percentile")
@@ -165,21 +165,25 @@ def register(verbs) -> None:
     p.add_argument("--eval", default=None,
                    help="also report FP vs quantized perplexity on a UTF-8 text file, 'pydoc-topics', or token ids "
                         "(.npy / .json); for a Vision Mamba, top-1 on labelled images (an ImageFolder folder or "
-                        "'digits:heldout')")
+                        "'digits:heldout' / 'mnist:heldout')")
     p.add_argument("--eval-max-tokens", type=int, default=None)
     p.set_defaults(func=run_quantize)
 
     p = verbs.add_parser("inspect", help="plot channel ranges before/after the transforms and per-layer error",
                          description="Per-layer, per-channel max|x| and variance at every quantized activation "
                                      "of the FP model and (with --quantized) after the recipe's transforms, plus "
-                                     "the quantized model's error after each block. Writes PNG files.")
+                                     "the quantized model's error after each block, on text (a language model) or "
+                                     "images (a Vision Mamba). Writes PNG files.")
     p.add_argument("--model", required=True, help="FP model directory")
     p.add_argument("--quantized", default=None, help="quantized artifact made from --model")
     p.add_argument("--plot", required=True, help="directory for the PNG files")
     add_force(p)
-    add_text(p, default="pydoc-topics", purpose="text to run")
-    p.add_argument("--samples", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=512)
+    add_text(p, purpose="text to run (default pydoc-topics)")
+    p.add_argument("--images", default=None,
+                   help="a Vision Mamba's images: a folder, a .npy of preprocessed images [n, 3, H, W], or a bundled "
+                        "set (digits:heldout, the default for 32x32 models; mnist:heldout)")
+    p.add_argument("--samples", type=int, default=None, help="windows of text (default 8), or images (default 64)")
+    p.add_argument("--seq-len", type=int, default=512, help="tokens per window (default 512)")
     p.set_defaults(func=run_inspect)
 
     p = verbs.add_parser("compare-recipes", help="every recipe x {W8A8, W4A8, W4A16} x {deploy, paper} in one table "

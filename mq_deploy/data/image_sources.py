@@ -1,6 +1,6 @@
 """Where a vision model's images come from, named the way the CLI's --calib / --eval / --images name
 them: a folder (ImageFolder layout for labels, or flat), a .npy file of preprocessed images
-[n, 3, H, W], or the bundled digits ("digits", "digits:train", "digits:heldout")."""
+[n, 3, H, W], or a bundled set ("digits", "digits:train", "digits:heldout"; the same for "mnist"): data/bundled_images.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import torch
 
 from ..errors import MQDeployError
 
-BUNDLED = {"digits": "train", "digits:train": "train", "digits:heldout": "heldout"}
+# "<set>" and "<set>:train" name the training split (what calibration reads), "<set>:heldout" the rest.
+BUNDLED = {f"{name}{tail}": split for name in ("digits", "mnist")
+           for tail, split in (("", "train"), (":train", "train"), (":heldout", "heldout"))}
 # Evaluation and validation take at most this many images, spread over the source: they are held in
 # memory preprocessed (2048 ImageNet images: 1.2 GB), and top-1 on 2048 images is within ±2 points.
 MAX_EVAL_IMAGES = 2048
@@ -47,14 +49,15 @@ def load_image_source(source, img_size: int, samples: int | None = None, option:
     if samples is not None and samples < 1:
         raise MQDeployError(f"{option}: the number of images must be positive, got {samples}")
     if text in BUNDLED:
-        from ..samples import sample_data
-        from .digits import DIGITS_FILE, digits_split
-        if img_size != 32:
-            raise MQDeployError(f"{option} {text}: the bundled digits are for 32x32 models (the vision demo's); this "
-                                f"model takes {img_size}x{img_size} images: give a folder of images instead")
-        images, labels = digits_split(sample_data(DIGITS_FILE), BUNDLED[text])
+        from .bundled_images import BUNDLED_SIZE, bundled_split
+        name, split = text.split(":")[0], BUNDLED[text]
+        if img_size != BUNDLED_SIZE:
+            raise MQDeployError(f"{option} {text}: the bundled {name} images are for {BUNDLED_SIZE}x{BUNDLED_SIZE} models "
+                                f"(the vision demo's); this model takes {img_size}x{img_size} images: give a folder "
+                                "of images instead")
+        images, labels = bundled_split(name, split)
         pick = _spread(len(labels), samples)
-        return LoadedImages(images[pick], labels[pick], f"bundled digits ({BUNDLED[text]} split)")
+        return LoadedImages(images[pick], labels[pick], f"bundled {name} ({split} split)")
     path = Path(text)
     if not path.exists():
         raise MQDeployError(f"{option} {path} does not exist; give a folder of images, a .npy of preprocessed "

@@ -308,7 +308,8 @@ def validate_export(onnx_path, engine=None, references=None, model_dir=None, tex
     if manifest.is_vision:
         if text is not None or token_file is not None:
             raise MQDeployError(f"{onnx_path} is a Vision Mamba's export: it takes images, not text or token ids; "
-                                "give --images (a folder, a .npy of preprocessed images, or digits:heldout)")
+                                "give --images (a folder, a .npy of preprocessed images, digits:heldout or "
+                                "mnist:heldout)")
         return _validate_vision(onnx_path, manifest, images, engine, references, model_dir, batch, device, plugins)
     if images is not None:
         raise MQDeployError(f"--images is for a vision export; {onnx_path} takes token ids (--text / --tokens)")

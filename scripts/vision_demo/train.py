@@ -1,14 +1,17 @@
-"""Train the bundled vision demo model: a small Vision Mamba on scikit-learn's handwritten digits.
+"""Train a bundled Vision Mamba on a bundled image set (mq_deploy/data/bundled_images.py).
 
-Reproduce samples/models/vim-digits-demo (about 12 minutes on 2 CPU cores):
+Reproduce samples/models/vim-digits-demo, the vision demo (about 20 minutes on 2 CPU cores):
 
     python scripts/vision_demo/prepare_digits.py --out samples/data/digits.npz   # once; needs scikit-learn
     python scripts/vision_demo/train.py --out samples/models/vim-digits-demo
 
+and samples/models/vim-mnist-comparison, the vision comparison model (the command is in its
+training.json and in docs/vision.md; --fast-scan compiles scripts/demo_model/cpu_scan.c).
+
 The model is the released Vim's architecture (bidirectional mixers, middle class token, RMSNorm, FP32
-residual) at a toy size: 32x32 inputs in 4x4 patches (64 patches + the class token), 4 layers of
-width 64. Trained on the 1,437 training digits with random shifts of up to 2 pixels; the 360
-held-out digits are never seen. Deterministic for a given torch version and thread count.
+residual) at a toy size: 32x32 inputs in 4x4 patches (64 patches + the class token), by default 4
+layers of width 64. Trained on the set's training split with random shifts of up to 2 pixels; the
+held-out split (360 digits, 1,000 MNIST images) is never seen. Deterministic for a given torch version and thread count.
 Writes the model (config.json + model.safetensors) and training.json (settings, loss curve,
 held-out top-1).
 """
@@ -26,12 +29,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mq_deploy.data.digits import digits_split
+from mq_deploy.data.bundled_images import BUNDLED_SETS, bundled_split
 from mq_deploy.data.images import topk_accuracy
 from mq_deploy.models.init import init_mamba_weights
 from mq_deploy.models.vim import VimConfig, VisionMamba
 from mq_deploy.models.vim_loading import save_vim
-from mq_deploy.samples import sample_data
 
 
 def shifted(images: torch.Tensor, g: torch.Generator, most: int = 2) -> torch.Tensor:
@@ -61,6 +63,7 @@ def heldout_top1(model, images, labels) -> float:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--data", default="digits", choices=list(BUNDLED_SETS), help="the bundled image set")
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--patch", type=int, default=4)
@@ -70,13 +73,14 @@ def main(argv=None):
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--fast-scan", action="store_true",
+                   help="the compiled CPU training scan (scripts/demo_model/fast_scan.py): about 2-3x faster")
     args = p.parse_args(argv)
     if args.out.exists() and any(args.out.iterdir()):
         sys.exit(f"{args.out} exists and is not empty; choose another --out or remove it")
     torch.manual_seed(args.seed)
-    digits = sample_data("digits.npz")
-    train_x, train_y = digits_split(digits, "train")
-    test_x, test_y = digits_split(digits, "heldout")
+    train_x, train_y = bundled_split(args.data, "train")
+    test_x, test_y = bundled_split(args.data, "heldout")
     config = VimConfig(hidden_size=args.d_model, num_hidden_layers=args.layers, img_size=32, patch_size=args.patch,
                        stride=args.patch, num_classes=10)
     model = VisionMamba(config)
@@ -85,6 +89,13 @@ def main(argv=None):
         nn.init.trunc_normal_(model.backbone.pos_embed, std=0.02)
         nn.init.trunc_normal_(model.backbone.cls_token, std=0.02)
     device = torch.device(args.device)
+    if args.fast_scan:
+        if device.type != "cpu":
+            sys.exit("error: --fast-scan is the CPU training scan; drop it on a GPU")
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo_model"))
+        from fast_scan import compiled_selective_scan
+        for layer in model.backbone.layers:
+            layer.mixer.scan_impl = compiled_selective_scan
     model = model.to(device).train()
     train_x, train_y, test_x, test_y = (t.to(device) for t in (train_x, train_y, test_x, test_y))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.endswith("_log")]
@@ -114,7 +125,8 @@ def main(argv=None):
               f"{time.perf_counter() - start:.0f} s", flush=True)
     model = model.cpu().eval()
     save_vim(model, args.out)
-    record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    record = {"command": " ".join(["python", "scripts/vision_demo/train.py", *(argv if argv is not None else sys.argv[1:])]),
+              "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "train_images": len(train_y), "heldout_images": len(test_y),
               "heldout_top1": curve[-1]["heldout_top1"], "seconds": round(time.perf_counter() - start, 1),
               "torch": torch.__version__, "threads": torch.get_num_threads(), "curve": curve}
