@@ -104,8 +104,8 @@ def main(argv=None):
     command = " ".join(["python benchmarks/bench_vision_recipes.py", f"--data {args.data}"]
                        + ([f"--out {args.out}"] if args.out else []))
     lines = [f"# Recipes on the Vision Mamba `{Path(args.model).name}`", "",
-             f"Held-out top-1 of the FP model: **{fp_top1:.2f} %** on {len(labels)} {args.data} images never seen in "
-             f"training; calibration on {len(calib)} training images. Regenerate with `{command}` "
+             f"Held-out top-1 of the FP model: **{fp_top1:.2f} %** on the {len(labels)} held-out images of the bundled "
+             f"`{args.data}` set, never seen in training; calibration on {len(calib)} training images. Regenerate with `{command}` "
              f"({time.perf_counter() - start:.0f} s here).", "",
              "Top-1 change: quantized minus FP, in points, with the paired 95 % bootstrap interval over images (and "
              f"seeds: recipes with random Hadamard signs are the mean of {args.seeds} seeds). KL: mean KL(FP ‖ "
