@@ -35,6 +35,17 @@ def _spread(n_total: int, samples: int | None) -> np.ndarray:
     return np.linspace(0, n_total - 1, samples).round().astype(np.int64)
 
 
+def images_or_default(images, img_size: int, what) -> str:
+    """--images as given, or for a 32x32 model (the bundled sets' size) the vision demo's held-out
+    digits; any other size needs images named."""
+    if images is not None:
+        return images
+    if img_size != 32:
+        raise MQDeployError(f"{what} takes {img_size}x{img_size} images: give them with --images (a folder, or a .npy "
+                            "of preprocessed images)")
+    return "digits:heldout"
+
+
 def check_labels(loaded: LoadedImages, num_classes: int, option: str) -> None:
     """Labels must index the model's classes (an ImageFolder's are positions among its sorted folders)."""
     if loaded.labels is not None and len(loaded.labels) and int(loaded.labels.max()) >= num_classes:

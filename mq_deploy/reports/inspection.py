@@ -43,14 +43,9 @@ def _check_inputs(model_dir, text, images) -> bool:
 def _vision_batches(loaded, images, samples):
     """(images [n, 3, H, W], what they are) for a Vision Mamba; without --images a 32x32 model (the
     bundled ones' size) takes the demo's held-out digits, as validate does."""
-    from ..data.image_sources import load_image_source
+    from ..data.image_sources import images_or_default, load_image_source
     size = loaded.config.img_size
-    if images is None:
-        if size != 32:
-            raise MQDeployError(f"{loaded.path} takes {size}x{size} images: give them with --images (a folder, or a "
-                                ".npy of preprocessed images)")
-        images = "digits:heldout"
-    source = load_image_source(images, size, samples, option="--images")
+    source = load_image_source(images_or_default(images, size, loaded.path), size, samples, option="--images")
     return source.images, f"{len(source.images)} images of {source.label}"
 
 

@@ -325,13 +325,9 @@ def validate_export(onnx_path, engine=None, references=None, model_dir=None, tex
 
 def _validate_vision(onnx_path, manifest: Manifest, images, engine, references, model_dir, batch, device,
                      plugins) -> dict:
-    from ..data.image_sources import MAX_EVAL_IMAGES, check_labels, load_image_source
+    from ..data.image_sources import MAX_EVAL_IMAGES, check_labels, images_or_default, load_image_source
     channels, size, _ = manifest.image_shape
-    if images is None:
-        if size != 32:
-            raise MQDeployError(f"{onnx_path} takes {size}x{size} images: give them with --images (a folder, or a .npy "
-                                "of preprocessed images)")
-        images = "digits:heldout"
+    images = images_or_default(images, size, onnx_path)
     loaded = load_image_source(images, size, MAX_EVAL_IMAGES, option="--images")
     if loaded.images.shape[1] != channels:
         raise MQDeployError(f"--images {images}: the graph takes {channels}-channel images")
