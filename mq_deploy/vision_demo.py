@@ -89,7 +89,7 @@ def _export_validate_bench(summary: Summary, artifact: str, onnx_path: str) -> b
     summary.add("export + check", "FP16 QDQ graph, manifest.json",
                 f"check ok; linears {', '.join(f'{k}: {v}' for k, v in counts.items())}", time.perf_counter() - t)
     _step(4, "validating ONNX Runtime against the torch models (Polygraphy Comparator) on the held-out digits")
-    report = validate_export(onnx_path, batch=VALIDATE_BATCH, device="cpu")
+    report = validate_export(onnx_path, images="digits:heldout", batch=VALIDATE_BATCH, device="cpu")
     _validation_rows(summary, report, "ONNX Runtime")
     _step(5, "benchmarking ONNX Runtime against torch on the CPU, batches of 32 images")
     bench = run_bench(onnx_path, batch=32, iterations=5, warmup=1, device="cpu", progress=False)

@@ -1,6 +1,7 @@
 """The `mq-deploy` command as a user runs it: a subprocess, exit codes, one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -71,3 +72,30 @@ def test_unknown_arguments_are_refused_by_every_verb_but_lm_eval():
     """`lm-eval` passes what follows it to lm-eval unparsed; the other verbs still refuse strays."""
     out = run("doctor", "--bogus")
     assert out.returncode == 2 and "unrecognized arguments: --bogus" in out.stderr
+
+
+def test_vision_demo_prints_one_summary_table():
+    """`demo --vision`: the FP model's top-1 on the held-out digits (scored against their labels,
+    recomputed here), the quantized model within half a point of it, ONNX Runtime validated."""
+    out = run("demo", "--vision")
+    assert out.returncode == 0, out.stderr
+    header, _, *rows = [line for line in out.stdout.splitlines() if line.startswith("|")]
+    assert header == "| stage | what | result | s |"
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert [c[0] for c in cells][:4] == ["FP32 model", "quantize", "quantized model", "export + check"]
+    import torch
+
+    from mq_deploy.data.image_sources import load_image_source
+    from mq_deploy.models.vim_loading import load_vim
+    from mq_deploy.samples import samples_dir
+    model = load_vim(samples_dir() / "models" / "vim-digits-demo").model
+    held = load_image_source("digits:heldout", 32)
+    with torch.no_grad():
+        top1 = (model(held.images).argmax(-1) == held.labels).double().mean().item()
+    assert cells[0][2] == f"top-1 {100 * top1:.2f}%" and top1 > 0.95
+    quantized = float(re.search(r"top-1 ([\d.]+)%", cells[2][2]).group(1))
+    assert abs(quantized - 100 * top1) <= 0.5
+    validations = [c for c in cells if c[0] == "validate"]
+    assert validations and all(c[2].startswith("pass:") for c in validations)
+    assert any(c[0] == "bench (CPU)" and "images/s" in c[2] for c in cells)
+    assert "demo passed" in out.stdout

@@ -62,7 +62,9 @@ def test_mnist_is_padded_to_32_and_normalized_as_numpy_says():
     expected = (gray[None] - np.array(IMAGENET_MEAN)[:, None, None]) / np.array(IMAGENET_STD)[:, None, None]
     assert heldout.shape == (1000, 3, 32, 32) and heldout.dtype == torch.float32
     np.testing.assert_allclose(heldout[0].numpy(), expected, atol=1e-6)
-    assert heldout_labels[0].item() == labels[first]
+    np.testing.assert_array_equal(heldout_labels.numpy(), labels[order[:1000]])
+    gray_all = np.pad(images[order[:1000]].astype(np.float64) / 255, ((0, 0), (2, 2), (2, 2)))
+    np.testing.assert_allclose(heldout[:, 0].numpy(), (gray_all - IMAGENET_MEAN[0]) / IMAGENET_STD[0], atol=1e-5)
 
 
 @pytest.mark.parametrize("name", list(BUNDLED_SETS))
@@ -78,12 +80,19 @@ def test_the_splits_partition_the_set(name):
     assert torch.equal(again, held_x)                           # the split is fixed
 
 
-def test_the_cli_names_load_the_splits():
+def test_the_cli_names_load_the_splits(tmp_path, monkeypatch):
+    for name in BUNDLED_SETS:                  # a bare name is the training split
+        assert torch.equal(load_image_source(name, 32, samples=5).images,
+                           load_image_source(f"{name}:train", 32, samples=5).images)
+    monkeypatch.chdir(tmp_path)                # a folder of the same name is not silently shadowed
+    (tmp_path / "mnist").mkdir()
+    with pytest.raises(MQDeployError, match="both a bundled image set and a path"):
+        load_image_source("mnist", 32)
     loaded = load_image_source("mnist:heldout", 32, samples=10)
     assert loaded.images.shape == (10, 3, 32, 32) and loaded.labels.shape == (10,)
     assert "mnist" in loaded.label and "heldout" in loaded.label
     with pytest.raises(MQDeployError, match="bundled mnist images are for 32x32"):
-        load_image_source("mnist", 224)
+        load_image_source("mnist:train", 224)
 
 
 def test_an_unreadable_file_names_the_script(tmp_path):

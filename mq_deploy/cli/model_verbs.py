@@ -183,7 +183,7 @@ def register(verbs) -> None:
                    help="a Vision Mamba's images: a folder, a .npy of preprocessed images [n, 3, H, W], or a bundled "
                         "set (digits:heldout, the default for 32x32 models; mnist:heldout)")
     p.add_argument("--samples", type=int, default=None, help="windows of text (default 8), or images (default 64)")
-    p.add_argument("--seq-len", type=int, default=512, help="tokens per window (default 512)")
+    p.add_argument("--seq-len", type=int, default=512, help="tokens per window (default 512; text only)")
     p.set_defaults(func=run_inspect)
 
     p = verbs.add_parser("compare-recipes", help="every recipe x {W8A8, W4A8, W4A16} x {deploy, paper} in one table "

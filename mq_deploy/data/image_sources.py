@@ -4,6 +4,7 @@ them: a folder (ImageFolder layout for labels, or flat), a .npy file of preproce
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import numpy as np
 import torch
 
 from ..errors import MQDeployError
+from .bundled_images import BUNDLED_SETS, BUNDLED_SIZE
 
 # "<set>" and "<set>:train" name the training split (what calibration reads), "<set>:heldout" the rest.
-BUNDLED = {f"{name}{tail}": split for name in ("digits", "mnist")
+BUNDLED = {f"{name}{tail}": split for name in BUNDLED_SETS
            for tail, split in (("", "train"), (":train", "train"), (":heldout", "heldout"))}
 # Evaluation and validation take at most this many images, spread over the source: they are held in
 # memory preprocessed (2048 ImageNet images: 1.2 GB), and top-1 on 2048 images is within ±2 points.
@@ -40,9 +42,11 @@ def images_or_default(images, img_size: int, what) -> str:
     digits; any other size needs images named."""
     if images is not None:
         return images
-    if img_size != 32:
+    if img_size != BUNDLED_SIZE:
         raise MQDeployError(f"{what} takes {img_size}x{img_size} images: give them with --images (a folder, or a .npy "
                             "of preprocessed images)")
+    print("note: no --images given: using digits:heldout, the vision demo's held-out digits; give --images for "
+          "another model's data (mnist:heldout for vim-mnist-comparison)", file=sys.stderr)
     return "digits:heldout"
 
 
@@ -60,12 +64,14 @@ def load_image_source(source, img_size: int, samples: int | None = None, option:
     if samples is not None and samples < 1:
         raise MQDeployError(f"{option}: the number of images must be positive, got {samples}")
     if text in BUNDLED:
-        from .bundled_images import BUNDLED_SIZE, bundled_split
+        from .bundled_images import bundled_split
         name, split = text.split(":")[0], BUNDLED[text]
+        if Path(text).exists():
+            raise MQDeployError(f"{option} {text} is both a bundled image set and a path here; give ./{text} for the "
+                                f"path or {name}:{split} for the bundled set")
         if img_size != BUNDLED_SIZE:
-            raise MQDeployError(f"{option} {text}: the bundled {name} images are for {BUNDLED_SIZE}x{BUNDLED_SIZE} models "
-                                f"(the vision demo's); this model takes {img_size}x{img_size} images: give a folder "
-                                "of images instead")
+            raise MQDeployError(f"{option} {text}: the bundled {name} images are for {BUNDLED_SIZE}x{BUNDLED_SIZE} models; "
+                                f"this model takes {img_size}x{img_size} images: give a folder of images instead")
         images, labels = bundled_split(name, split)
         pick = _spread(len(labels), samples)
         return LoadedImages(images[pick], labels[pick], f"bundled {name} ({split} split)")

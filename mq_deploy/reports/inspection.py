@@ -9,9 +9,9 @@ from ..atomic_dir import atomic_files
 from ..data.calibration import calibration_batches, check_window_counts
 from ..errors import MQDeployError
 from ..models.mamba import MambaMixer
+from ..models.checkpoints import is_mamba2_checkpoint, is_vision_checkpoint, load_checkpoint
 from ..models.mamba2 import Mamba2Mixer
 from ..models.vim import BiMambaMixer
-from ..models.checkpoints import is_mamba2_checkpoint, is_vision_checkpoint, load_checkpoint
 from ..outputs import check_output_files, is_own_png
 from ..quant.artifact import check_made_from, load_quantized, read_quant_meta
 from ..quant.inspect import channel_statistics, inspected_points, layer_errors
@@ -99,5 +99,8 @@ def inspect_model(model_dir, plot_dir, quantized_dir=None, text: str | None = No
     summary = {p: {"outlier_ratio_before": max(_outlier_ratio(before[(i, p)]) for i in layers),
                    "outlier_ratio_after": (max(_outlier_ratio(after[(i, p)]) for i in layers) if after else None)}
                for p in points}
-    return {"data": label, "samples": int(batches.shape[0]), "files": [str(f) for f in files], "points": summary,
-            "layer_errors": errors}
+    result = {"data": label, "samples": int(batches.shape[0]), "files": [str(f) for f in files], "points": summary,
+              "layer_errors": errors}
+    if not vision:                  # the keys a language model's report always had
+        result.update(text=text, seq_len=int(batches.shape[1]))
+    return result

@@ -6,7 +6,7 @@ Reproduce samples/models/vim-digits-demo, the vision demo (about 20 minutes on 2
     python scripts/vision_demo/train.py --out samples/models/vim-digits-demo
 
 and samples/models/vim-mnist-comparison, the vision comparison model (the command is in its
-training.json and in docs/vision.md; --fast-scan compiles scripts/demo_model/cpu_scan.c).
+training.json and in docs/comparison_model.md; --fast-scan compiles scripts/demo_model/cpu_scan.c).
 
 The model is the released Vim's architecture (bidirectional mixers, middle class token, RMSNorm, FP32
 residual) at a toy size: 32x32 inputs in 4x4 patches (64 patches + the class token), by default 4
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -60,7 +61,7 @@ def heldout_top1(model, images, labels) -> float:
     return topk_accuracy(logits, labels, ks=(1,))["top1"]
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data", default="digits", choices=list(BUNDLED_SETS), help="the bundled image set")
@@ -75,7 +76,11 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--fast-scan", action="store_true",
                    help="the compiled CPU training scan (scripts/demo_model/fast_scan.py): about 2-3x faster")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     if args.out.exists() and any(args.out.iterdir()):
         sys.exit(f"{args.out} exists and is not empty; choose another --out or remove it")
     torch.manual_seed(args.seed)
@@ -125,7 +130,7 @@ def main(argv=None):
               f"{time.perf_counter() - start:.0f} s", flush=True)
     model = model.cpu().eval()
     save_vim(model, args.out)
-    record = {"command": " ".join(["python", "scripts/vision_demo/train.py", *(argv if argv is not None else sys.argv[1:])]),
+    record = {"command": shlex.join(["python", "scripts/vision_demo/train.py", *(argv if argv is not None else sys.argv[1:])]),
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "train_images": len(train_y), "heldout_images": len(test_y),
               "heldout_top1": curve[-1]["heldout_top1"], "seconds": round(time.perf_counter() - start, 1),
