@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import MQDeployError
-from .bundled_images import BUNDLED_SETS, BUNDLED_SIZE
+from .bundled_images import BUNDLED_SETS, BUNDLED_SIZE, bundled_split
 
 # "<set>" and "<set>:train" name the training split (what calibration reads), "<set>:heldout" the rest.
 BUNDLED = {f"{name}{tail}": split for name in BUNDLED_SETS
@@ -64,7 +64,6 @@ def load_image_source(source, img_size: int, samples: int | None = None, option:
     if samples is not None and samples < 1:
         raise MQDeployError(f"{option}: the number of images must be positive, got {samples}")
     if text in BUNDLED:
-        from .bundled_images import bundled_split
         name, split = text.split(":")[0], BUNDLED[text]
         if Path(text).exists():
             raise MQDeployError(f"{option} {text} is both a bundled image set and a path here; give ./{text} for the "

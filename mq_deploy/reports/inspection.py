@@ -17,14 +17,15 @@ from ..quant.artifact import check_made_from, load_quantized, read_quant_meta
 from ..quant.inspect import channel_statistics, inspected_points, layer_errors
 from .plots import _outlier_ratio, plot_channel_ranges, plot_layer_errors
 
+
 def plot_files(plot_dir, points, with_errors: bool) -> list[Path]:
     """The PNG files inspect writes into `plot_dir` for a model with these inspected points."""
     names = [f"channels_{p}.png" for p in sorted(points)] + (["layer_error.png"] if with_errors else [])
     return [Path(plot_dir) / n for n in names]
 
 
-def _mixer_class(model_dir):
-    if is_vision_checkpoint(model_dir):
+def _mixer_class(model_dir, vision: bool):
+    if vision:
         return BiMambaMixer
     return Mamba2Mixer if is_mamba2_checkpoint(model_dir) else MambaMixer
 
@@ -63,7 +64,7 @@ def inspect_model(model_dir, plot_dir, quantized_dir=None, text: str | None = No
         text = text if text is not None else "pydoc-topics"
         check_window_counts(samples, seq_len, "inspection", ("--samples", "--seq-len"))
     plot_dir = Path(plot_dir)
-    points = inspected_points(_mixer_class(model_dir))
+    points = inspected_points(_mixer_class(model_dir, vision))
     # the plots go into a directory that may hold other files: only our own PNGs may be replaced
     check_output_files(plot_files(plot_dir, points, quantized_dir is not None), "inspect plot", is_own_png, force,
                        inputs=[model_dir, quantized_dir, text if text is not None else images], option="--plot")
@@ -73,9 +74,9 @@ def inspect_model(model_dir, plot_dir, quantized_dir=None, text: str | None = No
     if vision:
         batches, label = _vision_batches(loaded, images, samples)
     else:
-        batches, label = calibration_batches(lambda: loaded.tokenizer, text, samples, seq_len,
-                                             loaded.config.vocab_size, option="--text")
-        label = f"{int(batches.shape[0])}x{int(batches.shape[1])} tokens of {label}"
+        batches, text_label = calibration_batches(lambda: loaded.tokenizer, text, samples, seq_len,
+                                                  loaded.config.vocab_size, option="--text")
+        label = f"{int(batches.shape[0])}x{int(batches.shape[1])} tokens of {text_label}"
     before = channel_statistics(loaded.model, batches, progress=progress, desc="FP channel statistics")
     after, errors, title = None, None, f"{Path(model_dir).name}"
     if quantized_dir is not None:
@@ -102,5 +103,5 @@ def inspect_model(model_dir, plot_dir, quantized_dir=None, text: str | None = No
     result = {"data": label, "samples": int(batches.shape[0]), "files": [str(f) for f in files], "points": summary,
               "layer_errors": errors}
     if not vision:                  # the keys a language model's report always had
-        result.update(text=text, seq_len=int(batches.shape[1]))
+        result.update(text=text_label, seq_len=int(batches.shape[1]))
     return result
