@@ -46,7 +46,7 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     force: replace `out_dir` if it holds a previous artifact of ours (never anything else)."""
     from .quant.artifact import is_own_artifact, is_quantized_artifact, save_quantized
     from .quant.config import QuantConfig
-    from .quant.quantize import check_family_options, check_recipe_options
+    from .quant.quantize import check_recipe_options
     from .quant.mixed_precision import check_mixed_precision
     from .quant.quantize import quantize
     from .quant.recipes import get_recipe
@@ -70,7 +70,6 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     check_output_dir(out_dir, "quantized artifact", is_own_artifact, force,
                      inputs=[model_dir, calib, eval_text], option="--out")
     loaded = load_checkpoint(model_dir)          # Mamba-1 or Mamba-2
-    check_family_options(loaded.model, config)
     vocab = loaded.config.vocab_size
     check_mixed_precision(loaded.model, config)
     batches, calib_label = calibration_batches(lambda: loaded.tokenizer, calib, calib_samples, calib_seq_len,

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from conftest import randomize_parameters
-from mq_deploy.errors import MQDeployError
 from mq_deploy.models.mamba2_loading import load_mamba2
 from mq_deploy.quant.artifact import load_quantized, save_quantized
 from mq_deploy.quant.config import QuantConfig
@@ -111,11 +110,36 @@ def test_quantize_mamba2_end_to_end_and_the_artifact_round_trip(model_dir, recip
         assert torch.equal(loaded.model(x), fq)
 
 
-def test_unsupported_settings_are_one_error_before_any_work(model_dir):
+def test_paper_mode_quantizes_the_ssd_contraction_with_s4_per_group_and_r4(model_dir, tmp_path):
+    """Paper mode on a Mamba-2: MambaQuant's S4 + R4 at the h·C contraction exact in float64 (one S4
+    scale per group of B/C), the contraction quantized per step, the artifact round trip."""
+    from mq_deploy.quant.paper_scan import install_paper_scan
+    model = load_mamba2(model_dir, dtype=torch.float64).model
+    vocab, groups = model.config.vocab_size, model.config.n_groups
+    x, calib = ids(vocab, (2, 30), 7), ids(vocab, (4, 24), 1)
+    work = copy.deepcopy(model)
+    get_recipe("mambaquant").transform(work, calib, QuantConfig(mode="paper", calib_dtype="float64"), progress=False)
+    install_paper_scan(work, quantize=False)
+    with torch.no_grad():
+        assert rel(work(x), model(x)) <= 1e-10
+    mixer = work.backbone.layers[1].mixer
+    per_head = mixer.hc_scale.unflatten(0, (groups, -1))          # [groups, heads in group, N]
+    assert torch.equal(per_head, per_head[:, :1].expand_as(per_head)) and (mixer.hc_scale - 1).abs().max() > 0.1
+    assert not torch.equal(per_head[0], per_head[1])
+    assert mixer.hc_signs.shape == (model.config.state_size,)
+
     model = load_mamba2(model_dir).model
-    calib = ids(model.config.vocab_size, (2, 16), 1)
-    with pytest.raises(MQDeployError, match="Mamba-2 model quantizes in deploy mode only"):
-        quantize(model, "rtn", calib, QuantConfig(mode="paper"), progress=False)
+    qm = quantize(model, "mambaquant", calib, QuantConfig(mode="paper"), progress=False)
+    exact = copy.deepcopy(qm.model)
+    install_paper_scan(exact, quantize=False)
+    with torch.no_grad():
+        fq = qm.model(x)
+        assert 1e-5 < rel(fq, exact(x)) < 3e-2          # the contraction is quantized: visible, small
+        assert 0 < rel(fq, model(x)) < 0.1
+    save_quantized(qm, tmp_path / "q", source_dir=model_dir)
+    loaded = load_quantized(tmp_path / "q")
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), fq)
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +242,8 @@ def test_cli_quantize_and_eval_a_mamba2_model_on_token_ids(model_dir, tmp_path):
                "--calib-samples", 2, "--calib-seq-len", 64, "--eval-max-tokens", 2048, "--recipes", "rtn",
                "--seeds", 1, "--peers", "--out", tmp_path / "cmp")
     assert done.returncode == 0, done.stderr
-    assert "paper rows are left out" in done.stderr and (tmp_path / "cmp.md").is_file()
+    table = (tmp_path / "cmp.md").read_text()
+    assert "| rtn | W8A8 | deploy |" in table and "| rtn | W8A8 | paper |" in table
 
 
 def test_mambaquant_keeps_the_bundled_mamba2_demo_logits_in_float64():

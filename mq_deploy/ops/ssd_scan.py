@@ -28,7 +28,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ssd_scan", "ssd_scan_ref", "ssd_scan_chunked", "SSD_SCAN_IMPLS", "CPU_CHUNK_SIZE"]
+__all__ = ["ssd_scan", "ssd_scan_ref", "ssd_scan_checked_ref", "ssd_scan_chunked", "SSD_SCAN_IMPLS",
+           "CPU_CHUNK_SIZE"]
 
 # Tokens per chunk of the chunked form on a CPU. Intra-chunk work grows with Q, the sequential
 # state passing with L/Q. One thread, P 64, N 128, at [4 x 1024 tokens, 24 heads] and [1 x 2048, 48]
@@ -41,9 +42,11 @@ def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def ssd_scan_ref(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None, initial_state=None):
+def ssd_scan_ref(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None, initial_state=None,
+                 output_fn=None):
     """The sequential recurrence (the oracle). Shapes as in the module docstring; returns
-    (y [b, L, H, P] in x's dtype, final state [b, H, P, N])."""
+    (y [b, L, H, P] in x's dtype, final state [b, H, P, N]). output_fn(h_t [b, H, P, N], C_t [b, H, N])
+    -> y_t [b, H, P] replaces h_t C_t (the paper mode's fake-quantized contraction)."""
     acc = _accumulation_dtype(x)
     batch, length, heads, head_dim = x.shape
     u = x.to(acc)
@@ -61,7 +64,7 @@ def ssd_scan_ref(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_lim
     for t in range(length):
         decay = torch.exp(dt[:, t] * A.to(acc))[:, :, None, None]                 # [b, H, 1, 1]
         h = decay * h + (dt[:, t, :, None] * u[:, t])[..., None] * B[:, t, :, None, :]
-        y[:, t] = (h * C[:, t, :, None, :]).sum(-1)
+        y[:, t] = (h * C[:, t, :, None, :]).sum(-1) if output_fn is None else output_fn(h, C[:, t])
     if D is not None:
         y = y + D.to(acc)[:, None] * u
     return y.to(x.dtype), h
@@ -145,15 +148,16 @@ def ssd_scan_chunked(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt
     return y.to(x.dtype), h.reshape(batch, heads, head_dim, n)
 
 
-def _checked_ref(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None, initial_state=None,
-                 **_):
+def ssd_scan_checked_ref(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None,
+                         initial_state=None, output_fn=None, **_):
+    """`ssd_scan_ref` after the shape checks (and taking the dispatcher's chunk_size, unused)."""
     _check_shapes(x, dt, A, B, C, D, dt_bias, initial_state)
-    return ssd_scan_ref(x, dt, A, B, C, D, dt_bias, dt_softplus, dt_limit, initial_state)
+    return ssd_scan_ref(x, dt, A, B, C, D, dt_bias, dt_softplus, dt_limit, initial_state, output_fn)
 
 
 # "fused" is Mamba-1's default name (LayeredModel.set_scan_impl sets one name on every mixer): here
 # it is the chunked form, the fast one
-SSD_SCAN_IMPLS = {"sequential": _checked_ref, "chunked": ssd_scan_chunked, "fused": ssd_scan_chunked}
+SSD_SCAN_IMPLS = {"sequential": ssd_scan_checked_ref, "chunked": ssd_scan_chunked, "fused": ssd_scan_chunked}
 
 
 def ssd_scan(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None, initial_state=None,

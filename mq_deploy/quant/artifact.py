@@ -5,7 +5,9 @@
                             but without the online transforms below it is not the same function)
     transforms.safetensors  online transforms that cannot be folded: per-layer S-SiLU gate scales
                             (`<mixer>.gate_scale`), Hadamard sign vectors (`<point>.signs`) and
-                            the exit matrix of a rotated stream into a tied head (`lm_head_input.matrix`)
+                            the exit matrix of a rotated stream into a tied head (`lm_head_input.matrix`),
+                            and in paper mode MambaQuant's S4 scale and R4 signs at the scan's h·C
+                            contraction (`<mixer>.hc_scale`, `<mixer>.hc_signs`; quant/paper_scan.py)
     quant.json              recipe, settings, weight quantization specs, activation scales, online
                             transforms, the source model's hash
     report.json             calibration time and accuracy figures
@@ -31,7 +33,8 @@ from ..models.vim_loading import write_vim_files
 from ..models.safetensors_io import write_safetensors
 from .config import QuantConfig
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
-from .paper_scan import selective_scan_quantized_hc
+from .paper_scan import (SCALE, SIGNS, has_contraction_transform, install_paper_scan,
+                         set_contraction_transform)
 from .quantize import QuantizedModel, _set_module, _with_quantizer, quantize_weights
 from .quantizer import QuantSpec
 from .spill import SpilledTensors
@@ -101,7 +104,14 @@ def _split_state(qm: QuantizedModel):
     for i, layer in enumerate(qm.model.backbone.layers):
         if layer.mixer.gate_scale is not None:
             transforms[f"backbone.layers.{i}.mixer.gate_scale"] = layer.mixer.gate_scale.detach().clone()
+        for name in (SCALE, SIGNS):
+            if getattr(layer.mixer, name, None) is not None:
+                transforms[f"backbone.layers.{i}.mixer.{name}"] = getattr(layer.mixer, name).detach().clone()
     return weights, transforms
+
+
+def _contraction_layers(model) -> list[int]:
+    return [i for i, layer in enumerate(model.backbone.layers) if has_contraction_transform(layer.mixer)]
 
 
 def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | None = None,
@@ -116,6 +126,7 @@ def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | 
         "online_transforms": {p: {"kind": k, "size": int(transforms[f"{p}.{TENSOR_OF_KIND[k]}"].shape[0])}
                               for p, k in qm.online_transforms.items()},
         "gate_scale_layers": sorted(int(k.split(".")[2]) for k in transforms if k.endswith("gate_scale")),
+        "contraction_transform_layers": _contraction_layers(qm.model),
         "source": {"path": str(source_dir) if source_dir else None,
                    "sha256": directory_hash(Path(source_dir)) if source_dir else None},
     }
@@ -185,8 +196,14 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
     if any(kind not in TENSOR_OF_KIND for kind in kinds.values()):
         raise MQDeployError(f"{path / QUANT_FILE} names an online transform this mq-deploy does not know "
                             f"({sorted(set(kinds.values()) - set(TENSOR_OF_KIND))}); re-run `mq-deploy quantize`")
+    contraction_layers = meta.get("contraction_transform_layers", [])     # absent before paper-mode S4/R4
+    if not isinstance(contraction_layers, list) or not all(
+            isinstance(i, int) and 0 <= i < len(model.backbone.layers) for i in contraction_layers):
+        raise MQDeployError(f"{path / QUANT_FILE} has a malformed contraction_transform_layers; re-run "
+                            "`mq-deploy quantize`")
     needed = [f"backbone.layers.{i}.mixer.gate_scale" for i in meta["gate_scale_layers"]] + \
-             [f"{point}.{TENSOR_OF_KIND[kind]}" for point, kind in kinds.items()]
+             [f"{point}.{TENSOR_OF_KIND[kind]}" for point, kind in kinds.items()] + \
+             [f"backbone.layers.{i}.mixer.{SIGNS}" for i in contraction_layers]
     if any(name not in transforms for name in needed):
         raise MQDeployError(f"{path / 'transforms.safetensors'} lacks tensors quant.json refers to; the artifact is "
                             "inconsistent: re-run `mq-deploy quantize`")
@@ -198,6 +215,10 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
         transformed |= read_canonical_state(path)
     for i in meta["gate_scale_layers"]:
         model.backbone.layers[i].mixer.gate_scale = transforms[f"backbone.layers.{i}.mixer.gate_scale"]
+    for i in contraction_layers:       # used by the paper scan only; the FP scan computes the same <h, C>
+        prefix = f"backbone.layers.{i}.mixer."
+        set_contraction_transform(model.backbone.layers[i].mixer, transforms.get(prefix + SCALE),
+                                  transforms[prefix + SIGNS])
     for point, kind in kinds.items():
         tensor = transforms[f"{point}.{TENSOR_OF_KIND[kind]}"]
         _set_module(model, point, MODULE_OF_KIND[kind](tensor))
@@ -216,6 +237,6 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
         raise MQDeployError(f"{path / QUANT_FILE} disagrees with its own settings about the weight specs; "
                             "re-run `mq-deploy quantize`")
     if config.quantizes_scan_output:
-        model.set_scan_impl(selective_scan_quantized_hc)
+        install_paper_scan(model)
     return QuantizedModel(model, meta["recipe"], config, specs, meta["activations"],
                           {p: v["kind"] for p, v in meta["online_transforms"].items()}, {}, transformed)

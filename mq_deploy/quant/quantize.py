@@ -20,7 +20,7 @@ from .config import CONV_INPUT, QuantConfig, path_inputs
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
 from .gptq import gptq_quantize
 from .observers import CovarianceObserver, HistogramObserver, MinMaxObserver
-from .paper_scan import selective_scan_quantized_hc
+from .paper_scan import install_paper_scan
 from .quantizer import QuantSpec, quantize_tensor, scale_and_zero_point
 from .spill import SpilledTensors, spill_fits
 
@@ -66,16 +66,6 @@ def check_recipe_options(recipe: str, config: QuantConfig) -> None:
     if config.r1 != "klt" and recipe != "mambaquant":
         raise MQDeployError(f"--r1 {config.r1} is MambaQuant's choice of residual rotation; the {recipe} recipe has "
                             "none to choose: leave --r1 out")
-
-
-def check_family_options(model, config: QuantConfig) -> None:
-    """Settings a model family does not support yet, refused before any work."""
-    from ..models.mamba2 import Mamba2LM
-    if not isinstance(model, Mamba2LM):
-        return
-    if config.mode == "paper":
-        raise MQDeployError("--mode paper fake-quantizes Mamba-1's scan output; a Mamba-2 model quantizes in deploy "
-                            "mode only so far")
 
 
 def is_tied_head(model) -> bool:
@@ -293,7 +283,6 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
         model.check_inputs(calib)
     except ValueError as e:
         raise MQDeployError(f"calibration data: {e}") from None
-    check_family_options(model, config)
     from .mixed_precision import check_mixed_precision, quantize_mixed
     check_mixed_precision(model, config)
     if config.effective_bits is not None:
@@ -351,7 +340,7 @@ def quantize(model: MambaLM, recipe: str, calib: torch.Tensor, config: QuantConf
         ranges = install_static_quantizers(work, config, replayed)
     specs = quantize_weights(work, config)
     if config.quantizes_scan_output:
-        work.set_scan_impl(selective_scan_quantized_hc)
+        install_paper_scan(work)
     seconds["quantizers"] = time.perf_counter() - start
     work = work.cpu()
     return QuantizedModel(work, recipe, config, specs, ranges, online_transforms_of(work), seconds, transformed,

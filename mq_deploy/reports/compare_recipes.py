@@ -7,7 +7,6 @@ account for the spread between seeds as well as between windows (eval/paired.py)
 from __future__ import annotations
 
 import json
-import sys
 import math
 import time
 
@@ -22,7 +21,6 @@ from ..eval.fidelity import FPReference
 from ..eval.paired import decisive_best, paired_difference
 from ..models.checkpoints import load_checkpoint
 from ..quant.artifact import is_quantized_artifact
-from ..quant.quantize import check_family_options
 from ..quant.config import QuantConfig
 from ..quant.quantize import quantize
 from ..outputs import PRODUCER, check_output_files, read_own_json
@@ -68,13 +66,6 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
                             "was made from (quant.json names it under source)")
     loaded = load_checkpoint(model_dir)          # Mamba-1 or Mamba-2
     modes = tuple(modes)
-    supported = tuple(m for m in modes if _family_takes(loaded.model, m))
-    if not supported:
-        check_family_options(loaded.model, QuantConfig(mode=modes[0]))     # its one-line reason
-    if supported != modes:
-        print(f"note: {type(loaded.model).__name__} quantizes in {', '.join(supported)} mode only so far; "
-              f"the {', '.join(sorted(set(modes) - set(supported)))} rows are left out", file=sys.stderr)
-        modes = supported
     tokenizer = lambda: loaded.tokenizer  # noqa: E731 - a text needs it; token ids do not
     batches, calib_label = calibration_batches(tokenizer, calib, calib_samples, calib_seq_len,
                                                loaded.config.vocab_size, option="--calib")
@@ -120,14 +111,6 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
             "eval": {"text": fp["text"], "tokens": fp["scored_tokens"]}, "fp_perplexity": fp["perplexity"],
             "fp_bits_per_byte": fp["bits_per_byte"], "fp_window_nll": fp["window_nll"], "rows": rows,
             "decisions": decisions(rows)}
-
-
-def _family_takes(model, mode: str) -> bool:
-    try:
-        check_family_options(model, QuantConfig(mode=mode))
-    except MQDeployError:
-        return False
-    return True
 
 
 def _row(recipe: str, config: QuantConfig, mode: str, runs: list[tuple[dict, float]], fp: dict) -> dict:
