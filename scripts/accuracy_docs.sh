@@ -29,9 +29,9 @@ python3 benchmarks/bench_vision_recipes.py --data digits --out docs/vision_recip
 # the same on the vision comparison model (samples/models/vim-mnist-comparison, Vim-T's width, 1,000 held-out
 # MNIST images): about 15 minutes
 python3 benchmarks/bench_vision_recipes.py --data mnist --out docs/vision_recipes_mnist.md
-# the recipes on the Mamba-2 demo model (deploy mode only, so far): about 6 minutes
+# the recipes on the Mamba-2 demo model, deploy mode (paper mode: the last lines): about 6 minutes
 python3 -m mq_deploy compare-recipes --model samples/models/mamba2-byte-demo --calib "$calib" \
-    --eval samples/data/wiki_heldout.txt --peers --out docs/compare_recipes_mamba2_demo_wiki --force
+    --eval samples/data/wiki_heldout.txt --modes deploy --peers --out docs/compare_recipes_mamba2_demo_wiki --force
 # the larger Mamba-2 comparison model (samples/models/mamba2-byte-8m, 7.7 M parameters, outlier channels),
 # deploy mode, both texts: about 21 minutes a text on 2 cores
 for text in samples/data/wiki_heldout.txt pydoc-topics; do
@@ -41,3 +41,11 @@ for text in samples/data/wiki_heldout.txt pydoc-topics; do
 done
 # MambaQuant's parts (R1's KLT, the smoothings) ablated on it, W8A8 and W4A8: about 20 minutes
 python3 benchmarks/bench_mambaquant_components.py --out docs/mambaquant_components_mamba2_8m
+# paper mode on both demo models: MambaQuant with and without its S4 + R4 at the scan's h·C contraction,
+# beside QuaRot and Quamba, W8A8 and W4A8, 2 seeds: about 10 minutes a model
+for arch in mamba2 mamba1; do
+    dir=$([ "$arch" = mamba2 ] && echo mamba2-byte-demo || echo mamba-byte-demo)
+    python3 benchmarks/bench_mambaquant_components.py --model "samples/models/$dir" --mode paper --bits W8A8 W4A8 \
+        --variants "MambaQuant, no S4 + R4" QuaRot Quamba --seeds 2 --max-tokens 32768 \
+        --out "docs/mambaquant_components_paper_${arch}_demo"
+done

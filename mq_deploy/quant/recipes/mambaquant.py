@@ -52,6 +52,9 @@ ALPHA = 0.5
 # "always" (at 16-bit activations too) or "never". The last two serve the ablations in benchmarks/
 # (bench_a16_smoothing.py, bench_mambaquant_components.py); they are not a shipped option.
 SMOOTHING = "quantized-activations"
+# Whether paper mode gets S4 + R4 at the h·C contraction: off only for the ablation in
+# benchmarks/bench_mambaquant_components.py (not a shipped option).
+CONTRACTION_TRANSFORMS = True
 
 
 def _smoothing_scales(act_absmax: torch.Tensor, weight_absmax: torch.Tensor, config) -> torch.Tensor:
@@ -76,7 +79,7 @@ def _uses_s7(model) -> bool:
 
 def _uses_s4_r4(model, config) -> bool:
     """S4 + R4 smooth and rotate the scan's h·C contraction, which only paper mode quantizes."""
-    return config.quantizes_scan_output and not isinstance(model, VisionMamba)
+    return CONTRACTION_TRANSFORMS and config.quantizes_scan_output and not isinstance(model, VisionMamba)
 
 
 def _smooth_rotate_contraction(model, calib, config, progress) -> None:
