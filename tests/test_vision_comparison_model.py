@@ -63,3 +63,23 @@ def test_its_outliers_exceed_the_demos_and_mambaquant_flattens_them(model, tmp_p
                          progress=False)["points"]["out_proj_input"]
     assert ours["outlier_ratio_before"] > 2 * demo["outlier_ratio_before"]
     assert ours["outlier_ratio_after"] < ours["outlier_ratio_before"] / 10
+
+
+def test_without_images_a_bundled_model_is_read_on_the_set_it_was_trained_on(model, tmp_path, capsys):
+    """validate and inspect default to the held-out split of the set in the model's training.json
+    (through a quantized artifact to its source checkpoint); the MNIST model used to be read on
+    the digits, where it scores 68 %."""
+    from mq_deploy.data.image_sources import images_or_default
+    from mq_deploy.deploy.source import bundled_training_set
+    from mq_deploy.samples import demo_model_dir
+    path = comparison_model_dir("vim")
+    assert bundled_training_set(path) == "mnist" and bundled_training_set(DEMO) == "digits"
+    art = save_quantized(quantize(model, "rtn", load_image_source("mnist", 32, 4).images, QuantConfig(),
+                                  progress=False), tmp_path / "q", source_dir=path)
+    assert bundled_training_set(art) == "mnist"
+    assert bundled_training_set(demo_model_dir()) is None          # a language model's training.json
+    assert bundled_training_set(tmp_path) is None                  # nothing says
+    assert images_or_default(None, 32, "x", "mnist") == "mnist:heldout"
+    assert "mnist:heldout, the held-out split of the bundled set this model was trained on" in capsys.readouterr().err
+    assert images_or_default(None, 32, "x", None) == "digits:heldout"
+    assert inspect_model(path, tmp_path / "p", samples=4, progress=False)["data"] == "4 images of bundled mnist (heldout split)"

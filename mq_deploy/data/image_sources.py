@@ -37,14 +37,19 @@ def _spread(n_total: int, samples: int | None) -> np.ndarray:
     return np.linspace(0, n_total - 1, samples).round().astype(np.int64)
 
 
-def images_or_default(images, img_size: int, what) -> str:
-    """--images as given, or for a 32x32 model (the bundled sets' size) the vision demo's held-out
-    digits; any other size needs images named."""
+def images_or_default(images, img_size: int, what, trained_on: str | None = None) -> str:
+    """--images as given; else, for a 32x32 model (the bundled sets' size), the held-out split of the
+    bundled set it was trained on (`trained_on`, from its training.json), or the vision demo's
+    held-out digits when nothing says; any other size needs images named."""
     if images is not None:
         return images
     if img_size != BUNDLED_SIZE:
         raise MQDeployError(f"{what} takes {img_size}x{img_size} images: give them with --images (a folder, or a .npy "
                             "of preprocessed images)")
+    if trained_on in BUNDLED_SETS:
+        print(f"note: no --images given: using {trained_on}:heldout, the held-out split of the bundled set this "
+              "model was trained on (its training.json)", file=sys.stderr)
+        return f"{trained_on}:heldout"
     print("note: no --images given: using digits:heldout, the vision demo's held-out digits; give --images for "
           "another model's data (mnist:heldout for vim-mnist-comparison)", file=sys.stderr)
     return "digits:heldout"

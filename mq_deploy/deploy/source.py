@@ -3,6 +3,7 @@ the sha256 export recorded, and loaded as the torch model or tokenizer a referen
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..errors import MQDeployError
@@ -51,3 +52,25 @@ def fp_model(path: Path) -> MambaLM:
 
 def tokenizer_of(path: Path, manifest: Manifest):
     return load_tokenizer(path, manifest.tokenizer)
+
+
+def bundled_training_set(path) -> str | None:
+    """The bundled image set ("digits", "mnist") a vision model was trained on, from the training.json
+    our training script writes beside it; for a quantized artifact, its source checkpoint's. None
+    when nothing says (a user's checkpoint, a moved source)."""
+    path = Path(path)
+    if is_quantized_artifact(path):
+        try:
+            source = (read_quant_meta(path).get("source") or {}).get("path")
+        except MQDeployError:
+            return None
+        if not source:
+            return None
+        path = Path(source)
+    try:
+        record = json.loads((path / "training.json").read_text(encoding="utf-8"))
+        settings = record["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    # runs from before train.py took --data trained on its default, the digits
+    return settings.get("data", "digits") if "patch" in settings else None

@@ -43,10 +43,12 @@ def _check_inputs(model_dir, text, images) -> bool:
 
 def _vision_batches(loaded, images, samples):
     """(images [n, 3, H, W], what they are) for a Vision Mamba; without --images a 32x32 model (the
-    bundled ones' size) takes the demo's held-out digits, as validate does."""
+    bundled ones' size) takes the held-out split of the set it was trained on, as validate does."""
     from ..data.image_sources import images_or_default, load_image_source
+    from ..deploy.source import bundled_training_set
     size = loaded.config.img_size
-    source = load_image_source(images_or_default(images, size, loaded.path), size, samples, option="--images")
+    default = images_or_default(images, size, loaded.path, bundled_training_set(loaded.path))
+    source = load_image_source(default, size, samples, option="--images")
     return source.images, f"{len(source.images)} images of {source.label}"
 
 

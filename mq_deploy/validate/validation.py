@@ -326,8 +326,9 @@ def validate_export(onnx_path, engine=None, references=None, model_dir=None, tex
 def _validate_vision(onnx_path, manifest: Manifest, images, engine, references, model_dir, batch, device,
                      plugins) -> dict:
     from ..data.image_sources import MAX_EVAL_IMAGES, check_labels, images_or_default, load_image_source
+    from ..deploy.source import bundled_training_set
     channels, size, _ = manifest.image_shape
-    images = images_or_default(images, size, onnx_path)
+    images = images_or_default(images, size, onnx_path, bundled_training_set(model_dir or manifest.source_path))
     loaded = load_image_source(images, size, MAX_EVAL_IMAGES, option="--images")
     if loaded.images.shape[1] != channels:
         raise MQDeployError(f"--images {images}: the graph takes {channels}-channel images")
