@@ -54,14 +54,18 @@ def test_contraction_is_the_per_step_quantized_product_of_the_transformed_operan
         s = (torch.rand(2, n, generator=g, dtype=torch.float64) + 0.5).repeat_interleave(2, dim=0)
     signs = torch.randint(0, 2, (n,), generator=g).double() * 2 - 1
     q = signs[:, None] * sylvester(n)
-    h_t, c_t = (h / s.unsqueeze(-2)) @ q, (c * s) @ q
-    expected = (fake_quant_8bit_asymmetric(h_t) * fake_quant_8bit_asymmetric(c_t).unsqueeze(-2)).sum(-1)
+    s3 = torch.rand(h.shape[1:-1], generator=g, dtype=torch.float64) + 0.5      # one per channel of h
     exact = (h * c.unsqueeze(-2)).sum(-1)
+    h_t, c_t = (h / s.unsqueeze(-2)) @ q, (c * s) @ q                            # S4 + R4
+    expected = (fake_quant_8bit_asymmetric(h_t) * fake_quant_8bit_asymmetric(c_t).unsqueeze(-2)).sum(-1)
     got = HcContraction(s, signs)(h, c)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     assert 1e-4 < rel(got, exact) < 3e-2
+    h_t, c_t = (h / s3.unsqueeze(-1)) @ q, c @ q                                # S3 + R4
+    expected = (fake_quant_8bit_asymmetric(h_t) * fake_quant_8bit_asymmetric(c_t).unsqueeze(-2)).sum(-1) * s3
+    torch.testing.assert_close(HcContraction(None, signs, s3)(h, c), expected, rtol=1e-12, atol=1e-12)
     # without quantization the transforms change nothing
-    assert rel(HcContraction(s, signs, quantize=False)(h, c), exact) < 1e-14
+    assert rel(HcContraction(s, signs, s3, quantize=False)(h, c), exact) < 1e-14
 
 
 def test_s4_gives_both_operands_the_same_maximum_per_state_and_one_scale_per_group():
@@ -122,7 +126,7 @@ def contraction_error(model, ids, transforms: bool = True) -> float:
     install_paper_scan(exact, quantize=False)
     if not transforms:
         for layer in quantized.backbone.layers:
-            set_contraction_transform(layer.mixer, None, None)
+            set_contraction_transform(layer.mixer, "")             # every transform removed
     install_paper_scan(quantized)
     with torch.no_grad():
         return rel(quantized(ids), exact(ids))

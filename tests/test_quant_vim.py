@@ -173,3 +173,42 @@ def test_the_vim_artifact_round_trip_is_bit_exact(small_vim, recipe, tmp_path):
     fp = load_quantized(tmp_path / "q", with_quantizers=False).model     # the transformed FP model: the FP function
     with torch.no_grad():
         assert rel(fp(x).double(), model(x).double()) < 1e-5
+
+
+def test_paper_mode_smooths_and_rotates_each_paths_contraction_s3_r4(small_vim, tmp_path):
+    """Paper mode on a Vision Mamba: S3 (h smoothed per channel) + R4 at each path's h·C contraction,
+    from that path's own ranges (the backward path is the reversed scan), exact in float64, and the
+    artifact round trip."""
+    from mq_deploy.quant.artifact import load_quantized, save_quantized
+    from mq_deploy.quant.paper_scan import install_paper_scan
+    small_vim = copy.deepcopy(small_vim).double()       # (an earlier test casts the shared fixture in place)
+    x = images(3, 7)
+    work = copy.deepcopy(small_vim)
+    get_recipe("mambaquant").transform(work, images(6, 1), QuantConfig(mode="paper", calib_dtype="float64"),
+                                       progress=False)
+    install_paper_scan(work, quantize=False)
+    with torch.no_grad():
+        assert rel(work(x), small_vim(x)) <= 1e-10
+    mixer = work.backbone.layers[1].mixer
+    assert mixer.hc_channel_scale.shape == mixer.hc_channel_scale_b.shape == (mixer.d_inner,)
+    assert not torch.allclose(mixer.hc_channel_scale, mixer.hc_channel_scale_b)        # each path its own
+    assert getattr(mixer, "hc_scale", None) is None                                     # no S4 on a Vim
+    # S3 is each channel's largest |h| on the calibration images: the forward path's, recomputed here
+    # from the FP model's own reference scan
+    from mq_deploy.ops import selective_scan_ref
+    seen = []
+    fp = copy.deepcopy(small_vim)
+    fp.backbone.layers[1].mixer.scan_impl = lambda *a, reverse=False, **k: selective_scan_ref(
+        *a, reverse=reverse, output_fn=(None if reverse else lambda h, c: seen.append(h.abs().amax(dim=(0, 2))) or
+                                        (h * c[:, None]).sum(-1)), **k)
+    with torch.no_grad():
+        fp(images(6, 1))
+    torch.testing.assert_close(mixer.hc_channel_scale, torch.stack(seen).amax(0).clamp_min(1e-2))
+
+    model = copy.deepcopy(small_vim).float()
+    qm = quantize(model, "mambaquant", images(8, 1).float(), QuantConfig(mode="paper"), progress=False)
+    save_quantized(qm, tmp_path / "q")
+    loaded = load_quantized(tmp_path / "q")
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x.float()), qm.model(x.float()))
+        assert 0 < rel(qm.model(x.float()).double(), small_vim(x)) < 0.1

@@ -6,8 +6,9 @@
     transforms.safetensors  online transforms that cannot be folded: per-layer S-SiLU gate scales
                             (`<mixer>.gate_scale`), Hadamard sign vectors (`<point>.signs`) and
                             the exit matrix of a rotated stream into a tied head (`lm_head_input.matrix`),
-                            and in paper mode MambaQuant's S4 scale and R4 signs at the scan's h·C
-                            contraction (`<mixer>.hc_scale`, `<mixer>.hc_signs`; quant/paper_scan.py)
+                            and in paper mode MambaQuant's S4 / S3 scales and R4 signs at the scan's
+                            h·C contraction (`<mixer>.hc_scale`, `.hc_channel_scale`, `.hc_signs`, a
+                            backward path's with `_b`; quant/paper_scan.py)
     quant.json              recipe, settings, weight quantization specs, activation scales, online
                             transforms, the source model's hash
     report.json             calibration time and accuracy figures
@@ -33,8 +34,7 @@ from ..models.vim_loading import write_vim_files
 from ..models.safetensors_io import write_safetensors
 from .config import QuantConfig
 from .modules import DynamicActivationQuantizer, StaticActivationQuantizer
-from .paper_scan import (SCALE, SIGNS, has_contraction_transform, install_paper_scan,
-                         set_contraction_transform)
+from .paper_scan import TRANSFORM_BUFFERS, contraction_buffers, install_paper_scan
 from .quantize import QuantizedModel, _set_module, _with_quantizer, quantize_weights
 from .quantizer import QuantSpec
 from .spill import SpilledTensors
@@ -104,14 +104,13 @@ def _split_state(qm: QuantizedModel):
     for i, layer in enumerate(qm.model.backbone.layers):
         if layer.mixer.gate_scale is not None:
             transforms[f"backbone.layers.{i}.mixer.gate_scale"] = layer.mixer.gate_scale.detach().clone()
-        for name in (SCALE, SIGNS):
-            if getattr(layer.mixer, name, None) is not None:
-                transforms[f"backbone.layers.{i}.mixer.{name}"] = getattr(layer.mixer, name).detach().clone()
+        for name, tensor in contraction_buffers(layer.mixer).items():
+            transforms[f"backbone.layers.{i}.mixer.{name}"] = tensor.detach().clone()
     return weights, transforms
 
 
 def _contraction_layers(model) -> list[int]:
-    return [i for i, layer in enumerate(model.backbone.layers) if has_contraction_transform(layer.mixer)]
+    return [i for i, layer in enumerate(model.backbone.layers) if contraction_buffers(layer.mixer)]
 
 
 def save_quantized(qm: QuantizedModel, out_dir, source_dir=None, report: dict | None = None,
@@ -202,9 +201,9 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
         raise MQDeployError(f"{path / QUANT_FILE} has a malformed contraction_transform_layers; re-run "
                             "`mq-deploy quantize`")
     needed = [f"backbone.layers.{i}.mixer.gate_scale" for i in meta["gate_scale_layers"]] + \
-             [f"{point}.{TENSOR_OF_KIND[kind]}" for point, kind in kinds.items()] + \
-             [f"backbone.layers.{i}.mixer.{SIGNS}" for i in contraction_layers]
-    if any(name not in transforms for name in needed):
+             [f"{point}.{TENSOR_OF_KIND[kind]}" for point, kind in kinds.items()]
+    if any(name not in transforms for name in needed) or not all(
+            any(k.startswith(f"backbone.layers.{i}.mixer.hc_") for k in transforms) for i in contraction_layers):
         raise MQDeployError(f"{path / 'transforms.safetensors'} lacks tensors quant.json refers to; the artifact is "
                             "inconsistent: re-run `mq-deploy quantize`")
     # the weights as stored: the model's own tensors (mapped from the file, nothing copied), or with
@@ -216,9 +215,11 @@ def load_quantized(path, with_quantizers: bool = True) -> QuantizedModel:
     for i in meta["gate_scale_layers"]:
         model.backbone.layers[i].mixer.gate_scale = transforms[f"backbone.layers.{i}.mixer.gate_scale"]
     for i in contraction_layers:       # used by the paper scan only; the FP scan computes the same <h, C>
-        prefix = f"backbone.layers.{i}.mixer."
-        set_contraction_transform(model.backbone.layers[i].mixer, transforms.get(prefix + SCALE),
-                                  transforms[prefix + SIGNS])
+        mixer = model.backbone.layers[i].mixer
+        for name in (base + sfx for sfx in mixer.PATHS for base in TRANSFORM_BUFFERS):
+            key = f"backbone.layers.{i}.mixer.{name}"
+            if key in transforms:
+                mixer.register_buffer(name, transforms[key], persistent=False)
     for point, kind in kinds.items():
         tensor = transforms[f"{point}.{TENSOR_OF_KIND[kind]}"]
         _set_module(model, point, MODULE_OF_KIND[kind](tensor))

@@ -31,8 +31,10 @@ from .quantizer import QuantSpec, fake_quantize, scale_and_zero_point
 from .transforms import signed_hadamard_matrix
 
 HC_SPEC = QuantSpec(bits=8, symmetric=False)
-# the mixer buffers that hold a layer's S4 scale ([N], or [heads, N] on a Mamba-2) and R4 signs [N]
-SCALE, SIGNS = "hc_scale", "hc_signs"
+# The mixer buffers of one SSM path's transforms, named with the path's suffix ("" or "_b"): S4's
+# scale ([N], or [heads, N] on a Mamba-2), S3's ([D]) and R4's signs [N]
+STATE_SCALE, CHANNEL_SCALE, SIGNS = "hc_scale", "hc_channel_scale", "hc_signs"
+TRANSFORM_BUFFERS = (STATE_SCALE, CHANNEL_SCALE, SIGNS)
 
 
 def _per_step_fake_quant(x: torch.Tensor) -> torch.Tensor:
@@ -44,70 +46,93 @@ class HcContraction:
     """output_fn(h_t, C_t) -> y_t of the reference scans. Mamba-1: h [b, D, N], C [b, N] -> y [b, D];
     Mamba-2: h [b, H, P, N], C [b, H, N] (C repeated per head) -> y [b, H, P].
 
-    scale: S4's s in C's layout without the batch ([N] or [H, N]); signs: R4's, [N]; quantize: fake-
-    quantize the two operands per time step; record: keep max|h| and max|C| per state (in C's layout)
-    of what passes, the statistics S4 is computed from."""
+    state_scale: S4's s in C's layout without the batch ([N] or [H, N]); signs: R4's, [N];
+    channel_scale: S3's, one per channel of h ([D]; h / s3 before, y * s3 after); quantize: fake-
+    quantize the two operands per time step; record: keep, of what passes, max|h| and max|C| per
+    state (in C's layout) and max|h| per channel, the statistics S4 and S3 come from."""
 
-    def __init__(self, scale=None, signs=None, quantize: bool = True, record: bool = False):
-        self.scale = None if scale is None else scale.detach().to(torch.float64)
-        self.rotation = None if signs is None else signed_hadamard_matrix(signs)
+    def __init__(self, state_scale=None, signs=None, channel_scale=None, quantize: bool = True, record: bool = False):
+        self.factors = {"state": state_scale, "channel": channel_scale,
+                        "rotation": None if signs is None else signed_hadamard_matrix(signs)}
+        self.factors = {k: None if v is None else v.detach().to(torch.float64) for k, v in self.factors.items()}
         self.quantize, self.record = quantize, record
-        self.h_absmax = self.c_absmax = None
+        self.h_absmax = self.c_absmax = self.h_channel_absmax = None
         self._cast = {}
 
-    def _factors(self, like: torch.Tensor):
+    def _factors(self, like: torch.Tensor) -> dict:
         key = (like.device, like.dtype)
         if key not in self._cast:
-            self._cast[key] = tuple(None if t is None else t.to(like) for t in (self.scale, self.rotation))
+            self._cast[key] = {k: None if v is None else v.to(like) for k, v in self.factors.items()}
         return self._cast[key]
+
+    def _record(self, h: torch.Tensor, c: torch.Tensor) -> None:
+        seen = {"h_absmax": h.abs().amax(dim=(0, -2)), "c_absmax": c.abs().amax(dim=0),
+                "h_channel_absmax": h.abs().amax(dim=(0, -1))}
+        for name, value in seen.items():
+            old = getattr(self, name)
+            setattr(self, name, value if old is None else torch.maximum(old, value))
 
     def __call__(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if self.record:
-            h_max, c_max = h.abs().amax(dim=(0, -2)), c.abs().amax(dim=0)
-            self.h_absmax = h_max if self.h_absmax is None else torch.maximum(self.h_absmax, h_max)
-            self.c_absmax = c_max if self.c_absmax is None else torch.maximum(self.c_absmax, c_max)
-        scale, rotation = self._factors(h)
-        if scale is not None:
-            h, c = h / scale.unsqueeze(-2), c * scale
-        if rotation is not None:
-            h, c = h @ rotation, c @ rotation
+            self._record(h, c)
+        f = self._factors(h)
+        if f["channel"] is not None:
+            h = h / f["channel"].unsqueeze(-1)
+        if f["state"] is not None:
+            h, c = h / f["state"].unsqueeze(-2), c * f["state"]
+        if f["rotation"] is not None:
+            h, c = h @ f["rotation"], c @ f["rotation"]
         if self.quantize:
             h, c = _per_step_fake_quant(h), _per_step_fake_quant(c)
-        return (h @ c.unsqueeze(-1)).squeeze(-1)
+        y = (h @ c.unsqueeze(-1)).squeeze(-1)
+        return y if f["channel"] is None else y * f["channel"]
 
 
 def _ssd_scan_with_output(x, dt, A, B, C, D=None, *, output_fn, chunk_size=None, **kwargs):
     return ssd_scan_checked_ref(x, dt, A, B, C, D, output_fn=output_fn, **kwargs)
 
 
-def paper_scan(mixer, contraction: HcContraction):
-    """The scan implementation (a `scan_impl` callable) that runs `mixer`'s scan with `contraction`."""
+def _selective_scan_by_direction(*args, contractions: dict, reverse: bool = False, **kwargs):
+    return selective_scan_ref(*args, reverse=reverse, output_fn=contractions[bool(reverse)], **kwargs)
+
+
+def paper_scan(mixer, contractions: dict):
+    """The scan implementation (a `scan_impl` callable) that runs `mixer`'s scan with `contractions`
+    ({path suffix: HcContraction}). A bidirectional mixer calls one scan_impl for both paths; its
+    backward path ("_b") is the one that runs reversed (models/vim.py), which is how it is told apart."""
     if hasattr(mixer, "num_heads"):           # a Mamba-2 mixer: the SSD scan's signature
-        return functools.partial(_ssd_scan_with_output, output_fn=contraction)
-    return functools.partial(selective_scan_ref, output_fn=contraction)
+        return functools.partial(_ssd_scan_with_output, output_fn=contractions[""])
+    by_direction = {False: contractions[""], True: contractions.get("_b", contractions[""])}
+    return functools.partial(_selective_scan_by_direction, contractions=by_direction)
 
 
-def contraction_of(mixer, quantize: bool = True) -> HcContraction:
-    """The mixer's contraction with its own S4/R4 (none when it has none)."""
-    return HcContraction(getattr(mixer, SCALE, None), getattr(mixer, SIGNS, None), quantize)
+def contraction_of(mixer, quantize: bool = True, suffix: str = "") -> HcContraction:
+    """The contraction of a mixer's path with the path's own S4 / S3 / R4 (none when it has none)."""
+    get = lambda name: getattr(mixer, name + suffix, None)  # noqa: E731
+    return HcContraction(get(STATE_SCALE), get(SIGNS), get(CHANNEL_SCALE), quantize)
 
 
 def install_paper_scan(model, quantize: bool = True) -> None:
-    """Every mixer of `model` runs the paper's scan: its h·C contraction through the mixer's S4/R4,
-    fake-quantized (or not, with quantize=False: the same function as the FP scan, to rounding)."""
+    """Every mixer of `model` runs the paper's scan: its h·C contraction through the transforms of
+    each path, fake-quantized (or not, with quantize=False: the same function as the FP scan, to
+    rounding)."""
     for layer in model.backbone.layers:
-        layer.mixer.scan_impl = paper_scan(layer.mixer, contraction_of(layer.mixer, quantize))
+        mixer = layer.mixer
+        mixer.scan_impl = paper_scan(mixer, {sfx: contraction_of(mixer, quantize, sfx) for sfx in mixer.PATHS})
 
 
-def set_contraction_transform(mixer, scale: torch.Tensor | None, signs: torch.Tensor | None) -> None:
-    """Give `mixer` an S4 scale and R4 signs (buffers, so they follow the model's device and dtype;
-    not in its state_dict: the artifact stores them in transforms.safetensors)."""
-    mixer.register_buffer(SCALE, None if scale is None else scale.detach().clone(), persistent=False)
-    mixer.register_buffer(SIGNS, None if signs is None else signs.detach().clone(), persistent=False)
+def set_contraction_transform(mixer, suffix: str = "", state_scale=None, signs=None, channel_scale=None) -> None:
+    """Give a mixer's path (suffix "" or "_b") its S4 / S3 scales and R4 signs, as buffers (so they
+    follow the model's device and dtype; not in its state_dict: the artifact stores them in
+    transforms.safetensors). None removes one."""
+    for name, value in ((STATE_SCALE, state_scale), (SIGNS, signs), (CHANNEL_SCALE, channel_scale)):
+        mixer.register_buffer(name + suffix, None if value is None else value.detach().clone(), persistent=False)
 
 
-def has_contraction_transform(mixer) -> bool:
-    return getattr(mixer, SCALE, None) is not None or getattr(mixer, SIGNS, None) is not None
+def contraction_buffers(mixer) -> dict[str, torch.Tensor]:
+    """{buffer name: tensor} of every contraction transform the mixer's paths hold."""
+    names = [name + sfx for sfx in mixer.PATHS for name in TRANSFORM_BUFFERS]
+    return {name: getattr(mixer, name) for name in names if getattr(mixer, name, None) is not None}
 
 
 # S4's clamp, as the paper's code clamps it (reference notes §5.2)
@@ -129,18 +154,27 @@ def s4_scale(h_absmax: torch.Tensor, c_absmax: torch.Tensor, groups: int | None 
     return s if groups is None else s.repeat_interleave(h_absmax.shape[0] // groups, dim=0)
 
 
+def s3_scale(h_channel_absmax: torch.Tensor) -> torch.Tensor:
+    """S3's s per channel of h: its maximum over the calibration set (the paper's Vim code takes the
+    99.9999th percentile, which over its 128 images' steps is the maximum to a few parts in 10⁴),
+    clamped below at 0.01 as there; a channel that never moves keeps s = 1."""
+    m = h_channel_absmax.to(torch.float64)
+    return torch.where(m > 0, m, torch.ones_like(m)).clamp_min(S4_SCALE_RANGE[0])
+
+
 @torch.no_grad()
-def record_contraction_ranges(model, calib: torch.Tensor, batch_size: int, progress: bool = True) -> list:
-    """Run `calib` ([n, L] token ids) through the model's layers (not the head) with every mixer's
-    scan recording max|h| and max|C| at its contraction; returns the recorders, one a layer."""
-    recorders = [HcContraction(quantize=False, record=True) for _ in model.backbone.layers]
+def record_contraction_ranges(model, calib: torch.Tensor, batch_size: int, progress: bool = True) -> list[dict]:
+    """Run `calib` (token ids [n, L], or images) through the model's layers (not the head) with every
+    path's contraction recording its ranges; returns the recorders, {path suffix: HcContraction} a layer."""
+    recorders = [{sfx: HcContraction(quantize=False, record=True) for sfx in layer.mixer.PATHS}
+                 for layer in model.backbone.layers]
     previous = [layer.mixer.scan_impl for layer in model.backbone.layers]
     device = next(model.parameters()).device
     chunks = calib.split(batch_size)
     try:
         for layer, recorder in zip(model.backbone.layers, recorders):
             layer.mixer.scan_impl = paper_scan(layer.mixer, recorder)
-        with progress_bar(total=len(chunks), desc="h·C ranges (S4)", unit="batch", disable=not progress) as bar:
+        with progress_bar(total=len(chunks), desc="h·C ranges", unit="batch", disable=not progress) as bar:
             for chunk in chunks:
                 hidden = model.embed(chunk.to(device))
                 for layer in model.backbone.layers:
@@ -153,5 +187,5 @@ def record_contraction_ranges(model, calib: torch.Tensor, batch_size: int, progr
 
 
 def selective_scan_quantized_hc(*args, **kwargs):
-    """The Mamba-1 paper scan without S4/R4 (the plain per-step quantized contraction)."""
+    """The Mamba-1 paper scan without transforms (the plain per-step quantized contraction)."""
     return selective_scan_ref(*args, output_fn=HcContraction(), **kwargs)

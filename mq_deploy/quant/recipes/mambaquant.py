@@ -12,7 +12,7 @@ DESIGN.md §3.4 and without the official code's bugs (reference notes §12):
 - every fold in float64;
 - in paper mode, where the scan's h·C contraction is quantized: S4 + R4 there, the paper's second
   smooth-fused rotation (quant/paper_scan.py; s from max|h| and max|C| per state over the
-  calibration set, R4 a signed Hadamard over the states);
+  calibration set, R4 a signed Hadamard over the states), in one more pass over the calibration set;
 - the smoothings (S2, S5, S7) only where activations are quantized: with 16-bit activations
   (W4A16) their scales are 1. Smoothing moves activation range into the weights, which 4-bit
   weights pay for while FP16 activations gain nothing: on the comparison model at W4A16 it cost
@@ -21,8 +21,8 @@ DESIGN.md §3.4 and without the official code's bugs (reference notes §12):
 On a Vision Mamba (bidirectional mixers), as the paper's Vim code runs it (reference notes §7):
 K of R1 from the last layer's in_proj input alone; S5 + R5 per SSM path, each with its own
 statistics and KLT; one S2 + R2 per layer on the averaged output of both paths (they share the
-gate z); no S7; no S4 + R4 in paper mode (the paper's Vim code smooths h along its channels there
-instead, S3, which is not built). The paper's Vim code centres the dt bottleneck (reduce_mean) where this uses S5, as
+gate z); no S7; in paper mode S3 (h smoothed along its channels) + R4 per path instead of S4 + R4.
+The paper's Vim code centres the dt bottleneck (reduce_mean) where this uses S5, as
 the language-model recipe does.
 
 On Mamba-2 (not in the paper; reference notes §7's port): R1 as for Mamba-1; S2 through the gated
@@ -36,7 +36,7 @@ import torch
 
 from ..calibrate import collect_statistics
 from ..observers import OBSERVERS, CaptureObserver
-from ..paper_scan import record_contraction_ranges, s4_scale, set_contraction_transform
+from ..paper_scan import record_contraction_ranges, s3_scale, s4_scale, set_contraction_transform
 from ..spill import TensorSpill, spill_fits
 from ..transforms import (fold_rmsnorm_weights, klt_hadamard_rotation, online_hadamard_before_out_proj,
                           random_signs, rotate_dt_bottleneck, rotate_residual_stream, signed_hadamard_matrix,
@@ -77,20 +77,28 @@ def _uses_s7(model) -> bool:
     return not isinstance(model, VisionMamba)
 
 
-def _uses_s4_r4(model, config) -> bool:
-    """S4 + R4 smooth and rotate the scan's h·C contraction, which only paper mode quantizes."""
-    return CONTRACTION_TRANSFORMS and config.quantizes_scan_output and not isinstance(model, VisionMamba)
+def _uses_contraction_transforms(config) -> bool:
+    """S4 / S3 + R4 smooth and rotate the scan's h·C contraction, which only paper mode quantizes."""
+    return CONTRACTION_TRANSFORMS and config.quantizes_scan_output
 
 
 def _smooth_rotate_contraction(model, calib, config, progress) -> None:
-    """S4 + R4 of every layer, from max|h| and max|C| per state over the calibration set."""
+    """Every path's smooth-fused rotation at the h·C contraction, from its ranges over the calibration
+    set: S4 (per state) + R4 on a language model, S3 (per channel of h) + R4 on a Vision Mamba, as
+    the paper's LLM and Vim scripts run them."""
     recorders = record_contraction_ranges(model, calib, config.batch_size, progress)
-    for i, (layer, recorder) in enumerate(zip(model.backbone.layers, recorders)):
+    for i, (layer, by_path) in enumerate(zip(model.backbone.layers, recorders)):
         mixer = layer.mixer
-        s4 = s4_scale(recorder.h_absmax, recorder.c_absmax, getattr(mixer, "n_groups", None))
-        if SMOOTHING == "never":
-            s4 = torch.ones_like(s4)
-        set_contraction_transform(mixer, s4, random_signs(mixer.d_state, seed=config.seed + 3000 + i))
+        for p, (suffix, recorder) in enumerate(by_path.items()):
+            signs = random_signs(mixer.d_state, seed=config.seed + 3000 + 1000 * p + i)
+            if isinstance(model, VisionMamba):
+                s3 = s3_scale(recorder.h_channel_absmax)
+                set_contraction_transform(mixer, suffix, signs=signs,
+                                          channel_scale=torch.ones_like(s3) if SMOOTHING == "never" else s3)
+            else:
+                s4 = s4_scale(recorder.h_absmax, recorder.c_absmax, getattr(mixer, "n_groups", None))
+                set_contraction_transform(mixer, suffix, signs=signs,
+                                          state_scale=torch.ones_like(s4) if SMOOTHING == "never" else s4)
 
 
 def _dt_paths(mixer) -> tuple[str, ...]:
@@ -178,7 +186,7 @@ def transform(model, calib, config, progress=True, observe=None):
         rotate_residual_stream(model, r1)
         if replay is not None:
             replay.finish(r1)
-        if _uses_s4_r4(model, config):
+        if _uses_contraction_transforms(config):
             _smooth_rotate_contraction(model, calib, config, progress)
     finally:
         if replay is not None:
