@@ -79,6 +79,7 @@ def run(model: str, bits: list[str], seeds: int, max_tokens: int, mode: str = "d
                 if variants is not None and name not in variants:
                     continue
                 if not _applies(smoothing, contraction, QuantConfig(w_bits=w_bits, a_bits=a_bits, mode=mode)):
+                    log(f"{setting} {name}: skipped (the part it takes out does not act at {setting} {mode})")
                     continue
                 mambaquant.SMOOTHING, mambaquant.CONTRACTION_TRANSFORMS = smoothing, contraction
                 kl[name], nll[name] = [], []

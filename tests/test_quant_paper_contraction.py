@@ -159,3 +159,25 @@ def test_paper_artifact_keeps_s4_r4(model_and_calib, tmp_path):
         assert torch.equal(loaded.model(ids), qm.model(ids))
         # the transformed FP model (no quantizers) runs the FP scan: the same function
         assert rel(load_quantized(tmp_path / "art", with_quantizers=False).model(ids), model(ids)) < 1e-4
+
+
+def test_recording_keeps_the_maxima_s4_and_s3_are_computed_from():
+    g = torch.Generator().manual_seed(4)
+    steps = [(torch.randn(2, 4, 3, 8, generator=g), torch.randn(2, 4, 8, generator=g)) for _ in range(5)]
+    recorder = HcContraction(quantize=False, record=True)
+    for h, c in steps:
+        recorder(h, c)
+    hs, cs = torch.stack([h for h, _ in steps]).abs(), torch.stack([c for _, c in steps]).abs()
+    assert torch.equal(recorder.h_absmax, hs.amax(dim=(0, 1, 3)))          # per (head, state)
+    assert torch.equal(recorder.c_absmax, cs.amax(dim=(0, 1)))
+    assert torch.equal(recorder.h_channel_absmax, hs.amax(dim=(0, 1, 4)))  # per (head, channel)
+
+
+def test_a_state_size_without_a_hadamard_is_one_error_before_calibration():
+    from conftest import random_mamba_lm, token_windows
+    from mq_deploy.errors import MQDeployError
+    model = random_mamba_lm(**{**SIZES, "state": 10}, seed=1)
+    calib, = token_windows(0, (2, 16))
+    with pytest.raises(MQDeployError, match="R4 rotates the 10 SSM states.*deploy mode"):
+        quantize(model, "mambaquant", calib, QuantConfig(mode="paper"), progress=False)
+    quantize(model, "mambaquant", calib, QuantConfig(), progress=False)      # deploy mode has no R4

@@ -68,9 +68,10 @@ def bundled_training_set(path) -> str | None:
             return None
         path = Path(source)
     try:
-        record = json.loads((path / "training.json").read_text(encoding="utf-8"))
-        settings = record["settings"]
+        settings = json.loads((path / "training.json").read_text(encoding="utf-8"))["settings"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if not isinstance(settings, dict) or "patch" not in settings:       # not a vision model's record
+        return None
     # runs from before train.py took --data trained on its default, the digits
-    return settings.get("data", "digits") if "patch" in settings else None
+    return settings.get("data", "digits")

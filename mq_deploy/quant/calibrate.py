@@ -27,7 +27,7 @@ def _assert_unquantized(model: torch.nn.Module) -> None:
                                 "gather statistics before quantizing")
 
 
-def _in_dtype(module: torch.nn.Module, dtype: torch.dtype | None) -> torch.nn.Module:
+def in_dtype(module: torch.nn.Module, dtype: torch.dtype | None) -> torch.nn.Module:
     """`module` itself, or a copy of it in `dtype` (one layer at a time: the folds keep their float64
     model, and the calibration never holds a second copy of the whole model)."""
     param = next(module.parameters())
@@ -109,7 +109,7 @@ def collect_statistics(model: torch.nn.Module, batches: torch.Tensor, observers:
             _observing(model, observers):
         hidden = [model.embed(chunk.to(device)).to(forward_dtype) for chunk in chunks]
         for i, layer in enumerate(model.backbone.layers[:depth]):
-            run = _in_dtype(layer, dtype)
+            run = in_dtype(layer, dtype)
             with _observing(run, observers, prefix=f"backbone.layers.{i}.", scan=scan):
                 for j, h in enumerate(hidden):
                     hidden[j] = run(h)[0]

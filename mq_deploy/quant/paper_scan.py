@@ -54,7 +54,8 @@ class HcContraction:
     def __init__(self, state_scale=None, signs=None, channel_scale=None, quantize: bool = True, record: bool = False):
         self.factors = {"state": state_scale, "channel": channel_scale,
                         "rotation": None if signs is None else signed_hadamard_matrix(signs)}
-        self.factors = {k: None if v is None else v.detach().to(torch.float64) for k, v in self.factors.items()}
+        # kept on the CPU (a model moved off the GPU must not pin GPU memory), cast per device and dtype
+        self.factors = {k: None if v is None else v.detach().to("cpu", torch.float64) for k, v in self.factors.items()}
         self.quantize, self.record = quantize, record
         self.h_absmax = self.c_absmax = self.h_channel_absmax = None
         self._cast = {}
@@ -163,26 +164,30 @@ def s3_scale(h_channel_absmax: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def record_contraction_ranges(model, calib: torch.Tensor, batch_size: int, progress: bool = True) -> list[dict]:
-    """Run `calib` (token ids [n, L], or images) through the model's layers (not the head) with every
-    path's contraction recording its ranges; returns the recorders, {path suffix: HcContraction} a layer."""
-    recorders = [{sfx: HcContraction(quantize=False, record=True) for sfx in layer.mixer.PATHS}
-                 for layer in model.backbone.layers]
-    previous = [layer.mixer.scan_impl for layer in model.backbone.layers]
+def record_contraction_ranges(model, calib: torch.Tensor, batch_size: int, progress: bool = True,
+                              dtype: torch.dtype | None = None) -> list[dict]:
+    """Run `calib` (token ids [n, L], or images) through the model's layers (not the head), a layer at a
+    time over every chunk and in `dtype` when given (as calibrate.collect_statistics runs them), with
+    every path's contraction recording its ranges; returns the recorders, {path suffix: HcContraction}
+    a layer."""
+    from .calibrate import in_dtype
     device = next(model.parameters()).device
     chunks = calib.split(batch_size)
-    try:
-        for layer, recorder in zip(model.backbone.layers, recorders):
-            layer.mixer.scan_impl = paper_scan(layer.mixer, recorder)
-        with progress_bar(total=len(chunks), desc="h·C ranges", unit="batch", disable=not progress) as bar:
-            for chunk in chunks:
-                hidden = model.embed(chunk.to(device))
-                for layer in model.backbone.layers:
-                    hidden = layer(hidden)[0]
-                bar.update(1)
-    finally:
-        for layer, impl in zip(model.backbone.layers, previous):
-            layer.mixer.scan_impl = impl
+    recorders = []
+    with progress_bar(total=len(chunks) * len(model.backbone.layers), desc="h·C ranges", unit="batch",
+                      disable=not progress) as bar:
+        forward_dtype = dtype or next(model.parameters()).dtype
+        hidden = [model.embed(chunk.to(device)).to(forward_dtype) for chunk in chunks]
+        for layer in model.backbone.layers:
+            run = in_dtype(layer, dtype)
+            recorders.append({sfx: HcContraction(quantize=False, record=True) for sfx in run.mixer.PATHS})
+            previous, run.mixer.scan_impl = run.mixer.scan_impl, paper_scan(run.mixer, recorders[-1])
+            try:
+                for j, h in enumerate(hidden):
+                    hidden[j] = run(h)[0]
+                    bar.update(1)
+            finally:
+                run.mixer.scan_impl = previous
     return recorders
 
 

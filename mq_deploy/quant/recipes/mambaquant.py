@@ -38,7 +38,7 @@ from ..calibrate import collect_statistics
 from ..observers import OBSERVERS, CaptureObserver
 from ..paper_scan import record_contraction_ranges, s3_scale, s4_scale, set_contraction_transform
 from ..spill import TensorSpill, spill_fits
-from ..transforms import (fold_rmsnorm_weights, klt_hadamard_rotation, online_hadamard_before_out_proj,
+from ..transforms import (fold_rmsnorm_weights, hadamard_factors, klt_hadamard_rotation, online_hadamard_before_out_proj,
                           random_signs, rotate_dt_bottleneck, rotate_residual_stream, signed_hadamard_matrix,
                           smooth_conv_input, smooth_dt_bottleneck, smooth_out_proj_input, smoothquant_scales)
 from ...models import MambaLM
@@ -82,11 +82,19 @@ def _uses_contraction_transforms(config) -> bool:
     return CONTRACTION_TRANSFORMS and config.quantizes_scan_output
 
 
+def _check_r4_order(states: int) -> None:
+    try:
+        hadamard_factors(states)
+    except ValueError as e:
+        raise ValueError(f"paper mode's R4 rotates the {states} SSM states, and there is {e}; quantize this model "
+                         "in deploy mode, or with another recipe") from None
+
+
 def _smooth_rotate_contraction(model, calib, config, progress) -> None:
     """Every path's smooth-fused rotation at the h·C contraction, from its ranges over the calibration
     set: S4 (per state) + R4 on a language model, S3 (per channel of h) + R4 on a Vision Mamba, as
     the paper's LLM and Vim scripts run them."""
-    recorders = record_contraction_ranges(model, calib, config.batch_size, progress)
+    recorders = record_contraction_ranges(model, calib, config.batch_size, progress, dtype=config.forward_dtype)
     for i, (layer, by_path) in enumerate(zip(model.backbone.layers, recorders)):
         mixer = layer.mixer
         for p, (suffix, recorder) in enumerate(by_path.items()):
@@ -159,6 +167,8 @@ def transform(model, calib, config, progress=True, observe=None):
     ({point of the transformed model: [observers]}, see `replays`), that pass also feeds those
     observers what the transformed model would show them, so no second pass is needed."""
     layers = model.backbone.layers
+    if _uses_contraction_transforms(config):
+        _check_r4_order(layers[0].mixer.d_state)          # before any pass, not after
     stats = {p: {n: OBSERVERS[n](p) for n in names} for p, names in _requests(model, config).items()}
     observers = {p: list(obs.values()) for p, obs in stats.items()}
     replay = _RangeReplay(model, observe, observers) if observe else None
