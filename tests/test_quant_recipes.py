@@ -165,14 +165,14 @@ def test_bad_inputs(model_and_calib, tmp_path):
 
 def test_paper_scan_quantizes_only_the_output_contraction():
     from mq_deploy.ops import selective_scan_ref
-    from mq_deploy.quant.paper_scan import selective_scan_quantized_hc
+    from mq_deploy.quant.paper_scan import HcContraction
     g = torch.Generator().manual_seed(0)
     b, length, d, n = 2, 20, 16, 8
     args = dict(x=torch.randn(b, length, d, generator=g), delta=torch.randn(b, length, d, generator=g),
                 A=-torch.rand(d, n, generator=g), B=torch.randn(b, length, n, generator=g),
                 C=torch.randn(b, length, n, generator=g), D=torch.randn(d, generator=g))
     exact, h_exact = selective_scan_ref(**args, return_final_state=True)
-    quantized, h_quantized = selective_scan_quantized_hc(**args, return_final_state=True)
+    quantized, h_quantized = selective_scan_ref(**args, return_final_state=True, output_fn=HcContraction())
     assert torch.equal(h_quantized, h_exact)            # the recurrence itself is not quantized
     assert 1e-4 < rel_err(quantized, exact) < 3e-2       # 8-bit operands: visible, small
 

@@ -3,7 +3,7 @@ y_t = <h_t, C_t> with both operands quantized per time step (8-bit asymmetric, d
 per token position over batch, channels and states for h, over batch and states for C).
 
 The contraction can carry MambaQuant's smooth-fused rotation at that matmul (S4 + R4, reference
-notes §5.2), per layer:
+notes §5.2; on a Vision Mamba S3 + R4, h / s3 per channel before and y · s3 after), per layer and path:
 
     <h, C> = <(h / s)·Q, (C·s)·Q>,      Q = diag(signs)·H_N  (orthogonal)
 
@@ -52,10 +52,10 @@ class HcContraction:
     state (in C's layout) and max|h| per channel, the statistics S4 and S3 come from."""
 
     def __init__(self, state_scale=None, signs=None, channel_scale=None, quantize: bool = True, record: bool = False):
-        self.factors = {"state": state_scale, "channel": channel_scale,
-                        "rotation": None if signs is None else signed_hadamard_matrix(signs)}
+        factors = {"state": state_scale, "channel": channel_scale,
+                   "rotation": None if signs is None else signed_hadamard_matrix(signs)}
         # kept on the CPU (a model moved off the GPU must not pin GPU memory), cast per device and dtype
-        self.factors = {k: None if v is None else v.detach().to("cpu", torch.float64) for k, v in self.factors.items()}
+        self.factors = {k: None if v is None else v.detach().to("cpu", torch.float64) for k, v in factors.items()}
         self.quantize, self.record = quantize, record
         self.h_absmax = self.c_absmax = self.h_channel_absmax = None
         self._cast = {}
@@ -189,8 +189,3 @@ def record_contraction_ranges(model, calib: torch.Tensor, batch_size: int, progr
             finally:
                 run.mixer.scan_impl = previous
     return recorders
-
-
-def selective_scan_quantized_hc(*args, **kwargs):
-    """The Mamba-1 paper scan without transforms (the plain per-step quantized contraction)."""
-    return selective_scan_ref(*args, output_fn=HcContraction(), **kwargs)
