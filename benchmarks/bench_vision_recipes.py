@@ -13,7 +13,7 @@ what TensorRT runs) and W4A8 (paper mode, the paper's second Vim setting), with
     python benchmarks/bench_vision_recipes.py [--data digits|mnist] [--seeds 3] [--calib-images 128] \
         [--out docs/vision_recipes_demo.md]
 
-About two minutes on 2 cores on the demo (360 images), about 15 on the comparison model (1,000). Prints one markdown report (and writes it with --out, plus a .json).
+About two minutes on 2 cores on the demo (360 images), about 19 on the comparison model (1,000). Prints one markdown report (and writes it with --out, plus a .json).
 """
 
 from __future__ import annotations
