@@ -1,13 +1,17 @@
-"""The published Mamba-1 sizes through the chain on this machine: load, calibrate + quantize
-(mambaquant W8A8, 32 x 512 tokens), export and check, with seconds, peak memory and sizes.
+"""The published sizes of every family through the chain on this machine: load, calibrate + quantize
+(mambaquant W8A8, 32 x 512 tokens or 32 images), export and check, with seconds, peak memory and sizes.
 
     python benchmarks/bench_scale.py [--sizes 130m,370m,790m] [--device cpu|cuda] [--layers N]
                                      [--no-export] [--workdir DIR] [--json FILE]
+    python benchmarks/bench_scale.py --sizes mamba2-130m,mamba2-370m,vim-t,vim-s,vim-b
 
-Each size runs in its own process (peak RSS per size): first a random-initialised checkpoint of
-the published config is written (transformers' save_pretrained, not timed), then the measured run.
-Calibration tokens are seeded random ids over the vocabulary: the timing and memory of calibration
-do not depend on the text. --device cuda calibrates on the GPU (statistics and the float64 folds there;
+Sizes: the names of mq_deploy.models.real_sizes (mamba-130m ... mamba-2.8b, or just 130m ... 2.8b;
+mamba2-130m ... mamba2-2.7b; vim-t, vim-t-ft, vim-s, vim-s-ft, vim-b). Each size runs in its own
+process (peak RSS per size): first a random-initialised checkpoint of the published config is
+written in the format its publisher ships (scripts/make_checkpoint.py, not timed), then the measured
+run. Calibration tokens are seeded random ids over the vocabulary, calibration images seeded
+Gaussian noise at the model's resolution: the timing and memory of calibration do not depend on
+the content. --device cuda calibrates on the GPU (statistics and the float64 folds there;
 the project's CUDA scan when libmq_kernels is built, MQ_KERNELS_LIB) and adds the peak GPU memory.
 Memory is given twice: peak RSS (ru_maxrss, which counts the pages of the mapped checkpoint and
 artifact, pages the system drops when it needs the room) and peak anonymous memory (sampled
@@ -36,7 +40,8 @@ def _dir_bytes(path: Path) -> int:
 def measure_one(size: str, checkpoint: Path, work: Path, device: str, export: bool, samples: int, seq_len: int) -> dict:
     import torch
 
-    from mq_deploy.models.loading import load_model
+    from mq_deploy.models.checkpoints import load_checkpoint
+    from mq_deploy.models.vim import VimConfig
     from mq_deploy.quant.artifact import save_quantized
     from mq_deploy.quant.config import QuantConfig
     from mq_deploy.quant.quantize import quantize
@@ -44,11 +49,15 @@ def measure_one(size: str, checkpoint: Path, work: Path, device: str, export: bo
     row = {"size": size, "device": device}
     anonymous = AnonymousPeak()
     start = time.perf_counter()
-    loaded = load_model(checkpoint)
+    loaded = load_checkpoint(checkpoint)
     row["load_s"] = time.perf_counter() - start
     row["params_m"] = sum(p.numel() for p in loaded.model.parameters()) / 1e6
-    vocab = loaded.model.config.vocab_size
-    calib = torch.randint(0, vocab, (samples, seq_len), generator=torch.Generator().manual_seed(0))
+    cfg = loaded.model.config
+    seeded = torch.Generator().manual_seed(0)
+    if isinstance(cfg, VimConfig):
+        calib = torch.randn(samples, cfg.in_channels, cfg.img_size, cfg.img_size, generator=seeded)
+    else:
+        calib = torch.randint(0, cfg.vocab_size, (samples, seq_len), generator=seeded)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -143,12 +152,22 @@ def main(argv=None) -> int:
         print("ROW " + json.dumps(row))
         return 0
 
+    sys.path.insert(0, str(REPO))                     # this checkout's mq_deploy, installed or not
+    from mq_deploy.errors import MQDeployError
+    from mq_deploy.models.real_sizes import published, real_config
+    sizes = args.sizes.split(",")
+    for size in sizes:                                 # every name checked before the first size runs
+        try:
+            published(size)
+        except MQDeployError as e:
+            parser.error(str(e))
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        for size in args.sizes.split(","):
-            checkpoint, work = Path(tmp) / f"mamba-{size}-hf", Path(tmp) / f"work-{size}"
+        for size in sizes:
+            folder, work = Path(tmp) / f"checkpoint-{size}", Path(tmp) / f"work-{size}"
+            checkpoint = folder / real_config(size)["_file"] if published(size).family == "vim" else folder
             make = [sys.executable, str(REPO / "scripts" / "make_checkpoint.py"), "--size", size, "--out",
-                    str(checkpoint)] + (["--layers", str(args.layers)] if args.layers else [])
+                    str(folder)] + (["--layers", str(args.layers)] if args.layers else [])
             start = time.perf_counter()
             made = _run(make)
             if made.returncode != 0:
@@ -165,7 +184,7 @@ def main(argv=None) -> int:
                 row["layers"] = args.layers
             rows.append(row)
             print(f"[bench_scale] {size}: {json.dumps(row)}", file=sys.stderr)
-            subprocess.run(["rm", "-rf", str(checkpoint), str(work)])
+            subprocess.run(["rm", "-rf", str(folder), str(work)])
     cols = [("size", "size", ""), ("device", "device", ""), ("params (M)", "params_m", ".0f"), ("load s", "load_s", ".1f"),
             ("quantize s", "quantize_s", ".1f"), ("ranges", "ranges", ""), ("export s", "export_s", ".1f"), ("check s", "check_s", ".1f"),
             ("quantize peak RSS GB", "quantize_rss_gb", ".2f"), ("peak RSS GB", "peak_rss_gb", ".2f"),

@@ -27,7 +27,7 @@ python3 benchmarks/bench_weight_options.py --model samples/models/mamba-byte-8m 
 # every recipe on the vision demo model (digits): about 2 minutes
 python3 benchmarks/bench_vision_recipes.py --data digits --out docs/vision_recipes_demo.md
 # the same on the vision comparison model (samples/models/vim-mnist-comparison, Vim-T's width, 1,000 held-out
-# MNIST images): about 15 minutes
+# MNIST images): about 19 minutes
 python3 benchmarks/bench_vision_recipes.py --data mnist --out docs/vision_recipes_mnist.md
 # the recipes on the Mamba-2 demo model, deploy mode (paper mode: the last lines): about 6 minutes
 python3 -m mq_deploy compare-recipes --model samples/models/mamba2-byte-demo --calib "$calib" \

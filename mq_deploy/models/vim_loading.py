@@ -53,6 +53,12 @@ def canonical_vim_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
+def official_vim_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our parameter names -> the official ones (the inverse of canonical_vim_keys)."""
+    ours = {v: k for k, v in _TOP_LEVEL.items()}
+    return {ours.get(key, key.removeprefix("backbone.")): value for key, value in state.items()}
+
+
 def read_official_checkpoint(file: Path) -> dict[str, torch.Tensor]:
     """The state_dict of a hustvl/Vim .pth (its "model" entry). Loaded with weights_only: tensors,
     containers and the training run's argparse.Namespace, nothing that runs code."""
