@@ -34,7 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    """Bytes of a checkpoint, artifact or export: a directory's files, or one file (a Vim .pth)."""
+    path = Path(path)
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def measure_one(size: str, checkpoint: Path, work: Path, device: str, export: bool, samples: int, seq_len: int) -> dict:
