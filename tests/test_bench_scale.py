@@ -31,7 +31,7 @@ def test_one_layer_of_each_family_through_load_quantize_export_and_check(tmp_pat
         assert row["quantize_anon_gb"] <= row["peak_anon_gb"] <= row["peak_rss_gb"]
     mamba1, mamba2, vim = rows
     assert 0.9 < vim["artifact_gb"] / vim["source_gb"] < 1.2, vim     # a .pth file is measured too
-    assert mamba1["ranges"] == "replayed"          # mambaquant W8A8 on a CPU: one calibration pass
+    assert all(row["ranges"] == "replayed" for row in rows)   # mambaquant W8A8 on a CPU: one calibration pass
     for row in (mamba1, mamba2):                   # the tied head is written once
         assert 0.9 < row["artifact_gb"] / row["source_gb"] < 1.1, row
     # one Vim-S layer beside its patch and position embeddings and 1000-class head: 1.8 M parameters

@@ -58,6 +58,64 @@ def test_replayed_ranges_match_a_second_pass(model_and_data, name, tmp_path, mon
     assert ((a - b).norm() / b.norm()).item() < (1e-3 if config.act_percentile == 100.0 else 1e-2)
 
 
+@pytest.mark.parametrize("config, per_layer", [(QuantConfig(), 2), (QuantConfig(quantize_conv=True), 3)],
+                         ids=["W8A8", "W8A8 conv"])
+def test_a_mamba2_replays_its_ranges_too(config, per_layer, tmp_path, monkeypatch):
+    """The bundled Mamba-2 demo: in_proj and out_proj inputs (and the conv's x/B/C input) from the one
+    statistics pass, against the second pass over the transformed model."""
+    from conftest import token_windows
+    from mq_deploy.models.mamba2_loading import load_mamba2
+    from mq_deploy.samples import demo_model_dir
+    model = load_mamba2(demo_model_dir("mamba2")).model
+    calib, ids = token_windows(3, (8, 48), (2, 40))
+    reference = quantize(model, "mambaquant", calib, config, progress=False, range_pass="forward")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    replayed = quantize(model, "mambaquant", calib, config, progress=False)
+    assert replayed.ranges_replayed and not reference.ranges_replayed
+    points = sorted(reference.activation_ranges)
+    assert sorted(replayed.activation_ranges) == points and len(points) == len(model.backbone.layers) * per_layer
+    for point in points:
+        ref, rep = reference.activation_ranges[point], replayed.activation_ranges[point]
+        tol = 1e-5 * (ref["observed_max"] - ref["observed_min"])
+        assert abs(rep["observed_min"] - ref["observed_min"]) <= tol, (point, rep, ref)
+        assert abs(rep["observed_max"] - ref["observed_max"]) <= tol, (point, rep, ref)
+    assert all(torch.equal(replayed.transformed_weights[k], v) for k, v in reference.transformed_weights.items())
+    with torch.no_grad():
+        a, b = replayed.model(ids), reference.model(ids)
+    assert ((a - b).norm() / b.norm()).item() < 1e-3
+
+
+@pytest.mark.parametrize("conv, per_layer", [(False, 6), (True, 8)], ids=["W8A8", "W8A8 conv"])
+def test_a_vision_mamba_replays_both_paths(conv, per_layer, tmp_path, monkeypatch):
+    """The bundled vision demo: every linear input of both SSM paths (x_proj_b, dt_proj_b with their
+    own S5 + R5) and the conv inputs (no S7 on Vim) from the one statistics pass, against the second
+    pass. In float64, where no INT8 tie can flip: the same ranges and logits to 1e-12 (in float32 the
+    ranges agree to 3e-7 of their span, and a flipped tie moves one image's logits by up to 1 %)."""
+    from mq_deploy.data.image_sources import load_image_source
+    from mq_deploy.models.vim_loading import load_vim
+    from mq_deploy.vision_demo import vision_demo_model_dir
+    model = load_vim(vision_demo_model_dir(), dtype=torch.float64).model
+    images = load_image_source("digits", model.config.img_size, 40, option="--calib").images.double()
+    calib, held = images[:32], images[32:]
+    config = QuantConfig(quantize_conv=conv, calib_dtype="float64")
+    reference = quantize(model, "mambaquant", calib, config, progress=False, range_pass="forward")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    replayed = quantize(model, "mambaquant", calib, config, progress=False)
+    assert replayed.ranges_replayed and not reference.ranges_replayed
+    points = sorted(reference.activation_ranges)
+    assert sorted(replayed.activation_ranges) == points and len(points) == len(model.backbone.layers) * per_layer
+    assert any(p.endswith("dt_proj_input_b") for p in points)
+    for point in points:
+        ref, rep = reference.activation_ranges[point], replayed.activation_ranges[point]
+        tol = 1e-12 * (ref["observed_max"] - ref["observed_min"])
+        assert abs(rep["observed_min"] - ref["observed_min"]) <= tol, (point, rep, ref)
+        assert abs(rep["observed_max"] - ref["observed_max"]) <= tol, (point, rep, ref)
+    assert all(torch.equal(replayed.transformed_weights[k], v) for k, v in reference.transformed_weights.items())
+    with torch.no_grad():
+        a, b = replayed.model(held), reference.model(held)
+    assert ((a - b).norm() / b.norm()).item() < 1e-12
+
+
 def test_ranges_take_a_second_pass_where_a_replay_cannot_match(model_and_data):
     model, calib, _ = model_and_data
     cases = [("mambaquant", QuantConfig(w_bits=4, a_bits=8, weight_rounding="gptq"), model),  # Hessians: 2nd pass

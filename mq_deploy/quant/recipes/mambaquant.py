@@ -42,6 +42,7 @@ from ..transforms import (fold_rmsnorm_weights, hadamard_factors, klt_hadamard_r
                           random_signs, rotate_dt_bottleneck, rotate_residual_stream, signed_hadamard_matrix,
                           smooth_conv_input, smooth_dt_bottleneck, smooth_out_proj_input, smoothquant_scales)
 from ...models import MambaLM
+from ...models.mamba2 import Mamba2LM
 from ...models.vim import VisionMamba
 from .common import mixer_point
 
@@ -208,17 +209,22 @@ _FEED_ROWS = 4096
 _LOCAL_POINTS = ("x_proj_input", "conv_input", "dt_proj_input", "out_proj_input")
 
 
+def _leaf(point: str) -> str:
+    """An activation point's name within its mixer, without a backward path's "_b"."""
+    return point.rsplit(".", 1)[-1].removesuffix("_b")
+
+
 def replays(model, calib: torch.Tensor, points, config) -> bool:
     """Whether transform(observe=...) can feed observers at every one of `points` (activation
     points of the transformed model) from its one statistics pass: the points inside the layers
     can, the head's input cannot (its pass would run the vocabulary-sized head in float64), and
     the in_proj inputs of every layer must fit on disk until R1 is known."""
-    if not isinstance(model, MambaLM) or not all(
-            p.startswith("backbone.layers.") and p.rsplit(".", 1)[-1] in _LOCAL_POINTS + ("in_proj_input",) for p in points):
-        return False                # (the replay maps the language model's transforms: one path, S7, pooled R1)
+    if not all(p.startswith("backbone.layers.") and _leaf(p) in _LOCAL_POINTS + ("in_proj_input",) for p in points):
+        return False
     spilled = sum(p.endswith(".in_proj_input") for p in points)
+    tokens = calib.shape[0] * (model.config.num_patches + 1) if isinstance(model, VisionMamba) else calib.numel()
     itemsize = torch.finfo(config.forward_dtype).bits // 8          # the captures keep the forward's dtype
-    return spill_fits(spilled * calib.numel() * model.config.hidden_size * itemsize)
+    return spill_fits(spilled * tokens * model.config.hidden_size * itemsize)
 
 
 class _RangeReplay:
@@ -228,10 +234,11 @@ class _RangeReplay:
     the second pass):
 
         x_proj_input    x                  (S7 scales the conv's input and weights, not its output)
-        conv_input      x / s7
-        dt_proj_input   (x / s5)·R5
-        out_proj_input  (x / s2)·diag(signs)·H   (the point's own HadamardRotation module)
-        in_proj_input   (x / γ)·R1
+        conv_input      x / s7             (Mamba-2: over the conv's x, B and C channels; Vim: x, no S7)
+        dt_proj_input   (x / s5)·R5        (Mamba-1 and Vim; a Vim's backward path with its own s5_b, R5_b)
+        out_proj_input  (x / s2)·diag(signs)·H   (the point's own HadamardRotation module; on Mamba-2
+                                            1/s2 sits in the gated norm's weight, whose output x is)
+        in_proj_input   (x / γ)·R1         (R1 from every layer, or a Vim's last)
 
     All but in_proj's input depend on the layer's own statistics and are fed when the layer is
     done. R1 is pooled over every layer, so each in_proj input waits on disk (TensorSpill) until
@@ -244,7 +251,7 @@ class _RangeReplay:
                        for i, layer in enumerate(model.backbone.layers)}
         self.captures = {}
         for point, targets in observe.items():
-            if point.endswith(".x_proj_input"):
+            if _leaf(point) == "x_proj_input" or (_leaf(point) == "conv_input" and not _uses_s7(model)):
                 observers.setdefault(point, []).extend(targets)    # the identity: fed in the pass itself
             else:
                 self.captures[point] = CaptureObserver(point)
@@ -261,17 +268,19 @@ class _RangeReplay:
 
     def layer_done(self, i: int, factors: dict) -> None:
         mixer = self.model.backbone.layers[i].mixer
-        for leaf in ("conv_input", "dt_proj_input", "out_proj_input", "in_proj_input"):
-            capture = self.captures.pop(mixer_point(i, leaf), None)
+        per_path = [leaf + sfx for sfx in mixer.PATHS for leaf in ("conv_input", "dt_proj_input")]
+        for name in (*per_path, "out_proj_input", "in_proj_input"):
+            capture = self.captures.pop(mixer_point(i, name), None)
             if capture is None:
                 continue
-            x = capture.take()
+            x, leaf, sfx = capture.take(), _leaf(name), name[len(_leaf(name)):]
             if leaf == "in_proj_input":
                 self.spill.put(capture.where, x)
             elif leaf == "conv_input":
                 self._feed(capture.where, x, lambda rows: rows / factors["s7"].to(rows))
             elif leaf == "dt_proj_input":
-                self._feed(capture.where, x, lambda rows: ((rows.double() / factors["s5"]) @ factors["r5"]).to(rows.dtype))
+                s5, r5 = factors["s5" + sfx], factors["r5" + sfx]
+                self._feed(capture.where, x, lambda rows: ((rows.double() / s5) @ r5).to(rows.dtype))
             else:       # the point's HadamardRotation runs in its input's dtype
                 self._feed(capture.where, x, lambda rows: mixer.out_proj_input(rows / factors["s2"].to(rows)))
 
