@@ -225,3 +225,33 @@ def test_mamba_ssm_vocab_padding_rule(tmp_path):
     assert fmt == "mamba_ssm"
     assert config.vocab_size == 50280 and config.intermediate_size == 1536
     assert config.time_step_rank == math.ceil(768 / 16) == 48
+
+
+def test_a_bin_checkpoint_is_mapped_not_read_into_memory(tmp_path):
+    """pytorch_model.bin (mamba_ssm's format, the official Vim .pth) is mapped copy-on-write: loading
+    256 MB of weights adds almost nothing to the process's anonymous memory (it added the whole
+    256 MB when read), writing to a loaded tensor leaves the file alone, and the legacy
+    (non-zip) format, which cannot be mapped, still loads."""
+    import subprocess
+    import sys
+    file = tmp_path / "pytorch_model.bin"
+    torch.save({"w": torch.arange(32 * 2**20, dtype=torch.float64)}, file)
+    script = ("import sys, torch\n"
+              "from pathlib import Path\n"
+              "from mq_deploy.models.loading import load_torch_file\n"
+              "def anon():\n"
+              "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('RssAnon:')) / 1024\n"
+              "before = anon()\n"
+              "state = load_torch_file(Path(sys.argv[1]))\n"
+              "assert float(state['w'][-1]) == 32 * 2**20 - 1 and float(state['w'].sum()) > 0\n"   # every page read
+              "print(anon() - before)\n"
+              "state['w'].zero_()\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(file)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout.split()[-1]) < 64, proc.stdout          # MB of anonymous memory for 256 MB of weights
+    again = torch.load(file, weights_only=True)["w"]
+    assert float(again[-1]) == 32 * 2**20 - 1 and float(again[1]) == 1.0    # the file was not written
+    legacy = tmp_path / "legacy.bin"
+    torch.save({"w": torch.ones(3)}, legacy, _use_new_zipfile_serialization=False)
+    from mq_deploy.models.loading import load_torch_file
+    assert torch.equal(load_torch_file(legacy)["w"], torch.ones(3))

@@ -140,6 +140,19 @@ def _first_line(e: Exception) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
+def load_torch_file(file: Path):
+    """torch.load of a checkpoint with weights_only, its tensors mapped from the file (private,
+    copy-on-write: the file is never written) where torch's zip format allows, so the system can
+    drop their pages instead of holding a second copy of the weights in memory; read whole from
+    the legacy format, which cannot be mapped."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise
+        return torch.load(file, map_location="cpu", weights_only=True)
+
+
 def read_weight_file(file: Path) -> dict[str, torch.Tensor]:
     """One weight file; a truncated or corrupt file (either format) is one MQDeployError."""
     if file.suffix == ".safetensors":
@@ -149,7 +162,7 @@ def read_weight_file(file: Path) -> dict[str, torch.Tensor]:
             raise MQDeployError(f"cannot read {file}: it is truncated or not a safetensors file ({_first_line(e)}); "
                                 "restore it from the original checkpoint (re-download or re-copy it)") from None
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        state = load_torch_file(file)
     except Exception as e:  # noqa: BLE001 - a truncated zip/pickle, or a pickle that is not a state_dict
         raise MQDeployError(f"cannot read {file} as a PyTorch state_dict: it is truncated, corrupt or not a plain "
                             f"state_dict ({_first_line(e)}); restore it from the original checkpoint") from None

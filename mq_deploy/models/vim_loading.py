@@ -23,7 +23,7 @@ import torch
 
 from ..atomic_dir import atomic_directory
 from ..errors import MQDeployError
-from .loading import _first_line, _read_json, check_finite_weights, tensor_mismatches
+from .loading import _first_line, _read_json, check_finite_weights, load_torch_file, tensor_mismatches
 from .safetensors_io import map_safetensors, write_safetensors
 from .vim import VimConfig, VisionMamba
 
@@ -67,7 +67,7 @@ def read_official_checkpoint(file: Path) -> dict[str, torch.Tensor]:
                             "vim_t_midclstok_76p1acc.pth (hustvl/Vim-tiny-midclstok)")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            data = torch.load(file, map_location="cpu", weights_only=True)
+            data = load_torch_file(file)
     except Exception as e:  # noqa: BLE001 - a truncated zip/pickle, or objects that are not weights
         raise MQDeployError(f"cannot read {file} as a PyTorch checkpoint: it is truncated, corrupt or holds objects "
                             f"other than weights ({_first_line(e)}); restore it from the original download") from None
