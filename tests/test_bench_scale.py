@@ -43,5 +43,5 @@ def test_one_layer_of_each_family_through_load_quantize_export_and_check(tmp_pat
 def test_an_unknown_size_is_refused_before_anything_runs(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_scale.py"), "--sizes", "130m,mamba3-1b",
                            "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "unknown size 'mamba3-1b'" in proc.stderr
+    assert proc.returncode == 2 and "unknown model 'mamba3-1b'" in proc.stderr
     assert not list(tmp_path.iterdir())

@@ -16,13 +16,13 @@ from mq_deploy.models.checkpoints import load_checkpoint
 from mq_deploy.models.real_sizes import PUBLISHED, REAL_SIZES, materialize, parameter_count, published, real_config
 
 # From the model cards / published config.json files: (d_model, n_layer), total parameters (millions)
-PUBLISHED_SIZES = {"130m": (768, 24, 129), "370m": (1024, 48, 372), "790m": (1536, 48, 793),
-             "1.4b": (2048, 48, 1372), "2.8b": (2560, 64, 2768)}
+MAMBA1_SIZES = {"130m": (768, 24, 129), "370m": (1024, 48, 372), "790m": (1536, 48, 793),
+                "1.4b": (2048, 48, 1372), "2.8b": (2560, 64, 2768)}
 
 
 @pytest.mark.parametrize("size", REAL_SIZES)
 def test_both_formats_read_as_the_same_model(size, tmp_path):
-    d, n, millions = PUBLISHED_SIZES[size]
+    d, n, millions = MAMBA1_SIZES[size]
     configs = []
     for fmt in ("hf", "mamba_ssm"):
         folder = tmp_path / fmt
@@ -65,7 +65,7 @@ def test_mamba_ssm_checkpoint_loads_tied_and_padded(tmp_path):
 
 
 def test_refusals(tmp_path):
-    with pytest.raises(MQDeployError, match="unknown size"):
+    with pytest.raises(MQDeployError, match="unknown model"):
         real_config("7b")
     (tmp_path / "taken").mkdir()
     with pytest.raises(MQDeployError, match="exists"):
@@ -74,10 +74,21 @@ def test_refusals(tmp_path):
         materialize("130m", tmp_path / "new", "mamba_ssm", layers=25)
 
 
-# state-spaces/mamba2-<size> (d_model, n_layer) and the Mamba-2 paper's parameter counts (millions);
-# hustvl/Vim: (embed_dim, stride) and the model cards' parameter counts
-MAMBA2_SIZES = {"130m": (768, 24, 130), "370m": (1024, 48, 370), "780m": (1536, 48, 780), "1.3b": (2048, 48, 1300),
-                "2.7b": (2560, 64, 2700)}
+# state-spaces/mamba2-<size>: (d_model, n_layer); hustvl/Vim: (embed_dim, stride) and the model
+# cards' parameter counts (millions)
+MAMBA2_SIZES = {"130m": (768, 24), "370m": (1024, 48), "780m": (1536, 48), "1.3b": (2048, 48), "2.7b": (2560, 64)}
+
+
+def mamba2_parameters(d: int, layers: int, vocab: int = 50288, state: int = 128, head_dim: int = 64,
+                      kernel: int = 4) -> int:
+    """A mamba_ssm Mamba2 LM's parameters, counted from its modules (groups 1, expand 2, tied head)."""
+    inner, heads = 2 * d, 2 * d // head_dim
+    conv = inner + 2 * state
+    per_layer = (d * (2 * inner + 2 * state + heads)      # in_proj: z, x, B, C, dt
+                 + conv * kernel + conv                   # depthwise conv and its bias
+                 + 3 * heads                              # dt_bias, A_log, D
+                 + inner + inner * d + d)                 # gated norm, out_proj, the block's norm
+    return vocab * d + layers * per_layer + d
 VIM_SIZES = {"t": (192, 16, 7), "t-ft": (192, 8, 7), "s": (384, 16, 26), "s-ft": (384, 8, 26), "b": (768, 16, 98)}
 
 
@@ -102,7 +113,7 @@ def converted_by_transformers(ssm: dict):
 @pytest.mark.parametrize("size", MAMBA2_SIZES)
 def test_mamba2_configs_are_the_published_ones_and_their_conversion(size):
     transformers = pytest.importorskip("transformers")
-    d, n, millions = MAMBA2_SIZES[size]
+    d, n = MAMBA2_SIZES[size]
     ssm = real_config(f"mamba2-{size}")
     assert (ssm["d_model"], ssm["n_layer"], ssm["ssm_cfg"], ssm["pad_vocab_size_multiple"]) == (d, n, {"layer": "Mamba2"}, 16)
     want = converted_by_transformers(ssm).to_dict()
@@ -112,7 +123,8 @@ def test_mamba2_configs_are_the_published_ones_and_their_conversion(size):
                 "conv_kernel", "vocab_size", "tie_word_embeddings", "norm_before_gate", "use_bias", "use_conv_bias",
                 "residual_in_fp32", "layer_norm_epsilon", "chunk_size", "time_step_limit", "eos_token_id"):
         assert got[key] == want[key], key
-    assert abs(parameter_count(f"mamba2-{size}") / 1e6 - millions) / millions < 0.04
+    assert parameter_count(f"mamba2-{size}") == mamba2_parameters(d, n)
+    assert abs(mamba2_parameters(d, n) / 1e6 / float(size[:-1]) / (1000 if size.endswith("b") else 1) - 1) < 0.04
 
 
 @pytest.mark.parametrize("size", VIM_SIZES)
@@ -185,7 +197,7 @@ def test_every_published_name_resolves_and_formats_are_checked(tmp_path):
     assert {p.family for p in PUBLISHED.values()} == {"mamba", "mamba2", "vim"}
     with pytest.raises(MQDeployError, match="vim-t comes in official"):
         real_config("vim-t", "hf")
-    with pytest.raises(MQDeployError, match="unknown size 'mamba2-8b'"):
+    with pytest.raises(MQDeployError, match="unknown model 'mamba2-8b'"):
         published("mamba2-8b")
     with pytest.raises(MQDeployError, match="layers must be in 1..24"):
         materialize("vim-b", tmp_path / "new", layers=30)

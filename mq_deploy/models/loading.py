@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,16 +143,18 @@ def _first_line(e: Exception) -> str:
 
 
 def load_torch_file(file: Path):
-    """torch.load of a checkpoint with weights_only, its tensors mapped from the file (private,
-    copy-on-write: the file is never written) where torch's zip format allows, so the system can
+    """torch.load of a checkpoint with weights_only, its tensors mapped from the file (MAP_PRIVATE:
+    copy-on-write, the file is never written) where torch's zip format allows, so the system can
     drop their pages instead of holding a second copy of the weights in memory; read whole from
     the legacy format, which cannot be mapped."""
+    if not zipfile.is_zipfile(file):
+        return torch.load(file, map_location="cpu", weights_only=True)
+    previous = torch.serialization.get_default_mmap_options()
+    torch.serialization.set_default_mmap_options(mmap.MAP_PRIVATE)     # whatever the caller set
     try:
         return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as e:
-        if "mmap" not in str(e):
-            raise
-        return torch.load(file, map_location="cpu", weights_only=True)
+    finally:
+        torch.serialization.set_default_mmap_options(previous)
 
 
 def read_weight_file(file: Path) -> dict[str, torch.Tensor]:

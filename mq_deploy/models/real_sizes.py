@@ -60,7 +60,8 @@ def published(name: str) -> PublishedModel:
     """The published model called `name` (a Mamba-1 size alone names the Mamba-1 model)."""
     entry = PUBLISHED.get(f"mamba-{name}" if name in REAL_SIZES else name)
     if entry is None:
-        raise MQDeployError(f"unknown size {name!r}; choose one of {', '.join(PUBLISHED)}")
+        raise MQDeployError(f"unknown model {name!r}; choose one of {', '.join(PUBLISHED)} (or a bare Mamba-1 size: "
+                            f"{', '.join(REAL_SIZES)})")
     return entry
 
 
@@ -158,8 +159,8 @@ def _write_vim_official(cfg: dict, out: Path, seed: int, dtype: torch.dtype, fam
                                                                 if not k.startswith("_")})), seed=seed)
     g = torch.Generator().manual_seed(seed + 1)
     backbone = model.backbone
-    for tensor in (backbone.cls_token, backbone.pos_embed, model.classifier.weight):   # timm's trunc_normal(.02)
-        tensor.copy_(torch.randn(tensor.shape, generator=g).clamp(-2, 2) * 0.02)
+    for tensor in (backbone.cls_token, backbone.pos_embed, model.classifier.weight):   # N(0, 0.02²), as trained Vims start
+        tensor.copy_(torch.randn(tensor.shape, generator=g) * 0.02)
     model.classifier.bias.zero_()
     file = out / cfg["_file"]
     torch.save({"model": official_vim_keys(model.to(dtype).state_dict())}, file)

@@ -219,8 +219,9 @@ def replays(model, calib: torch.Tensor, points, config) -> bool:
     points of the transformed model) from its one statistics pass: the points inside the layers
     can, the head's input cannot (its pass would run the vocabulary-sized head in float64), and
     the in_proj inputs of every layer must fit on disk until R1 is known."""
-    if not all(p.startswith("backbone.layers.") and _leaf(p) in _LOCAL_POINTS + ("in_proj_input",) for p in points):
-        return False
+    if not isinstance(model, (MambaLM, Mamba2LM, VisionMamba)) or not all(
+            p.startswith("backbone.layers.") and _leaf(p) in _LOCAL_POINTS + ("in_proj_input",) for p in points):
+        return False                # (the maps below are these three families' transforms)
     spilled = sum(p.endswith(".in_proj_input") for p in points)
     tokens = calib.shape[0] * (model.config.num_patches + 1) if isinstance(model, VisionMamba) else calib.numel()
     itemsize = torch.finfo(config.forward_dtype).bits // 8          # the captures keep the forward's dtype
