@@ -58,6 +58,29 @@ def test_replayed_ranges_match_a_second_pass(model_and_data, name, tmp_path, mon
     assert ((a - b).norm() / b.norm()).item() < (1e-3 if config.act_percentile == 100.0 else 1e-2)
 
 
+def replayed_against_second_pass(model, calib, inputs, config, tmp_path, monkeypatch, per_layer: int,
+                                 range_tol: float, output_tol: float) -> list[str]:
+    """quantize() with replayed ranges against the second pass over the transformed model: the same
+    points, min and max within range_tol of each range's span, bit-identical weights, and outputs on
+    `inputs` within output_tol (relative). Returns the points."""
+    reference = quantize(model, "mambaquant", calib, config, progress=False, range_pass="forward")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    replayed = quantize(model, "mambaquant", calib, config, progress=False)
+    assert replayed.ranges_replayed and not reference.ranges_replayed
+    points = sorted(reference.activation_ranges)
+    assert sorted(replayed.activation_ranges) == points and len(points) == len(model.backbone.layers) * per_layer
+    for point in points:
+        ref, rep = reference.activation_ranges[point], replayed.activation_ranges[point]
+        tol = range_tol * (ref["observed_max"] - ref["observed_min"])
+        assert abs(rep["observed_min"] - ref["observed_min"]) <= tol, (point, rep, ref)
+        assert abs(rep["observed_max"] - ref["observed_max"]) <= tol, (point, rep, ref)
+    assert all(torch.equal(replayed.transformed_weights[k], v) for k, v in reference.transformed_weights.items())
+    with torch.no_grad():
+        a, b = replayed.model(inputs), reference.model(inputs)
+    assert ((a - b).norm() / b.norm()).item() < output_tol
+    return points
+
+
 @pytest.mark.parametrize("config, per_layer", [(QuantConfig(), 2), (QuantConfig(quantize_conv=True), 3)],
                          ids=["W8A8", "W8A8 conv"])
 def test_a_mamba2_replays_its_ranges_too(config, per_layer, tmp_path, monkeypatch):
@@ -68,21 +91,7 @@ def test_a_mamba2_replays_its_ranges_too(config, per_layer, tmp_path, monkeypatc
     from mq_deploy.samples import demo_model_dir
     model = load_mamba2(demo_model_dir("mamba2")).model
     calib, ids = token_windows(3, (8, 48), (2, 40))
-    reference = quantize(model, "mambaquant", calib, config, progress=False, range_pass="forward")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    replayed = quantize(model, "mambaquant", calib, config, progress=False)
-    assert replayed.ranges_replayed and not reference.ranges_replayed
-    points = sorted(reference.activation_ranges)
-    assert sorted(replayed.activation_ranges) == points and len(points) == len(model.backbone.layers) * per_layer
-    for point in points:
-        ref, rep = reference.activation_ranges[point], replayed.activation_ranges[point]
-        tol = 1e-5 * (ref["observed_max"] - ref["observed_min"])
-        assert abs(rep["observed_min"] - ref["observed_min"]) <= tol, (point, rep, ref)
-        assert abs(rep["observed_max"] - ref["observed_max"]) <= tol, (point, rep, ref)
-    assert all(torch.equal(replayed.transformed_weights[k], v) for k, v in reference.transformed_weights.items())
-    with torch.no_grad():
-        a, b = replayed.model(ids), reference.model(ids)
-    assert ((a - b).norm() / b.norm()).item() < 1e-3
+    replayed_against_second_pass(model, calib, ids, config, tmp_path, monkeypatch, per_layer, 1e-5, 1e-3)
 
 
 @pytest.mark.parametrize("conv, per_layer", [(False, 6), (True, 8)], ids=["W8A8", "W8A8 conv"])
@@ -96,24 +105,10 @@ def test_a_vision_mamba_replays_both_paths(conv, per_layer, tmp_path, monkeypatc
     from mq_deploy.vision_demo import vision_demo_model_dir
     model = load_vim(vision_demo_model_dir(), dtype=torch.float64).model
     images = load_image_source("digits", model.config.img_size, 40, option="--calib").images.double()
-    calib, held = images[:32], images[32:]
     config = QuantConfig(quantize_conv=conv, calib_dtype="float64")
-    reference = quantize(model, "mambaquant", calib, config, progress=False, range_pass="forward")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    replayed = quantize(model, "mambaquant", calib, config, progress=False)
-    assert replayed.ranges_replayed and not reference.ranges_replayed
-    points = sorted(reference.activation_ranges)
-    assert sorted(replayed.activation_ranges) == points and len(points) == len(model.backbone.layers) * per_layer
+    points = replayed_against_second_pass(model, images[:32], images[32:], config, tmp_path, monkeypatch, per_layer,
+                                          1e-12, 1e-12)
     assert any(p.endswith("dt_proj_input_b") for p in points)
-    for point in points:
-        ref, rep = reference.activation_ranges[point], replayed.activation_ranges[point]
-        tol = 1e-12 * (ref["observed_max"] - ref["observed_min"])
-        assert abs(rep["observed_min"] - ref["observed_min"]) <= tol, (point, rep, ref)
-        assert abs(rep["observed_max"] - ref["observed_max"]) <= tol, (point, rep, ref)
-    assert all(torch.equal(replayed.transformed_weights[k], v) for k, v in reference.transformed_weights.items())
-    with torch.no_grad():
-        a, b = replayed.model(held), reference.model(held)
-    assert ((a - b).norm() / b.norm()).item() < 1e-12
 
 
 def test_ranges_take_a_second_pass_where_a_replay_cannot_match(model_and_data):
