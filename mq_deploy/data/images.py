@@ -60,23 +60,54 @@ def image_folder(root) -> ImageSet:
     return found
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """How one image file becomes one row of a Vision Mamba's `images` input: the one definition,
+    run by preprocess() and recorded in the export manifest (`preprocessing`), so that an app that
+    ships only the engine prepares its images the same way (samples/python/classify.py)."""
+    crop: int                                 # the model's img_size
+    resize_shorter_side: int                  # before the centre crop: int(crop / crop_pct)
+    divide_by: float = 255.0                  # 8-bit pixels to [0, 1]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @classmethod
+    def for_size(cls, size: int, crop_pct: float = CROP_PCT) -> "Preprocessing":
+        return cls(size, int(size / crop_pct))        # 256 for 224, timm's int(math.floor(224 / 0.875))
+
+    def to_dict(self) -> dict:
+        return {"input": "images", "layout": "NCHW", "dtype": "float32", "color": "RGB",
+                "resize_shorter_side": self.resize_shorter_side, "interpolation": "bicubic",
+                "center_crop": self.crop, "divide_by": self.divide_by, "mean": list(self.mean), "std": list(self.std),
+                "steps": PREPROCESSING_STEPS}
+
+
+PREPROCESSING_STEPS = (
+    "convert to RGB; resize with Pillow's bicubic filter (antialiased when shrinking) so that the shorter "
+    "side is resize_shorter_side and the longer int(resize_shorter_side * longer / shorter); crop "
+    "center_crop x center_crop at left = round((width - center_crop) / 2), top = round((height - "
+    "center_crop) / 2), round half to even; pixel / divide_by; (value - mean[c]) / std[c]; channels first")
+
+
 def preprocess(image, size: int = 224, crop_pct: float = CROP_PCT) -> torch.Tensor:
     """A PIL image -> [3, size, size] float32, normalized: the shorter side resized (bicubic) to
-    size / crop_pct, the centre size × size cropped."""
+    size / crop_pct, the centre size × size cropped (Preprocessing)."""
     Image = _pil()
+    spec = Preprocessing.for_size(size, crop_pct)
     image = image.convert("RGB")
-    scale = int(size / crop_pct)             # 256 for 224, timm's int(math.floor(224 / 0.875))
+    scale = spec.resize_shorter_side
     w, h = image.size
     if w <= h:
         new_w, new_h = scale, int(scale * h / w)
     else:
         new_w, new_h = int(scale * w / h), scale
     image = image.resize((new_w, new_h), Image.BICUBIC)
-    left, top = int(round((new_w - size) / 2.0)), int(round((new_h - size) / 2.0))
-    image = image.crop((left, top, left + size, top + size))
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    crop = spec.crop
+    left, top = int(round((new_w - crop) / 2.0)), int(round((new_h - crop) / 2.0))
+    image = image.crop((left, top, left + crop, top + crop))
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / spec.divide_by).permute(2, 0, 1)
+    mean = torch.tensor(spec.mean).view(3, 1, 1)
+    std = torch.tensor(spec.std).view(3, 1, 1)
     return (pixels - mean) / std
 
 

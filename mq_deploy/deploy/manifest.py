@@ -126,6 +126,12 @@ class Manifest:
         return int(m["in_channels"]), int(m["img_size"]), int(m["img_size"])
 
     @property
+    def preprocessing(self) -> dict | None:
+        """A Vision Mamba's image preprocessing (data/images.Preprocessing.to_dict); None for a language
+        model and in manifests written before it was recorded."""
+        return self.raw.get("preprocessing")
+
+    @property
     def vocab_size(self) -> int:
         return int(self.raw["model"]["vocab_size"])
 

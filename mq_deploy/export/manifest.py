@@ -37,6 +37,16 @@ def state_note(config) -> dict:
     return MAMBA2_STATE_NOTE if isinstance(config, Mamba2Config) else STATE_NOTE
 
 
+def preprocessing_entry(config) -> dict | None:
+    """How an app turns an image file into the `images` input (data/images.Preprocessing): what
+    `mq-deploy eval/validate` do with image folders; None for a language model or a model that does
+    not read RGB images."""
+    if not is_vision(config) or config.in_channels != 3:
+        return None
+    from ..data.images import Preprocessing
+    return Preprocessing.for_size(config.img_size).to_dict()
+
+
 def model_entry(config) -> dict:
     """The model's config as the manifest records it: a language model's in the HF layout, a Vision
     Mamba's with model_type "vim"."""
@@ -104,7 +114,8 @@ def build_manifest(source: ExportSource, precision: str, scan: str, graphs: dict
         "plugins": [{"name": p, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE, "domain": DOMAIN}
                     for p in used],
         "graphs": entries,
-        **({} if is_vision(source.config) else {"state": state_note(source.config)}),
+        **({"preprocessing": preprocessing_entry(source.config)} if is_vision(source.config)
+           else {"state": state_note(source.config)}),
         "profile": {"batch_max": batch_max, "seq_max": seq_max},
         "export_seconds": round(seconds, 3),
     }

@@ -18,120 +18,28 @@ input `*.<i>`. The loop itself is `generate()`: about 15 lines.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-# ---------------------------------------------------------------------------------------- graphs
-class OnnxRuntimeGraphs:
-    """model.onnx (prefill) and model.decode.onnx (one token) in ONNX Runtime; numpy in and out."""
-
-    def __init__(self, onnx_path: Path, manifest: dict):
-        import onnxruntime as ort
-        decode = onnx_path.with_name(manifest["graphs"]["decode"]["file"])     # the manifest names the set
-        # ORT_ENABLE_BASIC: the extended level turns a W8A8 graph's Q/DQ MatMuls into integer kernels
-        # that saturate on AVX2 CPUs without VNNI (mq-deploy docs/export.md, session options)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        self.sessions = {kind: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
-                         for kind, p in (("prefill", onnx_path), ("decode", decode))}
-
-    def run(self, kind: str, feeds: dict) -> dict:
-        session = self.sessions[kind]
-        names = [o.name for o in session.get_outputs()]
-        return dict(zip(names, session.run(names, feeds)))
-
-    @staticmethod
-    def argmax_last(logits) -> np.ndarray:
-        return np.asarray(logits)[:, -1].argmax(-1)[:, None].astype(np.int64)
-
-    @staticmethod
-    def tokens(ids: list[int]):
-        return np.asarray([ids], dtype=np.int64)
-
-
-class TensorRTGraphs:
-    """model.plan and model.decode.plan in TensorRT. Buffers are torch CUDA tensors, so the state
-    goes from one step to the next without leaving the GPU."""
-
-    def __init__(self, plan: Path, plugins: Path, decode_plan: Path):
-        import tensorrt as trt
-        import torch
-        self.torch = torch
-        # The plugin library registers its creators when it is loaded; load it before deserializing.
-        ctypes.CDLL(str(plugins), mode=ctypes.RTLD_GLOBAL)
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.runtime = trt.Runtime(self.logger)
-        self.engines, self.contexts = {}, {}
-        for kind, path in (("prefill", plan), ("decode", decode_plan)):
-            if not path.is_file():
-                sys.exit(f"error: {path} does not exist; `mq-deploy build` writes it beside the prefill plan")
-            engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
-            if engine is None:
-                sys.exit(f"error: TensorRT could not load {path} (built by another TensorRT version or GPU?)")
-            context = engine.create_execution_context()
-            if context is None:
-                sys.exit(f"error: TensorRT could not create an execution context for {path} (GPU memory?)")
-            self.engines[kind], self.contexts[kind] = engine, context
-        self.stream = torch.cuda.Stream()
-        self.dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16,
-                       trt.DataType.BF16: torch.bfloat16, trt.DataType.INT64: torch.int64,
-                       trt.DataType.INT32: torch.int32}
-        self.input_mode = trt.TensorIOMode.INPUT
-
-    def run(self, kind: str, feeds: dict) -> dict:
-        torch, engine, context = self.torch, self.engines[kind], self.contexts[kind]
-        outputs = {}
-        with torch.cuda.stream(self.stream):
-            for i in range(engine.num_io_tensors):
-                name = engine.get_tensor_name(i)
-                if engine.get_tensor_mode(name) == self.input_mode:
-                    value = feeds[name].to(self.dtypes[engine.get_tensor_dtype(name)]).contiguous()
-                    feeds[name] = value                       # keep it alive until the stream is done
-                    if not context.set_input_shape(name, tuple(value.shape)):
-                        low, _, high = engine.get_tensor_profile_shape(name, 0)
-                        sys.exit(f"error: {name} of shape {tuple(value.shape)} is outside the {kind} engine's "
-                                 f"profile ({tuple(low)} .. {tuple(high)}); shorten the prompt or rebuild with "
-                                 "a larger --max")
-                    context.set_tensor_address(name, value.data_ptr())
-            for i in range(engine.num_io_tensors):
-                name = engine.get_tensor_name(i)
-                if engine.get_tensor_mode(name) != self.input_mode:
-                    out = torch.empty(tuple(context.get_tensor_shape(name)),
-                                      dtype=self.dtypes[engine.get_tensor_dtype(name)], device="cuda")
-                    context.set_tensor_address(name, out.data_ptr())
-                    outputs[name] = out
-            if not context.execute_async_v3(self.stream.cuda_stream):
-                sys.exit(f"error: TensorRT failed to run the {kind} engine")
-        self.stream.synchronize()
-        return outputs
-
-    def argmax_last(self, logits):
-        return logits[:, -1].float().argmax(-1, keepdim=True)
-
-    def tokens(self, ids: list[int]):
-        return self.torch.tensor([ids], dtype=self.torch.int64, device="cuda")
+from engines import OnnxRuntimeGraphs, TensorRTGraphs, fail, plugin_library, read_export
 
 
 # ---------------------------------------------------------------------------------------- the loop
 def generate(graphs, prompt_ids: list[int], max_new_tokens: int) -> tuple[list[int], dict]:
     """Greedy decoding; returns the new token ids and timings."""
     start = time.perf_counter()
-    out = graphs.run("prefill", {"input_ids": graphs.tokens(prompt_ids)})
-    token = graphs.argmax_last(out["logits"])
-    prefill_s, new = time.perf_counter() - start, [int(token[0, 0])]
+    out = graphs.run("prefill", {"input_ids": graphs.from_numpy(np.asarray([prompt_ids], dtype=np.int64))})
+    new = [int(graphs.to_numpy(out["logits"][:, -1]).argmax(-1)[0])]
+    prefill_s = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(max_new_tokens - 1):
         state = {name.replace("_out.", "."): value for name, value in out.items() if "_out." in name}
-        out = graphs.run("decode", {"input_ids": token, **state})
-        token = graphs.argmax_last(out["logits"])
-        new.append(int(token[0, 0]))
+        out = graphs.run("decode", {"input_ids": graphs.from_numpy(np.asarray([[new[-1]]], dtype=np.int64)), **state})
+        new.append(int(graphs.to_numpy(out["logits"][:, -1]).argmax(-1)[0]))
     decode_s = time.perf_counter() - start
     return new, {"prefill_tokens_per_s": len(prompt_ids) / prefill_s,
                  "decode_tokens_per_s": (max_new_tokens - 1) / decode_s if max_new_tokens > 1 else None}
@@ -174,8 +82,8 @@ def load_tokenizer(manifest: dict, manifest_file: Path, model_dir: str | None):
     for folder in candidates:
         if (folder / "tokenizer.json").is_file():
             return FileTokenizer(folder / "tokenizer.json")
-    sys.exit(f"error: no tokenizer.json in {', '.join(map(str, candidates))}; pass --model DIR with the model's "
-             "tokenizer files")
+    fail(f"no tokenizer.json in {', '.join(map(str, candidates))}; pass --model DIR with the model's "
+         "tokenizer files")
 
 
 def main(argv=None) -> int:
@@ -185,53 +93,39 @@ def main(argv=None) -> int:
     which.add_argument("--onnx", type=Path, help="prefill graph (its .decode.onnx beside it)")
     p.add_argument("--manifest", type=Path, help="manifest.json of the export (default: beside the graph, or "
                                                  "named by the engine's sidecar)")
-    p.add_argument("--plugins", type=Path, default=os.environ.get("MQ_PLUGIN_PATH"),
-                   help="libmq_plugins.so (default: $MQ_PLUGIN_PATH)")
+    p.add_argument("--plugins", type=Path, help="libmq_plugins.so (default: $MQ_PLUGIN_PATH)")
     p.add_argument("--model", help="model directory for the tokenizer (default: the manifest's source)")
     p.add_argument("--prompt", default="The ")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print the token ids and timings as JSON")
     args = p.parse_args(argv)
     graph = args.engine or args.onnx
-    if not graph.is_file():
-        sys.exit(f"error: {graph} does not exist")
-    manifest_file = args.manifest or graph.with_name("manifest.json")
-    sidecar = {}
-    if args.engine:
-        if not Path(f"{graph}.json").is_file():
-            sys.exit(f"error: {graph}.json (the plan's sidecar, written by `mq-deploy build`) is missing")
-        sidecar = json.loads(Path(f"{graph}.json").read_text())
-        if not args.manifest and not manifest_file.is_file():
-            manifest_file = Path(sidecar.get("manifest_path", manifest_file))
-    if not manifest_file.is_file():
-        sys.exit(f"error: no manifest at {manifest_file}; pass --manifest (written by `mq-deploy export`)")
-    manifest = json.loads(manifest_file.read_text())
+    manifest, manifest_file, sidecar = read_export(graph, args.manifest, engine=args.engine is not None)
+    if manifest["model"].get("model_type") == "vim":
+        fail(f"{graph} is an image classifier (Vision Mamba), not a language model; run "
+             "samples/python/classify.py on it")
     if "decode" not in manifest["graphs"]:
-        sys.exit("error: the export has no decode graph (exported with --no-decode); export again without it")
+        fail("the export has no decode graph (exported with --no-decode); export again without it")
     tokenizer = load_tokenizer(manifest, manifest_file, args.model)
     if args.engine:
-        plugins = args.plugins
-        if plugins is not None and plugins.is_dir():
-            plugins = plugins / "libmq_plugins.so"
-        if plugins is None or not plugins.is_file():
-            sys.exit("error: the plugin library libmq_plugins.so was not found; pass --plugins PATH or set "
-                     "MQ_PLUGIN_PATH (build it: cmake -S . -B build && cmake --build build)")
+        plugins = plugin_library(args.plugins)
         engine_set = sidecar.get("engine_set")
         if engine_set is not None and "decode" not in engine_set:
-            sys.exit(f"error: {graph} was built without a decode plan (--no-decode); build again without it")
+            fail(f"{graph} was built without a decode plan (--no-decode); build again without it")
         # Older sidecars name no set: the decode plan is then <stem>.decode.plan beside the prefill plan.
         decode_plan = graph.with_name(engine_set["decode"] if engine_set else f"{graph.stem}.decode{graph.suffix or '.plan'}")
         if not decode_plan.is_file():
-            sys.exit(f"error: {decode_plan} (the decode plan) does not exist; build the engines with "
-                     "`mq-deploy build` (without --no-decode)")
-        graphs = TensorRTGraphs(args.engine, plugins, decode_plan)
+            fail(f"{decode_plan} (the decode plan) does not exist; build the engines with "
+                 "`mq-deploy build` (without --no-decode)")
+        graphs = TensorRTGraphs({"prefill": graph, "decode": decode_plan}, plugins)
     else:
-        graphs = OnnxRuntimeGraphs(args.onnx, manifest)
+        decode = graph.with_name(manifest["graphs"]["decode"]["file"])     # the manifest names the set
+        graphs = OnnxRuntimeGraphs({"prefill": graph, "decode": decode})
     if args.max_new_tokens < 1:
-        sys.exit("error: --max-new-tokens must be at least 1")
+        fail("--max-new-tokens must be at least 1")
     prompt_ids = tokenizer.encode(args.prompt)
     if not prompt_ids:
-        sys.exit("error: the prompt is empty after tokenization")
+        fail("the prompt is empty after tokenization")
     new, timing = generate(graphs, prompt_ids, args.max_new_tokens)
     if args.json:
         print(json.dumps({"prompt_ids": prompt_ids, "new_ids": new, **timing}))

@@ -1,0 +1,150 @@
+"""What the Python samples share: the export's files found by their documented contract, and the two
+ways to run its graphs (TensorRT plans on a GPU, the ONNX graphs in ONNX Runtime anywhere).
+
+Nothing here imports mq_deploy: an application that ships only the plans and manifest.json has
+exactly these files. The contract: manifest.json beside the graphs (docs/export.md), the plan's
+sidecar `<plan>.json` written by `mq-deploy build` (`engine_set`: the plans built together,
+`manifest_path`), and libmq_plugins.so loaded before a plan is deserialized (docs/tensorrt.md)."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PLUGINS_ENV = "MQ_PLUGIN_PATH"
+
+
+def fail(message: str):
+    """One line on stderr and exit status 1: what every sample error looks like."""
+    sys.exit(f"error: {message}")
+
+
+def read_export(graph: Path, manifest_arg: Path | None, engine: bool) -> tuple[dict, Path, dict]:
+    """(manifest, manifest file, sidecar) of a plan (`engine`) or an ONNX graph. The manifest is
+    --manifest, else beside the graph, else (for a plan) where its sidecar says export wrote it."""
+    if not graph.is_file():
+        fail(f"{graph} does not exist")
+    manifest_file = manifest_arg or graph.with_name("manifest.json")
+    sidecar = {}
+    if engine:
+        if not Path(f"{graph}.json").is_file():
+            fail(f"{graph}.json (the plan's sidecar, written by `mq-deploy build`) is missing")
+        sidecar = json.loads(Path(f"{graph}.json").read_text())
+        if not manifest_arg and not manifest_file.is_file():
+            manifest_file = Path(sidecar.get("manifest_path", manifest_file))
+    if not manifest_file.is_file():
+        fail(f"no manifest at {manifest_file}; pass --manifest (written by `mq-deploy export`)")
+    return json.loads(manifest_file.read_text()), manifest_file, sidecar
+
+
+def plugin_library(arg: Path | None) -> Path:
+    """libmq_plugins.so from --plugins (the file or its folder), else $MQ_PLUGIN_PATH."""
+    plugins = arg if arg is not None else (Path(os.environ[PLUGINS_ENV]) if os.environ.get(PLUGINS_ENV) else None)
+    if plugins is not None and plugins.is_dir():
+        plugins = plugins / "libmq_plugins.so"
+    if plugins is None or not plugins.is_file():
+        fail(f"the plugin library libmq_plugins.so was not found; pass --plugins PATH or set {PLUGINS_ENV} "
+             "(build it: cmake -S . -B build && cmake --build build)")
+    return plugins
+
+
+class OnnxRuntimeGraphs:
+    """The export's graphs in ONNX Runtime on the CPU; numpy in and out."""
+
+    def __init__(self, graphs: dict[str, Path]):
+        import onnxruntime as ort
+        # ORT_ENABLE_BASIC: the extended level turns a W8A8 graph's Q/DQ MatMuls into integer kernels
+        # that saturate on AVX2 CPUs without VNNI (mq-deploy docs/export.md, session options)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        self.sessions = {kind: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+                         for kind, p in graphs.items()}
+
+    def run(self, kind: str, feeds: dict) -> dict:
+        session = self.sessions[kind]
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, feeds)))
+
+    def max_batch(self, kind: str, name: str) -> int | None:
+        return None                                        # any batch
+
+    @staticmethod
+    def from_numpy(array: np.ndarray):
+        return array
+
+    @staticmethod
+    def to_numpy(value) -> np.ndarray:
+        array = np.asarray(value)
+        return array.astype(np.float32) if array.dtype.kind == "f" else array
+
+
+class TensorRTGraphs:
+    """TensorRT plans. Buffers are torch CUDA tensors, so what one run returns (a recurrent state) can
+    feed the next without leaving the GPU."""
+
+    def __init__(self, plans: dict[str, Path], plugins: Path):
+        import tensorrt as trt
+        import torch
+        self.torch = torch
+        # The plugin library registers its creators when it is loaded; load it before deserializing.
+        ctypes.CDLL(str(plugins), mode=ctypes.RTLD_GLOBAL)
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engines, self.contexts = {}, {}
+        for kind, path in plans.items():
+            if not path.is_file():
+                fail(f"{path} does not exist; `mq-deploy build` writes it beside the prefill plan")
+            engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+            if engine is None:
+                fail(f"TensorRT could not load {path} (built by another TensorRT version or GPU?)")
+            context = engine.create_execution_context()
+            if context is None:
+                fail(f"TensorRT could not create an execution context for {path} (GPU memory?)")
+            self.engines[kind], self.contexts[kind] = engine, context
+        self.stream = torch.cuda.Stream()
+        self.dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16,
+                       trt.DataType.BF16: torch.bfloat16, trt.DataType.INT64: torch.int64,
+                       trt.DataType.INT32: torch.int32}
+        self.input_mode = trt.TensorIOMode.INPUT
+
+    def run(self, kind: str, feeds: dict) -> dict:
+        torch, engine, context = self.torch, self.engines[kind], self.contexts[kind]
+        outputs = {}
+        with torch.cuda.stream(self.stream):
+            for i in range(engine.num_io_tensors):
+                name = engine.get_tensor_name(i)
+                if engine.get_tensor_mode(name) == self.input_mode:
+                    value = feeds[name].to(self.dtypes[engine.get_tensor_dtype(name)]).contiguous()
+                    feeds[name] = value                       # keep it alive until the stream is done
+                    if not context.set_input_shape(name, tuple(value.shape)):
+                        low, _, high = engine.get_tensor_profile_shape(name, 0)
+                        fail(f"{name} of shape {tuple(value.shape)} is outside the {kind} engine's profile "
+                             f"({tuple(low)} .. {tuple(high)}); use a smaller input or rebuild with a larger --max")
+                    context.set_tensor_address(name, value.data_ptr())
+            for i in range(engine.num_io_tensors):
+                name = engine.get_tensor_name(i)
+                if engine.get_tensor_mode(name) != self.input_mode:
+                    out = torch.empty(tuple(context.get_tensor_shape(name)),
+                                      dtype=self.dtypes[engine.get_tensor_dtype(name)], device="cuda")
+                    context.set_tensor_address(name, out.data_ptr())
+                    outputs[name] = out
+            if not context.execute_async_v3(self.stream.cuda_stream):
+                fail(f"TensorRT failed to run the {kind} engine")
+        self.stream.synchronize()
+        return outputs
+
+    def max_batch(self, kind: str, name: str) -> int | None:
+        """The largest first dimension of input `name` the engine's optimization profile takes."""
+        return int(self.engines[kind].get_tensor_profile_shape(name, 0)[2][0])
+
+    def from_numpy(self, array: np.ndarray):
+        return self.torch.from_numpy(np.ascontiguousarray(array)).to("cuda")
+
+    @staticmethod
+    def to_numpy(value) -> np.ndarray:
+        return value.float().cpu().numpy() if value.is_floating_point() else value.cpu().numpy()
