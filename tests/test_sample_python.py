@@ -15,8 +15,10 @@ pytest.importorskip("onnxruntime")
 
 from mq_deploy.export import export_onnx  # noqa: E402
 from mq_deploy.models import MambaConfig, MambaLM  # noqa: E402
-from mq_deploy.models.init import init_mamba_weights  # noqa: E402
+from mq_deploy.models.init import init_mamba2_weights, init_mamba_weights  # noqa: E402
 from mq_deploy.models.loading import save_model  # noqa: E402
+from mq_deploy.models.mamba2 import Mamba2Config, Mamba2LM  # noqa: E402
+from mq_deploy.models.mamba2_loading import save_mamba2  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "python" / "generate.py"
 
@@ -29,10 +31,25 @@ def greedy_full_forward(model, prompt: list[int], n: int) -> list[int]:
     return ids[len(prompt):]
 
 
-def test_sample_generates_the_torch_greedy_tokens(tmp_path):
+def mamba1(out):
     model = init_mamba_weights(MambaLM(MambaConfig(vocab_size=256, hidden_size=32, num_hidden_layers=2, state_size=8,
                                                    time_step_rank=4, tokenizer="bytes")), seed=5).eval()
-    save_model(model, tmp_path / "fp")
+    save_model(model, out)
+    return model
+
+
+def mamba2(out):
+    """Two groups of two heads, so the decode graph's [batch, heads, head_dim, N] state carries them."""
+    config = Mamba2Config(vocab_size=256, hidden_size=32, num_hidden_layers=2, num_heads=4, head_dim=16, n_groups=2,
+                          state_size=8, chunk_size=8, tokenizer="bytes")
+    model = init_mamba2_weights(Mamba2LM(config), seed=5).eval()
+    save_mamba2(model, out)
+    return model
+
+
+@pytest.mark.parametrize("family", [mamba1, mamba2])
+def test_sample_generates_the_torch_greedy_tokens(tmp_path, family):
+    model = family(tmp_path / "fp")
     exported = export_onnx(tmp_path / "fp", tmp_path / "onnx" / "model.onnx", precision="fp32")
     prompt = "Mamba é"
     r = subprocess.run([sys.executable, str(SAMPLE), "--onnx", str(exported.onnx_path), "--prompt", prompt,
