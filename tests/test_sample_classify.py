@@ -111,3 +111,19 @@ def test_sample_errors_are_one_line(vim_export, tmp_path):
         r = run_sample(*args)
         assert r.returncode == 1 and message in r.stderr, (args, r.stderr)
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
+
+
+def test_sample_saves_the_preprocessed_images_and_labels_for_the_cpp_sample(vim_export, tmp_path):
+    """--save-inputs / --save-labels with only the manifest: what samples/cpp's mq_trt_classify reads."""
+    files = sorted(vim_export["files"])
+    manifest = vim_export["onnx"].parent / "manifest.json"
+    r = run_sample("--manifest", manifest, vim_export["root"] / "images", "--save-inputs", tmp_path / "x.npy",
+                   "--save-labels", tmp_path / "labels.txt")
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    saved = np.load(tmp_path / "x.npy")
+    assert saved.dtype == np.float32 and saved.flags.c_contiguous
+    np.testing.assert_allclose(saved, load_images(files, 32).numpy(), atol=1e-6)
+    assert (tmp_path / "labels.txt").read_text().splitlines() == [LABELS[str(i)] for i in range(10)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "x.npy"]      # no temporary left
+    r = run_sample(vim_export["root"] / "images")
+    assert r.returncode == 1 and "give --engine or --onnx" in r.stderr

@@ -1,8 +1,8 @@
-"""samples/cpp (the C++ TensorRT generation sample) without a GPU:
+"""samples/cpp (the C++ TensorRT generation and classification samples) without a GPU:
 
-- always: its TensorRT-free helpers (samples/cpp/sample_utils.h: byte tokenizer, FP16/BF16 logits,
-  argmax, I/O name and path rules) through a small driver compiled with the C++ compiler, compared
-  with mq_deploy's Python ByteTokenizer and numpy;
+- always: their TensorRT-free helpers (samples/cpp/sample_utils.h: byte tokenizer, FP16/BF16 logits,
+  argmax, I/O name and path rules, the .npy reader, top-k with softmax, class names) through a small
+  driver compiled with the C++ compiler, compared with mq_deploy's Python ByteTokenizer and numpy;
 - with MQ_TRT_INCLUDE_ROOT (a directory holding include/NvInfer.h, e.g. a checkout of
   github.com/NVIDIA/TensorRT): the sample's CMake project in headers-only mode with -Werror
   (compiles main.cpp, links nothing), plus the configure error without libnvinfer.
@@ -150,6 +150,68 @@ def test_decode_engine_path_and_state_names(utils_test):
     assert _lines(utils_test, "state_name", "conv_state.0", "ssm_state.11") == ["conv_state_out.0", "ssm_state_out.11"]
 
 
+# ---- the classifier's input, ranking and labels --------------------------------------------------------
+
+def test_npy_reader_matches_numpy(utils_test, tmp_path):
+    """What numpy.save writes (format 1.0, and 2.0 when asked), any rank, read back bit-exactly."""
+    rng = np.random.default_rng(2)
+    arrays = [rng.standard_normal((3, 3, 8, 8)).astype(np.float32), np.arange(5, dtype=np.float32),
+              np.zeros((0, 3, 4, 4), np.float32), np.array([np.inf, -0.0, np.nan, 1e-40], np.float32)]
+    for i, array in enumerate(arrays):
+        for version in ((1, 0), (2, 0)):
+            path, raw = tmp_path / f"a{i}_{version[0]}.npy", tmp_path / f"a{i}_{version[0]}.bin"
+            with open(path, "wb") as f:
+                np.lib.format.write_array(f, array, version=version)
+            assert _lines(utils_test, "npy", path, raw) == [" ".join(map(str, array.shape))]
+            np.testing.assert_array_equal(np.fromfile(raw, "<u4"), array.view("<u4").ravel())
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((2, 3), np.float64), "not little-endian float32"),
+    (np.asfortranarray(np.zeros((2, 3), np.float32)), "Fortran order"),
+    (np.zeros((2, 3), ">f4"), "not little-endian float32"),
+    (None, "not a .npy file"),
+    ("truncated", "truncated?"),
+])
+def test_npy_reader_refuses_what_it_cannot_read(utils_test, tmp_path, array, message):
+    path = tmp_path / "bad.npy"
+    if array is None:
+        path.write_bytes(b"P6 3 2 255\n" + bytes(18))
+    elif isinstance(array, str):
+        np.save(path, np.ones((4, 3, 8, 8), np.float32))
+        path.write_bytes(path.read_bytes()[:-100])
+    else:
+        np.save(path, array)
+    r = subprocess.run([str(utils_test), "npy", str(path), str(tmp_path / "out.bin")], capture_output=True, timeout=60)
+    assert r.returncode == 1 and message in r.stderr.decode(), r.stderr
+
+
+def test_top_k_softmax_matches_numpy(utils_test, tmp_path):
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((5, 1000)) * 6).astype(np.float32)
+    x[1, [10, 500, 20]] = 40.0            # ties: the lower index first
+    x[2, 7] = np.nan                      # NaN ranks last
+    x[3, :] = 0.0                         # all equal: 0, 1, 2, ... with 1/1000 each
+    x[4, 999] = 200.0                     # a dominant last class
+    path = tmp_path / "logits.bin"
+    x.tofile(path)
+    k = 6
+    for row, line in zip(x, _lines(utils_test, "topk", k, x.shape[1], path)):
+        got = [(int(a), float(b)) for a, b in (item.split(":") for item in line.split())]
+        finite = np.where(np.isnan(row), -np.inf, row).astype(np.float64)
+        order = np.argsort(-finite, kind="stable")[:k]
+        e = np.exp(finite - finite.max())
+        assert [i for i, _ in got] == order.tolist()
+        np.testing.assert_allclose([q for _, q in got], (e / e.sum())[order], rtol=1e-12)
+
+
+def test_labels_are_one_per_line(utils_test, tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_bytes("tench\r\ngoldfish\n\ngreat white shark, Carcharodon\nnaïve\n".encode())
+    assert _lines(utils_test, "labels", path) == ["[tench]", "[goldfish]", "[]", "[great white shark, Carcharodon]",
+                                                 "[naïve]"]
+
+
 # ---- the TensorRT part, against headers only ---------------------------------------------------------
 
 def _cuda_root() -> pathlib.Path | None:
@@ -179,6 +241,7 @@ def test_sample_compiles_against_tensorrt_headers(tmp_path):
     assert b"headers-only build" in configure.stdout
     _run([cmake, "--build", build])
     assert list(build.rglob("main.cpp.o")), "main.cpp was not compiled"
+    assert list(build.rglob("classify.cpp.o")), "classify.cpp was not compiled"
 
     # A real build without libnvinfer stops at configure time with the fix in the message.
     result = subprocess.run([cmake, "-S", SAMPLE, "-B", tmp_path / "no_lib", *common], capture_output=True, timeout=300)

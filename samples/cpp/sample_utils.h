@@ -5,6 +5,9 @@
 //   half_to_float, bf16_to_float, argmax   greedy sampling over FP32 / FP16 / BF16 logits
 //   state_output_name           "conv_state.3" -> "conv_state_out.3" (decode input <- prefill output)
 //   default_decode_engine_path  "out/model.plan" -> "out/model.decode.plan"
+//   parse_npy_float32           a .npy of float32 (numpy.save): the classifier sample's input images
+//   top_k_softmax               the k most likely classes of one row of logits, with probabilities
+//   parse_labels                class names, one per line
 #pragma once
 
 #include <algorithm>
@@ -13,6 +16,8 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <limits>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -210,6 +215,132 @@ inline std::string default_decode_engine_path(std::string const& engine_path) {
     std::string const suffix = path.extension().empty() ? std::string(".plan") : path.extension().string();
     path.replace_filename(path.stem().string() + ".decode" + suffix);
     return path.string();
+}
+
+// ---- image classification --------------------------------------------------------------------------
+// A .npy file (numpy.save) of little-endian float32 in C order: format versions 1.0 to 3.0, the
+// header's dict read for 'descr': '<f4', 'fortran_order': False and 'shape'. Anything else is one
+// std::invalid_argument that says what the file holds instead.
+struct NpyFloat32 {
+    std::vector<int64_t> shape;
+    std::vector<float> data;
+};
+
+inline NpyFloat32 parse_npy_float32(std::vector<char> const& bytes) {
+    static constexpr char kMagic[] = "\x93NUMPY";
+    if (bytes.size() < 10 || std::memcmp(bytes.data(), kMagic, 6) != 0) {
+        throw std::invalid_argument("not a .npy file (no \\x93NUMPY magic): write it with numpy.save");
+    }
+    auto const major = static_cast<unsigned char>(bytes[6]);
+    std::size_t header_len = 0, offset = 0;
+    if (major == 1) {
+        header_len = static_cast<unsigned char>(bytes[8]) | static_cast<std::size_t>(static_cast<unsigned char>(bytes[9])) << 8;
+        offset = 10;
+    } else if ((major == 2 || major == 3) && bytes.size() >= 12) {
+        for (int i = 3; i >= 0; --i) {
+            header_len = header_len << 8 | static_cast<unsigned char>(bytes[8 + i]);
+        }
+        offset = 12;
+    } else {
+        throw std::invalid_argument(".npy format version " + std::to_string(major) + " is not supported (1 to 3)");
+    }
+    if (offset + header_len > bytes.size()) {
+        throw std::invalid_argument(".npy header is cut off");
+    }
+    std::string const header(bytes.data() + offset, header_len);
+    auto value_of = [&](std::string const& key) -> std::string {
+        std::size_t const at = header.find("'" + key + "'");
+        std::size_t const colon = at == std::string::npos ? at : header.find(':', at);
+        if (colon == std::string::npos) {
+            throw std::invalid_argument(".npy header has no '" + key + "': " + header);
+        }
+        std::size_t const start = header.find_first_not_of(' ', colon + 1);
+        std::size_t const end = header[start] == '(' ? header.find(')', start) + 1 : header.find_first_of(",}", start);
+        return header.substr(start, end - start);
+    };
+    std::string const descr = value_of("descr");
+    if (descr != "'<f4'") {
+        throw std::invalid_argument("the array is " + descr + ", not little-endian float32 ('<f4'): save it with "
+                                    "numpy.save(path, images.astype(numpy.float32))");
+    }
+    if (value_of("fortran_order") != "False") {
+        throw std::invalid_argument("the array is in Fortran order: save numpy.ascontiguousarray(images)");
+    }
+    std::string dims = value_of("shape");
+    NpyFloat32 out;
+    std::size_t count = 1;
+    std::istringstream items(dims.substr(1, dims.size() - 2));
+    for (std::string item; std::getline(items, item, ',');) {
+        std::size_t const first = item.find_first_not_of(' ');
+        if (first == std::string::npos) {
+            continue;                                    // the trailing comma of a 1-tuple
+        }
+        std::size_t used = 0;
+        long long const d = std::stoll(item.substr(first), &used);
+        if (d < 0) {
+            throw std::invalid_argument(".npy shape " + dims + " has a negative dimension");
+        }
+        out.shape.push_back(d);
+        count *= static_cast<std::size_t>(d);
+    }
+    std::size_t const data_bytes = bytes.size() - offset - header_len;
+    if (data_bytes != count * sizeof(float)) {
+        throw std::invalid_argument(".npy of shape " + dims + " needs " + std::to_string(count * sizeof(float)) +
+                                    " bytes of data, the file has " + std::to_string(data_bytes) + " (truncated?)");
+    }
+    out.data.resize(count);
+    if (count) {
+        std::memcpy(out.data.data(), bytes.data() + offset + header_len, data_bytes);  // little-endian host
+    }
+    return out;
+}
+
+struct RankedClass {
+    int64_t index;
+    double probability;  // softmax over the whole row
+};
+
+// The k classes with the largest logits, most likely first; ties go to the lower index (a stable
+// descending sort, as numpy.argsort(-x, kind="stable")); NaN logits rank last with probability NaN.
+inline std::vector<RankedClass> top_k_softmax(float const* logits, std::size_t n, std::size_t k) {
+    std::vector<int64_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        order[i] = static_cast<int64_t>(i);
+    }
+    auto key = [&](int64_t i) {
+        return std::isnan(logits[i]) ? -std::numeric_limits<double>::infinity() : static_cast<double>(logits[i]);
+    };
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+        bool const nan_a = std::isnan(logits[a]), nan_b = std::isnan(logits[b]);
+        return nan_a != nan_b ? nan_b : key(a) > key(b);
+    });
+    double top = -std::numeric_limits<double>::infinity();
+    for (std::size_t i = 0; i < n; ++i) {
+        top = std::max(top, key(static_cast<int64_t>(i)));
+    }
+    double sum = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+        sum += std::isnan(logits[i]) ? 0.0 : std::exp(key(static_cast<int64_t>(i)) - top);
+    }
+    std::vector<RankedClass> out;
+    for (std::size_t r = 0; r < std::min(k, n); ++r) {
+        int64_t const i = order[r];
+        out.push_back({i, std::isnan(logits[i]) ? std::nan("") : std::exp(key(i) - top) / sum});
+    }
+    return out;
+}
+
+// Class names, one per line (a trailing newline and '\r' line ends allowed; an empty line is a name).
+inline std::vector<std::string> parse_labels(std::string const& text) {
+    std::vector<std::string> labels;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        if (!line.empty() && line.back() == '\r') {
+            line.pop_back();
+        }
+        labels.push_back(line);
+    }
+    return labels;
 }
 
 }  // namespace mq_sample

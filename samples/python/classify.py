@@ -6,6 +6,10 @@
     # ONNX Runtime (CPU, no TensorRT): the same on the exported graph
     python samples/python/classify.py --onnx out/model.onnx photos/ --top 5
 
+    # only the preprocessed images (and class names), for samples/cpp's mq_trt_classify
+    python samples/python/classify.py --manifest out/manifest.json photos/ --save-inputs images.npy \
+        --save-labels labels.txt
+
 Everything comes from the files and their documented contract (docs/export.md), not from
 mq_deploy's code, as in an application that ships the plan alone: the preprocessing from the
 export's manifest.json (`preprocessing`: resize, centre crop, scale, mean and std; the one
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,9 +91,21 @@ def top_classes(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return order, np.take_along_axis(probabilities, order, -1)
 
 
+def save_atomically(path: Path, write) -> None:
+    """Write a file the user named whole or not at all: beside it under a temporary name, then renamed."""
+    part = path.with_name(f".{path.name}.part")
+    try:
+        with open(part, "wb") as f:
+            write(f)
+        os.replace(part, path)
+    except OSError as e:
+        part.unlink(missing_ok=True)
+        fail(f"cannot write {path} ({e})")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    which = p.add_mutually_exclusive_group(required=True)
+    which = p.add_mutually_exclusive_group()
     which.add_argument("--engine", type=Path, help="the plan from `mq-deploy build`")
     which.add_argument("--onnx", type=Path, help="the graph from `mq-deploy export`")
     p.add_argument("images", type=Path, nargs="+", help="image files or folders of images")
@@ -99,9 +116,20 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=32, help="images per run (default 32, at most the engine's "
                                                          "profile)")
     p.add_argument("--json", action="store_true", help="print the logits and top classes as JSON")
+    p.add_argument("--save-inputs", type=Path, help="also write the preprocessed images, float32 [n, 3, H, W] .npy "
+                                                   "(the input of samples/cpp's mq_trt_classify)")
+    p.add_argument("--save-labels", type=Path, help="also write the class names, one per line (its --labels)")
     args = p.parse_args(argv)
     graph = args.engine or args.onnx
-    manifest, _, _ = read_export(graph, args.manifest, engine=args.engine is not None)
+    if graph is None and not (args.manifest and (args.save_inputs or args.save_labels)):
+        fail("give --engine or --onnx to classify, or --manifest with --save-inputs / --save-labels to only "
+             "prepare the images")
+    if graph is None:
+        if not args.manifest.is_file():
+            fail(f"no manifest at {args.manifest}; pass the manifest.json `mq-deploy export` wrote")
+        manifest = json.loads(args.manifest.read_text())
+    else:
+        manifest, _, _ = read_export(graph, args.manifest, engine=args.engine is not None)
     model = manifest["model"]
     if model.get("model_type") != "vim":
         fail(f"{graph} is a language model, not an image classifier; run samples/python/generate.py on it")
@@ -116,14 +144,21 @@ def main(argv=None) -> int:
         import PIL  # noqa: F401
     except ImportError:
         fail("reading images needs Pillow: pip install pillow")
+    names = model.get("id2label") or {}
+    images = np.stack([preprocess(f, spec) for f in files])
+    if args.save_inputs:
+        save_atomically(args.save_inputs, lambda f: np.save(f, images))
+    if args.save_labels:
+        text = "".join(f"{names.get(str(i), str(i))}\n" for i in range(int(model["num_classes"])))
+        save_atomically(args.save_labels, lambda f: f.write(text.encode("utf-8")))
+    if graph is None:
+        return 0
     graphs = (TensorRTGraphs({"prefill": graph}, plugin_library(args.plugins)) if args.engine
               else OnnxRuntimeGraphs({"prefill": graph}))
     batch = min(args.batch, graphs.max_batch("prefill", "images") or args.batch)
-    images = np.stack([preprocess(f, spec) for f in files])
     start = time.perf_counter()
     logits = classify(graphs, images, batch)
     seconds = time.perf_counter() - start
-    names = model.get("id2label") or {}
     indices, probabilities = top_classes(logits, min(args.top, logits.shape[-1]))
     results = [{"image": str(f), "top": [{"class": int(c), "label": names.get(str(int(c)), str(int(c))),
                                           "probability": float(q)} for c, q in zip(row, qs)]}

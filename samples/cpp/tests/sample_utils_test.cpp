@@ -7,6 +7,9 @@
 //   sample_utils_test argmax f32|f16|bf16 N FILE  one line per row of N logits in FILE
 //   sample_utils_test decode_path PATH...         one line per PATH
 //   sample_utils_test state_name NAME...          one line per NAME
+//   sample_utils_test npy FILE OUT                the shape of a float32 .npy on one line, its data to OUT
+//   sample_utils_test topk K N FILE               one line per row of N float32 logits: index:probability ...
+//   sample_utils_test labels FILE                 one line per class name, in brackets
 //   sample_utils_test selftest                    edge cases with known answers; prints "ok"
 #include <cmath>
 #include <cstdint>
@@ -115,7 +118,8 @@ void selftest() {
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::cerr << "usage: sample_utils_test encode|decode|half_table|argmax|decode_path|state_name|selftest ...\n";
+        std::cerr << "usage: sample_utils_test encode|decode|half_table|argmax|decode_path|state_name|npy|topk|labels|"
+                     "selftest ...\n";
         return 2;
     }
     std::string const cmd = argv[1];
@@ -164,6 +168,40 @@ int main(int argc, char** argv) {
         } else if (cmd == "state_name") {
             for (int i = 2; i < argc; ++i) {
                 std::cout << mq_sample::state_output_name(argv[i]) << '\n';
+            }
+        } else if (cmd == "npy" && argc == 4) {
+            std::ifstream in(argv[2], std::ios::binary);
+            std::vector<char> const bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            mq_sample::NpyFloat32 const array = mq_sample::parse_npy_float32(bytes);
+            for (std::size_t i = 0; i < array.shape.size(); ++i) {
+                std::cout << (i ? " " : "") << array.shape[i];
+            }
+            std::cout << '\n';
+            std::ofstream out(argv[3], std::ios::binary);
+            out.write(reinterpret_cast<char const*>(array.data.data()),
+                      static_cast<std::streamsize>(array.data.size() * sizeof(float)));
+        } else if (cmd == "topk" && argc == 5) {
+            std::size_t const k = std::stoul(argv[2]);
+            std::size_t const n = std::stoul(argv[3]);
+            std::ifstream in(argv[4], std::ios::binary);
+            std::vector<char> const data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            std::vector<float> values(data.size() / sizeof(float));
+            std::memcpy(values.data(), data.data(), values.size() * sizeof(float));
+            for (std::size_t r = 0; n && r < values.size() / n; ++r) {
+                auto const ranked = mq_sample::top_k_softmax(values.data() + r * n, n, k);
+                for (std::size_t i = 0; i < ranked.size(); ++i) {
+                    char item[64];
+                    std::snprintf(item, sizeof item, "%lld:%.17g", static_cast<long long>(ranked[i].index),
+                                  ranked[i].probability);
+                    std::cout << (i ? " " : "") << item;
+                }
+                std::cout << '\n';
+            }
+        } else if (cmd == "labels" && argc == 3) {
+            std::ifstream in(argv[2], std::ios::binary);
+            std::string const text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            for (std::string const& label : mq_sample::parse_labels(text)) {
+                std::cout << '[' << label << "]\n";
             }
         } else if (cmd == "selftest") {
             selftest();
