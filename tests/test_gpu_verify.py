@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import pathlib
 import shutil
@@ -29,6 +31,7 @@ VERIFY = REPO / "scripts" / "gpu_verify"
 
 plugin_checks = load_module("plugin_checks", VERIFY / "plugin_checks.py")
 report_mod = load_module("gpu_verify_report", VERIFY / "report.py")
+profile_mod = load_module("profile_kernels", VERIFY / "profile_kernels.py")
 
 
 def test_script_parses():
@@ -72,6 +75,102 @@ def test_report_is_whole_after_every_stage(tmp_path):
     rep.finish()
     assert "Run finished" in (tmp_path / "r.md").read_text() and rep.failed() == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+# ---- the ncu profile stage: its command and the raw CSV page it reads ------------------------------------
+
+def _raw_page(rows: list[dict]) -> str:
+    """ncu --csv --page raw --print-units base as it prints it: its own ==PROF== lines and the
+    program's output first, a header row, a units row, then one row per launch (quoted, numbers with
+    thousands separators)."""
+    import csv
+    import io
+
+    names = ["ID", "Process ID", "Process Name", "Host Name", "Kernel Name", "Context", "Stream", "Block Size",
+             "Grid Size", "Device", "CC"] + sorted({k for r in rows for k in r if "__" in k})
+    units = {"gpu__time_duration.sum": "nsecond", "launch__registers_per_thread": "register/thread"}
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    writer.writerow(names)
+    writer.writerow([units.get(n, "%" if "pct" in n else ("inst" if "ratio" in n else "")) if "__" in n else ""
+                     for n in names])
+    for i, r in enumerate(rows):
+        writer.writerow([str(i), "4242", "python3", "127.0.0.1", r["name"], "1", "7", r["block"], r["grid"], "0", "9.0"]
+                        + [r.get(n, "n/a") for n in names[11:]])
+    return "==PROF== Connected to process 4242 (/usr/bin/python3.12)\nsome program output\n" + \
+        "==PROF== Profiling \"onepass_scan_kernel\": 0%....50%....100% - 38 passes\n" + out.getvalue()
+
+
+def test_profile_reads_nsight_computes_raw_page():
+    stall = lambda reason: f"{profile_mod.STALL_PREFIX}{reason}{profile_mod.STALL_SUFFIX}"  # noqa: E731
+    onepass = {"name": "onepass_scan_kernel", "block": "(128, 1, 1)", "grid": "(384, 1, 1)",
+               "gpu__time_duration.sum": "117,040", "sm__throughput.avg.pct_of_peak_sustained_elapsed": "23.5",
+               "launch__registers_per_thread": "157", "sm__warps_active.avg.pct_of_peak_sustained_active": "17.9",
+               "smsp__average_warp_latency_per_inst_issued.ratio": "31.2",
+               stall("barrier"): "12.5", stall("short_scoreboard"): "7.25", stall("selected"): "1",
+               stall("not_selected"): "40", stall("long_scoreboard"): "0.5", stall("wait"): "3.1",
+               stall("math_pipe_throttle"): "0.75"}
+    chunk = {"name": "chunk_scan_kernel", "block": "(256, 1, 1)", "grid": "(96, 32, 1)",
+             "gpu__time_duration.sum": "30,500.5", stall("long_scoreboard"): "9.0"}
+    rows = profile_mod.summarize(profile_mod.parse_raw_csv(_raw_page([onepass, chunk])))
+    assert [r["kernel"] for r in rows] == ["onepass_scan_kernel", "chunk_scan_kernel"]
+    first = rows[0]
+    assert first["duration µs"] == pytest.approx(117.04) and first["registers"] == 157
+    assert first["grid"] == "(384, 1, 1)" and first["SM throughput %"] == pytest.approx(23.5)
+    assert first["achieved occupancy %"] == pytest.approx(17.9)
+    assert first["cycles per issued instruction"] == pytest.approx(31.2)
+    # waiting reasons only, largest first, the top four
+    assert first["top stalls (cycles per instruction)"] == "barrier 12.5, short_scoreboard 7.2, wait 3.1, " \
+                                                         "math_pipe_throttle 0.8"
+    assert rows[1]["duration µs"] == pytest.approx(30.5005)
+    assert math.isnan(rows[1]["SM throughput %"])          # a metric this ncu did not collect
+    assert profile_mod.parse_raw_csv("==PROF== Error: no kernels were profiled\n") == []
+
+
+def test_profile_command_leaves_the_clocks_alone_and_profiles_only_the_scans(tmp_path):
+    cmd = profile_mod.ncu_command("/usr/local/cuda/bin/ncu", tmp_path / "libmq_kernels.so")
+    assert cmd[cmd.index("--clock-control") + 1] == "none"
+    pattern = cmd[cmd.index("--kernel-name") + 1]
+    assert pattern.startswith("regex:") and all(k in pattern for k in ("onepass_scan_kernel", "chunk_scan_kernel",
+                                                                       "chunk_carry_kernel", "ssd_chunk_kernel"))
+    assert cmd[cmd.index("--page") + 1] == "raw" and "--csv" in cmd
+    assert cmd[-3:] == [str(VERIFY / "profile_kernels.py"), "--target", str(tmp_path / "libmq_kernels.so")]
+    # every kernel name the pattern lists is a kernel the plugins define
+    sources = "".join(p.read_text() for p in (REPO / "plugins").rglob("*.cu*"))
+    assert all(f"{k}<" in sources or f"{k}(" in sources for k in profile_mod.KERNELS)
+
+
+def test_profile_stage_reports_what_ncu_printed(tmp_path, monkeypatch):
+    """The stage end to end with a stand-in ncu that prints a recorded raw page (the real one needs
+    a GPU): the report row names the one-pass kernel's time, occupancy and top stalls, and the log
+    is kept."""
+    page = _raw_page([{"name": "onepass_scan_kernel", "block": "(128, 1, 1)", "grid": "(384, 1, 1)",
+                       "gpu__time_duration.sum": "117,040", "sm__warps_active.avg.pct_of_peak_sustained_active": "17.9",
+                       f"{profile_mod.STALL_PREFIX}barrier{profile_mod.STALL_SUFFIX}": "12.5"}])
+    (tmp_path / "page.csv").write_text(page)
+    fake = tmp_path / "bin" / "ncu"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\ncat {tmp_path / 'page.csv'}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    run = load_module("gpu_verify_run", VERIFY / "run.py")
+    verify = run.Verify(argparse.Namespace(build_dir=str(tmp_path / "build"), copy_to=str(tmp_path / "out"),
+                                           profile_timeout=60))
+    verify.libs = {"kernels": tmp_path / "libmq_kernels.so"}
+    status, summary, body = verify.stage_profile()
+    assert status == report_mod.PASS, (summary, body)
+    assert summary.startswith("1 launches; onepass_scan_kernel 117.0 µs, achieved occupancy 18 %, top stalls barrier 12.5")
+    assert "| onepass_scan_kernel | (384, 1, 1) |" in body and "--clock-control none" in body
+    assert (tmp_path / "out" / "ncu_profile.log").read_text().count("onepass_scan_kernel") >= 2
+    fake.write_text("#!/bin/sh\necho '==ERROR== Failed to initialize the profiler: LibraryNotLoaded' >&2\nexit 1\n")
+    status, summary, _ = verify.stage_profile()
+    assert status == report_mod.FAIL and "LibraryNotLoaded" in summary
+
+
+def test_profile_without_ncu_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(profile_mod, "find_ncu", lambda: None)
+    verdict, rows, detail = profile_mod.profile(tmp_path / "lib.so", tmp_path / "log", 10)
+    assert verdict == "no ncu" and rows == [] and "ncu" in detail
 
 
 # ---- with TensorRT headers ----------------------------------------------------------------------------

@@ -13,6 +13,8 @@ Stages (each one a section of the report; a failure never stops the later stages
               the reference; garbage inputs; the Hadamard plugin at every base order
   model       the demo model's held-out perplexity with the CUDA scan vs the torch scan
   timing      copy bandwidth and exp rate (the floors), scan and Hadamard kernel times
+  profile     Nsight Compute on the scan kernels at the acceptance shape and a mamba2-130m mixer:
+              occupancy, issue-slot use, pipe use and the top stall reasons (profile_kernels.py)
   sanitizer   compute-sanitizer memcheck / racecheck / initcheck / synccheck on mq_gpu_sanitize
   pytest-gpu  the GPU tests of the suite (tests/test_gpu_*.py), which skip on machines without one
   calibration quantize --device cuda agrees with a CPU calibration; calibration time and memory per
@@ -58,6 +60,7 @@ gpu_check = load_module("gpu_check", REPO / "plugins" / "selective_scan" / "gpu_
 ssd_check = load_module("ssd_check", REPO / "plugins" / "ssd_scan" / "ssd_check.py")
 from mq_deploy.ops import cuda_kernels as mq_kernels_ctypes  # noqa: E402
 import plugin_checks  # noqa: E402
+import profile_kernels  # noqa: E402
 
 
 def sh(cmd: list[str], timeout: float, log: pathlib.Path | None = None, env=None) -> tuple[int, str]:
@@ -304,6 +307,26 @@ class Verify:
             f"{len(perf)} rows"
         return PASS, f"float16 B=1 L=2048 D=1536 N=16: {summary}", body
 
+    def stage_profile(self):
+        log = self.build / "ncu_profile.log"
+        verdict, rows, detail = profile_kernels.profile(self.libs["kernels"], log, self.args.profile_timeout)
+        if log.exists():
+            copy_file(log, self.out)
+        if verdict == "no ncu":
+            return SKIP, detail, ""
+        body = ("Nsight Compute, one launch of each scan at float16 B=1 L=2048 D=1536 N=16 (gate on: onepass, then "
+                "chunked's kernels) and of the SSD scan at a mamba2-130m mixer (B=1 L=2048, 24 heads of 64, N=128), "
+                "clocks as found (`--clock-control none`). Stall reasons are cycles per issued instruction that a "
+                "warp spent waiting for that reason (selected / not selected left out); occupancy and pipe use in % "
+                f"of peak. Command: `{detail if verdict == 'ok' else ''}`\n\n")
+        body += markdown_table(rows, profile_kernels.table_columns()) if rows else ""
+        if verdict != "ok":
+            body += f"\n\n```\n{detail}\n```\n"
+            return FAIL, detail.splitlines()[0][:200], body
+        key = next((r for r in rows if "onepass_scan_kernel" in r["kernel"]), rows[0])
+        return PASS, (f"{len(rows)} launches; {key['kernel']} {key['duration µs']:.1f} µs, achieved occupancy "
+                      f"{key['achieved occupancy %']:.0f} %, top stalls {key['top stalls (cycles per instruction)']}"), body
+
     def stage_sanitizer(self):
         exe = self.libs.get("sanitize")
         tool = shutil.which("compute-sanitizer") or next(
@@ -390,10 +413,12 @@ def main(argv=None) -> int:
     parser.add_argument("--algorithms", default=",".join(gpu_check.ALGORITHMS),
                         help="scan implementations the kernels and timing stages check and time")
     parser.add_argument("--sanitizer-timeout", type=float, default=120)
+    parser.add_argument("--profile-timeout", type=float, default=240)
     parser.add_argument("--commit", default=os.environ.get("MQ_GIT_COMMIT", ""))
     parser.add_argument("--scale-sizes", default="130m", help="sizes the calibration stage times (e.g. 130m,2.8b)")
     parser.add_argument("--stages",
-                        default="build,kernels,c-api,ssd,plugins,model,timing,sanitizer,pytest-gpu,calibration,tensorrt")
+                        default="build,kernels,c-api,ssd,plugins,model,timing,profile,sanitizer,pytest-gpu,calibration,"
+                                "tensorrt")
     args = parser.parse_args(argv)
 
     import torch
@@ -419,6 +444,7 @@ def main(argv=None) -> int:
     stages = {"build": verify.stage_build, "kernels": verify.stage_kernels, "c-api": verify.stage_c_api,
               "ssd": verify.stage_ssd,
               "plugins": verify.stage_plugins, "model": verify.stage_model, "timing": verify.stage_timing,
+              "profile": verify.stage_profile,
               "sanitizer": verify.stage_sanitizer, "pytest-gpu": verify.stage_pytest_gpu,
               "calibration": verify.stage_calibration, "tensorrt": verify.stage_tensorrt}
     for name in args.stages.split(","):
