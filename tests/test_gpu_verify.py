@@ -19,6 +19,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import time
 
 import pytest
 from conftest import load_module
@@ -165,6 +166,14 @@ def test_profile_stage_reports_what_ncu_printed(tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\necho '==ERROR== Failed to initialize the profiler: LibraryNotLoaded' >&2\nexit 1\n")
     status, summary, _ = verify.stage_profile()
     assert status == report_mod.FAIL and "LibraryNotLoaded" in summary
+    # a hung profile is killed with the program it profiles (its process group), and the stage fails
+    fake.write_text("#!/bin/sh\nsleep 30 &\necho $! > " + str(tmp_path / "child.pid") + "\nwait\n")
+    verify.args.profile_timeout = 1
+    status, summary, _ = verify.stage_profile()
+    assert status == report_mod.FAIL and "timed out" in summary
+    child = int((tmp_path / "child.pid").read_text())
+    time.sleep(0.2)
+    assert not pathlib.Path(f"/proc/{child}").exists() or "Z" in pathlib.Path(f"/proc/{child}/stat").read_text().split()[2]
 
 
 def test_profile_without_ncu_is_skipped(tmp_path, monkeypatch):

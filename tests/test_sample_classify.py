@@ -99,13 +99,23 @@ def test_sample_errors_are_one_line(vim_export, tmp_path):
     save_model(lm, tmp_path / "lm")
     lm_onnx = export_onnx(tmp_path / "lm", tmp_path / "lm_onnx" / "model.onnx", precision="fp32").onnx_path
     (tmp_path / "empty").mkdir()
+    plan = tmp_path / "elsewhere" / "model.plan"           # a plan alone: no manifest beside it, no sidecar
+    plan.parent.mkdir()
+    plan.write_bytes(b"plan")
     (tmp_path / "broken.png").write_bytes(b"not a png")
     onnx = vim_export["onnx"]
-    cases = [(("--onnx", lm_onnx, vim_export["files"][0]), "is a language model, not an image classifier"),
+    cases = [(("--onnx", lm_onnx, vim_export["files"][0]), "is a language model's export, not an image classifier"),
              (("--onnx", onnx, tmp_path / "missing.png"), f"{tmp_path / 'missing.png'} does not exist"),
              (("--onnx", onnx, tmp_path / "empty"), f"{tmp_path / 'empty'} holds no images"),
              (("--onnx", onnx, tmp_path / "broken.png"), f"cannot read the image {tmp_path / 'broken.png'}"),
-             (("--engine", onnx, vim_export["files"][0]), "the plan's sidecar"),
+             (("--engine", onnx, vim_export["files"][0]), "the plugin library libmq_plugins.so was not found"),
+             (("--engine", plan, vim_export["files"][0]), "no manifest.json beside"),
+             (("--manifest", onnx.parent / "manifest.json", vim_export["files"][0], "--save-inputs", tmp_path / "a",
+               "--save-labels", tmp_path / "a"), "name the same file"),
+             (("--manifest", onnx.parent / "manifest.json", vim_export["files"][0], "--save-inputs",
+               vim_export["files"][0]), "is one of the input images"),
+             (("--manifest", onnx.parent / "manifest.json", vim_export["files"][0], "--save-inputs",
+               tmp_path / "nowhere" / "x.npy"), "does not exist"),
              (("--onnx", onnx, "--top", "0", vim_export["files"][0]), "--top and --batch must be at least 1")]
     for args, message in cases:
         r = run_sample(*args)
@@ -119,7 +129,8 @@ def test_sample_saves_the_preprocessed_images_and_labels_for_the_cpp_sample(vim_
     manifest = vim_export["onnx"].parent / "manifest.json"
     r = run_sample("--manifest", manifest, vim_export["root"] / "images", "--save-inputs", tmp_path / "x.npy",
                    "--save-labels", tmp_path / "labels.txt")
-    assert r.returncode == 0 and r.stdout == "", r.stderr
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"{i}\t{f}" for i, f in enumerate(files)]      # which row is which image
     saved = np.load(tmp_path / "x.npy")
     assert saved.dtype == np.float32 and saved.flags.c_contiguous
     np.testing.assert_allclose(saved, load_images(files, 32).numpy(), atol=1e-6)
@@ -127,3 +138,35 @@ def test_sample_saves_the_preprocessed_images_and_labels_for_the_cpp_sample(vim_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "x.npy"]      # no temporary left
     r = run_sample(vim_export["root"] / "images")
     assert r.returncode == 1 and "give --engine or --onnx" in r.stderr
+    # classifying and saving at once, in batches that do not divide the images: the same file
+    r = run_sample("--onnx", vim_export["onnx"], vim_export["root"] / "images", "--batch", "3", "--save-inputs",
+                   tmp_path / "y.npy")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), saved)
+
+
+def load_sample():
+    """samples/python/classify.py as a module (it imports engines.py from its own folder)."""
+    import importlib.util
+
+    sys.path.insert(0, str(SAMPLE.parent))
+    spec = importlib.util.spec_from_file_location("classify_sample", SAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_short_last_batch_is_padded_to_the_engines_smallest_batch(vim_export):
+    """An engine whose profile starts above the last batch's size: the sample pads that batch with
+    zero images and drops their rows (ONNX Runtime stands in for the engine; the batch sizes it was
+    given are recorded)."""
+    sample = load_sample()
+    graphs = sample.OnnxRuntimeGraphs({"prefill": vim_export["onnx"]})
+    spec = json.loads((vim_export["onnx"].parent / "manifest.json").read_text())["preprocessing"]
+    files = sorted(vim_export["files"])                        # 7 images
+    whole, _ = sample.classify(graphs, files, spec, batch=len(files))
+    seen, run = [], graphs.run
+    graphs.run = lambda kind, feeds: (seen.append(len(feeds["images"])), run(kind, feeds))[1]
+    padded, _ = sample.classify(graphs, files, spec, batch=4, min_batch=4)
+    assert seen == [4, 4] and padded.shape == whole.shape
+    np.testing.assert_allclose(padded, whole, rtol=1e-5, atol=1e-6)

@@ -172,14 +172,21 @@ def test_npy_reader_matches_numpy(utils_test, tmp_path):
     (np.zeros((2, 3), ">f4"), "not little-endian float32"),
     (None, "not a .npy file"),
     ("truncated", "truncated?"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, x), }", "not a tuple of non-negative integers"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (999999999999999, 999999999999999), }", "too large"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3", "malformed"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape':", "no value for 'shape'"),
 ])
 def test_npy_reader_refuses_what_it_cannot_read(utils_test, tmp_path, array, message):
     path = tmp_path / "bad.npy"
     if array is None:
         path.write_bytes(b"P6 3 2 255\n" + bytes(18))
-    elif isinstance(array, str):
+    elif isinstance(array, str) and array == "truncated":
         np.save(path, np.ones((4, 3, 8, 8), np.float32))
         path.write_bytes(path.read_bytes()[:-100])
+    elif isinstance(array, str):                # a hand-made header (format 1.0), no data
+        header = array.encode("latin1")
+        path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header)
     else:
         np.save(path, array)
     r = subprocess.run([str(utils_test), "npy", str(path), str(tmp_path / "out.bin")], capture_output=True, timeout=60)
@@ -196,13 +203,39 @@ def test_top_k_softmax_matches_numpy(utils_test, tmp_path):
     path = tmp_path / "logits.bin"
     x.tofile(path)
     k = 6
-    for row, line in zip(x, _lines(utils_test, "topk", k, x.shape[1], path)):
+    python_sample = _python_classify_sample()
+    py_order, py_probabilities = python_sample.top_classes(x, k)
+    for r, (row, line) in enumerate(zip(x, _lines(utils_test, "topk", k, x.shape[1], path))):
         got = [(int(a), float(b)) for a, b in (item.split(":") for item in line.split())]
         finite = np.where(np.isnan(row), -np.inf, row).astype(np.float64)
         order = np.argsort(-finite, kind="stable")[:k]
         e = np.exp(finite - finite.max())
-        assert [i for i, _ in got] == order.tolist()
+        assert [i for i, _ in got] == order.tolist() == py_order[r].tolist()
         np.testing.assert_allclose([q for _, q in got], (e / e.sum())[order], rtol=1e-12)
+        np.testing.assert_allclose(py_probabilities[r], (e / e.sum())[order], rtol=1e-12)
+    # a NaN logit: last for both samples, with probability NaN, left out of the others' softmax
+    row = np.array([[1.0, np.nan, 3.0, 2.0]], np.float32)
+    row.tofile(path)
+    got = [item.split(":") for item in _lines(utils_test, "topk", 4, 4, path)[0].split()]
+    py_order, py_probabilities = python_sample.top_classes(row, 4)
+    assert [int(i) for i, _ in got] == py_order[0].tolist() == [2, 3, 0, 1]
+    e = np.exp(np.array([1.0, 3.0, 2.0]) - 3.0)
+    want = [e[1] / e.sum(), e[2] / e.sum(), e[0] / e.sum(), np.nan]
+    np.testing.assert_allclose([float(q) for _, q in got], want, rtol=1e-7)
+    np.testing.assert_allclose(py_probabilities[0], want, rtol=1e-12)
+
+
+def _python_classify_sample():
+    """samples/python/classify.py as a module: the two samples must rank and normalize alike."""
+    import importlib.util
+    import sys
+
+    folder = REPO / "samples" / "python"
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location("classify_sample_for_cpp", folder / "classify.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_labels_are_one_per_line(utils_test, tmp_path):

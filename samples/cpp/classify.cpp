@@ -6,8 +6,8 @@
 // --save-inputs writes one with the preprocessing the export's manifest.json records (resize, centre
 // crop, mean and std: docs/export.md); an application does the same steps with its own image decoder
 // (OpenCV, stb_image, nvJPEG) and hands the buffer to classify() below. The images go through the
-// engine in batches of at most the engine profile's largest batch; the scan runs in
-// libmq_plugins.so, loaded before the engine is deserialized.
+// engine in batches within its profile (a short last batch padded with zero images up to the
+// profile's smallest); the scan runs in libmq_plugins.so, loaded before the engine is deserialized.
 #include <NvInferRuntime.h>
 #include <cuda_runtime_api.h>
 
@@ -143,8 +143,10 @@ void check_images(mq_sample::NpyFloat32 const& images, LoadedEngine const& e, st
 // Runs the engine on `images` in batches of `batch`; returns logits [n, classes] as float.
 class Classifier {
 public:
-    Classifier(LoadedEngine& e, int64_t batch, std::vector<int64_t> image_shape, cudaStream_t stream)
-        : mEngine(e), mBatch(batch), mShape(std::move(image_shape)), mStream(stream) {
+    // batch: images per run; min_batch: the engine profile's smallest batch (a shorter last batch is
+    // padded with zero images up to it, and their rows are dropped).
+    Classifier(LoadedEngine& e, int64_t batch, int64_t min_batch, std::vector<int64_t> image_shape, cudaStream_t stream)
+        : mEngine(e), mBatch(batch), mMinBatch(min_batch), mShape(std::move(image_shape)), mStream(stream) {
         mImageFloats = static_cast<std::size_t>(mShape[1] * mShape[2] * mShape[3]);
         mLogitType = mq_sample::logit_type(e.engine->getTensorDataType(kLogits), e.where());
         nvinfer1::IExecutionContext& c = *e.context;
@@ -170,11 +172,17 @@ public:
         nvinfer1::IExecutionContext& c = *mEngine.context;
         for (int64_t first = 0; first < n; first += mBatch) {
             int64_t const count = std::min(mBatch, n - first);
-            check(c.setInputShape(kImages, make_dims({count, mShape[1], mShape[2], mShape[3]})),
-                  "setInputShape(images, batch " + std::to_string(count) + ") on the " + mEngine.where());
+            int64_t const run = std::max(count, mMinBatch);  // what the engine sees
+            check(c.setInputShape(kImages, make_dims({run, mShape[1], mShape[2], mShape[3]})),
+                  "setInputShape(images, batch " + std::to_string(run) + ") on the " + mEngine.where());
+            std::size_t const image_bytes = mImageFloats * sizeof(float);
             MQ_CUDA_CHECK(cudaMemcpyAsync(mImages.get(), images.data() + first * mImageFloats,
-                                          static_cast<std::size_t>(count) * mImageFloats * sizeof(float),
-                                          cudaMemcpyHostToDevice, mStream));
+                                          static_cast<std::size_t>(count) * image_bytes, cudaMemcpyHostToDevice,
+                                          mStream));
+            if (run > count) {  // zero images as padding; their logits are not read
+                MQ_CUDA_CHECK(cudaMemsetAsync(static_cast<unsigned char*>(mImages.get()) + count * image_bytes, 0,
+                                              static_cast<std::size_t>(run - count) * image_bytes, mStream));
+            }
             check(c.enqueueV3(mStream), "enqueueV3 on the " + mEngine.where());
             std::size_t const row = static_cast<std::size_t>(mClasses) * mq_sample::logit_size(mLogitType);
             MQ_CUDA_CHECK(cudaMemcpyAsync(mLogitsHost.get(), mLogits.get(), static_cast<std::size_t>(count) * row,
@@ -190,6 +198,7 @@ public:
 private:
     LoadedEngine& mEngine;
     int64_t mBatch;
+    int64_t mMinBatch;
     std::vector<int64_t> mShape;
     cudaStream_t mStream;
     std::size_t mImageFloats = 0;
@@ -205,9 +214,10 @@ int run(Options const& opt) {
 
     // Bad input first, before a plugin library or an engine is loaded.
     mq_sample::NpyFloat32 images;
+    std::vector<char> const npy = mq_sample::read_file(opt.input, "--input");
     try {
-        images = mq_sample::parse_npy_float32(mq_sample::read_file(opt.input, "--input"));
-    } catch (std::invalid_argument const& e) {
+        images = mq_sample::parse_npy_float32(npy);
+    } catch (std::exception const& e) {  // invalid_argument with the reason; anything else is a bad header
         fail(opt.input + ": " + e.what());
     }
     std::vector<std::string> labels;
@@ -239,15 +249,16 @@ int run(Options const& opt) {
     nvinfer1::Dims const lo = engine.engine->getProfileShape(kImages, 0, nvinfer1::OptProfileSelector::kMIN);
     nvinfer1::Dims const hi = engine.engine->getProfileShape(kImages, 0, nvinfer1::OptProfileSelector::kMAX);
     int64_t const n = images.shape[0];
-    int64_t const batch = std::min<int64_t>(opt.batch ? opt.batch : hi.d[0], hi.d[0]);
-    if (lo.d[0] > std::min(batch, n) || (n % batch != 0 && lo.d[0] > n % batch)) {
-        fail("the " + engine.where() + " takes batches of " + std::to_string(lo.d[0]) + " to " +
-             std::to_string(hi.d[0]) + " images; " + std::to_string(n) + " images in batches of " +
-             std::to_string(batch) + " do not fit: rebuild it with --min images:1x...");
+    // --batch within the profile: at most its largest batch, at least its smallest
+    int64_t const batch = std::max<int64_t>(lo.d[0], std::min<int64_t>(opt.batch ? opt.batch : hi.d[0], hi.d[0]));
+    if (opt.batch && batch != opt.batch) {
+        std::fprintf(stderr, "note: --batch %d is outside the engine profile's %lld..%lld images: using %lld\n",
+                     opt.batch, static_cast<long long>(lo.d[0]), static_cast<long long>(hi.d[0]),
+                     static_cast<long long>(batch));
     }
 
     mq_sample::CudaStream stream;
-    Classifier classifier(engine, batch, images.shape, stream.get());
+    Classifier classifier(engine, batch, lo.d[0], images.shape, stream.get());
     if (!labels.empty() && static_cast<int64_t>(labels.size()) != classifier.classes()) {
         fail(opt.labels + " has " + std::to_string(labels.size()) + " names for " +
              std::to_string(classifier.classes()) + " classes");

@@ -255,8 +255,14 @@ inline NpyFloat32 parse_npy_float32(std::vector<char> const& bytes) {
             throw std::invalid_argument(".npy header has no '" + key + "': " + header);
         }
         std::size_t const start = header.find_first_not_of(' ', colon + 1);
-        std::size_t const end = header[start] == '(' ? header.find(')', start) + 1 : header.find_first_of(",}", start);
-        return header.substr(start, end - start);
+        if (start == std::string::npos) {
+            throw std::invalid_argument(".npy header has no value for '" + key + "': " + header);
+        }
+        std::size_t const close = header[start] == '(' ? header.find(')', start) : header.find_first_of(",}", start);
+        if (close == std::string::npos) {
+            throw std::invalid_argument(".npy header is malformed: " + header);
+        }
+        return header.substr(start, close - start + (header[start] == '(' ? 1 : 0));
     };
     std::string const descr = value_of("descr");
     if (descr != "'<f4'") {
@@ -275,13 +281,16 @@ inline NpyFloat32 parse_npy_float32(std::vector<char> const& bytes) {
         if (first == std::string::npos) {
             continue;                                    // the trailing comma of a 1-tuple
         }
-        std::size_t used = 0;
-        long long const d = std::stoll(item.substr(first), &used);
-        if (d < 0) {
-            throw std::invalid_argument(".npy shape " + dims + " has a negative dimension");
+        std::string const text = item.substr(first, item.find_last_not_of(' ') - first + 1);
+        if (text.empty() || text.size() > 15 || text.find_first_not_of("0123456789") != std::string::npos) {
+            throw std::invalid_argument(".npy shape " + dims + " is not a tuple of non-negative integers");
         }
-        out.shape.push_back(d);
-        count *= static_cast<std::size_t>(d);
+        auto const d = static_cast<std::size_t>(std::stoll(text));  // at most 15 digits: no overflow here
+        if (d != 0 && count > std::numeric_limits<std::size_t>::max() / sizeof(float) / d) {
+            throw std::invalid_argument(".npy shape " + dims + " is too large");
+        }
+        out.shape.push_back(static_cast<int64_t>(d));
+        count *= d;
     }
     std::size_t const data_bytes = bytes.size() - offset - header_len;
     if (data_bytes != count * sizeof(float)) {

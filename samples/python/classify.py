@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -73,34 +74,83 @@ def image_files(args: list[Path]) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------- classification
-def classify(graphs, images: np.ndarray, batch: int) -> np.ndarray:
-    """Logits [n, classes] float32, `batch` images per run."""
-    rows = []
-    for i in range(0, len(images), batch):
-        out = graphs.run("prefill", {"images": graphs.from_numpy(images[i:i + batch])})
-        rows.append(graphs.to_numpy(out["logits"]))
-    return np.concatenate(rows)
+def classify(graphs, files: list[Path], spec: dict, batch: int, min_batch: int = 1, on_batch=None):
+    """(logits [n, classes] float32, seconds spent in the graph): the images preprocessed `batch` at
+    a time, so memory holds one batch; a last batch shorter than the engine's smallest is padded with
+    zero images, whose rows are dropped. on_batch(first, images) sees each preprocessed batch."""
+    rows, seconds = [], 0.0
+    for first in range(0, len(files), batch):
+        images = np.stack([preprocess(f, spec) for f in files[first:first + batch]])
+        if on_batch is not None:
+            on_batch(first, images)
+        count = len(images)
+        if count < min_batch:
+            images = np.concatenate([images, np.zeros((min_batch - count, *images.shape[1:]), np.float32)])
+        start = time.perf_counter()
+        out = graphs.run("prefill", {"images": graphs.from_numpy(images)})
+        rows.append(graphs.to_numpy(out["logits"])[:count])
+        seconds += time.perf_counter() - start
+    return np.concatenate(rows), seconds
 
 
 def top_classes(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(class indices, softmax probabilities) of the k most likely classes per row, most likely first
-    (ties: the lower index first)."""
-    order = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
-    shifted = logits - logits.max(-1, keepdims=True)
-    probabilities = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+    """(class indices, softmax probabilities) of the k most likely classes per row, most likely first:
+    ties go to the lower index, a NaN logit ranks last with probability NaN and the others' softmax
+    leaves it out (the C++ sample's top_k_softmax, the same rule)."""
+    nan = np.isnan(logits)
+    finite = np.where(nan, -np.inf, logits).astype(np.float64)
+    order = np.lexsort((-finite, nan), axis=-1)[:, :k]          # NaN last, then by value, stable
+    e = np.exp(finite - finite.max(-1, keepdims=True))
+    probabilities = np.where(nan, np.nan, e / e.sum(-1, keepdims=True))
     return order, np.take_along_axis(probabilities, order, -1)
 
 
-def save_atomically(path: Path, write) -> None:
-    """Write a file the user named whole or not at all: beside it under a temporary name, then renamed."""
-    part = path.with_name(f".{path.name}.part")
-    try:
-        with open(part, "wb") as f:
-            write(f)
-        os.replace(part, path)
-    except OSError as e:
-        part.unlink(missing_ok=True)
-        fail(f"cannot write {path} ({e})")
+# ---------------------------------------------------------------------------------------- files we write
+def temporary_beside(path: Path) -> Path:
+    """A new, unique file in `path`'s folder, renamed onto `path` once whole (os.replace)."""
+    if not path.parent.is_dir():
+        fail(f"cannot write {path}: the folder {path.parent} does not exist")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    return Path(name)
+
+
+def check_outputs(outputs: list[Path], files: list[Path]) -> None:
+    """Refuse, before any work, output paths that name the same file or one of the input images."""
+    resolved = [o.resolve() for o in outputs]
+    if len(set(resolved)) != len(resolved):
+        fail("--save-inputs and --save-labels name the same file; give each its own")
+    inputs = {f.resolve() for f in files}
+    for output, target in zip(outputs, resolved):
+        if target in inputs:
+            fail(f"{output} is one of the input images; choose another file to write")
+
+
+class SavedInputs:
+    """--save-inputs: the preprocessed images written batch by batch into a .npy (float32 [n, 3, H, W])
+    under a temporary name, renamed onto the path the user gave when every batch is in."""
+
+    def __init__(self, path: Path, n: int, spec: dict):
+        self.path, self.part = path, temporary_beside(path)
+        crop = int(spec["center_crop"])
+        self.array = np.lib.format.open_memmap(self.part, mode="w+", dtype=np.float32, shape=(n, 3, crop, crop))
+
+    def __call__(self, first: int, images: np.ndarray) -> None:
+        self.array[first:first + len(images)] = images
+
+    def commit(self) -> None:
+        self.array.flush()
+        del self.array
+        os.replace(self.part, self.path)
+
+    def discard(self) -> None:
+        self.part.unlink(missing_ok=True)
+
+
+def write_labels(path: Path, text: str) -> None:
+    part = temporary_beside(path)
+    part.write_text(text, encoding="utf-8")
+    os.replace(part, path)
 
 
 def main(argv=None) -> int:
@@ -113,11 +163,12 @@ def main(argv=None) -> int:
                                                  "named by the engine's sidecar)")
     p.add_argument("--plugins", type=Path, help="libmq_plugins.so (default: $MQ_PLUGIN_PATH)")
     p.add_argument("--top", type=int, default=5, help="classes to print per image (default 5)")
-    p.add_argument("--batch", type=int, default=32, help="images per run (default 32, at most the engine's "
+    p.add_argument("--batch", type=int, default=32, help="images per run (default 32; kept within the engine's "
                                                          "profile)")
     p.add_argument("--json", action="store_true", help="print the logits and top classes as JSON")
     p.add_argument("--save-inputs", type=Path, help="also write the preprocessed images, float32 [n, 3, H, W] .npy "
-                                                   "(the input of samples/cpp's mq_trt_classify)")
+                                                   "(the input of samples/cpp's mq_trt_classify), rows in the "
+                                                   "order printed")
     p.add_argument("--save-labels", type=Path, help="also write the class names, one per line (its --labels)")
     args = p.parse_args(argv)
     graph = args.engine or args.onnx
@@ -132,7 +183,8 @@ def main(argv=None) -> int:
         manifest, _, _ = read_export(graph, args.manifest, engine=args.engine is not None)
     model = manifest["model"]
     if model.get("model_type") != "vim":
-        fail(f"{graph} is a language model, not an image classifier; run samples/python/generate.py on it")
+        fail(f"{graph or args.manifest} is a language model's export, not an image classifier; run "
+             "samples/python/generate.py on it")
     spec = manifest.get("preprocessing")
     if not spec:
         fail("the manifest records no image preprocessing (an export older than this sample, or a model that "
@@ -140,25 +192,38 @@ def main(argv=None) -> int:
     if args.top < 1 or args.batch < 1:
         fail("--top and --batch must be at least 1")
     files = image_files(args.images)
+    check_outputs([o for o in (args.save_inputs, args.save_labels) if o], files)
     try:
         import PIL  # noqa: F401
     except ImportError:
         fail("reading images needs Pillow: pip install pillow")
     names = model.get("id2label") or {}
-    images = np.stack([preprocess(f, spec) for f in files])
-    if args.save_inputs:
-        save_atomically(args.save_inputs, lambda f: np.save(f, images))
+    graphs = None
+    if graph is not None:
+        graphs = (TensorRTGraphs({"prefill": graph}, plugin_library(args.plugins)) if args.engine
+                  else OnnxRuntimeGraphs({"prefill": graph}))
+    low, high = graphs.batch_range("prefill", "images") if graphs else (1, None)
+    batch = max(low, min(args.batch, high or args.batch))
+    saved = SavedInputs(args.save_inputs, len(files), spec) if args.save_inputs else None
+    try:
+        if graphs is None:
+            for first in range(0, len(files), batch):
+                saved(first, np.stack([preprocess(f, spec) for f in files[first:first + batch]]))
+        else:
+            logits, seconds = classify(graphs, files, spec, batch, low, on_batch=saved)
+    except BaseException:
+        if saved is not None:
+            saved.discard()
+        raise
+    if saved is not None:
+        saved.commit()
     if args.save_labels:
-        text = "".join(f"{names.get(str(i), str(i))}\n" for i in range(int(model["num_classes"])))
-        save_atomically(args.save_labels, lambda f: f.write(text.encode("utf-8")))
-    if graph is None:
+        write_labels(args.save_labels, "".join(f"{names.get(str(i), str(i))}\n"
+                                               for i in range(int(model["num_classes"]))))
+    if graphs is None:
+        for i, f in enumerate(files):                  # which row of the .npy is which image
+            print(f"{i}\t{f}")
         return 0
-    graphs = (TensorRTGraphs({"prefill": graph}, plugin_library(args.plugins)) if args.engine
-              else OnnxRuntimeGraphs({"prefill": graph}))
-    batch = min(args.batch, graphs.max_batch("prefill", "images") or args.batch)
-    start = time.perf_counter()
-    logits = classify(graphs, images, batch)
-    seconds = time.perf_counter() - start
     indices, probabilities = top_classes(logits, min(args.top, logits.shape[-1]))
     results = [{"image": str(f), "top": [{"class": int(c), "label": names.get(str(int(c)), str(int(c))),
                                           "probability": float(q)} for c, q in zip(row, qs)]}
@@ -168,7 +233,8 @@ def main(argv=None) -> int:
     else:
         for r in results:
             print(f"{r['image']}: " + ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top"]))
-        print(f"[{len(files)} images in batches of {batch}: {len(files) / seconds:,.1f} images/s]", file=sys.stderr)
+        print(f"[{len(files)} images in batches of {batch}: {len(files) / seconds:,.1f} images/s in the graph]",
+              file=sys.stderr)
     return 0
 
 

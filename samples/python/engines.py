@@ -26,17 +26,18 @@ def fail(message: str):
 
 def read_export(graph: Path, manifest_arg: Path | None, engine: bool) -> tuple[dict, Path, dict]:
     """(manifest, manifest file, sidecar) of a plan (`engine`) or an ONNX graph. The manifest is
-    --manifest, else beside the graph, else (for a plan) where its sidecar says export wrote it."""
+    --manifest, else beside the graph, else (for a plan) where its sidecar says export wrote it; the
+    sidecar ({} when there is none) is only needed when the manifest is not found those first ways."""
     if not graph.is_file():
         fail(f"{graph} does not exist")
     manifest_file = manifest_arg or graph.with_name("manifest.json")
-    sidecar = {}
-    if engine:
-        if not Path(f"{graph}.json").is_file():
-            fail(f"{graph}.json (the plan's sidecar, written by `mq-deploy build`) is missing")
-        sidecar = json.loads(Path(f"{graph}.json").read_text())
-        if not manifest_arg and not manifest_file.is_file():
-            manifest_file = Path(sidecar.get("manifest_path", manifest_file))
+    sidecar_file = Path(f"{graph}.json")
+    sidecar = json.loads(sidecar_file.read_text()) if engine and sidecar_file.is_file() else {}
+    if engine and not manifest_arg and not manifest_file.is_file():
+        if not sidecar:
+            fail(f"no manifest.json beside {graph} and no {sidecar_file.name} (the plan's sidecar, written by "
+                 "`mq-deploy build`) to say where it is; pass --manifest")
+        manifest_file = Path(sidecar.get("manifest_path", manifest_file))
     if not manifest_file.is_file():
         fail(f"no manifest at {manifest_file}; pass --manifest (written by `mq-deploy export`)")
     return json.loads(manifest_file.read_text()), manifest_file, sidecar
@@ -70,8 +71,13 @@ class OnnxRuntimeGraphs:
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(names, feeds)))
 
-    def max_batch(self, kind: str, name: str) -> int | None:
-        return None                                        # any batch
+    def batch_range(self, kind: str, name: str) -> tuple[int, int | None]:
+        return 1, None                                     # any batch
+
+    @staticmethod
+    def argmax_last(logits) -> int:
+        """The most likely next token of a [1, T, vocab] logits output."""
+        return int(np.asarray(logits)[0, -1].argmax())
 
     @staticmethod
     def from_numpy(array: np.ndarray):
@@ -138,9 +144,15 @@ class TensorRTGraphs:
         self.stream.synchronize()
         return outputs
 
-    def max_batch(self, kind: str, name: str) -> int | None:
-        """The largest first dimension of input `name` the engine's optimization profile takes."""
-        return int(self.engines[kind].get_tensor_profile_shape(name, 0)[2][0])
+    def batch_range(self, kind: str, name: str) -> tuple[int, int | None]:
+        """The smallest and largest first dimension of input `name` the engine's profile takes."""
+        low, _, high = self.engines[kind].get_tensor_profile_shape(name, 0)
+        return int(low[0]), int(high[0])
+
+    @staticmethod
+    def argmax_last(logits) -> int:
+        """The most likely next token of a [1, T, vocab] logits output, picked on the GPU."""
+        return int(logits[0, -1].float().argmax())
 
     def from_numpy(self, array: np.ndarray):
         return self.torch.from_numpy(np.ascontiguousarray(array)).to("cuda")

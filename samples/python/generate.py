@@ -33,13 +33,13 @@ def generate(graphs, prompt_ids: list[int], max_new_tokens: int) -> tuple[list[i
     """Greedy decoding; returns the new token ids and timings."""
     start = time.perf_counter()
     out = graphs.run("prefill", {"input_ids": graphs.from_numpy(np.asarray([prompt_ids], dtype=np.int64))})
-    new = [int(graphs.to_numpy(out["logits"][:, -1]).argmax(-1)[0])]
+    new = [graphs.argmax_last(out["logits"])]
     prefill_s = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(max_new_tokens - 1):
         state = {name.replace("_out.", "."): value for name, value in out.items() if "_out." in name}
         out = graphs.run("decode", {"input_ids": graphs.from_numpy(np.asarray([[new[-1]]], dtype=np.int64)), **state})
-        new.append(int(graphs.to_numpy(out["logits"][:, -1]).argmax(-1)[0]))
+        new.append(graphs.argmax_last(out["logits"]))
     decode_s = time.perf_counter() - start
     return new, {"prefill_tokens_per_s": len(prompt_ids) / prefill_s,
                  "decode_tokens_per_s": (max_new_tokens - 1) / decode_s if max_new_tokens > 1 else None}

@@ -21,6 +21,7 @@ import math
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -180,12 +181,18 @@ def profile(lib_path: pathlib.Path, log: pathlib.Path, timeout: float) -> tuple[
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, HOME=str(home), PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = ncu_command(ncu, lib_path)
+    # its own process group: on a timeout ncu *and* the profiled program go, so nothing holds the GPU
+    # during the later stages
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        out, code = result.stdout, result.returncode
-        err = result.stderr
+        out, err = process.communicate(timeout=timeout)
+        code = process.returncode
     except subprocess.TimeoutExpired:
-        return "failed", [], f"ncu timed out after {timeout:.0f} s"
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        log.write_text(" ".join(cmd) + "\n\n" + out + "\n----- stderr -----\n" + err)
+        return "failed", summarize(parse_raw_csv(out)), f"ncu timed out after {timeout:.0f} s (killed with the program)"
     log.write_text(" ".join(cmd) + "\n\n" + out + "\n----- stderr -----\n" + err)
     rows = summarize(parse_raw_csv(out))
     if code != 0 or not rows:
