@@ -156,7 +156,7 @@ def main(argv=None) -> int:
 
     sys.path.insert(0, str(REPO))                     # this checkout's mq_deploy, installed or not
     from mq_deploy.errors import MQDeployError
-    from mq_deploy.models.real_sizes import published, real_config
+    from mq_deploy.models.real_sizes import checkpoint_path, published
     sizes = args.sizes.split(",")
     for size in sizes:                                 # every name checked before the first size runs
         try:
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for size in sizes:
             folder, work = Path(tmp) / f"checkpoint-{size}", Path(tmp) / f"work-{size}"
-            checkpoint = folder / real_config(size)["_file"] if published(size).family == "vim" else folder
+            checkpoint = checkpoint_path(size, folder)
             make = [sys.executable, str(REPO / "scripts" / "make_checkpoint.py"), "--size", size, "--out",
                     str(folder)] + (["--layers", str(args.layers)] if args.layers else [])
             start = time.perf_counter()

@@ -13,7 +13,8 @@ import torch
 from mq_deploy.errors import MQDeployError
 from mq_deploy.models.loading import load_config, load_model
 from mq_deploy.models.checkpoints import load_checkpoint
-from mq_deploy.models.real_sizes import PUBLISHED, REAL_SIZES, materialize, parameter_count, published, real_config
+from mq_deploy.models.real_sizes import (PUBLISHED, REAL_SIZES, checkpoint_path, materialize, parameter_count,
+                                         published, real_config)
 
 # From the model cards / published config.json files: (d_model, n_layer), total parameters (millions)
 MAMBA1_SIZES = {"130m": (768, 24, 129), "370m": (1024, 48, 372), "790m": (1536, 48, 793),
@@ -146,6 +147,7 @@ def test_mamba2_mamba_ssm_checkpoint_matches_transformers_on_its_weights(tmp_pat
     Mamba2ForCausalLM at the converted config, given the same file's tensors."""
     transformers = pytest.importorskip("transformers")
     out = materialize("mamba2-130m", tmp_path / "m", layers=1)
+    assert checkpoint_path("mamba2-130m", tmp_path / "m") == out
     state = torch.load(out / "pytorch_model.bin", weights_only=True)
     assert state["backbone.embedding.weight"].shape == (50288, 768) and "backbone.embeddings.weight" not in state
     assert state["backbone.layers.0.mixer.A_log"].shape == (24,)               # one A per head of 64
@@ -180,6 +182,7 @@ def test_vim_official_file_matches_the_official_forward(name, layers, tmp_path):
     from test_models_vim import official_forward, rel
     out = materialize(name, tmp_path / "v", layers=layers)
     assert out.parent == tmp_path / "v" and out.name == real_config(name)["_file"]
+    assert checkpoint_path(name, tmp_path / "v") == out
     raw = torch.load(out, weights_only=True)["model"]
     assert "layers.0.mixer.x_proj_b.weight" in raw and "head.weight" in raw     # the official names
     loaded = load_checkpoint(out)

@@ -33,7 +33,7 @@ MAMBA_SSM_DEFAULTS = dict(d_state=128, d_conv=4, expand=2, headdim=64, ngroups=1
 MAMBA_SSM_GATED_NORM_EPS = 1e-5          # RMSNormGated(eps=1e-5) in mamba_ssm's Mamba2, whatever norm_epsilon says
 
 
-def _config_from_mamba_ssm(raw: dict, where: Path) -> Mamba2Config:
+def config_from_mamba_ssm(raw: dict, where: Path) -> Mamba2Config:
     reject_mamba_ssm_variants(raw, where, "Mamba-2")
     ssm = {**MAMBA_SSM_DEFAULTS, **raw["ssm_cfg"]}
     d_model = raw["d_model"]
@@ -86,7 +86,7 @@ def load_mamba2_config(path) -> tuple[Mamba2Config, str]:
             if layer != "Mamba2":
                 raise MQDeployError(f"{path} is a mamba_ssm {layer} checkpoint (ssm_cfg.layer {layer!r}), not Mamba-2; "
                                     "Mamba-1 models are read by load_model")
-            return _config_from_mamba_ssm(raw, path), "mamba_ssm"
+            return config_from_mamba_ssm(raw, path), "mamba_ssm"
     except (TypeError, ValueError, KeyError) as e:
         raise MQDeployError(f"{config_path} is not a valid Mamba-2 config ({type(e).__name__}: {e}); restore it "
                             "from the original checkpoint") from None

@@ -77,7 +77,7 @@ def real_config(name: str, fmt: str | None = None) -> dict:
     return json.loads(resources.files("mq_deploy.models").joinpath("real_configs", file).read_text())
 
 
-def model_config(name: str, layers: int | None = None):
+def model_config(name: str):
     """The project's config object (MambaConfig, Mamba2Config, VimConfig) of a published model."""
     entry = published(name)
     if entry.family == "vim":
@@ -85,9 +85,6 @@ def model_config(name: str, layers: int | None = None):
         config = VimConfig.from_dict(cfg)
     else:
         config = (MambaConfig if entry.family == "mamba" else Mamba2Config).from_hf_dict(real_config(name, "hf"))
-    if layers is not None:
-        _check_layers(layers, config.num_hidden_layers)
-        config.num_hidden_layers = layers
     return config
 
 
@@ -139,8 +136,8 @@ def _write_mamba_ssm(cfg: dict, out: Path, seed: int, dtype: torch.dtype, family
         model = init_mamba_weights(MambaLM(MambaConfig(vocab_size=padded, hidden_size=cfg["d_model"],
                                                        num_hidden_layers=cfg["n_layer"])), seed=seed)
     else:
-        from .mamba2_loading import _config_from_mamba_ssm      # mamba_ssm's defaults for what ssm_cfg leaves out
-        model = init_mamba2_weights(Mamba2LM(_config_from_mamba_ssm(cfg, out)), seed=seed)
+        from .mamba2_loading import config_from_mamba_ssm       # mamba_ssm's defaults for what ssm_cfg leaves out
+        model = init_mamba2_weights(Mamba2LM(config_from_mamba_ssm(cfg, out)), seed=seed)
     state = {}
     for key, value in model.to(dtype).state_dict().items():
         if key == "lm_head.weight":
@@ -169,6 +166,13 @@ def _write_vim_official(cfg: dict, out: Path, seed: int, dtype: torch.dtype, fam
 
 _WRITERS = {"hf": _write_hf, "mamba_ssm": _write_mamba_ssm, "official": _write_vim_official}
 _LAYER_KEYS = {"hf": ("num_hidden_layers", "n_layer"), "mamba_ssm": ("n_layer",), "official": ("num_hidden_layers",)}
+
+
+def checkpoint_path(name: str, out_dir) -> Path:
+    """What materialize(name, out_dir) returns, without writing it: the directory for a language
+    model, the published .pth file inside it for a Vision Mamba."""
+    out_dir = Path(out_dir)
+    return out_dir / real_config(name)["_file"] if published(name).family == "vim" else out_dir
 
 
 def materialize(name: str, out_dir, fmt: str | None = None, layers: int | None = None, seed: int = 0,
