@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -42,17 +43,11 @@ using mq_sample::PinnedBuffer;
 constexpr char kImages[] = "images";
 constexpr char kLogits[] = "logits";
 
-struct Options {
-    std::string engine;
+struct Options : mq_sample::EngineOptions {
     std::string input;
-    std::string plugins;
-    bool no_plugins = false;
     std::string labels;
     int top = 5;
     int batch = 0;  // 0: the engine profile's largest batch
-    int warmup = 1;
-    int device = 0;
-    bool verbose = false;
 };
 
 constexpr char kUsage[] =
@@ -72,51 +67,28 @@ constexpr char kUsage[] =
 
 Options parse_options(int argc, char** argv) {
     Options opt;
-    for (int i = 1; i < argc; ++i) {
-        std::string arg = argv[i];
-        std::string value;
-        bool has_inline_value = false;
-        if (std::size_t const eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-            value = arg.substr(eq + 1);
-            arg = arg.substr(0, eq);
-            has_inline_value = true;
+    mq_sample::parse_flags(argc, argv, kUsage, [&](std::string const& arg, std::function<std::string()> const& next) {
+        if (mq_sample::parse_engine_flag(arg, next, opt)) {
+            return true;
         }
-        auto next = [&]() -> std::string {
-            if (has_inline_value) {
-                return value;
-            }
-            if (i + 1 >= argc) {
-                fail(arg + " needs a value");
-            }
-            return argv[++i];
-        };
-        if (arg == "-h" || arg == "--help") {
-            std::cout << kUsage;
-            std::exit(0);
-        } else if (arg == "--engine") {
-            opt.engine = next();
-        } else if (arg == "--input") {
+        if (arg == "--input") {
             opt.input = next();
-        } else if (arg == "--plugins") {
-            opt.plugins = next();
-        } else if (arg == "--no-plugins") {
-            opt.no_plugins = true;
-        } else if (arg == "--labels") {
-            opt.labels = next();
-        } else if (arg == "--top") {
-            opt.top = parse_int(arg, next(), 1);
-        } else if (arg == "--batch") {
-            opt.batch = parse_int(arg, next(), 1);
-        } else if (arg == "--warmup") {
-            opt.warmup = parse_int(arg, next(), 0);
-        } else if (arg == "--device") {
-            opt.device = parse_int(arg, next(), 0);
-        } else if (arg == "--verbose") {
-            opt.verbose = true;
-        } else {
-            fail("unknown argument '" + arg + "'\n" + kUsage);
+            return true;
         }
-    }
+        if (arg == "--labels") {
+            opt.labels = next();
+            return true;
+        }
+        if (arg == "--top") {
+            opt.top = parse_int(arg, next(), 1);
+            return true;
+        }
+        if (arg == "--batch") {
+            opt.batch = parse_int(arg, next(), 1);
+            return true;
+        }
+        return false;
+    });
     if (opt.engine.empty() || opt.input.empty()) {
         fail(std::string("--engine and --input are required\n") + kUsage);
     }

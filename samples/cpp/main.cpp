@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -62,20 +63,14 @@ constexpr char kInputIds[] = "input_ids";
 constexpr char kLogits[] = "logits";
 
 // ---- options -----------------------------------------------------------------------------------
-struct Options {
-    std::string engine;
+struct Options : mq_sample::EngineOptions {
     std::string decode_engine;
     bool decode_engine_given = false;
-    std::string plugins;
-    bool no_plugins = false;
     std::string prompt;
     bool have_prompt = false;
     std::string ids;
     int max_new_tokens = 32;
-    int warmup = 1;
-    int device = 0;
     bool print_ids = false;
-    bool verbose = false;
 };
 
 constexpr char kUsage[] =
@@ -97,55 +92,34 @@ constexpr char kUsage[] =
 
 Options parse_options(int argc, char** argv) {
     Options opt;
-    for (int i = 1; i < argc; ++i) {
-        std::string arg = argv[i];
-        std::string value;
-        bool has_inline_value = false;
-        if (std::size_t const eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-            value = arg.substr(eq + 1);
-            arg = arg.substr(0, eq);
-            has_inline_value = true;
+    mq_sample::parse_flags(argc, argv, kUsage, [&](std::string const& arg, std::function<std::string()> const& next) {
+        if (mq_sample::parse_engine_flag(arg, next, opt)) {
+            return true;
         }
-        auto next = [&]() -> std::string {
-            if (has_inline_value) {
-                return value;
-            }
-            if (i + 1 >= argc) {
-                fail(arg + " needs a value");
-            }
-            return argv[++i];
-        };
-        if (arg == "-h" || arg == "--help") {
-            std::cout << kUsage;
-            std::exit(0);
-        } else if (arg == "--engine") {
-            opt.engine = next();
-        } else if (arg == "--decode-engine") {
+        if (arg == "--decode-engine") {
             opt.decode_engine = next();
             opt.decode_engine_given = true;
-        } else if (arg == "--plugins") {
-            opt.plugins = next();
-        } else if (arg == "--no-plugins") {
-            opt.no_plugins = true;
-        } else if (arg == "--prompt") {
+            return true;
+        }
+        if (arg == "--prompt") {
             opt.prompt = next();
             opt.have_prompt = true;
-        } else if (arg == "--ids") {
-            opt.ids = next();
-        } else if (arg == "--max-new-tokens") {
-            opt.max_new_tokens = parse_int(arg, next(), 0);
-        } else if (arg == "--warmup") {
-            opt.warmup = parse_int(arg, next(), 0);
-        } else if (arg == "--device") {
-            opt.device = parse_int(arg, next(), 0);
-        } else if (arg == "--print-ids") {
-            opt.print_ids = true;
-        } else if (arg == "--verbose") {
-            opt.verbose = true;
-        } else {
-            fail("unknown argument '" + arg + "'\n" + kUsage);
+            return true;
         }
-    }
+        if (arg == "--ids") {
+            opt.ids = next();
+            return true;
+        }
+        if (arg == "--max-new-tokens") {
+            opt.max_new_tokens = parse_int(arg, next(), 0);
+            return true;
+        }
+        if (arg == "--print-ids") {
+            opt.print_ids = true;
+            return true;
+        }
+        return false;
+    });
     if (opt.engine.empty()) {
         fail(std::string("--engine is required\n") + kUsage);
     }

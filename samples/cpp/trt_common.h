@@ -13,6 +13,8 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iostream>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -41,6 +43,70 @@ inline void check(bool ok, std::string const& what) {
     if (!ok) {
         fail(what + " failed (see the TensorRT messages above)");
     }
+}
+
+// Walks the command line: "--flag value" and "--flag=value"; -h / --help prints `usage` and exits.
+// handle(flag, next) returns false for a flag it does not know; next() gives the flag's value.
+inline void parse_flags(int argc, char** argv, char const* usage,
+                        std::function<bool(std::string const&, std::function<std::string()> const&)> const& handle) {
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        std::string value;
+        bool has_inline_value = false;
+        if (std::size_t const eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+            value = arg.substr(eq + 1);
+            arg = arg.substr(0, eq);
+            has_inline_value = true;
+        }
+        std::function<std::string()> const next = [&]() -> std::string {
+            if (has_inline_value) {
+                return value;
+            }
+            if (i + 1 >= argc) {
+                fail(arg + " needs a value");
+            }
+            return argv[++i];
+        };
+        if (arg == "-h" || arg == "--help") {
+            std::cout << usage;
+            std::exit(0);
+        }
+        if (!handle(arg, next)) {
+            fail("unknown argument '" + arg + "'\n" + usage);
+        }
+    }
+}
+
+// The options both apps take: the plan, the plugin library, warm-up runs, the device, verbosity.
+struct EngineOptions {
+    std::string engine;
+    std::string plugins;
+    bool no_plugins = false;
+    int warmup = 1;
+    int device = 0;
+    bool verbose = false;
+};
+
+int parse_int(std::string const& flag, std::string const& value, int min_value);
+
+// One of EngineOptions' flags into `opt`; false for any other flag.
+inline bool parse_engine_flag(std::string const& arg, std::function<std::string()> const& next, EngineOptions& opt) {
+    if (arg == "--engine") {
+        opt.engine = next();
+    } else if (arg == "--plugins") {
+        opt.plugins = next();
+    } else if (arg == "--no-plugins") {
+        opt.no_plugins = true;
+    } else if (arg == "--warmup") {
+        opt.warmup = parse_int(arg, next(), 0);
+    } else if (arg == "--device") {
+        opt.device = parse_int(arg, next(), 0);
+    } else if (arg == "--verbose") {
+        opt.verbose = true;
+    } else {
+        return false;
+    }
+    return true;
 }
 
 inline int parse_int(std::string const& flag, std::string const& value, int min_value) {
