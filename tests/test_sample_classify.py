@@ -5,6 +5,7 @@ the same files read by mq_deploy's loader (data/images.load_images), class names
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,17 @@ def test_sample_saves_the_preprocessed_images_and_labels_for_the_cpp_sample(vim_
     np.testing.assert_allclose(saved, load_images(files, 32).numpy(), atol=1e-6)
     assert (tmp_path / "labels.txt").read_text().splitlines() == [LABELS[str(i)] for i in range(10)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "x.npy"]      # no temporary left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "x.npy").stat().st_mode & 0o777 == 0o666 & ~umask          # as any file the user writes
+    # only the labels: no image is needed in memory or on disk
+    r = run_sample("--manifest", manifest, files[0], "--save-labels", tmp_path / "only.txt")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "only.txt").read_text() == (tmp_path / "labels.txt").read_text()
+    # a folder as the output: refused before any work, nothing left behind
+    r = run_sample("--manifest", manifest, files[0], "--save-inputs", tmp_path)
+    assert r.returncode == 1 and "is a folder" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "only.txt", "x.npy"]
     r = run_sample(vim_export["root"] / "images")
     assert r.returncode == 1 and "give --engine or --onnx" in r.stderr
     # classifying and saving at once, in batches that do not divide the images: the same file

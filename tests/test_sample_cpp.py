@@ -176,6 +176,9 @@ def test_npy_reader_matches_numpy(utils_test, tmp_path):
     ("{'descr': '<f4', 'fortran_order': False, 'shape': (999999999999999, 999999999999999), }", "too large"),
     ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3", "malformed"),
     ("{'descr': '<f4', 'fortran_order': False, 'shape':", "no value for 'shape'"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': 5, }", "is not a tuple"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': , }", "is not a tuple"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (2,,3), }", "not a tuple of non-negative integers"),
 ])
 def test_npy_reader_refuses_what_it_cannot_read(utils_test, tmp_path, array, message):
     path = tmp_path / "bad.npy"

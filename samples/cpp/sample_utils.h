@@ -273,13 +273,24 @@ inline NpyFloat32 parse_npy_float32(std::vector<char> const& bytes) {
         throw std::invalid_argument("the array is in Fortran order: save numpy.ascontiguousarray(images)");
     }
     std::string dims = value_of("shape");
+    if (dims.size() < 2 || dims.front() != '(' || dims.back() != ')') {
+        throw std::invalid_argument(".npy shape " + dims + " is not a tuple");
+    }
     NpyFloat32 out;
     std::size_t count = 1;
-    std::istringstream items(dims.substr(1, dims.size() - 2));
-    for (std::string item; std::getline(items, item, ',');) {
+    std::vector<std::string> items;
+    std::istringstream list(dims.substr(1, dims.size() - 2));
+    for (std::string item; std::getline(list, item, ',');) {
+        items.push_back(item);
+    }
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        std::string const& item = items[i];
         std::size_t const first = item.find_first_not_of(' ');
         if (first == std::string::npos) {
-            continue;                                    // the trailing comma of a 1-tuple
+            if (i + 1 == items.size() && i > 0) {
+                continue;                                // the trailing comma of a 1-tuple: "(5,)"
+            }
+            throw std::invalid_argument(".npy shape " + dims + " is not a tuple of non-negative integers");
         }
         std::string const text = item.substr(first, item.find_last_not_of(' ') - first + 1);
         if (text.empty() || text.size() > 15 || text.find_first_not_of("0123456789") != std::string::npos) {

@@ -87,7 +87,17 @@ struct EngineOptions {
     bool verbose = false;
 };
 
-int parse_int(std::string const& flag, std::string const& value, int min_value);
+inline int parse_int(std::string const& flag, std::string const& value, int min_value) {
+    try {
+        std::size_t used = 0;
+        int const v = std::stoi(value, &used);
+        if (used == value.size() && v >= min_value) {
+            return v;
+        }
+    } catch (std::exception const&) {
+    }
+    fail(flag + " needs an integer >= " + std::to_string(min_value) + ", got '" + value + "'");
+}
 
 // One of EngineOptions' flags into `opt`; false for any other flag.
 inline bool parse_engine_flag(std::string const& arg, std::function<std::string()> const& next, EngineOptions& opt) {
@@ -109,17 +119,6 @@ inline bool parse_engine_flag(std::string const& arg, std::function<std::string(
     return true;
 }
 
-inline int parse_int(std::string const& flag, std::string const& value, int min_value) {
-    try {
-        std::size_t used = 0;
-        int const v = std::stoi(value, &used);
-        if (used == value.size() && v >= min_value) {
-            return v;
-        }
-    } catch (std::exception const&) {
-    }
-    fail(flag + " needs an integer >= " + std::to_string(min_value) + ", got '" + value + "'");
-}
 
 // ---- TensorRT logger ---------------------------------------------------------------------------
 class Logger : public nvinfer1::ILogger {

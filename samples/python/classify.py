@@ -112,11 +112,14 @@ def temporary_beside(path: Path) -> Path:
         fail(f"cannot write {path}: the folder {path.parent} does not exist")
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)          # mkstemp's 0600 would outlive the rename
     return Path(name)
 
 
 def check_outputs(outputs: list[Path], files: list[Path]) -> None:
-    """Refuse, before any work, output paths that name the same file or one of the input images."""
+    """Refuse, before any work, output paths that name the same file, a folder, or an input image."""
     resolved = [o.resolve() for o in outputs]
     if len(set(resolved)) != len(resolved):
         fail("--save-inputs and --save-labels name the same file; give each its own")
@@ -124,33 +127,55 @@ def check_outputs(outputs: list[Path], files: list[Path]) -> None:
     for output, target in zip(outputs, resolved):
         if target in inputs:
             fail(f"{output} is one of the input images; choose another file to write")
+        if target.is_dir():
+            fail(f"{output} is a folder; give a file name to write")
 
 
 class SavedInputs:
-    """--save-inputs: the preprocessed images written batch by batch into a .npy (float32 [n, 3, H, W])
-    under a temporary name, renamed onto the path the user gave when every batch is in."""
+    """--save-inputs: the preprocessed images appended batch by batch to a .npy (float32 [n, 3, H, W])
+    under a temporary name, renamed onto the path the user gave when every batch is in; on any
+    failure the temporary file goes and the error is one line."""
 
     def __init__(self, path: Path, n: int, spec: dict):
         self.path, self.part = path, temporary_beside(path)
         crop = int(spec["center_crop"])
-        self.array = np.lib.format.open_memmap(self.part, mode="w+", dtype=np.float32, shape=(n, 3, crop, crop))
+        try:
+            self.file = open(self.part, "wb")
+            np.lib.format.write_array_header_1_0(self.file, {"descr": "<f4", "fortran_order": False,
+                                                             "shape": (n, 3, crop, crop)})
+        except OSError as e:
+            self.discard()
+            fail(f"cannot write {path} ({e})")
 
     def __call__(self, first: int, images: np.ndarray) -> None:
-        self.array[first:first + len(images)] = images
+        try:
+            self.file.write(np.ascontiguousarray(images, dtype="<f4").tobytes())    # batches come in order
+        except OSError as e:
+            self.discard()
+            fail(f"cannot write {self.path} ({e})")
 
     def commit(self) -> None:
-        self.array.flush()
-        del self.array
-        os.replace(self.part, self.path)
+        try:
+            self.file.close()
+            os.replace(self.part, self.path)
+        except OSError as e:
+            self.discard()
+            fail(f"cannot write {self.path} ({e})")
 
     def discard(self) -> None:
+        if getattr(self, "file", None) is not None:
+            self.file.close()
         self.part.unlink(missing_ok=True)
 
 
 def write_labels(path: Path, text: str) -> None:
     part = temporary_beside(path)
-    part.write_text(text, encoding="utf-8")
-    os.replace(part, path)
+    try:
+        part.write_text(text, encoding="utf-8")
+        os.replace(part, path)
+    except OSError as e:
+        part.unlink(missing_ok=True)
+        fail(f"cannot write {path} ({e})")
 
 
 def main(argv=None) -> int:
@@ -204,12 +229,13 @@ def main(argv=None) -> int:
                   else OnnxRuntimeGraphs({"prefill": graph}))
     low, high = graphs.batch_range("prefill", "images") if graphs else (1, None)
     batch = max(low, min(args.batch, high or args.batch))
-    saved = SavedInputs(args.save_inputs, len(files), spec) if args.save_inputs else None
+    saved = None
     try:
-        if graphs is None:
+        saved = SavedInputs(args.save_inputs, len(files), spec) if args.save_inputs else None
+        if graphs is None and saved is not None:
             for first in range(0, len(files), batch):
                 saved(first, np.stack([preprocess(f, spec) for f in files[first:first + batch]]))
-        else:
+        elif graphs is not None:
             logits, seconds = classify(graphs, files, spec, batch, low, on_batch=saved)
     except BaseException:
         if saved is not None:

@@ -15,6 +15,7 @@ ncu runs with `--clock-control none` (the device notes: never change the card's 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -189,8 +190,12 @@ def profile(lib_path: pathlib.Path, log: pathlib.Path, timeout: float) -> tuple[
         out, err = process.communicate(timeout=timeout)
         code = process.returncode
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        out, err = process.communicate()
+        with contextlib.suppress(ProcessLookupError):      # it may have ended at that very moment
+            os.killpg(process.pid, signal.SIGKILL)
+        try:
+            out, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:                  # something outside the group holds the pipes
+            out, err = "", ""
         log.write_text(" ".join(cmd) + "\n\n" + out + "\n----- stderr -----\n" + err)
         return "failed", summarize(parse_raw_csv(out)), f"ncu timed out after {timeout:.0f} s (killed with the program)"
     log.write_text(" ".join(cmd) + "\n\n" + out + "\n----- stderr -----\n" + err)
