@@ -14,6 +14,7 @@ from .graph_files import GraphFile
 from ..deploy.contract import (DOMAIN, DOMAIN_VERSION, HADAMARD_QUANTIZE_OP, PLUGIN_NAMESPACE, PLUGIN_OPS,
                                PLUGIN_VERSION)
 from .source import ExportSource
+from ..data.images import Preprocessing
 from ..models.vim import VimConfig
 
 SCAN_DEVIATION = ("the scan runs in the graph's float type with an FP32 state; the paper's per-token "
@@ -43,7 +44,6 @@ def preprocessing_entry(config) -> dict | None:
     not read RGB images."""
     if not is_vision(config) or config.in_channels != 3:
         return None
-    from ..data.images import Preprocessing
     return Preprocessing.for_size(config.img_size).to_dict()
 
 

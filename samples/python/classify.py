@@ -74,15 +74,20 @@ def image_files(args: list[Path]) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------- classification
+def preprocessed_batches(files: list[Path], spec: dict, batch: int):
+    """[≤ batch, 3, H, W] float32 arrays in file order: memory holds one batch at a time."""
+    for first in range(0, len(files), batch):
+        yield np.stack([preprocess(f, spec) for f in files[first:first + batch]])
+
+
 def classify(graphs, files: list[Path], spec: dict, batch: int, min_batch: int = 1, on_batch=None):
     """(logits [n, classes] float32, seconds spent in the graph): the images preprocessed `batch` at
-    a time, so memory holds one batch; a last batch shorter than the engine's smallest is padded with
-    zero images, whose rows are dropped. on_batch(first, images) sees each preprocessed batch."""
+    a time; a last batch shorter than the engine's smallest is padded with zero images, whose rows
+    are dropped. on_batch(images) sees each preprocessed batch, in order."""
     rows, seconds = [], 0.0
-    for first in range(0, len(files), batch):
-        images = np.stack([preprocess(f, spec) for f in files[first:first + batch]])
+    for images in preprocessed_batches(files, spec, batch):
         if on_batch is not None:
-            on_batch(first, images)
+            on_batch(images)
         count = len(images)
         if count < min_batch:
             images = np.concatenate([images, np.zeros((min_batch - count, *images.shape[1:]), np.float32)])
@@ -147,9 +152,10 @@ class SavedInputs:
             self.discard()
             fail(f"cannot write {path} ({e})")
 
-    def __call__(self, first: int, images: np.ndarray) -> None:
+    def __call__(self, images: np.ndarray) -> None:
+        """The next batch of rows (batches come in file order)."""
         try:
-            self.file.write(np.ascontiguousarray(images, dtype="<f4").tobytes())    # batches come in order
+            self.file.write(np.ascontiguousarray(images, dtype="<f4").tobytes())
         except OSError as e:
             self.discard()
             fail(f"cannot write {self.path} ({e})")
@@ -233,8 +239,8 @@ def main(argv=None) -> int:
     try:
         saved = SavedInputs(args.save_inputs, len(files), spec) if args.save_inputs else None
         if graphs is None and saved is not None:
-            for first in range(0, len(files), batch):
-                saved(first, np.stack([preprocess(f, spec) for f in files[first:first + batch]]))
+            for images in preprocessed_batches(files, spec, batch):
+                saved(images)
         elif graphs is not None:
             logits, seconds = classify(graphs, files, spec, batch, low, on_batch=saved)
     except BaseException:
