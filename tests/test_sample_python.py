@@ -63,6 +63,26 @@ def test_sample_generates_the_torch_greedy_tokens(tmp_path, family):
     assert r.returncode == 0 and r.stdout.startswith(prompt) and "tokens/s" in r.stderr
 
 
+def test_sample_takes_token_ids_for_a_model_without_a_tokenizer(tmp_path):
+    """A checkpoint with no tokenizer (mamba_ssm ships none): --ids gives the prompt, the new ids are
+    printed, and they are torch's greedy tokens."""
+    model = init_mamba_weights(MambaLM(MambaConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, state_size=8,
+                                                   time_step_rank=4)), seed=6).eval()
+    save_model(model, tmp_path / "fp")
+    exported = export_onnx(tmp_path / "fp", tmp_path / "onnx" / "model.onnx", precision="fp32")
+    r = subprocess.run([sys.executable, str(SAMPLE), "--onnx", str(exported.onnx_path), "--prompt", "hi",
+                        "--max-new-tokens", "3"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "--ids 1,2,3" in r.stderr and r.stderr.count("\n") == 1
+    r = subprocess.run([sys.executable, str(SAMPLE), "--onnx", str(exported.onnx_path), "--ids", "7, 299,0",
+                        "--max-new-tokens", "9"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert [int(t) for t in r.stdout.split()] == greedy_full_forward(model, [7, 299, 0], 9)
+    for bad, message in (("7,300", "300 is not a token id of this model (0 .. 299)"), ("a,b", "comma-separated")):
+        r = subprocess.run([sys.executable, str(SAMPLE), "--onnx", str(exported.onnx_path), "--ids", bad],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1 and message in r.stderr, r.stderr
+
+
 def test_sample_errors_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(SAMPLE), "--onnx", str(tmp_path / "none.onnx")],
                        capture_output=True, text=True, timeout=120)

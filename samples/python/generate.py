@@ -83,7 +83,20 @@ def load_tokenizer(manifest: dict, manifest_file: Path, model_dir: str | None):
         if (folder / "tokenizer.json").is_file():
             return FileTokenizer(folder / "tokenizer.json")
     fail(f"no tokenizer.json in {', '.join(map(str, candidates))}; pass --model DIR with the model's "
-         "tokenizer files")
+         "tokenizer files, or the prompt as token ids with --ids 1,2,3")
+
+
+def parse_ids(text: str, manifest: dict) -> list[int]:
+    """--ids "1, 2, 3": non-negative integers below the model's vocabulary size."""
+    try:
+        ids = [int(item) for item in text.split(",")]
+    except ValueError:
+        fail(f"--ids must be comma-separated token ids, got {text!r}")
+    vocab = int(manifest["model"]["vocab_size"])
+    bad = [i for i in ids if not 0 <= i < vocab]
+    if bad:
+        fail(f"--ids: {bad[0]} is not a token id of this model (0 .. {vocab - 1})")
+    return ids
 
 
 def main(argv=None) -> int:
@@ -96,6 +109,8 @@ def main(argv=None) -> int:
     p.add_argument("--plugins", type=Path, help="libmq_plugins.so (default: $MQ_PLUGIN_PATH)")
     p.add_argument("--model", help="model directory for the tokenizer (default: the manifest's source)")
     p.add_argument("--prompt", default="The ")
+    p.add_argument("--ids", help="the prompt as token ids, 1,2,3 (no tokenizer needed: a mamba_ssm checkpoint "
+                                 "ships none); prints the new ids")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print the token ids and timings as JSON")
     args = p.parse_args(argv)
@@ -106,7 +121,8 @@ def main(argv=None) -> int:
              "samples/python/classify.py on it")
     if "decode" not in manifest["graphs"]:
         fail("the export has no decode graph (exported with --no-decode); export again without it")
-    tokenizer = load_tokenizer(manifest, manifest_file, args.model)
+    prompt_ids = parse_ids(args.ids, manifest) if args.ids is not None else None
+    tokenizer = load_tokenizer(manifest, manifest_file, args.model) if prompt_ids is None else None
     if args.engine:
         plugins = plugin_library(args.plugins)
         engine_set = sidecar.get("engine_set")
@@ -123,12 +139,15 @@ def main(argv=None) -> int:
         graphs = OnnxRuntimeGraphs({"prefill": graph, "decode": decode})
     if args.max_new_tokens < 1:
         fail("--max-new-tokens must be at least 1")
-    prompt_ids = tokenizer.encode(args.prompt)
-    if not prompt_ids:
-        fail("the prompt is empty after tokenization")
+    if prompt_ids is None:
+        prompt_ids = tokenizer.encode(args.prompt)
+        if not prompt_ids:
+            fail("the prompt is empty after tokenization")
     new, timing = generate(graphs, prompt_ids, args.max_new_tokens)
     if args.json:
         print(json.dumps({"prompt_ids": prompt_ids, "new_ids": new, **timing}))
+    elif tokenizer is None:
+        print(" ".join(map(str, new)))
     else:
         print(args.prompt + tokenizer.decode(new))
         decode = timing["decode_tokens_per_s"]
