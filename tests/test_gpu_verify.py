@@ -110,7 +110,8 @@ def test_profile_reads_nsight_computes_raw_page():
                "smsp__average_warp_latency_per_inst_issued.ratio": "31.2",
                stall("barrier"): "12.5", stall("short_scoreboard"): "7.25", stall("selected"): "1",
                stall("not_selected"): "40", stall("long_scoreboard"): "0.5", stall("wait"): "3.1",
-               stall("math_pipe_throttle"): "0.75"}
+               stall("math_pipe_throttle"): "0.75", "l1tex__m_xbar2l1tex_read_bytes.sum": "412,316,352",
+               "dram__bytes_read.sum": "19,660,800", "smsp__inst_executed.sum": "26,112,000"}
     chunk = {"name": "chunk_scan_kernel", "block": "(256, 1, 1)", "grid": "(96, 32, 1)",
              "gpu__time_duration.sum": "30,500.5", stall("long_scoreboard"): "9.0"}
     rows = profile_mod.summarize(profile_mod.parse_raw_csv(_raw_page([onepass, chunk])))
@@ -120,6 +121,8 @@ def test_profile_reads_nsight_computes_raw_page():
     assert first["grid"] == "(384, 1, 1)" and first["SM throughput %"] == pytest.approx(23.5)
     assert first["achieved occupancy %"] == pytest.approx(17.9)
     assert first["cycles per issued instruction"] == pytest.approx(31.2)
+    assert first["L2→L1 MB"] == pytest.approx(412.316352) and first["DRAM read MB"] == pytest.approx(19.6608)
+    assert first["warp instructions M"] == pytest.approx(26.112)
     # waiting reasons only, largest first, the top four
     assert first["top stalls (cycles per instruction)"] == "barrier 12.5, short_scoreboard 7.2, wait 3.1, " \
                                                          "math_pipe_throttle 0.8"
@@ -135,6 +138,11 @@ def test_profile_command_leaves_the_clocks_alone_and_profiles_only_the_scans(tmp
     assert pattern.startswith("regex:") and all(k in pattern for k in ("onepass_scan_kernel", "chunk_scan_kernel",
                                                                        "chunk_carry_kernel", "ssd_chunk_kernel"))
     assert cmd[cmd.index("--page") + 1] == "raw" and "--csv" in cmd
+    # the memory and instruction counters by name, every one of them a column of the report
+    named = cmd[cmd.index("--metrics") + 1].split(",")
+    assert set(named) == set(profile_mod.MEMORY_METRICS)
+    assert all(any(m in names for _, names, _ in profile_mod.COLUMNS) for m in named)
+    assert "--metrics" not in profile_mod.ncu_command("ncu", tmp_path / "lib.so", memory_metrics=False)
     assert cmd[-3:] == [str(VERIFY / "profile_kernels.py"), "--target", str(tmp_path / "libmq_kernels.so")]
     # every kernel name the pattern lists is a kernel the plugins define
     sources = "".join(p.read_text() for p in (REPO / "plugins").rglob("*.cu*"))
@@ -163,9 +171,17 @@ def test_profile_stage_reports_what_ncu_printed(tmp_path, monkeypatch):
     assert summary.startswith("1 launches; onepass_scan_kernel 117.0 µs, achieved occupancy 18 %, top stalls barrier 12.5")
     assert "| onepass_scan_kernel | (384, 1, 1) |" in body and "--clock-control none" in body
     assert (tmp_path / "out" / "ncu_profile.log").read_text().count("onepass_scan_kernel") >= 2
+    # an ncu that does not know one of the named counters: once more with the sections alone
+    fake.write_text("#!/bin/sh\ncase \"$*\" in *--metrics*) echo '==ERROR== Failed to find metric "
+                    "regex:^l1tex__m_xbar2l1tex_read_bytes.sum$' >&2; exit 1;; esac\n"
+                    f"cat {tmp_path / 'page.csv'}\n")
+    status, summary, body = verify.stage_profile()
+    assert status == report_mod.PASS and "--metrics" not in body, (summary, body)
+    assert (tmp_path / "out" / "ncu_profile.log").read_text().count("Failed to find metric") == 1
     fake.write_text("#!/bin/sh\necho '==ERROR== Failed to initialize the profiler: LibraryNotLoaded' >&2\nexit 1\n")
     status, summary, _ = verify.stage_profile()
     assert status == report_mod.FAIL and "LibraryNotLoaded" in summary
+    assert (tmp_path / "out" / "ncu_profile.log").read_text().count("LibraryNotLoaded") == 1   # not retried
     # a hung profile is killed with the program it profiles (its process group), and the stage fails
     fake.write_text("#!/bin/sh\nsleep 30 &\necho $! > " + str(tmp_path / "child.pid") + "\nwait\n")
     verify.args.profile_timeout = 1

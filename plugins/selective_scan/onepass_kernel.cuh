@@ -8,8 +8,10 @@
 // kOpChunk = 512 positions (K = 16). Per chunk:
 //   x / delta / z tiles [512 positions][4 channels] arrive by cp.async (double-buffered: the next
 //   chunk's copy runs during this one); each thread turns its 16 positions into dt and u = dt x.
-//   For each state n (B/C staged two states at a time, float32, [state][segment][K + 4], the next
-//   pair prefetched into registers while this one runs):
+//   B and C arrive by cp.async in slabs of 16 bytes of each token's row, read once per chunk
+//   (NOTES_onepass.md section 8), and are committed two states at a time to float32
+//   [state][segment][K + 4], double-buffered, the next pair while this one runs.
+//   For each state n:
 //     pass 1  16 x {decay = exp2(dt a2), ub = u B, b = b decay + ub}: the segment's pair (a, b)
 //     scan    in-warp Kogge-Stone over the warp's 8 segments (shuffles by 4, 8, 16 lanes)
 //     block   warp aggregates through shared memory, one __syncthreads, chained from the chunk's
@@ -51,7 +53,7 @@ struct OnepassArgs {
     bool delta_softplus;
     bool reverse;
     bool vector_rows;  // dim % 4 == 0 and x, delta, z, y aligned to a row of 4 channels: cp.async rows
-    bool pair_bc;      // dstate even and B, C aligned to two elements: one load per (token, state pair)
+    bool pair_bc;      // dstate even and B, C aligned to two elements: one copy per (token, state pair)
 };
 
 namespace op {
@@ -125,9 +127,9 @@ __device__ __forceinline__ int opaque(int v) {
 
 template <typename T>
 constexpr int min_blocks() {
-    // fp16/bf16: 4 blocks (16 warps) per SM fit 64 K registers at <= 128 each and ~51 KB shared
-    // memory each; float32 tiles are twice as large, so 3 blocks (<= 168 registers).
-    return sizeof(T) == 2 ? 3 : 3;
+    // 16-bit: 3 blocks (12 warps) per SM, <= 168 registers, ~68 KB of shared memory each (4 blocks'
+    // 128 registers spilled); float32 tiles are twice as large: 2 blocks (~94 KB each).
+    return sizeof(T) == 2 ? 3 : 2;
 }
 
 }  // namespace op
@@ -143,9 +145,13 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
     using Raw = typename P2::type;
     using Vec = typename op::RowVec<kRow>::type;
 
+    constexpr int kP = kOpSlabRowBytes / static_cast<int>(sizeof(Raw));  // pairs of states per slab
+    static_assert(kP * static_cast<int>(sizeof(Raw)) == kOpSlabRowBytes, "a slab row is whole pairs");
+
     extern __shared__ __align__(16) unsigned char op_smem[];
     float* const s_bc = reinterpret_cast<float*>(op_smem);  // [buffer][matrix B, C][state in group][segment][K + 4]
-    unsigned char* const s_act = op_smem + op_bc_bytes();     // [buffer][x, delta, z] tiles
+    Raw* const s_slab = reinterpret_cast<Raw*>(op_smem + op_bc_bytes());  // [matrix][pair][position + pad]
+    unsigned char* const s_act = op_smem + op_bc_bytes() + op_slab_bytes();  // [buffer][x, delta, z] tiles
     __shared__ float s_a2[kOpChannels][kMaxDstate];           // A * log2(e)
     __shared__ float s_carry[2][kOpChannels][kMaxDstate];     // state entering the chunk, by chunk parity
     __shared__ float2 s_agg[2][kOpWarps][kOpChannels];        // warp aggregates, by state-iteration parity
@@ -225,46 +231,75 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
         op::cp_async_commit();
     };
 
-    // ---- B / C, two states at a time -----------------------------------------------------------
-    // Thread tid stages positions 4 tid .. 4 tid + 3 (all in one segment) of both matrices.
-    static_assert(kOpStateGroup == 2, "the state loop below is unrolled for pairs of states");
-    Raw raw[2][4];
+    // ---- B / C: slabs by cp.async, groups of two states committed as float32 ----------------------
+    // Slab `slab` of a chunk: states [slab 2 kP, slab 2 kP + 2 kP) of its 512 positions, both
+    // matrices. This thread copies pair j = tid % kP of positions tid / kP + k kRStep: a warp reads
+    // 32 / kP whole 16-byte pieces of consecutive tokens' rows. The source advances by a fixed
+    // step (all 2 kPerMatrix addresses computed up front spilled; predicated ones cost ~16
+    // instructions a copy in the SASS, the stepped ones ~3).
+    constexpr int kRStep = kOpThreads / kP;            // positions between one thread's copies
+    constexpr int kPerMatrix = kOpChunk / kRStep;      // copies per thread, matrix and slab
+    static_assert(kPerMatrix * kRStep == kOpChunk, "slab copies split evenly over threads");
+    int const slab_j = op_slab_copy_pair(tid, kP);
+    int const slab_r = op_slab_copy_pos(tid, 0, kP);
+    static_assert(kOpThreads % kP == 0 && kRStep == op_slab_copy_pos(0, 1, kP), "copies of a thread: kRStep apart");
+    auto stage_slab = [&](int chunk, int slab) {
+        int const p0 = chunk * kOpChunk;
+        int const n0 = slab * 2 * kP + 2 * slab_j;
+        // Pairs past N are never committed: not copied. Positions past L are (zeros: dt = 0 there,
+        // and 0 * garbage could be NaN).
+        if (n0 < N) {
+            int const step = (p.reverse ? -kRStep : kRStep) * N;  // elements between a thread's copies
+            int const first = token_of(min(p0 + slab_r, L - 1)) * N + n0;
+            bool const whole = p0 + kOpChunk <= L;
+#pragma unroll
+            for (int m = 0; m < 2; ++m) {
+                T const* src = (m == 0 ? b_row : c_row) + first;
+                Raw* const dst = s_slab + op::opaque(op_slab_offset(m, slab_j, slab_r, kP));
+                if (p.pair_bc && whole) {  // every full chunk: no predicates, the source advances by step
+#pragma unroll 8
+                    for (int k = 0; k < kPerMatrix; ++k) {
+                        op::cp_async_row<static_cast<int>(sizeof(Raw))>(dst + k * kRStep, src, true);
+                        src += step;
+                    }
+                } else if (p.pair_bc) {
+#pragma unroll 1
+                    for (int k = 0; k < kPerMatrix; ++k) {
+                        bool const valid = p0 + slab_r + k * kRStep < L;
+                        op::cp_async_row<static_cast<int>(sizeof(Raw))>(dst + k * kRStep, valid ? src : b_row, valid);
+                        src += valid ? step : 0;
+                    }
+                } else {  // odd N or unaligned B/C: element by element, visible after the next barrier
+                    T const zero = op::from_f32<T>(0.0f);
+#pragma unroll 1
+                    for (int k = 0; k < kPerMatrix; ++k) {
+                        bool const valid = p0 + slab_r + k * kRStep < L;
+                        dst[k * kRStep] = valid ? P2::make(src[0], n0 + 1 < N ? src[1] : zero) : P2::make(zero, zero);
+                        src += valid ? step : 0;
+                    }
+                }
+            }
+        }
+        op::cp_async_commit();
+    };
+    // Group `group` (states 2 group, 2 group + 1) from the slab into float buffer buf: this thread
+    // converts positions 4 tid .. 4 tid + 3 (one segment) of both matrices.
+    struct alignas(4 * sizeof(Raw)) Raw4 {
+        Raw v[4];
+    };
     int const bc_r = 4 * tid;
     float* const bc_dst = s_bc + (bc_r / K) * kOpBcSegStride + bc_r % K;
     float const* const bc_seg = s_bc + op::opaque(seg * kOpBcSegStride);  // this thread's segment, buffer 0, B, state 0
-    int const bc_step = p.reverse ? -N : N;
-    auto fetch_bc = [&](int chunk, int group) {
-        int const pos0 = chunk * kOpChunk + bc_r;
-        int const n0 = group * kOpStateGroup;
-        int const off0 = token_of(min(pos0, L - 1)) * N + n0;  // position pos0 + k: off0 + k * bc_step
-        T const* const src_b = b_row + off0;
-        T const* const src_c = c_row + off0;
-        if (p.pair_bc && pos0 + 3 < L) {  // the common case: four aligned pair loads per matrix
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                raw[0][k] = *reinterpret_cast<Raw const*>(src_b + k * bc_step);
-                raw[1][k] = *reinterpret_cast<Raw const*>(src_c + k * bc_step);
-            }
-            return;
-        }
-        T const zero = op::from_f32<T>(0.0f);
-        bool const second = n0 + 1 < N;
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            bool const valid = pos0 + k < L;
-            T const* const sb = src_b + k * bc_step;
-            T const* const sc = src_c + k * bc_step;
-            raw[0][k] = valid ? P2::make(sb[0], second ? sb[1] : zero) : P2::make(zero, zero);
-            raw[1][k] = valid ? P2::make(sc[0], second ? sc[1] : zero) : P2::make(zero, zero);
-        }
-    };
-    auto commit_bc = [&](int buf) {
+    Raw const* const slab_src = s_slab + op::opaque(bc_r);
+    auto commit_group = [&](int group, int buf) {
+        int const j = group % kP;
 #pragma unroll
         for (int m = 0; m < 2; ++m) {
-            float2 const v0 = P2::to_float2(raw[m][0]);
-            float2 const v1 = P2::to_float2(raw[m][1]);
-            float2 const v2 = P2::to_float2(raw[m][2]);
-            float2 const v3 = P2::to_float2(raw[m][3]);
+            Raw4 const q = *reinterpret_cast<Raw4 const*>(slab_src + op_slab_offset(m, j, 0, kP));
+            float2 const v0 = P2::to_float2(q.v[0]);
+            float2 const v1 = P2::to_float2(q.v[1]);
+            float2 const v2 = P2::to_float2(q.v[2]);
+            float2 const v3 = P2::to_float2(q.v[3]);
             float* const dst = bc_dst + (buf * 2 + m) * kOpStateGroup * kBcState;
             *reinterpret_cast<float4*>(dst) = make_float4(v0.x, v1.x, v2.x, v3.x);
             *reinterpret_cast<float4*>(dst + kBcState) = make_float4(v0.y, v1.y, v2.y, v3.y);
@@ -294,11 +329,19 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
     int const warp_k = op::opaque(warp);
     constexpr int kAggParity = kOpWarps * kOpChannels;  // float2 elements between the two parities
 
-    // Prologue: chunk 0's tiles in flight, B/C group 0 of chunk 0 in buffer 0.
+    // Prologue (the step of group -1): chunk 0's tiles in flight, its first slab copied, group 0
+    // committed to buffer 0, and the next slab on its way if group 0 ends its slab.
     if (nchunks > 0) {
         stage_act(0, 0);
-        fetch_bc(0, 0);
-        commit_bc(0);
+        stage_slab(0, 0);
+        op::cp_async_wait<0>();
+        __syncthreads();
+        commit_group(0, 0);
+        OpGroupStep const first = op_group_step(0, -1, nchunks, ngroups, kP);
+        if (first.issue) {
+            __syncthreads();  // every thread's commit has read the slab
+            stage_slab(first.issue_chunk, first.issue_slab);
+        }
     }
 
     for (int chunk = 0; chunk < nchunks; ++chunk) {
@@ -335,10 +378,7 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
         for (int group = 0; group < ngroups; ++group) {
             int const cur = (chunk * ngroups + group) & 1;  // B/C buffer of this group
             float const* const bc_group = bc_seg + op::opaque(cur * 2 * kOpStateGroup * kBcState);
-            bool const next_exists = group + 1 < ngroups || chunk + 1 < nchunks;
-            if (next_exists) {
-                fetch_bc(group + 1 < ngroups ? chunk : chunk + 1, group + 1 < ngroups ? group + 1 : 0);
-            }
+            OpGroupStep const step = op_group_step(chunk, group, nchunks, ngroups, kP);
 #pragma unroll
             for (int sig = 0; sig < kOpStateGroup; ++sig) {
                 int const n = group * kOpStateGroup + sig;
@@ -367,10 +407,13 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
                 if (last_seg) {
                     agg_out[sig * kAggParity] = make_float2(pr.a, pr.b);
                 }
-                __syncthreads();  // per state: the warps' aggregates
-                if (sig == 0 && next_exists) {
+                if (sig == 0 && step.wait_slab) {
+                    op::cp_async_wait<0>();  // the slab the commit below reads (and any older copy)
+                }
+                __syncthreads();  // per state: the warps' aggregates (and the slab's copies)
+                if (sig == 0 && step.next_exists) {
                     // Buffer cur ^ 1 held the previous group, whose last reads preceded this barrier.
-                    commit_bc(cur ^ 1);
+                    commit_group(step.next_group, cur ^ 1);
                 }
                 ScanPair agg[kOpWarps];
 #pragma unroll
@@ -391,6 +434,11 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
                     load_row(cv, bc_group, 1, sig);
                     segment_pass2<K>(first_seg ? h_warp : h_prev, dec, ub, cv, y);
                 }
+            }
+            if (step.issue) {
+                // The group's second barrier (its second state's, or the odd-N break's) is behind
+                // every thread, and the commit before it was the slab's last read.
+                stage_slab(step.issue_chunk, step.issue_slab);
             }
         }
 

@@ -112,19 +112,71 @@ constexpr int kOpThreads = 32 * kOpWarps;
 constexpr int kOpSegsPerWarp = 32 / kOpChannels;                     // 8
 constexpr int kOpSegments = kOpWarps * kOpSegsPerWarp;               // 32 per chunk
 constexpr int kOpChunk = kOpSegments * kOpTokensPerThread;           // 512 positions per chunk
-constexpr int kOpStateGroup = 2;                                     // states of B/C staged at a time
+constexpr int kOpStateGroup = 2;                                     // states of B/C in one float32 group
 constexpr int kOpBcSegStride = kOpTokensPerThread + 4;               // floats; (K + 4) / 4 odd: no bank conflicts
 // Lane offsets of the in-warp (Kogge-Stone) scan: one, two, four segments back.
 constexpr int kOpScanLevels = 3;
 MQ_PLAN_FN int op_scan_offset(int level) { return kOpChannels << level; }
 static_assert(kOpSegsPerWarp == (1 << kOpScanLevels), "the in-warp scan spans the warp's segments");
 static_assert((kOpBcSegStride / 4) % 2 == 1 && kOpTokensPerThread % 4 == 0, "B/C rows: 16-byte reads, conflict-free");
-static_assert(kOpChunk == 4 * kOpThreads, "B/C staging: four positions per thread");
+static_assert(kOpChunk == 4 * kOpThreads, "B/C commit: four positions per thread");
+
+// B/C slabs (NOTES_onepass.md section 8). A chunk's B and C reach shared memory by cp.async in
+// slabs of 16 bytes of every token's row (8 states at 16 bits, 4 at 32 bits), read once from
+// device memory per chunk and block; a group's float32 commit then reads its pair of states from
+// the slab. Layout [matrix B, C][pair of states][position + padding], one pair = one copy of 4 or
+// 8 bytes: the commit's four consecutive positions are one 16-byte (32-bit: two) shared load, and
+// the padding puts the copies' writes (pairs fastest, then positions) in 32 distinct banks.
+constexpr int kOpSlabRowBytes = 16;  // bytes of each token's B (and C) row per slab
+constexpr int kOpSlabPad = 8;        // pairs of padding after each row of positions
+constexpr int kOpSlabRow = kOpChunk + kOpSlabPad;  // pairs between rows
+MQ_PLAN_FN int op_slab_pairs(std::size_t act_bytes) { return static_cast<int>(kOpSlabRowBytes / (2 * act_bytes)); }
+MQ_PLAN_FN std::size_t op_slab_bytes() { return std::size_t{2} * kOpSlabRow * kOpSlabRowBytes; }
+// Index of (matrix, pair, position) in the slab, in pairs.
+MQ_PLAN_FN int op_slab_offset(int matrix, int pair, int pos, int pairs) { return (matrix * pairs + pair) * kOpSlabRow + pos; }
+// Copy k of a thread (per matrix): pair tid % pairs of position tid / pairs + k * kOpThreads / pairs.
+MQ_PLAN_FN int op_slab_copy_pair(int tid, int pairs) { return tid % pairs; }
+MQ_PLAN_FN int op_slab_copy_pos(int tid, int k, int pairs) { return tid / pairs + k * (kOpThreads / pairs); }
+// 16-bit: one pair per bank word; the 4 pairs of 8 positions a warp copies land 8 banks apart.
+static_assert(kOpSlabRow % 32 == 8 && kOpSlabRow % 4 == 0, "slab rows: distinct banks, 16-byte aligned");
+
+// Where the slab copies go in the state-group loop: one step per (chunk, group), and the prologue
+// is the step of group -1 of chunk 0. In a step, a thread block (1) waits for its copies before
+// the first state's barrier when the next group starts a slab, (2) after that barrier commits the
+// next group from the slab, (3) after the group's second barrier (the second state's, or the odd-N
+// break's), once that commit was the last read of its slab, copies the slab of the group after it.
+// plugins/tests/test_scan_plan.cpp replays every step against a model of the buffer.
+struct OpGroupStep {
+    bool next_exists;  // a group follows, in this chunk or the next
+    int next_chunk;
+    int next_group;
+    bool wait_slab;    // (1)
+    bool issue;        // (3)
+    int issue_chunk;
+    int issue_slab;
+};
+MQ_PLAN_FN bool op_slab_starts(int group, int pairs) { return group % pairs == 0; }
+MQ_PLAN_FN bool op_slab_ends(int group, int ngroups, int pairs) { return group % pairs == pairs - 1 || group == ngroups - 1; }
+MQ_PLAN_FN OpGroupStep op_group_step(int chunk, int group, int nchunks, int ngroups, int pairs) {
+    OpGroupStep s{false, 0, 0, false, false, 0, 0};
+    bool const same_chunk = group + 1 < ngroups;
+    s.next_chunk = same_chunk ? chunk : chunk + 1;
+    s.next_group = same_chunk ? group + 1 : 0;
+    s.next_exists = s.next_chunk < nchunks;
+    s.wait_slab = s.next_exists && op_slab_starts(s.next_group, pairs);
+    if (s.next_exists && op_slab_ends(s.next_group, ngroups, pairs)) {
+        bool const same = s.next_group + 1 < ngroups;
+        s.issue_chunk = same ? s.next_chunk : s.next_chunk + 1;
+        s.issue_slab = same ? (s.next_group + 1) / pairs : 0;
+        s.issue = s.issue_chunk < nchunks;
+    }
+    return s;
+}
 
 MQ_PLAN_FN int64_t op_chunks(int64_t seqlen) { return ceil_div(seqlen, kOpChunk); }
 
-// Shared memory of the one-pass kernel (bytes): B/C groups (double-buffered, float32) and the
-// x/delta/z tiles (double-buffered, activation dtype, 16 bytes of padding per segment) in dynamic
+// Shared memory of the one-pass kernel (bytes): B/C groups (double-buffered, float32), the B/C
+// slab (activation dtype) and the x/delta/z tiles (double-buffered, activation dtype, 16 bytes of padding per segment) in dynamic
 // shared memory; per-state A, carried states and warp aggregates in static shared memory.
 MQ_PLAN_FN std::size_t op_bc_bytes() {
     return std::size_t{2} * 2 * kOpStateGroup * kOpSegments * kOpBcSegStride * sizeof(float);
@@ -132,6 +184,8 @@ MQ_PLAN_FN std::size_t op_bc_bytes() {
 MQ_PLAN_FN std::size_t op_row_bytes(std::size_t act_bytes) { return kOpChannels * act_bytes; }
 MQ_PLAN_FN std::size_t op_seg_bytes(std::size_t act_bytes) { return kOpTokensPerThread * op_row_bytes(act_bytes) + 16; }
 MQ_PLAN_FN std::size_t op_tile_bytes(std::size_t act_bytes) { return kOpSegments * op_seg_bytes(act_bytes); }
-MQ_PLAN_FN std::size_t op_dynamic_smem_bytes(std::size_t act_bytes) { return op_bc_bytes() + 2 * 3 * op_tile_bytes(act_bytes); }
+MQ_PLAN_FN std::size_t op_dynamic_smem_bytes(std::size_t act_bytes) {
+    return op_bc_bytes() + op_slab_bytes() + 2 * 3 * op_tile_bytes(act_bytes);
+}
 
 }  // namespace mq::scan

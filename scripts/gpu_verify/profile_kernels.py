@@ -1,8 +1,9 @@
 """The gpu_verify stage `profile`: Nsight Compute (ncu) on the scan kernels at issue 15's acceptance
 shape and a mamba2-130m mixer, so that one GPU call says *why* a kernel is where it is (occupancy,
-issue-slot use, the pipes it keeps busy, what its warps wait on), not only how long it takes
-(plugins/selective_scan/NOTES_onepass.md, section 6: the one-pass kernel missed its prediction 4x
-and the next step is its stall reasons).
+issue-slot use, the pipes it keeps busy, what its warps wait on, the bytes it pulls from L2 and
+DRAM, the instructions it executed), not only how long it takes
+(plugins/selective_scan/NOTES_onepass.md: section 6, the one-pass kernel missed its prediction 4x
+and the next step is its stall reasons; section 8, its B/C traffic from L2, predicted).
 
 Two halves:
 - `python profile_kernels.py --target LIB` is what ncu runs: the inputs (torch kernels, filtered
@@ -10,7 +11,9 @@ Two halves:
 - `profile()` builds the ncu command, runs it, and turns its raw CSV page into report rows
   (`parse_raw_csv`, `summarize`; tested on the CPU with a recorded layout, tests/test_gpu_verify.py).
 
-ncu runs with `--clock-control none` (the device notes: never change the card's clocks).
+ncu runs with `--clock-control none` (the device notes: never change the card's clocks). The
+memory and instruction counters are asked for by name (`--metrics`); an ncu that refuses one of
+them is run once more with the sections alone.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -52,7 +56,16 @@ COLUMNS = [
                           "sm__pipe_xu_cycles_active.avg.pct_of_peak_sustained_active"), 1),
     ("FMA pipe %", ("sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active",
                     "sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active"), 1),
+    # Where the bytes come from (NOTES_onepass.md section 8: the one-pass kernel's B/C re-reads) and
+    # how many instructions it took; asked for by --metrics (MEMORY_METRICS), not by a section.
+    ("L2→L1 MB", ("l1tex__m_xbar2l1tex_read_bytes.sum",), 1e-6),
+    ("DRAM read MB", ("dram__bytes_read.sum",), 1e-6),
+    ("L1 hit %", ("l1tex__t_sector_hit_rate.pct",), 1),
+    ("shared bank conflicts k", ("l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum",), 1e-3),
+    ("warp instructions M", ("smsp__inst_executed.sum",), 1e-6),
 ]
+MEMORY_METRICS = ("l1tex__m_xbar2l1tex_read_bytes.sum", "dram__bytes_read.sum", "l1tex__t_sector_hit_rate.pct",
+                  "l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum", "smsp__inst_executed.sum")
 
 
 # ---- the target: what runs under ncu -----------------------------------------------------------------
@@ -100,13 +113,15 @@ def find_ncu() -> str | None:
     return None
 
 
-def ncu_command(ncu: str, lib_path: pathlib.Path) -> list[str]:
+def ncu_command(ncu: str, lib_path: pathlib.Path, memory_metrics: bool = True) -> list[str]:
     names = "|".join(KERNELS)       # unanchored: the function name may carry its namespace (mq::scan::)
     cmd = [ncu, "--clock-control", "none", "--target-processes", "all", "--kernel-name-base", "function",
            "--kernel-name", f"regex:({names})", "--csv", "--page", "raw", "--print-units", "base",
            "--print-kernel-base", "function"]
     for section in SECTIONS:
         cmd += ["--section", section]
+    if memory_metrics:
+        cmd += ["--metrics", ",".join(MEMORY_METRICS)]
     return cmd + [sys.executable, str(pathlib.Path(__file__).resolve()), "--target", str(lib_path)]
 
 
@@ -167,7 +182,8 @@ def summarize(records: list[dict]) -> list[dict]:
 
 
 def table_columns() -> list[tuple[str, str, str]]:
-    fmt = {"duration µs": ".1f", "registers": ".0f", "cycles per issued instruction": ".1f"}
+    fmt = {"duration µs": ".1f", "registers": ".0f", "cycles per issued instruction": ".1f",
+           "warp instructions M": ".2f"}
     return ([("kernel", "kernel", ""), ("grid", "grid", ""), ("block", "block", "")]
             + [(c, c, fmt.get(c, ".0f")) for c, _, _ in COLUMNS]
             + [("top stalls (cycles per instruction)", "top stalls (cycles per instruction)", "")])
@@ -181,28 +197,38 @@ def profile(lib_path: pathlib.Path, log: pathlib.Path, timeout: float) -> tuple[
     home = log.parent / "ncu_home"          # ncu deploys its section files under $HOME
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, HOME=str(home), PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = ncu_command(ncu, lib_path)
-    # its own process group: on a timeout ncu *and* the profiled program go, so nothing holds the GPU
-    # during the later stages
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               start_new_session=True)
-    try:
-        out, err = process.communicate(timeout=timeout)
-        code = process.returncode
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):      # it may have ended at that very moment
-            os.killpg(process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    logs = []
+    for memory_metrics in (True, False):
+        cmd = ncu_command(ncu, lib_path, memory_metrics)
+        left = max(1.0, deadline - time.monotonic())
+        # its own process group: on a timeout ncu *and* the profiled program go, so nothing holds the
+        # GPU during the later stages
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                   start_new_session=True)
         try:
-            out, err = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:                  # something outside the group holds the pipes
-            out, err = "", ""
-        log.write_text(" ".join(cmd) + "\n\n" + out + "\n----- stderr -----\n" + err)
-        return "failed", summarize(parse_raw_csv(out)), f"ncu timed out after {timeout:.0f} s (killed with the program)"
-    log.write_text(" ".join(cmd) + "\n\n" + out + "\n----- stderr -----\n" + err)
-    rows = summarize(parse_raw_csv(out))
-    if code != 0 or not rows:
-        return "failed", rows, f"ncu exit {code}: " + (err.strip() or out.strip())[-1500:]
-    return "ok", rows, " ".join(cmd)
+            out, err = process.communicate(timeout=left)
+            code = process.returncode
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):      # it may have ended at that very moment
+                os.killpg(process.pid, signal.SIGKILL)
+            try:
+                out, err = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:                  # something outside the group holds the pipes
+                out, err = "", ""
+            logs.append(" ".join(cmd) + "\n\n" + out + "\n----- stderr -----\n" + err)
+            log.write_text("\n\n".join(logs))
+            return ("failed", summarize(parse_raw_csv(out)),
+                    f"ncu timed out after {timeout:.0f} s (killed with the program)")
+        logs.append(" ".join(cmd) + "\n\n" + out + "\n----- stderr -----\n" + err)
+        log.write_text("\n\n".join(logs))
+        rows = summarize(parse_raw_csv(out))
+        if code == 0 and rows:
+            return "ok", rows, " ".join(cmd)
+        # An ncu that does not know one of the extra metrics refuses the whole run: once more without.
+        if not (memory_metrics and "metric" in (err + out).lower()):
+            break
+    return "failed", rows, f"ncu exit {code}: " + (err.strip() or out.strip())[-1500:]
 
 
 if __name__ == "__main__":
