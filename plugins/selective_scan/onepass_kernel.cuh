@@ -127,8 +127,8 @@ __device__ __forceinline__ int opaque(int v) {
 
 template <typename T>
 constexpr int min_blocks() {
-    // 16-bit: 3 blocks (12 warps) per SM, <= 168 registers, ~68 KB of shared memory each (4 blocks'
-    // 128 registers spilled); float32 tiles are twice as large: 2 blocks (~94 KB each).
+    // 16-bit: 3 blocks (12 warps) per SM, <= 168 registers, ~66.5 KB of shared memory each (4 blocks'
+    // 128 registers spilled); float32 tiles are twice as large: 2 blocks (~90.5 KB each).
     return sizeof(T) == 2 ? 3 : 2;
 }
 

@@ -318,7 +318,9 @@ class Verify:
                 "chunked's kernels) and of the SSD scan at a mamba2-130m mixer (B=1 L=2048, 24 heads of 64, N=128), "
                 "clocks as found (`--clock-control none`). Stall reasons are cycles per issued instruction that a "
                 "warp spent waiting for that reason (selected / not selected left out); occupancy and pipe use in % "
-                f"of peak. Command: `{detail if verdict == 'ok' else ''}`\n\n")
+                "of peak; bytes read from L2 into L1 and from DRAM in MB (NOTES_onepass.md section 8 predicts "
+                "the one-pass kernel's L2→L1 MB). "
+                f"Command: `{detail if verdict == 'ok' else ''}`\n\n")
         body += markdown_table(rows, profile_kernels.table_columns()) if rows else ""
         if verdict != "ok":
             body += f"\n\n```\n{detail}\n```\n"
