@@ -2,7 +2,9 @@
 # The GPU verification: run it first whenever a GPU is available. Builds the kernels, the plugin
 # harness and the sanitizer driver for this GPU, checks everything that needs a GPU but not
 # TensorRT, times the kernels, and writes docs/gpu_report.md after every stage (a run cut short
-# still leaves a report). About 3-5 minutes on one H100.
+# still leaves a report). The stages before ssd and profile took 199 s on an H200 (docs/gpu_report.md,
+# 2026-11-27); allow 4-6 minutes for all of them. The short call for the scan kernels:
+# `scripts/gpu_verify.sh --stages build,kernels,timing,profile --quick --copy-to "$OUT"`.
 #
 #   scripts/gpu_verify.sh [--quick] [--trt-root DIR] [--report FILE] [--copy-to DIR] [--stages a,b,...]
 #

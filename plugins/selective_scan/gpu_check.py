@@ -91,8 +91,9 @@ def correctness_cases(quick: bool = False) -> list[ScanCase]:
               ScanCase(3, 1030, 514, "float32", True, False, True, dstate=33)]
     # Its B/C slabs (16 bytes of each token's row: 8 states at 16 bits, 4 at 32): N = 1 and 2 (one
     # group, the odd-N break), a slab cut short by N (6, 10), each across three chunks.
-    cases += [ScanCase(2, 1100, 516, dtype, n % 3 == 0, True, n % 2 == 0, dstate=n)
-              for dtype in ("float16", "float32") for n in (1, 2, 6, 10)]
+    cases += [ScanCase(2, 1100, 516, dtype, reverse, True, n % 2 == 0, dstate=n)
+              for dtype, flips in (("float16", (1, 6)), ("float32", (2, 10))) for n in (1, 2, 6, 10)
+              for reverse in (n in flips,)]
     return cases
 
 

@@ -269,13 +269,26 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
                         op::cp_async_row<static_cast<int>(sizeof(Raw))>(dst + k * kRStep, valid ? src : b_row, valid);
                         src += valid ? step : 0;
                     }
-                } else {  // odd N or unaligned B/C: element by element, visible after the next barrier
+                } else {  // odd N or unaligned B/C: element loads, visible after the next barrier
+                    // Four rows' loads in flight before their stores (one at a time cost an L2 round
+                    // trip each while the block waited at the next barrier).
                     T const zero = op::from_f32<T>(0.0f);
+                    bool const second = n0 + 1 < N;
+                    static_assert(kPerMatrix % 4 == 0, "fallback copies go four at a time");
 #pragma unroll 1
-                    for (int k = 0; k < kPerMatrix; ++k) {
-                        bool const valid = p0 + slab_r + k * kRStep < L;
-                        dst[k * kRStep] = valid ? P2::make(src[0], n0 + 1 < N ? src[1] : zero) : P2::make(zero, zero);
-                        src += valid ? step : 0;
+                    for (int k0 = 0; k0 < kPerMatrix; k0 += 4) {
+                        Raw v[4];
+#pragma unroll
+                        for (int k = 0; k < 4; ++k) {
+                            bool const valid = p0 + slab_r + (k0 + k) * kRStep < L;
+                            T const* const at = src + (valid ? k * step : 0);
+                            v[k] = valid ? P2::make(at[0], second ? at[1] : zero) : P2::make(zero, zero);
+                        }
+#pragma unroll
+                        for (int k = 0; k < 4; ++k) {
+                            dst[(k0 + k) * kRStep] = v[k];
+                        }
+                        src += 4 * step;
                     }
                 }
             }
@@ -284,7 +297,7 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
     };
     // Group `group` (states 2 group, 2 group + 1) from the slab into float buffer buf: this thread
     // converts positions 4 tid .. 4 tid + 3 (one segment) of both matrices.
-    struct alignas(4 * sizeof(Raw)) Raw4 {
+    struct alignas(16) Raw4 {  // one (16-bit) or two (fp32) 16-byte shared loads; the slab is 16-byte aligned
         Raw v[4];
     };
     int const bc_r = 4 * tid;
@@ -382,38 +395,47 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
 #pragma unroll
             for (int sig = 0; sig < kOpStateGroup; ++sig) {
                 int const n = group * kOpStateGroup + sig;
-                if (sig == 1 && n >= N) {
-                    // A one-state group (odd N): the group committed after this state's barrier is
-                    // read next, with no per-state barrier in between.
-                    __syncthreads();
-                    break;
-                }
-                float const a2 = a2_row[n];
+                // A one-state group (odd N) has no second state, only its barrier: the group
+                // committed after the first state's barrier is read next.
+                bool const no_state = sig == 1 && n >= N;
                 float dec[K], ub[K];
                 ScanPair pr{1.0f, 0.0f};
-                if (live) {
-                    float bv[K];
-                    load_row(bv, bc_group, 0, sig);
-                    pr = segment_pass1<K>(dt, u, bv, a2, dtsum, dec, ub);
+                if (no_state) {
+                    __syncthreads();
+                } else {
+                    float const a2 = a2_row[n];
+                    if (live) {
+                        float bv[K];
+                        load_row(bv, bc_group, 0, sig);
+                        pr = segment_pass1<K>(dt, u, bv, a2, dtsum, dec, ub);
 #pragma unroll
-                    for (int level = 0; level < kOpScanLevels; ++level) {
-                        int const off = op_scan_offset(level);
-                        ScanPair const prev{__shfl_up_sync(0xffffffffu, pr.a, off), __shfl_up_sync(0xffffffffu, pr.b, off)};
-                        if (lane >= off) {
-                            pr = combine(prev, pr);
+                        for (int level = 0; level < kOpScanLevels; ++level) {
+                            int const off = op_scan_offset(level);
+                            ScanPair const prev{__shfl_up_sync(0xffffffffu, pr.a, off), __shfl_up_sync(0xffffffffu, pr.b, off)};
+                            if (lane >= off) {
+                                pr = combine(prev, pr);
+                            }
                         }
                     }
+                    if (last_seg) {
+                        agg_out[sig * kAggParity] = make_float2(pr.a, pr.b);
+                    }
+                    if (sig == 0 && step.wait_slab) {
+                        op::cp_async_wait<0>();  // the slab the commit below reads (and any older copy)
+                    }
+                    __syncthreads();  // per state: the warps' aggregates (and the slab's copies)
+                    if (sig == 0 && step.next_exists) {
+                        // Buffer cur ^ 1 held the previous group, whose last reads preceded this barrier.
+                        commit_group(step.next_group, cur ^ 1);
+                    }
                 }
-                if (last_seg) {
-                    agg_out[sig * kAggParity] = make_float2(pr.a, pr.b);
+                if (sig == 1 && step.issue) {
+                    // Every thread is past the commit above, the slab's last read: the next slab's
+                    // copies run from here, during this state's pass 2 and the next state's pass 1.
+                    stage_slab(step.issue_chunk, step.issue_slab);
                 }
-                if (sig == 0 && step.wait_slab) {
-                    op::cp_async_wait<0>();  // the slab the commit below reads (and any older copy)
-                }
-                __syncthreads();  // per state: the warps' aggregates (and the slab's copies)
-                if (sig == 0 && step.next_exists) {
-                    // Buffer cur ^ 1 held the previous group, whose last reads preceded this barrier.
-                    commit_group(step.next_group, cur ^ 1);
+                if (no_state) {
+                    break;
                 }
                 ScanPair agg[kOpWarps];
 #pragma unroll
@@ -434,11 +456,6 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
                     load_row(cv, bc_group, 1, sig);
                     segment_pass2<K>(first_seg ? h_warp : h_prev, dec, ub, cv, y);
                 }
-            }
-            if (step.issue) {
-                // The group's second barrier (its second state's, or the odd-N break's) is behind
-                // every thread, and the commit before it was the slab's last read.
-                stage_slab(step.issue_chunk, step.issue_slab);
             }
         }
 
