@@ -20,7 +20,7 @@ from mq_deploy.errors import MQDeployError  # noqa: E402
 from mq_deploy.export import export_onnx  # noqa: E402
 from mq_deploy.export.aligned_codes import compare_qdq_graph, run_with_codes  # noqa: E402
 from mq_deploy.export.check import check_model  # noqa: E402
-from mq_deploy.export.hadamard_node import hadamard_quantize_function  # noqa: E402
+from mq_deploy.export.hadamard_node import hadamard_function, hadamard_quantize_function  # noqa: E402
 from mq_deploy.export.onnx_builder import DOMAIN, DOMAIN_VERSION, OPSET  # noqa: E402
 from mq_deploy.quant.artifact import load_quantized, save_quantized  # noqa: E402
 from mq_deploy.quant.config import QuantConfig  # noqa: E402
@@ -99,6 +99,35 @@ def test_local_function_is_the_float64_definition(dtype):
     near_tie = np.abs(np.abs(y - np.floor(y)) - 0.5) < 1e-4
     differ = ours != want
     assert np.abs(ours.astype(int) - want).max() <= 1 and not (differ & ~near_tie).any()
+
+
+def test_transform_function_runs_at_every_call_site_of_a_large_model():
+    """64 HadamardTransform nodes of width 6144 (mamba-2.8b has 64 layers of d_inner 5120) in one
+    graph: ONNX Runtime inlines the local function at each of them. With H_n as one n×n constant in
+    the body that was 64 × 38 MB, past ONNX Runtime's cumulative inlining limit ("Function inlining
+    exceeded the configured cumulative protobuf expansion limit"), as a mamba2-2.7b export hit; the
+    two small factors keep it at a few MB. The chained result is the float64 product."""
+    rng = np.random.default_rng(3)
+    n, layers = 6144, 64                                  # 12 * 512: the independent reference above
+    x = rng.standard_normal((2, n)).astype(np.float32)
+    signs = [rng.choice([-1.0, 1.0], n).astype(np.float32) for _ in range(2)]
+    nodes = [helper.make_node("HadamardTransform", [f"h{i}", f"signs{i % 2}"], [f"h{i + 1}"], domain=DOMAIN,
+                              plugin_version="1", plugin_namespace="mq_deploy") for i in range(layers)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("h0", TensorProto.FLOAT, [2, n])],
+                              [helper.make_tensor_value_info(f"h{layers}", TensorProto.FLOAT, [2, n])],
+                              [numpy_helper.from_array(v, f"signs{i}") for i, v in enumerate(signs)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
+                                                    helper.make_opsetid(DOMAIN, DOMAIN_VERSION)],
+                              functions=[hadamard_function(n)])
+    model.ir_version = 10
+    assert model.ByteSize() < 4 << 20
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ours = sess.run(None, {"h0": x})[0]
+    h = hadamard_n(n)
+    want = x.astype(np.float64)
+    for i in range(layers):
+        want = (want * signs[i % 2]) @ h
+    assert np.abs(ours - want).max() / np.abs(want).max() < 1e-5
 
 
 def test_rounds_half_to_even_and_saturates_exactly():

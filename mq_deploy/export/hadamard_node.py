@@ -1,6 +1,6 @@
 """The HadamardTransform op (DESIGN.md §3.2, plugins/hadamard/README.md): y = x·diag(signs)·H_n over
-the last axis. As a plugin node with a local function (Mul + MatMul with the constant H_n, in
-float32 like the kernel), or inline as one MatMul with the constant diag(signs)·H_n (`--scan onnx`).
+the last axis. As a plugin node with a local function (Mul, then H_n as two small ±1 factors,
+in float32 like the kernel), or inline as one MatMul with the constant diag(signs)·H_n (`--scan onnx`).
 
 HadamardQuantize is the same transform with out_proj's INT8 input quantization in its epilogue
 (`export --fuse-quantize`): the float32 result goes straight to QuantizeLinear, with no rounding to
@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..quant.transforms.hadamard import hadamard_matrix, signed_hadamard_matrix
+from ..quant.transforms.hadamard import hadamard_kron_pair, signed_hadamard_matrix
 from .onnx_builder import DOMAIN, OPSET, GraphBuilder
 from ..deploy.contract import (HADAMARD_INPUTS, HADAMARD_OP, HADAMARD_OUTPUTS, HADAMARD_QUANTIZE_INPUTS,
                                HADAMARD_QUANTIZE_OP, HADAMARD_QUANTIZE_OUTPUTS, PLUGIN_NAMESPACE, PLUGIN_VERSION)
@@ -39,19 +39,36 @@ def emit_hadamard_inline(b: GraphBuilder, x: str, signs, float_type: int, name: 
     return b.node("MatMul", [x, b.const(matrix, f"{name}.matrix")], name=name)
 
 
+def _constant(name: str, array: np.ndarray) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], name=name, value=numpy_helper.from_array(array, name))
+
+
 def _transform_nodes(size: int) -> list[onnx.NodeProto]:
-    """x (any float type) -> y_f32 = float32(x)·diag(signs)·H_n, as the kernel computes it."""
-    # H_n stored as the ±1 matrix in INT8 (a quarter of float32) times 1/sqrt(n)
-    unnormalized = np.rint(hadamard_matrix(size).numpy() * np.sqrt(size)).astype(np.int8)
+    """x (any float type) -> y_f32 = float32(x)·diag(signs)·H_n, as the kernel computes it.
+
+    H_n = kron(L, R) / sqrt(n) (hadamard_kron_pair): x is viewed as [..., n/r, r] and multiplied
+    by R on the right and Lᵀ on the left, so the body holds two ~sqrt(n)-sized ±1 INT8 constants, not
+    an n×n one. ONNX Runtime inlines the function at every call site, and 64 layers of a 5120×5120
+    constant (1.7 GB) exceeded its cumulative expansion limit: a mamba-2.8b / mamba2-2.7b export
+    could not run there."""
+    left, right = (f.numpy() for f in hadamard_kron_pair(size))
+    rows, cols = left.shape[0], right.shape[0]
     return [
         helper.make_node("Cast", ["x"], ["x_f32"], name="x_f32", to=TensorProto.FLOAT),
         helper.make_node("Mul", ["x_f32", "signs"], ["x_signed"], name="apply_signs"),
-        helper.make_node("Constant", [], ["H_pm1"], name="H_pm1",
-                         value=numpy_helper.from_array(unnormalized, "H_pm1")),
-        helper.make_node("Cast", ["H_pm1"], ["H_pm1_f32"], name="H_pm1_f32", to=TensorProto.FLOAT),
-        helper.make_node("Constant", [], ["inv_sqrt_n"], name="inv_sqrt_n",
-                         value=numpy_helper.from_array(np.array(1 / np.sqrt(size), np.float32), "inv_sqrt_n")),
-        helper.make_node("MatMul", ["x_signed", "H_pm1_f32"], ["x_H"], name="apply_H"),
+        helper.make_node("Shape", ["x_signed"], ["rows_shape"], name="rows_shape"),
+        helper.make_node("Shape", ["x_signed"], ["lead_shape"], name="lead_shape", end=-1),
+        _constant("grid", np.array([rows, cols], np.int64)),
+        helper.make_node("Concat", ["lead_shape", "grid"], ["grid_shape"], name="grid_shape", axis=0),
+        helper.make_node("Reshape", ["x_signed", "grid_shape"], ["x_grid"], name="x_grid"),
+        _constant("R_pm1", right),
+        helper.make_node("Cast", ["R_pm1"], ["R_f32"], name="R_f32", to=TensorProto.FLOAT),
+        _constant("Lt_pm1", np.ascontiguousarray(left.T)),
+        helper.make_node("Cast", ["Lt_pm1"], ["Lt_f32"], name="Lt_f32", to=TensorProto.FLOAT),
+        helper.make_node("MatMul", ["x_grid", "R_f32"], ["x_R"], name="apply_R"),
+        helper.make_node("MatMul", ["Lt_f32", "x_R"], ["x_LR"], name="apply_L"),
+        helper.make_node("Reshape", ["x_LR", "rows_shape"], ["x_H"], name="x_H"),
+        _constant("inv_sqrt_n", np.array(1 / np.sqrt(size), np.float32)),
         helper.make_node("Mul", ["x_H", "inv_sqrt_n"], ["y_f32"], name="normalize"),
     ]
 

@@ -87,6 +87,18 @@ def hadamard_matrix(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return (torch.kron(base, _sylvester(2 ** k, torch.float64)) / math.sqrt(n)).to(dtype)
 
 
+def hadamard_kron_pair(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L, R), int8 ±1 matrices with kron(L, R) / sqrt(n) = hadamard_matrix(n) and R the Sylvester
+    matrix of the largest power of two <= sqrt(n). For x viewed as [..., n / |R|, |R|], x·H_n is
+    Lᵀ·X·R / sqrt(n): two products with ~sqrt(n)-sized constants instead of one n×n (the ONNX local
+    function's form; n×n constants at every call site overflowed ONNX Runtime's function-inlining
+    limit at d_inner 5120 and 64 layers)."""
+    m, k = hadamard_factors(n)
+    k_right = min(k, (n.bit_length() - 1) // 2)
+    left = torch.kron(_cached_bases()[m].to(torch.int64), _sylvester(2 ** (k - k_right), torch.int64))
+    return left.to(torch.int8), _sylvester(2 ** k_right, torch.int64).to(torch.int8)
+
+
 def random_signs(n: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """n random ±1 values, reproducible from seed (a private torch.Generator: global RNG untouched)."""
     generator = torch.Generator().manual_seed(seed)
