@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-__all__ = ["BASE_ORDERS", "load_hadamard_bases", "hadamard_factors", "hadamard_matrix", "random_signs",
+__all__ = ["BASE_ORDERS", "load_hadamard_bases", "hadamard_factors", "hadamard_matrix", "hadamard_kron_pair", "random_signs",
            "signed_hadamard_matrix", "HadamardRotation"]
 
 BASES_FILE = Path(__file__).with_name("hadamard_bases.txt")
@@ -89,7 +89,7 @@ def hadamard_matrix(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
 
 def hadamard_kron_pair(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(L, R), int8 ±1 matrices with kron(L, R) / sqrt(n) = hadamard_matrix(n) and R the Sylvester
-    matrix of the largest power of two <= sqrt(n). For x viewed as [..., n / |R|, |R|], x·H_n is
+    matrix of the largest power of two <= sqrt(n) that divides n / m (so R = [1] for n = 40). For x viewed as [..., n / |R|, |R|], x·H_n is
     Lᵀ·X·R / sqrt(n): two products with ~sqrt(n)-sized constants instead of one n×n (the ONNX local
     function's form; n×n constants at every call site overflowed ONNX Runtime's function-inlining
     limit at d_inner 5120 and 64 layers)."""
