@@ -92,8 +92,7 @@ def hadamard_quantize_function(size: int) -> onnx.FunctionProto:
     float32(scale), zero point 0 (round half to even, saturate to [-128, 127])."""
     nodes = _transform_nodes(size) + [
         helper.make_node("Cast", ["scale"], ["scale_f32"], name="scale_f32", to=TensorProto.FLOAT),
-        helper.make_node("Constant", [], ["zero_point"], name="zero_point",
-                         value=numpy_helper.from_array(np.zeros((), np.int8), "zero_point")),
+        _constant("zero_point", np.zeros((), np.int8)),
         helper.make_node("QuantizeLinear", ["y_f32", "scale_f32", "zero_point"], ["y"], name="quantize"),
     ]
     return _function(HADAMARD_QUANTIZE_OP, HADAMARD_QUANTIZE_INPUTS, HADAMARD_QUANTIZE_OUTPUTS, nodes)

@@ -145,7 +145,7 @@ __global__ void __launch_bounds__(kOpThreads, op::min_blocks<T>()) onepass_scan_
     using Raw = typename P2::type;
     using Vec = typename op::RowVec<kRow>::type;
 
-    constexpr int kP = kOpSlabRowBytes / static_cast<int>(sizeof(Raw));  // pairs of states per slab
+    constexpr int kP = op_slab_pairs(sizeof(T));  // pairs of states per slab
     static_assert(kP * static_cast<int>(sizeof(Raw)) == kOpSlabRowBytes, "a slab row is whole pairs");
 
     extern __shared__ __align__(16) unsigned char op_smem[];

@@ -176,8 +176,9 @@ MQ_PLAN_FN OpGroupStep op_group_step(int chunk, int group, int nchunks, int ngro
 MQ_PLAN_FN int64_t op_chunks(int64_t seqlen) { return ceil_div(seqlen, kOpChunk); }
 
 // Shared memory of the one-pass kernel (bytes): B/C groups (double-buffered, float32), the B/C
-// slab (activation dtype) and the x/delta/z tiles (double-buffered, activation dtype, 16 bytes of padding per segment) in dynamic
-// shared memory; per-state A, carried states and warp aggregates in static shared memory.
+// slab (activation dtype) and the x/delta/z tiles (double-buffered, activation dtype, 16 bytes of
+// padding per segment) in dynamic shared memory; per-state A, carried states and warp aggregates
+// in static shared memory.
 MQ_PLAN_FN std::size_t op_bc_bytes() {
     return std::size_t{2} * 2 * kOpStateGroup * kOpSegments * kOpBcSegStride * sizeof(float);
 }

@@ -56,16 +56,18 @@ COLUMNS = [
                           "sm__pipe_xu_cycles_active.avg.pct_of_peak_sustained_active"), 1),
     ("FMA pipe %", ("sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active",
                     "sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active"), 1),
-    # Where the bytes come from (NOTES_onepass.md section 8: the one-pass kernel's B/C re-reads) and
-    # how many instructions it took; asked for by --metrics (MEMORY_METRICS), not by a section.
+]
+# Where the bytes come from (NOTES_onepass.md section 8: the one-pass kernel's B/C re-reads) and how
+# many instructions it took: no section collects these, so they are asked for by name (--metrics).
+MEMORY_COLUMNS = [
     ("L2→L1 MB", ("l1tex__m_xbar2l1tex_read_bytes.sum",), 1e-6),
     ("DRAM read MB", ("dram__bytes_read.sum",), 1e-6),
     ("L1 hit %", ("l1tex__t_sector_hit_rate.pct",), 1),
     ("shared bank conflicts k", ("l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum",), 1e-3),
     ("warp instructions M", ("smsp__inst_executed.sum",), 1e-6),
 ]
-MEMORY_METRICS = ("l1tex__m_xbar2l1tex_read_bytes.sum", "dram__bytes_read.sum", "l1tex__t_sector_hit_rate.pct",
-                  "l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum", "smsp__inst_executed.sum")
+COLUMNS += MEMORY_COLUMNS
+MEMORY_METRICS = tuple(names[0] for _, names, _ in MEMORY_COLUMNS)
 
 
 # ---- the target: what runs under ncu -----------------------------------------------------------------
@@ -201,28 +203,12 @@ def profile(lib_path: pathlib.Path, log: pathlib.Path, timeout: float) -> tuple[
     logs = []
     for memory_metrics in (True, False):
         cmd = ncu_command(ncu, lib_path, memory_metrics)
-        left = max(1.0, deadline - time.monotonic())
-        # its own process group: on a timeout ncu *and* the profiled program go, so nothing holds the
-        # GPU during the later stages
-        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                   start_new_session=True)
-        try:
-            out, err = process.communicate(timeout=left)
-            code = process.returncode
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):      # it may have ended at that very moment
-                os.killpg(process.pid, signal.SIGKILL)
-            try:
-                out, err = process.communicate(timeout=10)
-            except subprocess.TimeoutExpired:                  # something outside the group holds the pipes
-                out, err = "", ""
-            logs.append(" ".join(cmd) + "\n\n" + out + "\n----- stderr -----\n" + err)
-            log.write_text("\n\n".join(logs))
-            return ("failed", summarize(parse_raw_csv(out)),
-                    f"ncu timed out after {timeout:.0f} s (killed with the program)")
+        code, out, err = run_in_own_group(cmd, env, max(1.0, deadline - time.monotonic()))
         logs.append(" ".join(cmd) + "\n\n" + out + "\n----- stderr -----\n" + err)
         log.write_text("\n\n".join(logs))
         rows = summarize(parse_raw_csv(out))
+        if code is None:
+            return "failed", rows, f"ncu timed out after {timeout:.0f} s (killed with the program)"
         if code == 0 and rows:
             return "ok", rows, " ".join(cmd)
         # An ncu that does not know one of the extra metrics refuses the whole run: once more without.
@@ -230,6 +216,23 @@ def profile(lib_path: pathlib.Path, log: pathlib.Path, timeout: float) -> tuple[
             break
     return "failed", rows, f"ncu exit {code}: " + (err.strip() or out.strip())[-1500:]
 
+
+def run_in_own_group(cmd: list[str], env: dict, timeout: float) -> tuple[int | None, str, str]:
+    """(exit code, or None on a timeout; stdout; stderr). The command runs in its own process group:
+    on a timeout ncu *and* the profiled program go, so nothing holds the GPU during later stages."""
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+        return process.returncode, out, err
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):      # it may have ended at that very moment
+            os.killpg(process.pid, signal.SIGKILL)
+        try:
+            out, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:                  # something outside the group holds the pipes
+            out, err = "", ""
+        return None, out, err
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--target":
