@@ -61,7 +61,7 @@ def _applies(smoothing: str, contraction: bool, config: QuantConfig) -> bool:
 
 
 def run(model: str, bits: list[str], seeds: int, max_tokens: int, mode: str = "deploy", variants=None,
-        log=print) -> dict:
+        log=print, quantize_conv: bool = False) -> dict:
     loaded = load_checkpoint(model)
     tokenizer = lambda: loaded.tokenizer  # noqa: E731
     batches, _ = calibration_batches(tokenizer, str(sample_text(CALIB_TEXT)), 32, 512,
@@ -85,7 +85,8 @@ def run(model: str, bits: list[str], seeds: int, max_tokens: int, mode: str = "d
                 kl[name], nll[name] = [], []
                 for seed in range(seeds):
                     start = time.perf_counter()
-                    config = QuantConfig(w_bits=w_bits, a_bits=a_bits, mode=mode, seed=seed, **overrides)
+                    config = QuantConfig(w_bits=w_bits, a_bits=a_bits, mode=mode, seed=seed,
+                                         quantize_conv=quantize_conv, **overrides)
                     qm = quantize(loaded.model, recipe, batches, config, progress=False)
                     q = evaluate_model(qm.model, tokenizer, heldout, max_tokens=max_tokens, progress=False,
                                        option="--eval", reference=reference)
@@ -106,7 +107,7 @@ def run(model: str, bits: list[str], seeds: int, max_tokens: int, mode: str = "d
                              "verdict": verdict, "windows": diff["windows"]})
     finally:
         mambaquant.SMOOTHING, mambaquant.CONTRACTION_TRANSFORMS = "quantized-activations", True
-    return {"model": model, "mode": mode, "seeds": seeds, "tokens": fp["scored_tokens"],
+    return {"model": model, "mode": mode, "quantize_conv": quantize_conv, "seeds": seeds, "tokens": fp["scored_tokens"],
             "fp_perplexity": fp["perplexity"], "rows": rows}
 
 
@@ -126,7 +127,9 @@ def to_markdown(result: dict, command: str) -> str:
             f"Written by `{command}`. {_MODE_TEXT[result.get('mode', 'deploy')]}, calibration 32×512 tokens of samples/data/{CALIB_TEXT}, "
             f"evaluation on the first {result['tokens']:,} scored tokens of samples/data/{HELDOUT_TEXT} in "
             f"{result['rows'][0]['windows']} windows (FP perplexity {result['fp_perplexity']:.4f}), "
-            f"{result['seeds']} rotation seeds per variant; {_ROUNDING_TEXT[result.get('mode', 'deploy')]}. "
+            f"{result['seeds']} rotation seeds per variant; {_ROUNDING_TEXT[result.get('mode', 'deploy')]}"
+            + ("; the depthwise conv quantized too (its input at A8: MambaQuant's S7 acts there)"
+               if result.get("quantize_conv") else "") + ". "
             "Perplexity changes and KL are seed means; the difference column is the variant's per-window KL "
             "minus whole MambaQuant's, with its 95 % bootstrap interval over windows and seeds: a variant "
             "*closer to FP* with a part taken out means that part costs on this model.\n\n" + table + "\n")
@@ -141,6 +144,8 @@ def main(argv=None) -> int:
                    help="only these (default: all; MambaQuant is always run, as the baseline of the differences)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--max-tokens", type=int, default=65536)
+    p.add_argument("--quantize-conv", action="store_true",
+                   help="every variant also quantizes the depthwise conv (as quantize --quantize-conv)")
     p.add_argument("--out", type=Path, default=None, help="also write the report here (.md, and a .json beside it)")
     args = p.parse_args(argv)
     command = "python benchmarks/bench_mambaquant_components.py " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -148,7 +153,7 @@ def main(argv=None) -> int:
     if Path(model).resolve().is_relative_to(REPO):
         model = str(Path(model).resolve().relative_to(REPO))      # as the report names it
     variants = None if args.variants is None else {"MambaQuant", *args.variants}
-    result = run(model, args.bits, args.seeds, args.max_tokens, args.mode, variants)
+    result = run(model, args.bits, args.seeds, args.max_tokens, args.mode, variants, quantize_conv=args.quantize_conv)
     report = to_markdown(result, command.strip())
     print(report)
     if args.out is not None:

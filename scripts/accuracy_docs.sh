@@ -39,6 +39,16 @@ for text in samples/data/wiki_heldout.txt pydoc-topics; do
     python3 -m mq_deploy compare-recipes --model samples/models/mamba2-byte-8m --calib "$calib" --eval "$text" \
         --modes deploy --peers --out "docs/compare_recipes_mamba2_8m_$name" --force
 done
+# both Mamba-2 models with the depthwise conv quantized too (--quantize-conv: its input at A8, where MambaQuant's S7
+# smoothing acts in deploy mode), W8A8 and W4A8: about 5 minutes for the demo, 14 a text for the 8 M model
+python3 -m mq_deploy compare-recipes --model samples/models/mamba2-byte-demo --calib "$calib" \
+    --eval samples/data/wiki_heldout.txt --modes deploy --bits W8A8 W4A8 --peers --quantize-conv \
+    --out docs/compare_recipes_mamba2_demo_conv_wiki --force
+for text in samples/data/wiki_heldout.txt pydoc-topics; do
+    name=$([ "$text" = pydoc-topics ] && echo pydoc || echo wiki)
+    python3 -m mq_deploy compare-recipes --model samples/models/mamba2-byte-8m --calib "$calib" --eval "$text" \
+        --modes deploy --bits W8A8 W4A8 --peers --quantize-conv --out "docs/compare_recipes_mamba2_8m_conv_$name" --force
+done
 # MambaQuant's parts (R1's KLT, the smoothings) ablated on it, W8A8 and W4A8: about 20 minutes
 python3 benchmarks/bench_mambaquant_components.py --out docs/mambaquant_components_mamba2_8m
 # paper mode on both demo models: MambaQuant with and without its S4 + R4 at the scan's h·C contraction,

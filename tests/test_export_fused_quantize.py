@@ -6,6 +6,8 @@ the contracts TensorRT needs (every DequantizeLinear reads codes at the scale th
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import onnx
 import pytest
@@ -47,6 +49,7 @@ def paley_12() -> np.ndarray:
     return core + np.eye(q + 1)
 
 
+@functools.lru_cache(maxsize=4)
 def hadamard_n(n: int) -> np.ndarray:
     """mq-deploy's H_n for the sizes used here: kron(H_12, S_p) / sqrt(n), or S_n / sqrt(n) for a power of two."""
     base = paley_12() if n % 12 == 0 else np.ones((1, 1))
@@ -128,6 +131,47 @@ def test_transform_function_runs_at_every_call_site_of_a_large_model():
     for i in range(layers):
         want = (want * signs[i % 2]) @ h
     assert np.abs(ours - want).max() / np.abs(want).max() < 1e-5
+
+
+
+def inline_hadamard_model(n: int, layers: int, float_type: int, lead: list) -> onnx.ModelProto:
+    """`layers` chained inline transforms (the `--scan onnx` form) with their own random signs."""
+    from mq_deploy.export.hadamard_node import emit_hadamard_inline
+    from mq_deploy.export.onnx_builder import GraphBuilder
+    b, h = GraphBuilder(), "x"
+    for i in range(layers):
+        h = emit_hadamard_inline(b, h, torch.tensor(np.random.default_rng(i).choice([-1.0, 1.0], n)), float_type,
+                                 f"layer{i}.hadamard")
+    b.node("Identity", [h], ["y"], name="y")
+    graph = helper.make_graph(b.nodes, "g", [helper.make_tensor_value_info("x", float_type, [*lead, n])],
+                              [helper.make_tensor_value_info("y", float_type, [*lead, n])], b.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 9
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+@pytest.mark.parametrize("n, lead", [(96, ["b", "L"]), (6144, ["b"]), (64, ["b", "L"])])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_inline_transform_is_the_float64_definition_with_factors_shared_by_every_layer(n, lead, dtype):
+    """`--scan onnx` emits x·diag(signs)·H_n as two MatMuls with ~√n-wide factors that every layer
+    shares (not one n×n constant a layer: 3.4 GB of FP16 at mamba-2.8b); FP16 keeps FP16 accuracy."""
+    layers = 3                                           # (1 factor where Lᵀ/√|L| = R/√|R|, as at n = 64)
+    float_type = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    model = inline_hadamard_model(n, layers, float_type, lead)
+    factors = [t for t in model.graph.initializer if t.name.startswith(f"hadamard_{n}_")]
+    assert len(factors) in (1, 2) and sum(np.prod(t.dims) for t in factors) <= 3 * n   # n² for one matrix
+    assert sum(np.prod(t.dims) for t in model.graph.initializer) < 3 * n + layers * n + 16   # + the signs
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 5, n) if len(lead) == 2 else (3, n))
+    x[..., 3] *= 200                                     # an outlier channel, as out_proj's input has
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ours = sess.run(None, {"x": x.astype(dtype)})[0]
+    want = x.astype(dtype).astype(np.float64)
+    for i in range(layers):
+        want = (want * np.random.default_rng(i).choice([-1.0, 1.0], n)) @ hadamard_n(n)
+    error = np.linalg.norm(ours - want) / np.linalg.norm(want)
+    assert ours.dtype == dtype and error < (2e-3 if dtype == np.float16 else 1e-6), error
 
 
 def test_rounds_half_to_even_and_saturates_exactly():

@@ -244,6 +244,18 @@ def test_cli_quantize_and_eval_a_mamba2_model_on_token_ids(model_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "cmp.md").read_text()
     assert "| rtn | W8A8 | deploy |" in table and "| rtn | W8A8 | paper |" in table
+    # --quantize-conv reaches every recipe's config: the conv's INT8 weights and input move the row
+    done = cli("compare-recipes", "--model", model_dir, "--calib", tmp_path / "ids.npy", "--eval", tmp_path / "ids.npy",
+               "--calib-samples", 2, "--calib-seq-len", 64, "--eval-max-tokens", 2048, "--recipes", "rtn",
+               "--bits", "W8A8", "--modes", "deploy", "--seeds", 1, "--peers", "--quantize-conv",
+               "--out", tmp_path / "cmp_conv")
+    assert done.returncode == 0, done.stderr
+    import json
+    plain, conv = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("cmp", "cmp_conv"))
+    assert (plain["quantize_conv"], conv["quantize_conv"]) == (False, True)
+    row = {(r["bits"], r["mode"]): r for r in plain["rows"]}[("W8A8", "deploy")]
+    assert conv["rows"][0]["window_kl"] != row["window_kl"]
+    assert "quantize the depthwise conv too" in (tmp_path / "cmp_conv.md").read_text()
 
 
 def test_mambaquant_keeps_the_bundled_mamba2_demo_logits_in_float64():

@@ -90,7 +90,7 @@ def run_compare(args) -> int:
                              bit_settings=parse_bit_settings(args.bits), modes=args.modes,
                              calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
                              eval_max_tokens=args.eval_max_tokens or None, progress=False, peers=args.peers,
-                             seeds=args.seeds)
+                             seeds=args.seeds, quantize_conv=args.quantize_conv)
     md, js = write_report(result, args.out, force=args.force)
     print()
     print(to_markdown(result))
@@ -208,6 +208,8 @@ def register(verbs) -> None:
     p.add_argument("--seeds", type=int, default=3,
                    help="rotation seeds for each recipe with random Hadamard signs (quarot, quamba, mambaquant; "
                         "default 3): the row is their mean, the intervals cover the spread between them")
+    p.add_argument("--quantize-conv", action="store_true",
+                   help="every recipe also quantizes the depthwise conv1d (as quantize --quantize-conv)")
     p.add_argument("--out", default="out/compare_recipes", help="output path prefix (.md and .json are added)")
     add_force(p)
     p.set_defaults(func=run_compare)

@@ -1,6 +1,7 @@
 """The HadamardTransform op (DESIGN.md §3.2, plugins/hadamard/README.md): y = x·diag(signs)·H_n over
 the last axis. As a plugin node with a local function (Mul, then H_n as two small ±1 factors,
-in float32 like the kernel), or inline as one MatMul with the constant diag(signs)·H_n (`--scan onnx`).
+in float32 like the kernel), or inline with standard ops (`--scan onnx`): Mul by the signs, then the
+same two factors as two MatMuls in the graph's float type.
 
 HadamardQuantize is the same transform with out_proj's INT8 input quantization in its epilogue
 (`export --fuse-quantize`): the float32 result goes straight to QuantizeLinear, with no rounding to
@@ -13,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..quant.transforms.hadamard import hadamard_kron_pair, signed_hadamard_matrix
+from ..quant.transforms.hadamard import hadamard_kron_pair
 from .onnx_builder import DOMAIN, OPSET, GraphBuilder
 from ..deploy.contract import (HADAMARD_INPUTS, HADAMARD_OP, HADAMARD_OUTPUTS, HADAMARD_QUANTIZE_INPUTS,
                                HADAMARD_QUANTIZE_OP, HADAMARD_QUANTIZE_OUTPUTS, PLUGIN_NAMESPACE, PLUGIN_VERSION)
@@ -33,10 +34,21 @@ def emit_hadamard_quantize_node(b: GraphBuilder, x: str, signs: str, scale: str,
 
 
 def emit_hadamard_inline(b: GraphBuilder, x: str, signs, float_type: int, name: str) -> str:
-    """x @ (diag(signs)·H_n) as one MatMul with a constant in the graph's float type."""
-    matrix = signed_hadamard_matrix(signs).numpy().astype(np.float16 if float_type == TensorProto.FLOAT16
-                                                          else np.float32)
-    return b.node("MatMul", [x, b.const(matrix, f"{name}.matrix")], name=name)
+    """x·diag(signs)·H_n with standard ops in the graph's float type: Mul by the layer's signs, x viewed
+    as [-1, n/r, r], times R/√r on the right and Lᵀ/√(n/r) on the left (H_n = kron(L, R)/√n,
+    hadamard_kron_pair), back to x's shape. Each factor is orthonormal, so FP16 intermediates keep
+    x's magnitude. Not one n×n MatMul with diag(signs)·H_n: at mamba-2.8b's d_inner 5120 that was a
+    52 MB FP16 constant per layer (3.4 GB over 64 layers, beside 5.5 GB of weights) and n² multiply-adds
+    a token, twice out_proj's; the factors are ~√n wide, n·(n/r + r) a token, and shared by every layer."""
+    dtype = np.float16 if float_type == TensorProto.FLOAT16 else np.float32
+    n = signs.numel()
+    left, right = (f.numpy().astype(np.float64) for f in hadamard_kron_pair(n))
+    rows, cols = left.shape[0], right.shape[0]
+    signed = b.node("Mul", [x, b.const(signs.numpy().astype(dtype), f"{name}.signs")], name=f"{name}.apply_signs")
+    grid = b.node("Reshape", [signed, b.small([-1, rows, cols])], name=f"{name}.grid")
+    x_r = b.node("MatMul", [grid, b.shared(right / np.sqrt(cols), dtype, f"hadamard_{n}_R")], name=f"{name}.apply_R")
+    x_lr = b.node("MatMul", [b.shared(left.T / np.sqrt(rows), dtype, f"hadamard_{n}_Lt"), x_r], name=f"{name}.apply_L")
+    return b.node("Reshape", [x_lr, b.node("Shape", [x], name=f"{name}.shape")], name=name)
 
 
 def _constant(name: str, array: np.ndarray) -> onnx.NodeProto:

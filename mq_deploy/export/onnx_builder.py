@@ -73,10 +73,15 @@ class GraphBuilder:
     def small(self, values, dtype=np.int64) -> str:
         """A small shared constant (axes, split sizes, scalars), created once per value."""
         array = np.asarray(values, dtype=dtype)
+        label = "_".join(str(v) for v in array.ravel()[:4]).replace("-", "m").replace(".", "p")
+        return self.shared(array, dtype, f"const_{label or 'empty'}")
+
+    def shared(self, values, dtype, name: str) -> str:
+        """A constant created once per value and dtype and read by every node that asks for it."""
+        array = np.asarray(values, dtype=dtype)
         key = (array.dtype.str, array.shape, array.tobytes())
         if key not in self._const_cache:
-            label = "_".join(str(v) for v in array.ravel()[:4]).replace("-", "m").replace(".", "p")
-            self._const_cache[key] = self.const(array, f"const_{label or 'empty'}")
+            self._const_cache[key] = self.const(array, name)
         return self._const_cache[key]
 
     def cast(self, x: str, to: int, name: str | None = None) -> str:

@@ -45,10 +45,13 @@ def parse_bit_settings(labels) -> tuple[tuple[int, int], ...]:
 def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_settings=BIT_SETTINGS,
                     modes=MODES, calib_samples: int = 32, calib_seq_len: int = 512,
                     eval_max_tokens: int | None = 65536, progress: bool = True, log=print, peers=None,
-                    seeds: int = SEEDS) -> dict:
+                    seeds: int = SEEDS, quantize_conv: bool = False) -> dict:
     """peers: ModelOpt configs to run beside the recipes (reports/modelopt_peer.py); None: all of
     them when nvidia-modelopt is installed, none otherwise. seeds: how many rotation seeds (0, 1,
-    ...) each recipe with random signs runs at (the others are one model whatever the seed)."""
+    ...) each recipe with random signs runs at (the others are one model whatever the seed).
+    quantize_conv: every recipe also quantizes the depthwise conv (QuantConfig.quantize_conv), the
+    one deploy-mode point where MambaQuant's S7 smoothing changes what is quantized; the ModelOpt
+    peers keep their own configs (the conv in floating point)."""
     if seeds < 1:
         raise MQDeployError(f"--seeds {seeds}: give at least 1")
     from .modelopt_peer import PEERS, modelopt_available, modelopt_quantize
@@ -78,7 +81,8 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
             for mode in modes:
                 runs = []
                 for seed in range(seeds if uses_seed(recipe) else 1):
-                    config = QuantConfig(w_bits=w_bits, a_bits=a_bits, mode=mode, seed=seed)
+                    config = QuantConfig(w_bits=w_bits, a_bits=a_bits, mode=mode, seed=seed,
+                                         quantize_conv=quantize_conv)
                     start = time.perf_counter()
                     qm = quantize(loaded.model, recipe, batches, config, progress=progress)
                     seconds = time.perf_counter() - start
@@ -108,7 +112,8 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
             f"KL {q['kl_per_token']:.2e}  calibration {seconds:.1f} s")
     return {"producer": PRODUCER, "model": str(model_dir), "calibration": {"text": calib_label, "samples": int(batches.shape[0]),
                                                      "seq_len": int(batches.shape[1])},
-            "eval": {"text": fp["text"], "tokens": fp["scored_tokens"]}, "fp_perplexity": fp["perplexity"],
+            "eval": {"text": fp["text"], "tokens": fp["scored_tokens"]}, "quantize_conv": quantize_conv,
+            "fp_perplexity": fp["perplexity"],
             "fp_bits_per_byte": fp["bits_per_byte"], "fp_window_nll": fp["window_nll"], "rows": rows,
             "decisions": decisions(rows)}
 
@@ -169,7 +174,10 @@ def to_markdown(result: dict) -> str:
              f"{result['eval']['tokens']:,} tokens of {result['eval']['text']}. "
              f"FP perplexity {result['fp_perplexity']:.4f}"
              + (f" ({result['fp_bits_per_byte']:.4f} bits/byte)." if result["fp_bits_per_byte"] is not None else
-                " (token ids: no bytes to count)."), "",
+                " (token ids: no bytes to count).")
+             + (" The recipes quantize the depthwise conv too (`--quantize-conv`: INT8 per-channel weights, "
+                "its input at A8); ModelOpt peers keep it in floating point." if result.get("quantize_conv") else ""),
+             "",
              f"| recipe | bits | mode | weight rounding | perplexity | vs FP | {_interval_header(result)} | "
              "KL(FP ‖ q) per token | seeds: vs FP each | calibration (s) |", "|---|---|---|---|---:|---:|---|---:|---|---:|"]
     for r in result["rows"]:
