@@ -176,7 +176,9 @@ def to_markdown(result: dict) -> str:
              + (f" ({result['fp_bits_per_byte']:.4f} bits/byte)." if result["fp_bits_per_byte"] is not None else
                 " (token ids: no bytes to count).")
              + (" The recipes quantize the depthwise conv too (`--quantize-conv`: INT8 per-channel weights, "
-                "its input at A8); ModelOpt peers keep it in floating point." if result.get("quantize_conv") else ""),
+                "its input at A8)" + ("; ModelOpt peers keep it in floating point" if any(
+                    r.get("weight_rounding") == "modelopt" for r in result["rows"]) else "") + "."
+                if result.get("quantize_conv") else ""),
              "",
              f"| recipe | bits | mode | weight rounding | perplexity | vs FP | {_interval_header(result)} | "
              "KL(FP ‖ q) per token | seeds: vs FP each | calibration (s) |", "|---|---|---|---|---:|---:|---|---:|---|---:|"]
