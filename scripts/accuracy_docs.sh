@@ -49,6 +49,9 @@ for text in samples/data/wiki_heldout.txt pydoc-topics; do
     python3 -m mq_deploy compare-recipes --model samples/models/mamba2-byte-8m --calib "$calib" --eval "$text" \
         --modes deploy --bits W8A8 W4A8 --peers --quantize-conv --out "docs/compare_recipes_mamba2_8m_conv_$name" --force
 done
+# which part of MambaQuant pays with the conv quantized, W8A8: about 8 minutes
+python3 benchmarks/bench_mambaquant_components.py --bits W8A8 --quantize-conv \
+    --variants "MambaQuant, R1 = H" "MambaQuant, no smoothing" QuaRot --out docs/mambaquant_components_mamba2_8m_conv
 # MambaQuant's parts (R1's KLT, the smoothings) ablated on it, W8A8 and W4A8: about 20 minutes
 python3 benchmarks/bench_mambaquant_components.py --out docs/mambaquant_components_mamba2_8m
 # paper mode on both demo models: MambaQuant with and without its S4 + R4 at the scan's h·C contraction,
