@@ -58,6 +58,12 @@ def hadamard_n(n: int) -> np.ndarray:
     return h
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _free_the_cached_matrices():
+    yield
+    hadamard_n.cache_clear()          # 6144² float64 is 300 MB: not for the rest of the test process
+
+
 def reference_transform(x: np.ndarray, signs: np.ndarray, scale: float) -> np.ndarray:
     return (x.astype(np.float64) * signs) @ hadamard_n(x.shape[-1]) / scale
 

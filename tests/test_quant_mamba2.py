@@ -244,7 +244,7 @@ def test_cli_quantize_and_eval_a_mamba2_model_on_token_ids(model_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "cmp.md").read_text()
     assert "| rtn | W8A8 | deploy |" in table and "| rtn | W8A8 | paper |" in table
-    # --quantize-conv reaches every recipe's config: the conv's INT8 weights and input move the row
+    # --quantize-conv reaches the recipe's config: the conv's INT8 weights and input move the row
     done = cli("compare-recipes", "--model", model_dir, "--calib", tmp_path / "ids.npy", "--eval", tmp_path / "ids.npy",
                "--calib-samples", 2, "--calib-seq-len", 64, "--eval-max-tokens", 2048, "--recipes", "rtn",
                "--bits", "W8A8", "--modes", "deploy", "--seeds", 1, "--peers", "--quantize-conv",

@@ -176,7 +176,7 @@ def to_markdown(result: dict) -> str:
              + (f" ({result['fp_bits_per_byte']:.4f} bits/byte)." if result["fp_bits_per_byte"] is not None else
                 " (token ids: no bytes to count).")
              + (" The recipes quantize the depthwise conv too (`--quantize-conv`: INT8 per-channel weights, "
-                "its input at A8)" + ("; ModelOpt peers keep it in floating point" if any(
+                "its input at the row's activation bits, floating point at A16)" + ("; ModelOpt peers keep it in floating point" if any(
                     r.get("weight_rounding") == "modelopt" for r in result["rows"]) else "") + "."
                 if result.get("quantize_conv") else ""),
              "",
