@@ -58,7 +58,7 @@ def _constant(name: str, array: np.ndarray) -> onnx.NodeProto:
 def _transform_nodes(size: int) -> list[onnx.NodeProto]:
     """x (any float type) -> y_f32 = float32(x)·diag(signs)·H_n, as the kernel computes it.
 
-    H_n = kron(L, R) / sqrt(n) (hadamard_kron_pair): x is viewed as [..., n/r, r] and multiplied
+    H_n = kron(L, R) / sqrt(n) (hadamard_kron_pair): x is viewed as [-1, n/r, r] and multiplied
     by R on the right and Lᵀ on the left, so the body holds two ~sqrt(n)-sized ±1 INT8 constants, not
     an n×n one. ONNX Runtime inlines the function at every call site, and 64 layers of a 5120×5120
     constant (1.7 GB) exceeded its cumulative expansion limit: a mamba-2.8b / mamba2-2.7b export
@@ -69,9 +69,7 @@ def _transform_nodes(size: int) -> list[onnx.NodeProto]:
         helper.make_node("Cast", ["x"], ["x_f32"], name="x_f32", to=TensorProto.FLOAT),
         helper.make_node("Mul", ["x_f32", "signs"], ["x_signed"], name="apply_signs"),
         helper.make_node("Shape", ["x_signed"], ["rows_shape"], name="rows_shape"),
-        helper.make_node("Shape", ["x_signed"], ["lead_shape"], name="lead_shape", end=-1),
-        _constant("grid", np.array([rows, cols], np.int64)),
-        helper.make_node("Concat", ["lead_shape", "grid"], ["grid_shape"], name="grid_shape", axis=0),
+        _constant("grid_shape", np.array([-1, rows, cols], np.int64)),
         helper.make_node("Reshape", ["x_signed", "grid_shape"], ["x_grid"], name="x_grid"),
         _constant("R_pm1", right),
         helper.make_node("Cast", ["R_pm1"], ["R_f32"], name="R_f32", to=TensorProto.FLOAT),

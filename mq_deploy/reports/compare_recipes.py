@@ -174,12 +174,7 @@ def to_markdown(result: dict) -> str:
              f"{result['eval']['tokens']:,} tokens of {result['eval']['text']}. "
              f"FP perplexity {result['fp_perplexity']:.4f}"
              + (f" ({result['fp_bits_per_byte']:.4f} bits/byte)." if result["fp_bits_per_byte"] is not None else
-                " (token ids: no bytes to count).")
-             + (" The recipes quantize the depthwise conv too (`--quantize-conv`: INT8 per-channel weights, "
-                "its input at the row's activation bits, floating point at A16)" + ("; ModelOpt peers keep it in floating point" if any(
-                    r.get("weight_rounding") == "modelopt" for r in result["rows"]) else "") + "."
-                if result.get("quantize_conv") else ""),
-             "",
+                " (token ids: no bytes to count).") + _conv_note(result), "",
              f"| recipe | bits | mode | weight rounding | perplexity | vs FP | {_interval_header(result)} | "
              "KL(FP ‖ q) per token | seeds: vs FP each | calibration (s) |", "|---|---|---|---|---:|---:|---|---:|---|---:|"]
     for r in result["rows"]:
@@ -208,6 +203,15 @@ def to_markdown(result: dict) -> str:
                 f = d["fidelity"]
                 lines.append(f"- {d['bits']} {d['mode']}, fidelity: {f['best']}, {_verdict(f, _kl_interval_text)}")
     return "\n".join(lines) + "\n"
+
+
+def _conv_note(result: dict) -> str:
+    if not result.get("quantize_conv"):
+        return ""
+    peers = any(r.get("weight_rounding") == "modelopt" for r in result["rows"])
+    return (" The recipes quantize the depthwise conv too (`--quantize-conv`: INT8 per-channel weights, its input "
+            "at the row's activation bits, floating point at A16)"
+            + ("; ModelOpt peers keep it in floating point" if peers else "") + ".")
 
 
 def _verdict(d: dict, interval) -> str:

@@ -90,9 +90,9 @@ def hadamard_matrix(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
 def hadamard_kron_pair(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(L, R), int8 ±1 matrices with kron(L, R) / sqrt(n) = hadamard_matrix(n) and R the Sylvester
     matrix of the largest power of two <= sqrt(n) that divides n / m (so R = [1] for n = 40). For x viewed as [..., n / |R|, |R|], x·H_n is
-    Lᵀ·X·R / sqrt(n): two products with ~sqrt(n)-sized constants instead of one n×n (the ONNX local
-    function's form; n×n constants at every call site overflowed ONNX Runtime's function-inlining
-    limit at d_inner 5120 and 64 layers)."""
+    Lᵀ·X·R / sqrt(n): two products with ~sqrt(n)-sized constants instead of one n×n (both ONNX forms
+    of the transform, export/hadamard_node.py: n×n constants at every call site overflowed ONNX
+    Runtime's function-inlining limit at d_inner 5120 and 64 layers)."""
     m, k = hadamard_factors(n)
     k_right = min(k, (n.bit_length() - 1) // 2)
     left = torch.kron(_cached_bases()[m].to(torch.int64), _sylvester(2 ** (k - k_right), torch.int64))
