@@ -5,6 +5,9 @@
 # still leaves a report). The stages before ssd and profile took 199 s on an H200 (docs/gpu_report.md,
 # 2026-11-27); allow 4-6 minutes for all of them. The short call for the scan kernels:
 # `scripts/gpu_verify.sh --stages build,kernels,timing,profile --quick --copy-to "$OUT"`.
+# The first call of a session with a GPU while the SSD (Mamba-2) kernels have never run on one:
+# `scripts/gpu_verify.sh --quick --stages build,kernels,ssd,timing,profile,plugins,sanitizer --copy-to "$OUT"`
+# (the Mamba-1 one-pass change and the SSD scalar and tensor-core kernels first, then the plugins).
 #
 #   scripts/gpu_verify.sh [--quick] [--trt-root DIR] [--report FILE] [--copy-to DIR] [--stages a,b,...]
 #

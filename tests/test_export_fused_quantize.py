@@ -147,7 +147,7 @@ def inline_hadamard_model(n: int, layers: int, float_type: int, lead: list) -> o
     b, h = GraphBuilder(), "x"
     for i in range(layers):
         h = emit_hadamard_inline(b, h, torch.tensor(np.random.default_rng(i).choice([-1.0, 1.0], n)), float_type,
-                                 f"layer{i}.hadamard")
+                                 f"layer{i}.hadamard", lead_dims=len(lead))
     b.node("Identity", [h], ["y"], name="y")
     graph = helper.make_graph(b.nodes, "g", [helper.make_tensor_value_info("x", float_type, [*lead, n])],
                               [helper.make_tensor_value_info("y", float_type, [*lead, n])], b.initializers)
@@ -165,6 +165,11 @@ def test_inline_transform_is_the_float64_definition_with_factors_shared_by_every
     layers = 3                                           # (1 factor where Lᵀ/√|L| = R/√|R|, as at n = 64)
     float_type = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     model = inline_hadamard_model(n, layers, float_type, lead)
+    # the reshapes copy the leading dims: shape inference keeps them (and n) through every layer
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in inferred.graph.value_info}
+    assert all(shapes[f"layer{i}.hadamard_out"] == [*lead, n] for i in range(layers)), shapes
     factors = [t for t in model.graph.initializer if t.name.startswith(f"hadamard_{n}_")]
     assert len(factors) in (1, 2) and sum(np.prod(t.dims) for t in factors) <= 3 * n   # n² for one matrix
     assert sum(np.prod(t.dims) for t in model.graph.initializer) < 3 * n + layers * n + 16   # + the signs

@@ -228,6 +228,17 @@ def test_ssd_c_api_checks_arguments_without_launching(kernels_lib):
                   **dummy) == 1                                               # a partial overlap, even in place
     assert status("mq_ssd_scan_sequential", dtype=0, **{**shape, "seqlen": 0}, A=16, initial_state=1 << 20,
                   final_state=None) == 0                                      # no tokens, no state out: no launch
+    # the tensor-core path: 16-bit activations, head_dim <= 64, dstate <= 128 (refused before any device
+    # query, so on a machine without a GPU too); its workspace is one float state per 256 tokens
+    assert raw.mq_ssd_scan_mma_workspace_size(1, 2048, 24, 64, 128) == 4 * (8 * 24 * 64 * 128 + 8 * 24)
+    assert raw.mq_ssd_scan_mma_workspace_size(2, 257, 3, 50, 5) == 4 * (2 * 2 * 3 * 50 * 5 + 2 * 2 * 3)
+    assert raw.mq_ssd_scan_mma_workspace_size(1, 2048, 24, 65, 128) == 0     # P > 64: unsupported
+    assert raw.mq_ssd_scan_mma_workspace_size(1, 2048, 24, 64, 129) == 0     # N > 128
+    assert status("mq_ssd_scan_mma", dtype=0, **shape, **dummy) == 2           # float32: unsupported
+    assert status("mq_ssd_scan_mma", dtype=1, **{**shape, "head_dim": 65}, **dummy) == 2
+    assert status("mq_ssd_scan_mma", dtype=2, **{**shape, "dstate": 129}, **dummy) == 2
+    assert status("mq_ssd_scan_mma", dtype=1, **shape, n_groups=4, **dummy) == 1   # bad arguments come first
+    assert status("mq_ssd_scan_mma", dtype=1, **{**shape, "batch": 0}) == 0
 
 
 def test_c_api_header_is_c_and_matches_ctypes(tmp_path):
@@ -333,6 +344,14 @@ def test_ssd_check_plans_cases_that_reach_every_kernel_path():
     assert any(c.head_dim % 16 for c in cases) and any(c.groups > 1 for c in cases)
     assert any(c.initial_state for c in cases) and any(c.dt_limit for c in cases)
     assert {c.seqlen for c in cases} >= {1, 7, 2048, 8192}
+    # the tensor-core kernel's share: padded P and N, partial and whole 256-token chunks, groups, limits
+    mma = [c for c in cases if "mma" in ssd_check.algorithms_for(c)]
+    assert {c.dtype for c in mma} == {"float16", "bfloat16"}
+    assert any(c.head_dim % 16 for c in mma) and any(c.dstate % 16 for c in mma)
+    assert any(c.seqlen % 256 and c.seqlen > 256 for c in mma) and any(c.seqlen % 256 == 0 for c in mma)
+    assert any(c.groups > 1 for c in mma) and any(c.initial_state for c in mma) and any(c.dt_limit for c in mma)
+    assert not ssd_check.mma_supports(ssd_check.SsdCase(1, 64, 2, 64, 1, 256, "float16"))
+    assert all("mma" in ssd_check.algorithms_for(c) for c in ssd_check.timing_cases())
     grid = {(c.batch, c.seqlen, c.heads, c.dtype) for c in ssd_check.timing_cases()}
     assert grid == {(b, l, h, t) for b in (1, 8) for l in (2048, 8192) for h in (24, 48, 80)
                     for t in ("float16", "bfloat16")}

@@ -33,22 +33,26 @@ def emit_hadamard_quantize_node(b: GraphBuilder, x: str, signs: str, scale: str,
     return b.node(HADAMARD_QUANTIZE_OP, [x, signs, scale], name=name, domain=DOMAIN, **ATTRIBUTES)
 
 
-def emit_hadamard_inline(b: GraphBuilder, x: str, signs, float_type: int, name: str) -> str:
+def emit_hadamard_inline(b: GraphBuilder, x: str, signs, float_type: int, name: str, lead_dims: int = 2) -> str:
     """x·diag(signs)·H_n with standard ops in the graph's float type: Mul by the layer's signs, x viewed
-    as [-1, n/r, r], times R/√r on the right and Lᵀ/√(n/r) on the left (H_n = kron(L, R)/√n,
-    hadamard_kron_pair), back to x's shape. Each factor is orthonormal, so FP16 intermediates keep
+    as [..., n/r, r], times R/√r on the right and Lᵀ/√(n/r) on the left (H_n = kron(L, R)/√n,
+    hadamard_kron_pair), back to [..., n]. Each factor is orthonormal, so FP16 intermediates keep
     x's magnitude. Not one n×n MatMul with diag(signs)·H_n: at mamba-2.8b's d_inner 5120 that was a
     52 MB FP16 constant per layer (3.4 GB over 64 layers, beside 5.5 GB of weights) and n² multiply-adds
-    a token, twice out_proj's; the factors are ~√n wide, n·(n/r + r) a token, and shared by every layer."""
+    a token, twice out_proj's; the factors are ~√n wide, n·(n/r + r) a token, and shared by every layer.
+
+    lead_dims: x's dims before the channels ([batch, seqlen]: 2). Both reshapes are constants that copy
+    them (0 = keep that dim), so shape inference keeps batch, seqlen and n through the transform."""
     dtype = np.float16 if float_type == TensorProto.FLOAT16 else np.float32
     n = signs.numel()
     left, right = (f.numpy().astype(np.float64) for f in hadamard_kron_pair(n))
     rows, cols = left.shape[0], right.shape[0]
+    keep = [0] * lead_dims
     signed = b.node("Mul", [x, b.const(signs.numpy().astype(dtype), f"{name}.signs")], name=f"{name}.apply_signs")
-    grid = b.node("Reshape", [signed, b.small([-1, rows, cols])], name=f"{name}.grid")
+    grid = b.node("Reshape", [signed, b.small([*keep, rows, cols])], name=f"{name}.grid")
     x_r = b.node("MatMul", [grid, b.shared(right / np.sqrt(cols), dtype, f"hadamard_{n}_R")], name=f"{name}.apply_R")
     x_lr = b.node("MatMul", [b.shared(left.T / np.sqrt(rows), dtype, f"hadamard_{n}_Lt"), x_r], name=f"{name}.apply_L")
-    return b.node("Reshape", [x_lr, b.node("Shape", [x], name=f"{name}.shape")], name=name)
+    return b.node("Reshape", [x_lr, b.small([*keep, n])], name=name)
 
 
 def _constant(name: str, array: np.ndarray) -> onnx.NodeProto:

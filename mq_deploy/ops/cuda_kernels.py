@@ -101,11 +101,11 @@ class MqKernels:
         lib.mq_selective_scan_workspace_size.restype = ctypes.c_size_t
         lib.mq_selective_scan_workspace_bound.argtypes = [ctypes.c_int32] * 4
         lib.mq_selective_scan_workspace_bound.restype = ctypes.c_size_t
-        for name in ("mq_ssd_scan", "mq_ssd_scan_sequential"):
+        for name in ("mq_ssd_scan", "mq_ssd_scan_sequential", "mq_ssd_scan_mma"):
             fn = getattr(lib, name)
             fn.argtypes = [ctypes.POINTER(SsdArgs), ctypes.c_void_p]
             fn.restype = ctypes.c_int
-        for name in ("mq_ssd_scan_workspace_size", "mq_ssd_scan_workspace_bound"):
+        for name in ("mq_ssd_scan_workspace_size", "mq_ssd_scan_workspace_bound", "mq_ssd_scan_mma_workspace_size"):
             getattr(lib, name).argtypes = [ctypes.c_int32] * 5
             getattr(lib, name).restype = ctypes.c_size_t
         lib.mq_hadamard_transform.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
@@ -180,7 +180,8 @@ class MqKernels:
         """The SSD (Mamba-2) scan on ops/ssd_scan.py's shapes: x [b, L, H, P], dt [b, L, H], A, D,
         dt_bias [H], B and C [b, L, G, N], states [b, H, P, N]. Returns (y like x, final_state).
         dt_limit None: no clamp (ssd_scan_ref's meaning). algorithm: chunked | sequential
-        (final_state may be initial_state there: in place)."""
+        (final_state may be initial_state there: in place) | mma (tensor cores: float16/bfloat16,
+        head_dim <= 64, dstate <= 128, sm_80 or later)."""
         import torch
 
         batch, seqlen, heads, head_dim = x.shape
@@ -202,8 +203,10 @@ class MqKernels:
         y = torch.empty_like(x) if y is None else y
         if final_state is None:
             final_state = torch.empty(batch, heads, head_dim, dstate, device=x.device, dtype=torch.float32)
-        if workspace is None and algorithm == "chunked":
-            ws = self._lib.mq_ssd_scan_workspace_size(batch, seqlen, heads, head_dim, dstate)
+        if workspace is None and algorithm in ("chunked", "mma"):
+            size = {"chunked": self._lib.mq_ssd_scan_workspace_size,
+                    "mma": self._lib.mq_ssd_scan_mma_workspace_size}[algorithm]
+            ws = size(batch, seqlen, heads, head_dim, dstate)
             workspace = torch.empty(max(ws, 16), device=x.device, dtype=torch.uint8) if ws else None
         # None: no clamp, as ssd_scan_ref (the kernel always clamps; (0, inf) is a no-op only after softplus)
         low, high = (float("-inf"), float("inf")) if dt_limit is None else dt_limit
@@ -213,7 +216,8 @@ class MqKernels:
             x=_ptr(x), dt=_ptr(dt), A=_ptr(A), B=_ptr(B), C=_ptr(C), D=_ptr(D), dt_bias=_ptr(dt_bias),
             initial_state=_ptr(initial_state), y=_ptr(y), final_state=_ptr(final_state), workspace=_ptr(workspace),
             workspace_bytes=0 if workspace is None else workspace.numel())
-        fn = {"chunked": self._lib.mq_ssd_scan, "sequential": self._lib.mq_ssd_scan_sequential}[algorithm]
+        fn = {"chunked": self._lib.mq_ssd_scan, "sequential": self._lib.mq_ssd_scan_sequential,
+              "mma": self._lib.mq_ssd_scan_mma}[algorithm]
         self._check(fn(ctypes.byref(args), _stream_handle()), f"SSD scan ({algorithm})")
         return y, final_state
 
@@ -309,9 +313,9 @@ def cuda_selective_scan(kernels: MqKernels, algorithm: str = "chunked"):
 def cuda_ssd_scan(kernels: MqKernels, algorithm: str = "chunked"):
     """An SSD scan implementation with `mq_deploy.ops.ssd_scan`'s callable signature (a Mamba2Mixer's
     `scan_impl`) that runs libmq_kernels' SSD kernel: forward only, float32/float16/bfloat16.
-    algorithm: chunked (what the TensorRT plugin runs) | sequential."""
-    if algorithm not in ("chunked", "sequential"):
-        raise ValueError(f"unknown SSD scan algorithm {algorithm!r} (chunked or sequential)")
+    algorithm: chunked (what the TensorRT plugin runs) | sequential | mma (tensor cores, 16-bit only)."""
+    if algorithm not in ("chunked", "sequential", "mma"):
+        raise ValueError(f"unknown SSD scan algorithm {algorithm!r} (chunked, sequential or mma)")
 
     def scan(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None, initial_state=None,
              chunk_size=None):

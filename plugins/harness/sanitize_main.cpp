@@ -216,8 +216,9 @@ struct SsdCase {
     bool initial_state;
 };
 
-// The SSD kernels through the C API: chunked (several chunks when long), sequential, and the
-// sequential scan in place (final_state == initial_state, as a decode step runs it).
+// The SSD kernels through the C API: chunked (several chunks when long), sequential, the tensor-core
+// scan where it applies, and the sequential scan in place (final_state == initial_state, as a decode
+// step runs it).
 void run_ssd_kernels(SsdCase const& c, cudaStream_t stream) {
     size_t const blp = static_cast<size_t>(c.batch) * c.seqlen * c.heads * c.head_dim;
     size_t const blh = static_cast<size_t>(c.batch) * c.seqlen * c.heads;
@@ -263,6 +264,17 @@ void run_ssd_kernels(SsdCase const& c, cudaStream_t stream) {
     a.workspace_bytes = need;
     expect(mq_ssd_scan(&a, stream) == MQ_SUCCESS, "mq_ssd_scan");
     expect(mq_ssd_scan_sequential(&a, stream) == MQ_SUCCESS, "mq_ssd_scan_sequential");
+    size_t const mma_need = mq_ssd_scan_mma_workspace_size(c.batch, c.seqlen, c.heads, c.head_dim, c.dstate);
+    if (mma_need > 0 && c.dtype != MQ_FLOAT32) {   // the tensor-core scan: 16-bit, P <= 64, N <= 128
+        Buffer mma_ws;
+        mma_ws.alloc(mma_need);
+        a.workspace = mma_ws.ptr;
+        a.workspace_bytes = mma_need;
+        expect(mq_ssd_scan_mma(&a, stream) == MQ_SUCCESS, "mq_ssd_scan_mma");
+        cuda_ok(cudaStreamSynchronize(stream), "SSD tensor-core kernels");
+        a.workspace = ws.ptr;
+        a.workspace_bytes = need;
+    }
     if (c.initial_state) {
         cuda_ok(cudaMemcpyAsync(state.ptr, h0.ptr, states * 4, cudaMemcpyDeviceToDevice, stream), "copy state");
         a.initial_state = static_cast<float const*>(state.ptr);

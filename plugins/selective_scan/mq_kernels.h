@@ -185,6 +185,16 @@ MQ_API mq_status mq_ssd_scan(const mq_ssd_scan_args* args, mq_stream_t stream);
  * refused. */
 MQ_API mq_status mq_ssd_scan_sequential(const mq_ssd_scan_args* args, mq_stream_t stream);
 
+/* Tensor-core SSD scan (the chunked "state space dual" form: 256-token chunks, 64-token matmul
+ * tiles, WMMA with float32 accumulation; plugins/ssd_scan/README.md). float16 / bfloat16 only,
+ * head_dim <= 64, dstate <= 128, sm_80 or later: MQ_ERROR_UNSUPPORTED otherwise. The matmul
+ * operands (the scaled B, the carried state, the masked C B^T) are rounded to the activation type,
+ * as mamba_ssm's chunked kernels do. Refuses overlapping initial/final states. Workspace:
+ * mq_ssd_scan_mma_workspace_size (4 bytes per state element per 256 tokens, 0 when unsupported). */
+MQ_API size_t mq_ssd_scan_mma_workspace_size(int32_t batch, int32_t seqlen, int32_t heads, int32_t head_dim,
+    int32_t dstate);
+MQ_API mq_status mq_ssd_scan_mma(const mq_ssd_scan_args* args, mq_stream_t stream);
+
 /*
  * Fast Walsh-Hadamard transform of `rows` vectors of length n:
  *   y[r, :] = x[r, :] * diag(signs) * H_n,   H_n = kron(H_m, Sylvester_{n/m}) / sqrt(n)

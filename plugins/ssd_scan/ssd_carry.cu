@@ -9,9 +9,10 @@
 namespace mq::ssd {
 namespace {
 
-// One thread per state element [b, h, p, n]: the states entering chunks 1 .. nchunks-1, in place.
+// One thread per state element [b, h, p, n]: the states entering chunks 1 .. nchunks-1, in place;
+// the last of them also to final_state when given (the tensor-core scan walks every chunk's slot).
 __global__ void ssd_carry_kernel(float const* initial_state, float* chunk_state, float const* chunk_decay, int batch,
-    int heads, int head_dim, int dstate, int nchunks) {
+    int heads, int head_dim, int dstate, int nchunks, float* final_state) {
     int64_t const per_head = static_cast<int64_t>(head_dim) * dstate;
     int64_t const total = static_cast<int64_t>(batch) * heads * per_head;
     int64_t const i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -28,16 +29,19 @@ __global__ void ssd_carry_kernel(float const* initial_state, float* chunk_state,
         state = fmaf(expf(chunk_decay[slot]), state, *local);
         *local = state;
     }
+    if (final_state != nullptr) {
+        final_state[i] = state;
+    }
 }
 
 }  // namespace
 
 void enqueue_ssd_carry(float const* initial_state, float* chunk_state, float const* chunk_decay, int batch, int heads,
-    int head_dim, int dstate, int nchunks, cudaStream_t stream) {
+    int head_dim, int dstate, int nchunks, cudaStream_t stream, float* final_state) {
     int64_t const elements = static_cast<int64_t>(batch) * heads * head_dim * dstate;
     unsigned const blocks = static_cast<unsigned>(ssd_ceil_div(elements, 256));
     ssd_carry_kernel<<<blocks, 256, 0, stream>>>(initial_state, chunk_state, chunk_decay, batch, heads, head_dim, dstate,
-        nchunks);
+        nchunks, final_state);
 }
 
 }  // namespace mq::ssd

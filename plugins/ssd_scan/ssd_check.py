@@ -5,6 +5,10 @@ and tests/test_gpu_kernels.py. The CPU can check everything here but the launche
 
 Errors are normwise, max|out - ref| / max|ref|, with the selective scan's tolerances
 (plugins/selective_scan/gpu_check.py: one FP16/BF16 ulp of the output, 1e-5 for FP32 and the state).
+The tensor-core kernel ("mma": float16/bfloat16, head_dim <= 64, dstate <= 128) rounds its matmul
+operands (the scaled B, the carried state, the masked C B^T) to the activation type, as mamba_ssm's
+chunked kernels do, so it is held to MMA_ULPS of those ulps for y and for the state; a tolerance
+set before its first GPU run, which the report's measured errors will tell to keep or tighten.
 Timing: the kernels' median time beside the memory floor (x, dt, B, C read once, y written, the
 final state written, at the copy rate measured on the same GPU); the recurrence's 2 FMAs per state
 element per token are reported as achieved TFLOP/s, since a scalar kernel's compute bound and not
@@ -18,6 +22,8 @@ import math
 
 DTYPES = ("float32", "float16", "bfloat16")
 ALGORITHMS = ("chunked", "sequential")
+MMA = "mma"
+MMA_ULPS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +45,15 @@ class SsdCase:
                  + ("" if self.dt_softplus else "r") + ("" if self.skip else "0"))
         return (f"{self.dtype} B={self.batch} L={self.seqlen} H={self.heads} P={self.head_dim} G={self.groups} "
                 f"N={self.dstate}{' ' + flags if flags else ''}")
+
+
+def mma_supports(case: SsdCase) -> bool:
+    """The shapes and dtypes mq_ssd_scan_mma takes (it answers MQ_ERROR_UNSUPPORTED to the rest)."""
+    return case.dtype != "float32" and 1 <= case.head_dim <= 64 and 1 <= case.dstate <= 128
+
+
+def algorithms_for(case: SsdCase) -> list[str]:
+    return list(ALGORITHMS) + ([MMA] if mma_supports(case) else [])
 
 
 def correctness_cases(quick: bool = False) -> list[SsdCase]:
@@ -101,7 +116,8 @@ def run_kernel(lib, case: SsdCase, inputs: dict, algorithm: str):
 
     y = torch.full_like(inputs["x"], math.nan)
     state = torch.full((case.batch, case.heads, case.head_dim, case.dstate), math.nan, device=inputs["x"].device)
-    ws = lib._lib.mq_ssd_scan_workspace_size(case.batch, case.seqlen, case.heads, case.head_dim, case.dstate)
+    size = lib._lib.mq_ssd_scan_mma_workspace_size if algorithm == MMA else lib._lib.mq_ssd_scan_workspace_size
+    ws = size(case.batch, case.seqlen, case.heads, case.head_dim, case.dstate)
     workspace = torch.full((max(ws, 16),), 0xFF, dtype=torch.uint8, device=inputs["x"].device)
     args = dict(inputs)
     kernel = algorithm
@@ -116,19 +132,22 @@ def run_kernel(lib, case: SsdCase, inputs: dict, algorithm: str):
 
 def check_case(lib, case: SsdCase, algorithm: str, seed: int, normwise_error, y_tolerance: dict,
                state_tolerance: float) -> dict:
+    if algorithm == MMA:     # 16-bit operands: the activation type's ulps, for y and the state alike
+        y_tolerance = {k: MMA_ULPS * v for k, v in y_tolerance.items()}
+        state_tolerance = y_tolerance[case.dtype]
     inputs = make_inputs(case, seed)
     y, state = run_kernel(lib, case, inputs, algorithm)
     y_ref, state_ref = reference(inputs, case)
     err_y, err_s = normwise_error(y, y_ref), normwise_error(state, state_ref)
     ok = err_y <= y_tolerance[case.dtype] and err_s <= state_tolerance
     return {"case": case.label(), "algorithm": algorithm, "err_y": err_y, "err_state": err_s,
-            "tol_y": y_tolerance[case.dtype], "ok": ok}
+            "tol_y": y_tolerance[case.dtype], "tol_state": state_tolerance, "ok": ok}
 
 
 def correctness(lib, gpu_check, quick: bool) -> list[dict]:
     rows = []
     for i, case in enumerate(correctness_cases(quick)):
-        algorithms = list(ALGORITHMS) + (["sequential-inplace"] if case.initial_state else [])
+        algorithms = algorithms_for(case) + (["sequential-inplace"] if case.initial_state else [])
         for algorithm in algorithms:
             rows.append(check_case(lib, case, algorithm, 7000 + i, gpu_check.normwise_error, gpu_check.Y_TOLERANCE,
                                    gpu_check.STATE_TOLERANCE))
@@ -149,29 +168,32 @@ def timing(lib, gpu_check, reps: int, bandwidth: float, quick: bool, progress=No
         inputs = make_inputs(case, seed=9000 + i)
         y = torch.empty_like(inputs["x"])
         state = torch.empty(case.batch, case.heads, case.head_dim, case.dstate, device="cuda")
-        ws = torch.empty(max(lib._lib.mq_ssd_scan_workspace_size(case.batch, case.seqlen, case.heads, case.head_dim,
-                                                                   case.dstate), 16), dtype=torch.uint8, device="cuda")
+        shape = (case.batch, case.seqlen, case.heads, case.head_dim, case.dstate)
+        ws = torch.empty(max(lib._lib.mq_ssd_scan_workspace_size(*shape), lib._lib.mq_ssd_scan_mma_workspace_size(*shape),
+                             16), dtype=torch.uint8, device="cuda")
         floor_ms = ssd_bytes(case, inputs["x"].element_size()) / bandwidth * 1e3
         flops = 4 * case.batch * case.seqlen * case.heads * case.head_dim * case.dstate
         times = {}
-        for algorithm in ALGORITHMS:
+        algorithms = algorithms_for(case)
+        for algorithm in algorithms:
             def run(algorithm=algorithm):
                 lib.ssd_scan(**inputs, y=y, final_state=state, workspace=ws, algorithm=algorithm)
             times[algorithm] = gpu_check.adaptive_median_ms(run, reps)
-        for algorithm in ALGORITHMS:
+        for algorithm in algorithms:
             t = times[algorithm]
             rows.append({"impl": algorithm, "dtype": case.dtype, "B": case.batch, "L": case.seqlen, "H": case.heads,
                          "P": case.head_dim, "N": case.dstate, "time_us": t * 1e3, "mem_floor_us": floor_ms * 1e3,
                          "vs_floor": t / floor_ms, "tflops": flops / (t * 1e-3) / 1e12,
                          "vs_sequential": times["sequential"] / t})
         if progress is not None:
-            progress(f"{case.label()}: " + ", ".join(f"{a} {times[a] * 1e3:.1f} us" for a in ALGORITHMS))
+            progress(f"{case.label()}: " + ", ".join(f"{a} {times[a] * 1e3:.1f} us" for a in algorithms))
         del inputs, y, state, ws
     return rows
 
 
 CORRECTNESS_COLUMNS = [("case", "case", ""), ("kernel", "algorithm", ""), ("err y", "err_y", ".2e"),
-                       ("tol y", "tol_y", ".1e"), ("err state", "err_state", ".2e"), ("ok", "ok", "")]
+                       ("tol y", "tol_y", ".1e"), ("err state", "err_state", ".2e"), ("tol state", "tol_state", ".1e"),
+                       ("ok", "ok", "")]
 TIMING_COLUMNS = [("impl", "impl", ""), ("dtype", "dtype", ""), ("B", "B", ""), ("L", "L", ""), ("H", "H", ""),
                   ("P", "P", ""), ("N", "N", ""), ("median µs", "time_us", ".1f"),
                   ("mem floor µs", "mem_floor_us", ".1f"), ("vs floor", "vs_floor", ".2f"),

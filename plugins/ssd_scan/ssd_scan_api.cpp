@@ -2,7 +2,11 @@
 #include <cmath>
 #include <cstdint>
 
+#include <cuda_runtime_api.h>
+
 #include "mq_kernels.h"
+#include "ssd_mma_body.h"
+#include "ssd_mma_launch.h"
 #include "ssd_plan.h"
 #include "ssd_scan_launch.h"
 
@@ -84,6 +88,48 @@ mq_status run(mq_ssd_scan_args const* args, mq_stream_t stream, bool chunked) {
     return MQ_ERROR_INVALID_ARGUMENT;
 }
 
+std::size_t mma_workspace_bytes(int64_t batch, int64_t seqlen, int64_t heads, int64_t head_dim, int64_t dstate) {
+    namespace mma = mq::ssd::mma;
+    return static_cast<std::size_t>(mma::workspace_state_elems(batch, seqlen, heads, head_dim, dstate) +
+               mma::workspace_decay_elems(batch, seqlen, heads)) * sizeof(float);
+}
+
+// The tensor-core path takes 16-bit activations, head_dim <= 64 and dstate <= 128 (what one block's
+// shared memory holds), on sm_80 or later (bfloat16 WMMA); anything else is MQ_ERROR_UNSUPPORTED,
+// and the caller keeps mq_ssd_scan.
+mq_status run_mma(mq_ssd_scan_args const* args, mq_stream_t stream) {
+    bool nothing_to_do = false;
+    mq_status const status = check_ssd_args(args, &nothing_to_do);
+    if (status != MQ_SUCCESS || nothing_to_do) {
+        return status;
+    }
+    mq_ssd_scan_args const& a = *args;
+    if ((a.dtype != MQ_FLOAT16 && a.dtype != MQ_BFLOAT16) || !mq::ssd::mma::supports(a.head_dim, a.dstate)) {
+        return MQ_ERROR_UNSUPPORTED;
+    }
+    int device = 0;
+    int major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+        return MQ_ERROR_CUDA;
+    }
+    if (major < 8) {
+        return MQ_ERROR_UNSUPPORTED;
+    }
+    if (a.seqlen == 0 && a.final_state == nullptr) {
+        return MQ_SUCCESS;
+    }
+    if (states_overlap(a)) {   // chunks run concurrently, as in mq_ssd_scan
+        return MQ_ERROR_INVALID_ARGUMENT;
+    }
+    std::size_t const need = mma_workspace_bytes(a.batch, a.seqlen, a.heads, a.head_dim, a.dstate);
+    if (need > 0 && (a.workspace == nullptr || a.workspace_bytes < need ||
+                        reinterpret_cast<std::uintptr_t>(a.workspace) % 16 != 0)) {
+        return MQ_ERROR_WORKSPACE;
+    }
+    return mq::ssd::mma::launch_ssd_mma(a, reinterpret_cast<cudaStream_t>(stream));
+}
+
 }  // namespace
 
 extern "C" {
@@ -106,5 +152,14 @@ size_t mq_ssd_scan_workspace_bound(int32_t max_batch, int32_t max_seqlen, int32_
 mq_status mq_ssd_scan(mq_ssd_scan_args const* args, mq_stream_t stream) { return run(args, stream, true); }
 
 mq_status mq_ssd_scan_sequential(mq_ssd_scan_args const* args, mq_stream_t stream) { return run(args, stream, false); }
+
+size_t mq_ssd_scan_mma_workspace_size(int32_t batch, int32_t seqlen, int32_t heads, int32_t head_dim, int32_t dstate) {
+    if (batch <= 0 || seqlen <= 0 || heads <= 0 || !mq::ssd::mma::supports(head_dim, dstate)) {
+        return 0;
+    }
+    return mma_workspace_bytes(batch, seqlen, heads, head_dim, dstate);
+}
+
+mq_status mq_ssd_scan_mma(mq_ssd_scan_args const* args, mq_stream_t stream) { return run_mma(args, stream); }
 
 }  // extern "C"

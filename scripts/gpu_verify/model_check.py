@@ -3,8 +3,8 @@ ctypes binding) must score held-out text as the torch reference scan does.
 
 Runs a bundled demo model (the Mamba-1 one with the selective scan, or with family="mamba2" the
 Mamba-2 one with the SSD scan) on samples/data/wiki_heldout.txt on the GPU twice, once with the
-torch scan and once with the CUDA kernel, in float32 and in bfloat16, and compares perplexity and
-logits.
+torch scan and once with the CUDA kernel, in float32 and in bfloat16 (the Mamba-2 model also with
+the tensor-core SSD kernel in bfloat16), and compares perplexity and logits.
 """
 
 from __future__ import annotations
@@ -31,23 +31,29 @@ def run(kernels, windows: int = 32, seq_len: int = 512, family: str = "mamba") -
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
         model = loaded.model.to(device="cuda", dtype=dtype).eval()
+        kernels_here = [("cuda kernel", cuda_scan)]
+        if family == "mamba2" and dtype == torch.bfloat16:    # the tensor-core SSD scan takes 16-bit only
+            kernels_here.append(("cuda mma", cuda_ssd_scan(kernels, "mma")))
         results, logits = {}, {}
-        for impl_name, impl in (("torch", "fused"), ("cuda kernel", cuda_scan)):
+        for impl_name, impl in [("torch", "fused")] + kernels_here:
             model.set_scan_impl(impl)
             r = evaluate_perplexity(model, ids.cuda(), total_bytes=ids.numel(), seq_len=seq_len, batch_size=8,
                                     progress=False)
             results[impl_name] = r
             with torch.no_grad():
                 logits[impl_name] = model(ids[: 2 * seq_len].view(2, seq_len).cuda()).double()
-        ref, got = results["torch"], results["cuda kernel"]
-        rel_ppl = abs(got.perplexity / ref.perplexity - 1)
-        diff = (logits["cuda kernel"] - logits["torch"]).norm() / logits["torch"].norm()
-        agree = (logits["cuda kernel"].argmax(-1) == logits["torch"].argmax(-1)).double().mean().item()
-        # float32: both scans are float32 arithmetic (different order); bfloat16: activations are
-        # rounded to bf16 between ops in both, so the two may drift apart by a few bf16 ulps.
-        tol = 1e-4 if dtype == torch.float32 else 5e-3
-        rows.append({"dtype": str(dtype).replace("torch.", ""), "tokens": ref.scored_tokens,
-                     "ppl_torch": ref.perplexity, "ppl_cuda": got.perplexity, "rel_ppl": rel_ppl,
-                     "rel_logits": diff.item(), "argmax": agree, "tol": tol,
-                     "sec_torch": ref.seconds, "sec_cuda": got.seconds, "ok": rel_ppl <= tol})
+        ref = results["torch"]
+        for impl_name, _ in kernels_here:
+            got = results[impl_name]
+            rel_ppl = abs(got.perplexity / ref.perplexity - 1)
+            diff = (logits[impl_name] - logits["torch"]).norm() / logits["torch"].norm()
+            agree = (logits[impl_name].argmax(-1) == logits["torch"].argmax(-1)).double().mean().item()
+            # float32: both scans are float32 arithmetic (different order); bfloat16: activations are
+            # rounded to bf16 between ops in both, so the two may drift apart by a few bf16 ulps.
+            tol = 1e-4 if dtype == torch.float32 else 5e-3
+            name = str(dtype).replace("torch.", "") + (" (mma)" if impl_name == "cuda mma" else "")
+            rows.append({"dtype": name, "tokens": ref.scored_tokens,
+                         "ppl_torch": ref.perplexity, "ppl_cuda": got.perplexity, "rel_ppl": rel_ppl,
+                         "rel_logits": diff.item(), "argmax": agree, "tol": tol,
+                         "sec_torch": ref.seconds, "sec_cuda": got.seconds, "ok": rel_ppl <= tol})
     return rows

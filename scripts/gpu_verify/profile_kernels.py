@@ -34,7 +34,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
 # The kernels of the profiled launches, by function name (ncu --kernel-name-base function).
-KERNELS = ("onepass_scan_kernel", "chunk_scan_kernel", "chunk_carry_kernel", "ssd_chunk_kernel", "ssd_carry_kernel")
+KERNELS = ("onepass_scan_kernel", "chunk_scan_kernel", "chunk_carry_kernel", "ssd_chunk_kernel", "ssd_carry_kernel",
+           "ssd_mma_state_kernel", "ssd_mma_output_kernel")
 SECTIONS = ("SpeedOfLight", "Occupancy", "LaunchStats", "WarpStateStats", "SchedulerStats", "ComputeWorkloadAnalysis")
 STALL_PREFIX, STALL_SUFFIX = "smsp__average_warps_issue_stalled_", "_per_issue_active.ratio"
 # Stall reasons that are not waiting: a warp being issued, or eligible but not picked.
@@ -74,7 +75,8 @@ MEMORY_METRICS = tuple(names[0] for _, names, _ in MEMORY_COLUMNS)
 
 def run_target(lib_path: str) -> None:
     """Each profiled scan once, at issue 15's acceptance shape (float16, B=1, L=2048, D=1536, N=16,
-    gate on) and a mamba2-130m mixer (float16, B=1, L=2048, 24 heads of 64, N=128)."""
+    gate on) and a mamba2-130m mixer (float16, B=1, L=2048, 24 heads of 64, N=128: the scalar chunked
+    SSD kernel and the tensor-core one)."""
     import torch
 
     sys.path.insert(0, str(REPO))
@@ -100,6 +102,7 @@ def run_target(lib_path: str) -> None:
     ssd_ws = torch.empty(max(lib._lib.mq_ssd_scan_workspace_size(1, 2048, 24, 64, 128), 16), dtype=torch.uint8,
                          device="cuda")
     lib.ssd_scan(**ssd_inputs, y=ssd_y, final_state=ssd_state, workspace=ssd_ws, algorithm="chunked")
+    lib.ssd_scan(**ssd_inputs, y=ssd_y, final_state=ssd_state, algorithm="mma")     # its own workspace
     torch.cuda.synchronize()
 
 

@@ -1,0 +1,146 @@
+// The tensor-core SSD scan on the GPU: ssd_mma_body.h's passes with WMMA fragments (16x16x16,
+// float32 accumulation) over 8 warps, and the selective scan's carry kernel between them. Three
+// launches: the chunk states, the carry (ssd_carry.cu), the output tiles.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+#include <mma.h>
+
+#include <cstdint>
+
+#include "activation_convert.cuh"
+#include "mq_kernels.h"
+#include "ssd_mma_body.h"
+#include "ssd_mma_launch.h"
+#include "ssd_scan_launch.h"
+
+namespace mq::ssd::mma {
+namespace {
+
+namespace wmma = nvcuda::wmma;
+
+template <typename T>
+struct DeviceCtx {
+    using Op = T;
+    static constexpr int kThreads = mma::kThreads;
+    static constexpr int kWarps = kThreads / 32;
+    using Acc = wmma::fragment<wmma::accumulator, kFrag, kFrag, kFrag, float>;
+    using FragARow = wmma::fragment<wmma::matrix_a, kFrag, kFrag, kFrag, T, wmma::row_major>;
+    using FragACol = wmma::fragment<wmma::matrix_a, kFrag, kFrag, kFrag, T, wmma::col_major>;
+    using FragBRow = wmma::fragment<wmma::matrix_b, kFrag, kFrag, kFrag, T, wmma::row_major>;
+    using FragBCol = wmma::fragment<wmma::matrix_b, kFrag, kFrag, kFrag, T, wmma::col_major>;
+
+    int tid;
+    int warp;
+
+    __device__ void sync() const { __syncthreads(); }
+    __device__ static float load(T const* p) { return scan::Convert<T>::load(p); }
+    __device__ static void store_act(T* p, float v) { scan::Convert<T>::store(p, v); }
+    __device__ static T to_op(float v);
+    __device__ static float from_op(T v);
+    __device__ static void fill(Acc& a, float v) { wmma::fill_fragment(a, v); }
+    template <typename Frag>
+    __device__ static void load(Frag& f, T const* p, int ld) { wmma::load_matrix_sync(f, p, ld); }
+    template <typename FA, typename FB>
+    __device__ static void mma(Acc& d, FA const& a, FB const& b) { wmma::mma_sync(d, a, b, d); }
+    __device__ static void store(float* p, Acc const& a, int ld) { wmma::store_matrix_sync(p, a, ld, wmma::mem_row_major); }
+    __device__ static void load_acc(Acc& a, float const* p, int ld) { wmma::load_matrix_sync(a, p, ld, wmma::mem_row_major); }
+};
+
+template <>
+__device__ __half DeviceCtx<__half>::to_op(float v) { return __float2half_rn(v); }
+template <>
+__device__ float DeviceCtx<__half>::from_op(__half v) { return __half2float(v); }
+template <>
+__device__ __nv_bfloat16 DeviceCtx<__nv_bfloat16>::to_op(float v) { return __float2bfloat16_rn(v); }
+template <>
+__device__ float DeviceCtx<__nv_bfloat16>::from_op(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// grid (chunks, heads, batch)
+template <typename T>
+__global__ void __launch_bounds__(kThreads) ssd_mma_state_kernel(Problem<T> p) {
+    extern __shared__ __align__(128) unsigned char smem[];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    DeviceCtx<T> ctx{static_cast<int>(threadIdx.x), static_cast<int>(threadIdx.x) / 32};
+    state_pass(ctx, p, static_cast<int>(blockIdx.z), static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.x), smem);
+#else
+    __trap();   // the plan refuses devices below sm_80 (no bfloat16 WMMA); never reached
+#endif
+}
+
+// grid (chunks * tiles per chunk, heads, batch)
+template <typename T>
+__global__ void __launch_bounds__(kThreads) ssd_mma_output_kernel(Problem<T> p) {
+    extern __shared__ __align__(128) unsigned char smem[];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    DeviceCtx<T> ctx{static_cast<int>(threadIdx.x), static_cast<int>(threadIdx.x) / 32};
+    int const c = static_cast<int>(blockIdx.x) / kTilesPerChunk;
+    int const mt = static_cast<int>(blockIdx.x) % kTilesPerChunk;
+    output_pass(ctx, p, static_cast<int>(blockIdx.z), static_cast<int>(blockIdx.y), c, mt, smem);
+#else
+    __trap();
+#endif
+}
+
+template <typename T>
+mq_status launch(mq_ssd_scan_args const& a, cudaStream_t stream) {
+    Problem<T> p{};
+    p.x = static_cast<T const*>(a.x);
+    p.dt = static_cast<T const*>(a.dt);
+    p.A = a.A;
+    p.B = static_cast<T const*>(a.B);
+    p.C = static_cast<T const*>(a.C);
+    p.D = a.D;
+    p.dt_bias = a.dt_bias;
+    p.initial_state = a.initial_state;
+    p.y = static_cast<T*>(a.y);
+    p.chunk_state = static_cast<float*>(a.workspace);
+    p.chunk_decay = p.chunk_state + workspace_state_elems(a.batch, a.seqlen, a.heads, a.head_dim, a.dstate);
+    p.batch = a.batch;
+    p.seqlen = a.seqlen;
+    p.heads = a.heads;
+    p.head_dim = a.head_dim;
+    p.groups = a.n_groups;
+    p.dstate = a.dstate;
+    p.dt_softplus = a.dt_softplus != 0;
+    p.dt_min = a.dt_min;
+    p.dt_max = a.dt_max;
+
+    int const pp = pad16(a.head_dim);
+    int const np = pad16(a.dstate);
+    int const state_smem = state_pass_smem(pp, np, sizeof(T));
+    int const output_smem = output_pass_smem(pp, np, sizeof(T));
+    // above 48 KiB a kernel must opt in; the attribute is per kernel and cheap to set again
+    if (cudaFuncSetAttribute(ssd_mma_state_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, state_smem) !=
+            cudaSuccess ||
+        cudaFuncSetAttribute(ssd_mma_output_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, output_smem) !=
+            cudaSuccess) {
+        return MQ_ERROR_CUDA;
+    }
+    unsigned const chunks = static_cast<unsigned>(p.nchunks());
+    dim3 const state_grid(chunks, static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
+    if (chunks > 0) {
+        ssd_mma_state_kernel<T><<<state_grid, kThreads, state_smem, stream>>>(p);
+    }
+    // slot c becomes the state after chunk c (entering c + 1); the last one is final_state (with no
+    // token, the initial state or zeros)
+    enqueue_ssd_carry(a.initial_state, p.chunk_state, p.chunk_decay, a.batch, a.heads, a.head_dim, a.dstate,
+        p.nchunks() + 1, stream, a.final_state);
+    dim3 const output_grid(chunks * kTilesPerChunk, static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
+    if (chunks > 0) {
+        ssd_mma_output_kernel<T><<<output_grid, kThreads, output_smem, stream>>>(p);
+    }
+    return cudaGetLastError() == cudaSuccess ? MQ_SUCCESS : MQ_ERROR_CUDA;
+}
+
+}  // namespace
+
+mq_status launch_ssd_mma(mq_ssd_scan_args const& args, cudaStream_t stream) {
+    switch (args.dtype) {
+    case MQ_FLOAT16: return launch<__half>(args, stream);
+    case MQ_BFLOAT16: return launch<__nv_bfloat16>(args, stream);
+    default: return MQ_ERROR_UNSUPPORTED;
+    }
+}
+
+}  // namespace mq::ssd::mma

@@ -1,0 +1,321 @@
+// The tensor-core SSD scan's passes (ssd_scan/ssd_mma_body.h) run on the CPU: the same code the
+// GPU kernels instantiate, with one "thread" and one "warp" that takes every tile and plain-loop
+// fragments, against a float64 sequential recurrence written here. What this checks: the chunk and
+// tile bookkeeping, the shared-memory layouts and fragment pointers, the causal mask, the decays,
+// the padding of P and N, groups, the carry between chunks, the initial and final states. What it
+// cannot: WMMA's fragment loads on the device, races, and rounding to 16-bit operands (the GPU
+// stage `ssd` measures those against float64).
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "ssd_mma_body.h"
+#include "unit_test.h"
+
+namespace {
+
+namespace mma = mq::ssd::mma;
+
+struct HostCtx {
+    using Op = float;
+    static constexpr int kThreads = 1;
+    static constexpr int kWarps = 1;
+    int tid = 0;
+    int warp = 0;
+
+    struct Tile {
+        float v[mma::kFrag][mma::kFrag];
+    };
+    struct Acc : Tile {};
+    struct FragARow : Tile {};
+    struct FragACol : Tile {};
+    struct FragBRow : Tile {};
+    struct FragBCol : Tile {};
+
+    void sync() const {}
+    static float load(float const* p) { return *p; }
+    static void store_act(float* p, float v) { *p = v; }
+    static float to_op(float v) { return v; }
+    static float from_op(float v) { return v; }
+    static void fill(Acc& a, float v) {
+        for (auto& row : a.v) {
+            for (float& e : row) {
+                e = v;
+            }
+        }
+    }
+    // WMMA's meaning of each layout: element (r, c) of the 16x16 operand at p[r * ld + c] (row
+    // major) or p[c * ld + r] (column major)
+    static void load(FragARow& f, float const* p, int ld) { load_layout(f, p, ld, true); }
+    static void load(FragACol& f, float const* p, int ld) { load_layout(f, p, ld, false); }
+    static void load(FragBRow& f, float const* p, int ld) { load_layout(f, p, ld, true); }
+    static void load(FragBCol& f, float const* p, int ld) { load_layout(f, p, ld, false); }
+    static void load_layout(Tile& f, float const* p, int ld, bool row_major) {
+        for (int r = 0; r < mma::kFrag; ++r) {
+            for (int c = 0; c < mma::kFrag; ++c) {
+                f.v[r][c] = row_major ? p[r * ld + c] : p[c * ld + r];
+            }
+        }
+    }
+    static void mma(Acc& d, Tile const& a, Tile const& b) {
+        for (int i = 0; i < mma::kFrag; ++i) {
+            for (int j = 0; j < mma::kFrag; ++j) {
+                float s = d.v[i][j];
+                for (int k = 0; k < mma::kFrag; ++k) {
+                    s += a.v[i][k] * b.v[k][j];
+                }
+                d.v[i][j] = s;
+            }
+        }
+    }
+    static void store(float* p, Acc const& a, int ld) {
+        for (int r = 0; r < mma::kFrag; ++r) {
+            for (int c = 0; c < mma::kFrag; ++c) {
+                p[r * ld + c] = a.v[r][c];
+            }
+        }
+    }
+    static void load_acc(Acc& a, float const* p, int ld) { load_layout(a, p, ld, true); }
+};
+
+struct Case {
+    int batch, seqlen, heads, head_dim, groups, dstate;
+    bool initial_state = false;
+    bool skip = true;          // D and dt_bias
+    bool softplus = true;
+    float dt_min = 0.0f;
+    float dt_max = INFINITY;
+};
+
+struct Data {
+    std::vector<float> x, dt, A, B, C, D, dt_bias, h0;
+};
+
+Data make_data(Case const& k, unsigned seed) {
+    std::mt19937 gen(seed);
+    std::normal_distribution<float> normal;
+    std::uniform_real_distribution<float> uniform;
+    auto fill = [&](std::size_t n, float scale, float shift) {
+        std::vector<float> v(n);
+        for (float& e : v) {
+            e = normal(gen) * scale + shift;
+        }
+        return v;
+    };
+    Data d;
+    int64_t const tokens = static_cast<int64_t>(k.batch) * k.seqlen;
+    d.x = fill(tokens * k.heads * k.head_dim, 1.0f, 0.0f);
+    if (k.softplus) {
+        d.dt = fill(tokens * k.heads, 0.5f, -2.0f);        // around softplus's knee, as ssd_check.py
+    } else {
+        d.dt.resize(tokens * k.heads);
+        for (float& e : d.dt) {
+            e = uniform(gen) * 0.2f;
+        }
+    }
+    d.A.resize(k.heads);
+    for (float& e : d.A) {
+        e = -(uniform(gen) * 15.0f + 1.0f);                  // mamba_ssm's A init range
+    }
+    d.A[0] = -0.05f;     // a slow head: states carry across every chunk boundary
+    d.B = fill(tokens * k.groups * k.dstate, 1.0f / std::sqrt(static_cast<float>(k.dstate)), 0.0f);
+    d.C = fill(tokens * k.groups * k.dstate, 1.0f, 0.0f);
+    if (k.skip) {
+        d.D = fill(k.heads, 1.0f, 0.0f);
+        d.dt_bias = fill(k.heads, 0.5f, 0.0f);
+    }
+    if (k.initial_state) {
+        d.h0 = fill(static_cast<int64_t>(k.batch) * k.heads * k.head_dim * k.dstate, 1.0f, 0.0f);
+    }
+    return d;
+}
+
+// float64 sequential recurrence: dt = clamp(softplus(dt + bias)); h = exp(dt A) h + dt x B^T; y = h C + D x
+void reference(Case const& k, Data const& d, std::vector<double>& y, std::vector<double>& state) {
+    int const P = k.head_dim;
+    int const N = k.dstate;
+    y.assign(d.x.size(), 0.0);
+    state.assign(static_cast<std::size_t>(k.batch) * k.heads * P * N, 0.0);
+    for (int b = 0; b < k.batch; ++b) {
+        for (int h = 0; h < k.heads; ++h) {
+            int const g = h / (k.heads / k.groups);
+            double* hs = state.data() + (static_cast<int64_t>(b) * k.heads + h) * P * N;
+            for (int i = 0; i < P * N; ++i) {
+                hs[i] = k.initial_state ? d.h0[(static_cast<int64_t>(b) * k.heads + h) * P * N + i] : 0.0;
+            }
+            for (int t = 0; t < k.seqlen; ++t) {
+                int64_t const at = static_cast<int64_t>(b) * k.seqlen + t;
+                double v = d.dt[at * k.heads + h] + (k.skip ? d.dt_bias[h] : 0.0);
+                if (k.softplus) {
+                    v = v > 20.0 ? v : std::log1p(std::exp(v));
+                }
+                v = std::fmin(std::fmax(v, k.dt_min), k.dt_max);
+                double const decay = std::exp(v * d.A[h]);
+                for (int p = 0; p < P; ++p) {
+                    double const xv = d.x[(at * k.heads + h) * P + p];
+                    double acc = 0.0;
+                    for (int n = 0; n < N; ++n) {
+                        double& e = hs[p * N + n];
+                        e = decay * e + v * xv * d.B[(at * k.groups + g) * N + n];
+                        acc += e * d.C[(at * k.groups + g) * N + n];
+                    }
+                    y[(at * k.heads + h) * P + p] = acc + (k.skip ? d.D[h] * xv : 0.0);
+                }
+            }
+        }
+    }
+}
+
+// The three launches of ssd_mma.cu on the CPU; the carry is ssd_carry.cu's loop, written again here
+// (it is CUDA-only there): slot c becomes the state after chunk c.
+void run_model(Case const& k, Data const& d, std::vector<float>& y, std::vector<float>& final_state) {
+    mma::Problem<float> p{};
+    std::vector<float> ws(mma::workspace_state_elems(k.batch, k.seqlen, k.heads, k.head_dim, k.dstate) +
+        mma::workspace_decay_elems(k.batch, k.seqlen, k.heads), NAN);
+    y.assign(d.x.size(), NAN);
+    final_state.assign(static_cast<std::size_t>(k.batch) * k.heads * k.head_dim * k.dstate, NAN);
+    p.x = d.x.data();
+    p.dt = d.dt.data();
+    p.A = d.A.data();
+    p.B = d.B.data();
+    p.C = d.C.data();
+    p.D = k.skip ? d.D.data() : nullptr;
+    p.dt_bias = k.skip ? d.dt_bias.data() : nullptr;
+    p.initial_state = k.initial_state ? d.h0.data() : nullptr;
+    p.y = y.data();
+    p.chunk_state = ws.data();
+    p.chunk_decay = ws.data() + mma::workspace_state_elems(k.batch, k.seqlen, k.heads, k.head_dim, k.dstate);
+    p.batch = k.batch;
+    p.seqlen = k.seqlen;
+    p.heads = k.heads;
+    p.head_dim = k.head_dim;
+    p.groups = k.groups;
+    p.dstate = k.dstate;
+    p.dt_softplus = k.softplus;
+    p.dt_min = k.dt_min;
+    p.dt_max = k.dt_max;
+    int const pp = mma::pad16(k.head_dim);
+    int const np = mma::pad16(k.dstate);
+    std::vector<float> smem_state(mma::state_pass_smem(pp, np, sizeof(float)) / sizeof(float), NAN);
+    std::vector<float> smem_output(mma::output_pass_smem(pp, np, sizeof(float)) / sizeof(float), NAN);
+    HostCtx ctx;
+    for (int b = 0; b < k.batch; ++b) {
+        for (int h = 0; h < k.heads; ++h) {
+            for (int c = 0; c < p.nchunks(); ++c) {
+                mma::state_pass(ctx, p, b, h, c, reinterpret_cast<unsigned char*>(smem_state.data()));
+            }
+        }
+    }
+    int64_t const per_head = static_cast<int64_t>(k.head_dim) * k.dstate;
+    for (int b = 0; b < k.batch; ++b) {
+        for (int h = 0; h < k.heads; ++h) {
+            for (int64_t e = 0; e < per_head; ++e) {
+                int64_t const i = (static_cast<int64_t>(b) * k.heads + h) * per_head + e;
+                float s = k.initial_state ? d.h0[i] : 0.0f;
+                for (int c = 0; c < p.nchunks(); ++c) {
+                    float* local = p.chunk_state + p.slot(b, c, h) * per_head + e;
+                    s = std::fma(std::exp(p.chunk_decay[p.slot(b, c, h)]), s, *local);
+                    *local = s;
+                }
+                final_state[i] = s;
+            }
+        }
+    }
+    for (int b = 0; b < k.batch; ++b) {
+        for (int h = 0; h < k.heads; ++h) {
+            for (int c = 0; c < p.nchunks(); ++c) {
+                for (int mt = 0; mt < mma::kTilesPerChunk; ++mt) {
+                    mma::output_pass(ctx, p, b, h, c, mt, reinterpret_cast<unsigned char*>(smem_output.data()));
+                }
+            }
+        }
+    }
+}
+
+// max |ours - ref| / max |ref| (the GPU checks' normwise error); NaN (an unwritten output) -> inf
+template <typename A, typename B>
+double normwise_error(std::vector<A> const& ours, std::vector<B> const& ref) {
+    double worst = 0.0;
+    double scale = 0.0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+        double const diff = std::fabs(static_cast<double>(ours[i]) - static_cast<double>(ref[i]));
+        worst = std::isnan(diff) ? INFINITY : std::fmax(worst, diff);
+        scale = std::fmax(scale, std::fabs(static_cast<double>(ref[i])));
+    }
+    return worst / (scale > 0.0 ? scale : 1.0);
+}
+
+void check_case(Case const& k, unsigned seed) {
+    Data const d = make_data(k, seed);
+    std::vector<double> y_ref;
+    std::vector<double> state_ref;
+    reference(k, d, y_ref, state_ref);
+    std::vector<float> y;
+    std::vector<float> state;
+    run_model(k, d, y, state);
+    double const err_y = normwise_error(y, y_ref);
+    double const err_state = normwise_error(state, state_ref);
+    if (!(err_y < 1e-5) || !(err_state < 1e-5)) {
+        std::fprintf(stderr, "  B=%d L=%d H=%d P=%d G=%d N=%d: err y %.3g, err state %.3g\n", k.batch, k.seqlen,
+            k.heads, k.head_dim, k.groups, k.dstate, err_y, err_state);
+    }
+    CHECK(err_y < 1e-5);
+    CHECK(err_state < 1e-5);
+}
+
+}  // namespace
+
+TEST(ssd_mma_model_matches_the_float64_recurrence_at_mamba2_shapes) {
+    // a mamba2-130m head (P 64, N 128) over a partial third chunk; several groups; an initial state
+    check_case({1, 600, 2, 64, 1, 128, true}, 1);
+    check_case({2, 512, 4, 64, 2, 64}, 2);     // whole chunks only
+}
+
+TEST(ssd_mma_model_pads_head_dim_and_dstate_and_handles_ragged_lengths) {
+    check_case({2, 300, 4, 50, 2, 24, true}, 3);    // P, N not multiples of 16; 2 chunks, the second partial
+    check_case({1, 1, 3, 8, 3, 5, true}, 4);        // one token
+    check_case({3, 65, 2, 16, 1, 16}, 5);           // one full tile and one token of the next
+    check_case({1, 257, 1, 33, 1, 128, true}, 6);   // one token into the second chunk
+}
+
+TEST(ssd_mma_model_applies_dt_limits_without_softplus_and_without_skip) {
+    Case limited{2, 333, 8, 50, 2, 64, true};
+    limited.dt_min = 0.01f;
+    limited.dt_max = 0.2f;
+    check_case(limited, 7);
+    Case raw{3, 200, 6, 16, 2, 24};
+    raw.skip = false;
+    raw.softplus = false;
+    raw.dt_min = -INFINITY;
+    check_case(raw, 8);
+}
+
+TEST(ssd_mma_time_step_prefix_sums_cross_every_run) {
+    // the 8 x 32 prefix sum inside chunk_time_steps against a running sum, at every chunk length
+    mma::Problem<float> p{};
+    int const seqlen = mma::kChunk;
+    std::vector<float> dt(seqlen);
+    for (int i = 0; i < seqlen; ++i) {
+        dt[i] = 0.01f * static_cast<float>(i % 7) + 0.001f;
+    }
+    float const A = -1.5f;
+    p.dt = dt.data();
+    p.A = &A;
+    p.seqlen = seqlen;
+    p.heads = 1;
+    p.dt_softplus = false;
+    p.dt_min = -INFINITY;
+    p.dt_max = INFINITY;
+    HostCtx ctx;
+    for (int count : {1, 31, 32, 33, 100, 255, 256}) {
+        std::vector<float> dts(mma::kChunk);
+        std::vector<float> cum2(mma::kChunk);
+        mma::chunk_time_steps(ctx, p, 0, 0, 0, count, dts.data(), cum2.data());
+        double run = 0.0;
+        for (int i = 0; i < mma::kChunk; ++i) {
+            run += (i < count ? dt[i] : 0.0) * A * mq::scan::kLog2e;
+            CHECK(std::fabs(cum2[i] - run) <= 1e-5 * (1.0 + std::fabs(run)));
+        }
+    }
+}
