@@ -239,6 +239,10 @@ def test_ssd_c_api_checks_arguments_without_launching(kernels_lib):
     assert status("mq_ssd_scan_mma", dtype=2, **{**shape, "dstate": 129}, **dummy) == 2
     assert status("mq_ssd_scan_mma", dtype=1, **shape, n_groups=4, **dummy) == 1   # bad arguments come first
     assert status("mq_ssd_scan_mma", dtype=1, **{**shape, "batch": 0}) == 0
+    # later tiles read x rows that earlier tiles write as y: no aliasing; chunks run concurrently: no
+    # overlapping states (both refused before the device is asked, so here too)
+    assert status("mq_ssd_scan_mma", dtype=1, **shape, **{**dummy, "y": 16 + 64}) == 1
+    assert status("mq_ssd_scan_mma", dtype=2, **shape, initial_state=1 << 20, final_state=1 << 20, **dummy) == 1
 
 
 def test_c_api_header_is_c_and_matches_ctypes(tmp_path):

@@ -189,8 +189,10 @@ MQ_API mq_status mq_ssd_scan_sequential(const mq_ssd_scan_args* args, mq_stream_
  * tiles, WMMA with float32 accumulation; plugins/ssd_scan/README.md). float16 / bfloat16 only,
  * head_dim <= 64, dstate <= 128, sm_80 or later: MQ_ERROR_UNSUPPORTED otherwise. The matmul
  * operands (the scaled B, the carried state, the masked C B^T) are rounded to the activation type,
- * as mamba_ssm's chunked kernels do. Refuses overlapping initial/final states. Workspace:
- * mq_ssd_scan_mma_workspace_size (4 bytes per state element per 256 tokens, 0 when unsupported). */
+ * as mamba_ssm's chunked kernels do. Refuses overlapping initial/final states and y overlapping x.
+ * An empty problem (batch, heads or head_dim 0) succeeds before the support checks, as in
+ * mq_ssd_scan. Workspace: mq_ssd_scan_mma_workspace_size (4 bytes per state element per 256
+ * tokens, 0 when unsupported). */
 MQ_API size_t mq_ssd_scan_mma_workspace_size(int32_t batch, int32_t seqlen, int32_t heads, int32_t head_dim,
     int32_t dstate);
 MQ_API mq_status mq_ssd_scan_mma(const mq_ssd_scan_args* args, mq_stream_t stream);

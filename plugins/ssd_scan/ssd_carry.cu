@@ -9,8 +9,10 @@
 namespace mq::ssd {
 namespace {
 
-// One thread per state element [b, h, p, n]: the states entering chunks 1 .. nchunks-1, in place;
-// the last of them also to final_state when given (the tensor-core scan walks every chunk's slot).
+// One thread per state element [b, h, p, n]: the states entering chunks 1 .. nchunks-1, in place
+// (slot c becomes the state after chunk c, over nchunks - 1 slots); the last of them also to
+// final_state when given. The tensor-core scan passes its chunk count + 1, so every chunk's slot is
+// walked and the last one is its final state.
 __global__ void ssd_carry_kernel(float const* initial_state, float* chunk_state, float const* chunk_decay, int batch,
     int heads, int head_dim, int dstate, int nchunks, float* final_state) {
     int64_t const per_head = static_cast<int64_t>(head_dim) * dstate;

@@ -7,8 +7,9 @@ Errors are normwise, max|out - ref| / max|ref|, with the selective scan's tolera
 (plugins/selective_scan/gpu_check.py: one FP16/BF16 ulp of the output, 1e-5 for FP32 and the state).
 The tensor-core kernel ("mma": float16/bfloat16, head_dim <= 64, dstate <= 128) rounds its matmul
 operands (the scaled B, the carried state, the masked C B^T) to the activation type, as mamba_ssm's
-chunked kernels do, so it is held to MMA_ULPS of those ulps for y and for the state; a tolerance
-set before its first GPU run, which the report's measured errors will tell to keep or tighten.
+chunked kernels do, so it is held to MMA_ULPS of those ulps for y and for the state. The CPU model of
+its blocks (plugins/tests/test_ssd_mma_model.cpp), rounding operands to each type's precision, stays
+at about a third of one ulp for y and a fifth for the state; the GPU report's errors say the rest.
 Timing: the kernels' median time beside the memory floor (x, dt, B, C read once, y written, the
 final state written, at the copy rate measured on the same GPU); the recurrence's 2 FMAs per state
 element per token are reported as achieved TFLOP/s, since a scalar kernel's compute bound and not
@@ -23,7 +24,7 @@ import math
 DTYPES = ("float32", "float16", "bfloat16")
 ALGORITHMS = ("chunked", "sequential")
 MMA = "mma"
-MMA_ULPS = 4
+MMA_ULPS = 2
 
 
 @dataclasses.dataclass(frozen=True)

@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(kThreads) ssd_mma_state_kernel(Problem<T> p) {
     DeviceCtx<T> ctx{static_cast<int>(threadIdx.x), static_cast<int>(threadIdx.x) / 32};
     state_pass(ctx, p, static_cast<int>(blockIdx.z), static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.x), smem);
 #else
-    __trap();   // the plan refuses devices below sm_80 (no bfloat16 WMMA); never reached
+    __trap();   // launch_ssd_mma refuses devices and builds below sm_80 (no bfloat16 WMMA)
 #endif
 }
 
@@ -110,11 +110,16 @@ mq_status launch(mq_ssd_scan_args const& a, cudaStream_t stream) {
     int const np = pad16(a.dstate);
     int const state_smem = state_pass_smem(pp, np, sizeof(T));
     int const output_smem = output_pass_smem(pp, np, sizeof(T));
-    // above 48 KiB a kernel must opt in; the attribute is per kernel and cheap to set again
-    if (cudaFuncSetAttribute(ssd_mma_state_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, state_smem) !=
+    // Above 48 KiB a kernel must opt in. The attribute is the process's, per kernel: always the
+    // largest supported shape's, so two threads launching different shapes cannot shrink it under
+    // each other's launch.
+    int const most_state = state_pass_smem(kMaxHeadDim, kMaxDstate, sizeof(T));
+    int const most_output = output_pass_smem(kMaxHeadDim, kMaxDstate, sizeof(T));
+    if (cudaFuncSetAttribute(ssd_mma_state_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, most_state) !=
             cudaSuccess ||
-        cudaFuncSetAttribute(ssd_mma_output_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, output_smem) !=
+        cudaFuncSetAttribute(ssd_mma_output_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, most_output) !=
             cudaSuccess) {
+        cudaGetLastError();   // not the caller's next check's error
         return MQ_ERROR_CUDA;
     }
     unsigned const chunks = static_cast<unsigned>(p.nchunks());
@@ -135,7 +140,24 @@ mq_status launch(mq_ssd_scan_args const& a, cudaStream_t stream) {
 
 }  // namespace
 
+// Whether the kernel this device runs was compiled for compute_80 or later: a build for older
+// targets alone JITs it from PTX where __CUDA_ARCH__ < 800 (the trap), so it answers "unsupported".
+// ptxVersion, not binaryVersion: a JIT-compiled function's binary version is the device's own.
+template <typename T>
+bool built_for_tensor_cores() {
+    cudaFuncAttributes fa{};
+    if (cudaFuncGetAttributes(&fa, ssd_mma_output_kernel<T>) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return fa.ptxVersion >= 80;
+}
+
 mq_status launch_ssd_mma(mq_ssd_scan_args const& args, cudaStream_t stream) {
+    if ((args.dtype == MQ_FLOAT16 && !built_for_tensor_cores<__half>()) ||
+        (args.dtype == MQ_BFLOAT16 && !built_for_tensor_cores<__nv_bfloat16>())) {
+        return MQ_ERROR_UNSUPPORTED;
+    }
     switch (args.dtype) {
     case MQ_FLOAT16: return launch<__half>(args, stream);
     case MQ_BFLOAT16: return launch<__nv_bfloat16>(args, stream);

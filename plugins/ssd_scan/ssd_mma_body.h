@@ -1,5 +1,5 @@
 // The tensor-core SSD scan (Mamba-2's chunked "state space dual" form, as mamba_ssm's
-// mamba_chunk_scan_combined computes it) written once for two backends: the GPU (ssd_mma.cuh, WMMA
+// mamba_chunk_scan_combined computes it) written once for two backends: the GPU (ssd_mma.cu, WMMA
 // 16x16x16 fragments, 8 warps) and a CPU model (plugins/tests/test_ssd_mma_model.cpp: one "warp"
 // that runs every tile, plain loops for the fragments), so the CPU tests run this very code. The
 // bodies are race-free between barriers (compute-sanitizer's racecheck says so on a GPU), which is
@@ -45,13 +45,21 @@ inline int64_t workspace_decay_elems(int64_t batch, int64_t seqlen, int64_t head
     return batch * chunks_of(seqlen) * heads;
 }
 
-// Shared memory of each pass, in bytes, for an operand type of `op_bytes` (layouts in the bodies).
+// Row strides of the shared-memory arrays: the padded width plus 8 operands (16 bytes) or 4 floats,
+// so the 16 rows of a fragment start in different banks (a stride of 128 halves or 64 floats puts
+// them all in one); strides stay multiples of 8 operands / 4 floats and every fragment pointer
+// 32-byte aligned, as WMMA requires.
+MQ_HOST_DEVICE constexpr int op_stride(int width) { return width + 8; }
+MQ_HOST_DEVICE constexpr int float_stride(int width) { return width + 4; }
+
+// Shared memory of each pass, in bytes, for padded sizes pp, np and an operand type of `op_bytes`
+// (the layouts are in the bodies).
 constexpr int state_pass_smem(int pp, int np, int op_bytes) {
-    return 2 * kChunk * 4 + kTile * pp * op_bytes + kTile * np * op_bytes + pp * np * 4;
+    return 2 * kChunk * 4 + pp * float_stride(np) * 4 + kTile * (op_stride(pp) + op_stride(np)) * op_bytes;
 }
 constexpr int output_pass_smem(int pp, int np, int op_bytes) {
-    return 2 * kChunk * 4 + 2 * kTile * np * op_bytes + kTile * pp * op_bytes + kTile * kTile * 4 +
-        kTile * kTile * op_bytes;
+    return 2 * kChunk * 4 + kTile * float_stride(kTile) * 4 +
+        kTile * (2 * op_stride(np) + op_stride(pp) + op_stride(kTile)) * op_bytes;
 }
 
 // Arguments of one launch, in the backend's activation type T (float32 in the CPU model).
@@ -148,9 +156,12 @@ MQ_HOST_DEVICE void state_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int 
     int const np = pad16(p.dstate);
     float* dts = reinterpret_cast<float*>(smem);
     float* cum2 = dts + kChunk;
-    float* states = cum2 + kChunk;                               // [pp][np] float32
-    Op* xs = reinterpret_cast<Op*>(states + pp * np);            // [kTile][pp]
-    Op* bs = xs + kTile * pp;                                    // [kTile][np], B_t * exp(cum_end - cum_t) * dt_t
+    int const sx = op_stride(pp);
+    int const sb = op_stride(np);
+    int const ss = float_stride(np);
+    float* states = cum2 + kChunk;                               // [pp][ss] float32
+    Op* xs = reinterpret_cast<Op*>(states + pp * ss);            // [kTile][sx]
+    Op* bs = xs + kTile * sx;                                    // [kTile][sb], B_t * exp(cum_end - cum_t) * dt_t
     int const begin = c * kChunk;
     int const count = p.seqlen - begin < kChunk ? p.seqlen - begin : kChunk;
     chunk_time_steps(ctx, p, b, h, begin, count, dts, cum2);
@@ -174,8 +185,8 @@ MQ_HOST_DEVICE void state_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int 
             weight[i] = t < count ? scan::exp2_fast(end2 - cum2[t]) * dts[t] : 0.0f;
         }
         ctx.sync();
-        load_tile(ctx, p.x, width, b, p.seqlen, begin + kt * kTile, h * p.head_dim, p.head_dim, pp, xs, nullptr);
-        load_tile(ctx, p.B, bc_width, b, p.seqlen, begin + kt * kTile, g * p.dstate, p.dstate, np, bs, weight);
+        load_tile(ctx, p.x, width, b, p.seqlen, begin + kt * kTile, h * p.head_dim, p.head_dim, sx, xs, nullptr);
+        load_tile(ctx, p.B, bc_width, b, p.seqlen, begin + kt * kTile, g * p.dstate, p.dstate, sb, bs, weight);
         ctx.sync();
         for (int k = 0; k < kMine; ++k) {
             int const tile = ctx.warp + k * Ctx::kWarps;
@@ -185,10 +196,10 @@ MQ_HOST_DEVICE void state_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int 
             int const ti = tile % tiles_p;       // rows p
             int const tj = tile / tiles_p;       // columns n
             for (int kk = 0; kk < kTile / kFrag; ++kk) {
-                typename Ctx::FragACol a;        // x^T: (p, t) at xs[t * pp + p]
-                typename Ctx::FragBRow bf;       // (t, n) at bs[t * np + n]
-                Ctx::load(a, xs + kk * kFrag * pp + ti * kFrag, pp);
-                Ctx::load(bf, bs + kk * kFrag * np + tj * kFrag, np);
+                typename Ctx::FragACol a;        // x^T: (p, t) at xs[t * sx + p]
+                typename Ctx::FragBRow bf;       // (t, n) at bs[t * sb + n]
+                Ctx::load(a, xs + kk * kFrag * sx + ti * kFrag, sx);
+                Ctx::load(bf, bs + kk * kFrag * sb + tj * kFrag, sb);
                 Ctx::mma(acc[k], a, bf);
             }
         }
@@ -197,14 +208,14 @@ MQ_HOST_DEVICE void state_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int 
     for (int k = 0; k < kMine; ++k) {
         int const tile = ctx.warp + k * Ctx::kWarps;
         if (tile < tiles) {
-            Ctx::store(states + (tile / tiles_p) * kFrag + (tile % tiles_p) * kFrag * np, acc[k], np);
+            Ctx::store(states + (tile / tiles_p) * kFrag + (tile % tiles_p) * kFrag * ss, acc[k], ss);
         }
     }
     ctx.sync();
     int64_t const slot = p.slot(b, c, h);
     float* out = p.chunk_state + slot * p.head_dim * p.dstate;
     for (int i = ctx.tid; i < p.head_dim * p.dstate; i += Ctx::kThreads) {
-        out[i] = states[(i / p.dstate) * np + i % p.dstate];
+        out[i] = states[(i / p.dstate) * ss + i % p.dstate];
     }
     if (ctx.tid == 0) {
         p.chunk_decay[slot] = end2 / scan::kLog2e;
@@ -221,11 +232,15 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
     int const np = pad16(p.dstate);
     float* dts = reinterpret_cast<float*>(smem);
     float* cum2 = dts + kChunk;
-    float* gs = cum2 + kChunk;                       // [kTile][kTile] float32: C B^T, then the y tile
-    Op* cs = reinterpret_cast<Op*>(gs + kTile * kTile);   // [kTile][np] C of the tile's tokens
-    Op* bs = cs + kTile * np;                         // [kTile][np] B of a k-tile; first the state [pp][np]
-    Op* xs = bs + kTile * np;                         // [kTile][pp] x of a k-tile
-    Op* ms = xs + kTile * pp;                         // [kTile][kTile] masked, scaled C B^T
+    int const sg = float_stride(kTile);
+    int const sc = op_stride(np);                     // C, B and the state
+    int const sx = op_stride(pp);
+    int const sm = op_stride(kTile);
+    float* gs = cum2 + kChunk;                        // [kTile][sg] float32: C H^T, C B^T, then the y tile
+    Op* cs = reinterpret_cast<Op*>(gs + kTile * sg);  // [kTile][sc] C of the tile's tokens
+    Op* bs = cs + kTile * sc;                         // [kTile][sc] B of a k-tile; first the state [pp][sc]
+    Op* xs = bs + kTile * sc;                         // [kTile][sx] x of a k-tile
+    Op* ms = xs + kTile * sx;                         // [kTile][sm] masked, scaled C B^T
     int const begin = c * kChunk;
     int const count = p.seqlen - begin < kChunk ? p.seqlen - begin : kChunk;
     int const row0 = mt * kTile;                      // the tile's first token, chunk-local
@@ -247,9 +262,9 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
     for (int k = 0; k < kMine; ++k) {
         Ctx::fill(acc[k], 0.0f);
     }
-    load_tile(ctx, p.C, bc_width, b, p.seqlen, begin + row0, g * p.dstate, p.dstate, np, cs, nullptr);
+    load_tile(ctx, p.C, bc_width, b, p.seqlen, begin + row0, g * p.dstate, p.dstate, sc, cs, nullptr);
 
-    // exp(cum_t) C_t H_in^T, with H_in in the operand type as [pp][np] (rows past P and N zero)
+    // exp(cum_t) C_t H_in^T, with H_in in the operand type as [pp][sc] (rows past P and N zero)
     float const* state = nullptr;
     if (c > 0) {
         state = p.chunk_state + p.slot(b, c - 1, h) * p.head_dim * p.dstate;
@@ -257,9 +272,9 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
         state = p.initial_state + (static_cast<int64_t>(b) * p.heads + h) * p.head_dim * p.dstate;
     }
     if (state != nullptr) {
-        for (int i = ctx.tid; i < pp * np; i += Ctx::kThreads) {
-            int const r = i / np;
-            int const n = i % np;
+        for (int i = ctx.tid; i < pp * sc; i += Ctx::kThreads) {
+            int const r = i / sc;
+            int const n = i % sc;
             bs[i] = Ctx::to_op(r < p.head_dim && n < p.dstate ? state[r * p.dstate + n] : 0.0f);
         }
         ctx.sync();
@@ -271,25 +286,25 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
             int const ti = tile / tiles_p;   // rows t
             int const tj = tile % tiles_p;   // columns p
             for (int kk = 0; kk < np / kFrag; ++kk) {
-                typename Ctx::FragARow a;    // (t, n) at cs[t * np + n]
-                typename Ctx::FragBCol bf;   // H^T: (n, p) at bs[p * np + n]
-                Ctx::load(a, cs + ti * kFrag * np + kk * kFrag, np);
-                Ctx::load(bf, bs + tj * kFrag * np + kk * kFrag, np);
+                typename Ctx::FragARow a;    // (t, n) at cs[t * sc + n]
+                typename Ctx::FragBCol bf;   // H^T: (n, p) at bs[p * sc + n]
+                Ctx::load(a, cs + ti * kFrag * sc + kk * kFrag, sc);
+                Ctx::load(bf, bs + tj * kFrag * sc + kk * kFrag, sc);
                 Ctx::mma(acc[k], a, bf);
             }
-            Ctx::store(gs + ti * kFrag * kTile + tj * kFrag, acc[k], kTile);
+            Ctx::store(gs + ti * kFrag * sg + tj * kFrag, acc[k], sg);
         }
         ctx.sync();
         for (int i = ctx.tid; i < kTile * pp; i += Ctx::kThreads) {
             int const r = i / pp;
-            float* v = gs + r * kTile + i % pp;
+            float* v = gs + r * sg + i % pp;
             *v *= scan::exp2_fast(cum2[row0 + r]);
         }
         ctx.sync();
         for (int k = 0; k < kMine; ++k) {
             int const tile = ctx.warp + k * Ctx::kWarps;
             if (tile < tiles) {
-                Ctx::load_acc(acc[k], gs + (tile / tiles_p) * kFrag * kTile + (tile % tiles_p) * kFrag, kTile);
+                Ctx::load_acc(acc[k], gs + (tile / tiles_p) * kFrag * sg + (tile % tiles_p) * kFrag, sg);
             }
         }
         ctx.sync();
@@ -297,8 +312,8 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
 
     // the chunk's tokens up to the tile: k-tiles 0 .. mt, the last one causal
     for (int kt = 0; kt <= mt; ++kt) {
-        load_tile(ctx, p.B, bc_width, b, p.seqlen, begin + kt * kTile, g * p.dstate, p.dstate, np, bs, nullptr);
-        load_tile(ctx, p.x, width, b, p.seqlen, begin + kt * kTile, h * p.head_dim, p.head_dim, pp, xs, nullptr);
+        load_tile(ctx, p.B, bc_width, b, p.seqlen, begin + kt * kTile, g * p.dstate, p.dstate, sc, bs, nullptr);
+        load_tile(ctx, p.x, width, b, p.seqlen, begin + kt * kTile, h * p.head_dim, p.head_dim, sx, xs, nullptr);
         ctx.sync();
         for (int k = 0; k < kGMine; ++k) {
             int const tile = ctx.warp + k * Ctx::kWarps;
@@ -310,20 +325,22 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
             typename Ctx::Acc gacc;
             Ctx::fill(gacc, 0.0f);
             for (int kk = 0; kk < np / kFrag; ++kk) {
-                typename Ctx::FragARow a;    // (t, n) at cs[t * np + n]
-                typename Ctx::FragBCol bf;   // B^T: (n, s) at bs[s * np + n]
-                Ctx::load(a, cs + ti * kFrag * np + kk * kFrag, np);
-                Ctx::load(bf, bs + tj * kFrag * np + kk * kFrag, np);
+                typename Ctx::FragARow a;    // (t, n) at cs[t * sc + n]
+                typename Ctx::FragBCol bf;   // B^T: (n, s) at bs[s * sc + n]
+                Ctx::load(a, cs + ti * kFrag * sc + kk * kFrag, sc);
+                Ctx::load(bf, bs + tj * kFrag * sc + kk * kFrag, sc);
                 Ctx::mma(gacc, a, bf);
             }
-            Ctx::store(gs + ti * kFrag * kTile + tj * kFrag, gacc, kTile);
+            Ctx::store(gs + ti * kFrag * sg + tj * kFrag, gacc, sg);
         }
         ctx.sync();
         for (int i = ctx.tid; i < kTile * kTile; i += Ctx::kThreads) {
-            int const t = row0 + i / kTile;           // chunk-local
-            int const s = kt * kTile + i % kTile;
-            float const m = s <= t ? gs[i] * scan::exp2_fast(cum2[t] - cum2[s]) * dts[s] : 0.0f;
-            ms[i] = Ctx::to_op(m);
+            int const r = i / kTile;
+            int const col = i % kTile;
+            int const t = row0 + r;                   // chunk-local
+            int const s = kt * kTile + col;
+            float const m = s <= t ? gs[r * sg + col] * scan::exp2_fast(cum2[t] - cum2[s]) * dts[s] : 0.0f;
+            ms[r * sm + col] = Ctx::to_op(m);
         }
         ctx.sync();
         for (int k = 0; k < kMine; ++k) {
@@ -334,10 +351,10 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
             int const ti = tile / tiles_p;
             int const tj = tile % tiles_p;
             for (int kk = 0; kk < kTile / kFrag; ++kk) {
-                typename Ctx::FragARow a;    // (t, s) at ms[t * kTile + s]
-                typename Ctx::FragBRow bf;   // (s, p) at xs[s * pp + p]
-                Ctx::load(a, ms + ti * kFrag * kTile + kk * kFrag, kTile);
-                Ctx::load(bf, xs + kk * kFrag * pp + tj * kFrag, pp);
+                typename Ctx::FragARow a;    // (t, s) at ms[t * sm + s]
+                typename Ctx::FragBRow bf;   // (s, p) at xs[s * sx + p]
+                Ctx::load(a, ms + ti * kFrag * sm + kk * kFrag, sm);
+                Ctx::load(bf, xs + kk * kFrag * sx + tj * kFrag, sx);
                 Ctx::mma(acc[k], a, bf);
             }
         }
@@ -348,7 +365,7 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
     for (int k = 0; k < kMine; ++k) {
         int const tile = ctx.warp + k * Ctx::kWarps;
         if (tile < tiles) {
-            Ctx::store(gs + (tile / tiles_p) * kFrag * kTile + (tile % tiles_p) * kFrag, acc[k], kTile);
+            Ctx::store(gs + (tile / tiles_p) * kFrag * sg + (tile % tiles_p) * kFrag, acc[k], sg);
         }
     }
     ctx.sync();
@@ -358,9 +375,9 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
         int const col = i % p.head_dim;
         int const tok = begin + row0 + r;
         if (row0 + r < count) {
-            float const xv = Ctx::from_op(xs[r * pp + col]);
+            float const xv = Ctx::from_op(xs[r * sx + col]);
             Ctx::store_act(p.y + (static_cast<int64_t>(b) * p.seqlen + tok) * width + h * p.head_dim + col,
-                gs[r * kTile + col] + skip * xv);
+                gs[r * sg + col] + skip * xv);
         }
     }
 }

@@ -107,20 +107,30 @@ mq_status run_mma(mq_ssd_scan_args const* args, mq_stream_t stream) {
     if ((a.dtype != MQ_FLOAT16 && a.dtype != MQ_BFLOAT16) || !mq::ssd::mma::supports(a.head_dim, a.dstate)) {
         return MQ_ERROR_UNSUPPORTED;
     }
-    int device = 0;
-    int major = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
-        return MQ_ERROR_CUDA;
-    }
-    if (major < 8) {
-        return MQ_ERROR_UNSUPPORTED;
-    }
     if (a.seqlen == 0 && a.final_state == nullptr) {
         return MQ_SUCCESS;
     }
     if (states_overlap(a)) {   // chunks run concurrently, as in mq_ssd_scan
         return MQ_ERROR_INVALID_ARGUMENT;
+    }
+    // a tile's block writes y rows that later tiles' blocks of the same chunk still read as x
+    auto const x_bytes = static_cast<std::uintptr_t>(a.batch) * static_cast<std::uintptr_t>(a.seqlen) *
+        static_cast<std::uintptr_t>(a.heads) * static_cast<std::uintptr_t>(a.head_dim) *
+        (a.dtype == MQ_FLOAT32 ? 4u : 2u);
+    auto const x_at = reinterpret_cast<std::uintptr_t>(a.x);
+    auto const y_at = reinterpret_cast<std::uintptr_t>(a.y);
+    if (x_at < y_at + x_bytes && y_at < x_at + x_bytes) {
+        return MQ_ERROR_INVALID_ARGUMENT;
+    }
+    int device = 0;
+    int major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+        cudaGetLastError();   // not the caller's next check's error
+        return MQ_ERROR_CUDA;
+    }
+    if (major < 8) {
+        return MQ_ERROR_UNSUPPORTED;
     }
     std::size_t const need = mma_workspace_bytes(a.batch, a.seqlen, a.heads, a.head_dim, a.dstate);
     if (need > 0 && (a.workspace == nullptr || a.workspace_bytes < need ||

@@ -2,11 +2,13 @@
 // GPU kernels instantiate, with one "thread" and one "warp" that takes every tile and plain-loop
 // fragments, against a float64 sequential recurrence written here. What this checks: the chunk and
 // tile bookkeeping, the shared-memory layouts and fragment pointers, the causal mask, the decays,
-// the padding of P and N, groups, the carry between chunks, the initial and final states. What it
-// cannot: WMMA's fragment loads on the device, races, and rounding to 16-bit operands (the GPU
-// stage `ssd` measures those against float64).
+// the padding of P and N, groups, the carry between chunks, the initial and final states; and, with
+// the operands rounded to bfloat16's or float16's precision, whether that rounding stays within the
+// tolerance the GPU check holds the kernel to. What it cannot: WMMA's fragment loads on the device,
+// races, float16's range (the GPU stage `ssd` measures those against float64).
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -16,6 +18,23 @@
 namespace {
 
 namespace mma = mq::ssd::mma;
+
+// Round-to-nearest-even to a float with `bits` significant bits (bfloat16: 8, float16: 11; the
+// exponent range is float32's: float16's overflow and subnormals are not modelled). 24: unchanged.
+float round_to_bits(float v, int bits) {
+    if (bits >= 24 || !std::isfinite(v)) {
+        return v;
+    }
+    uint32_t u;
+    std::memcpy(&u, &v, sizeof u);
+    int const drop = 24 - bits;
+    uint32_t const half = (1u << (drop - 1)) - 1u + ((u >> drop) & 1u);
+    u = (u + half) & ~((1u << drop) - 1u);
+    std::memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+int g_operand_bits = 24;   // the precision HostCtx rounds operands and outputs to (one test at a time)
 
 struct HostCtx {
     using Op = float;
@@ -35,8 +54,8 @@ struct HostCtx {
 
     void sync() const {}
     static float load(float const* p) { return *p; }
-    static void store_act(float* p, float v) { *p = v; }
-    static float to_op(float v) { return v; }
+    static void store_act(float* p, float v) { *p = round_to_bits(v, g_operand_bits); }
+    static float to_op(float v) { return round_to_bits(v, g_operand_bits); }
     static float from_op(float v) { return v; }
     static void fill(Acc& a, float v) {
         for (auto& row : a.v) {
@@ -127,6 +146,11 @@ Data make_data(Case const& k, unsigned seed) {
     }
     if (k.initial_state) {
         d.h0 = fill(static_cast<int64_t>(k.batch) * k.heads * k.head_dim * k.dstate, 1.0f, 0.0f);
+    }
+    for (std::vector<float>* act : {&d.x, &d.dt, &d.B, &d.C}) {   // the activation type's values
+        for (float& e : *act) {
+            e = round_to_bits(e, g_operand_bits);
+        }
     }
     return d;
 }
@@ -246,7 +270,9 @@ double normwise_error(std::vector<A> const& ours, std::vector<B> const& ref) {
     return worst / (scale > 0.0 ? scale : 1.0);
 }
 
-void check_case(Case const& k, unsigned seed) {
+// The errors of the model against float64 with operands and outputs at `bits` of precision.
+std::pair<double, double> errors(Case const& k, unsigned seed, int bits) {
+    g_operand_bits = bits;
     Data const d = make_data(k, seed);
     std::vector<double> y_ref;
     std::vector<double> state_ref;
@@ -254,8 +280,12 @@ void check_case(Case const& k, unsigned seed) {
     std::vector<float> y;
     std::vector<float> state;
     run_model(k, d, y, state);
-    double const err_y = normwise_error(y, y_ref);
-    double const err_state = normwise_error(state, state_ref);
+    g_operand_bits = 24;
+    return {normwise_error(y, y_ref), normwise_error(state, state_ref)};
+}
+
+void check_case(Case const& k, unsigned seed) {
+    auto const [err_y, err_state] = errors(k, seed, 24);
     if (!(err_y < 1e-5) || !(err_state < 1e-5)) {
         std::fprintf(stderr, "  B=%d L=%d H=%d P=%d G=%d N=%d: err y %.3g, err state %.3g\n", k.batch, k.seqlen,
             k.heads, k.head_dim, k.groups, k.dstate, err_y, err_state);
@@ -277,6 +307,29 @@ TEST(ssd_mma_model_pads_head_dim_and_dstate_and_handles_ragged_lengths) {
     check_case({1, 1, 3, 8, 3, 5, true}, 4);        // one token
     check_case({3, 65, 2, 16, 1, 16}, 5);           // one full tile and one token of the next
     check_case({1, 257, 1, 33, 1, 128, true}, 6);   // one token into the second chunk
+    check_case({2, 0, 3, 16, 1, 16, true}, 9);      // no token: final_state is the initial state
+}
+
+TEST(ssd_mma_16_bit_operands_stay_within_the_gpu_checks_tolerance) {
+    // ssd_check.py holds the kernel to MMA_ULPS (2) x gpu_check's Y_TOLERANCE (float16 2^-10,
+    // bfloat16 2^-7) for y and the state; the rounding of the operands alone, at mamba2 shapes
+    // (measured here: about a third of one Y_TOLERANCE for y, a fifth for the state):
+    struct Precision {
+        int bits;
+        double tolerance;
+        char const* name;
+    };
+    for (Precision const& prec : {Precision{11, 2 * std::ldexp(1.0, -10), "float16"},
+                                  Precision{8, 2 * std::ldexp(1.0, -7), "bfloat16"}}) {
+        for (Case const& k : {Case{1, 600, 2, 64, 1, 128, true}, Case{2, 333, 8, 50, 2, 64, true}}) {
+            auto const [err_y, err_state] = errors(k, 11, prec.bits);
+            std::printf("  %s operands, L=%d P=%d N=%d: err y %.2e, err state %.2e (tolerance %.1e)\n", prec.name,
+                k.seqlen, k.head_dim, k.dstate, err_y, err_state, prec.tolerance);
+            CHECK(err_y <= prec.tolerance);
+            CHECK(err_state <= prec.tolerance);
+            CHECK(err_y > 1e-6);      // the rounding happened
+        }
+    }
 }
 
 TEST(ssd_mma_model_applies_dt_limits_without_softplus_and_without_skip) {
