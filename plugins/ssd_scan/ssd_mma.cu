@@ -85,26 +85,9 @@ __global__ void __launch_bounds__(kThreads) ssd_mma_output_kernel(Problem<T> p) 
 template <typename T>
 mq_status launch(mq_ssd_scan_args const& a, cudaStream_t stream) {
     Problem<T> p{};
-    p.x = static_cast<T const*>(a.x);
-    p.dt = static_cast<T const*>(a.dt);
-    p.A = a.A;
-    p.B = static_cast<T const*>(a.B);
-    p.C = static_cast<T const*>(a.C);
-    p.D = a.D;
-    p.dt_bias = a.dt_bias;
-    p.initial_state = a.initial_state;
-    p.y = static_cast<T*>(a.y);
+    copy_ssd_operands<T>(a, p);
     p.chunk_state = static_cast<float*>(a.workspace);
     p.chunk_decay = p.chunk_state + workspace_state_elems(a.batch, a.seqlen, a.heads, a.head_dim, a.dstate);
-    p.batch = a.batch;
-    p.seqlen = a.seqlen;
-    p.heads = a.heads;
-    p.head_dim = a.head_dim;
-    p.groups = a.n_groups;
-    p.dstate = a.dstate;
-    p.dt_softplus = a.dt_softplus != 0;
-    p.dt_min = a.dt_min;
-    p.dt_max = a.dt_max;
 
     int const pp = pad16(a.head_dim);
     int const np = pad16(a.dstate);

@@ -149,29 +149,12 @@ MQ_UNROLL
 template <typename T>
 SsdTensors<T> make_ssd_tensors(mq_ssd_scan_args const& a, SsdPlan const& plan) {
     SsdTensors<T> t{};
-    t.x = static_cast<T const*>(a.x);
-    t.dt = static_cast<T const*>(a.dt);
-    t.A = a.A;
-    t.B = static_cast<T const*>(a.B);
-    t.C = static_cast<T const*>(a.C);
-    t.D = a.D;
-    t.dt_bias = a.dt_bias;
-    t.initial_state = a.initial_state;
-    t.y = static_cast<T*>(a.y);
+    copy_ssd_operands<T>(a, t);
     t.final_state = a.final_state;
     t.chunk_state = plan.state_elems > 0 ? static_cast<float*>(a.workspace) : nullptr;
     t.chunk_decay = plan.state_elems > 0 ? t.chunk_state + plan.state_elems : nullptr;
-    t.batch = a.batch;
-    t.seqlen = a.seqlen;
-    t.heads = a.heads;
-    t.head_dim = a.head_dim;
-    t.groups = a.n_groups;
-    t.dstate = a.dstate;
     t.chunk_len = plan.chunk_len;
     t.nchunks = plan.nchunks;
-    t.dt_softplus = a.dt_softplus != 0;
-    t.dt_min = a.dt_min;
-    t.dt_max = a.dt_max;
     return t;
 }
 
