@@ -38,6 +38,18 @@ struct DeviceCtx {
     __device__ static void store_act(T* p, float v) { scan::Convert<T>::store(p, v); }
     __device__ static T to_op(float v);
     __device__ static float from_op(T v);
+    // 8 activations (16 bytes) into 8 operands, times `scale` when scaled (rounded back to T)
+    __device__ static void load8(T* dst, T const* src, float scale, bool scaled) {
+        uint4 raw = __ldg(reinterpret_cast<uint4 const*>(src));
+        if (scaled) {
+            T* v = reinterpret_cast<T*>(&raw);
+            for (int k = 0; k < kVector; ++k) {
+                v[k] = to_op(from_op(v[k]) * scale);
+            }
+        }
+        *reinterpret_cast<uint4*>(dst) = raw;
+    }
+    __device__ static void zero8(T* dst) { *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u); }
     __device__ static void fill(Acc& a, float v) { wmma::fill_fragment(a, v); }
     template <typename Frag>
     __device__ static void load(Frag& f, T const* p, int ld) { wmma::load_matrix_sync(f, p, ld); }
@@ -86,6 +98,8 @@ template <typename T>
 mq_status launch(mq_ssd_scan_args const& a, cudaStream_t stream) {
     Problem<T> p{};
     copy_ssd_operands<T>(a, p);
+    auto const aligned = [](void const* ptr) { return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0; };
+    p.vector_loads = aligned(a.x) && aligned(a.B) && aligned(a.C);
     p.chunk_state = static_cast<float*>(a.workspace);
     p.chunk_decay = p.chunk_state + workspace_state_elems(a.batch, a.seqlen, a.heads, a.head_dim, a.dstate);
 

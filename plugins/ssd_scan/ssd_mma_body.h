@@ -79,6 +79,7 @@ struct Problem {
     int batch, seqlen, heads, head_dim, groups, dstate;
     bool dt_softplus;
     float dt_min, dt_max;
+    bool vector_loads;          // x, B and C are 16-byte aligned: tiles load 8 values at a time
     MQ_HOST_DEVICE int nchunks() const { return static_cast<int>(chunks_of(seqlen)); }
     MQ_HOST_DEVICE int64_t slot(int b, int c, int h) const { return (static_cast<int64_t>(b) * nchunks() + c) * heads + h; }
 };
@@ -126,12 +127,31 @@ MQ_HOST_DEVICE void chunk_time_steps(Ctx& ctx, Problem<T> const& p, int b, int h
     ctx.sync();
 }
 
+constexpr int kVector = 8;   // values per 16-byte load of a 16-bit activation
+
 // rows [row0, row0 + kTile) of a token-major [batch, seqlen, width] tensor, columns [col0, col0 +
 // cols), into dst [kTile][ld] as operands (zeros past the sequence and past cols up to ld), each
-// value times scale[r] when scale is given.
+// value times scale[r] when scale is given. 8 values a step where the tensor is aligned for it and
+// width, col0 and cols are multiples of 8 (every published Mamba-2: P 64, N 128), else one.
 template <typename Ctx, typename T>
 MQ_HOST_DEVICE void load_tile(Ctx& ctx, T const* src, int64_t width, int b, int seqlen, int row0, int col0, int cols,
-    int ld, typename Ctx::Op* dst, float const* scale) {
+    int ld, typename Ctx::Op* dst, float const* scale, bool aligned) {
+    if (aligned && width % kVector == 0 && col0 % kVector == 0 && cols % kVector == 0 && ld % kVector == 0) {
+        int const steps = ld / kVector;
+        for (int i = ctx.tid; i < kTile * steps; i += Ctx::kThreads) {
+            int const r = i / steps;
+            int const col = (i % steps) * kVector;
+            int const tok = row0 + r;
+            typename Ctx::Op* out = dst + r * ld + col;
+            if (col < cols && tok < seqlen) {
+                Ctx::load8(out, src + (static_cast<int64_t>(b) * seqlen + tok) * width + col0 + col,
+                    scale != nullptr ? scale[r] : 1.0f, scale != nullptr);
+            } else {
+                Ctx::zero8(out);
+            }
+        }
+        return;
+    }
     for (int i = ctx.tid; i < kTile * ld; i += Ctx::kThreads) {
         int const r = i / ld;
         int const col = i % ld;
@@ -185,8 +205,10 @@ MQ_HOST_DEVICE void state_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int 
             weight[i] = t < count ? scan::exp2_fast(end2 - cum2[t]) * dts[t] : 0.0f;
         }
         ctx.sync();
-        load_tile(ctx, p.x, width, b, p.seqlen, begin + kt * kTile, h * p.head_dim, p.head_dim, sx, xs, nullptr);
-        load_tile(ctx, p.B, bc_width, b, p.seqlen, begin + kt * kTile, g * p.dstate, p.dstate, sb, bs, weight);
+        load_tile(ctx, p.x, width, b, p.seqlen, begin + kt * kTile, h * p.head_dim, p.head_dim, sx, xs, nullptr,
+            p.vector_loads);
+        load_tile(ctx, p.B, bc_width, b, p.seqlen, begin + kt * kTile, g * p.dstate, p.dstate, sb, bs, weight,
+            p.vector_loads);
         ctx.sync();
         for (int k = 0; k < kMine; ++k) {
             int const tile = ctx.warp + k * Ctx::kWarps;
@@ -262,7 +284,7 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
     for (int k = 0; k < kMine; ++k) {
         Ctx::fill(acc[k], 0.0f);
     }
-    load_tile(ctx, p.C, bc_width, b, p.seqlen, begin + row0, g * p.dstate, p.dstate, sc, cs, nullptr);
+    load_tile(ctx, p.C, bc_width, b, p.seqlen, begin + row0, g * p.dstate, p.dstate, sc, cs, nullptr, p.vector_loads);
 
     // exp(cum_t) C_t H_in^T, with H_in in the operand type as [pp][sc] (rows past P and N zero)
     float const* state = nullptr;
@@ -312,8 +334,10 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
 
     // the chunk's tokens up to the tile: k-tiles 0 .. mt, the last one causal
     for (int kt = 0; kt <= mt; ++kt) {
-        load_tile(ctx, p.B, bc_width, b, p.seqlen, begin + kt * kTile, g * p.dstate, p.dstate, sc, bs, nullptr);
-        load_tile(ctx, p.x, width, b, p.seqlen, begin + kt * kTile, h * p.head_dim, p.head_dim, sx, xs, nullptr);
+        load_tile(ctx, p.B, bc_width, b, p.seqlen, begin + kt * kTile, g * p.dstate, p.dstate, sc, bs, nullptr,
+            p.vector_loads);
+        load_tile(ctx, p.x, width, b, p.seqlen, begin + kt * kTile, h * p.head_dim, p.head_dim, sx, xs, nullptr,
+            p.vector_loads);
         ctx.sync();
         for (int k = 0; k < kGMine; ++k) {
             int const tile = ctx.warp + k * Ctx::kWarps;

@@ -57,6 +57,16 @@ struct HostCtx {
     static void store_act(float* p, float v) { *p = round_to_bits(v, g_operand_bits); }
     static float to_op(float v) { return round_to_bits(v, g_operand_bits); }
     static float from_op(float v) { return v; }
+    static void load8(float* dst, float const* src, float scale, bool scaled) {
+        for (int k = 0; k < mma::kVector; ++k) {
+            dst[k] = round_to_bits(scaled ? src[k] * scale : src[k], g_operand_bits);
+        }
+    }
+    static void zero8(float* dst) {
+        for (int k = 0; k < mma::kVector; ++k) {
+            dst[k] = 0.0f;
+        }
+    }
     static void fill(Acc& a, float v) {
         for (auto& row : a.v) {
             for (float& e : row) {
@@ -105,6 +115,7 @@ struct Case {
     bool softplus = true;
     float dt_min = 0.0f;
     float dt_max = INFINITY;
+    bool vector_loads = true;  // 8-value tile loads where the widths allow (the GPU's aligned case)
 };
 
 struct Data {
@@ -219,6 +230,7 @@ void run_model(Case const& k, Data const& d, std::vector<float>& y, std::vector<
     p.dt_softplus = k.softplus;
     p.dt_min = k.dt_min;
     p.dt_max = k.dt_max;
+    p.vector_loads = k.vector_loads;
     int const pp = mma::pad16(k.head_dim);
     int const np = mma::pad16(k.dstate);
     std::vector<float> smem_state(mma::state_pass_smem(pp, np, sizeof(float)) / sizeof(float), NAN);
@@ -300,6 +312,9 @@ TEST(ssd_mma_model_matches_the_float64_recurrence_at_mamba2_shapes) {
     // a mamba2-130m head (P 64, N 128) over a partial third chunk; several groups; an initial state
     check_case({1, 600, 2, 64, 1, 128, true}, 1);
     check_case({2, 512, 4, 64, 2, 64}, 2);     // whole chunks only
+    Case unaligned{1, 600, 2, 64, 1, 128, true};
+    unaligned.vector_loads = false;            // tensors not 16-byte aligned: one value a load
+    check_case(unaligned, 1);
 }
 
 TEST(ssd_mma_model_pads_head_dim_and_dstate_and_handles_ragged_lengths) {
