@@ -228,6 +228,31 @@ def test_quantized_fp16_export_passes_check_and_validate(quantized):
     assert torch_ref["kind"] == "same-graph" and torch_ref["logits"]["argmax_agreement"] >= 0.97
 
 
+def test_standard_op_export_of_quantized_mamba2_keeps_shapes_and_computes_the_model(quantized):
+    """`--scan onnx` of a MambaQuant Mamba-2: no custom op; the inline Hadamard before each out_proj
+    keeps batch, sequence and width through shape inference (prefill and decode), and the graph
+    computes the fake-quant model."""
+    root, qm = quantized
+    result = export_onnx(root / "q", root / "plain" / "model.onnx", precision="fp32", scan="onnx")
+    d_inner = CONFIG["num_heads"] * CONFIG["head_dim"]
+    for path, decode in ((result.onnx_path, False), (result.onnx_path.with_name("model.decode.onnx"), True)):
+        model = onnx.load(str(path))
+        assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)
+        inferred = onnx.shape_inference.infer_shapes(model)
+        shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+                  for v in inferred.graph.value_info}
+        outs = [n.output[0] for n in model.graph.node if n.op_type == "Reshape" and n.name.endswith(".hadamard")]
+        assert len(outs) == CONFIG["num_hidden_layers"], path
+        for o in outs:     # [batch, sequence (1 in decode), d_inner], all known
+            batch, seq, width = shapes[o]
+            assert isinstance(batch, str) and width == d_inner and (seq == 1 if decode else isinstance(seq, str)), \
+                (path.name, shapes[o])
+    tokens = ids(CONFIG["vocab_size"], (2, 40), seed=8)
+    with torch.no_grad():
+        expected = qm.model.eval()(tokens)
+    assert rel_err(run(result.onnx_path, {"input_ids": tokens.numpy()})["logits"], expected) < 2e-3
+
+
 def test_fused_quantize_export_of_mamba2_validates(quantized):
     """--fuse-quantize on Mamba-2: the Hadamard after the gated norm takes out_proj's quantizer, and
     validate (ONNX Runtime against the torch fake-quant model) still passes."""

@@ -132,7 +132,8 @@ def test_kernels_export_the_c_api(kernels_lib):
                  "mq_selective_scan_workspace_size", "mq_selective_scan_workspace_bound",
                  "mq_hadamard_transform", "mq_hadamard_quantize", "mq_hadamard_base_order", "mq_status_string",
                  "mq_kernels_version",
-                 "mq_ssd_scan", "mq_ssd_scan_sequential", "mq_ssd_scan_workspace_size", "mq_ssd_scan_workspace_bound"):
+                 "mq_ssd_scan", "mq_ssd_scan_sequential", "mq_ssd_scan_workspace_size", "mq_ssd_scan_workspace_bound",
+                 "mq_ssd_scan_mma", "mq_ssd_scan_mma_workspace_size"):
         assert hasattr(lib, name), name
     result = subprocess.run(["nm", "-D", "--defined-only", str(kernels_lib)], capture_output=True, text=True)
     if result.returncode == 0:  # only the C API is exported (hidden visibility elsewhere)
@@ -237,12 +238,13 @@ def test_ssd_c_api_checks_arguments_without_launching(kernels_lib):
     assert status("mq_ssd_scan_mma", dtype=0, **shape, **dummy) == 2           # float32: unsupported
     assert status("mq_ssd_scan_mma", dtype=1, **{**shape, "head_dim": 65}, **dummy) == 2
     assert status("mq_ssd_scan_mma", dtype=2, **{**shape, "dstate": 129}, **dummy) == 2
-    assert status("mq_ssd_scan_mma", dtype=1, **shape, n_groups=4, **dummy) == 1   # bad arguments come first
+    assert status("mq_ssd_scan_mma", dtype=0, **shape, n_groups=4, **dummy) == 1   # bad arguments before support
     assert status("mq_ssd_scan_mma", dtype=1, **{**shape, "batch": 0}) == 0
     # later tiles read x rows that earlier tiles write as y: no aliasing; chunks run concurrently: no
     # overlapping states (both refused before the device is asked, so here too)
     assert status("mq_ssd_scan_mma", dtype=1, **shape, **{**dummy, "y": 16 + 64}) == 1
-    assert status("mq_ssd_scan_mma", dtype=2, **shape, initial_state=1 << 20, final_state=1 << 20, **dummy) == 1
+    assert status("mq_ssd_scan_mma", dtype=2, **shape, initial_state=1 << 20, final_state=1 << 20,
+                  **{**dummy, "y": 1 << 16}) == 1
 
 
 def test_c_api_header_is_c_and_matches_ctypes(tmp_path):

@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 #include <mma.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "activation_convert.cuh"
@@ -76,7 +77,7 @@ __global__ void __launch_bounds__(kThreads) ssd_mma_state_kernel(Problem<T> p) {
     DeviceCtx<T> ctx{static_cast<int>(threadIdx.x), static_cast<int>(threadIdx.x) / 32};
     state_pass(ctx, p, static_cast<int>(blockIdx.z), static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.x), smem);
 #else
-    __trap();   // launch_ssd_mma refuses devices and builds below sm_80 (no bfloat16 WMMA)
+    __trap();   // prepare_device refuses builds below compute_80 (no bfloat16 WMMA), the API devices below it
 #endif
 }
 
@@ -107,18 +108,6 @@ mq_status launch(mq_ssd_scan_args const& a, cudaStream_t stream) {
     int const np = pad16(a.dstate);
     int const state_smem = state_pass_smem(pp, np, sizeof(T));
     int const output_smem = output_pass_smem(pp, np, sizeof(T));
-    // Above 48 KiB a kernel must opt in. The attribute is the process's, per kernel: always the
-    // largest supported shape's, so two threads launching different shapes cannot shrink it under
-    // each other's launch.
-    int const most_state = state_pass_smem(kMaxHeadDim, kMaxDstate, sizeof(T));
-    int const most_output = output_pass_smem(kMaxHeadDim, kMaxDstate, sizeof(T));
-    if (cudaFuncSetAttribute(ssd_mma_state_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, most_state) !=
-            cudaSuccess ||
-        cudaFuncSetAttribute(ssd_mma_output_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, most_output) !=
-            cudaSuccess) {
-        cudaGetLastError();   // not the caller's next check's error
-        return MQ_ERROR_CUDA;
-    }
     unsigned const chunks = static_cast<unsigned>(p.nchunks());
     dim3 const state_grid(chunks, static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
     if (chunks > 0) {
@@ -127,7 +116,7 @@ mq_status launch(mq_ssd_scan_args const& a, cudaStream_t stream) {
     // slot c becomes the state after chunk c (entering c + 1); the last one is final_state (with no
     // token, the initial state or zeros)
     enqueue_ssd_carry(a.initial_state, p.chunk_state, p.chunk_decay, a.batch, a.heads, a.head_dim, a.dstate,
-        p.nchunks() + 1, stream, a.final_state);
+        carry_count(p.nchunks()), stream, a.final_state);
     dim3 const output_grid(chunks * kTilesPerChunk, static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
     if (chunks > 0) {
         ssd_mma_output_kernel<T><<<output_grid, kThreads, output_smem, stream>>>(p);
@@ -135,29 +124,60 @@ mq_status launch(mq_ssd_scan_args const& a, cudaStream_t stream) {
     return cudaGetLastError() == cudaSuccess ? MQ_SUCCESS : MQ_ERROR_CUDA;
 }
 
-}  // namespace
+// Once per (device, activation type), cached for later launches: whether the kernels this device runs
+// were compiled for compute_80 or later (a build for older targets alone JITs them from PTX where
+// __CUDA_ARCH__ < 800, the trap; ptxVersion, not binaryVersion, which is the device's own for a
+// JIT-compiled function), and the opt-in to more than 48 KiB of shared memory. The opt-in is the
+// largest supported shape's, so launches of different shapes from several threads never shrink it
+// under each other. 0: not yet known, 1: ready, 2: unsupported, 3: a CUDA error.
+constexpr int kMaxDevices = 64;
 
-// Whether the kernel this device runs was compiled for compute_80 or later: a build for older
-// targets alone JITs it from PTX where __CUDA_ARCH__ < 800 (the trap), so it answers "unsupported".
-// ptxVersion, not binaryVersion: a JIT-compiled function's binary version is the device's own.
 template <typename T>
-bool built_for_tensor_cores() {
-    cudaFuncAttributes fa{};
-    if (cudaFuncGetAttributes(&fa, ssd_mma_output_kernel<T>) != cudaSuccess) {
-        cudaGetLastError();
-        return false;
+mq_status prepare_device() {
+    static std::atomic<int> state[kMaxDevices];
+    int device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) {
+        cudaGetLastError();   // not the caller's next check's error
+        return MQ_ERROR_CUDA;
     }
-    return fa.ptxVersion >= 80;
+    int known = state[device].load(std::memory_order_acquire);
+    if (known == 0) {
+        cudaFuncAttributes fa{};
+        if (cudaFuncGetAttributes(&fa, ssd_mma_output_kernel<T>) != cudaSuccess) {
+            known = 3;
+        } else if (fa.ptxVersion < 80) {
+            known = 2;
+        } else {
+            int const most_state = state_pass_smem(kMaxHeadDim, kMaxDstate, sizeof(T));
+            int const most_output = output_pass_smem(kMaxHeadDim, kMaxDstate, sizeof(T));
+            bool const opted_in =
+                cudaFuncSetAttribute(ssd_mma_state_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                    most_state) == cudaSuccess &&
+                cudaFuncSetAttribute(ssd_mma_output_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                    most_output) == cudaSuccess;
+            known = opted_in ? 1 : 3;
+        }
+        if (known == 3) {
+            cudaGetLastError();
+            return MQ_ERROR_CUDA;     // not cached: a later call may succeed
+        }
+        state[device].store(known, std::memory_order_release);
+    }
+    return known == 1 ? MQ_SUCCESS : MQ_ERROR_UNSUPPORTED;
 }
 
+}  // namespace
+
 mq_status launch_ssd_mma(mq_ssd_scan_args const& args, cudaStream_t stream) {
-    if ((args.dtype == MQ_FLOAT16 && !built_for_tensor_cores<__half>()) ||
-        (args.dtype == MQ_BFLOAT16 && !built_for_tensor_cores<__nv_bfloat16>())) {
-        return MQ_ERROR_UNSUPPORTED;
-    }
     switch (args.dtype) {
-    case MQ_FLOAT16: return launch<__half>(args, stream);
-    case MQ_BFLOAT16: return launch<__nv_bfloat16>(args, stream);
+    case MQ_FLOAT16: {
+        mq_status const ready = prepare_device<__half>();
+        return ready == MQ_SUCCESS ? launch<__half>(args, stream) : ready;
+    }
+    case MQ_BFLOAT16: {
+        mq_status const ready = prepare_device<__nv_bfloat16>();
+        return ready == MQ_SUCCESS ? launch<__nv_bfloat16>(args, stream) : ready;
+    }
     default: return MQ_ERROR_UNSUPPORTED;
     }
 }

@@ -5,7 +5,7 @@
 #include <cuda_runtime_api.h>
 
 #include "mq_kernels.h"
-#include "ssd_mma_body.h"
+#include "ssd_mma_plan.h"
 #include "ssd_mma_launch.h"
 #include "ssd_plan.h"
 #include "ssd_scan_launch.h"
@@ -115,8 +115,7 @@ mq_status run_mma(mq_ssd_scan_args const* args, mq_stream_t stream) {
     }
     // a tile's block writes y rows that later tiles' blocks of the same chunk still read as x
     auto const x_bytes = static_cast<std::uintptr_t>(a.batch) * static_cast<std::uintptr_t>(a.seqlen) *
-        static_cast<std::uintptr_t>(a.heads) * static_cast<std::uintptr_t>(a.head_dim) *
-        (a.dtype == MQ_FLOAT32 ? 4u : 2u);
+        static_cast<std::uintptr_t>(a.heads) * static_cast<std::uintptr_t>(a.head_dim) * 2u;   // 16-bit
     auto const x_at = reinterpret_cast<std::uintptr_t>(a.x);
     auto const y_at = reinterpret_cast<std::uintptr_t>(a.y);
     if (x_at < y_at + x_bytes && y_at < x_at + x_bytes) {

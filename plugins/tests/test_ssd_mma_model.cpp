@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "ssd_carry_walk.h"
 #include "ssd_mma_body.h"
 #include "unit_test.h"
 
@@ -202,8 +203,8 @@ void reference(Case const& k, Data const& d, std::vector<double>& y, std::vector
     }
 }
 
-// The three launches of ssd_mma.cu on the CPU; the carry is ssd_carry.cu's loop, written again here
-// (it is CUDA-only there): slot c becomes the state after chunk c.
+// The three launches of ssd_mma.cu on the CPU: the state pass, the carry (ssd_carry_walk.h, with
+// the chunk count ssd_mma.cu gives it), the output pass.
 void run_model(Case const& k, Data const& d, std::vector<float>& y, std::vector<float>& final_state) {
     mma::Problem<float> p{};
     std::vector<float> ws(mma::workspace_state_elems(k.batch, k.seqlen, k.heads, k.head_dim, k.dstate) +
@@ -243,20 +244,10 @@ void run_model(Case const& k, Data const& d, std::vector<float>& y, std::vector<
             }
         }
     }
-    int64_t const per_head = static_cast<int64_t>(k.head_dim) * k.dstate;
-    for (int b = 0; b < k.batch; ++b) {
-        for (int h = 0; h < k.heads; ++h) {
-            for (int64_t e = 0; e < per_head; ++e) {
-                int64_t const i = (static_cast<int64_t>(b) * k.heads + h) * per_head + e;
-                float s = k.initial_state ? d.h0[i] : 0.0f;
-                for (int c = 0; c < p.nchunks(); ++c) {
-                    float* local = p.chunk_state + p.slot(b, c, h) * per_head + e;
-                    s = std::fma(std::exp(p.chunk_decay[p.slot(b, c, h)]), s, *local);
-                    *local = s;
-                }
-                final_state[i] = s;
-            }
-        }
+    int64_t const states = static_cast<int64_t>(k.batch) * k.heads * k.head_dim * k.dstate;
+    for (int64_t i = 0; i < states; ++i) {    // ssd_carry_kernel's threads, as ssd_mma.cu launches it
+        mq::ssd::ssd_carry_walk(i, p.initial_state, p.chunk_state, p.chunk_decay, k.heads, k.head_dim, k.dstate,
+            mma::carry_count(p.nchunks()), final_state.data());
     }
     for (int b = 0; b < k.batch; ++b) {
         for (int h = 0; h < k.heads; ++h) {

@@ -315,7 +315,9 @@ class Verify:
         if verdict == "no ncu":
             return SKIP, detail, ""
         body = ("Nsight Compute, one launch of each scan at float16 B=1 L=2048 D=1536 N=16 (gate on: onepass, then "
-                "chunked's kernels) and of the SSD scan at a mamba2-130m mixer (B=1 L=2048, 24 heads of 64, N=128), "
+                "chunked's kernels) and of the SSD scans at a mamba2-130m mixer (B=1 L=2048, 24 heads of 64, N=128: "
+                "the scalar chunked kernels, then the tensor-core ones, whose carry is the second ssd_carry_kernel "
+                "row), "
                 "clocks as found (`--clock-control none`). Stall reasons are cycles per issued instruction that a "
                 "warp spent waiting for that reason (selected / not selected left out); occupancy and pipe use in % "
                 "of peak; bytes read from L2 into L1 and from DRAM in MB (NOTES_onepass.md section 8 predicts "
