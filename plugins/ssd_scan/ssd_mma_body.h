@@ -155,7 +155,7 @@ MQ_HOST_DEVICE void state_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int 
     int const tiles = tiles_p * (np / kFrag);
     typename Ctx::Acc acc[kMine];
     for (int k = 0; k < kMine; ++k) {
-        Ctx::fill(acc[k], 0.0f);
+        ctx.fill(acc[k], 0.0f);
     }
     float* weight = states;    // the tile's per-token B scale, in the state buffer until the end
     for (int kt = 0; kt * kTile < count; ++kt) {
@@ -179,9 +179,9 @@ MQ_HOST_DEVICE void state_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int 
             for (int kk = 0; kk < kTile / kFrag; ++kk) {
                 typename Ctx::FragACol a;        // x^T: (p, t) at xs[t * sx + p]
                 typename Ctx::FragBRow bf;       // (t, n) at bs[t * sb + n]
-                Ctx::load(a, xs + kk * kFrag * sx + ti * kFrag, sx);
-                Ctx::load(bf, bs + kk * kFrag * sb + tj * kFrag, sb);
-                Ctx::mma(acc[k], a, bf);
+                ctx.load(a, xs + kk * kFrag * sx + ti * kFrag, sx);
+                ctx.load(bf, bs + kk * kFrag * sb + tj * kFrag, sb);
+                ctx.mma(acc[k], a, bf);
             }
         }
         ctx.sync();
@@ -189,7 +189,7 @@ MQ_HOST_DEVICE void state_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int 
     for (int k = 0; k < kMine; ++k) {
         int const tile = ctx.warp + k * Ctx::kWarps;
         if (tile < tiles) {
-            Ctx::store(states + (tile / tiles_p) * kFrag + (tile % tiles_p) * kFrag * ss, acc[k], ss);
+            ctx.store(states + (tile / tiles_p) * kFrag + (tile % tiles_p) * kFrag * ss, acc[k], ss);
         }
     }
     ctx.sync();
@@ -241,7 +241,7 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
     int const tiles = (kTile / kFrag) * tiles_p;      // y tile: rows t (4) x columns p
     typename Ctx::Acc acc[kMine];
     for (int k = 0; k < kMine; ++k) {
-        Ctx::fill(acc[k], 0.0f);
+        ctx.fill(acc[k], 0.0f);
     }
     load_tile(ctx, p.C, bc_width, b, p.seqlen, begin + row0, g * p.dstate, p.dstate, sc, cs, nullptr, p.vector_loads);
 
@@ -269,11 +269,11 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
             for (int kk = 0; kk < np / kFrag; ++kk) {
                 typename Ctx::FragARow a;    // (t, n) at cs[t * sc + n]
                 typename Ctx::FragBCol bf;   // H^T: (n, p) at bs[p * sc + n]
-                Ctx::load(a, cs + ti * kFrag * sc + kk * kFrag, sc);
-                Ctx::load(bf, bs + tj * kFrag * sc + kk * kFrag, sc);
-                Ctx::mma(acc[k], a, bf);
+                ctx.load(a, cs + ti * kFrag * sc + kk * kFrag, sc);
+                ctx.load(bf, bs + tj * kFrag * sc + kk * kFrag, sc);
+                ctx.mma(acc[k], a, bf);
             }
-            Ctx::store(gs + ti * kFrag * sg + tj * kFrag, acc[k], sg);
+            ctx.store(gs + ti * kFrag * sg + tj * kFrag, acc[k], sg);
         }
         ctx.sync();
         for (int i = ctx.tid; i < kTile * pp; i += Ctx::kThreads) {
@@ -285,7 +285,7 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
         for (int k = 0; k < kMine; ++k) {
             int const tile = ctx.warp + k * Ctx::kWarps;
             if (tile < tiles) {
-                Ctx::load_acc(acc[k], gs + (tile / tiles_p) * kFrag * sg + (tile % tiles_p) * kFrag, sg);
+                ctx.load_acc(acc[k], gs + (tile / tiles_p) * kFrag * sg + (tile % tiles_p) * kFrag, sg);
             }
         }
         ctx.sync();
@@ -306,15 +306,15 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
             int const ti = tile / (kTile / kFrag);   // rows t
             int const tj = tile % (kTile / kFrag);   // columns s
             typename Ctx::Acc gacc;
-            Ctx::fill(gacc, 0.0f);
+            ctx.fill(gacc, 0.0f);
             for (int kk = 0; kk < np / kFrag; ++kk) {
                 typename Ctx::FragARow a;    // (t, n) at cs[t * sc + n]
                 typename Ctx::FragBCol bf;   // B^T: (n, s) at bs[s * sc + n]
-                Ctx::load(a, cs + ti * kFrag * sc + kk * kFrag, sc);
-                Ctx::load(bf, bs + tj * kFrag * sc + kk * kFrag, sc);
-                Ctx::mma(gacc, a, bf);
+                ctx.load(a, cs + ti * kFrag * sc + kk * kFrag, sc);
+                ctx.load(bf, bs + tj * kFrag * sc + kk * kFrag, sc);
+                ctx.mma(gacc, a, bf);
             }
-            Ctx::store(gs + ti * kFrag * sg + tj * kFrag, gacc, sg);
+            ctx.store(gs + ti * kFrag * sg + tj * kFrag, gacc, sg);
         }
         ctx.sync();
         for (int i = ctx.tid; i < kTile * kTile; i += Ctx::kThreads) {
@@ -336,9 +336,9 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
             for (int kk = 0; kk < kTile / kFrag; ++kk) {
                 typename Ctx::FragARow a;    // (t, s) at ms[t * sm + s]
                 typename Ctx::FragBRow bf;   // (s, p) at xs[s * sx + p]
-                Ctx::load(a, ms + ti * kFrag * sm + kk * kFrag, sm);
-                Ctx::load(bf, xs + kk * kFrag * sx + tj * kFrag, sx);
-                Ctx::mma(acc[k], a, bf);
+                ctx.load(a, ms + ti * kFrag * sm + kk * kFrag, sm);
+                ctx.load(bf, xs + kk * kFrag * sx + tj * kFrag, sx);
+                ctx.mma(acc[k], a, bf);
             }
         }
         ctx.sync();
@@ -348,7 +348,7 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
     for (int k = 0; k < kMine; ++k) {
         int const tile = ctx.warp + k * Ctx::kWarps;
         if (tile < tiles) {
-            Ctx::store(gs + (tile / tiles_p) * kFrag * sg + (tile % tiles_p) * kFrag, acc[k], sg);
+            ctx.store(gs + (tile / tiles_p) * kFrag * sg + (tile % tiles_p) * kFrag, acc[k], sg);
         }
     }
     ctx.sync();

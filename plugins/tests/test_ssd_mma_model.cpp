@@ -8,7 +8,11 @@
 // races, float16's range (the GPU stage `ssd` measures those against float64).
 #include <cmath>
 #include <cstdint>
+#include <condition_variable>
 #include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <random>
 #include <vector>
 
@@ -37,12 +41,43 @@ float round_to_bits(float v, int bits) {
 
 int g_operand_bits = 24;   // the precision HostCtx rounds operands and outputs to (one test at a time)
 
+// A generation-counting barrier for the threads of one emulated block (C++17 has no std::barrier).
+class Barrier {
+public:
+    explicit Barrier(int count) : count_(count) {}
+    void wait() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        long const generation = generation_;
+        if (++waiting_ == count_) {
+            waiting_ = 0;
+            ++generation_;
+            cv_.notify_all();
+        } else {
+            cv_.wait(lock, [&] { return generation_ != generation; });
+        }
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    int const count_;
+    int waiting_ = 0;
+    long generation_ = 0;
+};
+
+// The CPU backend. Threads = Warps = 1: one thread runs every loop and every tile, in program order.
+// Threads = 256, Warps = 8: the GPU's block, as 256 OS threads meeting at a real barrier; a warp's
+// fragment operation runs once, on its lane 0 (WMMA's are warp-collective), so the 8-warp split of
+// the tiles, the strided loops and the barriers are the GPU's.
+template <int Threads, int Warps>
 struct HostCtx {
     using Op = float;
-    static constexpr int kThreads = 1;
-    static constexpr int kWarps = 1;
+    static constexpr int kThreads = Threads;
+    static constexpr int kWarps = Warps;
     int tid = 0;
     int warp = 0;
+    int lane = 0;
+    Barrier* barrier = nullptr;
 
     struct Tile {
         float v[mma::kFrag][mma::kFrag];
@@ -53,7 +88,11 @@ struct HostCtx {
     struct FragBRow : Tile {};
     struct FragBCol : Tile {};
 
-    void sync() const {}
+    void sync() const {
+        if (barrier != nullptr) {
+            barrier->wait();
+        }
+    }
     static float load(float const* p) { return *p; }
     static void store_act(float* p, float v) { *p = round_to_bits(v, g_operand_bits); }
     static float to_op(float v) { return round_to_bits(v, g_operand_bits); }
@@ -68,7 +107,7 @@ struct HostCtx {
             dst[k] = 0.0f;
         }
     }
-    static void fill(Acc& a, float v) {
+    void fill(Acc& a, float v) const {
         for (auto& row : a.v) {
             for (float& e : row) {
                 e = v;
@@ -77,18 +116,24 @@ struct HostCtx {
     }
     // WMMA's meaning of each layout: element (r, c) of the 16x16 operand at p[r * ld + c] (row
     // major) or p[c * ld + r] (column major)
-    static void load(FragARow& f, float const* p, int ld) { load_layout(f, p, ld, true); }
-    static void load(FragACol& f, float const* p, int ld) { load_layout(f, p, ld, false); }
-    static void load(FragBRow& f, float const* p, int ld) { load_layout(f, p, ld, true); }
-    static void load(FragBCol& f, float const* p, int ld) { load_layout(f, p, ld, false); }
-    static void load_layout(Tile& f, float const* p, int ld, bool row_major) {
+    void load(FragARow& f, float const* p, int ld) const { load_layout(f, p, ld, true); }
+    void load(FragACol& f, float const* p, int ld) const { load_layout(f, p, ld, false); }
+    void load(FragBRow& f, float const* p, int ld) const { load_layout(f, p, ld, true); }
+    void load(FragBCol& f, float const* p, int ld) const { load_layout(f, p, ld, false); }
+    void load_layout(Tile& f, float const* p, int ld, bool row_major) const {
+        if (lane != 0) {
+            return;
+        }
         for (int r = 0; r < mma::kFrag; ++r) {
             for (int c = 0; c < mma::kFrag; ++c) {
                 f.v[r][c] = row_major ? p[r * ld + c] : p[c * ld + r];
             }
         }
     }
-    static void mma(Acc& d, Tile const& a, Tile const& b) {
+    void mma(Acc& d, Tile const& a, Tile const& b) const {
+        if (lane != 0) {
+            return;
+        }
         for (int i = 0; i < mma::kFrag; ++i) {
             for (int j = 0; j < mma::kFrag; ++j) {
                 float s = d.v[i][j];
@@ -99,15 +144,80 @@ struct HostCtx {
             }
         }
     }
-    static void store(float* p, Acc const& a, int ld) {
+    void store(float* p, Acc const& a, int ld) const {
+        if (lane != 0) {
+            return;
+        }
         for (int r = 0; r < mma::kFrag; ++r) {
             for (int c = 0; c < mma::kFrag; ++c) {
                 p[r * ld + c] = a.v[r][c];
             }
         }
     }
-    static void load_acc(Acc& a, float const* p, int ld) { load_layout(a, p, ld, true); }
+    void load_acc(Acc& a, float const* p, int ld) const { load_layout(a, p, ld, true); }
 };
+
+using OneThread = HostCtx<1, 1>;
+using GpuBlock = HostCtx<mma::kThreads, mma::kThreads / 32>;
+
+// kThreads worker threads kept for the whole test run (creating 256 threads a block cost seconds):
+// run() hands them one block's body and returns when all of them are through it.
+template <typename Ctx>
+class BlockPool {
+public:
+    BlockPool() : start_(Ctx::kThreads + 1), done_(Ctx::kThreads + 1), block_(Ctx::kThreads) {
+        for (int t = 0; t < Ctx::kThreads; ++t) {
+            workers_.emplace_back([this, t] { work(t); });
+        }
+    }
+    ~BlockPool() {
+        stop_ = true;
+        start_.wait();
+        for (std::thread& w : workers_) {
+            w.join();
+        }
+    }
+    void run(std::function<void(Ctx&)> const& body) {
+        body_ = &body;
+        start_.wait();
+        done_.wait();
+    }
+
+private:
+    void work(int t) {
+        Ctx ctx;
+        ctx.tid = t;
+        ctx.warp = t / 32;
+        ctx.lane = t % 32;
+        ctx.barrier = &block_;
+        for (;;) {
+            start_.wait();
+            if (stop_) {
+                return;
+            }
+            (*body_)(ctx);
+            done_.wait();
+        }
+    }
+    Barrier start_;
+    Barrier done_;
+    Barrier block_;     // the body's __syncthreads
+    std::vector<std::thread> workers_;
+    std::function<void(Ctx&)> const* body_ = nullptr;
+    bool stop_ = false;     // written before start_ releases the workers, read after
+};
+
+// One block's body with the given backend: in place, or on the pool's kThreads threads.
+template <typename Ctx>
+void run_block(std::function<void(Ctx&)> const& body) {
+    if constexpr (Ctx::kThreads == 1) {
+        Ctx ctx;
+        body(ctx);
+    } else {
+        static BlockPool<Ctx> pool;
+        pool.run(body);
+    }
+}
 
 struct Case {
     int batch, seqlen, heads, head_dim, groups, dstate;
@@ -205,6 +315,7 @@ void reference(Case const& k, Data const& d, std::vector<double>& y, std::vector
 
 // The three launches of ssd_mma.cu on the CPU: the state pass, the carry (ssd_carry_walk.h, with
 // the chunk count ssd_mma.cu gives it), the output pass.
+template <typename Ctx>
 void run_model(Case const& k, Data const& d, std::vector<float>& y, std::vector<float>& final_state) {
     mma::Problem<float> p{};
     std::vector<float> ws(mma::workspace_state_elems(k.batch, k.seqlen, k.heads, k.head_dim, k.dstate) +
@@ -236,11 +347,12 @@ void run_model(Case const& k, Data const& d, std::vector<float>& y, std::vector<
     int const np = mma::pad16(k.dstate);
     std::vector<float> smem_state(mma::state_pass_smem(pp, np, sizeof(float)) / sizeof(float), NAN);
     std::vector<float> smem_output(mma::output_pass_smem(pp, np, sizeof(float)) / sizeof(float), NAN);
-    HostCtx ctx;
     for (int b = 0; b < k.batch; ++b) {
         for (int h = 0; h < k.heads; ++h) {
             for (int c = 0; c < p.nchunks(); ++c) {
-                mma::state_pass(ctx, p, b, h, c, reinterpret_cast<unsigned char*>(smem_state.data()));
+                run_block<Ctx>([&](Ctx& ctx) {
+                    mma::state_pass(ctx, p, b, h, c, reinterpret_cast<unsigned char*>(smem_state.data()));
+                });
             }
         }
     }
@@ -253,7 +365,9 @@ void run_model(Case const& k, Data const& d, std::vector<float>& y, std::vector<
         for (int h = 0; h < k.heads; ++h) {
             for (int c = 0; c < p.nchunks(); ++c) {
                 for (int mt = 0; mt < mma::kTilesPerChunk; ++mt) {
-                    mma::output_pass(ctx, p, b, h, c, mt, reinterpret_cast<unsigned char*>(smem_output.data()));
+                    run_block<Ctx>([&](Ctx& ctx) {
+                        mma::output_pass(ctx, p, b, h, c, mt, reinterpret_cast<unsigned char*>(smem_output.data()));
+                    });
                 }
             }
         }
@@ -274,6 +388,7 @@ double normwise_error(std::vector<A> const& ours, std::vector<B> const& ref) {
 }
 
 // The errors of the model against float64 with operands and outputs at `bits` of precision.
+template <typename Ctx = OneThread>
 std::pair<double, double> errors(Case const& k, unsigned seed, int bits) {
     g_operand_bits = bits;
     Data const d = make_data(k, seed);
@@ -282,13 +397,14 @@ std::pair<double, double> errors(Case const& k, unsigned seed, int bits) {
     reference(k, d, y_ref, state_ref);
     std::vector<float> y;
     std::vector<float> state;
-    run_model(k, d, y, state);
+    run_model<Ctx>(k, d, y, state);
     g_operand_bits = 24;
     return {normwise_error(y, y_ref), normwise_error(state, state_ref)};
 }
 
+template <typename Ctx = OneThread>
 void check_case(Case const& k, unsigned seed) {
-    auto const [err_y, err_state] = errors(k, seed, 24);
+    auto const [err_y, err_state] = errors<Ctx>(k, seed, 24);
     if (!(err_y < 1e-5) || !(err_state < 1e-5)) {
         std::fprintf(stderr, "  B=%d L=%d H=%d P=%d G=%d N=%d: err y %.3g, err state %.3g\n", k.batch, k.seqlen,
             k.heads, k.head_dim, k.groups, k.dstate, err_y, err_state);
@@ -338,6 +454,16 @@ TEST(ssd_mma_16_bit_operands_stay_within_the_gpu_checks_tolerance) {
     }
 }
 
+TEST(ssd_mma_model_as_a_256_thread_block_with_8_warps) {
+    // the GPU's thread and warp split: strided loops over 256 threads, tiles dealt to 8 warps, a real
+    // barrier between phases (a missing one shows as a wrong or varying answer here). Few blocks:
+    // 256 threads on 2 cores cost ~0.1 ms a barrier.
+    check_case<GpuBlock>({1, 300, 1, 64, 1, 128, true}, 1);   // two chunks, the second partial
+    Case padded{1, 130, 2, 50, 2, 24, true};                 // padded P and N, scalar x loads
+    padded.vector_loads = false;
+    check_case<GpuBlock>(padded, 3);
+}
+
 TEST(ssd_mma_model_applies_dt_limits_without_softplus_and_without_skip) {
     Case limited{2, 333, 8, 50, 2, 64, true};
     limited.dt_min = 0.01f;
@@ -366,11 +492,10 @@ TEST(ssd_mma_time_step_prefix_sums_cross_every_run) {
     p.dt_softplus = false;
     p.dt_min = -INFINITY;
     p.dt_max = INFINITY;
-    HostCtx ctx;
     for (int count : {1, 31, 32, 33, 100, 255, 256}) {
         std::vector<float> dts(mma::kChunk);
         std::vector<float> cum2(mma::kChunk);
-        mma::chunk_time_steps(ctx, p, 0, 0, 0, count, dts.data(), cum2.data());
+        run_block<GpuBlock>([&](GpuBlock& ctx) { mma::chunk_time_steps(ctx, p, 0, 0, 0, count, dts.data(), cum2.data()); });
         double run = 0.0;
         for (int i = 0; i < mma::kChunk; ++i) {
             run += (i < count ? dt[i] : 0.0) * A * mq::scan::kLog2e;
