@@ -12,7 +12,6 @@
 #include "activation_convert.cuh"
 #include "mq_kernels.h"
 #include "ssd_mma_body.h"
-#include "ssd_mma_launch.h"
 #include "ssd_scan_launch.h"
 
 namespace mq::ssd::mma {

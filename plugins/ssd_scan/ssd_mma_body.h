@@ -126,6 +126,21 @@ MQ_HOST_DEVICE void load_tile(Ctx& ctx, T const* src, int64_t width, int b, int 
     }
 }
 
+// acc += A·B for one 16x16 output tile, over k_steps steps of 16 along the inner dimension: the
+// operands' fragments (FragA, FragB: their layouts) start at a and b, and move by step_a and step_b
+// elements a step.
+template <typename FragA, typename FragB, typename Ctx, typename Op>
+MQ_HOST_DEVICE void mma_tile(Ctx& ctx, typename Ctx::Acc& acc, Op const* a, int lda, int step_a, Op const* b, int ldb,
+    int step_b, int k_steps) {
+    for (int kk = 0; kk < k_steps; ++kk) {
+        FragA fa;
+        FragB fb;
+        ctx.load(fa, a + kk * step_a, lda);
+        ctx.load(fb, b + kk * step_b, ldb);
+        ctx.mma(acc, fa, fb);
+    }
+}
+
 // Pass 1, one block per (chunk c, head h, batch b): the chunk's end state from a zero start and its
 // decay sum, into the workspace slot (b, c, h).
 template <typename Ctx, typename T>
@@ -169,28 +184,17 @@ MQ_HOST_DEVICE void state_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int 
         load_tile(ctx, p.B, bc_width, b, p.seqlen, begin + kt * kTile, g * p.dstate, p.dstate, sb, bs, weight,
             p.vector_loads);
         ctx.sync();
-        for (int k = 0; k < kMine; ++k) {
-            int const tile = ctx.warp + k * Ctx::kWarps;
-            if (tile >= tiles) {
-                break;
-            }
+        for (int k = 0, tile = ctx.warp; k < kMine && tile < tiles; ++k, tile += Ctx::kWarps) {
             int const ti = tile % tiles_p;       // rows p
             int const tj = tile / tiles_p;       // columns n
-            for (int kk = 0; kk < kTile / kFrag; ++kk) {
-                typename Ctx::FragACol a;        // x^T: (p, t) at xs[t * sx + p]
-                typename Ctx::FragBRow bf;       // (t, n) at bs[t * sb + n]
-                ctx.load(a, xs + kk * kFrag * sx + ti * kFrag, sx);
-                ctx.load(bf, bs + kk * kFrag * sb + tj * kFrag, sb);
-                ctx.mma(acc[k], a, bf);
-            }
+            // x^T: (p, t) at xs[t * sx + p]; B_w: (t, n) at bs[t * sb + n]
+            mma_tile<typename Ctx::FragACol, typename Ctx::FragBRow>(ctx, acc[k], xs + ti * kFrag, sx, kFrag * sx,
+                bs + tj * kFrag, sb, kFrag * sb, kTile / kFrag);
         }
         ctx.sync();
     }
-    for (int k = 0; k < kMine; ++k) {
-        int const tile = ctx.warp + k * Ctx::kWarps;
-        if (tile < tiles) {
-            ctx.store(states + (tile / tiles_p) * kFrag + (tile % tiles_p) * kFrag * ss, acc[k], ss);
-        }
+    for (int k = 0, tile = ctx.warp; k < kMine && tile < tiles; ++k, tile += Ctx::kWarps) {
+        ctx.store(states + (tile / tiles_p) * kFrag + (tile % tiles_p) * kFrag * ss, acc[k], ss);
     }
     ctx.sync();
     int64_t const slot = p.slot(b, c, h);
@@ -259,20 +263,12 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
             bs[i] = Ctx::to_op(r < p.head_dim && n < p.dstate ? state[r * p.dstate + n] : 0.0f);
         }
         ctx.sync();
-        for (int k = 0; k < kMine; ++k) {
-            int const tile = ctx.warp + k * Ctx::kWarps;
-            if (tile >= tiles) {
-                break;
-            }
+        for (int k = 0, tile = ctx.warp; k < kMine && tile < tiles; ++k, tile += Ctx::kWarps) {
             int const ti = tile / tiles_p;   // rows t
             int const tj = tile % tiles_p;   // columns p
-            for (int kk = 0; kk < np / kFrag; ++kk) {
-                typename Ctx::FragARow a;    // (t, n) at cs[t * sc + n]
-                typename Ctx::FragBCol bf;   // H^T: (n, p) at bs[p * sc + n]
-                ctx.load(a, cs + ti * kFrag * sc + kk * kFrag, sc);
-                ctx.load(bf, bs + tj * kFrag * sc + kk * kFrag, sc);
-                ctx.mma(acc[k], a, bf);
-            }
+            // C: (t, n) at cs[t * sc + n]; H^T: (n, p) at bs[p * sc + n]
+            mma_tile<typename Ctx::FragARow, typename Ctx::FragBCol>(ctx, acc[k], cs + ti * kFrag * sc, sc, kFrag,
+                bs + tj * kFrag * sc, sc, kFrag, np / kFrag);
             ctx.store(gs + ti * kFrag * sg + tj * kFrag, acc[k], sg);
         }
         ctx.sync();
@@ -282,11 +278,8 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
             *v *= scan::exp2_fast(cum2[row0 + r]);
         }
         ctx.sync();
-        for (int k = 0; k < kMine; ++k) {
-            int const tile = ctx.warp + k * Ctx::kWarps;
-            if (tile < tiles) {
-                ctx.load_acc(acc[k], gs + (tile / tiles_p) * kFrag * sg + (tile % tiles_p) * kFrag, sg);
-            }
+        for (int k = 0, tile = ctx.warp; k < kMine && tile < tiles; ++k, tile += Ctx::kWarps) {
+            ctx.load_acc(acc[k], gs + (tile / tiles_p) * kFrag * sg + (tile % tiles_p) * kFrag, sg);
         }
         ctx.sync();
     }
@@ -298,22 +291,14 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
         load_tile(ctx, p.x, width, b, p.seqlen, begin + kt * kTile, h * p.head_dim, p.head_dim, sx, xs, nullptr,
             p.vector_loads);
         ctx.sync();
-        for (int k = 0; k < kGMine; ++k) {
-            int const tile = ctx.warp + k * Ctx::kWarps;
-            if (tile >= kGTiles) {
-                break;
-            }
+        for (int k = 0, tile = ctx.warp; k < kGMine && tile < kGTiles; ++k, tile += Ctx::kWarps) {
             int const ti = tile / (kTile / kFrag);   // rows t
             int const tj = tile % (kTile / kFrag);   // columns s
             typename Ctx::Acc gacc;
             ctx.fill(gacc, 0.0f);
-            for (int kk = 0; kk < np / kFrag; ++kk) {
-                typename Ctx::FragARow a;    // (t, n) at cs[t * sc + n]
-                typename Ctx::FragBCol bf;   // B^T: (n, s) at bs[s * sc + n]
-                ctx.load(a, cs + ti * kFrag * sc + kk * kFrag, sc);
-                ctx.load(bf, bs + tj * kFrag * sc + kk * kFrag, sc);
-                ctx.mma(gacc, a, bf);
-            }
+            // C: (t, n) at cs[t * sc + n]; B^T: (n, s) at bs[s * sc + n]
+            mma_tile<typename Ctx::FragARow, typename Ctx::FragBCol>(ctx, gacc, cs + ti * kFrag * sc, sc, kFrag,
+                bs + tj * kFrag * sc, sc, kFrag, np / kFrag);
             ctx.store(gs + ti * kFrag * sg + tj * kFrag, gacc, sg);
         }
         ctx.sync();
@@ -326,30 +311,19 @@ MQ_HOST_DEVICE void output_pass(Ctx& ctx, Problem<T> const& p, int b, int h, int
             ms[r * sm + col] = Ctx::to_op(m);
         }
         ctx.sync();
-        for (int k = 0; k < kMine; ++k) {
-            int const tile = ctx.warp + k * Ctx::kWarps;
-            if (tile >= tiles) {
-                break;
-            }
+        for (int k = 0, tile = ctx.warp; k < kMine && tile < tiles; ++k, tile += Ctx::kWarps) {
             int const ti = tile / tiles_p;
             int const tj = tile % tiles_p;
-            for (int kk = 0; kk < kTile / kFrag; ++kk) {
-                typename Ctx::FragARow a;    // (t, s) at ms[t * sm + s]
-                typename Ctx::FragBRow bf;   // (s, p) at xs[s * sx + p]
-                ctx.load(a, ms + ti * kFrag * sm + kk * kFrag, sm);
-                ctx.load(bf, xs + kk * kFrag * sx + tj * kFrag, sx);
-                ctx.mma(acc[k], a, bf);
-            }
+            // M: (t, s) at ms[t * sm + s]; x: (s, p) at xs[s * sx + p]
+            mma_tile<typename Ctx::FragARow, typename Ctx::FragBRow>(ctx, acc[k], ms + ti * kFrag * sm, sm, kFrag,
+                xs + tj * kFrag, sx, kFrag * sx, kTile / kFrag);
         }
         ctx.sync();
     }
 
     // y = the tile + D x (x of the tile's own tokens: the last k-tile's)
-    for (int k = 0; k < kMine; ++k) {
-        int const tile = ctx.warp + k * Ctx::kWarps;
-        if (tile < tiles) {
-            ctx.store(gs + (tile / tiles_p) * kFrag * sg + (tile % tiles_p) * kFrag, acc[k], sg);
-        }
+    for (int k = 0, tile = ctx.warp; k < kMine && tile < tiles; ++k, tile += Ctx::kWarps) {
+        ctx.store(gs + (tile / tiles_p) * kFrag * sg + (tile % tiles_p) * kFrag, acc[k], sg);
     }
     ctx.sync();
     float const skip = p.D != nullptr ? p.D[h] : 0.0f;

@@ -6,7 +6,6 @@
 
 #include "mq_kernels.h"
 #include "ssd_mma_plan.h"
-#include "ssd_mma_launch.h"
 #include "ssd_plan.h"
 #include "ssd_scan_launch.h"
 
@@ -43,15 +42,20 @@ mq_status check_ssd_args(mq_ssd_scan_args const* a, bool* nothing_to_do) {
     return MQ_SUCCESS;
 }
 
-bool states_overlap(mq_ssd_scan_args const& a) {
-    if (a.initial_state == nullptr || a.final_state == nullptr) {
+// Whether two buffers of `bytes` each, at a and b (either may be null), share any byte.
+bool overlap(void const* a, void const* b, std::uintptr_t bytes) {
+    if (a == nullptr || b == nullptr) {
         return false;
     }
+    auto const x = reinterpret_cast<std::uintptr_t>(a);
+    auto const y = reinterpret_cast<std::uintptr_t>(b);
+    return x < y + bytes && y < x + bytes;
+}
+
+bool states_overlap(mq_ssd_scan_args const& a) {
     auto const bytes = static_cast<std::uintptr_t>(a.batch) * static_cast<std::uintptr_t>(a.heads) *
         static_cast<std::uintptr_t>(a.head_dim) * static_cast<std::uintptr_t>(a.dstate) * sizeof(float);
-    auto const in = reinterpret_cast<std::uintptr_t>(a.initial_state);
-    auto const out = reinterpret_cast<std::uintptr_t>(a.final_state);
-    return in < out + bytes && out < in + bytes;
+    return overlap(a.initial_state, a.final_state, bytes);
 }
 
 mq_status run(mq_ssd_scan_args const* args, mq_stream_t stream, bool chunked) {
@@ -116,9 +120,7 @@ mq_status run_mma(mq_ssd_scan_args const* args, mq_stream_t stream) {
     // a tile's block writes y rows that later tiles' blocks of the same chunk still read as x
     auto const x_bytes = static_cast<std::uintptr_t>(a.batch) * static_cast<std::uintptr_t>(a.seqlen) *
         static_cast<std::uintptr_t>(a.heads) * static_cast<std::uintptr_t>(a.head_dim) * 2u;   // 16-bit
-    auto const x_at = reinterpret_cast<std::uintptr_t>(a.x);
-    auto const y_at = reinterpret_cast<std::uintptr_t>(a.y);
-    if (x_at < y_at + x_bytes && y_at < x_at + x_bytes) {
+    if (overlap(a.x, a.y, x_bytes)) {
         return MQ_ERROR_INVALID_ARGUMENT;
     }
     int device = 0;

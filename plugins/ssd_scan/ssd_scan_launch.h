@@ -36,6 +36,12 @@ void copy_ssd_operands(mq_ssd_scan_args const& a, Dst& d) {
     d.dt_max = a.dt_max;
 }
 
+// The tensor-core scan (ssd_mma.cu): float16 / bfloat16, head_dim <= 64, dstate <= 128, checked by
+// ssd_scan_api.cpp; answers MQ_ERROR_UNSUPPORTED where the build or the device lacks compute_80.
+namespace mma {
+mq_status launch_ssd_mma(mq_ssd_scan_args const& args, cudaStream_t stream);
+}  // namespace mma
+
 // Pass 2 of a chunked scan (ssd_carry.cu): the carried-in states, in place in the workspace; with
 // final_state, the state after the last slot is written there too.
 void enqueue_ssd_carry(float const* initial_state, float* chunk_state, float const* chunk_decay, int batch, int heads,
