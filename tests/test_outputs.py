@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 
+from pathlib import Path
+
 import pytest
 
 from mq_deploy.atomic_dir import atomic_directory, atomic_files
@@ -130,6 +132,22 @@ def test_export_force_replaces_the_previous_set_whole(model, tmp_path):
     export_onnx(model / "fp", out, precision="fp32", decode=False, external_data=False, force=True)
     assert listing(tmp_path / "onnx") == ["README.txt", "manifest.json", "model.onnx"]
     assert list(Manifest.load(out).require_complete().graphs) == ["prefill"]
+
+
+def test_export_force_replaces_a_set_given_by_a_relative_path(model, tmp_path, monkeypatch):
+    """`mq-deploy export --onnx e/model.onnx --force` from the directory holding e/: the manifest
+    records absolute paths, the user types a relative one; the set is still recognised as ours, and
+    a second --force export drops the decode graph as asked."""
+    from mq_deploy.export import export_onnx
+    monkeypatch.chdir(tmp_path)
+    out = Path("e") / "model.onnx"
+    export_onnx(model / "fp", out, precision="fp32", external_data=True)
+    with pytest.raises(MQDeployError, match="pass --force"):
+        export_onnx(model / "fp", out, precision="fp32")
+    export_onnx(model / "fp", out, precision="fp32", external_data=True, force=True)
+    assert listing(tmp_path / "e") == ["manifest.json", "model.decode.onnx", "model.onnx", "model.onnx.data"]
+    export_onnx(model / "fp", out, precision="fp32", decode=False, external_data=False, force=True)
+    assert listing(tmp_path / "e") == ["manifest.json", "model.onnx"]
 
 
 def test_export_interrupted_before_the_manifest_leaves_no_half_set(model, tmp_path, monkeypatch):

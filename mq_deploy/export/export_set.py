@@ -21,7 +21,8 @@ def candidate_files(onnx_path, decode: bool = True, external: bool = True) -> li
 
 def previous_export(onnx_path) -> tuple[str | None, set[Path]]:
     """(prefill file name, files) of the mq-deploy export set whose manifest sits beside `onnx_path`,
-    or (None, empty) when there is none (no manifest, or one mq-deploy did not write)."""
+    or (None, empty) when there is none (no manifest, or one mq-deploy did not write). The files are
+    resolved paths, as the manifest records them: compare them with resolved paths."""
     mpath = manifest_path(onnx_path)
     if read_own_json(mpath) is None:
         return None, set()
@@ -31,4 +32,4 @@ def previous_export(onnx_path) -> tuple[str | None, set[Path]]:
         prefill = graphs.get("prefill", next(iter(graphs.values()))).path.name
     except (MQDeployError, StopIteration):
         return None, set()
-    return prefill, set(manifest.files()) | {mpath}
+    return prefill, set(manifest.files()) | {mpath.resolve()}

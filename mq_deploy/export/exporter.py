@@ -47,8 +47,8 @@ def check_export_target(onnx_path: Path, model_dir: Path, decode: bool, force: b
     if prefill is not None and prefill != onnx_path.name:
         raise MQDeployError(f"--onnx {onnx_path}: {manifest_path(onnx_path)} belongs to the export of {prefill}; "
                             "one export set per directory: export into another directory")
-    check_output_files(candidate_files(onnx_path, decode, external), "export set", lambda p: p in previous, force,
-                       inputs=[model_dir], option="--onnx")
+    check_output_files(candidate_files(onnx_path, decode, external), "export set", lambda p: p.resolve() in previous,
+                       force, inputs=[model_dir], option="--onnx")
     return previous
 
 
@@ -123,7 +123,7 @@ def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plug
         seconds = time.perf_counter() - start
         manifest = build_manifest(source, precision, scan, graphs, seconds, batch_max, seq_max, onnx_path.parent)
         stage.file(manifest_path(onnx_path)).write_bytes(manifest_bytes(manifest))
-        for old in previous - set(stage.targets):      # files of the previous set the new one drops
+        for old in previous - {t.resolve() for t in stage.targets}:   # files of the previous set the new one drops
             stage.remove(old)
     return ExportResult(onnx_path, kinds.get("decode"), manifest_path(onnx_path), seconds,
                         {k: len(g[2].data) + g[2].external_bytes for k, g in graphs.items()}, manifest)
