@@ -216,3 +216,29 @@ def test_decided_agreement_forgives_near_ties_only():
     assert decided_agreement(ours, ref, tie=0.001) == 2 / 3
     ours[2] = [3.5, 3.0, 1.0]                                                   # row 2 flips a 3-logit decision
     assert decided_agreement(ours, ref, tie=0.05) == 0.5
+
+
+def test_standard_op_export_keeps_shapes_and_computes_the_model(exported):
+    """`--scan onnx` of a MambaQuant Vim: no custom op (the reverse scans inline too), the inline
+    Hadamard before each out_proj keeps batch, tokens and width through shape inference, and the
+    graph computes the fake-quant model."""
+    import onnx
+    root = exported["root"]
+    result = export_onnx(root / "q", root / "q-plain" / "model.onnx", precision="fp32", scan="onnx")
+    model = onnx.load(str(result.onnx_path))
+    assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in inferred.graph.value_info}
+    outs = [n.output[0] for n in model.graph.node if n.op_type == "Reshape" and n.name.endswith(".hadamard")]
+    d_inner = exported["model"].backbone.layers[0].mixer.d_inner
+    assert len(outs) == 2, outs                          # one online R2 per layer, after the directions average
+    for o in outs:
+        batch, tokens, width = shapes[o]
+        assert isinstance(batch, str) and tokens == 17 and width == d_inner, (o, shapes[o])
+    x = images(5, 9)
+    with torch.no_grad():
+        expected = exported["fake_quant"](x).double().numpy()
+    got = run_graph(result.onnx_path, x)
+    assert np.median(np.abs(got - expected) / np.abs(expected).max()) < 1e-6
+    assert (got.argmax(-1) == expected.argmax(-1)).all()
