@@ -90,7 +90,8 @@ inline std::string arity_problem(int32_t nbInputs, int32_t nbOutputs, int32_t wa
     if (nbInputs == wantInputs && nbOutputs == wantOutputs) {
         return {};
     }
-    return "expected " + std::to_string(wantInputs) + " inputs and " + std::to_string(wantOutputs) + " outputs, got " +
+    return "expected " + std::to_string(wantInputs) + " inputs and " + std::to_string(wantOutputs) +
+        (wantOutputs == 1 ? " output, got " : " outputs, got ") +
         std::to_string(nbInputs) + " and " + std::to_string(nbOutputs);
 }
 

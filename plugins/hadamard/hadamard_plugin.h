@@ -6,65 +6,67 @@
 
 #include <NvInferRuntime.h>
 
-#include "common/plugin_base.h"
-#include "common/trt_adapters.h"
+#include <array>
+#include <string>
+
+#include "common/op_plugin.h"
+#include "hadamard_args.h"
 
 namespace mq::plugin {
 
+// The ops' contract as OpPlugin reads it: hadamard_args.h's checks; no attributes.
 template <bool Quantize>
-class HadamardPlugin final : public PluginV3Base<HadamardPlugin<Quantize>> {
-public:
+struct HadamardOp {
+    struct Attributes {};
+    struct Sizes {
+        int64_t n{-1};  // the transform size, -1 while unknown
+    };
     static constexpr char const* kName = Quantize ? kHadamardQuantizeName : kHadamardTransformName;
+    static constexpr int32_t kNumInputs = hadamard::hadamard_inputs(Quantize);
+    static constexpr int32_t kNumOutputs = hadamard::kNumHadamardOutputs;
+    static constexpr int32_t kNumFields = 0;
 
-    HadamardPlugin() = default;
-    HadamardPlugin(HadamardPlugin const&) = default;
-    HadamardPlugin& operator=(HadamardPlugin const&) = delete;
-    ~HadamardPlugin() override = default;
+    static std::string check_types(ScalarType const* types, int32_t count) {
+        return hadamard::check_hadamard_types(types, count);
+    }
+    static std::string check_shapes(TensorShape const* shapes, int32_t count, Attributes const&, Sizes* sizes) {
+        return hadamard::check_hadamard_shapes(shapes, count, &sizes->n);
+    }
+    static bool io_type_supported(int32_t pos, ScalarType type, ScalarType x_type) {
+        return hadamard::hadamard_io_type_supported(pos, type, x_type, Quantize);
+    }
+    static void output_types(nvinfer1::DataType const* in, nvinfer1::DataType* out) {
+        out[0] = Quantize ? nvinfer1::DataType::kINT8 : in[hadamard::kHadamardX];
+    }
+    static std::string parse(FieldView const* fields, int32_t count, Attributes*) {
+        return hadamard::parse_hadamard_attributes(fields, count, Quantize);
+    }
+    static std::array<FieldView, 0> fields(Attributes const&) { return {}; }
+    static std::string describe(Attributes const&) { return {}; }
+};
 
-    // IPluginV3OneBuild
-    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
-    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs, nvinfer1::DataType const* inputTypes,
-        int32_t nbInputs) const noexcept override;
-    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
-        int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
-        nvinfer1::IExprBuilder& exprBuilder) noexcept override;
-    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
-        int32_t nbOutputs) noexcept override;
-    int32_t getNbOutputs() const noexcept override;
-    char const* getTimingCacheID() noexcept override;
+template <bool Quantize>
+class HadamardPlugin final : public OpPlugin<HadamardPlugin<Quantize>, HadamardOp<Quantize>> {
+public:
+    using Base = OpPlugin<HadamardPlugin<Quantize>, HadamardOp<Quantize>>;
+    using Base::Base;
 
-    // IPluginV3OneRuntime
-    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
-        int32_t nbOutputs) noexcept override;
-    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
-        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
-
-private:
-    nvinfer1::PluginFieldCollection mNoFields{};  // the ops have no attributes
+    // OpPlugin's hooks
+    std::string output_shapes(
+        nvinfer1::DimsExprs const* inputs, nvinfer1::DimsExprs* outputs, nvinfer1::IExprBuilder& exprBuilder) const;
+    mq_status launch(typename HadamardOp<Quantize>::Sizes const& sizes, nvinfer1::PluginTensorDesc const* inputDesc,
+        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) const;
 };
 
 using HadamardTransformPlugin = HadamardPlugin<false>;
 using HadamardQuantizePlugin = HadamardPlugin<true>;
 
 template <bool Quantize>
-class HadamardCreator final : public PluginCreatorBase<HadamardPlugin<Quantize>> {
-public:
-    nvinfer1::IPluginV3* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
-        nvinfer1::TensorRTPhase phase) noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
-
-private:
-    nvinfer1::PluginFieldCollection mFieldCollection{};
-};
-
+using HadamardCreator = OpCreator<HadamardPlugin<Quantize>>;
 using HadamardTransformCreator = HadamardCreator<false>;
 using HadamardQuantizeCreator = HadamardCreator<true>;
 
 extern template class HadamardPlugin<false>;
 extern template class HadamardPlugin<true>;
-extern template class HadamardCreator<false>;
-extern template class HadamardCreator<true>;
 
 }  // namespace mq::plugin

@@ -1,67 +1,60 @@
 // TensorRT IPluginV3 wrapper of the selective-scan kernels: op "SelectiveScan", version "1",
 // namespace "mq_deploy" (DESIGN.md 3.2). Inputs x, delta, A, B, C, D, delta_bias, z, gate_scale;
-// outputs y (x's type) and final_state (float32).
+// outputs y (x's type) and final_state (float32). Fields delta_softplus, reverse.
 #pragma once
 
 #include <NvInferRuntime.h>
 
 #include <string>
 
-#include "common/plugin_base.h"
-#include "common/trt_adapters.h"
+#include "common/op_plugin.h"
 #include "selective_scan_args.h"
 
 namespace mq::plugin {
 
-class SelectiveScanPlugin final : public PluginV3Base<SelectiveScanPlugin> {
-public:
+// The op's contract as OpPlugin reads it: selective_scan_args.h's checks and fields.
+struct SelectiveScanOp {
+    using Attributes = scan::ScanAttributes;
+    using Sizes = scan::ScanSizes;
     static constexpr char const* kName = kSelectiveScanName;
+    static constexpr int32_t kNumInputs = scan::kNumScanInputs;
+    static constexpr int32_t kNumOutputs = scan::kNumScanOutputs;
+    static constexpr int32_t kNumFields = 2;
 
-    explicit SelectiveScanPlugin(scan::ScanAttributes attrs);
-    SelectiveScanPlugin(SelectiveScanPlugin const&) = default;
-    SelectiveScanPlugin& operator=(SelectiveScanPlugin const&) = delete;
-    ~SelectiveScanPlugin() override = default;
+    static std::string check_types(ScalarType const* types, int32_t count) {
+        return scan::check_scan_types(types, count);
+    }
+    static std::string check_shapes(TensorShape const* shapes, int32_t count, Attributes const&, Sizes* sizes) {
+        return scan::check_scan_shapes(shapes, count, sizes);
+    }
+    static bool io_type_supported(int32_t pos, ScalarType type, ScalarType x_type) {
+        return scan::scan_io_type_supported(pos, type, x_type);
+    }
+    static void output_types(nvinfer1::DataType const* in, nvinfer1::DataType* out) {
+        out[scan::kY] = in[scan::kX];
+        out[scan::kFinalState] = nvinfer1::DataType::kFLOAT;
+    }
+    static std::string parse(FieldView const* fields, int32_t count, Attributes* attrs) {
+        return scan::parse_scan_attributes(fields, count, attrs);
+    }
+    static auto fields(Attributes const& attrs) { return scan::scan_attribute_fields(attrs); }
+    static std::string describe(Attributes const& attrs) { return scan::describe(attrs); }
+};
 
-    // IPluginV3OneBuild
-    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
-    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs, nvinfer1::DataType const* inputTypes,
-        int32_t nbInputs) const noexcept override;
-    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
-        int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
-        nvinfer1::IExprBuilder& exprBuilder) noexcept override;
-    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
-        int32_t nbOutputs) noexcept override;
-    int32_t getNbOutputs() const noexcept override;
+class SelectiveScanPlugin final : public OpPlugin<SelectiveScanPlugin, SelectiveScanOp> {
+public:
+    using OpPlugin::OpPlugin;
+
     size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
         nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
-    char const* getTimingCacheID() noexcept override;
-    char const* getMetadataString() noexcept override;
 
-    // IPluginV3OneRuntime
-    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
-        int32_t nbOutputs) noexcept override;
-    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
-        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
-
-private:
-    scan::ScanAttributes mAttrs;
-    std::string mDescription;  // describe(mAttrs): timing-cache ID and engine metadata
-    SerializedFields mSerialized;
+    // OpPlugin's hooks
+    std::string output_shapes(
+        nvinfer1::DimsExprs const* inputs, nvinfer1::DimsExprs* outputs, nvinfer1::IExprBuilder& exprBuilder) const;
+    mq_status launch(scan::ScanSizes const& sizes, nvinfer1::PluginTensorDesc const* inputDesc,
+        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) const;
 };
 
-class SelectiveScanCreator final : public PluginCreatorBase<SelectiveScanPlugin> {
-public:
-    SelectiveScanCreator();
-
-    nvinfer1::IPluginV3* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
-        nvinfer1::TensorRTPhase phase) noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
-
-private:
-    nvinfer1::PluginField mFieldNames[2];
-    nvinfer1::PluginFieldCollection mFieldCollection{};
-};
+using SelectiveScanCreator = OpCreator<SelectiveScanPlugin>;
 
 }  // namespace mq::plugin

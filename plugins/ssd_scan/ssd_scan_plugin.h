@@ -8,61 +8,52 @@
 
 #include <string>
 
-#include "common/plugin_base.h"
-#include "common/trt_adapters.h"
+#include "common/op_plugin.h"
 #include "ssd_scan_args.h"
 
 namespace mq::plugin {
 
-class SsdScanPlugin final : public PluginV3Base<SsdScanPlugin> {
-public:
+// The op's contract as OpPlugin reads it: ssd_scan_args.h's checks and fields.
+struct SsdScanOp {
+    using Attributes = ssd::SsdAttributes;
+    using Sizes = ssd::SsdSizes;
     static constexpr char const* kName = kSsdScanName;
+    static constexpr int32_t kNumInputs = ssd::kNumSsdInputs;
+    static constexpr int32_t kNumOutputs = ssd::kNumSsdOutputs;
+    static constexpr int32_t kNumFields = ssd::kNumSsdFields;
 
-    explicit SsdScanPlugin(ssd::SsdAttributes attrs);
-    SsdScanPlugin(SsdScanPlugin const&) = default;
-    SsdScanPlugin& operator=(SsdScanPlugin const&) = delete;
-    ~SsdScanPlugin() override = default;
+    static std::string check_types(ScalarType const* types, int32_t count) { return ssd::check_ssd_types(types, count); }
+    static std::string check_shapes(TensorShape const* shapes, int32_t count, Attributes const& attrs, Sizes* sizes) {
+        return ssd::check_ssd_shapes(shapes, count, attrs, sizes);
+    }
+    static bool io_type_supported(int32_t pos, ScalarType type, ScalarType x_type) {
+        return ssd::ssd_io_type_supported(pos, type, x_type);
+    }
+    static void output_types(nvinfer1::DataType const* in, nvinfer1::DataType* out) {
+        out[ssd::kY] = in[ssd::kX];
+        out[ssd::kFinalState] = nvinfer1::DataType::kFLOAT;
+    }
+    static std::string parse(FieldView const* fields, int32_t count, Attributes* attrs) {
+        return ssd::parse_ssd_attributes(fields, count, attrs);
+    }
+    static auto fields(Attributes const& attrs) { return ssd::ssd_attribute_fields(attrs); }
+    static std::string describe(Attributes const& attrs) { return ssd::describe(attrs); }
+};
 
-    // IPluginV3OneBuild
-    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
-    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs, nvinfer1::DataType const* inputTypes,
-        int32_t nbInputs) const noexcept override;
-    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
-        int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
-        nvinfer1::IExprBuilder& exprBuilder) noexcept override;
-    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
-        int32_t nbOutputs) noexcept override;
-    int32_t getNbOutputs() const noexcept override;
+class SsdScanPlugin final : public OpPlugin<SsdScanPlugin, SsdScanOp> {
+public:
+    using OpPlugin::OpPlugin;
+
     size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
         nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
-    char const* getTimingCacheID() noexcept override;
-    char const* getMetadataString() noexcept override;
 
-    // IPluginV3OneRuntime
-    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
-        int32_t nbOutputs) noexcept override;
-    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
-        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
-
-private:
-    ssd::SsdAttributes mAttrs;
-    std::string mDescription;  // describe(mAttrs): timing-cache ID and engine metadata
-    SerializedFields mSerialized;
+    // OpPlugin's hooks
+    std::string output_shapes(
+        nvinfer1::DimsExprs const* inputs, nvinfer1::DimsExprs* outputs, nvinfer1::IExprBuilder& exprBuilder) const;
+    mq_status launch(ssd::SsdSizes const& sizes, nvinfer1::PluginTensorDesc const* inputDesc,
+        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) const;
 };
 
-class SsdScanCreator final : public PluginCreatorBase<SsdScanPlugin> {
-public:
-    SsdScanCreator();
-
-    nvinfer1::IPluginV3* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
-        nvinfer1::TensorRTPhase phase) noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
-
-private:
-    nvinfer1::PluginField mFieldNames[ssd::kNumSsdFields];
-    nvinfer1::PluginFieldCollection mFieldCollection{};
-};
+using SsdScanCreator = OpCreator<SsdScanPlugin>;
 
 }  // namespace mq::plugin
