@@ -98,6 +98,11 @@ def check_output_files(paths: list, kind: str, is_ours: Callable[[Path], bool], 
         if path.is_dir():
             raise MQDeployError(f"{option} {path} is a directory; give a file path such as {path / paths[0].name}")
     foreign = [p for p in existing if not is_ours(p)]
+    for path in foreign:                  # ours, but another kind: say which (a manifest is not a report)
+        other = read_own_json(path)
+        if other is not None and json_kind(other):
+            raise MQDeployError(f"{option} {path} is an mq-deploy {json_kind(other)}, not a {kind}; it is never "
+                                f"replaced by a {kind}, --force or not: choose another path")
     if foreign:
         raise MQDeployError(f"{option}: {_listing([str(p) for p in foreign])} already exist(s) and "
                             f"{'is' if len(foreign) == 1 else 'are'} not from an mq-deploy {kind}; mq-deploy never "
@@ -108,15 +113,42 @@ def check_output_files(paths: list, kind: str, is_ours: Callable[[Path], bool], 
     check_parent_writable(paths[0], option)
 
 
-def read_own_json(path: Path) -> dict | None:
-    """A JSON object that mq-deploy wrote (its "producer" says so), or None."""
+def json_kind(data: dict) -> str | None:
+    """Which of our JSON files this is: its "file_kind" (what every --json report records), or for the
+    manifest and the engine sidecar, their version key; None for an older report that said neither."""
+    if "file_kind" in data:
+        return str(data["file_kind"])
+    if "manifest_version" in data:
+        return "export manifest"
+    if "sidecar_version" in data:
+        return "engine sidecar"
+    return None
+
+
+def read_own_json(path: Path, kind: str | None = None) -> dict | None:
+    """A JSON object that mq-deploy wrote (its "producer" says so), or None; with `kind`, only one of
+    that kind (or an older report that did not record its kind), so that --force on a report's path
+    never replaces an export manifest or an engine sidecar."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return None
-    if isinstance(data, dict) and str(data.get("producer", "")).startswith("mq-deploy"):
-        return data
-    return None
+    if not (isinstance(data, dict) and str(data.get("producer", "")).startswith("mq-deploy")):
+        return None
+    if kind is not None and json_kind(data) not in (kind, None):
+        return None
+    return data
+
+
+def report_prefix(out, option: str = "--out") -> Path:
+    """A report's path prefix (<prefix>.md, .json, ...): a name in a directory, not a directory."""
+    text = str(out)
+    prefix = Path(out)
+    if text.endswith(("/", os.sep)) or prefix.name in ("", ".", "..") or prefix.is_dir():
+        example = (prefix / "report") if prefix.name not in ("",) else Path("out/report")
+        raise MQDeployError(f"{option} {text} is a directory; {option} takes a file prefix (it writes "
+                            f"<prefix>.md, .json, ...): for example {option} {example}")
+    return prefix
 
 
 PNG_SOFTWARE = "mq-deploy"          # the tEXt "Software" entry of every PNG we save

@@ -90,6 +90,12 @@ def garbage_graph(tmp: Path, inputs: dict) -> None:
     (tmp / "onnx" / "model.onnx").write_bytes(b"\x00\x01 this is no protobuf")
 
 
+def damaged_decode_graph(tmp: Path, inputs: dict) -> None:
+    shutil.copytree(inputs["onnx"], tmp / "onnx")
+    with open(tmp / "onnx" / "model.decode.onnx", "ab") as f:
+        f.write(b"junk\n")
+
+
 def export_whose_model_was_replaced(tmp: Path, inputs: dict) -> None:
     """The export set is intact, but the directory its manifest names now holds another model."""
     shutil.copytree(inputs["onnx"], tmp / "onnx")
@@ -298,6 +304,14 @@ CASES = (
     Case("bench-out-over-a-users-file", "bench", "--out prefix whose .md is the user's file",
          ("bench", "--onnx", "{onnx}/model.onnx", "--out", "{tmp}/b"), "not from an mq-deploy bench report",
          a_file("b.md")),
+    Case("bench-out-a-directory", "bench", "--out naming a directory instead of a file prefix",
+         ("bench", "--onnx", "{onnx}/model.onnx", "--out", "{tmp}/"), "takes a file prefix"),
+    Case("bench-decode-graph-damaged", "bench", "an export set whose decode graph was damaged after export",
+         ("bench", "--onnx", "{tmp}/onnx/model.onnx", "--out", "{tmp}/b", "--no-torch"),
+         "ONNX Runtime cannot load", damaged_decode_graph, after_work=True),
+    Case("validate-json-over-the-manifest", "validate", "--json --force naming the manifest.json of --onnx",
+         ("validate", "--onnx", "{tmp}/onnx/model.onnx", "--samples", "1", "--seq-len", "32", "--json",
+          "{tmp}/onnx/manifest.json", "--force"), "writing there would change the input", copy_of("onnx", "onnx")),
     Case("bench-fp-onnx-missing", "bench", "--fp-onnx that does not exist",
          ("bench", "--onnx", "{onnx}/model.onnx", "--fp-onnx", "{tmp}/none.onnx", "--out", "{tmp}/b"),
          "does not exist"),
@@ -353,6 +367,9 @@ CASES = (
          "unrecognized arguments: --fix"),
     Case("doctor-json-over-a-users-file", "doctor", "--json names a file mq-deploy did not write",
          ("doctor", "--json", "{tmp}/env.json"), "not from an mq-deploy doctor report", a_file("env.json", b"{}")),
+    Case("doctor-json-over-a-manifest", "doctor", "--json --force naming an export set's manifest.json",
+         ("doctor", "--json", "{tmp}/onnx/manifest.json", "--force"),
+         "is an mq-deploy export manifest, not a doctor report", copy_of("onnx", "onnx")),
     Case("doctor-json-previous-report-without-force", "doctor", "--json names a previous report, no --force",
          ("doctor", "--json", "{tmp}/env.json"), "pass --force to replace it",
          a_file("env.json", b'{"producer": "mq-deploy 0.1.0"}')),

@@ -146,3 +146,33 @@ def test_bad_input_is_one_error_line(fp_export, tmp_path, extra, message):
             *[e.replace("{tmp}", str(tmp_path)) for e in extra])
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "b.json").exists()
+
+
+def test_a_moved_model_is_found_again_with_model(fp_export, tmp_path):
+    """The model the export came from has moved: bench says so and names --model, and --model with the
+    moved directory (the same files, checked by sha256) puts the torch row back."""
+    import shutil
+    _, exported = fp_export
+    shutil.copytree(exported.onnx_path.parent, tmp_path / "onnx")
+    source = exported.onnx_path.parent.parent / "fp"
+    moved = tmp_path / "fp-moved"
+    shutil.copytree(source, moved)
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    manifest["source"]["path"] = str(tmp_path / "fp-gone")
+    (tmp_path / "onnx" / "manifest.json").write_text(json.dumps(manifest))
+    args = ("bench", "--onnx", tmp_path / "onnx" / "model.onnx", "--lengths", "4", "--iterations", "1",
+            "--decode-steps", "1", "--device", "cpu")
+    r = run(*args, "--out", tmp_path / "b1")
+    assert r.returncode == 2 and "pass --model DIR" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = run(*args, "--model", moved, "--out", tmp_path / "b2")
+    assert r.returncode == 0, r.stderr
+    assert "PyTorch FP32 (cpu)" in {row["backend"] for row in json.loads((tmp_path / "b2.json").read_text())["rows"]}
+
+
+@pytest.mark.parametrize("out", [".", "..", "/", "reports/", "{tmp}"])
+def test_out_must_be_a_file_prefix(out, tmp_path):
+    from mq_deploy.errors import MQDeployError
+    from mq_deploy.outputs import report_prefix
+    with pytest.raises(MQDeployError, match="takes a file prefix"):
+        report_prefix(out.replace("{tmp}", str(tmp_path)))
+    assert report_prefix(tmp_path / "bench") == tmp_path / "bench"

@@ -17,24 +17,25 @@ from .. import __version__
 from ..atomic_dir import atomic_files
 from ..errors import MQDeployError
 from ..deploy.manifest import Manifest
-from ..outputs import check_output_files, read_own_json
+from ..outputs import check_output_files, read_own_json, report_prefix
 from ..progress import progress_bar
 from .timing import latency_stats, time_calls
 
 DECODE_PROMPT = 16
 DEFAULT_LENGTHS = (16, 128, 512)
 DEFAULT_DECODE_STEPS = 64
+BENCH_REPORT = "bench report"
 
 
 def _label(manifest: Manifest, runtime: str) -> str:
     return f"{runtime} {manifest.label} {manifest.precision.upper()}"
 
 
-def _torch_fp_session(manifest: Manifest, device: torch.device, precision: str | None):
+def _torch_fp_session(manifest: Manifest, device: torch.device, precision: str | None, model_dir=None):
     """The unquantized model: the artifact's FP source checkpoint when it is still there."""
     from ..deploy.source import fp_model, source_dir
     from ..deploy.torch_session import TorchSession
-    model = fp_model(source_dir(manifest))          # checked against the sha256 export recorded
+    model = fp_model(source_dir(manifest, model_dir))   # checked against the sha256 export recorded
     precision = precision or ("fp16" if device.type == "cuda" else "fp32")
     return TorchSession(model, precision, device, name=f"PyTorch FP {precision.upper()} ({device.type})".replace(
         "FP FP", "FP"), own=True)
@@ -42,7 +43,7 @@ def _torch_fp_session(manifest: Manifest, device: torch.device, precision: str |
 
 def collect_sessions(onnx_path, engine=None, fp_onnx=None, fp_engine=None, torch_reference: bool = True,
                      device: str = "auto", torch_precision: str | None = None, plugins=None,
-                     decode: bool = True) -> list:
+                     decode: bool = True, model_dir=None) -> list:
     """With --engine: the engines (+ ONNX Runtime on --fp-onnx if given); without: ONNX Runtime on
     --onnx and --fp-onnx. Then the torch model."""
     from ..deploy.onnxruntime_session import OnnxruntimeSession
@@ -60,7 +61,7 @@ def collect_sessions(onnx_path, engine=None, fp_onnx=None, fp_engine=None, torch
     if fp_onnx:
         sessions.append(OnnxruntimeSession(fp_onnx, _label(Manifest.load(fp_onnx), "ONNX Runtime"), decode))
     if torch_reference:
-        sessions.append(_torch_fp_session(manifest, torch_device(device), torch_precision))
+        sessions.append(_torch_fp_session(manifest, torch_device(device), torch_precision, model_dir))
     return sessions
 
 
@@ -96,7 +97,8 @@ def bench_images(backend, image_shape, batch: int, iterations: int, warmup: int,
 
 def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=DEFAULT_LENGTHS, batch: int = 1,
               iterations: int = 20, warmup: int = 3, decode_steps: int = DEFAULT_DECODE_STEPS, torch_reference: bool = True,
-              device: str = "auto", torch_precision: str | None = None, plugins=None, progress: bool = True) -> dict:
+              device: str = "auto", torch_precision: str | None = None, plugins=None, progress: bool = True,
+              model_dir=None) -> dict:
     onnx_path = Path(onnx_path)
     manifest = Manifest.load(onnx_path)
     manifest.graph_of(onnx_path)
@@ -114,11 +116,11 @@ def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=DEFA
                             "and lengths >= 1")
     if torch_reference:
         from ..deploy.source import source_dir
-        source_dir(manifest)                # provenance before any session starts
+        source_dir(manifest, model_dir)     # provenance before any session starts
     if manifest.is_vision:
         decode_steps = 0                    # a classifier has one graph
     backends = collect_sessions(onnx_path, engine, fp_onnx, fp_engine, torch_reference, device, torch_precision,
-                                plugins, decode=decode_steps > 0)
+                                plugins, decode=decode_steps > 0, model_dir=model_dir)
     rows, start = [], time.perf_counter()
     with progress_bar(total=len(backends), desc="bench", unit="backend", disable=not progress) as bar:
         for backend in backends:
@@ -137,7 +139,8 @@ def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=DEFA
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
                         "cpu_threads": torch.get_num_threads(),
                         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-            "producer": f"mq-deploy {__version__}", "rows": rows, "seconds": round(time.perf_counter() - start, 1)}
+            "producer": f"mq-deploy {__version__}", "file_kind": BENCH_REPORT, "rows": rows,
+            "seconds": round(time.perf_counter() - start, 1)}
 
 
 def format_table(report: dict) -> str:
@@ -151,19 +154,19 @@ def format_table(report: dict) -> str:
 
 
 def output_paths(out_prefix) -> tuple[Path, Path, Path]:
-    prefix = Path(out_prefix)
+    prefix = report_prefix(out_prefix)
     return tuple(prefix.with_name(prefix.name + suffix) for suffix in (".md", ".json", ".png"))
 
 
 def _is_own_report(out_prefix) -> bool:
     """The .json of a previous bench of ours at this prefix (then its .md and .png are ours too)."""
-    report = read_own_json(output_paths(out_prefix)[1])
+    report = read_own_json(output_paths(out_prefix)[1], BENCH_REPORT)
     return report is not None and "rows" in report
 
 
 def check_outputs(out_prefix, force: bool, inputs=()) -> None:
     """Before any work: <prefix>.md/.json/.png are new, or a previous bench of ours and --force."""
-    check_output_files(list(output_paths(out_prefix)), "bench report", lambda p: _is_own_report(out_prefix), force,
+    check_output_files(list(output_paths(out_prefix)), BENCH_REPORT, lambda p: _is_own_report(out_prefix), force,
                        inputs=inputs, option="--out")
 
 

@@ -50,16 +50,15 @@ def check_json_output(args, kind: str, inputs=()) -> None:
     never a file mq-deploy did not write)."""
     if args.json and args.json != "-":
         from ..outputs import check_output_files, read_own_json
-        check_output_files([args.json], kind, lambda p: read_own_json(p) is not None, getattr(args, "force", False),
+        check_output_files([args.json], kind, lambda p: read_own_json(p, kind) is not None, getattr(args, "force", False),
                            inputs=[i for i in inputs if i], option="--json")
 
 
-def write_json(args, result: dict) -> Path | None:
-    """Write `result` where --json says: stdout for '-', else atomically to the file (with a
-    "producer" key, so a later --force knows the file is ours)."""
-    if "producer" not in result:
-        from .. import __version__
-        result = {"producer": f"mq-deploy {__version__}", **result}
+def write_json(args, result: dict, kind: str) -> Path | None:
+    """Write `result` where --json says: stdout for '-', else atomically to the file (with "producer"
+    and "file_kind" keys, so a later --force knows the file is ours and which kind: check_json_output)."""
+    from .. import __version__
+    result = {"producer": f"mq-deploy {__version__}", "file_kind": kind, **result}
     text = json.dumps(result, indent=2) + "\n"
     if args.json == "-":
         sys.stdout.write(text)

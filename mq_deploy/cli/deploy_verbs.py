@@ -6,6 +6,8 @@ import argparse
 
 from .args import add_device, add_force, add_json, add_onnx, add_plugins, add_text, check_json_output, write_json
 
+VALIDATION_REPORT = "validation report"
+
 
 def run_export(args) -> int:
     from ..export import export_onnx
@@ -74,27 +76,28 @@ def print_build_summary(result: dict) -> None:
 
 def run_validate(args) -> int:
     from ..validate.validation import format_report, validate_export
-    check_json_output(args, "validation report", inputs=[args.onnx, args.engine, args.model, args.tokens, args.text,
-                                                         args.images])
+    from ..deploy.naming import manifest_path
+    check_json_output(args, VALIDATION_REPORT, inputs=[args.onnx, manifest_path(args.onnx), args.engine, args.model,
+                                                         args.tokens, args.text, args.images])
     report = validate_export(args.onnx, engine=args.engine, references=args.reference, model_dir=args.model,
                              text=args.text, token_file=args.tokens, samples=args.samples, seq_len=args.seq_len,
                              batch=args.batch, device=args.device, plugins=args.plugins, images=args.images)
     if args.json == "-":
-        write_json(args, report)
+        write_json(args, report, VALIDATION_REPORT)
     else:
         print(format_report(report))
         if args.json:
-            print(f"report: {write_json(args, report)}")
+            print(f"report: {write_json(args, report, VALIDATION_REPORT)}")
     return 0 if report["passed"] else 1
 
 
 def run_bench(args) -> int:
     from ..bench.benchmark import check_outputs, format_table, run_bench as bench
-    check_outputs(args.out, args.force, inputs=[args.onnx, args.engine, args.fp_onnx, args.fp_engine])
+    check_outputs(args.out, args.force, inputs=[args.onnx, args.engine, args.fp_onnx, args.fp_engine, args.model])
     report = bench(args.onnx, engine=args.engine, fp_onnx=args.fp_onnx, fp_engine=args.fp_engine,
                    lengths=args.lengths, batch=args.batch, iterations=args.iterations, warmup=args.warmup,
                    decode_steps=args.decode_steps, torch_reference=not args.no_torch, device=args.device,
-                   torch_precision=args.torch_precision, plugins=args.plugins)
+                   torch_precision=args.torch_precision, plugins=args.plugins, model_dir=args.model)
     print(format_table(report))
     from ..bench.benchmark import write_outputs
     for path in write_outputs(report, args.out, force=args.force):
@@ -206,6 +209,8 @@ def register(verbs) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     p.add_argument("--decode-steps", type=int, default=64, help="timed decode steps (default 64; 0 = none)")
     p.add_argument("--no-torch", action="store_true", help="leave out the torch model")
+    p.add_argument("--model", default=None,
+                   help="the model --onnx was exported from, if it has moved (default: the path manifest.json records)")
     add_device(p, "the torch model")
     p.add_argument("--torch-precision", default=None, choices=["fp16", "fp32"],
                    help="torch model precision (default fp16 on a GPU, fp32 on the CPU)")

@@ -7,14 +7,16 @@ import math
 from .args import (add_device, add_force, add_json, add_text, check_json_output, json_to_stdout, resolve_device,
                    write_json)
 
+EVAL_RESULT = "eval result"
+
 
 def run_eval(args) -> int:
     from ..api import evaluate_text
-    check_json_output(args, "eval result", inputs=[args.model, args.text])
+    check_json_output(args, EVAL_RESULT, inputs=[args.model, args.text])
     result = evaluate_text(args.model, args.text, seq_len=args.seq_len, batch_size=args.batch_size,
                            max_tokens=args.max_tokens, progress=not json_to_stdout(args))
     if json_to_stdout(args):
-        write_json(args, result)
+        write_json(args, result, EVAL_RESULT)
         return 0
     print(f"model       {result['model']} ({result['kind']}, {result['parameters']:,} parameters, "
           f"tokenizer {result['tokenizer']})")
@@ -28,7 +30,7 @@ def run_eval(args) -> int:
               f"{result['unigram_bits_per_byte']:.4f})")
     print(f"time        {result['seconds']:.1f} s")
     if args.json:
-        print(f"result: {write_json(args, result)}")
+        print(f"result: {write_json(args, result, EVAL_RESULT)}")
     return 0
 
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from .args import add_force, add_json, check_json_output, json_to_stdout, write_json
 
+DOCTOR_REPORT = "doctor report"
+
 
 def run_doctor(args) -> int:
     from ..doctor import collect, format_report
-    check_json_output(args, "doctor report")
+    check_json_output(args, DOCTOR_REPORT)
     report = collect()
     result = {"versions": report.versions, "facts": report.facts,
               "stages": {k: {"ok": ok, "message": m} for k, (ok, m) in report.stages.items()}}
     if json_to_stdout(args):
-        write_json(args, result)
+        write_json(args, result, DOCTOR_REPORT)
         return 0
     print(format_report(report))
     if args.json:
-        print(f"report: {write_json(args, result)}")
+        print(f"report: {write_json(args, result, DOCTOR_REPORT)}")
     return 0
 
 

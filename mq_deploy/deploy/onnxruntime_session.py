@@ -71,7 +71,13 @@ class OnnxruntimeSession(Session):
         for kind, path in paths.items():
             if not Path(path).is_file():
                 raise MQDeployError(f"{path} (the {kind} graph) does not exist; re-export with `mq-deploy export`")
-            self._sessions[kind] = onnxruntime_session(path)
+            try:
+                self._sessions[kind] = onnxruntime_session(path)
+            except Exception as e:  # noqa: BLE001 - ONNX Runtime's errors are plain Exception subclasses
+                lines = [line for line in str(e).strip().splitlines() if line.strip()]
+                raise MQDeployError(f"ONNX Runtime cannot load {path} (the {kind} graph): "
+                                    f"{lines[-1] if lines else type(e).__name__}; `mq-deploy check --onnx "
+                                    f"{onnx_path}` says whether it changed since export; re-export it") from None
 
     def run(self, graph: str, feeds: dict) -> dict:
         if graph not in self._sessions:

@@ -23,11 +23,12 @@ from ..models.checkpoints import load_checkpoint
 from ..quant.artifact import is_quantized_artifact
 from ..quant.config import QuantConfig
 from ..quant.quantize import quantize
-from ..outputs import PRODUCER, check_output_files, read_own_json
+from ..outputs import PRODUCER, check_output_files, read_own_json, report_prefix
 from ..quant.recipes import RECIPES, get_recipe, uses_seed
 
 BIT_SETTINGS = ((8, 8), (4, 8), (4, 16))
 MODES = ("deploy", "paper")
+RECIPE_COMPARISON = "recipe comparison"
 SEEDS = 3          # per recipe with random rotations: at W4A16 on the demo model one seed's luck moved
                    # QuaRot by 0.3 points, more than any window interval
 
@@ -110,7 +111,7 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
                      "weight_rounding": "modelopt", "window_nll": q["window_nll"], "window_kl": q["window_kl"]})
         log(f"{peer} {bits} perplexity {q['perplexity']:.4f} ({rows[-1]['change_percent']:+.2f}%)  "
             f"KL {q['kl_per_token']:.2e}  calibration {seconds:.1f} s")
-    return {"producer": PRODUCER, "model": str(model_dir), "calibration": {"text": calib_label, "samples": int(batches.shape[0]),
+    return {"producer": PRODUCER, "file_kind": RECIPE_COMPARISON, "model": str(model_dir), "calibration": {"text": calib_label, "samples": int(batches.shape[0]),
                                                      "seq_len": int(batches.shape[1])},
             "eval": {"text": fp["text"], "tokens": fp["scored_tokens"]}, "quantize_conv": quantize_conv,
             "fp_perplexity": fp["perplexity"],
@@ -243,14 +244,14 @@ def _interval_header(result: dict) -> str:
 
 
 def report_paths(out_prefix) -> tuple[Path, Path]:
-    out_prefix = Path(out_prefix)
+    out_prefix = report_prefix(out_prefix)
     return out_prefix.with_name(out_prefix.name + ".md"), out_prefix.with_name(out_prefix.name + ".json")
 
 
 def check_report_target(out_prefix, force: bool, inputs=()) -> None:
     """Before any work: <prefix>.md/.json are new, or a previous table of ours and --force."""
-    ours = read_own_json(report_paths(out_prefix)[1]) is not None
-    check_output_files(list(report_paths(out_prefix)), "recipe comparison", lambda p: ours, force, inputs=inputs,
+    ours = read_own_json(report_paths(out_prefix)[1], RECIPE_COMPARISON) is not None
+    check_output_files(list(report_paths(out_prefix)), RECIPE_COMPARISON, lambda p: ours, force, inputs=inputs,
                        option="--out")
 
 
