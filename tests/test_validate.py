@@ -294,3 +294,22 @@ def test_failing_states_are_covered_by_the_aligned_comparison_only_when_the_grap
     assert bad["graph_correct"] and bad["aligned_states"]["conv_state_out.0"] == pytest.approx(0.1, rel=1e-3)
     assert ("the failure at conv_state_out.0 is not covered by it (with the codes aligned, conv_state_out.0 still "
             "differs by 0.1)") in bad["explanation"], bad["explanation"]
+
+
+def test_language_model_agreement_forgives_near_ties_per_token_position():
+    """[batch, seq, vocab] logits: a flip at a position the reference all but ties is not counted, a
+    decided flip is; the report shows both figures."""
+    from mq_deploy.validate.validation import _agreement, decided_agreement
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(2, 5, 11)) * 3
+    ours = ref.copy()
+    top = ref.argmax(-1)
+    ours[0, 1, top[0, 1]] -= 10                 # a decided flip: the reference's top token loses 10 logits
+    second = np.argsort(ref[1, 3])[-2]
+    ref[1, 3, second] = ref[1, 3, top[1, 3]] - 0.01        # a near-tie in the reference ...
+    ours[1, 3] = ref[1, 3]
+    ours[1, 3, second] += 0.02                             # ... that the subject flips
+    assert decided_agreement(ours, ref, tie=0.05) == pytest.approx(8 / 9)
+    assert decided_agreement(ours, ref, tie=0.001) == pytest.approx(8 / 10)
+    metrics = {"argmax_agreement": 0.8, "decided_top1_agreement": 8 / 9}
+    assert _agreement(metrics) == "80.00% (88.89% near-ties aside)"

@@ -121,6 +121,10 @@ def load_config(path) -> tuple[MambaConfig, str]:
         raise MQDeployError(f"{path} is a file; pass the model directory that holds config.json and the weights")
     config_path = path / "config.json"
     if not config_path.is_file():
+        pth = sorted(path.glob("*.pth"))
+        if pth:     # an official Vision Mamba checkpoint is the .pth file itself, not its folder
+            raise MQDeployError(f"{path} has no config.json but holds {pth[0].name}: give the .pth file itself "
+                                f"(--model {pth[0]}) for an official Vision Mamba checkpoint")
         raise MQDeployError(f"{path} has no config.json; a Hugging Face or mamba_ssm checkpoint directory has one")
     raw = _read_json(config_path)
     _reject_unsupported(raw, path)

@@ -13,6 +13,7 @@ from ..models.checkpoints import is_mamba2_checkpoint, is_vision_checkpoint, loa
 from ..models.mamba2 import Mamba2Mixer
 from ..models.vim import BiMambaMixer
 from ..outputs import check_output_files, is_own_png
+from ..plotting import pyplot
 from ..quant.artifact import check_made_from, load_quantized, read_quant_meta
 from ..quant.inspect import channel_statistics, inspected_points, layer_errors
 from .plots import _outlier_ratio, plot_channel_ranges, plot_layer_errors
@@ -66,6 +67,7 @@ def inspect_model(model_dir, plot_dir, quantized_dir=None, text: str | None = No
         text = text if text is not None else "pydoc-topics"
         check_window_counts(samples, seq_len, "inspection", ("--samples", "--seq-len"))
     plot_dir = Path(plot_dir)
+    pyplot()                    # matplotlib is there before the statistics passes, not after them
     points = inspected_points(_mixer_class(model_dir, vision))
     # the plots go into a directory that may hold other files: only our own PNGs may be replaced
     check_output_files(plot_files(plot_dir, points, quantized_dir is not None), "inspect plot", is_own_png, force,

@@ -77,8 +77,9 @@ def _explain(onnx_path, torch_model, feeds: list[dict], precision: str) -> dict:
                  "them" if codes["differing"] else "no INT8 code differs")
         text = (f"graph correct; {flips}: with ONNX Runtime's codes fed to torch the "
                 f"logits agree to {aligned['relative']:.2g} relative ({100 * aligned['argmax_agreement']:.2f}% "
-                "argmax). The graph computes the model's function; widen the tolerance or recalibrate "
-                "(a model this sensitive to one-step flips will be as sensitive to TensorRT's rounding)")
+                "argmax). The graph computes the model's function: the failure is the model's sensitivity to "
+                "one-step rounding flips (random-init weights are this sensitive, trained ones rarely), and "
+                "TensorRT's rounding will move it as much; recalibrate, or compare a trained checkpoint")
     elif not ties_only:
         point, where = first_point_beyond_ties(codes, precision)
         text = (f"graph differs from the model: {codes['differing']:,} of {codes['compared']:,} INT8 codes differ, "
