@@ -86,12 +86,14 @@ def _export(summary: Summary, artifact: str, onnx_path: str):
 
 
 def _validation_rows(summary: Summary, report: dict, subject: str):
-    for r in report["references"]:
+    decode = report.get("decode", {})
+    rows = [(r, "") for r in report["references"]] + [(r, ", decode steps") for r in decode.get("references", [])]
+    for r, graph in rows:
         m = r["logits"]
-        summary.add("validate", f"{subject} vs {r['reference']} ({r['kind']})",
+        summary.add("validate", f"{subject} vs {r['reference']} ({r['kind']}{graph})",
                     f"{'pass' if r['passed'] else 'FAIL'}: argmax {100 * m['argmax_agreement']:.2f}%, "
                     f"relative {m['relative']:.2g}, perplexity {r['perplexity']['subject']:.3f} vs "
-                    f"{r['perplexity']['reference']:.3f}", report["seconds"] / len(report["references"]))
+                    f"{r['perplexity']['reference']:.3f}", report["seconds"] / len(rows))
 
 
 def _validate_and_bench(summary: Summary, onnx_path: str) -> bool:
@@ -143,6 +145,8 @@ def tensorrt_stages(summary: Summary, onnx_path: str, engine_path: str, plans: s
     or say in the table why not; False when a stage failed. step(k, text) announces stage k of 2."""
     why = tensorrt_unavailable()
     if why is not None:
+        step(1, "TensorRT engine: skipped (the table says why)")
+        step(2, "engine validation: skipped")
         summary.skip("TensorRT build", why)
         summary.skip("TensorRT validate", "no engine (see above)")
         return True
@@ -180,7 +184,7 @@ def run_demo(max_tokens: int | None = 131072, family: str = "mamba") -> int:
         raise MQDeployError(f"--max-tokens {max_tokens}: give 0 (all) or at least one 512-byte window")
     start = time.perf_counter()
     model_dir = str(demo_model_dir(family))
-    print(f"mq-deploy demo: {model_dir}")
+    print(f"mq-deploy demo{' --mamba2' if family == 'mamba2' else ''}: {model_dir}")
     summary = Summary()
     passed = True
     fp_ppl = _evaluate(summary, model_dir, max_tokens)

@@ -104,11 +104,13 @@ def check_output_files(paths: list, kind: str, is_ours: Callable[[Path], bool], 
             raise MQDeployError(f"{option} {path} is an mq-deploy {json_kind(other)}, not a {kind}; it is never "
                                 f"replaced by a {kind}, --force or not: choose another path")
     if foreign:
-        raise MQDeployError(f"{option}: {_listing([str(p) for p in foreign])} already exist(s) and "
-                            f"{'is' if len(foreign) == 1 else 'are'} not from an mq-deploy {kind}; mq-deploy never "
+        raise MQDeployError(f"{option}: {_listing([str(p) for p in foreign])} already "
+                            f"{'exists and is' if len(foreign) == 1 else 'exist and are'} not from an mq-deploy "
+                            f"{kind}; mq-deploy never "
                             "replaces what it did not write: choose another path")
     if existing and not force:
-        raise MQDeployError(f"{option}: {_listing([str(p) for p in existing])} hold(s) a previous {kind}; pass "
+        raise MQDeployError(f"{option}: {_listing([str(p) for p in existing])} "
+                            f"{'holds' if len(existing) == 1 else 'hold'} a previous {kind}; pass "
                             "--force to replace it, or choose another path")
     check_parent_writable(paths[0], option)
 

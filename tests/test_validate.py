@@ -313,3 +313,36 @@ def test_language_model_agreement_forgives_near_ties_per_token_position():
     assert decided_agreement(ours, ref, tie=0.001) == pytest.approx(8 / 10)
     metrics = {"argmax_agreement": 0.8, "decided_top1_agreement": 8 / 9}
     assert _agreement(metrics) == "80.00% (88.89% near-ties aside)"
+
+
+def test_the_decode_graph_is_validated_and_a_broken_state_carry_fails(exported, tmp_path):
+    """With a decode graph in the set, validate also runs the first window's last tokens one decode
+    step at a time, against torch doing the same. The correct set passes both; a decode graph whose
+    carried SSM state is scaled by 1.5 on the way in (a prefill graph untouched) fails the decode
+    pass alone, and the CLI exits 1."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from mq_deploy.validate.validation import validate_export
+    root = exported["root"]
+    onnx_path = export_onnx(root / "fp", tmp_path / "good" / "model.onnx", precision="fp32").onnx_path
+    report = validate_export(onnx_path, text=str(root / "text.txt"), samples=2, seq_len=64, references=["torch"])
+    assert report["passed"], report
+    decode = report["decode"]
+    assert decode["prefill_tokens"] == 32 and decode["steps"] == 32 and decode["references"][0]["passed"]
+    assert decode["references"][0]["logits"]["relative"] < 1e-5       # FP32 graph vs FP32 torch, step by step
+
+    shutil.copytree(onnx_path.parent, tmp_path / "bad")
+    path = tmp_path / "bad" / "model.decode.onnx"
+    model = onnx.load(str(path), load_external_data=False)
+    state = next(i.name for i in model.graph.input if i.name.startswith("ssm_state"))
+    for node in model.graph.node:
+        node.input[:] = [f"{state}.scaled" if name == state else name for name in node.input]
+    model.graph.initializer.append(numpy_helper.from_array(np.array(1.5, np.float32), "planted_scale"))
+    model.graph.node.insert(0, helper.make_node("Mul", [state, "planted_scale"], [f"{state}.scaled"]))
+    onnx.save(model, str(path))
+    r = run("validate", "--onnx", tmp_path / "bad" / "model.onnx", "--text", root / "text.txt", "--samples", "2",
+            "--seq-len", "64", "--reference", "torch", "--json", tmp_path / "report.json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["references"][0]["passed"] and not report["decode"]["references"][0]["passed"], report
+    assert "decode graph: the first window's last 32 tokens" in r.stdout and "validation FAILED" in r.stdout

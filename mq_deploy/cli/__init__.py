@@ -37,7 +37,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passes_through", False):      # only lm-eval takes foreign arguments
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        verb = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.verb]
+        verb.error(f"unrecognized arguments: {' '.join(extra)}")     # pointing at the verb's own --help
     args.lm_eval_args = extra
     try:
         return args.func(args)

@@ -50,8 +50,8 @@ def check_json_output(args, kind: str, inputs=()) -> None:
     never a file mq-deploy did not write)."""
     if args.json and args.json != "-":
         from ..outputs import check_output_files, read_own_json
-        check_output_files([args.json], kind, lambda p: read_own_json(p, kind) is not None, getattr(args, "force", False),
-                           inputs=[i for i in inputs if i], option="--json")
+        check_output_files([args.json], kind, lambda p: read_own_json(p, kind) is not None,
+                           getattr(args, "force", False), inputs=[i for i in inputs if i], option="--json")
 
 
 def write_json(args, result: dict, kind: str) -> Path | None:

@@ -20,10 +20,11 @@ def run_export(args) -> int:
     print(f"exported {args.model} ({kind}) as {args.precision.upper()}, scan={args.scan}, in {result.seconds:.2f} s")
     for graph, path in (("prefill", result.onnx_path), ("decode", result.decode_path)):
         if path is not None:
-            print(f"  {graph:8s} {path}  {result.bytes[graph] / 1e6:.2f} MB")
+            print(f"  {graph:8s} {path}  {path.stat().st_size / 1e6:.2f} MB")     # the file; weights below
     data = m["graphs"]["prefill"].get("external_data")
     if data:
-        print(f"  weights  {result.onnx_path.with_name(data['file'])}  {data['bytes'] / 1e6:.2f} MB" + (" (both graphs)" if result.decode_path else ""))
+        print(f"  weights  {result.onnx_path.with_name(data['file'])}  {data['bytes'] / 1e6:.2f} MB"
+              + (" (both graphs)" if result.decode_path else ""))
     print(f"  manifest {result.manifest_path}")
     if m.get("fused_quantize"):
         print(f"  {len(m['fused_quantize'])} out_proj input quantizers fused into HadamardQuantize nodes")
@@ -118,8 +119,9 @@ def _int_list(text: str) -> list[int]:
 def register(verbs) -> None:
     p = verbs.add_parser("export", help="write the ONNX graphs (prefill + decode) and manifest.json",
                          description="Export an FP checkpoint or a deploy-mode quantized artifact to ONNX: "
-                                     "token-major, dynamic batch and seqlen, INT8 QDQ linears, one SelectiveScan "
-                                     "node per layer (TensorRT plugin + ONNX local function). Also writes "
+                                     "token-major, dynamic batch and seqlen, INT8 QDQ linears, one scan node per "
+                                     "layer (SelectiveScan, or SSDScan for Mamba-2: TensorRT plugin + ONNX local "
+                                     "function). Also writes "
                                      "<name>.decode.onnx (one token, explicit states), the weights of both graphs "
                                      "once in <name>.onnx.data, and manifest.json beside it.")
     p.add_argument("--model", required=True, help="model directory or quantized artifact")

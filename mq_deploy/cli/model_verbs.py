@@ -121,22 +121,26 @@ def register(verbs) -> None:
                                                   "directory or an official vim_*.pth)")
     p.add_argument("--out", required=True, help="artifact directory to write (new or empty; written whole or not at all)")
     add_force(p)
-    p.add_argument("--recipe", default="mambaquant", choices=["rtn", "smoothquant", "quarot", "quamba", "mambaquant"])
-    p.add_argument("--w-bits", type=int, default=8, choices=[4, 8])
+    p.add_argument("--recipe", default="mambaquant", choices=["rtn", "smoothquant", "quarot", "quamba", "mambaquant"],
+                   help="mambaquant (default: KLT-enhanced Hadamard rotation, smooth-fused rotation), or a baseline "
+                        "(docs/quantization.md)")
+    p.add_argument("--w-bits", type=int, default=8, choices=[4, 8], help="weight bits (default 8)")
     p.add_argument("--a-bits", type=int, default=None, choices=[8, 16],
                    help="16: weight-only quantization (default: 8 with --w-bits 8, 16 with --w-bits 4, "
                         "the settings TensorRT runs)")
     p.add_argument("--no-export-check", action="store_true",
                    help="allow deploy-mode settings that export cannot deploy (W4A8), for fake-quant evaluation")
     p.add_argument("--mode", default="deploy", choices=["deploy", "paper"],
-                   help="deploy: symmetric static INT8 as TensorRT runs it; paper: the paper's fake-quant settings")
+                   help="deploy (default): symmetric static INT8 as TensorRT runs it; paper: the paper's fake-quant "
+                        "settings (not exportable)")
     p.add_argument("--calib", default="pydoc-topics",
                    help="calibration data: a UTF-8 text file, 'pydoc-topics', or token ids (.npy / .json) (default "
                         "pydoc-topics); for a Vision Mamba, images: a folder, a .npy of preprocessed images "
                         "[n, 3, H, W], or a bundled set's training images: 'digits' (the vision demo's) or 'mnist'")
     p.add_argument("--calib-samples", type=int, default=32, help="calibration windows, or images (default 32)")
     p.add_argument("--calib-seq-len", type=int, default=512, help="tokens per window (default 512)")
-    p.add_argument("--act-percentile", type=float, default=100.0, help="static activation range percentile")
+    p.add_argument("--act-percentile", type=float, default=100.0,
+                   help="static activation range percentile (default 100: the observed max)")
     p.add_argument("--weight-rounding", default="auto", choices=["auto", "rtn", "gptq"],
                    help="rtn: round weights to nearest; gptq: error-compensating rounding from the calibration "
                         "inputs of each linear after the transforms (deploy mode; one layer's E[x xT] held at a "
@@ -155,7 +159,8 @@ def register(verbs) -> None:
                    help="4-bit weights: keep these linears at higher precision (FP16 in deploy mode, 8 bits in paper "
                         "mode; module names, e.g. backbone.layers.0.mixer.in_proj) instead of letting "
                         "--effective-bits choose")
-    p.add_argument("--quantize-lm-head", action="store_true")
+    p.add_argument("--quantize-lm-head", action="store_true",
+                   help="also quantize the output head (kept FP16 by default)")
     p.add_argument("--quantize-conv", action="store_true",
                    help="also quantize the depthwise conv1d (INT8 per-channel weights; its input at A8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random Hadamard signs")
@@ -168,7 +173,8 @@ def register(verbs) -> None:
                    help="also report FP vs quantized perplexity on a UTF-8 text file, 'pydoc-topics', or token ids "
                         "(.npy / .json); for a Vision Mamba, top-1 on labelled images (an ImageFolder folder or "
                         "'digits:heldout' / 'mnist:heldout')")
-    p.add_argument("--eval-max-tokens", type=int, default=None)
+    p.add_argument("--eval-max-tokens", type=int, default=None, help="score at most this many --eval tokens "
+                                                                     "(default: the whole text)")
     p.set_defaults(func=run_quantize)
 
     p = verbs.add_parser("inspect", help="plot channel ranges before/after the transforms and per-layer error",
@@ -192,10 +198,11 @@ def register(verbs) -> None:
                                                  "(--bits / --modes for fewer)",
                          description="Quantize with every recipe, bit setting and mode, evaluate held-out "
                                      "perplexity, and write one table as markdown and JSON.")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="FP language model directory")
     add_text(p, "--calib", required=True, purpose="calibration data")
     add_text(p, "--eval", required=True, purpose="held-out evaluation data")
-    p.add_argument("--recipes", nargs="+", default=["rtn", "smoothquant", "quarot", "quamba", "mambaquant"])
+    p.add_argument("--recipes", nargs="+", default=["rtn", "smoothquant", "quarot", "quamba", "mambaquant"],
+                   help="recipes to compare (default: rtn smoothquant quarot quamba mambaquant)")
     p.add_argument("--bits", nargs="+", default=["W8A8", "W4A8", "W4A16"], metavar="WxAy",
                    help="bit settings to compare (default: W8A8 W4A8 W4A16)")
     p.add_argument("--modes", nargs="+", default=["deploy", "paper"], choices=["deploy", "paper"],
@@ -204,9 +211,10 @@ def register(verbs) -> None:
                    help="NVIDIA ModelOpt configs to run beside the recipes (modelopt-int8-smoothquant, "
                         "modelopt-int4-awq, modelopt-w4a8-awq); default: all of them when nvidia-modelopt is "
                         "installed (pip install 'mq-deploy[modelopt]'); --peers alone: none")
-    p.add_argument("--calib-samples", type=int, default=32)
-    p.add_argument("--calib-seq-len", type=int, default=512)
-    p.add_argument("--eval-max-tokens", type=int, default=65536, help="0 = the whole text")
+    p.add_argument("--calib-samples", type=int, default=32, help="calibration windows (default 32)")
+    p.add_argument("--calib-seq-len", type=int, default=512, help="tokens per window (default 512)")
+    p.add_argument("--eval-max-tokens", type=int, default=65536,
+                   help="score at most this many --eval tokens per model (default 65536; 0 = the whole text)")
     p.add_argument("--seeds", type=int, default=3,
                    help="rotation seeds for each recipe with random Hadamard signs (quarot, quamba, mambaquant; "
                         "default 3): the row is their mean, the intervals cover the spread between them")

@@ -98,7 +98,7 @@ def load_image_source(source, img_size: int, samples: int | None = None, option:
     except (OSError, ValueError) as e:
         raise MQDeployError(f"{option} {path} is not a readable .npy file ({e})") from None
     if array.ndim != 4 or array.shape[1:] != (3, img_size, img_size) or array.dtype.kind != "f":
-        raise MQDeployError(f"{option} {path} holds a {array.dtype} array of shape {array.shape}; the model takes "
+        raise MQDeployError(f"{option} {path} holds an array of {array.dtype} of shape {array.shape}; the model takes "
                             f"preprocessed float images [n, 3, {img_size}, {img_size}]")
     if not np.isfinite(array).all():
         raise MQDeployError(f"{option} {path} holds NaN or inf values; regenerate it")

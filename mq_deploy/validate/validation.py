@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -67,14 +68,20 @@ VISION_TOLERANCES = {
 class Reference:
     name: str
     kind: str                    # a TOLERANCES key
-    runner: object
+    open_session: Callable       # open_session(decode: bool) -> Session (decode: also the decode graph)
     fake_quant_model: object = None   # the torch model a QDQ graph was exported from (explains a failure)
+
+
+def _runner(name: str, open_session, images: bool, decode_from: int | None = None):
+    """A Polygraphy runner over a session: prefill, or (decode_from) prefill then decode steps."""
+    from ..deploy.polygraphy_runner import SessionRunner
+    return SessionRunner(lambda: open_session(decode_from is not None), name=name, images=images,
+                         decode_from=decode_from)
 
 
 def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, model_dir, device: str,
                      plugins) -> Reference:
     from ..deploy.onnxruntime_session import OnnxruntimeSession
-    from ..deploy.polygraphy_runner import SessionRunner
     from ..deploy.source import source_dir, torch_model
     from ..deploy.torch_session import TorchSession
     from ..devices import torch_device
@@ -85,17 +92,14 @@ def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, mod
         kind = "same-graph" if spec == "torch" or manifest.quantization is None else "other-model"
         device = torch_device(device)
         name = f"{spec}-{precision}"
-        return Reference(f"{spec} {precision}", kind,
-                         SessionRunner(lambda: TorchSession(model, precision, device, name=name), name=name,
-                                       images=manifest.is_vision),
+        return Reference(f"{spec} {precision}", kind, lambda decode: TorchSession(model, precision, device, name=name),
                          fake_quant_model=model if quantized else None)
     if spec == "onnxruntime":
         if engine is None:
             raise MQDeployError("--reference onnxruntime compares an engine with ONNX Runtime; without "
                                 "--engine the subject already is ONNX Runtime on that graph")
         return Reference("onnxruntime", "same-graph",
-                         SessionRunner(lambda: OnnxruntimeSession(onnx_path, decode=False, manifest=manifest),
-                                       name="onnxruntime", images=manifest.is_vision))
+                         lambda decode: OnnxruntimeSession(onnx_path, decode=decode, manifest=manifest))
     kind, _, path = spec.partition(":")
     if kind in ("onnx", "engine") and path:
         if not Path(path).is_file():
@@ -106,13 +110,9 @@ def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, mod
             if other.is_vision != manifest.is_vision:
                 raise MQDeployError(f"--reference {spec}: one export is a Vision Mamba's and the other a language "
                                     "model's; compare exports of the same kind of model")
-            return Reference(spec, "other-model",
-                             SessionRunner(lambda: OnnxruntimeSession(path, decode=False), name=spec,
-                                           images=manifest.is_vision))
+            return Reference(spec, "other-model", lambda decode: OnnxruntimeSession(path, decode=decode))
         from ..trt.session import TensorRTSession
-        return Reference(spec, "other-model",
-                         SessionRunner(lambda: TensorRTSession(path, plugins, decode=False), name=spec,
-                                       images=manifest.is_vision))
+        return Reference(spec, "other-model", lambda decode: TensorRTSession(path, plugins, decode=decode))
     raise MQDeployError(f"unknown --reference {spec!r}; use torch, torch-fp, onnxruntime, onnx:PATH or engine:PATH")
 
 
@@ -125,19 +125,20 @@ def default_references(manifest: Manifest, engine) -> list[str]:
 
 
 def _subject(onnx_path: Path, engine, plugins, manifest: Manifest):
+    """(name, open_session(decode))."""
     from ..deploy.onnxruntime_session import OnnxruntimeSession
-    from ..deploy.polygraphy_runner import SessionRunner
     if engine is None:
-        return "onnxruntime", SessionRunner(lambda: OnnxruntimeSession(onnx_path, decode=False, manifest=manifest),
-                                            name="onnxruntime", images=manifest.is_vision)
+        return "onnxruntime", lambda decode: OnnxruntimeSession(onnx_path, decode=decode, manifest=manifest)
     if not Path(engine).is_file():
         raise MQDeployError(f"engine {engine} does not exist; build it with `mq-deploy build --onnx "
                             f"{onnx_path} --engine {engine}`")
     from ..trt.runtime import load_engine
     from ..trt.session import TensorRTSession
     load_engine(engine, plugins)                # a bad plan fails now with its own error, not mid-comparison
-    return "tensorrt", SessionRunner(lambda: TensorRTSession(engine, plugins, decode=False), name="tensorrt",
-                                     images=manifest.is_vision)
+    return "tensorrt", lambda decode: TensorRTSession(engine, plugins, decode=decode)
+
+
+DECODE_STEPS = 32     # validated decode steps (at the end of the first window; the rest is its prefill)
 
 
 def decided_agreement(ours: np.ndarray, ref: np.ndarray, tie: float) -> float:
@@ -237,16 +238,8 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
     refs = [_parse_reference(s, onnx_path, engine, manifest, model_dir, device, plugins)
             for s in (references or default_references(manifest, engine))]
     start = time.perf_counter()
-    try:
-        with G_LOGGER.verbosity(G_LOGGER.WARNING):      # Polygraphy prints every feed and output otherwise
-            results = Comparator.run([subject] + [r.runner for r in refs], data_loader=feeds)
-    except MQDeployError:
-        raise
-    except Exception as e:  # noqa: BLE001 - Polygraphy's and ONNX Runtime's errors (plain Exception subclasses)
-        lines = [line for line in str(e).strip().splitlines() if line.strip()]
-        raise MQDeployError(f"running the comparison failed: {lines[-1] if lines else type(e).__name__}; check that "
-                            "every graph/engine is a prefill graph of this model and that the inputs fit the "
-                            "engine's profile (--seq-len, --batch)") from None
+    results = _run_all(Comparator, G_LOGGER, [_runner(subject_name, subject, vision)]
+                       + [_runner(r.name, r.open_session, vision) for r in refs], feeds)
     report = {"producer": f"mq-deploy {__version__}",
               "onnx": str(onnx_path), "engine": str(engine) if engine else None, "subject": subject_name,
               "precision": manifest.precision,
@@ -258,26 +251,79 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
               "references": []}
     for j, ref in enumerate(refs, start=1):
         tol = tolerances[ref.kind]
-        wanted = None if tol.outputs == "all" else {tol.outputs}
-
-        def find_output(name, index, iter_result, wanted=wanted):
-            return [name] if name in iter_result and (wanted is None or name in wanted) else None
-
-        with G_LOGGER.verbosity(G_LOGGER.ERROR):
-            accuracy = Comparator.compare_accuracy(
-                results, comparisons=[(0, j)],
-                compare_func=SimpleCompareFunc(check_error_stat="median", atol=tol.median_abs, rtol=0.0,
-                                               find_output_func=find_output))
-        verdict = _judge(results[0][1], results[j][1], feeds, accuracy, tol,
+        verdict = _judge(results[0][1], results[j][1], feeds, _accuracy(Comparator, SimpleCompareFunc, G_LOGGER,
+                                                                          results, j, tol), tol,
                          labels=None if labels is None else np.asarray(labels))
         if not verdict["passed"] and ref.fake_quant_model is not None and not vision and is_qdq_graph(onnx_path):
             # which failure is it: tie flips the model amplifies, or a graph that computes something else
             verdict["explanation"] = explain_qdq_failure(onnx_path, ref.fake_quant_model, feeds, manifest.precision,
                                                          verdict["failures"])
         report["references"].append({"reference": ref.name, "kind": ref.kind, "tolerance": asdict(tol), **verdict})
+    skip = _decode_skip_reason(manifest, engine, references or default_references(manifest, engine))
+    if skip:
+        report["decode"] = {"skipped": skip, "references": []}
+    else:
+        # the decode graph (or plan) generation runs: the first feed again, its last tokens one
+        # decode step at a time, against each reference doing the same
+        split = max(1, feeds[0]["input_ids"].shape[1] - DECODE_STEPS)
+        decode_feeds = feeds[:1]
+        decoded = _run_all(Comparator, G_LOGGER, [_runner(subject_name, subject, False, split)]
+                           + [_runner(r.name, r.open_session, False, split) for r in refs], decode_feeds)
+        report["decode"] = {"prefill_tokens": split, "steps": int(decode_feeds[0]["input_ids"].shape[1] - split),
+                            "references": []}
+        for j, ref in enumerate(refs, start=1):
+            tol = tolerances[ref.kind]
+            verdict = _judge(decoded[0][1], decoded[j][1], decode_feeds,
+                             _accuracy(Comparator, SimpleCompareFunc, G_LOGGER, decoded, j, tol), tol)
+            report["decode"]["references"].append({"reference": ref.name, "kind": ref.kind, **verdict})
     report["seconds"] = round(time.perf_counter() - start, 2)
-    report["passed"] = all(r["passed"] for r in report["references"])
+    report["passed"] = all(r["passed"] for r in report["references"] + report.get("decode", {}).get("references", []))
     return report
+
+
+def _decode_skip_reason(manifest: Manifest, engine, references: list[str]) -> str | None:
+    """Why the decode pass cannot run (a vision model, a set exported or an engine built without
+    decode), or None."""
+    if manifest.is_vision:
+        return "a classifier has no decode graph"
+    if "decode" not in manifest.graphs:
+        return "exported without a decode graph (--no-decode)"
+    plans = ([engine] if engine else []) + [s.partition(":")[2] for s in references if s.startswith("engine:")]
+    if plans:
+        from ..trt.session import decode_plan_of
+        for plan in plans:
+            try:
+                if not decode_plan_of(Path(plan)).is_file():
+                    return f"{plan} has no decode plan beside it"
+            except MQDeployError:
+                return f"{plan} was built without a decode engine (--no-decode)"
+    return None
+
+
+def _run_all(Comparator, G_LOGGER, runners: list, feeds: list[dict]):
+    """Comparator.run over the runners, its failures as one error line."""
+    try:
+        with G_LOGGER.verbosity(G_LOGGER.WARNING):      # Polygraphy prints every feed and output otherwise
+            return Comparator.run(runners, data_loader=feeds)
+    except MQDeployError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Polygraphy's and ONNX Runtime's errors (plain Exception subclasses)
+        lines = [line for line in str(e).strip().splitlines() if line.strip()]
+        raise MQDeployError(f"running the comparison failed: {lines[-1] if lines else type(e).__name__}; check that "
+                            "every graph/engine is a graph of this model and that the inputs fit the "
+                            "engine's profile (--seq-len, --batch)") from None
+
+
+def _accuracy(Comparator, SimpleCompareFunc, G_LOGGER, results, j: int, tol: Tolerance):
+    """Polygraphy's median |Δ| comparison of runner 0 with runner j, on the outputs `tol` names."""
+    wanted = None if tol.outputs == "all" else {tol.outputs}
+
+    def find_output(name, index, iter_result):
+        return [name] if name in iter_result and (wanted is None or name in wanted) else None
+
+    with G_LOGGER.verbosity(G_LOGGER.ERROR):
+        return Comparator.compare_accuracy(results, comparisons=[(0, j)], compare_func=SimpleCompareFunc(
+            check_error_stat="median", atol=tol.median_abs, rtol=0.0, find_output_func=find_output))
 
 
 def validate_export(onnx_path, engine=None, references=None, model_dir=None, text=None, token_file=None,
@@ -301,7 +347,8 @@ def validate_export(onnx_path, engine=None, references=None, model_dir=None, tex
                             f"{onnx_path} --engine {engine}`")
     changed = manifest.modified_files()
     if changed:
-        print(f"note: {', '.join(changed)} differ(s) from the files export wrote (sha256 in manifest.json); "
+        verb = "differs" if len(changed) == 1 else "differ"
+        print(f"note: {', '.join(changed)} {verb} from the files export wrote (sha256 in manifest.json); "
               "validating the files as they are", file=sys.stderr)
     refs = references or default_references(manifest, engine)
     if manifest.is_vision:
@@ -348,15 +395,14 @@ def format_report(report: dict) -> str:
     lines = [f"{report['subject']} on {report['engine'] or report['onnx']} ({report['precision']}"
              f"{', ' + report['recipe'] if report['recipe'] else ''}), {inputs['tokens']:,} tokens in "
              f"{inputs['batches']} batches of {inputs['shape']}", "",
-             "| reference | tolerance | max abs | relative | min cosine | argmax agreement | median abs (worst output) "
-             "| perplexity (subject / reference) | result |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in report["references"]:
-        m, worst = r["logits"], max(r["median_abs_per_output"].items(), key=lambda kv: kv[1], default=("-", 0.0))
-        lines.append(f"| {r['reference']} | {r['kind']} | {m['max_abs']:.3g} | {m['relative']:.3g} | "
-                     f"{m['min_cosine']:.5f} | {_agreement(m)} | {worst[1]:.3g} ({worst[0]}) | "
-                     f"{r['perplexity']['subject']:.4f} / {r['perplexity']['reference']:.4f} | "
-                     f"{'pass' if r['passed'] else 'FAIL: ' + '; '.join(r['failures'])} |")
+             *LM_TABLE_HEAD] + [_lm_row(r) for r in report["references"]]
+    decode = report.get("decode")
+    if decode and decode.get("skipped"):
+        lines += ["", f"decode: not validated ({decode['skipped']})"]
+    elif decode:
+        lines += ["", f"decode graph{' (plan)' if report['engine'] else ''}: the first window's last {decode['steps']} "
+                  f"tokens one decode step at a time after a prefill of {decode['prefill_tokens']}, logits of every "
+                  "position and the final state", "", *LM_TABLE_HEAD] + [_lm_row(r) for r in decode["references"]]
     for r in report["references"]:
         if "explanation" in r:
             graph = "the ONNX graph: " if report["engine"] else ""
@@ -365,6 +411,18 @@ def format_report(report: dict) -> str:
               + _describe(TOLERANCES["other-model"]) + "; " + NEAR_TIE,
               f"validation {'passed' if report['passed'] else 'FAILED'} in {report['seconds']:.1f} s"]
     return "\n".join(lines)
+
+
+LM_TABLE_HEAD = ("| reference | tolerance | max abs | relative | min cosine | argmax agreement | median abs (worst "
+                 "output) | perplexity (subject / reference) | result |", "|---|---|---:|---:|---:|---:|---:|---:|---|")
+
+
+def _lm_row(r: dict) -> str:
+    m, worst = r["logits"], max(r["median_abs_per_output"].items(), key=lambda kv: kv[1], default=("-", 0.0))
+    return (f"| {r['reference']} | {r['kind']} | {m['max_abs']:.3g} | {m['relative']:.3g} | "
+            f"{m['min_cosine']:.5f} | {_agreement(m)} | {worst[1]:.3g} ({worst[0]}) | "
+            f"{r['perplexity']['subject']:.4f} / {r['perplexity']['reference']:.4f} | "
+            f"{'pass' if r['passed'] else 'FAIL: ' + '; '.join(r['failures'])} |")
 
 
 def _format_vision_report(report: dict) -> str:
