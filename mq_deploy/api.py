@@ -9,6 +9,7 @@ from pathlib import Path
 from .data.calibration import calibration_batches, check_window_counts
 from .errors import MQDeployError
 from .eval import evaluate_model
+from .eval.fidelity import FPReference
 from .eval.perplexity import check_eval_windows
 from .models.checkpoints import is_vision_checkpoint, load_checkpoint, load_language_config
 from .models.tokenizer import load_tokenizer
@@ -91,13 +92,18 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     if qm.awq_alpha:
         report["awq_alpha"] = qm.awq_alpha
     if eval_text:
-        kwargs = dict(seq_len=EVAL_SEQ_LEN, max_tokens=eval_max_tokens, progress=progress, option="--eval")
+        # KL(FP ‖ quantized) beside perplexity: on a model that has not learned the text (a random-init
+        # one), perplexity barely moves however far the distributions do
+        kwargs = dict(seq_len=EVAL_SEQ_LEN, max_tokens=eval_max_tokens, progress=progress, option="--eval",
+                      reference=FPReference(loaded.model))
         fp = evaluate_model(loaded.model, lambda: loaded.tokenizer, eval_text, **kwargs)
         q = evaluate_model(qm.model, lambda: loaded.tokenizer, eval_text, **kwargs)
         report["eval"] = {"text": fp["text"], "tokens": fp["scored_tokens"], "fp_perplexity": fp["perplexity"],
                           "quantized_perplexity": q["perplexity"], "fp_bits_per_byte": fp["bits_per_byte"],
                           "quantized_bits_per_byte": q["bits_per_byte"],
-                          "perplexity_change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1)}
+                          "perplexity_change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1),
+                          "kl_per_token": q["kl_per_token"],
+                          "unigram_perplexity": 2.0 ** fp["unigram_bits_per_token"]}
     save_quantized(qm, out_dir, source_dir=model_dir, report=report, replace=force)
     return report
 

@@ -47,6 +47,10 @@ def test_quantize_then_eval_the_artifact(byte_model, text_file, tmp_path):
                                                     "transforms.safetensors"]
     report = json.loads((out / "report.json").read_text())
     assert report["calibration"]["samples"] == 4 and report["eval"]["tokens"] > 0
+    # the random-init model has not learned the text: perplexity cannot judge it, the KL can
+    assert 0 < report["eval"]["kl_per_token"] < 1 and "KL(FP || quantized)" in r.stdout
+    assert report["eval"]["fp_perplexity"] > report["eval"]["unigram_perplexity"]
+    assert "no better than its unigram frequencies" in r.stdout
     r = run("eval", "--model", out, "--text", text_file, "--max-tokens", "4096", "--json")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)

@@ -64,7 +64,11 @@ def run_quantize(args) -> int:
     elif "eval" in report:
         e = report["eval"]
         print(f"perplexity on {e['text']}: FP {e['fp_perplexity']:.4f} -> quantized {e['quantized_perplexity']:.4f} "
-              f"({e['perplexity_change_percent']:+.2f}%)")
+              f"({e['perplexity_change_percent']:+.2f}%); KL(FP || quantized) {e['kl_per_token']:.2e} nats/token")
+        if e["fp_perplexity"] >= e["unigram_perplexity"]:
+            print(f"note: the FP model predicts this text no better than its unigram frequencies (perplexity "
+                  f"{e['fp_perplexity']:.4g} >= {e['unigram_perplexity']:.4g}): perplexity cannot judge the quantization "
+                  "here; the KL above and `mq-deploy validate` (logit agreement) can")
     return 0
 
 
