@@ -4,6 +4,7 @@ transformed FP model), in the graph's precision on a CPU or GPU, with the graphs
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ import torch
 from ..errors import MQDeployError
 from ..models import MambaLM
 from ..models.mamba import MambaState
+from ..quant.decode_form import as_decode_graph
 from .contract import IMAGES, INPUT_IDS, LOGITS, state_names
 from .session import Session
 
@@ -45,7 +47,9 @@ class TorchSession(Session):
             names = [state_names(i) for i in range(self.layers)]
             state = MambaState([torch.as_tensor(feeds[n["conv_in"]]).to(self.device, self.dtype) for n in names],
                                [torch.as_tensor(feeds[n["ssm_in"]]).to(self.device, torch.float32) for n in names])
-        with torch.no_grad():
+        # a decode step runs as the decode graph does (a fake-quant model's linear inputs unquantized:
+        # export/linear_forms.py), so torch is the reference for each graph of the set
+        with torch.no_grad(), (as_decode_graph(self.model) if graph == "decode" else nullcontext()):
             logits, state = self.model(self._ids(feeds[INPUT_IDS]), state, return_state=True)
         out = {LOGITS: logits.float()}
         for i, (conv, ssm) in enumerate(zip(state.conv, state.ssm)):
