@@ -144,11 +144,13 @@ def run_bench(onnx_path, engine=None, fp_onnx=None, fp_engine=None, lengths=DEFA
 
 
 def format_table(report: dict) -> str:
-    rate = "images/s" if all(r["phase"] == "classify" for r in report["rows"]) else "tokens/s"
-    lines = [f"| backend | phase | batch × length | median ms | p90 ms | p99 ms | {rate} |",
+    images = all(r["phase"] == "classify" for r in report["rows"])
+    rate, shape = ("images/s", "batch") if images else ("tokens/s", "batch × length")
+    lines = [f"| backend | phase | {shape} | median ms | p90 ms | p99 ms | {rate} |",
              "|---|---|---|---:|---:|---:|---:|"]
     for r in report["rows"]:
-        lines.append(f"| {r['backend']} | {r['phase']} | {r['batch']} × {r['length']} | {r['median_ms']:.3f} | "
+        size = f"{r['batch']}" if images else f"{r['batch']} × {r['length']}"
+        lines.append(f"| {r['backend']} | {r['phase']} | {size} | {r['median_ms']:.3f} | "
                      f"{r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['tokens_per_s']:,.0f} |")
     return "\n".join(lines)
 

@@ -200,7 +200,8 @@ def register(verbs) -> None:
                          description="Latency (median, p90, p99) and tokens/s for prefill at several lengths and "
                                      "for decode steps: the INT8 engine (--engine), the FP16 engine (--fp-engine) "
                                      "and the FP torch model; without TensorRT, ONNX Runtime on the exported graphs "
-                                     "(--onnx, --fp-onnx) and torch on the CPU. Writes <out>.md, .json and .png.")
+                                     "(--onnx, --fp-onnx) and torch on the CPU. Writes <out>.md, .json and (a "
+                                     "language model's, with matplotlib) .png.")
     add_onnx(p, "the exported .onnx (decode graph and manifest.json beside it)")
     p.add_argument("--engine", default=None, help="TensorRT plan built from --onnx (its .decode.plan beside it)")
     p.add_argument("--fp-onnx", default=None, help="the unquantized export, for ONNX Runtime")
