@@ -50,6 +50,18 @@ def check_eval_windows(seq_len: int, batch_size: int = 1, max_tokens: int | None
                             "give more tokens or a smaller --seq-len")
 
 
+# Logits held per forward, in float64 bytes (the KL's log-softmax): windows of a large vocabulary go
+# through fewer at a time (8 x 511 x 50,280 logits are 1.6 GB in float64; a byte-level model's, 8 MB).
+LOGITS_BUDGET = 256 << 20
+
+
+def windows_per_forward(batch_size: int, seq_len: int, vocab_size: int | None) -> int:
+    """`batch_size`, lowered so that one forward's float64 logits fit LOGITS_BUDGET (at least 1)."""
+    if not vocab_size:
+        return batch_size
+    return max(1, min(batch_size, LOGITS_BUDGET // (seq_len * vocab_size * 8)))
+
+
 @torch.no_grad()
 def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int = 512, batch_size: int = 8,
                         max_tokens: int | None = None, progress: bool = True, desc: str = "perplexity",
@@ -73,6 +85,8 @@ def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int 
         raise MQDeployError(f"{label} has {ids.numel()} tokens, fewer than one window of --seq-len {seq_len}; "
                             "give a longer text or a smaller --seq-len")
     windows = ids[: n_windows * seq_len].view(n_windows, seq_len)
+    # the sums are per token and per window, so the batching changes no figure
+    batch_size = windows_per_forward(batch_size, seq_len, getattr(getattr(model, "config", None), "vocab_size", None))
     nll, scored, window_nll, kl = 0.0, 0, [], []
     start = time.perf_counter()
     with progress_bar(total=n_windows * seq_len, desc=desc, unit="tok", disable=not progress) as bar:
