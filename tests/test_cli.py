@@ -53,7 +53,8 @@ def test_demo_prints_one_summary_table(family):
     fp_bits, unigram_bits = re_bits(cells[0][2])
     assert fp_bits < unigram_bits - 1.0       # clearly better than a unigram byte model
     validations = [c for c in cells if c[0] == "validate"]
-    assert len(validations) == 2 and all(c[2].startswith("pass:") for c in validations)
+    assert len(validations) == 4 and all(c[2].startswith("pass:") for c in validations)   # prefill and decode
+    assert sum("decode steps" in c[1] for c in validations) == 2
     assert any(c[0] == "bench (CPU)" and "tokens/s" in c[2] for c in cells)
     tensorrt = [c for c in cells if c[0] == "TensorRT build"]
     from mq_deploy.demo import tensorrt_unavailable
