@@ -69,25 +69,10 @@ def test_kl_to_the_fp_model_against_scipy(hf_mamba_factory):
     assert result.kl_per_token == pytest.approx(expected.mean(), rel=1e-4)
     assert recomputed.window_kl == pytest.approx(result.window_kl, rel=1e-9)
     assert evaluate_perplexity(q, ids, None, seq_len=16, progress=False).window_kl is None
-    # a large vocabulary goes through one window at a time: the same figures (here forced by the budget)
-    import mq_deploy.eval.perplexity as perplexity
-    small = perplexity.LOGITS_BUDGET
-    try:
-        perplexity.LOGITS_BUDGET = 16 * 256 * 8          # one window of 16 tokens' float64 logits
-        assert perplexity.windows_per_forward(2, 16, 256) == 1
-        one_by_one = evaluate_perplexity(q, ids, None, seq_len=16, batch_size=2, progress=False,
-                                         reference=FPReference(fp))
-    finally:
-        perplexity.LOGITS_BUDGET = small
-    assert one_by_one.window_kl == pytest.approx(result.window_kl, rel=1e-9)
-    assert one_by_one.window_nll == pytest.approx(result.window_nll, rel=1e-6)
-
-
-def test_windows_per_forward_bounds_the_logits_of_large_vocabularies():
-    from mq_deploy.eval.perplexity import windows_per_forward
-    assert windows_per_forward(8, 512, 256) == 8           # a byte-level model: 8 MB of float64 logits
-    assert windows_per_forward(8, 512, 50280) == 1         # mamba-130m's vocabulary: one window, 206 MB
-    assert windows_per_forward(8, 512, None) == 8
+    # the FP log-probs of each window against the FP model run on it alone: the same KL
+    one_by_one = evaluate_perplexity(q, ids, None, seq_len=16, batch_size=1, progress=False,
+                                     reference=FPReference(fp))
+    assert one_by_one.window_kl == pytest.approx(result.window_kl, rel=1e-6)
 
 
 def test_kl_per_position_resolves_tiny_kl_against_scipy():

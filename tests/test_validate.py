@@ -346,3 +346,39 @@ def test_the_decode_graph_is_validated_and_a_broken_state_carry_fails(exported, 
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["references"][0]["passed"] and not report["decode"]["references"][0]["passed"], report
     assert "decode graph: the first window's last 32 tokens" in r.stdout and "validation FAILED" in r.stdout
+
+
+def test_the_decode_pass_judges_the_decode_steps_alone(exported, tmp_path):
+    """A decode graph whose logits alone are off (x 3, the state right) fails at the default 256-token
+    windows, where the 32 decode steps are an eighth of the positions: judged among all 256 positions
+    their median |Δ| would be 0; judged by themselves it is ~0.18 > 0.05."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from mq_deploy.validate.validation import validate_export
+    root = exported["root"]
+    onnx_path = export_onnx(root / "fp", tmp_path / "good" / "model.onnx", precision="fp32").onnx_path
+    shutil.copytree(onnx_path.parent, tmp_path / "bad")
+    path = tmp_path / "bad" / "model.decode.onnx"
+    model = onnx.load(str(path), load_external_data=False)
+    producer = next(n for n in model.graph.node if "logits" in n.output)
+    producer.output[:] = ["logits.unscaled" if o == "logits" else o for o in producer.output]
+    model.graph.initializer.append(numpy_helper.from_array(np.array(3.0, np.float32), "planted_scale"))
+    model.graph.node.append(helper.make_node("Mul", ["logits.unscaled", "planted_scale"], ["logits"]))
+    onnx.save(model, str(path))
+    report = validate_export(tmp_path / "bad" / "model.onnx", text=str(root / "text.txt"), samples=1, seq_len=256,
+                             references=["torch"])
+    assert report["references"][0]["passed"] and not report["decode"]["references"][0]["passed"], report
+    assert report["decode"]["steps"] == 32 and not report["passed"]
+
+
+def test_sets_without_a_decode_graph_skip_the_decode_pass(exported, tmp_path):
+    from mq_deploy.validate.validation import validate_export
+    root = exported["root"]
+    with_decode = export_onnx(root / "fp", tmp_path / "d" / "model.onnx", precision="fp32").onnx_path
+    report = validate_export(exported["fp32"].onnx_path, text=str(root / "text.txt"), samples=1, seq_len=64,
+                             references=["torch"])
+    assert "no decode graph" in report["decode"]["skipped"] and report["passed"]
+    # an onnx: reference whose set has no decode graph: skipped too, not an error mid-run
+    report = validate_export(with_decode, text=str(root / "text.txt"), samples=1, seq_len=64,
+                             references=["torch", f"onnx:{exported['fp32'].onnx_path}"])
+    assert "no decode graph" in report["decode"]["skipped"] and report["references"]

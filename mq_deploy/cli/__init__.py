@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for group in VERB_GROUPS:
         group.register(verbs)
+    parser.verb_parsers = verbs.choices      # a verb's own parser, for its usage errors
     return parser
 
 
@@ -37,8 +38,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passes_through", False):      # only lm-eval takes foreign arguments
-        verb = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.verb]
-        verb.error(f"unrecognized arguments: {' '.join(extra)}")     # pointing at the verb's own --help
+        parser.verb_parsers[args.verb].error(f"unrecognized arguments: {' '.join(extra)}")   # the verb's --help
     args.lm_eval_args = extra
     try:
         return args.func(args)

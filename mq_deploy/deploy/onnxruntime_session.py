@@ -73,6 +73,8 @@ class OnnxruntimeSession(Session):
                 raise MQDeployError(f"{path} (the {kind} graph) does not exist; re-export with `mq-deploy export`")
             try:
                 self._sessions[kind] = onnxruntime_session(path)
+            except (MQDeployError, MemoryError):       # onnxruntime missing; out of memory: as they are
+                raise
             except Exception as e:  # noqa: BLE001 - ONNX Runtime's errors are plain Exception subclasses
                 lines = [line for line in str(e).strip().splitlines() if line.strip()]
                 raise MQDeployError(f"ONNX Runtime cannot load {path} (the {kind} graph): "

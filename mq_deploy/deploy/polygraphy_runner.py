@@ -4,8 +4,9 @@ The session is opened when the runner is activated (Polygraphy's lazy-loader sty
 when it is deactivated; `infer` is a prefill (a vision model's `images` in: its one graph),
 outputs as host numpy arrays under the graphs' names. With `decode_from=P` it runs the decode graph
 instead: a prefill of the first P tokens, then one decode step per remaining token (the state carried
-from step to step), and returns the logits of every position and the state after the last token,
-under the same names, so one comparison holds the decode graph to the prefill graph's tolerances."""
+from step to step), and returns the decode steps' logits (positions P onwards: the prefill's are the
+prefill pass's business) and the state after the last token, under the same names, so one comparison
+holds the decode graph to the prefill graph's tolerances."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ class SessionRunner(BaseRunner):
 
     def _decode(self, ids: np.ndarray) -> dict:
         outputs = self.session.prefill(ids[:, :self.decode_from])
-        logits = [self.session.numpy({LOGITS: outputs[LOGITS]})[LOGITS]]
+        logits = []
         for t in range(self.decode_from, ids.shape[1]):
             outputs = self.session.decode(ids[:, t:t + 1], outputs)
             logits.append(self.session.numpy({LOGITS: outputs[LOGITS]})[LOGITS])

@@ -13,6 +13,7 @@ from ..errors import MQDeployError
 from ..models import MambaLM
 from ..models.mamba import MambaState
 from ..quant.decode_form import as_decode_graph
+from ..quant.modules import StaticActivationQuantizer
 from .contract import IMAGES, INPUT_IDS, LOGITS, state_names
 from .session import Session
 
@@ -31,6 +32,9 @@ class TorchSession(Session):
             self.model = model.eval()       # as is: .to() would also round float64 buffers (quantizer scales)
         else:
             self.model = (model if own else copy.deepcopy(model)).to(self.device, self.dtype).eval()
+        # a fake-quant model (its decode steps switch the linears' input quantizers off); looked up
+        # once, not on every timed decode step
+        self.fake_quant = any(isinstance(m, StaticActivationQuantizer) for m in self.model.modules())
 
     def _ids(self, ids) -> torch.Tensor:
         return torch.as_tensor(np.asarray(ids) if not isinstance(ids, torch.Tensor) else ids,
@@ -49,7 +53,8 @@ class TorchSession(Session):
                                [torch.as_tensor(feeds[n["ssm_in"]]).to(self.device, torch.float32) for n in names])
         # a decode step runs as the decode graph does (a fake-quant model's linear inputs unquantized:
         # export/linear_forms.py), so torch is the reference for each graph of the set
-        with torch.no_grad(), (as_decode_graph(self.model) if graph == "decode" else nullcontext()):
+        decode_form = graph == "decode" and self.fake_quant
+        with torch.no_grad(), (as_decode_graph(self.model) if decode_form else nullcontext()):
             logits, state = self.model(self._ids(feeds[INPUT_IDS]), state, return_state=True)
         out = {LOGITS: logits.float()}
         for i, (conv, ssm) in enumerate(zip(state.conv, state.ssm)):

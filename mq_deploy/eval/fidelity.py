@@ -28,8 +28,8 @@ class FPReference:
         self._cached_bytes = 0
 
     def logprobs(self, key: int, inputs: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
-        """[b, L, V] float64 log-probs of the FP model for the batch `key` (its first-batch-token
-        index), whose inputs are `inputs` [b, L]. `logits`: the FP model's own logits for it, when the
+        """[b, L, V] float64 log-probs of the FP model for the windows `key` (the evaluation's index of
+        the first), whose inputs are `inputs` [b, L]. `logits`: the FP model's own logits for it, when the
         caller just computed them (the FP evaluation itself), to keep instead of a second forward."""
         cached = self._cache.get(key)
         if cached is not None:

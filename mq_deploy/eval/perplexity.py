@@ -50,18 +50,6 @@ def check_eval_windows(seq_len: int, batch_size: int = 1, max_tokens: int | None
                             "give more tokens or a smaller --seq-len")
 
 
-# Logits held per forward, in float64 bytes (the KL's log-softmax): windows of a large vocabulary go
-# through fewer at a time (8 x 511 x 50,280 logits are 1.6 GB in float64; a byte-level model's, 8 MB).
-LOGITS_BUDGET = 256 << 20
-
-
-def windows_per_forward(batch_size: int, seq_len: int, vocab_size: int | None) -> int:
-    """`batch_size`, lowered so that one forward's float64 logits fit LOGITS_BUDGET (at least 1)."""
-    if not vocab_size:
-        return batch_size
-    return max(1, min(batch_size, LOGITS_BUDGET // (seq_len * vocab_size * 8)))
-
-
 @torch.no_grad()
 def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int = 512, batch_size: int = 8,
                         max_tokens: int | None = None, progress: bool = True, desc: str = "perplexity",
@@ -85,8 +73,6 @@ def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int 
         raise MQDeployError(f"{label} has {ids.numel()} tokens, fewer than one window of --seq-len {seq_len}; "
                             "give a longer text or a smaller --seq-len")
     windows = ids[: n_windows * seq_len].view(n_windows, seq_len)
-    # the sums are per token and per window, so the batching changes no figure
-    batch_size = windows_per_forward(batch_size, seq_len, getattr(getattr(model, "config", None), "vocab_size", None))
     nll, scored, window_nll, kl = 0.0, 0, [], []
     start = time.perf_counter()
     with progress_bar(total=n_windows * seq_len, desc=desc, unit="tok", disable=not progress) as bar:
@@ -99,13 +85,15 @@ def evaluate_perplexity(model, token_ids, total_bytes: int | None, seq_len: int 
                                     f"{i + 1}..{i + len(batch)}); no perplexity can be reported. Its weights are "
                                     "finite, so an activation overflows: check the checkpoint (and a quantized "
                                     "artifact's scales)")
-            token_nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
-                                        reduction="none").view(len(batch), -1).double()
-            nll += token_nll.sum().item()
-            window_nll += token_nll.mean(dim=1).tolist()
-            if reference is not None:
-                own = logits if reference.model is model else None
-                kl += window_kl(reference.logprobs(i, batch[:, :-1], own), logits).tolist()
+            # one window at a time: the log-softmax temporaries (float64 for the KL) of a 50k vocabulary
+            # stay ~200 MB a window instead of 1.6 GB a batch of 8
+            for w in range(len(batch)):
+                token_nll = F.cross_entropy(logits[w], batch[w, 1:], reduction="none").double()
+                nll += token_nll.sum().item()
+                window_nll.append(token_nll.mean().item())
+                if reference is not None:
+                    own = logits[w:w + 1] if reference.model is model else None
+                    kl += window_kl(reference.logprobs(i + w, batch[w:w + 1, :-1], own), logits[w:w + 1]).tolist()
             scored += batch[:, 1:].numel()
             bar.update(batch.numel())
     # bytes covered by the scored tokens, assuming bytes spread evenly over tokens

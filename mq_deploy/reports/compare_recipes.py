@@ -111,8 +111,8 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
                      "weight_rounding": "modelopt", "window_nll": q["window_nll"], "window_kl": q["window_kl"]})
         log(f"{peer} {bits} perplexity {q['perplexity']:.4f} ({rows[-1]['change_percent']:+.2f}%)  "
             f"KL {q['kl_per_token']:.2e}  calibration {seconds:.1f} s")
-    return {"producer": PRODUCER, "file_kind": RECIPE_COMPARISON, "model": str(model_dir), "calibration": {"text": calib_label, "samples": int(batches.shape[0]),
-                                                     "seq_len": int(batches.shape[1])},
+    return {"producer": PRODUCER, "file_kind": RECIPE_COMPARISON, "model": str(model_dir),
+            "calibration": {"text": calib_label, "samples": int(batches.shape[0]), "seq_len": int(batches.shape[1])},
             "eval": {"text": fp["text"], "tokens": fp["scored_tokens"]}, "quantize_conv": quantize_conv,
             "fp_perplexity": fp["perplexity"],
             "fp_bits_per_byte": fp["bits_per_byte"], "fp_window_nll": fp["window_nll"], "rows": rows,
@@ -250,7 +250,8 @@ def report_paths(out_prefix) -> tuple[Path, Path]:
 
 def check_report_target(out_prefix, force: bool, inputs=()) -> None:
     """Before any work: <prefix>.md/.json are new, or a previous table of ours and --force."""
-    ours = read_own_json(report_paths(out_prefix)[1], RECIPE_COMPARISON) is not None
+    previous = read_own_json(report_paths(out_prefix)[1], RECIPE_COMPARISON)
+    ours = previous is not None and "decisions" in previous     # (an older report has no file_kind)
     check_output_files(list(report_paths(out_prefix)), RECIPE_COMPARISON, lambda p: ours, force, inputs=inputs,
                        option="--out")
 

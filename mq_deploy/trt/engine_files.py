@@ -13,7 +13,7 @@ from pathlib import Path
 from ..atomic_dir import StagedFiles, atomic_files
 from ..deploy.naming import PLAN_SUFFIX, decode_engine_path, sidecar_path  # noqa: F401 (re-exported)
 from ..errors import MQDeployError
-from ..outputs import read_own_json
+from ..outputs import json_kind, read_own_json
 
 # The sidecar keys something reads: engine_files (engine), runtime (plugin_layers), TensorRTSession
 # and samples/python/generate.py (engine_set, manifest_path), `build`'s summary (bytes,
@@ -44,9 +44,14 @@ def is_own_engine_file(path: Path) -> bool:
     """A plan whose sidecar says mq-deploy built it under this name, or such a sidecar."""
     path = Path(path)
     if path.name.endswith(".json"):
-        return read_own_json(path) is not None
+        return _is_sidecar(read_own_json(path))
     sidecar = read_own_json(sidecar_path(path))
-    return sidecar is not None and sidecar.get("engine") == path.name
+    return _is_sidecar(sidecar) and sidecar.get("engine") == path.name
+
+
+def _is_sidecar(data: dict | None) -> bool:
+    """A sidecar of ours (never a report or manifest of ours that happens to sit at the path)."""
+    return data is not None and json_kind(data) == "engine sidecar"
 
 
 def stage_engine_files(stage: StagedFiles, engine_path, plan: bytes, sidecar: dict) -> None:

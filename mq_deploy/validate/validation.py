@@ -265,38 +265,42 @@ def validate(onnx_path, feeds: list[dict], engine=None, references: list[str] | 
     else:
         # the decode graph (or plan) generation runs: the first feed again, its last tokens one
         # decode step at a time, against each reference doing the same
-        split = max(1, feeds[0]["input_ids"].shape[1] - DECODE_STEPS)
-        decode_feeds = feeds[:1]
+        ids = feeds[0]["input_ids"]
+        split = max(1, ids.shape[1] - DECODE_STEPS)
         decoded = _run_all(Comparator, G_LOGGER, [_runner(subject_name, subject, False, split)]
-                           + [_runner(r.name, r.open_session, False, split) for r in refs], decode_feeds)
-        report["decode"] = {"prefill_tokens": split, "steps": int(decode_feeds[0]["input_ids"].shape[1] - split),
-                            "references": []}
+                           + [_runner(r.name, r.open_session, False, split) for r in refs], feeds[:1])
+        steps = [{"input_ids": ids[:, split:]}]       # what the decode steps' logits predict from
+        report["decode"] = {"prefill_tokens": split, "steps": int(ids.shape[1] - split), "references": []}
         for j, ref in enumerate(refs, start=1):
             tol = tolerances[ref.kind]
-            verdict = _judge(decoded[0][1], decoded[j][1], decode_feeds,
+            verdict = _judge(decoded[0][1], decoded[j][1], steps,
                              _accuracy(Comparator, SimpleCompareFunc, G_LOGGER, decoded, j, tol), tol)
-            report["decode"]["references"].append({"reference": ref.name, "kind": ref.kind, **verdict})
+            report["decode"]["references"].append({"reference": ref.name, "kind": ref.kind, "tolerance": asdict(tol),
+                                                   **verdict})
     report["seconds"] = round(time.perf_counter() - start, 2)
     report["passed"] = all(r["passed"] for r in report["references"] + report.get("decode", {}).get("references", []))
     return report
 
 
 def _decode_skip_reason(manifest: Manifest, engine, references: list[str]) -> str | None:
-    """Why the decode pass cannot run (a vision model, a set exported or an engine built without
-    decode), or None."""
+    """Why the decode pass cannot run (a vision model; the set, an onnx: reference's set or an engine
+    without its decode graph), or None."""
     if manifest.is_vision:
         return "a classifier has no decode graph"
-    if "decode" not in manifest.graphs:
-        return "exported without a decode graph (--no-decode)"
+    sets = [manifest] + [Manifest.load(s.partition(":")[2]) for s in references if s.startswith("onnx:")]
+    for other in sets:
+        if "decode" not in other.graphs or not Path(other.graph("decode").path).is_file():
+            return f"the export set at {other.folder} has no decode graph (exported with --no-decode?)"
     plans = ([engine] if engine else []) + [s.partition(":")[2] for s in references if s.startswith("engine:")]
     if plans:
         from ..trt.session import decode_plan_of
         for plan in plans:
             try:
-                if not decode_plan_of(Path(plan)).is_file():
-                    return f"{plan} has no decode plan beside it"
-            except MQDeployError:
-                return f"{plan} was built without a decode engine (--no-decode)"
+                decode = decode_plan_of(Path(plan))
+            except MQDeployError as e:
+                return str(e).split(";")[0]
+            if not decode.is_file():
+                return f"{plan}'s decode plan {decode.name} is missing"
     return None
 
 

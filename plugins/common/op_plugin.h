@@ -231,6 +231,7 @@ public:
             }
             return new Plugin(attrs);
         } catch (std::exception const& e) {
+            log_error(Op::kName, "createPlugin failed");
             log_error(Op::kName, e.what());
         }
         return nullptr;

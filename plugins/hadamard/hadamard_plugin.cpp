@@ -15,7 +15,7 @@ template <bool Quantize>
 mq_status HadamardPlugin<Quantize>::launch(typename HadamardOp<Quantize>::Sizes const& sizes,
     nvinfer1::PluginTensorDesc const* inputDesc, void const* const* inputs, void* const* outputs,
     void* /*workspace*/, cudaStream_t stream) const {
-    if (sizes.n < 0) {  // every extent is known at enqueue; a rank-0 x has no transform size
+    if (sizes.n < 0) {  // not reached: the checks need rank >= 1, and enqueue knows every extent
         return MQ_ERROR_INVALID_ARGUMENT;
     }
     nvinfer1::PluginTensorDesc const& x = inputDesc[hadamard::kHadamardX];
