@@ -382,3 +382,18 @@ def test_sets_without_a_decode_graph_skip_the_decode_pass(exported, tmp_path):
     report = validate_export(with_decode, text=str(root / "text.txt"), samples=1, seq_len=64,
                              references=["torch", f"onnx:{exported['fp32'].onnx_path}"])
     assert "no decode graph" in report["decode"]["skipped"] and report["references"]
+
+
+def test_a_long_one_dimensional_token_file_is_cut_into_windows(exported, tmp_path):
+    """--tokens with a 1-D file of 2,000 ids: --samples windows of --seq-len, as a text gives (as one
+    2,000-token window it held a 50k vocabulary's 0.4 GB of logits per runner and 10x that for 20,000)."""
+    from mq_deploy.validate.validation import validate_export
+    ids = np.frombuffer((TEXT * 2).encode(), dtype=np.uint8)[:2000].astype(np.int64)
+    np.save(tmp_path / "ids.npy", ids)
+    report = validate_export(exported["fp32"].onnx_path, token_file=str(tmp_path / "ids.npy"), samples=3, seq_len=64,
+                             references=["torch"])
+    assert report["inputs"]["batches"] == 3 and report["inputs"]["shape"] == [1, 64] and report["passed"]
+    np.save(tmp_path / "rows.npy", ids[:4 * 50].reshape(4, 50))          # rows: the windows as given
+    report = validate_export(exported["fp32"].onnx_path, token_file=str(tmp_path / "rows.npy"), samples=3,
+                             seq_len=64, references=["torch"])
+    assert report["inputs"]["batches"] == 4 and report["inputs"]["shape"] == [1, 50]

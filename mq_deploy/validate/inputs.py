@@ -30,6 +30,11 @@ def token_feeds(tokenizer, vocab_size: int, text: str | None = None, token_file=
     if token_file is not None:
         ids = read_token_file(token_file, "--tokens")
         check_token_range(ids, vocab_size, f"--tokens {token_file}")
+        if len(ids) == 1 and ids.shape[1] > seq_len:
+            # one row longer than a window (what a 1-D file is): a stream, cut into --samples windows of
+            # --seq-len as a text is; as one window, 20,000 ids of a 50k vocabulary held 4 GB of logits
+            # per runner
+            ids = calibration_windows(ids[0], seq_len, samples, option="--seq-len").numpy()
     else:
         source = load_tokens(text, tokenizer, vocab_size, "--text", ids_options="--tokens or --text")
         if source.stream.size < seq_len:
