@@ -405,8 +405,8 @@ def format_report(report: dict) -> str:
         lines += ["", f"decode: not validated ({decode['skipped']})"]
     elif decode:
         lines += ["", f"decode graph{' (plan)' if report['engine'] else ''}: the first window's last {decode['steps']} "
-                  f"tokens one decode step at a time after a prefill of {decode['prefill_tokens']}, logits of every "
-                  "position and the final state", "", *LM_TABLE_HEAD] + [_lm_row(r) for r in decode["references"]]
+                  f"tokens one decode step at a time after a prefill of {decode['prefill_tokens']}: the steps' logits "
+                  "and the final state", "", *LM_TABLE_HEAD] + [_lm_row(r) for r in decode["references"]]
     for r in report["references"]:
         if "explanation" in r:
             graph = "the ONNX graph: " if report["engine"] else ""
