@@ -100,3 +100,17 @@ def test_vision_demo_prints_one_summary_table():
     assert validations and all(c[2].startswith("pass:") for c in validations)
     assert any(c[0] == "bench (CPU)" and "images/s" in c[2] for c in cells)
     assert "demo passed" in out.stdout
+
+
+def test_lm_eval_help_without_lm_eval_lists_every_model_arg(monkeypatch, capsys):
+    """Without lm-eval, `lm-eval --help` still shows our part: the usage, every --model_args key the
+    adapter takes (the list it checks against), and the install line for lm-eval's own options."""
+    from mq_deploy.cli import main
+    from mq_deploy.lm_eval import cli as lm_eval_cli
+    from mq_deploy.lm_eval.sessions import MODEL_ARGS
+    monkeypatch.setattr(lm_eval_cli, "lm_eval_installed", lambda: False)
+    assert main(["lm-eval", "--tasks", "arc_easy", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: mq-deploy lm-eval") and "pip install 'mq-deploy[eval]'" in out
+    listed = re.findall(r"^  (\w+)=", out, flags=re.M)
+    assert sorted(listed) == sorted(MODEL_ARGS) and len(listed) == len(MODEL_ARGS)
