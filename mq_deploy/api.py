@@ -97,6 +97,7 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
         # FP log-probs once: a small cache (a 50k vocabulary's window is 205 MB), the rest recomputed.
         kwargs = dict(seq_len=EVAL_SEQ_LEN, max_tokens=eval_max_tokens, progress=progress, option="--eval",
                       reference=FPReference(loaded.model, cache_bytes=256 << 20))
+        eval_start = time.perf_counter()
         fp = evaluate_model(loaded.model, lambda: loaded.tokenizer, eval_text, **kwargs)
         q = evaluate_model(qm.model, lambda: loaded.tokenizer, eval_text, **kwargs)
         report["eval"] = {"text": fp["text"], "tokens": fp["scored_tokens"], "fp_perplexity": fp["perplexity"],
@@ -104,7 +105,8 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
                           "quantized_bits_per_byte": q["bits_per_byte"],
                           "perplexity_change_percent": 100 * (q["perplexity"] / fp["perplexity"] - 1),
                           "kl_per_token": q["kl_per_token"],
-                          "unigram_perplexity": 2.0 ** fp["unigram_bits_per_token"]}
+                          "unigram_perplexity": 2.0 ** fp["unigram_bits_per_token"],
+                          "seconds": round(time.perf_counter() - eval_start, 2)}
     save_quantized(qm, out_dir, source_dir=model_dir, report=report, replace=force)
     return report
 
@@ -144,11 +146,12 @@ def _quantize_vision(model_dir: Path, out_dir: Path, recipe: str, calib: str, co
     if qm.awq_alpha:
         report["awq_alpha"] = qm.awq_alpha
     if evaluation is not None:
+        eval_start = time.perf_counter()
         fp, q = classify(loaded.model, evaluation.images), classify(qm.model, evaluation.images)
         report["eval"] = {"images": evaluation.label, "count": int(len(evaluation.labels)),
                           "fp_top1": topk_accuracy(fp, evaluation.labels, ks=(1,))["top1"],
                           "quantized_top1": topk_accuracy(q, evaluation.labels, ks=(1,))["top1"],
-                          "top1_agreement": top1_agreement(q, fp)}
+                          "top1_agreement": top1_agreement(q, fp), "seconds": round(time.perf_counter() - eval_start, 2)}
     save_quantized(qm, out_dir, source_dir=model_dir, report=report, replace=force)
     return report
 
