@@ -19,6 +19,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -303,3 +304,19 @@ def test_harness_build_phase_of_every_planned_case_on_cpu(harness_build):
         assert "supportsFormatCombination over every type and format" in harness.log()
     bad = plugin_checks.ScanProblem(0, 1, 0, 1, 8, 64, 65, 1, 8)  # N = 65
     assert harness.scan_build(bad) == -1 and harness.error()
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("import pytest\npytest.skip('no TensorRT', allow_module_level=True)\n", "SKIP"),
+    ("import pytest\n\n@pytest.mark.skip\ndef test_a():\n    pass\n", "SKIP"),
+    ("def test_a():\n    pass\n", "PASS"),
+    ("def test_a():\n    assert False\n", "FAIL"),
+], ids=["module-skip", "all-skipped", "passed", "failed"])
+def test_a_pytest_stage_that_ran_nothing_is_a_skip(tmp_path, body, expected):
+    """A GPU stage's pytest run is judged from what real pytest returns: a module skipped whole (exit
+    5) or a run where every test skipped is SKIP, not PASS (nothing was verified) nor FAIL."""
+    run = load_module("gpu_verify_run", VERIFY / "run.py")
+    (tmp_path / "test_case.py").write_text(body)
+    code, out = run.sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                        str(tmp_path / "test_case.py")], 120)
+    assert run.pytest_status(code, out.strip().splitlines()[-1]) == getattr(report_mod, expected)

@@ -260,3 +260,25 @@ def test_build_help_lists_the_options(capsys):
     for option in ("--onnx", "--engine", "--plugins", "--min", "--opt", "--max", "--timing-cache",
                    "--workspace-mib", "--opt-level", "--no-decode"):
         assert option in out
+
+
+def test_ctrl_c_during_a_build_cancels_through_the_monitor():
+    """While TensorRT builds, SIGINT must not raise inside a callback (the bindings would swallow it
+    and report a failed build): it marks the monitor cancelled, and the previous handler is back after."""
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    from mq_deploy.trt.progress_monitor import interrupts_cancel
+    monitor = SimpleNamespace(cancelled=False)
+    before = signal.getsignal(signal.SIGINT)
+    with interrupts_cancel(monitor):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):            # the handler runs at the next bytecode boundaries
+            if monitor.cancelled:
+                break
+    assert monitor.cancelled and signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):
+            pass

@@ -28,7 +28,7 @@ from .plugin_library import PLUGIN_ENV
 from .plugin_loading import load_plugin_library, resolve_plugin_library
 from .profiles import format_profile
 from ..progress import progress_enabled
-from .progress_monitor import make_progress_monitor
+from .progress_monitor import interrupts_cancel, make_progress_monitor
 from .tensorrt_import import import_tensorrt, shared_logger, tensorrt_major
 
 SIDECAR_VERSION = 1
@@ -104,7 +104,10 @@ def _add_profile(builder, config, job: BuildJob) -> None:
         except RuntimeError as e:
             raise MQDeployError(f"TensorRT refused the profile of {p.name} ({p.min} / {p.opt} / {p.max}): {e}; "
                                 "fix --min/--opt/--max") from None
-    config.add_optimization_profile(profile)
+    if config.add_optimization_profile(profile) < 0:        # -1: TensorRT found the profile invalid
+        shapes = "; ".join(f"{p.name} {p.min} / {p.opt} / {p.max}" for p in job.profile)
+        raise MQDeployError(f"TensorRT refused the optimization profile ({shapes}): every input needs min <= opt "
+                            "<= max within the graph's shapes; fix --min/--opt/--max")
 
 
 def _attach_timing_cache(config, path: Path | None):
@@ -148,8 +151,8 @@ def _configure(trt, builder, request: BuildRequest, job: BuildJob, progress: boo
         config.builder_optimization_level = request.optimization_level
     _attach_timing_cache(config, request.timing_cache)     # set_timing_cache keeps it alive
     monitor = None
-    if progress and hasattr(trt, "IProgressMonitor"):
-        monitor = make_progress_monitor(trt, f"build {job.kind}")
+    if hasattr(trt, "IProgressMonitor"):          # silent without progress: it still carries Ctrl-C
+        monitor = make_progress_monitor(trt, f"build {job.kind}", show=progress)
         config.progress_monitor = monitor
     return config, monitor
 
@@ -196,7 +199,8 @@ def _build_job(trt, request: BuildRequest, job: BuildJob, library_info: dict | N
     plugin_layers = check_plugin_layers(network_layers(trt, network), job.plugin_nodes, job.onnx_path.name)
     config, monitor = _configure(trt, builder, request, job, progress)
 
-    serialized = builder.build_serialized_network(network, config)
+    with interrupts_cancel(monitor):
+        serialized = builder.build_serialized_network(network, config)
     if monitor is not None and monitor.cancelled:
         raise KeyboardInterrupt
     if serialized is None:

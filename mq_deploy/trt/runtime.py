@@ -6,6 +6,7 @@ runs an engine set (prefill + decode plans) through it; Polygraphy compares it t
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +39,18 @@ def _plan_needs_plugins(sidecar: dict | None) -> bool:
 
 def _load_plugins_for_plan(trt, plan: Path, plugins, sidecar: dict | None) -> None:
     """Load the plugin library before deserializing: explicitly given, or needed by the plan (its
-    sidecar lists plugin layers), or simply found (harmless for a plan without plugins)."""
+    sidecar lists plugin layers). A plan whose sidecar lists none needs no library (a stale or
+    mismatched build lying around must not stop it); a plan without a sidecar (built elsewhere) gets
+    the library where one is found, and a copy that cannot load is a note, since deserialization
+    names any plugin it then misses."""
     if plugins or _plan_needs_plugins(sidecar):
         load_plugin_library(trt, resolve_plugin_library(plugins))
-    elif (found := find_library(PLUGIN_LIBRARY)) is not None:
-        load_plugin_library(trt, found)
+    elif sidecar is None and (found := find_library(PLUGIN_LIBRARY)) is not None:
+        try:
+            load_plugin_library(trt, found)
+        except MQDeployError as e:
+            print(f"note: {plan} has no sidecar saying which plugins it needs, and {e}; going on without it",
+                  file=sys.stderr)
 
 
 def load_engine(plan_path, plugins=None):

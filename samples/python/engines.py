@@ -115,12 +115,16 @@ class TensorRTGraphs:
         self.stream = torch.cuda.Stream()
         self.dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16,
                        trt.DataType.BF16: torch.bfloat16, trt.DataType.INT64: torch.int64,
-                       trt.DataType.INT32: torch.int32}
+                       trt.DataType.INT32: torch.int32, trt.DataType.INT8: torch.int8,
+                       trt.DataType.UINT8: torch.uint8, trt.DataType.BOOL: torch.bool}
         self.input_mode = trt.TensorIOMode.INPUT
 
     def run(self, kind: str, feeds: dict) -> dict:
         torch, engine, context = self.torch, self.engines[kind], self.contexts[kind]
         outputs = {}
+        # the feeds were made on the current stream (from_numpy's copy, the previous step's outputs);
+        # our stream is not ordered after it unless told to wait
+        self.stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self.stream):
             for i in range(engine.num_io_tensors):
                 name = engine.get_tensor_name(i)

@@ -84,6 +84,14 @@ def first_line(cmd: list[str]) -> str:
     return out.strip().splitlines()[0] if code == 0 and out.strip() else "unavailable"
 
 
+def pytest_status(code: int, last_line: str) -> str:
+    """A pytest run's stage status: exit 5 (nothing collected or all skipped at module level) and a run
+    that passed nothing are skips, not passes or failures."""
+    if code == 5 or (code == 0 and " passed" not in f" {last_line}"):
+        return SKIP
+    return PASS if code == 0 else FAIL
+
+
 class Verify:
     def __init__(self, args):
         self.args = args
@@ -370,7 +378,7 @@ class Verify:
                        self.build / "pytest_gpu.log", env=env)
         tail = "\n".join(out.strip().splitlines()[-15:])
         last = out.strip().splitlines()[-1] if out.strip() else "no output"
-        return (PASS if code == 0 else FAIL), last, f"```\n{tail}\n```"
+        return pytest_status(code, last), last, f"```\n{tail}\n```"
 
     def stage_calibration(self):
         """quantize --device cuda: the artifact agrees with a CPU calibration; time and memory at scale."""
@@ -397,12 +405,40 @@ class Verify:
         if code != 0:
             return SKIP, "TensorRT is not importable here (no wheel or package in this workplace)", \
                 "Engine build and validation (tests/test_trt_gpu_engine.py) need TensorRT; not run."
-        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        version = out.strip().splitlines()[-1]
+        # the other stages build against headers only; engines need a loadable library, linked to the
+        # libnvinfer this Python imports and compiled against headers of the same major version
+        library, body = self.build_plugin_library(version)
+        if library is None:
+            return FAIL, f"TensorRT {version}: libmq_plugins.so did not build", body
+        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   MQ_PLUGIN_PATH=str(library))
         code, out2 = sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
                          str(REPO / "tests" / "test_trt_gpu_engine.py")], 600, self.build / "pytest_trt.log", env=env)
         last = out2.strip().splitlines()[-1] if out2.strip() else "no output"
-        return (PASS if code == 0 else FAIL), f"TensorRT {out.strip()}: {last}", "```\n" + out2[-3000:] + "\n```"
+        body += "\n```\n" + out2[-3000:] + "\n```"
+        return pytest_status(code, last), f"TensorRT {version}, {library.name}: {last}", body
 
+    def build_plugin_library(self, version: str) -> tuple[pathlib.Path | None, str]:
+        """libmq_plugins.so linked to the installed TensorRT, in a build directory of its own."""
+        headers = pathlib.Path(self.args.trt_root).resolve() if self.args.trt_root else None
+        if headers is not None and self.trt_version(headers).split(".")[0] != version.split(".")[0]:
+            headers = None      # CMake then looks for the installed TensorRT's own headers
+        build = self.build.with_name(self.build.name + "_trt")
+        cmd = ["cmake", "-S", str(REPO), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+               f"-DCMAKE_CUDA_ARCHITECTURES={self.args.arch}", "-DMQ_BUILD_TESTS=OFF", "-DMQ_BUILD_HARNESS=OFF",
+               "-DMQ_BUILD_DYNAMIC_PLUGIN=OFF", "-DMQ_WERROR=ON"] + ([f"-DTensorRT_ROOT={headers}"] if headers else [])
+        build.mkdir(parents=True, exist_ok=True)
+        code, out = sh(cmd, 300, build / "configure.log")
+        if code == 0:
+            code, out2 = sh(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 4), "--target", "mq_plugins"],
+                            600, build / "build.log")
+            out += out2
+        library = build / "plugins" / "libmq_plugins.so"
+        body = f"`{' '.join(cmd)}` then `--target mq_plugins`\n"
+        if code != 0 or not library.is_file():
+            return None, body + "\n```\n" + out[-4000:] + "\n```\n"
+        return library, body + f"\nBuilt {library}.\n"
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Verify mq-deploy's kernels and plugins on this GPU.")
