@@ -77,6 +77,27 @@ def test_artifact_export_and_accuracy_on_the_demo_model(demo_model_dir, tmp_path
         assert torch.allclose(reloaded(ids), gptq.model(ids), rtol=0, atol=1e-5)
     result = export_onnx(tmp_path / "q", tmp_path / "onnx" / "model.onnx", precision="fp32", decode=False)
     assert compare_onnx_with_torch(result.onnx_path, reloaded, ids)["relative"] < 1e-4
+    # validate's torch-fp reference is the FP checkpoint itself, not the artifact's weights unquantized
+    # (GPTQ stored them rounded: that "FP" model would hide the rounding error)
+    from mq_deploy.deploy.manifest import Manifest
+    from mq_deploy.validate.validation import _parse_reference
+    reference = _parse_reference("torch-fp", result.onnx_path, None, Manifest.load(result.onnx_path), None,
+                                 "cpu", None)
+    with torch.no_grad():
+        fp_logits = loaded.model(ids)
+        rounded_logits = load_quantized(tmp_path / "q", with_quantizers=False).model(ids)
+    got = torch.as_tensor(reference.open_session(False).prefill(ids.numpy())["logits"])
+    assert torch.allclose(got, fp_logits, rtol=0, atol=1e-4)
+    assert (rounded_logits - fp_logits).abs().max() > 100 * 1e-4      # what the old reference was
+    # with the source gone, the fallback (the artifact unquantized) is said to carry the rounding
+    import shutil
+
+    from mq_deploy.deploy.source import fp_fallback_note
+    shutil.copytree(demo_model_dir, tmp_path / "fp")
+    save_quantized(gptq, tmp_path / "q2", source_dir=tmp_path / "fp")
+    assert fp_fallback_note(tmp_path / "q2") is None and fp_fallback_note(tmp_path / "q") is None
+    shutil.rmtree(tmp_path / "fp")
+    assert "GPTQ-rounded" in fp_fallback_note(tmp_path / "q2")
     text = str(sample_text(HELDOUT_TEXT))
     ppl = {name: evaluate_model(qm.model, loaded.tokenizer, text, max_tokens=32768, progress=False)["perplexity"]
            for name, qm in (("gptq", gptq), ("rtn", nearest))}

@@ -38,16 +38,37 @@ def torch_model(path: Path, quantized: bool = True) -> MambaLM:
     return load_checkpoint(path).model.eval()
 
 
+def fp_source_of(path: Path) -> Path | None:
+    """An artifact's FP source checkpoint when it is still where quantize read it, unchanged; else None."""
+    recorded = read_quant_meta(path).get("source") or {}
+    fp_source = recorded.get("path")
+    if not fp_source or not (Path(fp_source).is_file() or Path(fp_source, "config.json").is_file()):
+        return None
+    return Path(fp_source) if recorded.get("sha256") in (None, directory_hash(Path(fp_source))) else None
+
+
 def fp_model(path: Path) -> MambaLM:
     """The unquantized model: an artifact's FP source checkpoint when it is still there unchanged,
-    else the artifact's transformed FP model (the same function); an FP checkpoint's model."""
+    else the artifact's transformed FP model (the same function, except for GPTQ-rounded linears:
+    `fp_fallback_note` says when); an FP checkpoint's model."""
     if is_quantized_artifact(path):
-        recorded = read_quant_meta(path).get("source") or {}
-        fp_source = recorded.get("path")
-        same = (fp_source and Path(fp_source, "config.json").is_file()
-                and recorded.get("sha256") in (None, directory_hash(Path(fp_source))))
-        return load_checkpoint(fp_source).model.eval() if same else torch_model(path, quantized=False)
+        source = fp_source_of(path)
+        return load_checkpoint(source).model.eval() if source is not None else torch_model(path, quantized=False)
     return torch_model(path)
+
+
+def fp_fallback_note(path: Path) -> str | None:
+    """Why `fp_model(path)` is not the FP function, or None: a GPTQ artifact whose source is gone
+    stores its rounded weights, so unquantized it still carries their rounding."""
+    if not is_quantized_artifact(path) or fp_source_of(path) is not None:
+        return None
+    meta = read_quant_meta(path)
+    if meta["config"].get("weight_rounding") != "gptq":
+        return None
+    source = (meta.get("source") or {}).get("path")
+    return (f"the FP source checkpoint of {path} ({source}) is not there unchanged, and the artifact's weights "
+            "are GPTQ-rounded: the unquantized reference still carries that rounding, so it understates the "
+            "quantization error; put the source back where quantize read it to compare with the true FP model")
 
 
 def tokenizer_of(path: Path, manifest: Manifest):
