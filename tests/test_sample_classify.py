@@ -109,7 +109,7 @@ def test_sample_errors_are_one_line(vim_export, tmp_path):
              (("--onnx", onnx, tmp_path / "missing.png"), f"{tmp_path / 'missing.png'} does not exist"),
              (("--onnx", onnx, tmp_path / "empty"), f"{tmp_path / 'empty'} holds no images"),
              (("--onnx", onnx, tmp_path / "broken.png"), f"cannot read the image {tmp_path / 'broken.png'}"),
-             (("--engine", onnx, vim_export["files"][0]), "the plugin library libmq_plugins.so was not found"),
+             (("--engine", onnx, vim_export["files"][0]), "the plugin library libmq_plugins.so was not given"),
              (("--engine", plan, vim_export["files"][0]), "no manifest.json beside"),
              (("--manifest", onnx.parent / "manifest.json", vim_export["files"][0], "--save-inputs", tmp_path / "a",
                "--save-labels", tmp_path / "a"), "name the same file"),
@@ -117,11 +117,15 @@ def test_sample_errors_are_one_line(vim_export, tmp_path):
                vim_export["files"][0]), "is one of the input images"),
              (("--manifest", onnx.parent / "manifest.json", vim_export["files"][0], "--save-inputs",
                tmp_path / "nowhere" / "x.npy"), "does not exist"),
-             (("--onnx", onnx, "--top", "0", vim_export["files"][0]), "--top and --batch must be at least 1")]
+             (("--onnx", onnx, "--top", "0", vim_export["files"][0]), "--top and --batch must be at least 1"),
+             (("--manifest", onnx.parent / "manifest.json", vim_export["files"][0], "--save-labels",
+               tmp_path / "notes.txt"), "notes.txt already exists; choose another file, or pass --force")]
+    (tmp_path / "notes.txt").write_text("the user's own notes")
     for args, message in cases:
         r = run_sample(*args)
         assert r.returncode == 1 and message in r.stderr, (args, r.stderr)
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
+    assert (tmp_path / "notes.txt").read_text() == "the user's own notes"
 
 
 def test_sample_saves_the_preprocessed_images_and_labels_for_the_cpp_sample(vim_export, tmp_path):
@@ -144,6 +148,9 @@ def test_sample_saves_the_preprocessed_images_and_labels_for_the_cpp_sample(vim_
     r = run_sample("--manifest", manifest, files[0], "--save-labels", tmp_path / "only.txt")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "only.txt").read_text() == (tmp_path / "labels.txt").read_text()
+    (tmp_path / "only.txt").write_text("stale")
+    r = run_sample("--manifest", manifest, files[0], "--save-labels", tmp_path / "only.txt", "--force")
+    assert r.returncode == 0 and (tmp_path / "only.txt").read_text() == (tmp_path / "labels.txt").read_text()
     # a folder as the output: refused before any work, nothing left behind
     r = run_sample("--manifest", manifest, files[0], "--save-inputs", tmp_path)
     assert r.returncode == 1 and "is a folder" in r.stderr

@@ -81,9 +81,35 @@ def test_sample_takes_token_ids_for_a_model_without_a_tokenizer(tmp_path):
         r = subprocess.run([sys.executable, str(SAMPLE), "--onnx", str(exported.onnx_path), "--ids", bad],
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 1 and message in r.stderr, r.stderr
+    # a tokenizer that is not the model's (its ids past the vocabulary): one line before any graph runs
+    from tokenizers import Tokenizer, models
+    Tokenizer(models.WordLevel({"hi": 500, "[UNK]": 501}, unk_token="[UNK]")).save(str(tmp_path / "fp" /
+                                                                                      "tokenizer.json"))
+    r = subprocess.run([sys.executable, str(SAMPLE), "--onnx", str(exported.onnx_path), "--prompt", "hi"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "id 500, outside this model's vocabulary (0 .. 299)" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
+
 
 
 def test_sample_errors_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(SAMPLE), "--onnx", str(tmp_path / "none.onnx")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path / 'none.onnx'} does not exist"
+
+def test_engine_path_errors_are_one_line(tmp_path):
+    """--engine where the plugin library or TensorRT is missing: one line naming what to do, no traceback."""
+    import importlib.util
+    mamba1(tmp_path / "fp")
+    exported = export_onnx(tmp_path / "fp", tmp_path / "onnx" / "model.onnx", precision="fp32")
+    plan = exported.onnx_path.with_name("model.plan")
+    plan.write_bytes(b"not a plan")
+    plan.with_name("model.decode.plan").write_bytes(b"not a plan")
+    missing = tmp_path / "nowhere" / "libmq_plugins.so"
+    r = subprocess.run([sys.executable, str(SAMPLE), "--engine", str(plan), "--plugins", str(missing)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.startswith(f"error: --plugins {missing}: no such file"), r.stderr
+    if importlib.util.find_spec("tensorrt") is None:
+        r = subprocess.run([sys.executable, str(SAMPLE), "--engine", str(plan), "--plugins", str(plan)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "pip install tensorrt" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -1,7 +1,7 @@
 """Image classification with an mq-deploy Vision Mamba engine: image files in, the top classes out.
 
     # TensorRT (GPU): the plan from `mq-deploy build`, our plugin library loaded first
-    python samples/python/classify.py --engine out/vim.plan --plugins build/libmq_plugins.so photo.jpg
+    python samples/python/classify.py --engine out/vim.plan --plugins build/plugins/libmq_plugins.so photo.jpg
 
     # ONNX Runtime (CPU, no TensorRT): the same on the exported graph
     python samples/python/classify.py --onnx out/model.onnx photos/ --top 5
@@ -123,8 +123,9 @@ def temporary_beside(path: Path) -> Path:
     return Path(name)
 
 
-def check_outputs(outputs: list[Path], files: list[Path]) -> None:
-    """Refuse, before any work, output paths that name the same file, a folder, or an input image."""
+def check_outputs(outputs: list[Path], files: list[Path], force: bool = False) -> None:
+    """Refuse, before any work, output paths that name the same file, a folder, an input image, or
+    (without --force) a file that already exists."""
     resolved = [o.resolve() for o in outputs]
     if len(set(resolved)) != len(resolved):
         fail("--save-inputs and --save-labels name the same file; give each its own")
@@ -134,6 +135,8 @@ def check_outputs(outputs: list[Path], files: list[Path]) -> None:
             fail(f"{output} is one of the input images; choose another file to write")
         if target.is_dir():
             fail(f"{output} is a folder; give a file name to write")
+        if target.exists() and not force:
+            fail(f"{output} already exists; choose another file, or pass --force to replace it")
 
 
 class SavedInputs:
@@ -201,6 +204,7 @@ def main(argv=None) -> int:
                                                    "(the input of samples/cpp's mq_trt_classify), rows in the "
                                                    "order printed")
     p.add_argument("--save-labels", type=Path, help="also write the class names, one per line (its --labels)")
+    p.add_argument("--force", action="store_true", help="replace --save-inputs / --save-labels files that exist")
     args = p.parse_args(argv)
     graph = args.engine or args.onnx
     if graph is None and not (args.manifest and (args.save_inputs or args.save_labels)):
@@ -223,7 +227,7 @@ def main(argv=None) -> int:
     if args.top < 1 or args.batch < 1:
         fail("--top and --batch must be at least 1")
     files = image_files(args.images)
-    check_outputs([o for o in (args.save_inputs, args.save_labels) if o], files)
+    check_outputs([o for o in (args.save_inputs, args.save_labels) if o], files, args.force)
     try:
         import PIL  # noqa: F401
     except ImportError:

@@ -34,6 +34,9 @@ def read_export(graph: Path, manifest_arg: Path | None, engine: bool) -> tuple[d
     sidecar_file = Path(f"{graph}.json")
     sidecar = json.loads(sidecar_file.read_text()) if engine and sidecar_file.is_file() else {}
     if engine and not manifest_arg and not manifest_file.is_file():
+        if sidecar_file.is_file() and "manifest_path" not in sidecar:
+            fail(f"{sidecar_file} does not say where the plan's manifest is (no manifest_path: not a sidecar "
+                 "written by `mq-deploy build`?); pass --manifest")
         if not sidecar:
             fail(f"no manifest.json beside {graph} and no {sidecar_file.name} (the plan's sidecar, written by "
                  "`mq-deploy build`) to say where it is; pass --manifest")
@@ -48,9 +51,13 @@ def plugin_library(arg: Path | None) -> Path:
     plugins = arg if arg is not None else (Path(os.environ[PLUGINS_ENV]) if os.environ.get(PLUGINS_ENV) else None)
     if plugins is not None and plugins.is_dir():
         plugins = plugins / "libmq_plugins.so"
-    if plugins is None or not plugins.is_file():
-        fail(f"the plugin library libmq_plugins.so was not found; pass --plugins PATH or set {PLUGINS_ENV} "
-             "(build it: cmake -S . -B build && cmake --build build)")
+    if plugins is None:
+        fail(f"the plugin library libmq_plugins.so was not given; pass --plugins PATH or set {PLUGINS_ENV} "
+             "(build it: cmake -S . -B build && cmake --build build writes build/plugins/libmq_plugins.so)")
+    if not plugins.is_file():
+        given = "--plugins" if arg is not None else PLUGINS_ENV
+        fail(f"{given} {plugins}: no such file; give the path of libmq_plugins.so (cmake -S . -B build && "
+             "cmake --build build writes build/plugins/libmq_plugins.so)")
     return plugins
 
 
@@ -94,8 +101,18 @@ class TensorRTGraphs:
     feed the next without leaving the GPU."""
 
     def __init__(self, plans: dict[str, Path], plugins: Path):
-        import tensorrt as trt
-        import torch
+        try:
+            import tensorrt as trt
+        except ImportError:
+            fail("TensorRT's Python package is not installed: pip install tensorrt (on a machine with an NVIDIA "
+                 "GPU and driver), or run the ONNX graph instead (--onnx)")
+        try:
+            import torch
+        except ImportError:
+            fail("the TensorRT path keeps its buffers in torch CUDA tensors: pip install torch (a CUDA build)")
+        if not torch.cuda.is_available():
+            fail("no CUDA GPU visible to torch: TensorRT plans run on an NVIDIA GPU; run the ONNX graph instead "
+                 "(--onnx)")
         self.torch = torch
         # The plugin library registers its creators when it is loaded; load it before deserializing.
         ctypes.CDLL(str(plugins), mode=ctypes.RTLD_GLOBAL)

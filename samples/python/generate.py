@@ -121,8 +121,18 @@ def main(argv=None) -> int:
              "samples/python/classify.py on it")
     if "decode" not in manifest["graphs"]:
         fail("the export has no decode graph (exported with --no-decode); export again without it")
+    if args.max_new_tokens < 1:
+        fail("--max-new-tokens must be at least 1")
     prompt_ids = parse_ids(args.ids, manifest) if args.ids is not None else None
     tokenizer = load_tokenizer(manifest, manifest_file, args.model) if prompt_ids is None else None
+    if prompt_ids is None:          # tokenized (and checked) before any graph is loaded
+        prompt_ids = tokenizer.encode(args.prompt)
+        if not prompt_ids:
+            fail("the prompt is empty after tokenization")
+        vocab = int(manifest["model"]["vocab_size"])
+        if max(prompt_ids) >= vocab:
+            fail(f"the tokenizer gave id {max(prompt_ids)}, outside this model's vocabulary (0 .. {vocab - 1}): "
+                 "it is not the model's tokenizer; pass --model DIR with the model's own tokenizer.json")
     if args.engine:
         plugins = plugin_library(args.plugins)
         engine_set = sidecar.get("engine_set")
@@ -137,12 +147,6 @@ def main(argv=None) -> int:
     else:
         decode = graph.with_name(manifest["graphs"]["decode"]["file"])     # the manifest names the set
         graphs = OnnxRuntimeGraphs({"prefill": graph, "decode": decode})
-    if args.max_new_tokens < 1:
-        fail("--max-new-tokens must be at least 1")
-    if prompt_ids is None:
-        prompt_ids = tokenizer.encode(args.prompt)
-        if not prompt_ids:
-            fail("the prompt is empty after tokenization")
     new, timing = generate(graphs, prompt_ids, args.max_new_tokens)
     if args.json:
         print(json.dumps({"prompt_ids": prompt_ids, "new_ids": new, **timing}))
