@@ -78,3 +78,17 @@ def test_our_smoothquant_matches_modelopts(demo):
            for name, m in (("fp", loaded.model), ("ours", ours), ("modelopt", theirs))}
     assert abs(ppl["ours"] - ppl["modelopt"]) / ppl["fp"] < 1e-3, ppl
     assert ppl["ours"] != ppl["fp"]
+
+
+def test_a_modelopt_that_cannot_import_names_what_is_missing(tmp_path, demo_model_dir):
+    """nvidia-modelopt 0.47 imports requests without requiring it: with requests gone, compare-recipes
+    says so (a note without --peers, one error naming `pip install requests` with them), not 'install
+    nvidia-modelopt', which is installed."""
+    import subprocess
+    import sys
+    script = ("import sys; sys.modules['requests'] = None\n"
+              "from mq_deploy.cli import main\n"
+              f"sys.exit(main(['compare-recipes', '--model', {str(demo_model_dir)!r}, '--calib', 'pydoc-topics', "
+              f"'--eval', 'pydoc-topics', '--out', {str(tmp_path / 'c')!r}, '--peers', 'modelopt-int8-smoothquant']))")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "cannot import requests: pip install requests" in r.stderr, r.stderr

@@ -55,14 +55,17 @@ def compare_recipes(model_dir, calib: str, eval_text: str, recipes=RECIPES, bit_
     peers keep their own configs (the conv in floating point)."""
     if seeds < 1:
         raise MQDeployError(f"--seeds {seeds}: give at least 1")
-    from .modelopt_peer import PEERS, modelopt_available, modelopt_quantize
+    from .modelopt_peer import PEERS, modelopt_quantize, modelopt_unavailable
+    why_not = modelopt_unavailable()
     if peers is None:
-        peers = list(PEERS) if modelopt_available() else []
+        peers = list(PEERS) if why_not is None else []
+        if why_not is not None:
+            log(f"note: no ModelOpt peers in this comparison ({why_not})")
     unknown = sorted(set(peers) - set(PEERS))
     if unknown:
         raise MQDeployError(f"unknown peer {unknown[0]!r}; choose from {', '.join(PEERS)}")
-    if peers and not modelopt_available():
-        raise MQDeployError("ModelOpt peers need nvidia-modelopt: pip install 'mq-deploy[modelopt]'")
+    if peers and why_not is not None:
+        raise MQDeployError(f"--peers {peers[0]}: {why_not}")
     for recipe in recipes:
         get_recipe(recipe)                       # an unknown name fails now, not after the first recipe
     if is_quantized_artifact(model_dir):
@@ -191,8 +194,9 @@ def to_markdown(result: dict) -> str:
                   "seed-mean NLL, and its intervals resample seeds as well as windows. Best recipe per setting, "
                   "and whether its lead is beyond the paired interval (the interval of the other recipe's NLL "
                   "minus the best one's, over the same windows, lies above zero; windows are treated as "
-                  "independent, and a few seeds give a narrow seed bootstrap, so the intervals lean optimistic). "
-                  "ModelOpt's W4A8 AWQ quantizes activations to FP8, the recipes' W4A8 to INT8.", "",
+                  "independent, and a few seeds give a narrow seed bootstrap, so the intervals lean optimistic)."
+                  + (" ModelOpt's W4A8 AWQ quantizes activations to FP8, the recipes' W4A8 to INT8."
+                     if any(r["recipe"] == "modelopt-w4a8-awq" for r in result["rows"]) else ""), "",
                   "Two questions, two verdicts. *Perplexity*: which model scores the text best. *Fidelity*: which "
                   "model's next-token distributions stay closest to FP's, by mean KL(FP ‖ q) per token (nats), "
                   "the same paired test on the per-window KL. Where a quantized model scores below FP (an "

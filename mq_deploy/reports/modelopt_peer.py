@@ -26,14 +26,22 @@ PEERS = {
 }
 
 
-def modelopt_available() -> bool:
+def modelopt_unavailable() -> str | None:
+    """Why the ModelOpt peers cannot run here (not installed, or installed without a module it
+    imports: nvidia-modelopt 0.47 imports requests without requiring it), or None."""
+    import importlib.util
+    if importlib.util.find_spec("modelopt") is None:
+        return "nvidia-modelopt is not installed: pip install 'mq-deploy[modelopt]'"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import modelopt.torch.quantization  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    except ImportError as e:
+        missing = getattr(e, "name", None) or str(e)
+        return (f"nvidia-modelopt is installed but cannot import {missing}: pip install {missing} (or pip install "
+                "'mq-deploy[modelopt]', which lists it)")
+    return None
+
 
 
 def _int4_linears(model) -> dict[str, int]:
