@@ -184,6 +184,10 @@ def test_a_vision_export_refuses_language_model_options_and_partners(exported, t
         run_bench(onnx_path, fp_onnx=lm.onnx_path, progress=False)
     with pytest.raises(MQDeployError, match="same kind of model"):
         validate_export(onnx_path, references=[f"onnx:{lm.onnx_path}"], images=str(exported["root"] / "images.npy"))
+    from mq_deploy.deploy.onnxruntime_session import OnnxruntimeSession
+    with pytest.raises(MQDeployError, match=r"classifies whole images: .*decode=False"):
+        OnnxruntimeSession(onnx_path)               # a library user's first try: decode graph by default
+    assert OnnxruntimeSession(onnx_path, decode=False).run("prefill", {"images": images(2, 1).numpy()})
 
 
 def test_labels_beyond_the_models_classes_are_one_error(exported, tmp_path):

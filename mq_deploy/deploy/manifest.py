@@ -96,7 +96,11 @@ class Manifest:
     def graph(self, kind: str) -> GraphEntry:
         graphs = self.graphs
         if kind not in graphs:
-            hint = " (exported with --no-decode: export again without it)" if kind == "decode" else ""
+            hint = ""
+            if kind == "decode":
+                hint = (" (a Vision Mamba classifies whole images: open its sessions without the decode graph, "
+                        "e.g. OnnxruntimeSession(path, decode=False))" if self.is_vision
+                        else " (exported with --no-decode: export again without it)")
             raise MQDeployError(f"the export set at {self.folder} has no {kind} graph{hint}")
         return graphs[kind]
 
