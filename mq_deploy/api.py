@@ -3,6 +3,7 @@ every input it can before the long work starts, so a bad input costs seconds, no
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     get_recipe(recipe)
     check_recipe_options(recipe, config)
     if export_check and mode == "deploy" and config.export_blocker():
-        raise MQDeployError(f"{config.label} in deploy mode cannot be exported: {config.export_blocker()}; or pass "
+        raise MQDeployError(f"deploy mode cannot export {config.export_blocker()}; or pass "
                             "--no-export-check to write a fake-quant-only artifact")
     check_window_counts(calib_samples, calib_seq_len)
     if eval_max_tokens is not None:
@@ -131,6 +132,9 @@ def _quantize_vision(model_dir: Path, out_dir: Path, recipe: str, calib: str, co
     loaded = load_vim(model_dir)
     size = loaded.config.img_size
     calib_set = load_image_source(calib, size, calib_samples, option="--calib")
+    if len(calib_set.images) < calib_samples:     # said before the long work, as for a short text
+        print(f"note: --calib {calib_set.label} holds {len(calib_set.images)} images, not the {calib_samples} asked "
+              f"for; calibrating on {len(calib_set.images)} (give more images for more)", file=sys.stderr)
     evaluation = load_image_source(eval_source, size, MAX_EVAL_IMAGES, option="--eval") if eval_source else None
     if evaluation is not None and evaluation.labels is None:
         raise MQDeployError(f"--eval {eval_source} has no labels; give a folder in the ImageFolder layout "

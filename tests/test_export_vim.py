@@ -133,7 +133,11 @@ def test_cli_quantize_export_check_validate_on_images(exported, tmp_path):
     done = cli("quantize", "--model", root / "fp", "--calib", root / "images.npy", "--calib-samples", 16,
                "--out", tmp_path / "q", "--recipe", "quarot")
     assert done.returncode == 0, done.stderr
-    assert "16 images of" in done.stdout
+    assert "16 images of" in done.stdout and "note:" not in done.stderr
+    done = cli("quantize", "--model", root / "fp", "--calib", root / "images.npy", "--calib-samples", 100,
+               "--out", tmp_path / "q-all", "--recipe", "rtn")
+    assert done.returncode == 0 and "24 images of" in done.stdout, done.stderr
+    assert "holds 24 images, not the 100 asked for" in done.stderr      # said, not silently capped
     assert cli("export", "--model", tmp_path / "q", "--onnx", tmp_path / "e" / "model.onnx").returncode == 0
     assert not (tmp_path / "e" / "model.decode.onnx").exists()
     assert cli("check", "--onnx", tmp_path / "e" / "model.onnx").returncode == 0

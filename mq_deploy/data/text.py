@@ -21,9 +21,10 @@ def pydoc_topics_text() -> str:
 def read_text(path) -> str:
     path = Path(path)
     if not path.exists():
-        raise MQDeployError(f"text file {path} does not exist; pass a UTF-8 text file or '{PYDOC_TOPICS}'")
+        raise MQDeployError(f"text file {path} does not exist; pass a UTF-8 text file, token ids (.npy / .json) or "
+                            f"'{PYDOC_TOPICS}'")
     if not path.is_file():
-        raise MQDeployError(f"{path} is not a file; pass a UTF-8 text file or '{PYDOC_TOPICS}'")
+        raise MQDeployError(f"{path} is not a file; pass a UTF-8 text file, token ids (.npy / .json) or '{PYDOC_TOPICS}'")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
