@@ -13,7 +13,8 @@ import textwrap
 import pytest
 
 STAGES = ["load / eval / quantize / demo", "models with their own tokenizer.json", "ONNX export and check",
-          "validate / bench on ONNX Runtime", "plots (inspect, bench)", "compare-recipes' ModelOpt peers",
+          "validate / bench on ONNX Runtime", "plots (inspect, bench)", "lm-eval (zero-shot tasks)",
+          "compare-recipes' ModelOpt peers",
           "TensorRT build", "TensorRT validate / bench"]
 
 
@@ -41,7 +42,7 @@ def test_doctor_lists_the_stages_and_nothing_that_does_not_exist():
     stages = json.loads(out.stdout)["stages"]
     assert list(stages) == STAGES
     assert stages["load / eval / quantize / demo"]["ok"]
-    for gone in ("lm-eval", "lm_eval", "graphsurgeon", "cuda-python"):
+    for gone in ("graphsurgeon", "cuda-python"):
         assert gone not in out.stdout
 
 
@@ -99,3 +100,10 @@ def test_build_needs_only_what_the_trt_extra_installs(export_set, tmp_path):
     stages = doctor_stages(["onnxruntime"])
     message = stages["TensorRT build"]["message"]
     assert "tensorrt" in message and "onnxruntime" not in message and "pip install -e '.[trt]'" in message
+
+
+def test_lm_eval_stage_names_its_extra():
+    """The lm-eval adapter refuses to import without lm-eval (an MQDeployError, not an ImportError):
+    doctor still names the package and the extra."""
+    stage = doctor_stages(["lm_eval"])["lm-eval (zero-shot tasks)"]
+    assert not stage["ok"] and "lm_eval" in stage["message"] and "pip install -e '.[eval]'" in stage["message"]
