@@ -1,4 +1,4 @@
-"""The deployed artifact, as everything above export reads it (DESIGN.md §2):
+"""The deployed artifact, as everything above export reads it (docs/decisions.md, "The deployed-artifact layer"):
 
 - `contract`: the custom ops (names, domain, attributes, input order), the state tensor names and
   the carry rule that turns a graph's `*_out.<layer>` outputs into the next decode step's inputs;

@@ -1,5 +1,5 @@
 """The contract between an exported graph, the TensorRT plugins and every program that runs them
-(DESIGN.md §3.2, plugins/*/README.md, docs/export.md). Plain names: no onnx, no torch."""
+(plugins/*/README.md, docs/export.md). Plain names: no onnx, no torch."""
 
 from __future__ import annotations
 

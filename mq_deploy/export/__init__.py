@@ -1,4 +1,4 @@
-"""ONNX export (DESIGN.md §3): a TensorRT-ready graph with QDQ linears and SelectiveScan nodes that
+"""ONNX export (docs/export.md): a TensorRT-ready graph with QDQ linears and SelectiveScan nodes that
 ONNX Runtime also runs (through the nodes' local functions). `export_onnx` is the entry point;
 `check_onnx` the graph check that every export ends with.
 

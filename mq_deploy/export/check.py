@@ -1,7 +1,7 @@
 """`mq-deploy check`: does an exported graph follow the contracts TensorRT needs?
 
 - onnx.checker full check (types and shapes inferred through the local functions);
-- QDQ (DESIGN.md §3.3): INT8 weight initializers, INT8 zero zero-points, scales in the graph's float
+- QDQ (docs/export.md, "Quantization"): INT8 weight initializers, INT8 zero zero-points, scales in the graph's float
   type, weights per output channel (axis=1 of the (K, N) weight), activations per tensor, every
   DequantizeLinear feeding a MatMul directly;
 - every mq_deploy node (SelectiveScan, SSDScan, HadamardTransform, HadamardQuantize) has the plugin

@@ -1,4 +1,4 @@
-"""The HadamardTransform op (DESIGN.md §3.2, plugins/hadamard/README.md): y = x·diag(signs)·H_n over
+"""The HadamardTransform op (plugins/hadamard/README.md): y = x·diag(signs)·H_n over
 the last axis. As a plugin node with a local function (Mul, then H_n as two small ±1 factors,
 in float32 like the kernel), or inline with standard ops (`--scan onnx`): Mul by the signs, then the
 same two factors as two MatMuls in the graph's float type.

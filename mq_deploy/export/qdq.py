@@ -1,4 +1,4 @@
-"""Linear layers as TensorRT explicit quantization wants them (DESIGN.md §3.3, tensorrt_notes §4):
+"""Linear layers as TensorRT explicit quantization wants them (docs/export.md, "Quantization"):
 
     x ─ QuantizeLinear(s_x, 0) ─ DequantizeLinear(s_x, 0) ─┐
                                                           MatMul ─ (+ bias)

@@ -1,4 +1,4 @@
-"""The SelectiveScan op (DESIGN.md §3.2, plugins/selective_scan/README.md): the plugin node and the
+"""The SelectiveScan op (plugins/selective_scan/README.md): the plugin node and the
 standard-op body that is both its ONNX local function and the `--scan onnx` inline form.
 
 The body computes in float32 whatever the activation dtype (the kernel's accumulation), runs the

@@ -1,4 +1,4 @@
-"""The selective scan as the contract states it (DESIGN.md §3.2), in a few readable lines: the
+"""The selective scan as the contract states it (plugins/selective_scan/README.md), in a few readable lines: the
 oracle every faster form (fused, chunked, the CUDA kernels) is judged against, so it shares no
 code with them. Like mamba_ssm's selective_scan_ref, token-major.
 

@@ -1,5 +1,5 @@
 """Selective scan (the Mamba-1 SSM recurrence) in plain PyTorch: the fast forms, judged against the
-standalone reference in ops/reference_scan.py. The SelectiveScan op contract (DESIGN.md §3.2):
+standalone reference in ops/reference_scan.py. The SelectiveScan op contract (plugins/selective_scan/README.md):
 
     dt  = softplus(delta + delta_bias)            (or delta + delta_bias when delta_softplus=False)
     h_t = exp(dt_t * A) * h_{t-1} + dt_t * x_t * B_t      h_0 = initial_state (zeros by default)

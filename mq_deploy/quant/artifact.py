@@ -1,4 +1,4 @@
-"""The quantized artifact directory (DESIGN.md §1), written atomically:
+"""The quantized artifact directory (docs/quantization.md, "The artifact"), written atomically:
 
     config.json             model config (HF layout)
     model.safetensors       transformed FP weights, before rounding (HF names; transformers reads it,

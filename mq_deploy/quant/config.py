@@ -8,7 +8,7 @@ from ..errors import MQDeployError
 from ..models.mamba import MambaMixer
 from .quantizer import QuantSpec
 
-# Quantized linears and the activation point that feeds each (DESIGN.md §3.3): a Mamba-1 mixer's;
+# Quantized linears and the activation point that feeds each (docs/export.md, "Quantization"): a Mamba-1 mixer's;
 # each mixer class says its own (a Mamba-2 mixer: in_proj and out_proj).
 LINEAR_INPUTS = MambaMixer.LINEAR_INPUTS
 MODES = ("deploy", "paper")
@@ -18,7 +18,7 @@ R1_ROTATIONS = ("klt", "hadamard")   # MambaQuant's residual rotation: K·H (the
 CALIB_DTYPES = ("auto", "float64", "float32")
 
 
-# The depthwise conv, quantized on request (DESIGN.md §3.3: "optionally conv1d").
+# The depthwise conv, quantized on request (docs/quantization.md, "Optional: the depthwise conv").
 CONV_INPUT = {"conv1d": "conv_input"}
 
 # Deploy mode, 4-bit weights: the INT4 block sizes (along K) of the fused weight-only GEMMs that

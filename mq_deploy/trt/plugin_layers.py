@@ -2,7 +2,7 @@
 plugin? The builder hands the parser the graph without its local functions (parser_input.py), so a node cannot
 be inlined from one; but a graph parsed another way (a user's own script, Polygraphy, an edited file) can still carry
 them, and a library that registers the same op names can take the nodes. Either way the engine
-still builds, only slow or wrong. DESIGN.md §3.2 makes that an error.
+still builds, only slow or wrong. plugins/selective_scan/README.md makes that an error.
 
 `check_plugin_layers` is pure (layer descriptions in, matches out); `network_layers` is the thin
 TensorRT side and `plugin_nodes_of` the ONNX side."""

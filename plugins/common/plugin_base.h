@@ -1,5 +1,5 @@
 // What every mq_deploy IPluginV3 and its creator share: the capability plumbing, clone, the
-// name/version/namespace getters (DESIGN.md 3.2) and attachToContext. Each plugin derives
+// name/version/namespace getters (plugins/selective_scan/README.md) and attachToContext. Each plugin derives
 // `PluginV3Base<Itself>` and defines `static constexpr char const* kName`; it keeps only the
 // methods that differ (shapes, types, enqueue, fields).
 #pragma once

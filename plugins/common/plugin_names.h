@@ -1,4 +1,4 @@
-// Names shared by every mq_deploy plugin and the ONNX export (DESIGN.md section 3.2).
+// Names shared by every mq_deploy plugin and the ONNX export (plugins/selective_scan/README.md).
 #pragma once
 
 namespace mq::plugin {

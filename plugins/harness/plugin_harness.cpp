@@ -1,6 +1,6 @@
 // libmq_plugin_harness: see plugin_harness.h. Each entry point walks a plugin through the calls
 // TensorRT makes, in TensorRT's order, and checks every answer against the op contract
-// (DESIGN.md 3.2) computed here independently of the plugin's own argument checks.
+// (plugins/selective_scan/README.md) computed here independently of the plugin's own argument checks.
 #include "plugin_harness.h"
 
 #include <NvInferRuntime.h>

@@ -241,7 +241,7 @@ def correctness(lib, ref_fn, quick: bool, algorithms=ALGORITHMS) -> list[dict]:
 
 def dense_hadamard():
     """n -> float64 H_n from mq_deploy's own definition: the kernel and the Python transform must
-    agree (DESIGN.md 3.2). Returns (function, source name)."""
+    agree (plugins/selective_scan/README.md). Returns (function, source name)."""
     import torch
 
     sys.path.insert(0, str(REPO))

@@ -15,7 +15,7 @@ using plugin::FieldView;
 using plugin::ScalarType;
 using plugin::TensorShape;
 
-// Input order of the op contract (DESIGN.md 3.2); all nine are always present.
+// Input order of the op contract (plugins/selective_scan/README.md); all nine are always present.
 enum ScanInput : int32_t { kX, kDelta, kA, kB, kC, kD, kDeltaBias, kZ, kGateScale, kNumScanInputs };
 enum ScanOutput : int32_t { kY, kFinalState, kNumScanOutputs };
 

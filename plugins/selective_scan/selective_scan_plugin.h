@@ -1,5 +1,5 @@
 // TensorRT IPluginV3 wrapper of the selective-scan kernels: op "SelectiveScan", version "1",
-// namespace "mq_deploy" (DESIGN.md 3.2). Inputs x, delta, A, B, C, D, delta_bias, z, gate_scale;
+// namespace "mq_deploy" (plugins/selective_scan/README.md). Inputs x, delta, A, B, C, D, delta_bias, z, gate_scale;
 // outputs y (x's type) and final_state (float32). Fields delta_softplus, reverse.
 #pragma once
 

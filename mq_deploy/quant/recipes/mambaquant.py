@@ -1,5 +1,5 @@
 """MambaQuant (Xu et al., ICLR 2025): KLT-enhanced rotation + smooth-fused rotation, as specified in
-DESIGN.md §3.4 and without the official code's bugs (reference notes §12):
+docs/quantization.md and without the official code's bugs (reference notes §12):
 
 - statistics come from the untransformed FP model with quantization off, in one pass;
 - R1 = K·H on the residual stream after folding every RMSNorm γ; K from the covariance of the

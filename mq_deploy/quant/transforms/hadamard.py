@@ -120,7 +120,7 @@ def _check_signs(signs: torch.Tensor) -> None:
 
 class HadamardRotation(nn.Module):
     """x -> x·diag(signs)·H_n over the last dim, in x's dtype (the HadamardTransform op contract,
-    DESIGN.md §3.2).
+    plugins/hadamard/README.md).
 
     Computed without the dense n×n matrix: x is viewed as [..., m, 2^k], the Sylvester factor is
     applied by k butterfly stages and the base by one [m, m] product, O(n·(k + m)) per row. Half
