@@ -53,6 +53,10 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     from .quant.quantize import quantize
     from .quant.recipes import get_recipe
 
+    unknown = sorted(set(quant_options) - set(QuantConfig.__dataclass_fields__))
+    if unknown:
+        raise MQDeployError(f"quantize_checkpoint() got unknown option(s) {', '.join(unknown)}; the QuantConfig "
+                            f"options are {', '.join(sorted(QuantConfig.__dataclass_fields__))}")
     config = QuantConfig(w_bits=w_bits, a_bits=a_bits, mode=mode, **quant_options)
     get_recipe(recipe)
     check_recipe_options(recipe, config)
@@ -161,7 +165,11 @@ def _quantize_vision(model_dir: Path, out_dir: Path, recipe: str, calib: str, co
 
 
 def classify(model, images, batch_size: int = 64):
-    """Logits [n, classes] of a vision model over `images`, a batch at a time."""
+    """Logits [n, classes] of a vision model over `images` (preprocessed float [n, 3, H, W], a torch
+    tensor or a numpy array, e.g. `load_image_source(...).images`), a batch at a time."""
     import torch
+    images = torch.as_tensor(images, dtype=torch.float32)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise MQDeployError(f"classify takes preprocessed images [n, 3, H, W]; got shape {tuple(images.shape)}")
     with torch.no_grad():
         return torch.cat([model(chunk) for chunk in images.split(batch_size)])

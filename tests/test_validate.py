@@ -397,3 +397,20 @@ def test_a_long_one_dimensional_token_file_is_cut_into_windows(exported, tmp_pat
     report = validate_export(exported["fp32"].onnx_path, token_file=str(tmp_path / "rows.npy"), samples=3,
                              seq_len=64, references=["torch"])
     assert report["inputs"]["batches"] == 4 and report["inputs"]["shape"] == [1, 50]
+
+
+def test_channel_scale_judges_faults_not_scatter():
+    """metrics.channel_scale_error against planted data: one channel off by exactly 1.1 (a wrong weight
+    scale) is found whatever the noise elsewhere; channels scattered by noise alone, however far their
+    fitted scale drifts on a few values, are not."""
+    from mq_deploy.metrics import channel_scale_error
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((4, 512, 3))
+    noisy = ref + 0.03 * rng.standard_normal(ref.shape)          # noise: fitted scales drift a few %
+    noisy[:, 7] = ref[:, 7] + 0.4 * rng.standard_normal((4, 3))   # one very noisy channel, ~±20 % scatter
+    scale, channel = channel_scale_error(noisy, ref)
+    assert abs(scale - 1) < 0.05, (scale, channel)
+    faulty = noisy.copy()
+    faulty[:, 300] = 1.1 * ref[:, 300] + 0.003 * rng.standard_normal((4, 3))
+    scale, channel = channel_scale_error(faulty, ref)
+    assert channel == 300 and scale == pytest.approx(1.1, abs=0.005)

@@ -34,7 +34,7 @@ class ExportResult:
     manifest_path: Path
     seconds: float
     bytes: dict[str, int] = field(default_factory=dict)      # graph kind -> file size
-    manifest: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict, repr=False)      # manifest.json's content (kilobytes)
 
 
 def check_export_target(onnx_path: Path, model_dir: Path, decode: bool, force: bool,
