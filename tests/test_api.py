@@ -28,3 +28,18 @@ def test_classify_takes_numpy_images_and_refuses_other_shapes():
     torch.testing.assert_close(classify(model, images.numpy(), batch_size=3), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(MQDeployError, match=r"\[n, 3, H, W\]; got shape \(10, 32, 32\)"):
         classify(model, images[:, 0].numpy())
+
+
+def test_the_readmes_python_block_runs(tmp_path, monkeypatch):
+    """README's "From Python" block, executed as written (in a scratch directory): it is what a library
+    user copies first."""
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### From Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MQ_PROGRESS", "0")
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["out"]["logits"].shape[:2] == (1, 1) and (tmp_path / "out" / "q-onnx" / "manifest.json").is_file()
