@@ -136,15 +136,15 @@ def _quantize_vision(model_dir: Path, out_dir: Path, recipe: str, calib: str, co
     loaded = load_vim(model_dir)
     size = loaded.config.img_size
     calib_set = load_image_source(calib, size, calib_samples, option="--calib")
-    if len(calib_set.images) < calib_samples:     # said before the long work, as for a short text
-        print(f"note: --calib {calib_set.label} holds {len(calib_set.images)} images, not the {calib_samples} asked "
-              f"for; calibrating on {len(calib_set.images)} (give more images for more)", file=sys.stderr)
     evaluation = load_image_source(eval_source, size, MAX_EVAL_IMAGES, option="--eval") if eval_source else None
     if evaluation is not None and evaluation.labels is None:
         raise MQDeployError(f"--eval {eval_source} has no labels; give a folder in the ImageFolder layout "
                             "(root/<class>/<image>), digits:heldout or mnist:heldout")
     if evaluation is not None:
         check_labels(evaluation, loaded.config.num_classes, "--eval")
+    if len(calib_set.images) < calib_samples:     # said before the long work (after every check), as for a text
+        print(f"note: --calib {calib_set.label} holds {len(calib_set.images)} images, not the {calib_samples} asked "
+              f"for; calibrating on {len(calib_set.images)} (give more images for more)", file=sys.stderr)
     start = time.perf_counter()
     qm = quantize(loaded.model, recipe, calib_set.images, config, progress=progress)
     report = {"recipe": recipe, "config": qm.config.to_dict(), "calibration": {

@@ -24,7 +24,7 @@ from mq_deploy.models.loading import save_model  # noqa: E402
 from mq_deploy.quant.artifact import load_quantized, save_quantized  # noqa: E402
 from mq_deploy.quant.config import QuantConfig  # noqa: E402
 from mq_deploy.quant.quantize import quantize  # noqa: E402
-from mq_deploy.validate.validation import validate_export  # noqa: E402
+from mq_deploy.validate.validation import format_report, validate_export  # noqa: E402
 
 TEXT = ("The selective scan carries a state from token to token; quantization must not disturb it. " * 40)
 
@@ -399,18 +399,15 @@ def test_a_long_one_dimensional_token_file_is_cut_into_windows(exported, tmp_pat
     assert report["inputs"]["batches"] == 4 and report["inputs"]["shape"] == [1, 50]
 
 
-def test_channel_scale_judges_faults_not_scatter():
-    """metrics.channel_scale_error against planted data: one channel off by exactly 1.1 (a wrong weight
-    scale) is found whatever the noise elsewhere; channels scattered by noise alone, however far their
-    fitted scale drifts on a few values, are not."""
-    from mq_deploy.metrics import channel_scale_error
-    rng = np.random.default_rng(0)
-    ref = rng.standard_normal((4, 512, 3))
-    noisy = ref + 0.03 * rng.standard_normal(ref.shape)          # noise: fitted scales drift a few %
-    noisy[:, 7] = ref[:, 7] + 0.4 * rng.standard_normal((4, 3))   # one very noisy channel, ~±20 % scatter
-    scale, channel = channel_scale_error(noisy, ref)
-    assert abs(scale - 1) < 0.05, (scale, channel)
-    faulty = noisy.copy()
-    faulty[:, 300] = 1.1 * ref[:, 300] + 0.003 * rng.standard_normal((4, 3))
-    scale, channel = channel_scale_error(faulty, ref)
-    assert channel == 300 and scale == pytest.approx(1.1, abs=0.005)
+def test_channel_scales_on_too_few_values_are_not_judged(exported):
+    """Two windows give 6 values a channel (the conv state holds the last 3 tokens): a least-squares
+    scale of that few values is noise (a correct random-init FP16 export read 0.943 on one channel), so
+    the check says it did not judge instead of failing or passing it; four windows are judged."""
+    text = str(exported["root"] / "text.txt")
+    two = validate_export(exported["fp16"].onnx_path, text=text, samples=2, seq_len=64, references=["torch"])
+    (same,) = two["references"]
+    assert all("not_judged" in v for v in same["channel_scale_error"].values()) and same["channel_scale_error"]
+    assert any("channel scales not judged: 6 values a channel" in n for n in same["notes"])
+    assert "note (torch fp16): conv-state channel scales not judged" in format_report(two)
+    four = validate_export(exported["fp16"].onnx_path, text=text, samples=4, seq_len=64, references=["torch"])
+    assert all("scale" in v for v in four["references"][0]["channel_scale_error"].values())

@@ -172,7 +172,7 @@ def _judge(subject: list[dict], reference: list[dict], feeds: list[dict], accura
                             "they are not the same model (vocabulary) or not a prefill graph")
     vision = IMAGES in feeds[0]
     ids = None if vision else np.concatenate([f["input_ids"] for f in feeds])
-    failures = []
+    failures, notes = [], []
     # NaN first: every measure below is meaningless (or silently NaN) once a logit is not finite
     for who, logits in (("subject", ours), ("reference", ref)):
         bad = int((~np.isfinite(logits)).sum())
@@ -203,8 +203,10 @@ def _judge(subject: list[dict], reference: list[dict], feeds: list[dict], accura
             state_ref = np.concatenate([r[name] for r in reference])
             values = state_ref.size // state_ref.shape[1]
             if values < MIN_CHANNEL_VALUES:     # a scale fitted to a handful of values is noise, not evidence
-                scales[name] = {"not_judged": f"{values} values a channel (fewer than {MIN_CHANNEL_VALUES}: "
-                                              "give more --samples)"}
+                scales[name] = {"not_judged": f"{values} values a channel, fewer than {MIN_CHANNEL_VALUES}"}
+                if not any("not judged" in n for n in notes):
+                    notes.append(f"conv-state channel scales not judged: {values} values a channel (the last tokens "
+                                 f"of {state_ref.shape[0]} sequences), fewer than {MIN_CHANNEL_VALUES}")
                 continue
             scale, channel = channel_scale_error(state, state_ref)
             scales[name] = {"worst_channel": channel, "scale": scale}
@@ -220,7 +222,7 @@ def _judge(subject: list[dict], reference: list[dict], feeds: list[dict], accura
     if agreement < tol.min_argmax_agreement:
         failures.append(f"{'top-1' if vision else 'argmax'} agreement (near-ties aside) "
                         f"{100 * agreement:.2f}% < {100 * tol.min_argmax_agreement:.1f}%")
-    verdict = {"logits": metrics, "median_abs_per_output": medians, "channel_scale_error": scales}
+    verdict = {"logits": metrics, "median_abs_per_output": medians, "channel_scale_error": scales, "notes": notes}
     if nll_subject is not None:
         increase = nll_subject / nll_ref - 1
         if not increase <= tol.max_nll_increase:       # NaN fails too
@@ -425,6 +427,8 @@ def format_report(report: dict) -> str:
         if "explanation" in r:
             graph = "the ONNX graph: " if report["engine"] else ""
             lines += ["", f"why {r['reference']} failed: {graph}{r['explanation']['explanation']}"]
+    for r in report["references"]:      # the decode pass compares one sequence: its notes stay in the JSON
+        lines += [f"note ({r['reference']}): {note}" for note in r.get("notes", [])]
     lines += ["", "tolerances: same-graph " + _describe(TOLERANCES["same-graph"]) + "; other-model "
               + _describe(TOLERANCES["other-model"]) + "; " + NEAR_TIE,
               f"validation {'passed' if report['passed'] else 'FAILED'} in {report['seconds']:.1f} s"]
@@ -476,7 +480,8 @@ def _agreement(m: dict) -> str:
 
 
 def _describe(t: Tolerance, agreement: str = "argmax") -> str:
-    channels = (f", conv-state channel scales within ±{100 * t.max_channel_scale_error:g}%"
+    channels = (f", conv-state channel scales within ±{100 * t.max_channel_scale_error:g}% "
+                f"(judged on {MIN_CHANNEL_VALUES}+ values a channel)"
                 if t.max_channel_scale_error is not None else "")
     return (f"median |Δ| <= {t.median_abs:g} ({t.outputs} outputs), {agreement} >= {100 * t.min_argmax_agreement:g}%, "
             f"NLL <= {100 * t.max_nll_increase:+g}%{channels}")
