@@ -320,3 +320,21 @@ def test_a_pytest_stage_that_ran_nothing_is_a_skip(tmp_path, body, expected):
     code, out = run.sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
                         str(tmp_path / "test_case.py")], 120)
     assert run.pytest_status(code, out.strip().splitlines()[-1]) == getattr(report_mod, expected)
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("nvcc") is None, reason="needs cmake and nvcc")
+@pytest.mark.parametrize("with_headers", [False, True], ids=["no-headers", "other-major"])
+def test_tensorrt_stage_says_which_headers_it_needs(tmp_path, with_headers):
+    """The tensorrt stage builds a loadable plugin library against the TensorRT that Python imports. A
+    pip wheel ships no headers: with none found, or only headers of another major version, it says
+    which headers to give instead of building against the wrong ones (CMake really configures here)."""
+    roots = _header_roots()
+    if with_headers and not roots:
+        pytest.skip("no TensorRT headers (MQ_TRT_INCLUDE_ROOT)")
+    run = load_module("gpu_verify_run", VERIFY / "run.py")
+    root = roots[0] if with_headers else tmp_path / "no-headers"
+    verify = run.Verify(argparse.Namespace(build_dir=str(tmp_path / "build"), copy_to=None, trt_root=str(root),
+                                           arch="90"))
+    major = int(verify.trt_version(root).split(".")[0]) + 1 if with_headers else 10
+    library, body = verify.build_plugin_library(f"{major}.0.0")      # a version no header folder here has
+    assert library is None and body.startswith(f"no TensorRT {major}.x headers"), body

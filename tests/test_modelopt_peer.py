@@ -81,12 +81,18 @@ def test_our_smoothquant_matches_modelopts(demo):
 
 
 def test_a_modelopt_that_cannot_import_names_what_is_missing(tmp_path, demo_model_dir):
-    """nvidia-modelopt 0.47 imports requests without requiring it: with requests gone, compare-recipes
-    says so (a note without --peers, one error naming `pip install requests` with them), not 'install
+    """nvidia-modelopt 0.47 imports requests without requiring it: when a dependency like that is
+    missing, compare-recipes --peers says so in one error naming `pip install requests`, not 'install
     nvidia-modelopt', which is installed."""
     import subprocess
     import sys
-    script = ("import sys; sys.modules['requests'] = None\n"
+    # a finder that fails modelopt's import on a missing dependency, whatever modelopt version imports
+    script = ("import sys\n"
+              "class Missing:\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name == 'modelopt.torch.quantization':\n"
+              "            raise ImportError(\"No module named 'requests'\", name='requests')\n"
+              "sys.meta_path.insert(0, Missing())\n"
               "from mq_deploy.cli import main\n"
               f"sys.exit(main(['compare-recipes', '--model', {str(demo_model_dir)!r}, '--calib', 'pydoc-topics', "
               f"'--eval', 'pydoc-topics', '--out', {str(tmp_path / 'c')!r}, '--peers', 'modelopt-int8-smoothquant']))")

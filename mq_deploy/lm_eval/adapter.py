@@ -13,6 +13,7 @@ is mq_deploy.eval.loglikelihood (no lm-eval in it); the backends are mq_deploy.l
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from ..errors import MQDeployError
@@ -108,7 +109,8 @@ class MQDeployLM(TemplateLM):
 
     @property
     def tokenizer_name(self) -> str:
-        return self.mq_tokenizer.name
+        # lm-eval puts it in its request-cache file name: no path separators or spaces
+        return re.sub(r"[^A-Za-z0-9_.,-]+", "_", self.mq_tokenizer.name).strip("_")
 
     def tok_encode(self, string: str, add_special_tokens=None, **kwargs) -> list[int]:
         return self.mq_tokenizer.encode(string)

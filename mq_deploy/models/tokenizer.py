@@ -49,7 +49,7 @@ class HFTokenizer:
                                 "checkpoint, or remove them and pass token ids") from None
         # the file is what the user knows; transformers picks the class from config.json's model type
         files = "tokenizer.json" if (model_dir / "tokenizer.json").is_file() else "tokenizer_config.json"
-        self.name = f"{model_dir.name}/{files} ({type(self._tok).__name__}, {len(self._tok):,} tokens)"
+        self.name = f"{model_dir.resolve().name}/{files} ({type(self._tok).__name__}, {len(self._tok):,} tokens)"
         self.vocab_size = len(self._tok)
         self.end_of_text_id = self._tok.eos_token_id    # GPT-NeoX's <|endoftext|> for Mamba checkpoints
 

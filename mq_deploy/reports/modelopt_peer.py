@@ -37,9 +37,14 @@ def modelopt_unavailable() -> str | None:
             warnings.simplefilter("ignore")
             import modelopt.torch.quantization  # noqa: F401
     except ImportError as e:
-        missing = getattr(e, "name", None) or str(e)
-        return (f"nvidia-modelopt is installed but cannot import {missing}: pip install {missing} (or pip install "
-                "'mq-deploy[modelopt]', which lists it)")
+        top = (e.name or "").split(".")[0]
+        if top and top != "modelopt":       # a dependency it did not declare
+            return (f"nvidia-modelopt is installed but cannot import {top}: pip install {top} (or pip install "
+                    "'mq-deploy[modelopt]', which lists it)")
+        return f"nvidia-modelopt is installed but does not import ({e}); reinstall it: pip install -U nvidia-modelopt"
+    except Exception as e:  # noqa: BLE001 - a compiled extension or a version clash fails in many ways
+        return (f"nvidia-modelopt is installed but does not import ({type(e).__name__}: {e}); reinstall it: "
+                "pip install -U nvidia-modelopt")
     return None
 
 

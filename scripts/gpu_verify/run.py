@@ -31,6 +31,7 @@ import datetime
 import importlib.util
 import math
 import os
+import re
 import pathlib
 import platform
 import shutil
@@ -410,7 +411,7 @@ class Verify:
         # libnvinfer this Python imports and compiled against headers of the same major version
         library, body = self.build_plugin_library(version)
         if library is None:
-            return FAIL, f"TensorRT {version}: libmq_plugins.so did not build", body
+            return FAIL, f"TensorRT {version}: libmq_plugins.so did not build ({body.splitlines()[0]})", body
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                    MQ_PLUGIN_PATH=str(library))
         code, out2 = sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
@@ -422,14 +423,28 @@ class Verify:
     def build_plugin_library(self, version: str) -> tuple[pathlib.Path | None, str]:
         """libmq_plugins.so linked to the installed TensorRT, in a build directory of its own."""
         headers = pathlib.Path(self.args.trt_root).resolve() if self.args.trt_root else None
+        if headers is not None and not (headers / "include" / "NvInfer.h").is_file():
+            headers = None
         if headers is not None and self.trt_version(headers).split(".")[0] != version.split(".")[0]:
-            headers = None      # CMake then looks for the installed TensorRT's own headers
+            headers = None      # CMake then looks for the installed TensorRT's own headers (a tarball, a package)
         build = self.build.with_name(self.build.name + "_trt")
+        # Python3_EXECUTABLE: CMake finds pip's tensorrt_libs through the interpreter running this script
         cmd = ["cmake", "-S", str(REPO), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
                f"-DCMAKE_CUDA_ARCHITECTURES={self.args.arch}", "-DMQ_BUILD_TESTS=OFF", "-DMQ_BUILD_HARNESS=OFF",
-               "-DMQ_BUILD_DYNAMIC_PLUGIN=OFF", "-DMQ_WERROR=ON"] + ([f"-DTensorRT_ROOT={headers}"] if headers else [])
+               "-DMQ_BUILD_DYNAMIC_PLUGIN=OFF", "-DMQ_WERROR=ON", f"-DPython3_EXECUTABLE={sys.executable}"]
+        cmd += [f"-DTensorRT_ROOT={headers}"] if headers else []
         build.mkdir(parents=True, exist_ok=True)
         code, out = sh(cmd, 300, build / "configure.log")
+        found = re.search(r"mq_plugins: TensorRT (\d+)\.\S* headers at (\S+)", out)
+        if code == 0 and found is None and "libnvinfer not found" in out:
+            return None, (f"TensorRT headers found but not libnvinfer: is TensorRT {version} installed for "
+                          f"{sys.executable}?\n\n```\n{out[-2000:]}\n```\n")
+        if code == 0 and found is None:
+            return None, (f"no TensorRT {version.split('.')[0]}.x headers: pip wheels ship none; pass --trt-root with "
+                          f"the include/ folder of TensorRT {version} (plugins/README.md)\n\n```\n{out[-2000:]}\n```\n")
+        if found is not None and found.group(1) != version.split(".")[0]:
+            return None, (f"CMake found TensorRT {found.group(1)}.x headers at {found.group(2)}, but Python imports "
+                          f"TensorRT {version}; pass --trt-root with the headers of {version}\n")
         if code == 0:
             code, out2 = sh(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 4), "--target", "mq_plugins"],
                             600, build / "build.log")
