@@ -62,7 +62,7 @@ def quantize_checkpoint(model_dir, out_dir, recipe: str = "mambaquant", calib: s
     check_recipe_options(recipe, config)
     if export_check and mode == "deploy" and config.export_blocker():
         raise MQDeployError(f"deploy mode cannot export {config.export_blocker()}; or pass "
-                            "--no-export-check to write a fake-quant-only artifact")
+                            "--no-export-check (export_check=False) to write a fake-quant-only artifact")
     check_window_counts(calib_samples, calib_seq_len)
     if eval_max_tokens is not None:
         check_eval_windows(EVAL_SEQ_LEN, 1, eval_max_tokens)

@@ -109,6 +109,14 @@ def test_engine_path_errors_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(SAMPLE), "--engine", str(plan), "--plugins", str(missing)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.startswith(f"error: --plugins {missing}: no such file"), r.stderr
+    # a sidecar that is not JSON, where the manifest has to be found through it: one line
+    elsewhere = tmp_path / "elsewhere" / "model.plan"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"not a plan")
+    Path(f"{elsewhere}.json").write_text("")
+    r = subprocess.run([sys.executable, str(SAMPLE), "--engine", str(elsewhere), "--plugins", str(plan)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "is not the plan's sidecar JSON" in r.stderr and r.stderr.count("\n") == 1, r.stderr
     if importlib.util.find_spec("tensorrt") is None:
         r = subprocess.run([sys.executable, str(SAMPLE), "--engine", str(plan), "--plugins", str(plan)],
                            capture_output=True, text=True, timeout=120)

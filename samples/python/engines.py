@@ -32,7 +32,16 @@ def read_export(graph: Path, manifest_arg: Path | None, engine: bool) -> tuple[d
         fail(f"{graph} does not exist")
     manifest_file = manifest_arg or graph.with_name("manifest.json")
     sidecar_file = Path(f"{graph}.json")
-    sidecar = json.loads(sidecar_file.read_text()) if engine and sidecar_file.is_file() else {}
+    sidecar = {}
+    if engine and sidecar_file.is_file():
+        try:
+            sidecar = json.loads(sidecar_file.read_text())
+        except (ValueError, OSError) as e:
+            fail(f"{sidecar_file} is not the plan's sidecar JSON ({e}); rebuild with `mq-deploy build`, or pass "
+                 "--manifest")
+        if not isinstance(sidecar, dict):
+            fail(f"{sidecar_file} is not the plan's sidecar JSON (not an object); rebuild with `mq-deploy build`, "
+                 "or pass --manifest")
     if engine and not manifest_arg and not manifest_file.is_file():
         if sidecar_file.is_file() and "manifest_path" not in sidecar:
             fail(f"{sidecar_file} does not say where the plan's manifest is (no manifest_path: not a sidecar "
