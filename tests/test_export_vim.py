@@ -212,8 +212,14 @@ def test_quantize_from_an_official_pth_and_eval_refuses_a_vision_model(exported,
     assert report["calibration"]["samples"] == 8 and (tmp_path / "q" / "quant.json").is_file()
     with pytest.raises(MQDeployError, match="is a Vision Mamba: perplexity and text tasks are for language models"):
         evaluate_text(tmp_path / "q", "some text " * 100)
-    with pytest.raises(MQDeployError, match="official Vim checkpoint file; export takes a directory"):
-        export_onnx(root / "vim_small.pth", tmp_path / "e" / "model.onnx")
+    # the FP baseline straight from the official file: the graph computes load_vim's model, and validate
+    # finds its source (the .pth) through the manifest, unchanged
+    fp = export_onnx(root / "vim_small.pth", tmp_path / "e" / "model.onnx", precision="fp32")
+    x = images(6, 9)
+    np.testing.assert_allclose(run_graph(fp.onnx_path, x), exported["model"](x).detach().numpy(), rtol=1e-4,
+                               atol=1e-4)
+    report = validate_export(fp.onnx_path, images=str(root / "images.npy"))
+    assert report["passed"] and report["references"][0]["kind"] == "same-graph"
 
 
 def test_decided_agreement_forgives_near_ties_only():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import MQDeployError
 from ..models import MambaLM
-from ..models.checkpoints import load_checkpoint
+from ..models.checkpoints import is_vision_checkpoint, load_checkpoint
 from ..models.tokenizer import load_tokenizer
 from ..quant.artifact import directory_hash, is_quantized_artifact, load_quantized, read_quant_meta
 from .manifest import Manifest
@@ -19,7 +19,7 @@ def source_dir(manifest: Manifest, override=None) -> Path:
     checked against the sha256 export recorded: a reference made from another model would turn
     every later figure (token range, logits, perplexity) into a misleading one."""
     path = Path(override) if override else manifest.source_path
-    if not path.is_dir():
+    if not (path.is_dir() or (path.is_file() and is_vision_checkpoint(path))):     # an official Vim .pth
         raise MQDeployError(f"the model the graph was exported from is not at {path}; pass --model DIR "
                             "(the FP checkpoint or quantized artifact given to `mq-deploy export`)")
     recorded = manifest.source_sha256

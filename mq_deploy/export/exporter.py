@@ -75,13 +75,10 @@ def export_onnx(model_dir, onnx_path, precision: str = "fp16", scan: str = "plug
         if value is not None and value < 1:
             raise MQDeployError(f"{label} must be a positive integer, got {value}")
     onnx_path, model_dir = Path(onnx_path), Path(model_dir)
-    if model_dir.is_file() and is_vision_checkpoint(model_dir):
-        raise MQDeployError(f"--model {model_dir} is an official Vim checkpoint file; export takes a directory: "
-                            "quantize it first (mq-deploy quantize --model FILE --out DIR), or write it as one with "
-                            "mq_deploy.models.vim_loading.save_vim")
-    if not model_dir.is_dir():
-        raise MQDeployError(f"--model {model_dir} does not exist or is not a directory; pass a model directory or a "
-                            "quantized artifact made by `mq-deploy quantize`")
+    official_vim = model_dir.is_file() and is_vision_checkpoint(model_dir)   # the FP baseline of a .pth
+    if not (model_dir.is_dir() or official_vim):
+        raise MQDeployError(f"--model {model_dir} does not exist or is not a directory; pass a model directory, an "
+                            "official Vim .pth, or a quantized artifact made by `mq-deploy quantize`")
     vision = is_vision_checkpoint(model_dir)
     decode = decode and not vision         # a classifier sees whole images: no decode graph
     previous = check_export_target(onnx_path, model_dir, decode, force, external=external_data is not False)
