@@ -31,11 +31,12 @@ def demo(demo_model_dir):
     return loaded, calib
 
 
-def test_peers_quantize_the_linears_our_deploy_mode_does(demo):
+def test_peers_quantize_the_linears_our_deploy_mode_does(demo, capsys):
     loaded, calib = demo
     layers = len(loaded.model.backbone.layers)
     every = {f"backbone.layers.{i}.mixer.{n}" for i in range(layers) for n in ("in_proj", "x_proj", "dt_proj", "out_proj")}
     int8, _ = modelopt_quantize(loaded.model, "modelopt-int8-smoothquant", calib)
+    assert "Inserted" not in capsys.readouterr().out      # ModelOpt's prints stay out of our stdout (the table)
     assert enabled_weight_quantizers(int8) == every
     int4, _ = modelopt_quantize(loaded.model, "modelopt-int4-awq", calib)
     assert enabled_weight_quantizers(int4) == {n for n in every if not n.endswith("dt_proj")}

@@ -10,7 +10,9 @@ the same rule as DEPLOY_INT4_BLOCKS."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import time
 import warnings
 
@@ -92,7 +94,9 @@ def modelopt_quantize(model, name: str, calib: torch.Tensor, batch_size: int = 8
                 m(chunk)
 
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    # ModelOpt prints its bookkeeping ("Inserted 36 quantizers") to stdout, where compare-recipes'
+    # table (or --json -) goes: kept out of it
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         work = mtq.quantize(work, config, forward_loop=forward_loop)
     return work, time.perf_counter() - start
