@@ -95,7 +95,7 @@ def run_compare(args) -> int:
     result = compare_recipes(args.model, args.calib, args.eval, recipes=args.recipes,
                              bit_settings=parse_bit_settings(args.bits), modes=args.modes,
                              calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
-                             eval_max_tokens=args.eval_max_tokens or None, progress=False, peers=args.peers,
+                             eval_max_tokens=args.eval_max_tokens or None, progress=True, peers=args.peers,
                              seeds=args.seeds, quantize_conv=args.quantize_conv)
     md, js = write_report(result, args.out, force=args.force)
     print()
