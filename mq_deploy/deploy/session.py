@@ -18,7 +18,24 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from ..errors import MQDeployError
 from .contract import INPUT_IDS, carry
+
+
+def token_ids(ids, graph: str):
+    """`ids` as int64 [batch, seqlen] in the library it came in (numpy, torch), or one clear error: what
+    a library user passes first (a list, a 1-D sequence, int32) should not reach a backend's own error."""
+    if isinstance(ids, (list, tuple)):
+        ids = np.asarray(ids)
+    shape, dtype = tuple(getattr(ids, "shape", ())), str(getattr(ids, "dtype", type(ids).__name__))
+    if len(shape) != 2:
+        raise MQDeployError(f"{graph} takes token ids [batch, seqlen]; got shape {list(shape)} (one sequence: "
+                            "ids[None] or [ids])")
+    if "int" not in dtype:
+        raise MQDeployError(f"{graph} takes integer token ids; got {dtype}")
+    if dtype.endswith("int64"):
+        return ids
+    return ids.long() if hasattr(ids, "long") else ids.astype(np.int64)
 
 
 class Session(ABC):
@@ -29,12 +46,20 @@ class Session(ABC):
         """Run the `graph` ("prefill" or "decode") on named feeds; named outputs."""
 
     def prefill(self, ids) -> dict:
-        """ids [batch, seqlen] (numpy int64 or a torch tensor) -> logits and the state after the last token."""
-        return self.run("prefill", {INPUT_IDS: ids})
+        """ids [batch, seqlen] (integers: numpy, a torch tensor or nested lists) -> logits and the state
+        after the last token."""
+        return self.run("prefill", {INPUT_IDS: token_ids(ids, "prefill")})
 
     def decode(self, token, outputs: dict) -> dict:
         """One token per sequence ([batch, 1]) from the state in `outputs` (of prefill or decode)."""
-        return self.run("decode", {INPUT_IDS: token, **carry(outputs)})
+        token = token_ids(token, "decode")
+        if token.shape[1] != 1:
+            raise MQDeployError(f"decode takes one token per sequence, [batch, 1]; got {list(token.shape)} (run a "
+                                "prefill for several tokens at once)")
+        state = carry(outputs)
+        if not state:
+            raise MQDeployError("decode needs the state: pass the outputs of prefill or of the previous decode step")
+        return self.run("decode", {INPUT_IDS: token, **state})
 
     def numpy(self, outputs: dict) -> dict:
         """The outputs as host numpy arrays (BF16 as float32)."""
