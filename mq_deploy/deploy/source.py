@@ -47,21 +47,32 @@ def fp_source_of(path: Path) -> Path | None:
     return Path(fp_source) if recorded.get("sha256") in (None, directory_hash(Path(fp_source))) else None
 
 
+def fp_model_and_note(path: Path) -> tuple[MambaLM, str | None]:
+    """The unquantized model, and why it is not the FP function (None when it is): an artifact's FP
+    source checkpoint when it is still there unchanged (hashed once), else the artifact's transformed
+    FP model, the same function except for GPTQ-rounded linears; an FP checkpoint's model."""
+    if not is_quantized_artifact(path):
+        return torch_model(path), None
+    source = fp_source_of(path)
+    if source is not None:
+        return load_checkpoint(source).model.eval(), None
+    return torch_model(path, quantized=False), _rounded_fallback_note(path)
+
+
 def fp_model(path: Path) -> MambaLM:
-    """The unquantized model: an artifact's FP source checkpoint when it is still there unchanged,
-    else the artifact's transformed FP model (the same function, except for GPTQ-rounded linears:
-    `fp_fallback_note` says when); an FP checkpoint's model."""
-    if is_quantized_artifact(path):
-        source = fp_source_of(path)
-        return load_checkpoint(source).model.eval() if source is not None else torch_model(path, quantized=False)
-    return torch_model(path)
+    return fp_model_and_note(path)[0]
 
 
 def fp_fallback_note(path: Path) -> str | None:
-    """Why `fp_model(path)` is not the FP function, or None: a GPTQ artifact whose source is gone
-    stores its rounded weights, so unquantized it still carries their rounding."""
+    """Why `fp_model(path)` is not the FP function, or None."""
     if not is_quantized_artifact(path) or fp_source_of(path) is not None:
         return None
+    return _rounded_fallback_note(path)
+
+
+def _rounded_fallback_note(path: Path) -> str | None:
+    """A GPTQ artifact whose source is gone stores its rounded weights: unquantized, it still carries
+    their rounding."""
     meta = read_quant_meta(path)
     if meta["config"].get("weight_rounding") != "gptq":
         return None

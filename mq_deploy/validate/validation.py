@@ -85,7 +85,7 @@ def _runner(name: str, open_session, images: bool, decode_from: int | None = Non
 def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, model_dir, device: str,
                      plugins) -> Reference:
     from ..deploy.onnxruntime_session import OnnxruntimeSession
-    from ..deploy.source import fp_fallback_note, fp_model, source_dir, torch_model
+    from ..deploy.source import fp_model_and_note, source_dir, torch_model
     from ..deploy.torch_session import TorchSession
     from ..devices import torch_device
     precision = manifest.precision
@@ -94,8 +94,8 @@ def _parse_reference(spec: str, onnx_path: Path, engine, manifest: Manifest, mod
         source = source_dir(manifest, model_dir)
         # torch-fp is the FP model itself: an artifact's source checkpoint where it still is (a GPTQ
         # artifact's own weights are already rounded)
-        model = torch_model(source, quantized=True) if quantized else fp_model(source)
-        if spec == "torch-fp" and (note := fp_fallback_note(source)):
+        model, note = (torch_model(source, quantized=True), None) if quantized else fp_model_and_note(source)
+        if note:
             print(f"note: {note}", file=sys.stderr)
         kind = "same-graph" if spec == "torch" or manifest.quantization is None else "other-model"
         device = torch_device(device)
